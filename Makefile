@@ -1,0 +1,36 @@
+# Every target installs what it needs into .venv from pyproject.toml (pinned versions).
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+NODES   ?= 6
+SEED    ?= 7
+
+.PHONY: venv test demo bench lint clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH"; exit 2; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## test: the whole suite (what CI runs)
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+## demo: the whole migration on the embedded simulated cluster
+demo: $(STAMP)
+	$(BIN)/migrator demo --nodes $(NODES) --seed $(SEED)
+
+## bench: performance figures (printed, not asserted)
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check migrator tests bench chaos
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,2 @@
+"""migrator: live Calico -> Cilium migration."""
+__version__ = "0.1.0"

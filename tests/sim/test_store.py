@@ -1,0 +1,81 @@
+"""The object store's shared semantics: versions, CAS, generation, deletion, history, indexes."""
+
+import pytest
+
+from migrator.sim.errors import AlreadyExists, Conflict, Gone, NotFound
+from migrator.sim.store import ResourceType, Store
+
+
+@pytest.fixture
+def store():
+    s = Store(history=8)
+    s.register(ResourceType("", "pods", "Pod", True, True))
+    s.register(ResourceType("", "configmaps", "ConfigMap", True, False))
+    s.add_index("pods", "nodeName", lambda o: o.get("spec", {}).get("nodeName"))
+    return s
+
+
+def pod(name, node="n1"):
+    return {"metadata": {"name": name, "namespace": "d"}, "spec": {"nodeName": node}}
+
+
+def test_create_sets_server_metadata_and_rejects_duplicates(store):
+    p = store.create("pods", pod("a"))
+    assert p["metadata"]["uid"] and p["metadata"]["generation"] == 1
+    assert int(p["metadata"]["resourceVersion"]) == store.resource_version
+    with pytest.raises(AlreadyExists):
+        store.create("pods", pod("a"))
+
+
+def test_stale_update_conflicts_and_noop_keeps_version(store):
+    p = store.create("configmaps", {"metadata": {"name": "c", "namespace": "d"}, "data": {"a": "1"}})
+    same = store.update("configmaps", p)
+    assert same["metadata"]["resourceVersion"] == p["metadata"]["resourceVersion"]
+    changed = dict(p, data={"a": "2"})
+    newer = store.update("configmaps", changed)
+    assert newer["metadata"]["generation"] == 2
+    with pytest.raises(Conflict):
+        store.update("configmaps", dict(p, data={"a": "3"}))
+
+
+def test_status_subresource_is_separate(store):
+    store.create("pods", pod("a"))
+    store.mutate("pods", "d", "a", lambda o: o.update(status={"phase": "Running"}), subresource="status")
+    after = store.mutate("pods", "d", "a", lambda o: o.update(status={"phase": "Failed"}))
+    assert after["status"]["phase"] == "Running"
+
+
+def test_index_follows_moves_and_deletes(store):
+    store.create("pods", pod("a", "n1"))
+    store.create("pods", pod("b", "n2"))
+    store.mutate("pods", "d", "a", lambda o: o["spec"].update(nodeName="n2"))
+    assert [o["metadata"]["name"] for o in store.list("pods", index=("nodeName", "n2"))] == ["a", "b"]
+    store.delete("pods", "d", "b")
+    assert [o["metadata"]["name"] for o in store.list("pods", index=("nodeName", "n2"))] == ["a"]
+
+
+def test_finalizers_hold_deletion_until_removed(store):
+    cm = {"metadata": {"name": "c", "namespace": "d", "finalizers": ["x"]}}
+    store.create("configmaps", cm)
+    obj, gone = store.delete("configmaps", "d", "c")
+    assert not gone and obj["metadata"]["deletionTimestamp"]
+    store.mutate("configmaps", "d", "c", lambda o: o["metadata"].update(finalizers=[]))
+    with pytest.raises(NotFound):
+        store.get("configmaps", "d", "c")
+
+
+def test_graceful_pod_deletion_waits_for_kubelet(store):
+    store.create("pods", pod("a"))
+    _, gone = store.delete("pods", "d", "a", graceful=True)
+    assert not gone and store.get("pods", "d", "a")["metadata"]["deletionTimestamp"]
+    _, gone = store.delete("pods", "d", "a")
+    assert gone
+
+
+def test_history_is_bounded_and_reports_gone(store):
+    for i in range(12):
+        store.create("configmaps", {"metadata": {"name": f"c{i}", "namespace": "d"}})
+    with pytest.raises(Gone):
+        store.events_since(1)
+    recent = store.events_since(store.resource_version - 2)
+    assert [e.type for e in recent] == ["ADDED", "ADDED"]
