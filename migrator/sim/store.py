@@ -77,6 +77,7 @@ class Event:
     type: str  # ADDED | MODIFIED | DELETED
     resource: str  # ResourceType.key
     obj: Obj
+    old: Obj | None = None  # the object before a MODIFIED/DELETED (watch selectors need it)
 
 
 @dataclass
@@ -341,7 +342,7 @@ class Store:
             after = fn(obj)
             if after is not None:
                 buckets.setdefault(after, set()).add(key)
-        self._publish(Event(rv, kind, table.rtype.key, obj))
+        self._publish(Event(rv, kind, table.rtype.key, obj, old))
 
     def _remove(self, table: _Table, key: tuple[str, str], current: Obj) -> None:
         rv = next(self._rv)
@@ -353,7 +354,7 @@ class Store:
                 buckets.get(before, set()).discard(key)
         gone = copy.deepcopy(current)
         gone["metadata"]["resourceVersion"] = str(rv)
-        self._publish(Event(rv, "DELETED", table.rtype.key, gone))
+        self._publish(Event(rv, "DELETED", table.rtype.key, gone, current))
 
     def _publish(self, event: Event) -> None:
         self._history.append(event)
