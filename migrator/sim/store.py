@@ -31,7 +31,6 @@ import copy
 import itertools
 import threading
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,8 +95,11 @@ class Store:
         self._tables: dict[str, _Table] = {}
         self._rv = itertools.count(1)
         self._last_rv = 0
-        self._history: deque[Event] = deque(maxlen=history)
+        self._history: list[Event] = []   # consecutive resourceVersions: index = rv - first rv
+        self._history_max = history
         self._subscribers: list[Callable[[Event], None]] = []
+        #: called as ``defaulter(rtype, obj)`` on every create (server-side defaulting)
+        self.defaulter: Callable[[ResourceType, Obj], None] | None = None
 
     # ------------------------------------------------------------------ registry
     def register(self, rtype: ResourceType) -> None:
@@ -181,9 +183,12 @@ class Store:
     def events_since(self, rv: int) -> list[Event]:
         """Events newer than ``rv``; ``Gone`` when the history no longer reaches back to it."""
         with self.lock:
-            if rv < self._last_rv and self._history and self._history[0].rv > rv + 1:
-                raise Gone(f"too old resource version: {rv} ({self._history[0].rv - 1})")
-            return [e for e in self._history if e.rv > rv]
+            if rv >= self._last_rv:
+                return []
+            if not self._history or self._history[0].rv > rv + 1:
+                first = self._history[0].rv - 1 if self._history else self._last_rv
+                raise Gone(f"too old resource version: {rv} ({first})")
+            return self._history[rv + 1 - self._history[0].rv:]
 
     # ------------------------------------------------------------------ writes
     def create(self, resource: str, obj: Obj) -> Obj:
@@ -206,6 +211,8 @@ class Store:
             key = (ns, meta["name"])
             if key in table.objects:
                 raise AlreadyExists.of(rtype.plural, meta["name"], rtype.group)
+            if self.defaulter is not None:
+                self.defaulter(rtype, new)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_rfc3339()
             meta["generation"] = 1
@@ -358,6 +365,8 @@ class Store:
 
     def _publish(self, event: Event) -> None:
         self._history.append(event)
+        if len(self._history) > 2 * self._history_max:
+            del self._history[: len(self._history) - self._history_max]
         for cb in self._subscribers:
             cb(event)
         self.changed.notify_all()

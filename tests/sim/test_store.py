@@ -73,7 +73,7 @@ def test_graceful_pod_deletion_waits_for_kubelet(store):
 
 
 def test_history_is_bounded_and_reports_gone(store):
-    for i in range(12):
+    for i in range(20):  # the history keeps between 8 and 16 events
         store.create("configmaps", {"metadata": {"name": f"c{i}", "namespace": "d"}})
     with pytest.raises(Gone):
         store.events_since(1)

@@ -1,0 +1,30 @@
+"""Write a kubeconfig that points kubectl and the ``kubernetes`` client at a simulated cluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+
+def write_kubeconfig(path: str | Path, url: str, token: str, *, context: str = "sim",
+                     namespace: str = "default") -> Path:
+    """Write (atomically, mode 0600) a kubeconfig with one cluster, user and context."""
+    path = Path(path)
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": context, "cluster": {"server": url}}],
+        "users": [{"name": f"{context}-admin", "user": {"token": token}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-admin",
+                                                   "namespace": namespace}}],
+        "current-context": context,
+        "preferences": {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return path
