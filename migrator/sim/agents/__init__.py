@@ -1,0 +1,1 @@
+"""Simulated CNI agents: calico-node and the cilium agent."""

@@ -1,0 +1,99 @@
+"""Pod IP address management for both overlays.
+
+* Calico IPAM: the enabled IPPool is cut into blocks of ``/blockSize`` (default /26); a node
+  gets affine blocks as it needs them and allocates pod IPs from them, as ``calico-ipam`` does.
+* Cilium cluster-pool IPAM: each node gets one ``/cluster-pool-ipv4-mask-size`` podCIDR from
+  ``cluster-pool-ipv4-cidr`` (the operator's job), recorded in its CiliumNode's
+  ``spec.ipam.podCIDRs``; pod IPs come from it.
+
+Allocation is deterministic (lowest free address) so a run replays from its seed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Block:
+    cidr: ipaddress.IPv4Network
+    used: set[str] = field(default_factory=set)
+
+    def take(self) -> str | None:
+        for i, host in enumerate(self.cidr.hosts()):
+            ip = str(host)
+            if i == 0 and self.cidr.prefixlen <= 24:   # keep .1 of large per-node ranges for cilium_host
+                continue
+            if ip not in self.used:
+                self.used.add(ip)
+                return ip
+        return None
+
+
+class CalicoIpam:
+    """Block-affine allocation from one IPPool."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[str, list[_Block]] = {}      # node -> its blocks
+        self._taken: set[str] = set()                   # block CIDRs handed out
+        self.owner: dict[str, str] = {}                 # ip -> node
+
+    def allocate(self, node: str, pool_cidr: str, block_size: int) -> str | None:
+        for block in self.blocks.get(node, []):
+            ip = block.take()
+            if ip:
+                self.owner[ip] = node
+                return ip
+        pool = ipaddress.ip_network(pool_cidr)
+        for candidate in pool.subnets(new_prefix=block_size):
+            key = str(candidate)
+            if key in self._taken:
+                continue
+            self._taken.add(key)
+            block = _Block(candidate)
+            self.blocks.setdefault(node, []).append(block)
+            ip = block.take()
+            if ip:
+                self.owner[ip] = node
+            return ip
+        return None
+
+    def release(self, ip: str) -> None:
+        node = self.owner.pop(ip, None)
+        for block in self.blocks.get(node or "", []):
+            block.used.discard(ip)
+
+    def node_blocks(self, node: str) -> list[str]:
+        return [str(b.cidr) for b in self.blocks.get(node, [])]
+
+
+class CiliumIpam:
+    """Cluster-pool allocation: one podCIDR per node, addresses from it."""
+
+    def __init__(self) -> None:
+        self.pod_cidrs: dict[str, _Block] = {}
+        self.owner: dict[str, str] = {}
+
+    def pod_cidr(self, node: str, pool_cidr: str, mask: int) -> str | None:
+        if node in self.pod_cidrs:
+            return str(self.pod_cidrs[node].cidr)
+        taken = {str(b.cidr) for b in self.pod_cidrs.values()}
+        for candidate in ipaddress.ip_network(pool_cidr).subnets(new_prefix=mask):
+            if str(candidate) not in taken:
+                self.pod_cidrs[node] = _Block(candidate)
+                return str(candidate)
+        return None
+
+    def allocate(self, node: str) -> str | None:
+        block = self.pod_cidrs.get(node)
+        ip = block.take() if block else None
+        if ip:
+            self.owner[ip] = node
+        return ip
+
+    def release(self, ip: str) -> None:
+        node = self.owner.pop(ip, None)
+        block = self.pod_cidrs.get(node or "")
+        if block:
+            block.used.discard(ip)

@@ -1,0 +1,129 @@
+"""agnhost ``netexec`` through the API server's pods/proxy, answered from the network model.
+
+The probe image ``registry.k8s.io/e2e-test-images/agnhost`` run with ``netexec`` serves HTTP
+(``--http-port``, default 8080): ``/hostname`` (its hostname: the pod name, or the node name
+for a hostNetwork pod), ``/healthz``, and ``/dial?host=H&port=P&request=hostname&protocol=http|udp&tries=N``
+which connects N times from *this* pod to H:P and answers
+``{"responses": [...], "errors": [...]}``. ``host`` may be an IP or a DNS name resolved through
+kube-dns (``svc.ns.svc.cluster.local``, ``svc.ns``, ``svc``), which needs kube-dns reachable.
+Pods that do not run netexec answer nothing: the proxy reports the connection refused.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from migrator.sim.fleet import NodeFleet
+
+Obj = dict[str, Any]
+IMAGE = "registry.k8s.io/e2e-test-images/agnhost"
+
+
+def netexec_port(pod: Obj) -> int | None:
+    """The HTTP port if ``pod`` runs agnhost netexec, else None."""
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if not str(c.get("image", "")).startswith(IMAGE):
+            continue
+        args = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
+        if "netexec" not in args:
+            continue
+        for a in args:
+            if a.startswith("--http-port="):
+                return int(a.split("=", 1)[1])
+        return 8080
+    return None
+
+
+def hostname_of(pod: Obj) -> str:
+    if (pod.get("spec") or {}).get("hostNetwork"):
+        return pod["spec"].get("nodeName", "")
+    return pod["metadata"]["name"]
+
+
+class Netexec:
+    """Answers proxied requests to simulated netexec pods."""
+
+    def __init__(self, fleet: NodeFleet) -> None:
+        self.fleet = fleet
+
+    def proxy(self, pod: Obj, port: str, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        served = netexec_port(pod)
+        wanted = int(port) if port and port.isdigit() else served
+        if served is None or wanted != served:
+            return 503, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503,
+                         "reason": "ServiceUnavailable",
+                         "message": f"error trying to reach service: dial tcp {pod['status'].get('podIP')}:{wanted}: "
+                                    "connect: connection refused"}
+        path = path.rstrip("/") or "/"
+        if path in ("/hostname", "/"):
+            return 200, hostname_of(pod)
+        if path == "/healthz":
+            return 200, "ok"
+        if path == "/dial":
+            return 200, self.dial(pod, {k: v[-1] for k, v in query.items()})
+        return 404, "404 page not found"
+
+    def _resolve(self, pod: Obj, name: str) -> tuple[str | None, str | None]:
+        """(ip, error) for a DNS name, through kube-dns as seen from ``pod``."""
+        parts = name.rstrip(".").split(".")
+        svc_name = parts[0]
+        ns = parts[1] if len(parts) > 1 and parts[1] != "svc" else pod["metadata"].get("namespace", "default")
+        net = self.fleet.network
+        dns = self.fleet.store.try_get("services", "kube-system", "kube-dns")
+        if dns is None:
+            return None, f"lookup {name}: no kube-dns service"
+        ok, why = net.reachable(pod["status"]["podIP"], dns["spec"]["clusterIP"], 53, "udp")
+        if not ok:
+            return None, f"lookup {name} on {dns['spec']['clusterIP']}:53: read udp: i/o timeout ({why})"
+        svc = self.fleet.store.try_get("services", ns, svc_name)
+        if svc is None:
+            return None, f"lookup {name} on {dns['spec']['clusterIP']}:53: no such host"
+        return svc["spec"].get("clusterIP"), None
+
+    def dial(self, pod: Obj, q: dict[str, str]) -> Obj:
+        host, protocol = q.get("host", ""), q.get("protocol", "http")
+        try:
+            port, tries = int(q.get("port", "0")), max(1, int(q.get("tries", "1")))
+        except ValueError:
+            return {"errors": [f"invalid port or tries: {q.get('port')!r} {q.get('tries')!r}"]}
+        responses: list[str] = []
+        errors: list[str] = []
+        ip: str | None = host
+        if host and not host.replace(".", "").isdigit():
+            ip, err = self._resolve(pod, host)
+            if err:
+                return {"responses": [], "errors": [err] * tries}
+        net = self.fleet.network
+        src_ip = pod["status"]["podIP"]
+        for _ in range(tries):
+            ok, why = net.reachable(src_ip, ip or "", port, "udp" if protocol == "udp" else "tcp")
+            if not ok:
+                errors.append(f'Get "http://{host}:{port}/hostname": dial tcp {ip}:{port}: i/o timeout ({why})')
+                continue
+            target = self._answering(ip or "", port)
+            if target is None:
+                errors.append(f'Get "http://{host}:{port}/hostname": dial tcp {ip}:{port}: connect: connection refused')
+            else:
+                responses.append(hostname_of(target) if q.get("request", "hostname") == "hostname" else q.get("request", ""))
+        return {"responses": responses, "errors": errors}
+
+    def _answering(self, ip: str, port: int) -> Obj | None:
+        """The netexec pod that answers at ip:port (through a Service if ip is a ClusterIP)."""
+        net = self.fleet.network
+        ep = net.endpoint(ip)
+        if ep.network == "service":
+            svc = net.service_for(ip)
+            backends = net.backends(svc, port) if svc else []
+            for bip, bport, bpod in backends:
+                if netexec_port(bpod) == bport:
+                    return bpod
+            return None
+        if ep.pod is not None and netexec_port(ep.pod) == port:
+            return ep.pod
+        if ep.network == "host":   # a hostNetwork netexec pod on that node
+            for p in self.fleet.store.list("pods", index=("nodeName", ep.node or "")):
+                if (p.get("spec") or {}).get("hostNetwork") and netexec_port(p) == port \
+                        and (p.get("status") or {}).get("phase") == "Running":
+                    return p
+        return None

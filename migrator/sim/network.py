@@ -1,0 +1,234 @@
+"""The network model: can endpoint A reach endpoint B right now, and if not, why.
+
+Endpoints are pod IPs (on the Calico or the Cilium overlay), node IPs (host network) and
+Service ClusterIPs (resolved through a kube-proxy model to a Ready backend). The rules follow
+the dual-overlay migration as the guide describes it (cilium-migration.md §1.1, §3):
+
+* an endpoint on an overlay needs that overlay's agent healthy on its node, and its node Ready;
+* Calico across nodes: both calico-node healthy with correct node addresses (pitfall #1:
+  an address autodetected on ``cilium_host`` breaks it), and no Cilium tunnel bound to Calico's
+  VXLAN port on either node (pitfall #2, EADDRINUSE);
+* Cilium across nodes: both agents healthy on the same tunnel port;
+* across the overlays (Calico pod ↔ Cilium pod, same node or not): only through the host
+  stack — ``enable-host-legacy-routing: "true"`` on the Cilium side, both agents healthy on both
+  nodes, distinct tunnel ports, and the Cilium pool disjoint from every Calico pool (pitfall #3);
+* Kubernetes NetworkPolicy is enforced by the engine that owns each endpoint: Calico always,
+  Cilium only when ``enable-policy`` resolved on that node is not ``never``.
+Every refusal carries a precise reason, which netexec's ``/dial`` reports as an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from migrator.sim.agents import calico as calico_agent
+from migrator.sim.agents import cilium as cilium_agent
+from migrator.sim.policy import allowed_by_policies
+
+if TYPE_CHECKING:
+    from migrator.sim.fleet import NodeFleet
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    node: str | None          # None: not in the cluster (unknown address)
+    network: str              # calico | cilium | host | service | unknown
+    pod: Obj | None = None
+
+
+class NetworkModel:
+    """Reachability over the fleet's current state and the cluster's configuration objects."""
+
+    def __init__(self, fleet: NodeFleet) -> None:
+        self.fleet = fleet
+        self.store = fleet.store
+
+    # ------------------------------------------------------------------ lookups
+    def endpoint(self, ip: str) -> Endpoint:
+        ref = self.fleet.ip_index.get(ip)
+        if ref is not None:
+            ns, name, node, network = ref
+            pod = self.store.try_get("pods", ns, name)
+            return Endpoint(ip, node, network, pod)
+        for rt in self.fleet.runtimes.values():
+            if rt.ip == ip:
+                return Endpoint(ip, rt.name, "host")
+        if self.service_for(ip) is not None:
+            return Endpoint(ip, None, "service")
+        return Endpoint(ip, None, "unknown")
+
+    def service_for(self, ip: str) -> Obj | None:
+        for svc in self.store.list("services"):
+            if (svc.get("spec") or {}).get("clusterIP") == ip:
+                return svc
+        return None
+
+    def backends(self, svc: Obj, port: int) -> list[tuple[str, int, Obj]]:
+        """Ready (ip, targetPort, pod) behind a Service port, as kube-proxy programs them."""
+        spec = svc.get("spec") or {}
+        sport = next((p for p in spec.get("ports") or [] if int(p.get("port", 0)) == port), None)
+        if sport is None or not spec.get("selector"):
+            return []
+        target = sport.get("targetPort", port)
+        out = []
+        ns = svc["metadata"]["namespace"]
+        for pod in self.store.list("pods", ns):
+            labels = pod["metadata"].get("labels") or {}
+            if not all(labels.get(k) == v for k, v in spec["selector"].items()):
+                continue
+            st = pod.get("status") or {}
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+            if not ready or not st.get("podIP") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            tport = target
+            if isinstance(target, str):
+                tport = next((p.get("containerPort") for c in pod["spec"].get("containers") or []
+                              for p in c.get("ports") or [] if p.get("name") == target), None)
+            if tport is not None:
+                out.append((st["podIP"], int(tport), pod))
+        return out
+
+    def felix_vxlan_port(self) -> int:
+        felix = self.store.try_get("crd.projectcalico.org/felixconfigurations", None, "default")
+        return int(((felix or {}).get("spec") or {}).get("vxlanPort") or 4789)
+
+    def calico_pools(self) -> list[ipaddress.IPv4Network]:
+        out = []
+        for pool in self.store.list("crd.projectcalico.org/ippools"):
+            cidr = (pool.get("spec") or {}).get("cidr")
+            if cidr and not (pool.get("spec") or {}).get("disabled"):
+                out.append(ipaddress.ip_network(cidr, strict=False))
+        return out
+
+    # ------------------------------------------------------------------ node-level facts
+    def _node_problem(self, node: str) -> str | None:
+        if not self.fleet.node_ready(node):
+            return f"node {node} is NotReady"
+        return None
+
+    def _calico_problem(self, node: str) -> str | None:
+        rt = self.fleet.runtimes[node]
+        if rt.calico.crashloop or not rt.calico.healthy:
+            return f"calico-node is not healthy on {node}"
+        return None
+
+    def _cilium_problem(self, node: str) -> str | None:
+        rt = self.fleet.runtimes[node]
+        if rt.cilium.crashloop:
+            return f"cilium agent is crash-looping on {node}"
+        if not rt.cilium.healthy:
+            return f"cilium agent is not ready on {node}"
+        return None
+
+    def _calico_address_problem(self, node: str) -> str | None:
+        rt = self.fleet.runtimes[node]
+        _, iface = calico_agent.address(rt, self.fleet.cilium_host_ip(node))
+        if iface == "cilium_host":
+            return (f"calico-node on {node} autodetected its address on cilium_host "
+                    f"(IP_AUTODETECTION_METHOD={rt.calico.autodetect})")
+        return None
+
+    def _port_clash(self, node: str) -> str | None:
+        port = cilium_agent.tunnel_port(self.fleet.runtimes[node])
+        vxlan = self.felix_vxlan_port()
+        if port is not None and port == vxlan:
+            return f"cilium tunnel port {port} clashes with Calico vxlanPort {vxlan} on {node} (EADDRINUSE)"
+        return None
+
+    def _overlap(self, node: str) -> str | None:
+        cidr = self.fleet.runtimes[node].cilium.config.get("cluster-pool-ipv4-cidr")
+        if not cidr:
+            return None
+        mine = ipaddress.ip_network(cidr, strict=False)
+        for pool in self.calico_pools():
+            if mine.overlaps(pool):
+                return f"Cilium pool {mine} overlaps Calico IPPool {pool}"
+        return None
+
+    def _first(self, *checks: str | None) -> str | None:
+        return next((c for c in checks if c), None)
+
+    # ------------------------------------------------------------------ paths
+    def _path(self, src: Endpoint, dst: Endpoint) -> str | None:
+        """None when packets flow from src to dst, else why not."""
+        a, b = src.node, dst.node
+        assert a is not None and b is not None
+        problem = self._first(self._node_problem(a), self._node_problem(b))
+        if problem:
+            return problem
+        for ep in (src, dst):
+            if ep.network == "calico":
+                problem = self._calico_problem(ep.node or "")
+            elif ep.network == "cilium":
+                problem = self._cilium_problem(ep.node or "")
+            if problem:
+                return problem
+        nets = {src.network, dst.network}
+        if nets == {"host"}:
+            return None
+        if "calico" in nets and "cilium" in nets:
+            cil = src if src.network == "cilium" else dst
+            rt = self.fleet.runtimes[cil.node or ""]
+            if not rt.cilium.flag("enable-host-legacy-routing"):
+                return (f"no route between the overlays: enable-host-legacy-routing is not \"true\" "
+                        f"on {cil.node}")
+            checks = []
+            for n in {a, b}:
+                checks += [self._calico_problem(n), self._cilium_problem(n), self._calico_address_problem(n),
+                           self._port_clash(n), self._overlap(n)]
+            return self._first(*checks)
+        if a == b:
+            return None
+        if "calico" in nets or (nets == {"host", "calico"}):
+            return self._first(*(f(n) for n in (a, b) for f in (self._calico_problem, self._calico_address_problem,
+                                                                   self._port_clash)))
+        if "cilium" in nets:
+            problem = self._first(self._cilium_problem(a), self._cilium_problem(b))
+            if problem:
+                return problem
+            pa = cilium_agent.tunnel_port(self.fleet.runtimes[a])
+            pb = cilium_agent.tunnel_port(self.fleet.runtimes[b])
+            if pa != pb:
+                return f"cilium tunnel ports differ between {a} ({pa}) and {b} ({pb})"
+        return None
+
+    def _policy_engine(self, ep: Endpoint) -> str | None:
+        if ep.network == "calico":
+            return "calico"
+        if ep.network == "cilium":
+            rt = self.fleet.runtimes[ep.node or ""]
+            return None if rt.cilium.config.get("enable-policy", "default") == "never" else "cilium"
+        return None
+
+    def reachable(self, src_ip: str, dst_ip: str, port: int, protocol: str = "tcp") -> tuple[bool, str]:
+        src = self.endpoint(src_ip)
+        if src.node is None:
+            return False, f"{src_ip} is not an address in the cluster"
+        dst = self.endpoint(dst_ip)
+        if dst.network == "service":
+            svc = self.service_for(dst_ip)
+            assert svc is not None
+            backends = self.backends(svc, port)
+            if not backends:
+                return False, f"service {svc['metadata']['namespace']}/{svc['metadata']['name']} has no ready endpoints on port {port}"
+            rng = self.fleet.world.rng
+            ip, tport, _ = backends[rng.randrange(len(backends))]
+            ok, why = self.reachable(src_ip, ip, tport, protocol)
+            return ok, why if ok else f"via service {svc['metadata']['name']}: {why}"
+        if dst.node is None:
+            return False, f"no route to {dst_ip}"
+        problem = self._path(src, dst)
+        if problem:
+            return False, problem
+        for ep, direction, peer in ((dst, "ingress", src), (src, "egress", dst)):
+            engine = self._policy_engine(ep)
+            if engine and ep.pod is not None:
+                allowed, why = allowed_by_policies(self.store, ep.pod, direction, peer, port, protocol)
+                if not allowed:
+                    return False, f"denied by NetworkPolicy ({engine}): {why}"
+        return True, "ok"
