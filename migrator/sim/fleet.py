@@ -25,6 +25,7 @@ from migrator.sim.world import World
 
 Obj = dict[str, Any]
 CNC = "cilium.io/ciliumnodeconfigs"
+APISERVER_PORT = 6443
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 
 
@@ -55,8 +56,28 @@ class NodeFleet:
             addrs = {a.get("type"): a.get("address") for a in (event.obj.get("status") or {}).get("addresses") or []}
             self.runtimes[name] = NodeRuntime(name=name, ip=addrs.get("InternalIP") or "")
             self._post_node_status(name)
+            if "node-role.kubernetes.io/control-plane" in (event.obj["metadata"].get("labels") or {}):
+                self._reconcile_apiserver_endpoints()
             for pod in self.store.list("pods", index=("nodeName", name)):
                 self.kubelets.on_pod(Event(0, "MODIFIED", "pods", pod))
+
+    def _reconcile_apiserver_endpoints(self) -> None:
+        """Point ``default/kubernetes`` at the control-plane nodes (the apiserver's endpoint reconciler)."""
+        ips = sorted(rt.ip for n, rt in self.runtimes.items()
+                     if "node-role.kubernetes.io/control-plane" in
+                     ((self.store.try_get("nodes", None, n) or {}).get("metadata", {}).get("labels") or {}))
+        body = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "kubernetes", "namespace": "default"},
+                "subsets": [{"addresses": [{"ip": ip} for ip in ips],
+                             "ports": [{"name": "https", "port": APISERVER_PORT, "protocol": "TCP"}]}]}
+        if self.store.try_get("endpoints", "default", "kubernetes") is None:
+            self.store.create("endpoints", body)
+        else:
+            self.store.mutate("endpoints", "default", "kubernetes", lambda o: o.update(subsets=body["subsets"]))
+
+    def is_apiserver(self, ip: str, port: int) -> bool:
+        ep = self.store.try_get("endpoints", "default", "kubernetes") or {}
+        return port == APISERVER_PORT and any(a.get("ip") == ip for s in ep.get("subsets") or []
+                                              for a in s.get("addresses") or [])
 
     def node_ready(self, node: str) -> bool:
         rt = self.runtimes.get(node)

@@ -102,11 +102,31 @@ class Netexec:
                 errors.append(f'Get "http://{host}:{port}/hostname": dial tcp {ip}:{port}: i/o timeout ({why})')
                 continue
             target = self._answering(ip or "", port)
-            if target is None:
+            if target is None and self._serves(ip or "", port):
+                responses.append(self._serves(ip or "", port) or "")
+            elif target is None:
                 errors.append(f'Get "http://{host}:{port}/hostname": dial tcp {ip}:{port}: connect: connection refused')
             else:
                 responses.append(hostname_of(target) if q.get("request", "hostname") == "hostname" else q.get("request", ""))
         return {"responses": responses, "errors": errors}
+
+    def _serves(self, ip: str, port: int) -> str | None:
+        """The answer of a non-netexec server at ip:port (the API server, a pod's declared port)."""
+        net = self.fleet.network
+        if net.endpoint(ip).network == "service":
+            svc = net.service_for(ip)
+            for bip, bport, _ in (net.backends(svc, port) if svc else []):
+                answer = self._serves(bip, bport)
+                if answer:
+                    return answer
+            return None
+        if self.fleet.is_apiserver(ip, port):
+            return "kube-apiserver"
+        pod = net.endpoint(ip).pod
+        if pod is not None and any(p.get("containerPort") == port for c in pod["spec"].get("containers") or []
+                                   for p in c.get("ports") or []):
+            return f"404 page not found ({pod['metadata']['name']})"
+        return None
 
     def _answering(self, ip: str, port: int) -> Obj | None:
         """The netexec pod that answers at ip:port (through a Service if ip is a ClusterIP)."""

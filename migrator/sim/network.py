@@ -72,11 +72,19 @@ class NetworkModel:
         """Ready (ip, targetPort, pod) behind a Service port, as kube-proxy programs them."""
         spec = svc.get("spec") or {}
         sport = next((p for p in spec.get("ports") or [] if int(p.get("port", 0)) == port), None)
-        if sport is None or not spec.get("selector"):
+        if sport is None:
             return []
         target = sport.get("targetPort", port)
-        out = []
+        out: list[tuple[str, int, Obj]] = []
         ns = svc["metadata"]["namespace"]
+        if not spec.get("selector"):   # endpoints managed by someone else (default/kubernetes)
+            ep = self.store.try_get("endpoints", ns, svc["metadata"]["name"]) or {}
+            for subset in ep.get("subsets") or []:
+                eport = next((p for p in subset.get("ports") or [] if p.get("name") == sport.get("name")),
+                             (subset.get("ports") or [{}])[0])
+                for addr in subset.get("addresses") or []:
+                    out.append((addr["ip"], int(eport.get("port", target)), {}))
+            return out
         for pod in self.store.list("pods", ns):
             labels = pod["metadata"].get("labels") or {}
             if not all(labels.get(k) == v for k, v in spec["selector"].items()):
