@@ -34,6 +34,7 @@ from migrator.sim.registry import ApiResource, Registry, registry_for
 from migrator.sim.requestlog import RequestEntry, RequestLog
 from migrator.sim.selectors import build_predicate
 from migrator.sim.store import Store
+from migrator.sim.tls import serving_cert
 
 Obj = dict[str, Any]
 ProxyHook = Callable[[Obj, str, str, dict[str, list[str]]], tuple[int, Any]]
@@ -46,7 +47,7 @@ class ApiServer:
 
     def __init__(self, store: Store, *, host: str = "127.0.0.1", port: int = 0, token: str,
                  proxy: ProxyHook | None = None, faults: ApiFaults | None = None, version: str = "v1.32.4",
-                 service_cidr: str = "10.96.0.0/12") -> None:
+                 service_cidr: str = "10.96.0.0/12", tls: bool = True) -> None:
         self.store = store
         self.registry: Registry = registry_for(store)
         self.token = token
@@ -59,12 +60,20 @@ class ApiServer:
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self._httpd.request_queue_size = 128
+        self.ca_pem: bytes | None = None
+        if tls:
+            cert = serving_cert()
+            self.ca_pem = cert.ca_pem
+            ctx = cert.server_context()
+            # handshake lazily, on the connection's own thread, so one stuck client cannot block accept()
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.ca_pem else 'http'}://{host}:{port}"
 
     def start(self) -> ApiServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -9,13 +10,13 @@ import yaml
 
 
 def write_kubeconfig(path: str | Path, url: str, token: str, *, context: str = "sim",
-                     namespace: str = "default") -> Path:
+                     namespace: str = "default", ca_pem: bytes | None = None) -> Path:
     """Write (atomically, mode 0600) a kubeconfig with one cluster, user and context."""
     path = Path(path)
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": context, "cluster": {"server": url}}],
+        "clusters": [{"name": context, "cluster": _cluster(url, ca_pem)}],
         "users": [{"name": f"{context}-admin", "user": {"token": token}}],
         "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-admin",
                                                    "namespace": namespace}}],
@@ -28,3 +29,10 @@ def write_kubeconfig(path: str | Path, url: str, token: str, *, context: str = "
     os.chmod(tmp, 0o600)
     tmp.replace(path)
     return path
+
+
+def _cluster(url: str, ca_pem: bytes | None) -> dict[str, str]:
+    cluster = {"server": url}
+    if ca_pem:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    return cluster
