@@ -1,5 +1,255 @@
-"""Migration commands (preflight, plan, run, status, resume, pause, abort, finalize, demo)."""
+"""The migration commands: preflight, plan, run, status, resume, pause, abort, finalize, demo.
+
+Wiring only: parse flags, load the plan (exit 2 on any problem, before touching the cluster),
+connect, call preflight / the forecast / the runner, render, and return the documented exit
+code — 0 done, 1 halted or blocking findings, 2 invalid input, 3 locked by another run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from migrator import log as logsetup
+from migrator.cluster.errors import ClusterError, Conflict
+from migrator.cluster.kube import KubeCluster
+from migrator.cluster.store import CheckpointStore
+from migrator.engine.decide import pod_scope, request
+from migrator.engine.forecast import forecast
+from migrator.metrics import Metrics
+from migrator.model.checkpoint import Checkpoint
+from migrator.model.plan import MigrationPlan, PlanError, load_plan
+from migrator.observe import Observer
+from migrator.preflight import has_blocking, run_preflight
+from migrator.progress import Progress
+from migrator.runner import Exit, Runner
+from migrator.status import render_status
+
+EXIT_HELP = "exit codes: 0 done, 1 halted or blocking findings, 2 invalid input, 3 locked by another run"
 
 
-def register(sub) -> None:
+def _common(p: argparse.ArgumentParser, *, plan: bool = True) -> None:
+    if plan:
+        p.add_argument("--plan", required=True, metavar="FILE", help="migration plan (YAML; see plans/)")
+    p.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, "
+                                                        "or the in-cluster service account)")
+    p.add_argument("--context", metavar="NAME", help="kubeconfig context")
+    p.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
+                   help="log format on stderr (auto: console on a terminal, JSON lines otherwise)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+
+
+def _mutating(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port")
+    p.add_argument("--output-dir", type=Path, default=Path.cwd(), metavar="DIR",
+                   help="where files such as the final Helm values are written (default: current directory)")
+    p.add_argument("--force-takeover", action="store_true",
+                   help="take the run lock even if its holder looks alive (audited; use when that run is hung)")
+
+
+def register(sub: Any) -> None:
     """Add the migration subcommands to the CLI."""
+    specs = [
+        ("preflight", "check the cluster against the plan before anything changes", cmd_preflight, False),
+        ("plan", "dry-run forecast: waves, pods to evict, PDB blockers, duration (writes nothing)", cmd_plan, False),
+        ("run", "start (or continue) the migration", cmd_run, True),
+        ("resume", "continue a halted, paused or interrupted run", cmd_resume, True),
+        ("finalize", "point of no return: final Cilium config, remove Calico (every node must be DONE)",
+         cmd_finalize, True),
+    ]
+    for name, text, fn, mutating in specs:
+        p = sub.add_parser(name, help=text, description=f"{text}. {EXIT_HELP}.")
+        _common(p)
+        if mutating:
+            _mutating(p)
+        if name == "run":
+            p.add_argument("--dry-run", action="store_true", help="same as `migrator plan`")
+        p.set_defaults(func=fn)
+    p = sub.add_parser("status", help="show the run's state from its checkpoint")
+    _common(p)
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.set_defaults(func=cmd_status)
+    for name, text in (("pause", "ask the running migration to pause at the next step boundary"),
+                       ("abort", "ask the running migration to stop starting nodes and end")):
+        p = sub.add_parser(name, help=text)
+        _common(p)
+        p.set_defaults(func=cmd_request, request=name)
+    from migrator.demo import register as register_demo
+    register_demo(sub)
+
+
+# ------------------------------------------------------------------ helpers
+def _setup(args: argparse.Namespace) -> MigrationPlan:
+    logsetup.configure(fmt=args.log_format, level=args.log_level)
+    return load_plan(args.plan)
+
+
+def _connect(args: argparse.Namespace) -> KubeCluster:
+    return KubeCluster.from_kubeconfig(args.kubeconfig, args.context)
+
+
+def guarded(fn: Any) -> Any:
+    """Map the errors every command shares to messages and exit codes."""
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return int(fn(args))
+        except PlanError as exc:
+            print(f"error: invalid plan {args.plan}: {exc}", file=sys.stderr)
+            return Exit.INVALID
+        except ClusterError as exc:
+            text = str(exc)
+            code = Exit.INVALID if type(exc).__name__ == "ConfigError" else Exit.HALTED
+            print(f"error: {text}", file=sys.stderr)
+            return code
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def _confirm(args: argparse.Namespace, what: str) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"error: {what} changes the cluster; pass --yes to confirm (no terminal to ask on)", file=sys.stderr)
+        return False
+    answer = input(f"{what} will change the cluster. Continue? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+# ------------------------------------------------------------------ commands
+@guarded
+def cmd_preflight(args: argparse.Namespace) -> int:
+    plan = _setup(args)
+    port = _connect(args)
+    try:
+        findings = run_preflight(plan, port)
+    finally:
+        port.close()
+    print(render_findings(findings))
+    return Exit.HALTED if has_blocking(findings) else Exit.DONE
+
+
+def render_findings(findings: list[Any]) -> str:
+    if not findings:
+        return "preflight: no findings"
+    order = {"blocking": 0, "warning": 1, "info": 2}
+    rows = sorted(findings, key=lambda f: (order.get(str(f.severity), 3), f.check))
+    width = max(len(f.check) for f in rows)
+    lines = [f"{'SEVERITY':9} {'CHECK':{width}}  FINDING"]
+    for f in rows:
+        lines.append(f"{str(f.severity):9} {f.check:{width}}  {f.message}")
+        if f.fix_command:
+            lines.append(f"{'':9} {'':{width}}  fix: {f.fix_command}")
+    blocking = sum(1 for f in rows if str(f.severity) == "blocking")
+    lines.append(f"\n{blocking} blocking, {len(rows) - blocking} other finding(s)")
+    return "\n".join(lines)
+
+
+@guarded
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = _setup(args)
+    port = _connect(args)
+    try:
+        obs = Observer(plan, port).observe(None)
+    finally:
+        port.close()
+    fc = forecast(plan, obs)
+    print(fc.render())
+    return Exit.HALTED if fc.blocked else Exit.DONE
+
+
+def _runner(args: argparse.Namespace, plan: MigrationPlan) -> Runner:
+    metrics = Metrics()
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    runner = Runner(plan, _connect(args), metrics=metrics, output_dir=args.output_dir,
+                    progress=Progress.for_stream(sys.stderr), force_takeover=args.force_takeover)
+    runner.install_signal_handlers()
+    return runner
+
+
+def _finish(outcome: Any) -> int:
+    stream = sys.stdout if outcome.code == Exit.DONE else sys.stderr
+    print(outcome.message, file=stream)
+    if outcome.checkpoint is not None and outcome.code != Exit.LOCKED:
+        print(render_status(outcome.checkpoint, "summary"), file=stream)
+    return int(outcome.code)
+
+
+@guarded
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return cmd_plan(args)
+    plan = _setup(args)
+    if not _confirm(args, "migrator run"):
+        return Exit.INVALID
+    return _finish(_runner(args, plan).run())
+
+
+@guarded
+def cmd_resume(args: argparse.Namespace) -> int:
+    plan = _setup(args)
+    if not _confirm(args, "migrator resume"):
+        return Exit.INVALID
+    return _finish(_runner(args, plan).run(resume=True, start_new=False))
+
+
+@guarded
+def cmd_finalize(args: argparse.Namespace) -> int:
+    plan = _setup(args)
+    if not args.yes:
+        print("error: finalize is the point of no return (it removes Calico); pass --yes", file=sys.stderr)
+        return Exit.INVALID
+    return _finish(_runner(args, plan).run(finalize=True, start_new=False))
+
+
+def _load_state(args: argparse.Namespace, plan: MigrationPlan) -> tuple[CheckpointStore, Checkpoint | None, str | None]:
+    store = CheckpointStore(_connect(args), namespace=plan.state.configmap_namespace,
+                            name=plan.state.configmap_name)
+    cp, rv = store.load()
+    return store, cp, rv
+
+
+@guarded
+def cmd_status(args: argparse.Namespace) -> int:
+    plan = _setup(args)
+    store, cp, _ = _load_state(args, plan)
+    store.port.close()
+    if cp is None:
+        print(f"no migration state in {store.where}: no run has started", file=sys.stderr)
+        return Exit.HALTED
+    print(render_status(cp, args.output))
+    return Exit.DONE
+
+
+@guarded
+def cmd_request(args: argparse.Namespace) -> int:
+    plan = _setup(args)
+    store, cp, rv = _load_state(args, plan)
+    try:
+        for _ in range(5):
+            if cp is None:
+                print(f"error: no migration state in {store.where}; nothing to {args.request}", file=sys.stderr)
+                return Exit.HALTED
+            try:
+                store.save(request(cp, args.request), rv)
+                break
+            except Conflict:
+                cp, rv = store.load()
+        else:
+            print(f"error: {store.where} kept changing; try again", file=sys.stderr)
+            return Exit.HALTED
+    finally:
+        store.port.close()
+    print(f"{args.request} requested: the running migration honours it at the next step boundary "
+          f"(in flight: {', '.join(sorted(pod_scope(cp))) or 'none'})")
+    return Exit.DONE
+
+
+def dump(data: Any, fmt: str) -> str:
+    return json.dumps(data, indent=2, default=str) if fmt == "json" else yaml.safe_dump(data, sort_keys=False)

@@ -104,6 +104,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stdlib access log
         return
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except OSError:  # TLS handshake or read failed: the client is gone
+            self.close_connection = True
+
     def do_GET(self) -> None:  # noqa: N802
         self._handle("GET")
 
@@ -132,12 +138,16 @@ class _Handler(BaseHTTPRequestHandler):
             code = self._dispatch(method, body)
         except ApiError as err:
             code = self._send_status(err)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client went away (reset, broken pipe, TLS EOF): nothing to answer
             self.close_connection = True
             return
         except Exception as exc:  # a handler bug: answer 500, keep serving
             log.error("sim.apiserver.handler_bug", error=repr(exc), trace=traceback.format_exc().splitlines()[-3:])
-            code = self._send_status(InternalError(f"simulated apiserver handler failed: {exc!r}"))
+            try:
+                code = self._send_status(InternalError(f"simulated apiserver handler failed: {exc!r}"))
+            except OSError:
+                self.close_connection = True
+                return
         verb, resource, ns, name = self._entry
         self.api.requests.add(RequestEntry(verb, resource, ns, name, code, self.headers.get("User-Agent", "")))
 
@@ -409,7 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
                     if store.resource_version == cursor:
                         store.changed.wait(timeout=min(remaining, 1.0))
             self.wfile.write(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:
             pass
         self.close_connection = True
         return 200

@@ -1,0 +1,126 @@
+"""Apply the engine's actions through the cluster port; report outcomes, decide nothing.
+
+Each action maps to one idempotent port call, retried here (and only here, through
+``retry.py``) when the API server is briefly unavailable or throttling. Every other failure
+becomes an ``ActionResult`` the engine folds into the checkpoint; nothing is raised past this
+module except a lost lock. ``WriteFile`` writes into the output directory (the Helm values).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from migrator.cluster import errors as E
+from migrator.cluster.port import ClusterPort, ObjectRef, PodRequest
+from migrator.engine import actions as A
+from migrator.metrics import Metrics
+from migrator.retry import RetrySettings, retrying
+
+log = structlog.get_logger("migrator.execute")
+KNOWN_ERRORS = {"NotFound", "Conflict", "AlreadyExists", "Throttled", "Forbidden", "Invalid", "Unavailable",
+                "DisruptionBudgetBlocked"}
+
+
+def _version(api_version: str) -> str:
+    return api_version.split("/", 1)[1] if "/" in api_version else api_version
+
+
+class Executor:
+    """Runs actions against one cluster."""
+
+    def __init__(self, port: ClusterPort, *, output_dir: Path | None = None, metrics: Metrics | None = None,
+                 retry: RetrySettings | None = None) -> None:
+        self.port = port
+        self.output_dir = output_dir or Path.cwd()
+        self.metrics = metrics
+        self._retry = retry or RetrySettings()
+
+    def run(self, actions: tuple[A.Action, ...] | list[A.Action]) -> list[A.ActionResult]:
+        return [self.run_one(a) for a in actions]
+
+    def run_one(self, action: A.Action) -> A.ActionResult:
+        try:
+            changed = self._call(action)
+            result = A.ActionResult.success(action, changed=bool(changed) if changed is not None else True)
+        except E.ClusterError as exc:
+            kind = type(exc).__name__
+            result = A.ActionResult.failure(action, kind if kind in KNOWN_ERRORS else "Error",  # type: ignore[arg-type]
+                                            str(exc), getattr(exc, "retry_after", None))
+        except OSError as exc:
+            result = A.ActionResult.failure(action, "Error", f"{type(exc).__name__}: {exc}")
+        outcome = "ok" if result.ok else (result.error_kind or "error")
+        if self.metrics is not None:
+            self.metrics.actions.labels(kind=action.kind, outcome=outcome).inc()
+            if action.kind == "evict-pod":
+                self.metrics.evictions.labels(outcome=outcome).inc()
+        if not result.ok:
+            log.info("action.failed", action=action.kind, node=getattr(action, "node", None),
+                     error=result.error_kind, message=result.message[:200])
+        return result
+
+    def _retrying(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        attempts = {"n": 0}
+
+        def counted(*a: Any, **k: Any) -> Any:
+            attempts["n"] += 1
+            if attempts["n"] > 1 and self.metrics is not None:
+                self.metrics.retries.inc()
+            return fn(*a, **k)
+        return retrying(self._retry)(counted, *args, **kwargs)
+
+    def _call(self, a: A.Action) -> Any:  # noqa: C901 - one branch per action kind, flat
+        p, r = self.port, self._retrying
+        if isinstance(a, A.EnsureNodeConfig):
+            return r(p.ensure_node_config, a.namespace, a.name, version=_version(a.api_version),
+                     node_selector=dict(a.node_selector), defaults=dict(a.defaults))
+        if isinstance(a, A.DeleteNodeConfig):
+            return r(p.delete_node_config, a.namespace, a.name, version=_version(a.api_version))
+        if isinstance(a, A.Cordon):
+            return r(p.cordon_node, a.node)
+        if isinstance(a, A.Uncordon):
+            return r(p.uncordon_node, a.node)
+        if isinstance(a, A.RestoreNodeState):
+            changed = r(p.cordon_node if a.unschedulable else p.uncordon_node, a.node)
+            return r(p.set_node_label, a.node, a.label_key, a.label_value) or changed
+        if isinstance(a, A.EvictPod):
+            return r(p.evict_pod, a.namespace, a.name, uid=a.uid, grace_period_seconds=a.grace_period_seconds)
+        if isinstance(a, A.DeletePod):
+            return r(p.delete_pod, a.namespace, a.name, uid=a.uid)
+        if isinstance(a, A.LabelNode):
+            return r(p.set_node_label, a.node, a.key, a.value)
+        if isinstance(a, A.UnlabelNode):
+            return r(p.set_node_label, a.node, a.key, None)
+        if isinstance(a, A.CreatePod):
+            try:
+                r(p.create_pod, PodRequest(
+                    name=a.name, namespace=a.namespace, image=a.image, node_name=a.node, args=tuple(a.args),
+                    command=tuple(a.command), labels=dict(a.labels), annotations=dict(a.annotations),
+                    host_network=a.host_network, privileged=a.privileged, tolerate_all=a.tolerate_all,
+                    restart_policy=a.restart_policy,
+                    host_path_mounts=tuple(tuple(m) for m in a.host_path_mounts)))  # type: ignore[misc]
+            except E.AlreadyExists:
+                return False
+            return True
+        if isinstance(a, A.EmitEvent):
+            return r(p.emit_node_event, a.node, reason=a.reason, message=a.message, type=a.type)
+        if isinstance(a, A.PatchConfigMap):
+            return r(p.patch_configmap, a.namespace, a.name, dict(a.data))
+        if isinstance(a, A.RestartDaemonSet):
+            when = datetime.fromisoformat(a.restarted_at.replace("Z", "+00:00"))
+            return r(p.restart_daemonset, a.namespace, a.name, restarted_at=when)
+        if isinstance(a, A.DeleteObject):
+            return r(p.delete_object, ObjectRef(a.group, a.version, a.plural, a.name, a.namespace))
+        if isinstance(a, A.WriteFile):
+            target = self.output_dir / a.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_text(a.content, encoding="utf-8")
+            os.replace(tmp, target)
+            return True
+        raise E.ClusterError(f"no executor for action {a.kind}")

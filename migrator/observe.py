@@ -1,0 +1,66 @@
+"""Build the engine's ``ClusterObservation`` through the cluster port.
+
+Reads of nodes, pods, PDBs, the CiliumNodeConfig and the agent DaemonSet come from the port's
+watch-driven cache once watching started, so observing costs no API request. Only the pods of
+the nodes the engine has in flight are included (``pod_scope``), which keeps an observation
+small at 5,000 nodes. Objects only finalize needs (cilium-config, the Calico objects to remove)
+are read directly, and only while finalizing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migrator.cluster.port import ClusterPort
+from migrator.engine.decide import node_config_version
+from migrator.model.observation import ClusterObservation, ObjectFacts
+from migrator.model.plan import MigrationPlan
+
+CNC_CRD = "ciliumnodeconfigs.cilium.io"
+
+
+class Observer:
+    """Takes observations for one plan."""
+
+    def __init__(self, plan: MigrationPlan, port: ClusterPort, *, output_dir: Path | None = None) -> None:
+        self.plan = plan
+        self.port = port
+        self.output_dir = output_dir or Path.cwd()
+        self.served: tuple[str, ...] = tuple(port.served_versions(CNC_CRD))
+
+    @property
+    def cnc_version(self) -> str | None:
+        return node_config_version(self.plan, self.served)
+
+    def observe(self, pod_nodes: frozenset[str] | None, *, finalizing: bool = False) -> ClusterObservation:
+        plan, port = self.plan, self.port
+        cnc = plan.cilium.node_config
+        version = self.cnc_version
+        if pod_nodes is None:
+            pods = tuple(port.list_pods())
+        else:
+            pods = tuple(p for node in sorted(pod_nodes) for p in port.list_pods(node=node))
+        blocking = ()
+        gate = plan.gates.blocking_pods
+        if gate is not None:
+            blocking = tuple(p for p in port.list_pods(namespace=gate.namespace, labels=dict(gate.selector.match_labels))
+                             if gate.selector.matches(p.labels))
+        ds = port.get_daemonset(plan.cilium.agent.namespace, plan.cilium.agent.daemonset)
+        obs = ClusterObservation(
+            nodes=tuple(port.list_nodes()), pods=pods, pod_nodes=pod_nodes, blocking_pods=blocking,
+            pdbs=tuple(port.list_pdbs()),
+            node_config=port.get_node_config(cnc.namespace, cnc.name, version=version.split("/", 1)[1])
+            if version else None,
+            served_cnc_versions=self.served,
+            cilium_daemonset=ds.as_facts() if ds else None)
+        if not finalizing:
+            return obs
+        cm = port.read_configmap(plan.cilium.agent.namespace, "cilium-config")
+        calico: list[ObjectFacts] = []
+        for item in plan.finalize.remove_calico:
+            for ref in port.list_objects(item.group, item.version, item.plural, namespace=item.namespace):
+                if item.name is None or ref.name == item.name:
+                    calico.append(ref.as_facts())
+        files = frozenset(p for p in (plan.finalize.helm_values_path,) if (self.output_dir / p).exists())
+        return obs.model_copy(update={"cilium_config": cm.data if cm else None,
+                                      "calico_objects": tuple(calico), "files": files})

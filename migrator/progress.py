@@ -1,0 +1,45 @@
+"""Live progress on a terminal: one line that says where the run stands, redrawn on change.
+
+Off a terminal the structured log lines are the progress report, so nothing is drawn.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from migrator.engine.states import NodePhase
+from migrator.model.checkpoint import Checkpoint
+
+
+class Progress:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.started = time.monotonic()
+        self._last = ""
+
+    @classmethod
+    def for_stream(cls, stream: TextIO = sys.stderr) -> Progress | None:
+        return cls(stream) if stream.isatty() else None
+
+    def line(self, cp: Checkpoint) -> str:
+        counts = cp.counts()
+        done = counts.get(NodePhase.DONE, 0)
+        flying = [f"{r.name}:{r.phase.value.lower()}" for r in cp.nodes
+                  if not r.phase.terminal and r.phase is not NodePhase.PENDING]
+        shown = ", ".join(flying[:4]) + (f" +{len(flying) - 4}" if len(flying) > 4 else "")
+        return (f"[{time.monotonic() - self.started:6.1f}s] {cp.run_phase.value.lower():10} "
+                f"{done}/{len(cp.nodes)} done  {shown}")
+
+    def update(self, cp: Checkpoint, reason: Any = None) -> None:
+        text = self.line(cp)
+        if text != self._last:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self._last = text
+
+    def close(self) -> None:
+        if self._last:
+            self.stream.write("\n")
+            self.stream.flush()
