@@ -1,5 +1,81 @@
-"""`migrator sim ...`: the simulated cluster from the command line."""
+"""`migrator sim ...`: the simulated cluster from the command line.
+
+``migrator sim serve`` builds a cluster, writes a kubeconfig once it has converged,
+prints one line saying where it is, and serves until SIGINT or SIGTERM, then stops
+cleanly (exit 0). ``--list-scenarios`` prints the scenario names with descriptions.
+Exit codes follow the CLI's: 0 done, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from migrator.sim.config import SimConfig
+from migrator.sim.scenarios import SCENARIOS, describe
 
 
-def register(sub) -> None:
+def register(sub: Any) -> None:
     """Add the sim subcommands to the CLI."""
+    sim = sub.add_parser("sim", help="run the simulated cluster",
+                         description="The simulated Kubernetes cluster the migrator is tested against.")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+    serve = sim_sub.add_parser("serve", help="serve a simulated cluster until interrupted")
+    serve.add_argument("--nodes", type=int, default=6, help="total nodes, control plane included (default 6)")
+    serve.add_argument("--control-plane-nodes", type=int, default=1, help="control-plane nodes (default 1)")
+    serve.add_argument("--seed", type=int, default=0, help="seed for names, addresses and faults (default 0)")
+    serve.add_argument("--scenario", default="default", help="named scenario (see --list-scenarios)")
+    serve.add_argument("--list-scenarios", action="store_true", help="print the scenarios and exit")
+    serve.add_argument("--port", type=int, default=0, help="API server port (default: any free port)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--time-scale", type=float, default=1.0,
+                       help="simulated seconds per wall second (default 1.0)")
+    serve.add_argument("--pods-per-node", type=int, default=0,
+                       help="add a filler Deployment to reach this many pods per worker")
+    serve.add_argument("--kubeconfig", type=Path, help="where to write the kubeconfig (required to serve)")
+    serve.set_defaults(func=serve_command)
+    sim.set_defaults(func=lambda args: (sim.print_help(), 2)[1])
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from migrator import log as logsetup
+    logsetup.configure(fmt="console", level="info")   # logs on stderr; stdout has the ready line
+    if args.list_scenarios:
+        width = max(len(name) for name in SCENARIOS)
+        for name, text in describe():
+            print(f"{name:<{width}}  {text}")
+        return 0
+    if args.kubeconfig is None:
+        print("migrator sim serve: --kubeconfig is required", file=sys.stderr)
+        return 2
+    if args.scenario not in SCENARIOS:
+        print(f"migrator sim serve: unknown scenario {args.scenario!r} (see --list-scenarios)", file=sys.stderr)
+        return 2
+    if args.nodes < 1 or args.control_plane_nodes < 0 or args.time_scale <= 0:
+        print("migrator sim serve: --nodes must be >= 1 and --time-scale > 0", file=sys.stderr)
+        return 2
+    from migrator.sim.cluster import SimCluster
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    config = SimConfig(nodes=args.nodes, control_plane_nodes=args.control_plane_nodes)
+    sim = SimCluster(config=config, seed=args.seed, scenario=args.scenario, time_scale=args.time_scale,
+                     port=args.port, host=args.host, pods_per_node=args.pods_per_node)
+    try:
+        sim.start()
+        path = sim.write_kubeconfig(args.kubeconfig)
+        details = "".join(f" {k}={v}" for k, v in sim.scenario_details.items())
+        print(f"sim cluster ready: {config.nodes} nodes, scenario {args.scenario}{details}, serving {sim.url}; "
+              f"export KUBECONFIG={path.resolve()}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sim.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("sim cluster stopped", flush=True)
+    return 0

@@ -1,0 +1,216 @@
+"""Watch-driven cache: one LIST then WATCH per resource kind, so waiting costs no requests.
+
+The runner observes the cluster on every loop iteration; asking the API server each time
+would cost O(nodes) requests per iteration. Instead each resource kind the migrator needs has
+a daemon thread that lists once, then watches from the list's resourceVersion, resumes from
+the last resourceVersion it saw when a watch ends, and re-lists on 410 Gone. The threads only
+fill the cache. Readers get converted facts (converted once per object version, not per
+read), and ``wait_for_change`` lets the runner sleep until something changed.
+
+This module never imports ``kubernetes``: it reads through ``ResourceSource``, which
+``cluster/kube.py`` implements.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from migrator.cluster.errors import ClusterError, Expired
+
+log = structlog.get_logger(__name__)
+
+Raw = dict[str, Any]
+Key = tuple[str, str]  # (namespace or "", name)
+
+
+class ResourceSource(Protocol):
+    """How the cache lists and watches one resource kind (implemented in ``kube.py``)."""
+
+    name: str
+
+    def list(self) -> tuple[list[Raw], str]:
+        """All objects and the list's resourceVersion."""
+
+    def watch(self, resource_version: str, timeout_seconds: int) -> Iterator[tuple[str, Raw]]:
+        """Events ``(type, object)`` after ``resource_version``; raises ``Expired`` on 410."""
+
+    def abort(self) -> None:
+        """End a watch in flight from another thread (so ``stop`` is prompt)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached object: the raw dict (stays inside ``cluster/``) and its converted facts."""
+
+    raw: Raw
+    facts: Any
+
+
+def object_key(obj: Raw) -> Key:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "", meta.get("name") or "")
+
+
+class _Kind:
+    """The objects of one resource kind plus a by-node index for pods."""
+
+    def __init__(self, convert: Callable[[Raw], Any], node_of: Callable[[Raw], str | None] | None):
+        self.convert = convert
+        self.node_of = node_of
+        self.objects: dict[Key, Entry] = {}
+        self.by_node: dict[str, set[Key]] = {}
+        self.synced = threading.Event()
+        self.resource_version = ""
+        self.relists = 0
+        self.error: str | None = None
+
+    def put(self, obj: Raw) -> None:
+        key = object_key(obj)
+        self.drop(key)
+        self.objects[key] = Entry(obj, self.convert(obj))
+        node = self.node_of(obj) if self.node_of else None
+        if node:
+            self.by_node.setdefault(node, set()).add(key)
+
+    def drop(self, key: Key) -> None:
+        old = self.objects.pop(key, None)
+        if old is not None and self.node_of:
+            node = self.node_of(old.raw)
+            if node and node in self.by_node:
+                self.by_node[node].discard(key)
+
+    def replace_all(self, items: list[Raw]) -> None:
+        self.objects.clear()
+        self.by_node.clear()
+        for obj in items:
+            self.put(obj)
+
+
+class WatchCache:
+    """Caches of several resource kinds fed by daemon watch threads."""
+
+    def __init__(self, *, watch_timeout_seconds: int = 60, error_backoff: float = 0.5) -> None:
+        self._cond = threading.Condition()
+        self._kinds: dict[str, _Kind] = {}
+        self._sources: dict[str, ResourceSource] = {}
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._version = 0
+        self._seen = 0
+        self.watch_timeout_seconds = watch_timeout_seconds
+        self.error_backoff = error_backoff
+
+    # -- setup -----------------------------------------------------------------------------
+    def add(self, source: ResourceSource, convert: Callable[[Raw], Any], *,
+            node_of: Callable[[Raw], str | None] | None = None) -> None:
+        """Register a resource kind; call before ``start``."""
+        self._kinds[source.name] = _Kind(convert, node_of)
+        self._sources[source.name] = source
+
+    def has(self, kind: str) -> bool:
+        return kind in self._kinds
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Start one thread per kind and return once every kind has been listed."""
+        for name, source in self._sources.items():
+            t = threading.Thread(target=self._run, args=(name, source),
+                                 name=f"watch-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        for name, kind in self._kinds.items():
+            if not kind.synced.wait(timeout):
+                raise ClusterError(f"cache for {name} did not sync within {timeout:.0f}s: "
+                                   f"{kind.error or 'no answer'}")
+
+    def stop(self, *, join_timeout: float = 2.0) -> None:
+        """End the watches in flight and wait briefly for the threads (they are daemons)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for source in self._sources.values():
+            abort = getattr(source, "abort", None)
+            if abort is not None:
+                abort()
+        for thread in self._threads:
+            thread.join(join_timeout)
+
+    # -- reads -----------------------------------------------------------------------------
+    def entries(self, kind: str) -> list[Entry]:
+        with self._cond:
+            k = self._kinds[kind]
+            return [k.objects[key] for key in sorted(k.objects)]
+
+    def entries_on_node(self, kind: str, node: str) -> list[Entry]:
+        with self._cond:
+            k = self._kinds[kind]
+            return [k.objects[key] for key in sorted(k.by_node.get(node, ())) if key in k.objects]
+
+    def get(self, kind: str, namespace: str | None, name: str) -> Entry | None:
+        with self._cond:
+            return self._kinds[kind].objects.get((namespace or "", name))
+
+    def relists(self, kind: str) -> int:
+        """How many times the kind was listed (1 after start; more after 410 Gone)."""
+        return self._kinds[kind].relists
+
+    def resource_version(self, kind: str) -> str:
+        return self._kinds[kind].resource_version
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until an event arrived since the previous call returned, or ``timeout``."""
+        with self._cond:
+            changed = self._cond.wait_for(
+                lambda: self._version != self._seen or self._stop.is_set(), timeout=max(timeout, 0))
+            self._seen = self._version
+            return bool(changed) and not self._stop.is_set()
+
+    # -- the watch threads ------------------------------------------------------------------
+    def _run(self, name: str, source: ResourceSource) -> None:
+        kind = self._kinds[name]
+        rv: str | None = None
+        expired_in_a_row = 0
+        while not self._stop.is_set():
+            try:
+                if rv is None:
+                    items, rv = source.list()
+                    with self._cond:
+                        kind.replace_all(items)
+                        kind.resource_version = rv
+                        kind.relists += 1
+                        kind.error = None
+                        self._changed()
+                    kind.synced.set()
+                    log.debug("cache.listed", kind=name, items=len(items), resource_version=rv)
+                for etype, obj in source.watch(rv, self.watch_timeout_seconds):
+                    expired_in_a_row = 0
+                    if self._stop.is_set():
+                        return
+                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                    with self._cond:
+                        kind.resource_version = rv
+                        if etype in ("ADDED", "MODIFIED"):
+                            kind.put(obj)
+                        elif etype == "DELETED":
+                            kind.drop(object_key(obj))
+                        else:  # BOOKMARK: only the resourceVersion moves
+                            continue
+                        self._changed()
+            except Expired:
+                log.info("cache.expired", kind=name, resource_version=rv)
+                rv = None
+                expired_in_a_row += 1
+                if expired_in_a_row > 1:  # a fresh list expiring at once: do not spin
+                    self._stop.wait(min(self.error_backoff * expired_in_a_row, 5.0))
+            except Exception as exc:  # noqa: BLE001 - a watch thread must survive any failure
+                kind.error = f"{type(exc).__name__}: {exc}"[:200]
+                log.warning("cache.watch.error", kind=name, error=kind.error)
+                self._stop.wait(self.error_backoff)
+
+    def _changed(self) -> None:
+        self._version += 1
+        self._cond.notify_all()

@@ -1,0 +1,438 @@
+"""``KubeCluster``: the ``ClusterPort`` over HTTP, and the only module importing ``kubernetes``.
+
+It loads a kubeconfig (optionally a ``--context``) or the in-cluster service account, calls the
+typed APIs of the official client with dict bodies, and reads responses as plain JSON
+(``_preload_content=False``) so that conversion to our facts happens once, in
+``cluster/convert.py``. Every ``ApiException`` (and every transport failure) is mapped once
+here into ``cluster/errors.py`` with ``raise ... from``; messages come from the ``Status`` body,
+capped at 256 characters. Nothing here retries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes
+import pydantic
+import structlog
+import urllib3
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from migrator.cluster import convert
+from migrator.cluster.cache import Raw, WatchCache
+from migrator.cluster.errors import (
+    ClusterError,
+    ConfigError,
+    Conflict,
+    Invalid,
+    NotFound,
+    Unavailable,
+    cap_message,
+    map_status,
+)
+from migrator.cluster.kube_reads import KubeReads
+from migrator.cluster.port import (
+    ConfigMapSnapshot,
+    LeaseRecord,
+    ObjectRef,
+    PodRequest,
+    WatchScope,
+)
+from migrator.model.observation import PodFacts
+
+log = structlog.get_logger(__name__)
+
+MERGE = "application/merge-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+CNC_GROUP, CNC_PLURAL = "cilium.io", "ciliumnodeconfigs"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+# -- configuration and error mapping ---------------------------------------------------------
+
+def load_api_client(kubeconfig: str | None = None, context: str | None = None, *,
+                    pool_size: int = 32) -> kubernetes.client.ApiClient:
+    """An ApiClient from a kubeconfig (``--kubeconfig``/``KUBECONFIG``/``~/.kube/config``), or from
+    the in-cluster service account when no kubeconfig is given and we run in a pod."""
+    cfg = kubernetes.client.Configuration()
+    try:
+        if kubeconfig is None and not os.environ.get("KUBECONFIG") \
+                and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            kubernetes.config.load_incluster_config(client_configuration=cfg)
+        else:
+            kubernetes.config.load_kube_config(config_file=kubeconfig, context=context,
+                                               client_configuration=cfg, persist_config=False)
+    except (kubernetes.config.ConfigException, OSError, ValueError, TypeError) as exc:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise ConfigError(f"cannot load kubeconfig {where}"
+                          f"{f' context {context}' if context else ''} "
+                          f"(pass --kubeconfig PATH and --context NAME): {exc}") from exc
+    cfg.connection_pool_maxsize = pool_size
+    # No hidden retries in the transport: urllib3 would otherwise re-send on 429/503 with a
+    # Retry-After header and on connection errors. Retrying is retry.py's job alone.
+    cfg.retries = urllib3.util.Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
+                                     respect_retry_after_header=False, raise_on_status=False)
+    cfg.client_go_retries = False
+    return kubernetes.client.ApiClient(cfg)
+
+
+def _status_body(exc: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(exc.body or "{}")
+        return body if isinstance(body, dict) else {}
+    except (ValueError, TypeError):
+        return {}
+
+
+def _retry_after(exc: ApiException, status: dict[str, Any]) -> float | None:
+    header = (exc.headers or {}).get("Retry-After") if exc.headers else None
+    for value in (header, (status.get("details") or {}).get("retryAfterSeconds")):
+        try:
+            if value is not None:
+                return float(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def map_api_exception(exc: ApiException) -> ClusterError:
+    """Our error for an ApiException (the only place HTTP codes are interpreted)."""
+    status = _status_body(exc)
+    return map_status(status, code=exc.status or 0, fallback=str(exc.reason or ""),
+                      retry_after=_retry_after(exc, status))
+
+
+@contextmanager
+def translate(what: str) -> Iterator[None]:
+    """Map client and transport failures into our errors, chained."""
+    try:
+        yield
+    except ApiException as exc:
+        raise map_api_exception(exc) from exc
+    except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
+        raise Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except pydantic.ValidationError as exc:
+        raise Invalid(f"{what}: request rejected by the client: {exc}") from exc
+
+
+def read_json(response: Any) -> Raw:
+    """The body of a raw (``_preload_content=False``) response as a dict."""
+    try:
+        data = response.data
+        return json.loads(data) if data else {}
+    finally:
+        response.release_conn()
+
+
+# -- list/watch sources for the cache ----------------------------------------------------------
+
+class _Source:
+    """Lists and watches one resource kind through a typed list function."""
+
+    def __init__(self, name: str, list_fn: Any, *args: Any, request_timeout: float = 60.0) -> None:
+        self.name, self._list_fn, self._args = name, list_fn, args
+        self._request_timeout = request_timeout
+        self._response: Any = None
+        self._aborted = False
+
+    def abort(self) -> None:
+        """End the watch in flight (called from another thread when the cache stops)."""
+        self._aborted = True
+        response = self._response
+        if response is not None:
+            try:
+                response.shutdown() if hasattr(response, "shutdown") else response.close()
+            except Exception:  # noqa: BLE001 - best effort: the thread ends at its timeout anyway
+                pass
+
+    def list(self) -> tuple[list[Raw], str]:
+        with translate(f"list {self.name}"):
+            body = read_json(self._list_fn(*self._args, _preload_content=False,
+                                           _request_timeout=self._request_timeout))
+        return body.get("items") or [], (body.get("metadata") or {}).get("resourceVersion") or ""
+
+    def watch(self, resource_version: str, timeout_seconds: int) -> Iterator[tuple[str, Raw]]:
+        """Stream watch events as dicts. An ERROR event carries a Status: 410 → ``Expired``."""
+        with translate(f"watch {self.name}"):
+            response = self._list_fn(
+                *self._args, watch=True, resource_version=resource_version,
+                timeout_seconds=timeout_seconds, allow_watch_bookmarks=True,
+                _preload_content=False,
+                _request_timeout=(10, timeout_seconds + 30))  # a silent dead connection ends too
+            self._response = response
+            try:
+                if self._aborted:  # aborted while the request was being sent
+                    return
+                for line in iter_resp_lines(response):
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    obj = event.get("object") or {}
+                    if event.get("type") == "ERROR":
+                        raise map_status(obj, code=int(obj.get("code") or 500))
+                    yield event.get("type", ""), obj
+            except (urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError):
+                if not self._aborted:
+                    raise
+            finally:
+                self._response = None
+                response.close()
+                response.release_conn()
+
+
+# -- the port ------------------------------------------------------------------------------
+
+class KubeCluster(KubeReads):
+    """``ClusterPort`` implementation over the official client. Reads live in ``KubeReads``."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, *, field_manager: str = "migrator",
+                 watch_timeout_seconds: int = 60, request_timeout: float = 30.0) -> None:
+        self.api = api
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.apps = kubernetes.client.AppsV1Api(api)
+        self.policy = kubernetes.client.PolicyV1Api(api)
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.coordination = kubernetes.client.CoordinationV1Api(api)
+        self.networking = kubernetes.client.NetworkingV1Api(api)
+        self.extensions = kubernetes.client.ApiextensionsV1Api(api)
+        self.version_api = kubernetes.client.VersionApi(api)
+        self.field_manager = field_manager
+        self.cache: WatchCache | None = None
+        self.scope: WatchScope | None = None
+        self._watch_timeout = watch_timeout_seconds
+        self.request_timeout = request_timeout
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Raw:
+        """Call a typed client function and return the JSON body, errors mapped."""
+        with translate(what):
+            return read_json(fn(*args, _preload_content=False,
+                                _request_timeout=self.request_timeout, **kwargs))
+
+    def _core_request(self, method: str, ref: ObjectRef, *, body: Raw | None = None,
+                      query: list[tuple[str, Any]] | None = None) -> Raw:
+        """A request on any core/v1 resource (used for generic deletion and listing)."""
+        path = f"/api/{ref.version}/"
+        path += f"namespaces/{ref.namespace}/" if ref.namespace else ""
+        path += ref.plural + (f"/{ref.name}" if ref.name else "")
+        with translate(f"{method.lower()} {ref}"):
+            params = self.api.param_serialize(method=method, resource_path=path,
+                                              query_params=query or [], body=body,
+                                              header_params={"Accept": "application/json",
+                                                             "Content-Type": "application/json"},
+                                              auth_settings=["BearerToken"])
+            response = self.api.call_api(*params, _request_timeout=self.request_timeout)
+            response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException.from_response(http_resp=response, body=None, data=None)
+            return json.loads(response.data) if response.data else {}
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str | None = None, context: str | None = None,
+                        **kwargs: Any) -> KubeCluster:
+        return cls(load_api_client(kubeconfig, context), **kwargs)
+
+    # -- cache ---------------------------------------------------------------------------------
+    def start_watching(self, scope: WatchScope) -> None:
+        if self.cache is not None:
+            return
+        cache = WatchCache(watch_timeout_seconds=self._watch_timeout)
+        cache.add(_Source("nodes", self.core.list_node), convert.node_facts)
+        cache.add(_Source("pods", self.core.list_pod_for_all_namespaces), convert.pod_facts,
+                  node_of=lambda o: (o.get("spec") or {}).get("nodeName"))
+        cache.add(_Source("pdbs", self.policy.list_pod_disruption_budget_for_all_namespaces),
+                  convert.pdb_facts)
+        cache.add(_Source("daemonsets", self.apps.list_namespaced_daemon_set,
+                          scope.agent_namespace), convert.daemonset_info)
+        if scope.node_config_version:
+            cache.add(_Source("nodeconfigs", self.custom.list_namespaced_custom_object, CNC_GROUP,
+                              scope.node_config_version, scope.node_config_namespace, CNC_PLURAL),
+                      convert.node_config_facts)
+        cache.start()
+        self.cache, self.scope = cache, scope
+        log.info("cache.started", kinds=5 if scope.node_config_version else 4)
+
+    def wait_for_change(self, timeout: float) -> bool:
+        if self.cache is None:
+            raise ClusterError("wait_for_change needs start_watching first")
+        return self.cache.wait_for_change(timeout)
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.stop()
+        self.cache = None
+
+    # -- node writes ---------------------------------------------------------------------------
+    def cordon_node(self, name: str) -> bool:
+        return self._set_unschedulable(name, True)
+
+    def uncordon_node(self, name: str) -> bool:
+        return self._set_unschedulable(name, False)
+
+    def _set_unschedulable(self, name: str, value: bool) -> bool:
+        node = self._node_raw(name)
+        if bool((node.get("spec") or {}).get("unschedulable")) == value:
+            return False
+        self._call(f"patch node {name}", self.core.patch_node, name,
+                   {"spec": {"unschedulable": value}}, _content_type=MERGE)
+        log.info("node.cordon" if value else "node.uncordon", node=name)
+        return True
+
+    def set_node_label(self, name: str, key: str, value: str | None) -> bool:
+        labels = (self._node_raw(name).get("metadata") or {}).get("labels") or {}
+        if labels.get(key) == value:
+            return False
+        self._call(f"label node {name}", self.core.patch_node, name,
+                   {"metadata": {"labels": {key: value}}}, _content_type=MERGE)
+        return True
+
+    def emit_node_event(self, node: str, *, reason: str, message: str,
+                        type: str = "Normal", namespace: str = "default") -> None:
+        uid = (self._node_raw(node, missing_ok=True).get("metadata") or {}).get("uid")
+        body = convert.node_event(node, reason=reason, message=cap_message(message, 1024),
+                                  type=type, namespace=namespace, when=datetime.now(UTC), uid=uid)
+        self._call(f"create event for node {node}", self.core.create_namespaced_event,
+                   namespace, body)
+
+    # -- pod writes ----------------------------------------------------------------------------
+    def evict_pod(self, namespace: str, name: str, *, uid: str | None = None,
+                  grace_period_seconds: int | None = None) -> bool:
+        body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name, "namespace": namespace},
+                "deleteOptions": convert.delete_options(uid, grace_period_seconds)}
+        return self._gone_ok(namespace, name, uid, f"evict pod {namespace}/{name}",
+                             self.core.create_namespaced_pod_eviction, name, namespace, body)
+
+    def delete_pod(self, namespace: str, name: str, *, uid: str | None = None,
+                   grace_period_seconds: int | None = None) -> bool:
+        return self._gone_ok(namespace, name, uid, f"delete pod {namespace}/{name}",
+                             self.core.delete_namespaced_pod, name, namespace,
+                             body=convert.delete_options(uid, grace_period_seconds))
+
+    def _gone_ok(self, namespace: str, name: str, uid: str | None, what: str, fn: Any,
+                 *args: Any, **kwargs: Any) -> bool:
+        """Remove a pod; a 404, or a 409 because the pod with ``uid`` was replaced, is False."""
+        try:
+            self._call(what, fn, *args, **kwargs)
+            return True
+        except NotFound:
+            return False
+        except Conflict:
+            current = self._read_pod_raw(namespace, name)
+            if current is None or (uid and (current.get("metadata") or {}).get("uid") != uid):
+                return False
+            raise
+
+    def create_pod(self, request: PodRequest) -> PodFacts:
+        raw = self._call(f"create pod {request.namespace}/{request.name}",
+                         self.core.create_namespaced_pod, request.namespace,
+                         convert.pod_manifest(request))
+        return convert.pod_facts(raw)
+
+    # -- Cilium / ConfigMaps / DaemonSets ------------------------------------------------------
+    def ensure_node_config(self, namespace: str, name: str, *, version: str,
+                           node_selector: dict[str, str], defaults: dict[str, str]) -> bool:
+        spec = {"nodeSelector": {"matchLabels": dict(node_selector)}, "defaults": dict(defaults)}
+        where = f"CiliumNodeConfig {namespace}/{name}"
+        current = self._get_custom(CNC_GROUP, version, CNC_PLURAL, name, namespace)
+        if current is None:
+            body = {"apiVersion": f"{CNC_GROUP}/{version}", "kind": "CiliumNodeConfig",
+                    "metadata": {"name": name, "namespace": namespace,
+                                 "labels": {"app.kubernetes.io/managed-by": "migrator"}},
+                    "spec": spec}
+            self._call(f"create {where}", self.custom.create_namespaced_custom_object,
+                       CNC_GROUP, version, namespace, CNC_PLURAL, body)
+            return True
+        if current.get("spec") == spec:
+            return False
+        self._call(f"replace {where}", self.custom.replace_namespaced_custom_object,
+                   CNC_GROUP, version, namespace, CNC_PLURAL, name, {**current, "spec": spec})
+        return True
+
+    def delete_node_config(self, namespace: str, name: str, *, version: str) -> bool:
+        return self.delete_object(ObjectRef(CNC_GROUP, version, CNC_PLURAL, name, namespace))
+
+    def create_configmap(self, namespace: str, name: str, data: dict[str, str], *,
+                         labels: dict[str, str] | None = None) -> ConfigMapSnapshot:
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+                "data": dict(data)}
+        raw = self._call(f"create configmap {namespace}/{name}",
+                         self.core.create_namespaced_config_map, namespace, body)
+        return convert.configmap_snapshot(raw)
+
+    def replace_configmap(self, namespace: str, name: str, data: dict[str, str], *,
+                          resource_version: str,
+                          labels: dict[str, str] | None = None) -> ConfigMapSnapshot:
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace,
+                             "resourceVersion": resource_version, "labels": dict(labels or {})},
+                "data": dict(data)}
+        raw = self._call(f"replace configmap {namespace}/{name}",
+                         self.core.replace_namespaced_config_map, name, namespace, body)
+        return convert.configmap_snapshot(raw)
+
+    def patch_configmap(self, namespace: str, name: str, data: dict[str, str]) -> bool:
+        current = self._read_configmap_raw(namespace, name)
+        if current is None:
+            raise NotFound(f"configmap {namespace}/{name} not found", status=404)
+        have = current.get("data") or {}
+        if all(have.get(k) == v for k, v in data.items()):
+            return False
+        self._call(f"patch configmap {namespace}/{name}", self.core.patch_namespaced_config_map,
+                   name, namespace, {"data": dict(data)}, _content_type=MERGE)
+        return True
+
+    def restart_daemonset(self, namespace: str, name: str, *, restarted_at: datetime) -> bool:
+        stamp = restarted_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        info = self.get_daemonset(namespace, name)
+        if info is None:
+            raise NotFound(f"daemonset {namespace}/{name} not found", status=404)
+        if info.restarted_at == stamp:
+            return False
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+        self._call(f"restart daemonset {namespace}/{name}", self.apps.patch_namespaced_daemon_set,
+                   name, namespace, patch, _content_type=STRATEGIC)
+        return True
+
+    # -- generic deletion ----------------------------------------------------------------------
+    def delete_object(self, ref: ObjectRef) -> bool:
+        body = {"propagationPolicy": "Background"}
+        try:
+            if not ref.group:
+                self._core_request("DELETE", ref, body=body)
+            elif ref.namespace:
+                self._call(f"delete {ref}", self.custom.delete_namespaced_custom_object, ref.group,
+                           ref.version, ref.namespace, ref.plural, ref.name, body=body)
+            else:
+                self._call(f"delete {ref}", self.custom.delete_cluster_custom_object, ref.group,
+                           ref.version, ref.plural, ref.name, body=body)
+            return True
+        except NotFound:
+            return False
+
+    # -- lease -----------------------------------------------------------------------------------
+    def create_lease(self, record: LeaseRecord) -> LeaseRecord:
+        raw = self._call(f"create lease {record.namespace}/{record.name}",
+                         self.coordination.create_namespaced_lease, record.namespace,
+                         convert.lease_manifest(record))
+        return convert.lease_record(raw)
+
+    def replace_lease(self, record: LeaseRecord) -> LeaseRecord:
+        raw = self._call(f"replace lease {record.namespace}/{record.name}",
+                         self.coordination.replace_namespaced_lease, record.name, record.namespace,
+                         convert.lease_manifest(record))
+        return convert.lease_record(raw)
+
+    def delete_lease(self, namespace: str, name: str, *, resource_version: str) -> bool:
+        try:
+            self._call(f"delete lease {namespace}/{name}", self.coordination.delete_namespaced_lease,
+                       name, namespace, body={"preconditions": {"resourceVersion": resource_version}})
+            return True
+        except NotFound:
+            return False

@@ -1,0 +1,237 @@
+"""The read half of ``KubeCluster``: observation facts, discovery, preflight inventories.
+
+Kept apart from ``kube.py`` so each stays small. It never imports ``kubernetes``: it calls
+the typed client functions held by ``KubeCluster`` through ``self._call`` (which maps errors
+and returns JSON) and converts raw dicts with ``cluster/convert.py``. Reads of the cached
+kinds (nodes, pods, PDBs, DaemonSets in the agent namespace, the CiliumNodeConfig) come from
+the watch cache once it runs, so observing costs no requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from migrator.cluster import convert
+from migrator.cluster.cache import Raw, WatchCache
+from migrator.cluster.errors import NotFound
+from migrator.cluster.port import (
+    ConfigMapSnapshot,
+    DaemonSetInfo,
+    FelixInfo,
+    IPPoolInfo,
+    LeaseRecord,
+    ObjectRef,
+    PolicyInfo,
+    WatchScope,
+    WorkloadInfo,
+)
+from migrator.model.observation import NodeConfigFacts, NodeFacts, PdbFacts, PodFacts
+
+CALICO_GROUP, CALICO_VERSION = "crd.projectcalico.org", "v1"
+POLICY_KINDS = (  # (kind label, group, version, plural, namespaced)
+    ("CalicoNetworkPolicy", CALICO_GROUP, CALICO_VERSION, "networkpolicies", True),
+    ("GlobalNetworkPolicy", CALICO_GROUP, CALICO_VERSION, "globalnetworkpolicies", False),
+    ("CiliumNetworkPolicy", "cilium.io", "v2", "ciliumnetworkpolicies", True),
+    ("CiliumClusterwideNetworkPolicy", "cilium.io", "v2", "ciliumclusterwidenetworkpolicies", False),
+)
+
+
+class KubeReads:
+    """Mixin with every read of ``ClusterPort``; ``KubeCluster`` supplies the clients."""
+
+    core: Any
+    apps: Any
+    policy: Any
+    custom: Any
+    coordination: Any
+    networking: Any
+    extensions: Any
+    version_api: Any
+    cache: WatchCache | None
+    scope: WatchScope | None
+
+    _call: Callable[..., Raw]           # (what, typed client function, *args) -> JSON body
+    _core_request: Callable[..., Raw]   # (method, ObjectRef, body=..., query=...) -> JSON body
+
+    def _get_or_none(self, what: str, fn: Any, *args: Any) -> Raw | None:
+        try:
+            return self._call(what, fn, *args)
+        except NotFound:
+            return None
+
+    # -- discovery -----------------------------------------------------------------------------
+    def server_version(self) -> str:
+        return str(self._call("get version", self.version_api.get_code).get("gitVersion", ""))
+
+    def served_versions(self, crd_name: str) -> list[str]:
+        crd = self._get_or_none(f"get crd {crd_name}",
+                                self.extensions.read_custom_resource_definition, crd_name)
+        if crd is None:
+            return []
+        versions = [v for v in (crd.get("spec") or {}).get("versions") or [] if v.get("served")]
+        versions.sort(key=lambda v: not v.get("storage"))  # stable: storage first, then CRD order
+        return [str(v["name"]) for v in versions]
+
+    # -- cached kinds ------------------------------------------------------------------------
+    def _cached(self, kind: str) -> WatchCache | None:
+        return self.cache if self.cache is not None and self.cache.has(kind) else None
+
+    def _node_raw(self, name: str, *, missing_ok: bool = False) -> Raw:
+        cache = self._cached("nodes")
+        if cache is not None:
+            entry = cache.get("nodes", None, name)
+            if entry is not None:
+                return entry.raw
+        raw = self._get_or_none(f"get node {name}", self.core.read_node, name)
+        if raw is None:
+            if missing_ok:
+                return {}
+            raise NotFound(f"node {name} not found", status=404)
+        return raw
+
+    def list_nodes(self) -> list[NodeFacts]:
+        cache = self._cached("nodes")
+        if cache is not None:
+            return [e.facts for e in cache.entries("nodes")]
+        items = self._call("list nodes", self.core.list_node).get("items") or []
+        return [convert.node_facts(o) for o in sorted(items, key=convert.sort_key)]
+
+    def list_pods(self, *, node: str | None = None, namespace: str | None = None,
+                  labels: dict[str, str] | None = None) -> list[PodFacts]:
+        cache = self._cached("pods")
+        if cache is not None:
+            entries = cache.entries_on_node("pods", node) if node else cache.entries("pods")
+            raws = [e for e in entries if convert.pod_matches(e.raw, namespace=namespace, labels=labels)]
+            return [e.facts for e in raws]
+        kwargs: dict[str, Any] = {}
+        if node:
+            kwargs["field_selector"] = f"spec.nodeName={node}"
+        if labels:
+            kwargs["label_selector"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        if namespace:
+            body = self._call("list pods", self.core.list_namespaced_pod, namespace, **kwargs)
+        else:
+            body = self._call("list pods", self.core.list_pod_for_all_namespaces, **kwargs)
+        items = sorted(body.get("items") or [], key=convert.sort_key)
+        return [convert.pod_facts(o) for o in items]
+
+    def get_pod(self, namespace: str, name: str) -> PodFacts | None:
+        cache = self._cached("pods")
+        if cache is not None:
+            entry = cache.get("pods", namespace, name)
+            return entry.facts if entry else None
+        raw = self._read_pod_raw(namespace, name)
+        return convert.pod_facts(raw) if raw else None
+
+    def _read_pod_raw(self, namespace: str, name: str) -> Raw | None:
+        return self._get_or_none(f"get pod {namespace}/{name}",
+                                 self.core.read_namespaced_pod, name, namespace)
+
+    def list_pdbs(self) -> list[PdbFacts]:
+        cache = self._cached("pdbs")
+        if cache is not None:
+            return [e.facts for e in cache.entries("pdbs")]
+        body = self._call("list pdbs", self.policy.list_pod_disruption_budget_for_all_namespaces)
+        return [convert.pdb_facts(o) for o in sorted(body.get("items") or [], key=convert.sort_key)]
+
+    def get_node_config(self, namespace: str, name: str, *, version: str) -> NodeConfigFacts | None:
+        cache = self._cached("nodeconfigs")
+        if cache is not None and self.scope and self.scope.node_config_version == version \
+                and self.scope.node_config_namespace == namespace:
+            entry = cache.get("nodeconfigs", namespace, name)
+            return entry.facts if entry else None
+        raw = self._get_custom("cilium.io", version, "ciliumnodeconfigs", name, namespace)
+        return convert.node_config_facts(raw) if raw else None
+
+    def get_daemonset(self, namespace: str, name: str) -> DaemonSetInfo | None:
+        cache = self._cached("daemonsets")
+        if cache is not None and self.scope and self.scope.agent_namespace == namespace:
+            entry = cache.get("daemonsets", namespace, name)
+            return entry.facts if entry else None
+        raw = self._get_or_none(f"get daemonset {namespace}/{name}",
+                                self.apps.read_namespaced_daemon_set, name, namespace)
+        return convert.daemonset_info(raw) if raw else None
+
+    # -- direct reads ----------------------------------------------------------------------------
+    def _get_custom(self, group: str, version: str, plural: str, name: str,
+                    namespace: str | None = None) -> Raw | None:
+        if namespace:
+            return self._get_or_none(f"get {plural}.{group} {namespace}/{name}",
+                                     self.custom.get_namespaced_custom_object,
+                                     group, version, namespace, plural, name)
+        return self._get_or_none(f"get {plural}.{group} {name}",
+                                 self.custom.get_cluster_custom_object, group, version, plural, name)
+
+    def _read_configmap_raw(self, namespace: str, name: str) -> Raw | None:
+        return self._get_or_none(f"get configmap {namespace}/{name}",
+                                 self.core.read_namespaced_config_map, name, namespace)
+
+    def read_configmap(self, namespace: str, name: str) -> ConfigMapSnapshot | None:
+        raw = self._read_configmap_raw(namespace, name)
+        return convert.configmap_snapshot(raw) if raw else None
+
+    def read_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        raw = self._get_or_none(f"get lease {namespace}/{name}",
+                                self.coordination.read_namespaced_lease, name, namespace)
+        return convert.lease_record(raw) if raw else None
+
+    def _list_custom(self, group: str, version: str, plural: str,
+                     namespace: str | None = None) -> list[Raw]:
+        try:
+            if namespace:
+                body = self._call(f"list {plural}.{group}", self.custom.list_namespaced_custom_object,
+                                  group, version, namespace, plural)
+            else:
+                body = self._call(f"list {plural}.{group}", self.custom.list_cluster_custom_object,
+                                  group, version, plural)
+        except NotFound:
+            return []
+        return sorted(body.get("items") or [], key=convert.sort_key)
+
+    def list_objects(self, group: str, version: str, plural: str, *,
+                     namespace: str | None = None) -> list[ObjectRef]:
+        if group:
+            items = self._list_custom(group, version, plural, namespace)
+        else:
+            try:
+                body = self._core_request("GET", ObjectRef("", version, plural, "", namespace))
+            except NotFound:
+                return []
+            items = sorted(body.get("items") or [], key=convert.sort_key)
+        return [ObjectRef(group, version, plural, (o.get("metadata") or {}).get("name", ""),
+                          (o.get("metadata") or {}).get("namespace")) for o in items]
+
+    # -- preflight inventories ---------------------------------------------------------------------
+    def list_ippools(self) -> list[IPPoolInfo]:
+        return [convert.ippool_info(o) for o in self._list_custom(CALICO_GROUP, CALICO_VERSION, "ippools")]
+
+    def get_felix_configuration(self, name: str = "default") -> FelixInfo | None:
+        raw = self._get_custom(CALICO_GROUP, CALICO_VERSION, "felixconfigurations", name)
+        return convert.felix_info(raw) if raw else None
+
+    def get_service_cluster_ip(self, namespace: str = "default", name: str = "kubernetes") -> str | None:
+        raw = self._get_or_none(f"get service {namespace}/{name}",
+                                self.core.read_namespaced_service, name, namespace)
+        ip = ((raw or {}).get("spec") or {}).get("clusterIP")
+        return ip if ip and ip != "None" else None
+
+    def list_policies(self) -> list[PolicyInfo]:
+        body = self._call("list networkpolicies",
+                          self.networking.list_network_policy_for_all_namespaces)
+        found = [PolicyInfo("NetworkPolicy", o["metadata"]["name"], o["metadata"].get("namespace"))
+                 for o in sorted(body.get("items") or [], key=convert.sort_key)]
+        for kind, group, version, plural, _namespaced in POLICY_KINDS:
+            found += [convert.policy_info(kind, o) for o in self._list_custom(group, version, plural)]
+        return found
+
+    def list_workloads(self) -> list[WorkloadInfo]:
+        out: list[WorkloadInfo] = []
+        for kind, fn in (("Deployment", self.apps.list_deployment_for_all_namespaces),
+                         ("StatefulSet", self.apps.list_stateful_set_for_all_namespaces)):
+            try:
+                items = self._call(f"list {kind.lower()}s", fn).get("items") or []
+            except NotFound:  # the kind is not served by this server
+                continue
+            out += [convert.workload_info(kind, o) for o in sorted(items, key=convert.sort_key)]
+        return out

@@ -1,0 +1,183 @@
+"""One run at a time: a coordination.k8s.io/v1 Lease held and renewed by the running process.
+
+The holder identity is ``<hostname>/<pid>/<run_id>`` so that a refusal can name who holds the
+lock, from where. Every write is a compare-and-swap on the Lease's resourceVersion, so of two
+processes racing for it exactly one wins; the other gets ``LockHeld``. A lease not renewed for
+its duration is stale and may be taken over; so may a lease whose holder is a process on this
+very host that no longer exists (a crashed run being resumed). ``force_takeover`` takes a live
+lease and is audited: logged, and reported through ``taken_over_from`` so the caller can
+record it in the checkpoint and an Event.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import structlog
+
+from migrator.clock import Clock, SystemClock
+from migrator.cluster.errors import AlreadyExists, Conflict, NotFound
+from migrator.cluster.port import ClusterPort, LeaseRecord
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_NAMESPACE = "kube-system"
+DEFAULT_NAME = "cni-migration-lock"
+
+
+def holder_identity(run_id: str, *, hostname: str | None = None, pid: int | None = None) -> str:
+    """``<hostname>/<pid>/<run_id>``."""
+    return f"{hostname or socket.gethostname()}/{pid if pid is not None else os.getpid()}/{run_id}"
+
+
+def _dead_local_holder(holder: str | None) -> bool:
+    """True if ``holder`` names a process on this host that no longer runs."""
+    parts = (holder or "").split("/")
+    if len(parts) < 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class LockHeld(Exception):
+    """Another live run holds the lease."""
+
+    def __init__(self, holder: str, renewed_at: datetime | None, *, where: str = "") -> None:
+        self.holder = holder
+        self.renewed_at = renewed_at
+        when = renewed_at.isoformat(timespec="seconds") if renewed_at else "never"
+        super().__init__(f"another migrator run holds the lock {where}: {holder} "
+                         f"(last renewed {when}); wait for it to finish, or stop it first")
+
+
+class LockLost(Exception):
+    """Our lease was taken by someone else (or deleted) while we ran; stop acting."""
+
+
+class RunLock:
+    """Acquire, renew and release the run lease."""
+
+    def __init__(self, port: ClusterPort, *, identity: str, namespace: str = DEFAULT_NAMESPACE,
+                 name: str = DEFAULT_NAME, ttl_seconds: int = 30, clock: Clock | None = None) -> None:
+        self.port = port
+        self.identity = identity
+        self.namespace = namespace
+        self.name = name
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock or SystemClock()
+        self.record: LeaseRecord | None = None
+        self.taken_over_from: str | None = None
+        self.lost: str | None = None
+        self._keepalive: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._mutex = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        return f"lease {self.namespace}/{self.name}"
+
+    def _is_stale(self, record: LeaseRecord, now: datetime) -> bool:
+        last = record.renew_time or record.acquire_time
+        duration = record.duration_seconds or self.ttl_seconds
+        return last is None or now > last + timedelta(seconds=duration)
+
+    def acquire(self, *, force_takeover: bool = False) -> LeaseRecord:
+        """Take the lease, or raise ``LockHeld`` naming the live holder."""
+        now = self.clock.now()
+        current = self.port.read_lease(self.namespace, self.name)
+        mine = LeaseRecord(namespace=self.namespace, name=self.name, holder=self.identity,
+                           duration_seconds=self.ttl_seconds, acquire_time=now, renew_time=now)
+        try:
+            if current is None:
+                self.record = self.port.create_lease(mine)
+                log.info("lease.acquired", where=self.where, holder=self.identity)
+                return self.record
+            if current.holder and current.holder != self.identity:
+                stale = self._is_stale(current, now)
+                dead = _dead_local_holder(current.holder)
+                if not (stale or dead or force_takeover):
+                    raise LockHeld(current.holder, current.renew_time, where=self.where)
+                self.taken_over_from = current.holder
+                event = "lease.force_takeover" if not (stale or dead) else "lease.takeover"
+                log.warning(event, where=self.where, previous=current.holder,
+                            stale=stale, holder_dead=dead, holder=self.identity)
+            self.record = self.port.replace_lease(replace(
+                mine, transitions=current.transitions + (current.holder != self.identity),
+                resource_version=current.resource_version))
+        except (AlreadyExists, Conflict) as exc:
+            winner = self.port.read_lease(self.namespace, self.name)
+            raise LockHeld(winner.holder if winner and winner.holder else "unknown",
+                           winner.renew_time if winner else None, where=self.where) from exc
+        log.info("lease.acquired", where=self.where, holder=self.identity)
+        return self.record
+
+    def renew(self) -> LeaseRecord:
+        """Extend our lease; ``LockLost`` if it is no longer ours."""
+        with self._mutex:
+            if self.record is None:
+                raise LockLost(f"{self.where} was never acquired")
+            try:
+                self.record = self.port.replace_lease(replace(self.record, renew_time=self.clock.now()))
+            except (Conflict, NotFound) as exc:
+                current = self.port.read_lease(self.namespace, self.name)
+                holder = current.holder if current else None
+                if current is None or holder != self.identity:
+                    self.lost = f"{self.where} is now held by {holder or 'nobody'}"
+                    raise LockLost(self.lost) from exc
+                self.record = self.port.replace_lease(replace(current, renew_time=self.clock.now()))
+            return self.record
+
+    def check(self) -> None:
+        """Raise ``LockLost`` if the keep-alive thread found the lease taken."""
+        if self.lost:
+            raise LockLost(self.lost)
+
+    def keep_alive(self, interval: float | None = None) -> None:
+        """Renew from a daemon thread every ``interval`` (default a third of the TTL)."""
+        if self._keepalive is not None:
+            return
+        period = interval if interval is not None else max(self.ttl_seconds / 3.0, 0.05)
+
+        def loop() -> None:
+            while not self._stop.wait(period):
+                try:
+                    self.renew()
+                except LockLost as exc:
+                    log.error("lease.lost", where=self.where, error=str(exc))
+                    return
+                except Exception as exc:  # noqa: BLE001 - keep trying until the TTL says otherwise
+                    log.warning("lease.renew.failed", where=self.where, error=str(exc)[:200])
+
+        self._keepalive = threading.Thread(target=loop, name="lease-keepalive", daemon=True)
+        self._keepalive.start()
+
+    def release(self) -> bool:
+        """Stop renewing and delete the lease if it is still ours. False if it was not."""
+        self._stop.set()
+        if self._keepalive is not None:
+            self._keepalive.join(timeout=5)
+            self._keepalive = None
+        with self._mutex:
+            current = self.port.read_lease(self.namespace, self.name)
+            if current is None or current.holder != self.identity:
+                return False
+            try:
+                released = self.port.delete_lease(self.namespace, self.name,
+                                                  resource_version=current.resource_version)
+            except Conflict:
+                return False
+            self.record = None
+            log.info("lease.released", where=self.where, holder=self.identity)
+            return released

@@ -1,0 +1,331 @@
+"""The one interface the shell uses to talk to a cluster: ``ClusterPort``.
+
+Everything above ``cluster/`` (observe, execute, runner, preflight, the checkpoint store and
+the lease) depends on this Protocol, never on the ``kubernetes`` package. ``cluster/kube.py``
+implements it over HTTP; tests of the shell may pass an in-memory implementation.
+
+Rules every implementation keeps:
+- Raw Kubernetes dicts never cross this boundary: reads return the observation facts of
+  ``migrator/model/observation.py`` or the small frozen records declared here.
+- Errors are the classes of ``cluster/errors.py``; nothing here retries (``retry.py`` does).
+- Writes are idempotent where Kubernetes allows it: cordoning a cordoned node, setting a label
+  to the value it has, deleting something already gone are no-ops that report ``False``
+  ("nothing changed") instead of raising.
+- Reads of nodes, pods, PDBs, the CiliumNodeConfig and DaemonSets in the agent namespace are
+  served from a watch-driven cache once ``start_watching`` was called (waiting costs no
+  requests); before that, each read is a direct LIST/GET.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from migrator.model.observation import (
+    DaemonSetFacts,
+    NodeConfigFacts,
+    NodeFacts,
+    ObjectFacts,
+    PdbFacts,
+    PodFacts,
+)
+
+# --------------------------------------------------------------------------------------------
+# Records the port returns or accepts that are not part of the engine's observation model.
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Address of any API object: ``group`` is ``""`` for the core group."""
+
+    group: str
+    version: str
+    plural: str
+    name: str
+    namespace: str | None = None
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def as_facts(self) -> ObjectFacts:
+        """The engine's ``ObjectFacts`` for this address."""
+        return ObjectFacts(group=self.group, version=self.version, plural=self.plural,
+                           name=self.name, namespace=self.namespace)
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        kind = f"{self.plural}.{self.group}" if self.group else self.plural
+        return f"{kind} {where}{self.name}"
+
+
+@dataclass(frozen=True)
+class WatchScope:
+    """What the watch-driven cache follows (one LIST then WATCH per resource kind)."""
+
+    agent_namespace: str = "kube-system"
+    node_config_namespace: str = "kube-system"
+    node_config_version: str | None = None  # served CiliumNodeConfig version; None = not watched
+
+
+@dataclass(frozen=True)
+class PodRequest:
+    """A pod the migrator creates (verification pods, node-local action pods)."""
+
+    name: str
+    namespace: str
+    image: str
+    node_name: str | None = None
+    args: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    tolerate_all: bool = True          # tolerations: [{operator: Exists}]
+    restart_policy: str = "Never"
+    host_network: bool = False
+    privileged: bool = False
+    host_path_mounts: tuple[tuple[str, str], ...] = ()  # (host path, mount path)
+
+
+@dataclass(frozen=True)
+class ConfigMapSnapshot:
+    """A ConfigMap's data with the resourceVersion it was read at (for compare-and-swap)."""
+
+    namespace: str
+    name: str
+    data: dict[str, str]
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """A coordination.k8s.io/v1 Lease as the lock sees it. Times are timezone-aware UTC."""
+
+    namespace: str
+    name: str
+    holder: str | None
+    duration_seconds: int | None
+    acquire_time: datetime | None
+    renew_time: datetime | None
+    transitions: int = 0
+    resource_version: str = ""
+
+
+@dataclass(frozen=True)
+class DaemonSetInfo:
+    """A DaemonSet's rollout status plus the env of its containers (for preflight)."""
+
+    namespace: str
+    name: str
+    generation: int
+    observed_generation: int
+    desired: int
+    current: int
+    updated: int
+    ready: int
+    available: int
+    restarted_at: str | None                        # template annotation kubectl.kubernetes.io/restartedAt
+    selector: dict[str, str] = field(default_factory=dict)
+    env: dict[str, dict[str, str]] = field(default_factory=dict)   # container -> {name: literal value}
+
+    @property
+    def rolled_out(self) -> bool:
+        """True when the controller saw the latest spec and every scheduled pod is updated and ready."""
+        return (self.observed_generation >= self.generation
+                and self.updated == self.desired and self.ready == self.desired
+                and self.available == self.desired)
+
+    def as_facts(self) -> DaemonSetFacts:
+        """The engine's ``DaemonSetFacts`` (rollout state only)."""
+        return DaemonSetFacts(namespace=self.namespace, name=self.name, generation=self.generation,
+                              observed_generation=self.observed_generation, desired=self.desired,
+                              updated=self.updated, ready=self.ready, available=self.available,
+                              restarted_at=self.restarted_at)
+
+
+@dataclass(frozen=True)
+class WorkloadInfo:
+    """A Deployment or StatefulSet and its desired replica count."""
+
+    kind: str
+    namespace: str
+    name: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class IPPoolInfo:
+    """A Calico IPPool (crd.projectcalico.org/v1)."""
+
+    name: str
+    cidr: str
+    vxlan_mode: str        # Never | Always | CrossSubnet
+    ipip_mode: str         # Never | Always | CrossSubnet
+    nat_outgoing: bool
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class FelixInfo:
+    """The Calico FelixConfiguration that matters for the migration."""
+
+    name: str
+    vxlan_port: int | None        # None = Calico default 4789
+    vxlan_enabled: bool | None
+    bpf_enabled: bool
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """One network policy object in the inventory. ``actions`` lists Calico rule actions seen."""
+
+    kind: str              # NetworkPolicy | CalicoNetworkPolicy | GlobalNetworkPolicy | CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy
+    name: str
+    namespace: str | None = None
+    actions: frozenset[str] = frozenset()
+
+
+# --------------------------------------------------------------------------------------------
+# The port.
+# --------------------------------------------------------------------------------------------
+
+@runtime_checkable
+class ClusterPort(Protocol):
+    """Everything the migrator may ask of a cluster. See the module docstring for the rules."""
+
+    # -- discovery ------------------------------------------------------------------------
+    def server_version(self) -> str:
+        """The API server's gitVersion, e.g. ``v1.32.4``."""
+
+    def served_versions(self, crd_name: str) -> list[str]:
+        """Served versions of a CRD (e.g. ``ciliumnodeconfigs.cilium.io``), storage version
+        first then in the CRD's order; ``[]`` if the CRD is not installed."""
+
+    # -- watch-driven cache -----------------------------------------------------------------
+    def start_watching(self, scope: WatchScope) -> None:
+        """LIST then WATCH nodes, pods, PDBs, DaemonSets in the agent namespace and the
+        CiliumNodeConfig kind; returns once every cache is filled. Idempotent."""
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until a cached object changed since the previous call returned (or since
+        ``start_watching``), or ``timeout`` seconds passed. True if something changed."""
+
+    def close(self) -> None:
+        """Stop the watches and release connections. Idempotent."""
+
+    # -- observation (cached once watching) ------------------------------------------------
+    def list_nodes(self) -> list[NodeFacts]:
+        """All nodes, sorted by name."""
+
+    def list_pods(self, *, node: str | None = None, namespace: str | None = None,
+                  labels: dict[str, str] | None = None) -> list[PodFacts]:
+        """Pods filtered by node, namespace and equality label selector, sorted by namespace/name."""
+
+    def list_pdbs(self) -> list[PdbFacts]:
+        """All PodDisruptionBudgets, sorted by namespace/name."""
+
+    def get_node_config(self, namespace: str, name: str, *, version: str) -> NodeConfigFacts | None:
+        """The CiliumNodeConfig at the given served version, or None."""
+
+    def get_daemonset(self, namespace: str, name: str) -> DaemonSetInfo | None:
+        """A DaemonSet's status (cached for the agent namespace), or None."""
+
+    # -- node writes --------------------------------------------------------------------
+    def cordon_node(self, name: str) -> bool:
+        """Set spec.unschedulable=true (merge patch). False if it already was."""
+
+    def uncordon_node(self, name: str) -> bool:
+        """Set spec.unschedulable=false. False if it already was schedulable."""
+
+    def set_node_label(self, name: str, key: str, value: str | None) -> bool:
+        """Set (or with ``None`` remove) one node label. False if nothing changed."""
+
+    def emit_node_event(self, node: str, *, reason: str, message: str,
+                        type: str = "Normal", namespace: str = "default") -> None:
+        """Create a core/v1 Event about a Node (source component and reportingController
+        ``migrator``)."""
+
+    # -- pod writes ---------------------------------------------------------------------
+    def evict_pod(self, namespace: str, name: str, *, uid: str | None = None,
+                  grace_period_seconds: int | None = None) -> bool:
+        """Evict through policy/v1 Eviction with a uid precondition. False if the pod (with that
+        uid) is already gone. Raises ``DisruptionBudgetBlocked`` when a PDB forbids it."""
+
+    def delete_pod(self, namespace: str, name: str, *, uid: str | None = None,
+                   grace_period_seconds: int | None = None) -> bool:
+        """Delete with a uid precondition. False if the pod (with that uid) is already gone."""
+
+    def create_pod(self, request: PodRequest) -> PodFacts:
+        """Create a pod. Raises ``AlreadyExists`` when a pod with that name exists."""
+
+    def get_pod(self, namespace: str, name: str) -> PodFacts | None:
+        """One pod by name (cached once watching), or None."""
+
+    # -- Cilium / ConfigMaps / DaemonSets -------------------------------------------------
+    def ensure_node_config(self, namespace: str, name: str, *, version: str,
+                           node_selector: dict[str, str], defaults: dict[str, str]) -> bool:
+        """Create the CiliumNodeConfig, or replace its spec if it differs. False if it was
+        already exactly so."""
+
+    def delete_node_config(self, namespace: str, name: str, *, version: str) -> bool:
+        """Delete the CiliumNodeConfig. False if it was already gone."""
+
+    def read_configmap(self, namespace: str, name: str) -> ConfigMapSnapshot | None:
+        """A ConfigMap's data and resourceVersion (always a direct GET), or None."""
+
+    def create_configmap(self, namespace: str, name: str, data: dict[str, str], *,
+                         labels: dict[str, str] | None = None) -> ConfigMapSnapshot:
+        """Create a ConfigMap. Raises ``AlreadyExists``."""
+
+    def replace_configmap(self, namespace: str, name: str, data: dict[str, str], *,
+                          resource_version: str,
+                          labels: dict[str, str] | None = None) -> ConfigMapSnapshot:
+        """Replace data and labels with compare-and-swap (one PUT). Raises ``Conflict`` on a
+        stale version, ``NotFound`` if the ConfigMap is gone."""
+
+    def patch_configmap(self, namespace: str, name: str, data: dict[str, str]) -> bool:
+        """Merge keys into a ConfigMap's data. False if every key already had that value."""
+
+    def restart_daemonset(self, namespace: str, name: str, *, restarted_at: datetime) -> bool:
+        """Set the template annotation ``kubectl.kubernetes.io/restartedAt`` (like ``kubectl
+        rollout restart``). False if it already carries that exact timestamp."""
+
+    # -- generic objects (Calico removal) ----------------------------------------------------
+    def list_objects(self, group: str, version: str, plural: str, *,
+                     namespace: str | None = None) -> list[ObjectRef]:
+        """Names of every object of a kind ([] if the kind is not served), sorted."""
+
+    def delete_object(self, ref: ObjectRef) -> bool:
+        """Delete any object (background propagation). False if already gone."""
+
+    # -- lease ----------------------------------------------------------------------------
+    def read_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        """The Lease, or None."""
+
+    def create_lease(self, record: LeaseRecord) -> LeaseRecord:
+        """Create the Lease. Raises ``AlreadyExists`` if someone else created it first."""
+
+    def replace_lease(self, record: LeaseRecord) -> LeaseRecord:
+        """Replace the Lease with compare-and-swap on ``record.resource_version``
+        (``Conflict`` when stale)."""
+
+    def delete_lease(self, namespace: str, name: str, *, resource_version: str) -> bool:
+        """Delete the Lease if unchanged since ``resource_version``. False if already gone."""
+
+    # -- preflight reads -----------------------------------------------------------------
+    def list_ippools(self) -> list[IPPoolInfo]:
+        """Calico IPPools; [] when Calico's CRDs are absent."""
+
+    def get_felix_configuration(self, name: str = "default") -> FelixInfo | None:
+        """A Calico FelixConfiguration, or None."""
+
+    def get_service_cluster_ip(self, namespace: str = "default", name: str = "kubernetes") -> str | None:
+        """A Service's ClusterIP (the ``kubernetes`` Service hints at the service CIDR)."""
+
+    def list_policies(self) -> list[PolicyInfo]:
+        """Kubernetes NetworkPolicies, Calico NetworkPolicies/GlobalNetworkPolicies and
+        Cilium CNPs/CCNPs (kinds not served are skipped)."""
+
+    def list_workloads(self) -> list[WorkloadInfo]:
+        """Deployments and StatefulSets with their desired replicas."""

@@ -1,0 +1,276 @@
+"""``decide(plan, checkpoint, observation, now) -> Decision``: the whole forward run, pure.
+
+The runner calls ``decide`` on every loop iteration, persists ``Decision.checkpoint`` (the
+intents are in it) and only then executes ``Decision.actions``. Nothing here does I/O or reads
+a clock, so a restarted process that loads the checkpoint and observes again reaches the same
+decision the dead one would have.
+
+Run level: PREFLIGHT → (CiliumNodeConfig ensured and observed) PREPARED → MIGRATING → every
+node terminal → NODES_DONE. A ``pause`` request stops new starts and becomes PAUSED once no
+node is in flight; ``abort`` also restores nodes that are not yet switched (cordoned or being
+cordoned: uncordon if we cordoned, mark SKIPPED) and ends in ABORTED. Halting (a blocked
+drain with ``on_pdb_blocked: halt``, more failed nodes than ``max_failures``, no served
+CiliumNodeConfig version) sets ``checkpoint.halted``: the run phase stays where it is, nothing
+further is decided until ``resume_checkpoint`` clears it, and the runner exits 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from migrator.engine.actions import Action, EnsureNodeConfig
+from migrator.engine.gates import start_gate
+from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome, begin_restore, start, step_node
+from migrator.engine.ordering import in_flight, order_nodes, startable
+from migrator.engine.states import NodePhase, RunPhase
+from migrator.engine.table import check_run_move
+from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, truncate_error, utc
+from migrator.model.observation import ClusterObservation
+from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, plan_hash
+
+NOTE_LIMIT = 5
+
+
+class PlanMismatch(ValueError):
+    """The checkpoint was written for a different plan."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine's answer for one loop iteration."""
+
+    checkpoint: Checkpoint
+    actions: tuple[Action, ...]
+    reason: str
+    changed: bool
+    wake_at: datetime | None = None
+
+    @property
+    def halted(self) -> str | None:
+        """Why the run halted, if it did."""
+        return self.checkpoint.halted
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will happen without an operator (done, paused, aborted or halted)."""
+        phase = self.checkpoint.run_phase
+        return (self.checkpoint.halted is not None
+                or phase in (RunPhase.NODES_DONE, RunPhase.PAUSED, RunPhase.ABORTED,
+                             RunPhase.FINALIZED))
+
+
+def node_config_spec() -> tuple[dict[str, str], dict[str, str]]:
+    """(nodeSelector.matchLabels, defaults) of the CiliumNodeConfig, exactly as the guide."""
+    return ({MIGRATION_LABEL: "true"},
+            {"write-cni-conf-when-ready": "/host/etc/cni/net.d/05-cilium.conflist",
+             "custom-cni-conf": "false", "cni-chaining-mode": "none", "cni-exclusive": "true"})
+
+
+def node_config_version(plan: MigrationPlan, served: tuple[str, ...]) -> str | None:
+    """The apiVersion to write: the plan's choice if served, or v2 preferred over v2alpha1."""
+    wanted = plan.cilium.node_config.api_version
+    if wanted != "auto":
+        return wanted if wanted.split("/", 1)[1] in served else None
+    for version in ("v2", "v2alpha1"):
+        if version in served:
+            return f"cilium.io/{version}"
+    return None
+
+
+def new_checkpoint(plan: MigrationPlan, obs: ClusterObservation, run_id: str,
+                   now: datetime) -> Checkpoint:
+    """The checkpoint of a new run (after preflight passed): order frozen, every node PENDING."""
+    when = utc(now)
+    return Checkpoint(plan_name=plan.name, plan_hash=plan_hash(plan), run_id=run_id,
+                      run_phase=RunPhase.PREFLIGHT, run_phase_started_at=when, started_at=when,
+                      updated_at=when,
+                      nodes=tuple(NodeRecord(name=name) for name in order_nodes(plan, obs.nodes)))
+
+
+def pod_scope(checkpoint: Checkpoint) -> frozenset[str]:
+    """Nodes whose pods the next observation must include (the nodes in flight)."""
+    return frozenset(r.name for r in checkpoint.nodes if in_flight(r))
+
+
+def request(checkpoint: Checkpoint, what: str | None) -> Checkpoint:
+    """Record an operator request (``pause``, ``abort`` or None to clear a pause)."""
+    if what not in ("pause", "abort", None):
+        raise ValueError(f"unknown request {what!r}; use pause or abort")
+    return checkpoint.model_copy(update={"requested": what})
+
+
+def resume_checkpoint(checkpoint: Checkpoint, now: datetime) -> Checkpoint:
+    """Clear a halt or pause so the run proceeds; halted nodes retry their step afresh.
+
+    An in-flight node carrying an error gets a new attempt: its deadline restarts at ``now``
+    and its step's intent is re-derived from a fresh observation.
+    """
+    when = utc(now)
+    updates: dict[str, NodeRecord] = {}
+    for record in checkpoint.nodes:
+        if in_flight(record) and record.last_error and record.intent is not None:
+            step = record.intent.step
+            updates[record.name] = record.model_copy(update={
+                "attempt": record.attempt + 1, "phase_started_at": when,
+                "intent": Intent(step=step, agent_uid=record.intent.agent_uid), "last_error": None})
+    changes: dict[str, object] = {"halted": None, "last_error": None}
+    if checkpoint.requested == "pause":
+        changes["requested"] = None
+    if checkpoint.run_phase is RunPhase.PAUSED:
+        changes["run_phase"] = RunPhase.MIGRATING
+        changes["run_phase_started_at"] = when
+    return checkpoint.with_nodes(updates, **changes)
+
+
+def _run_move(cp: Checkpoint, target: RunPhase, now: datetime) -> Checkpoint:
+    check_run_move(cp.run_phase, target)
+    return cp.model_copy(update={"run_phase": target, "run_phase_started_at": now})
+
+
+def _prepare(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
+             now: datetime) -> tuple[Checkpoint, list[Action], str, datetime | None]:
+    version = cp.node_config_version or node_config_version(plan, obs.served_cnc_versions)
+    if version is None:
+        reason = (f"CiliumNodeConfig {plan.cilium.node_config.api_version} is not served "
+                  f"(served: {list(obs.served_cnc_versions) or 'none'}); install Cilium ≥ 1.13")
+        return cp.model_copy(update={"halted": reason}), [], reason, None
+    selector, defaults = node_config_spec()
+    ref = plan.cilium.node_config
+    current = obs.node_config
+    if current is not None and current.node_selector == selector and current.defaults == defaults:
+        cp = _run_move(cp, RunPhase.PREPARED, now)
+        return _run_move(cp, RunPhase.MIGRATING, now), [], "CiliumNodeConfig in place", None
+    cp = cp.model_copy(update={"node_config_version": version})
+    if cp.prepare_sent_at is None or now >= cp.prepare_sent_at + RESEND_AFTER:
+        action = EnsureNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version,
+                                  node_selector=selector, defaults=defaults)
+        cp = cp.model_copy(update={"prepare_sent_at": now})
+        return cp, [action], f"ensuring CiliumNodeConfig {ref.namespace}/{ref.name}", now + RESEND_AFTER
+    return cp, [], "waiting for the CiliumNodeConfig to be observed", cp.prepare_sent_at + RESEND_AFTER
+
+
+def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
+             now: datetime) -> tuple[Checkpoint, list[Action], list[str], datetime | None]:
+    ctx = StepContext(plan=plan, obs=obs, now=now, network=plan.cilium.network)
+    actions: list[Action] = []
+    notes: list[str] = []
+    updates: dict[str, NodeRecord] = {}
+    wake: list[datetime] = []
+    halt: str | None = None
+    aborting = cp.requested == "abort"
+    done_at = cp.last_node_done_at
+
+    def run(record: NodeRecord) -> None:
+        nonlocal halt, done_at
+        outcome = step_node(record, ctx)
+        if outcome.record != record:
+            updates[record.name] = outcome.record
+            if outcome.record.phase is NodePhase.DONE:
+                done_at = now
+        actions.extend(outcome.actions)
+        if outcome.note:
+            notes.append(f"{record.name}: {outcome.note}")
+        if outcome.wake_at is not None:
+            wake.append(outcome.wake_at)
+        if outcome.halt and halt is None:
+            halt = outcome.halt
+
+    for record in cp.nodes:
+        if not in_flight(record):
+            continue
+        if aborting and record.phase in (NodePhase.PENDING, NodePhase.CORDONED) and (
+                record.intent is None or record.intent.step != "restore"):
+            outcome = StepOutcome(record=record)
+            begin_restore(outcome, ctx, "run aborted before the node was switched")
+            record = outcome.record
+            updates[record.name] = record
+            actions.extend(outcome.actions)
+        run(record)
+
+    cp = cp.with_nodes(updates, last_node_done_at=done_at)
+    failed = sum(1 for r in cp.nodes if r.phase is NodePhase.FAILED)
+    if halt is None and failed > plan.max_failures:
+        halt = f"{failed} node(s) failed, more than max_failures={plan.max_failures}"
+    if halt is not None:
+        return (cp.model_copy(update={"halted": halt}), actions,
+                [halt] + [n for n in notes if halt not in n], None)
+
+    busy = any(in_flight(r) for r in cp.nodes)
+    if cp.requested is not None:
+        if not busy:
+            target = RunPhase.PAUSED if cp.requested == "pause" else RunPhase.ABORTED
+            cp = _run_move(cp, target, now)
+            notes.insert(0, f"run {target.value.lower()} at an operator's request")
+        else:
+            notes.insert(0, f"{cp.requested} requested: finishing nodes in flight")
+        return cp, actions, notes, min(wake, default=None)
+
+    gate, gate_wake = start_gate(plan, cp, obs, now)
+    if gate is not None:
+        if gate_wake is not None:
+            wake.append(gate_wake)
+        notes.append(f"no new node: {gate}")
+    else:
+        starting = startable(plan, cp, obs.node_by_name)
+        started: dict[str, NodeRecord] = {}
+        for name in starting:
+            record = start(cp.by_name[name], obs.node_by_name[name], ctx)
+            outcome = step_node(record, ctx)
+            started[name] = outcome.record
+            actions.extend(outcome.actions)
+            notes.append(f"{name}: started ({outcome.note})")
+            if outcome.wake_at is not None:
+                wake.append(outcome.wake_at)
+        cp = cp.with_nodes(started)
+    if cp.all_nodes_finished:
+        cp = _run_move(cp, RunPhase.NODES_DONE, now)
+        counts = cp.counts()
+        notes.insert(0, "every node finished: " + ", ".join(
+            f"{phase.value.lower()}={n}" for phase, n in counts.items()))
+    return cp, actions, notes, min(wake, default=None)
+
+
+def decide(plan: MigrationPlan, checkpoint: Checkpoint, observation: ClusterObservation,
+           now: datetime) -> Decision:
+    """The next checkpoint and actions of the forward run (see the module docstring)."""
+    if checkpoint.plan_hash != plan_hash(plan):
+        raise PlanMismatch(f"checkpoint was written for plan {checkpoint.plan_name} "
+                           f"({checkpoint.plan_hash}), not this one ({plan_hash(plan)}); "
+                           "run with the original plan or start a new run after finalize/abort")
+    now = utc(now)
+    cp = checkpoint
+    if cp.halted is not None:
+        return Decision(cp, (), f"halted: {cp.halted}", False)
+    actions: list[Action] = []
+    notes: list[str] = []
+    wake: datetime | None = None
+    if cp.run_phase in (RunPhase.PREFLIGHT, RunPhase.PREPARED) and cp.requested == "abort":
+        cp = _run_move(cp, RunPhase.ABORTED, now)
+        notes.append("run aborted before any node started")
+    elif cp.run_phase is RunPhase.PAUSED and cp.requested != "pause":
+        cp = _run_move(cp, RunPhase.MIGRATING, now) if cp.requested is None else cp
+        if cp.requested == "abort":
+            cp = _run_move(cp, RunPhase.ABORTED, now)
+    if cp.run_phase is RunPhase.PREFLIGHT:
+        cp, actions, note, wake = _prepare(plan, cp, observation, now)
+        notes.append(note)
+    if cp.run_phase is RunPhase.MIGRATING and cp.halted is None:
+        cp, more, migrate_notes, wake = _migrate(plan, cp, observation, now)
+        actions.extend(more)
+        notes.extend(migrate_notes)
+    if not notes:
+        notes.append(f"run {cp.run_phase.value.lower()}: nothing to do")
+    changed = cp != checkpoint
+    if changed:
+        cp = cp.model_copy(update={"updated_at": now})
+    shown = notes[:NOTE_LIMIT] + ([f"(+{len(notes) - NOTE_LIMIT} more)"] if len(notes) > NOTE_LIMIT else [])
+    return Decision(cp, tuple(actions), "; ".join(shown), changed, wake)
+
+
+def fail_reason(checkpoint: Checkpoint) -> str | None:
+    """A one-line description of the first failed node, if any (for status output)."""
+    for record in checkpoint.nodes:
+        if record.phase is NodePhase.FAILED:
+            return f"{record.name}: {truncate_error(record.last_error or 'failed')}"
+    return None

@@ -1,0 +1,405 @@
+"""One node's next step: from its record and a fresh observation to a new record and actions.
+
+Each phase has a handler that (1) checks whether the effect of the step in progress is
+observed — then moves the node along the table and starts the next step — or (2) emits the
+step's actions, recording them in the intent first, or (3) waits, or fails at the deadline
+``phase_started_at + timeout``. Non-idempotent steps are guarded by the intent: the agent pod
+to delete is the recorded uid, evicted pods are recorded by uid, the verification pod has a
+deterministic name. A single action is re-sent only after ``RESEND_AFTER`` without its effect
+showing (the cache is eventually consistent; a crash may have lost the request).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from migrator.engine.actions import (
+    Action,
+    Cordon,
+    CreatePod,
+    DeletePod,
+    EmitEvent,
+    EvictPod,
+    LabelNode,
+    RestoreNodeState,
+    Uncordon,
+)
+from migrator.engine.pods import drain_view, is_agent, owner_key, recycle_view, replaced, verify_pod_name
+from migrator.engine.states import NodePhase
+from migrator.engine.table import check_node_move
+from migrator.model.checkpoint import Intent, IntentStep, NodeRecord, PriorNodeState, truncate_error
+from migrator.model.observation import ClusterObservation, NodeFacts, PodFacts
+from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, format_duration
+
+RESEND_AFTER = timedelta(seconds=20)
+AUDIT_LIMIT = 20
+N = NodePhase
+
+STEP_OF: dict[NodePhase, IntentStep] = {
+    N.PENDING: "cordon", N.CORDONED: "drain", N.DRAINED: "label", N.LABELED: "restart-agent",
+    N.AGENT_RESTARTED: "verify", N.CNI_VERIFIED: "recycle", N.PODS_RECYCLED: "uncordon",
+}
+EVENT_OF: dict[NodePhase, tuple[str, str]] = {
+    N.CORDONED: ("MigrationCordoned", "Normal"), N.DRAINED: ("MigrationDrained", "Normal"),
+    N.LABELED: ("MigrationLabeled", "Normal"), N.AGENT_RESTARTED: ("MigrationAgentRestarted", "Normal"),
+    N.CNI_VERIFIED: ("MigrationVerified", "Normal"), N.PODS_RECYCLED: ("MigrationPodsRecycled", "Normal"),
+    N.DONE: ("MigrationCompleted", "Normal"), N.SKIPPED: ("MigrationSkipped", "Warning"),
+    N.FAILED: ("MigrationFailed", "Warning"),
+}
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Inputs shared by every node step of one decision."""
+
+    plan: MigrationPlan
+    obs: ClusterObservation
+    now: datetime
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass
+class StepOutcome:
+    """What one node step produced."""
+
+    record: NodeRecord
+    actions: list[Action] = field(default_factory=list)
+    note: str = ""
+    halt: str | None = None
+    wake_at: datetime | None = None
+    moved: bool = False
+
+    def wake(self, moment: datetime | None) -> None:
+        """Ask to be woken at ``moment`` even if nothing changes in the cluster."""
+        if moment is not None and (self.wake_at is None or moment < self.wake_at):
+            self.wake_at = moment
+
+
+def _due(intent: Intent, now: datetime) -> bool:
+    return intent.sent_at is None or now >= intent.sent_at + RESEND_AFTER
+
+
+def _sent(out: StepOutcome, ctx: StepContext, **changes: object) -> None:
+    intent = out.record.intent
+    assert intent is not None
+    out.record = out.record.model_copy(
+        update={"intent": intent.model_copy(update={"sent_at": ctx.now, **changes})})
+    out.wake(ctx.now + RESEND_AFTER)
+
+
+def _move(out: StepOutcome, ctx: StepContext, target: NodePhase, note: str,
+          error: str | None = None) -> None:
+    record = out.record
+    check_node_move(record.phase, target)
+    step = STEP_OF.get(target)
+    out.record = record.model_copy(update={
+        "phase": target, "phase_started_at": ctx.now,
+        "intent": Intent(step=step) if step else None,
+        "last_error": truncate_error(error) if error else None})
+    out.moved = True
+    out.note = note
+    if target in EVENT_OF:
+        reason, kind = EVENT_OF[target]
+        out.actions.append(EmitEvent(node=record.name, reason=reason, type=kind,  # type: ignore[arg-type]
+                                     message=f"{note} (attempt {record.attempt})"))
+
+
+def start(record: NodeRecord, node: NodeFacts, ctx: StepContext) -> NodeRecord:
+    """Start a pending node: remember its prior state and write the cordon intent."""
+    prior = PriorNodeState(unschedulable=node.unschedulable, label=node.labels.get(MIGRATION_LABEL))
+    return record.model_copy(update={
+        "attempt": record.attempt + 1, "phase_started_at": ctx.now, "prior": prior,
+        "intent": Intent(step="cordon"), "last_error": None})
+
+
+def _deadline(record: NodeRecord, timeout: timedelta) -> datetime:
+    assert record.phase_started_at is not None
+    return record.phase_started_at + timeout
+
+
+def _blocked(out: StepOutcome, ctx: StepContext, reason: str) -> None:
+    """Drain cannot finish: halt the run or skip the node, per the plan."""
+    out.record = out.record.model_copy(update={"last_error": truncate_error(reason)})
+    if ctx.plan.drain.on_pdb_blocked == "halt":
+        out.halt = f"node {out.record.name}: {reason}"
+        out.note = out.halt
+    else:
+        begin_restore(out, ctx, reason)
+
+
+def begin_restore(out: StepOutcome, ctx: StepContext, reason: str) -> None:
+    """Switch the node to restoring its prior state (skip or abort before the switch)."""
+    out.record = out.record.model_copy(update={
+        "intent": Intent(step="restore"), "last_error": truncate_error(reason)})
+    restore(out, ctx)
+
+
+def restore(out: StepOutcome, ctx: StepContext) -> None:
+    """Put the node back as it was, then mark it SKIPPED."""
+    record = out.record
+    node = ctx.obs.node_by_name.get(record.name)
+    prior = record.prior or PriorNodeState(unschedulable=False)
+    reason = record.last_error or "skipped"
+    assert record.intent is not None
+    restored = node is None or (node.unschedulable == prior.unschedulable
+                                and node.labels.get(MIGRATION_LABEL) == prior.label)
+    # Conclude only after our own restore was sent once: a cordon sent just before may not
+    # show in the observation yet, and the restore (sent last) is what must win.
+    if restored and (node is None or record.intent.sent_at is not None):
+        _move(out, ctx, N.SKIPPED, f"skipped, prior state restored: {reason}", error=reason)
+        return
+    if _due(record.intent, ctx.now):
+        out.actions.append(RestoreNodeState(node=record.name, unschedulable=prior.unschedulable,
+                                            label_key=MIGRATION_LABEL, label_value=prior.label))
+        _sent(out, ctx)
+    out.note = "restoring prior node state"
+
+
+def cordon(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    if node.unschedulable:
+        _move(out, ctx, N.CORDONED, "cordoned")
+        return
+    assert out.record.intent is not None
+    if _due(out.record.intent, ctx.now):
+        out.actions.append(Cordon(node=node.name))
+        _sent(out, ctx)
+    out.note = "cordoning"
+
+
+def drain(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    plan, now, record = ctx.plan, ctx.now, out.record
+    intent = record.intent
+    assert intent is not None
+    if not ctx.obs.observes_pods_of(node.name):
+        out.note = "waiting for the node's pods to be observed"
+        return
+    view = drain_view(ctx.obs.pods_on(node.name), plan)
+    if view.drained:
+        _move(out, ctx, N.DRAINED, "drained")
+        return
+    if view.blocked:
+        pod, why = view.blocked[0]
+        _blocked(out, ctx, f"drain blocked: {pod.key} {why}")
+        return
+    deadline = _deadline(record, plan.drain.timeout)
+    override = plan.drain.pdb_override
+    overriding = (override is not None and intent.blocked_since is not None
+                  and now >= intent.blocked_since + override.after)
+    if now >= deadline and view.to_evict and not overriding:
+        names = ", ".join(p.key for p in view.to_evict[:5])
+        _blocked(out, ctx, f"drain timed out after {format_duration(plan.drain.timeout)}: "
+                           f"still evicting {names}")
+        return
+    out.wake(deadline)
+    if override is not None and intent.blocked_since is not None and not overriding:
+        out.wake(intent.blocked_since + override.after)
+    if not overriding and intent.not_before is not None and now < intent.not_before:
+        out.wake(intent.not_before)
+        out.note = f"eviction back-off, {len(view.to_evict)} pods left"
+        return
+    resend = _due(intent, now)
+    fresh = [p for p in view.to_evict if p.uid not in intent.pods or resend]
+    forced = 0
+    for pod in fresh:
+        if overriding and ctx.obs.pdbs_covering(pod):
+            _override(out, ctx, pod)
+            forced += 1
+        else:
+            out.actions.append(EvictPod(node=node.name, namespace=pod.namespace, name=pod.name, uid=pod.uid,
+                                        grace_period_seconds=plan.drain.grace_period_seconds))
+    if fresh:
+        uids = tuple(dict.fromkeys(intent.pods + tuple(p.uid for p in fresh)))
+        _sent(out, ctx, pods=uids)
+    out.note = (f"draining: {len(view.to_evict)} to evict ({forced} by PDB override), "
+                f"{len(view.terminating)} terminating")
+
+
+def _override(out: StepOutcome, ctx: StepContext, pod: PodFacts) -> None:
+    """Delete a PDB-blocked pod under the plan's audited override: audit note + Warning event."""
+    override = ctx.plan.drain.pdb_override
+    assert override is not None
+    text = (f"{ctx.now.isoformat()} pdb-override delete {pod.key} approved_by="
+            f"{override.approved_by}: {override.reason}")
+    notes = (*out.record.audit, truncate_error(text))
+    out.record = out.record.model_copy(update={"audit": notes[-AUDIT_LIMIT:]})
+    out.actions.append(DeletePod(node=out.record.name, namespace=pod.namespace, name=pod.name, uid=pod.uid,
+                                 reason="pdb-override",
+                                 grace_period_seconds=ctx.plan.drain.grace_period_seconds))
+    out.actions.append(EmitEvent(node=out.record.name, reason="MigrationPdbOverride", type="Warning",
+                                 message=text))
+
+
+def label(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    if node.labels.get(MIGRATION_LABEL) == "true":
+        _move(out, ctx, N.LABELED, f"labelled {MIGRATION_LABEL}=true")
+        return
+    assert out.record.intent is not None
+    if _due(out.record.intent, ctx.now):
+        out.actions.append(LabelNode(node=node.name, key=MIGRATION_LABEL, value="true"))
+        _sent(out, ctx)
+    out.note = "labelling"
+
+
+def restart_agent(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    agent = ctx.plan.cilium.agent
+    intent = out.record.intent
+    assert intent is not None
+    pods = ctx.obs.agent_pods(node.name, agent.namespace, agent.selector)
+    if intent.agent_uid is not None:
+        fresh = [p for p in pods if p.uid != intent.agent_uid and not p.deleting
+                 and p.ready and p.phase == "Running"]
+        if fresh:
+            _move(out, ctx, N.AGENT_RESTARTED, f"agent {fresh[0].name} restarted and Ready")
+            return
+    deadline = _deadline(out.record, agent.restart_timeout)
+    if ctx.now >= deadline:
+        _move(out, ctx, N.FAILED, "agent restart failed",
+              error=f"no new Ready cilium agent pod on {node.name} within {format_duration(agent.restart_timeout)}")
+        return
+    out.wake(deadline)
+    if intent.agent_uid is None:
+        current = ctx.obs.agent_pod(node.name, agent.namespace, agent.selector)
+        if current is None:
+            out.note = "waiting for a cilium agent pod on the node"
+            return
+        out.actions.append(DeletePod(node=node.name, namespace=current.namespace, name=current.name,
+                                     uid=current.uid, reason="agent-restart"))
+        _sent(out, ctx, agent_uid=current.uid)
+        out.note = f"restarting agent {current.name}"
+        return
+    old = next((p for p in pods if p.uid == intent.agent_uid), None)
+    if old is not None and not old.deleting and _due(intent, ctx.now):
+        out.actions.append(DeletePod(node=node.name, namespace=old.namespace, name=old.name,
+                                     uid=old.uid, reason="agent-restart"))
+        _sent(out, ctx)
+    out.note = "waiting for the new agent pod to be Ready"
+
+
+def verify(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    plan = ctx.plan
+    intent = out.record.intent
+    assert intent is not None
+    name = verify_pod_name(node.name)
+    pod = ctx.obs.pod(plan.verify.namespace, name)
+    cleanup = [] if pod is None or pod.deleting else [
+        DeletePod(node=node.name, namespace=pod.namespace, name=pod.name, uid=pod.uid,
+                  reason="verify-cleanup")]
+    if pod is not None and not pod.deleting and pod.ip:
+        if pod.ip_in(ctx.network) and pod.phase == "Running":
+            _move(out, ctx, N.CNI_VERIFIED, f"verification pod got Cilium IP {pod.ip}")
+            out.actions.extend(cleanup)
+            return
+        if not pod.ip_in(ctx.network):
+            _move(out, ctx, N.FAILED, "verification failed",
+                  error=f"verification pod {name} got IP {pod.ip} outside {plan.cilium.pod_cidr}")
+            out.actions.extend(cleanup)
+            return
+    deadline = _deadline(out.record, plan.verify.timeout)
+    if ctx.now >= deadline:
+        _move(out, ctx, N.FAILED, "verification timed out",
+              error=f"verification pod {name} had no Cilium IP within {format_duration(plan.verify.timeout)}")
+        out.actions.extend(cleanup)
+        return
+    out.wake(deadline)
+    if pod is None and _due(intent, ctx.now):
+        out.actions.append(CreatePod(
+            node=node.name, purpose="verify", namespace=plan.verify.namespace, name=name,
+            image=plan.verify.image, args=plan.verify.args,
+            labels={"app.kubernetes.io/name": "migrator-verify",
+                    "app.kubernetes.io/managed-by": "migrator"}))
+        _sent(out, ctx)
+    out.note = "verifying" if pod is None or not pod.deleting else "waiting for an old verification pod to go"
+
+
+def recycle(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    plan, now = ctx.plan, ctx.now
+    intent = out.record.intent
+    assert intent is not None
+    if not plan.recycle.enabled:
+        _move(out, ctx, N.PODS_RECYCLED, "recycling disabled by the plan")
+        return
+    if not ctx.obs.observes_pods_of(node.name):
+        out.note = "waiting for the node's pods to be observed"
+        return
+    pods = ctx.obs.pods_on(node.name)
+    leftover = ctx.obs.pod(plan.verify.namespace, verify_pod_name(node.name))
+    entered = out.record.phase_started_at
+    if (leftover is not None and not leftover.deleting and entered is not None and entered < now
+            and _due(intent, now)):
+        out.actions.append(DeletePod(node=node.name, namespace=leftover.namespace, name=leftover.name,
+                                     uid=leftover.uid, reason="verify-cleanup"))
+    view = recycle_view(pods, plan, ctx.network)
+    waiting = [o for o in intent.owners if not replaced(o, pods, ctx.network)]
+    if view.settled and not waiting:
+        _move(out, ctx, N.PODS_RECYCLED, "every pod on the node has a Cilium IP")
+        return
+    deadline = _deadline(out.record, plan.recycle.timeout)
+    if now >= deadline:
+        left = ", ".join([p.key for p in view.to_recycle[:3]] + waiting[:3])
+        _move(out, ctx, N.FAILED, "recycle timed out",
+              error=f"pods without a Cilium IP after {format_duration(plan.recycle.timeout)}: {left}")
+        return
+    out.wake(deadline)
+    if intent.not_before is not None and now < intent.not_before:
+        out.wake(intent.not_before)
+        out.note = "recycle back-off"
+        return
+    resend = _due(intent, now)
+    fresh = [p for p in view.to_recycle
+             if not is_agent(p, plan) and (p.uid not in intent.pods or resend)]
+    for pod in fresh:
+        if ctx.obs.pdbs_covering(pod):
+            out.actions.append(EvictPod(node=node.name, namespace=pod.namespace, name=pod.name,
+                                        uid=pod.uid))
+        else:
+            out.actions.append(DeletePod(node=node.name, namespace=pod.namespace, name=pod.name,
+                                         uid=pod.uid, reason="recycle"))
+    if fresh:
+        owners = tuple(dict.fromkeys(intent.owners + tuple(
+            k for p in fresh if p.daemonset and (k := owner_key(p)) is not None)))
+        uids = tuple(dict.fromkeys(intent.pods + tuple(p.uid for p in fresh)))
+        _sent(out, ctx, pods=uids, owners=owners)
+    out.note = f"recycling: {len(view.to_recycle)} pods with Calico IPs, {len(waiting)} replacements pending"
+
+
+def uncordon(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    prior = out.record.prior
+    if prior is not None and prior.unschedulable:
+        _move(out, ctx, N.UNCORDONED, "left cordoned: it was cordoned before the migration")
+        return
+    if not node.unschedulable:
+        _move(out, ctx, N.UNCORDONED, "uncordoned")
+        return
+    assert out.record.intent is not None
+    if _due(out.record.intent, ctx.now):
+        out.actions.append(Uncordon(node=node.name))
+        _sent(out, ctx)
+    out.note = "uncordoning"
+
+
+HANDLERS = {N.PENDING: cordon, N.CORDONED: drain, N.DRAINED: label, N.LABELED: restart_agent,
+            N.AGENT_RESTARTED: verify, N.CNI_VERIFIED: recycle, N.PODS_RECYCLED: uncordon}
+
+
+def step_node(record: NodeRecord, ctx: StepContext) -> StepOutcome:
+    """Advance one in-flight node as far as the observation allows."""
+    out = StepOutcome(record=record)
+    for _ in range(len(N)):
+        current = out.record
+        if current.phase.terminal:
+            break
+        node = ctx.obs.node_by_name.get(current.name)
+        if current.phase is N.UNCORDONED:
+            _move(out, ctx, N.DONE, "migrated to Cilium")
+            break
+        if current.intent is not None and current.intent.step == "restore":
+            restore(out, ctx)
+        elif node is None:
+            _move(out, ctx, N.FAILED, "node vanished", error=f"node {current.name} no longer exists")
+        else:
+            HANDLERS[current.phase](out, ctx, node)
+        if out.halt is not None or out.record is current or out.record.phase is current.phase:
+            break
+    return out

@@ -1,0 +1,128 @@
+"""Which nodes a plan migrates, in which order, and which may start now.
+
+The order is decided once, when the run starts, and frozen in the checkpoint: it must not
+change when a node is cordoned or relabelled. Rules, always enforced:
+- the plan's strategy (explicit, canaries-first, zones-round-robin, name) orders workers;
+- control-plane nodes go last and are never first (a plan listing only control-plane nodes is
+  the one exception: there is nothing else to go first);
+- at runtime, nodes already in flight continue first, then pending nodes start in order while
+  ``max_unavailable`` (and ``per_zone``) allow, and control-plane nodes start only when every
+  worker is finished.
+Everything here is linear in the number of nodes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from migrator.engine.states import NodePhase
+from migrator.model.checkpoint import Checkpoint, NodeRecord
+from migrator.model.observation import NodeFacts
+from migrator.model.plan import MigrationPlan
+
+
+def natural_key(name: str) -> tuple[object, ...]:
+    """Sort key that puts node-2 before node-10."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def select_nodes(plan: MigrationPlan, nodes: Iterable[NodeFacts]) -> list[NodeFacts]:
+    """The observed nodes the plan selects (names, selector or all; minus ``exclude``)."""
+    excluded = set(plan.nodes.exclude)
+    chosen = [n for n in nodes if n.name not in excluded]
+    if plan.nodes.names is not None:
+        wanted = set(plan.nodes.names)
+        chosen = [n for n in chosen if n.name in wanted]
+    elif plan.nodes.selector is not None:
+        chosen = [n for n in chosen if plan.nodes.selector.matches(n.labels)]
+    return chosen
+
+
+def unknown_nodes(plan: MigrationPlan, nodes: Iterable[NodeFacts]) -> list[str]:
+    """Nodes the plan names (names, canaries) that the cluster does not have."""
+    present = {n.name for n in nodes}
+    named = list(plan.nodes.names or ()) + list(plan.order.canaries)
+    return sorted({name for name in named if name not in present})
+
+
+def _round_robin(nodes: Sequence[NodeFacts]) -> list[NodeFacts]:
+    zones: dict[str, list[NodeFacts]] = {}
+    for node in sorted(nodes, key=lambda n: natural_key(n.name)):
+        zones.setdefault(node.zone or "", []).append(node)
+    queues = [zones[z] for z in sorted(zones)]
+    result: list[NodeFacts] = []
+    depth = max((len(q) for q in queues), default=0)
+    for index in range(depth):
+        result.extend(q[index] for q in queues if index < len(q))
+    return result
+
+
+def _arrange(plan: MigrationPlan, nodes: Sequence[NodeFacts]) -> list[NodeFacts]:
+    strategy = plan.order.strategy
+    if strategy == "explicit":
+        position = {name: i for i, name in enumerate(plan.nodes.names or ())}
+        return sorted(nodes, key=lambda n: (position.get(n.name, len(position)), natural_key(n.name)))
+    if strategy == "zones-round-robin":
+        return _round_robin(nodes)
+    if strategy == "canaries-first":
+        position = {name: i for i, name in enumerate(plan.order.canaries)}
+        canaries = sorted((n for n in nodes if n.name in position), key=lambda n: position[n.name])
+        rest = sorted((n for n in nodes if n.name not in position), key=lambda n: natural_key(n.name))
+        return canaries + rest
+    return sorted(nodes, key=lambda n: natural_key(n.name))
+
+
+def order_nodes(plan: MigrationPlan, nodes: Iterable[NodeFacts]) -> tuple[str, ...]:
+    """Selected node names in migration order, control-plane nodes last."""
+    selected = select_nodes(plan, nodes)
+    workers = _arrange(plan, [n for n in selected if not n.control_plane])
+    control_plane = _arrange(plan, [n for n in selected if n.control_plane])
+    return tuple(n.name for n in workers + control_plane)
+
+
+def in_flight(record: NodeRecord) -> bool:
+    """The node has started (an intent was written) and has not finished."""
+    if record.phase is NodePhase.PENDING:
+        return record.intent is not None
+    return not record.phase.terminal
+
+
+def startable(plan: MigrationPlan, checkpoint: Checkpoint, nodes: dict[str, NodeFacts]) -> list[str]:
+    """Pending nodes that may start now, in order, within the concurrency limits.
+
+    A pending node that is absent or not Ready is passed over (it keeps its place and starts
+    when it is Ready again); a control-plane node waits until every worker has finished.
+    """
+    records = checkpoint.nodes
+    limit = plan.concurrency.limit(len(records))
+    per_zone = plan.concurrency.per_zone
+    busy = 0
+    zone_busy: Counter[str] = Counter()
+    workers_open = 0
+    for record in records:
+        fact = nodes.get(record.name)
+        if in_flight(record):
+            busy += 1
+            zone_busy[(fact.zone if fact else None) or ""] += 1
+        if fact is not None and not fact.control_plane and not record.phase.terminal:
+            workers_open += 1
+    chosen: list[str] = []
+    for record in records:
+        if busy >= limit:
+            break
+        if record.phase is not NodePhase.PENDING or record.intent is not None:
+            continue
+        fact = nodes.get(record.name)
+        if fact is None or not fact.ready:
+            continue
+        if fact.control_plane and (workers_open or busy):
+            continue
+        zone = fact.zone or ""
+        if per_zone is not None and zone_busy[zone] >= per_zone:
+            continue
+        chosen.append(record.name)
+        busy += 1
+        zone_busy[zone] += 1
+    return chosen

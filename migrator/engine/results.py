@@ -1,0 +1,93 @@
+"""``record_results(checkpoint, results, now) -> Checkpoint``: fold action outcomes back in.
+
+The engine moves phases only on what it *observes*; results matter for what cannot be
+observed: a refused eviction (back off until ``not_before``, remember when PDBs started
+blocking, forget the uid so the pod is tried again), a failed write (clear ``sent_at`` so the
+step is re-sent at once, keep the error for humans), and finalize steps whose effect is a local
+file or a ConfigMap the shell does not watch. "Already gone" and "already exists" count as
+success: every action is idempotent. Event failures are not journaled (they are logged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from migrator.engine.actions import (
+    ActionResult,
+    DeletePod,
+    EmitEvent,
+    EnsureNodeConfig,
+    EvictPod,
+    PatchConfigMap,
+    WriteFile,
+)
+from migrator.model.checkpoint import Checkpoint, FinalizeProgress, NodeRecord, truncate_error, utc
+
+DEFAULT_BACKOFF = timedelta(seconds=5)
+HARMLESS = frozenset({"NotFound", "AlreadyExists"})
+NEXT_FINALIZE_STEP = {"helm-values": "configmap", "configmap": "restart-agents"}
+
+
+def _fold_node(record: NodeRecord, result: ActionResult, now: datetime) -> NodeRecord:
+    intent = record.intent
+    message = truncate_error(f"{result.action.kind}: {result.error_kind}: {result.message}")
+    if intent is None:
+        return record.model_copy(update={"last_error": message})
+    changes: dict[str, object] = {}
+    action = result.action
+    if isinstance(action, (EvictPod, DeletePod)):
+        changes["pods"] = tuple(uid for uid in intent.pods if uid != action.uid)
+        if isinstance(action, DeletePod) and action.reason == "agent-restart":
+            changes["sent_at"] = None
+    else:
+        changes["sent_at"] = None
+    if result.error_kind in ("Throttled", "DisruptionBudgetBlocked", "Unavailable"):
+        delay = timedelta(seconds=result.retry_after) if result.retry_after else DEFAULT_BACKOFF
+        changes["not_before"] = now + delay
+    if result.error_kind == "DisruptionBudgetBlocked" and intent.blocked_since is None:
+        changes["blocked_since"] = now
+    return record.model_copy(update={"intent": intent.model_copy(update=changes),
+                                     "last_error": message})
+
+
+def _fold_run(cp: Checkpoint, result: ActionResult, now: datetime) -> Checkpoint:
+    action = result.action
+    progress = cp.finalize
+    if result.ok:
+        if progress is not None and isinstance(action, (WriteFile, PatchConfigMap)):
+            step = "helm-values" if isinstance(action, WriteFile) else "configmap"
+            if progress.step == step:
+                progress = FinalizeProgress(step=NEXT_FINALIZE_STEP[step],  # type: ignore[arg-type]
+                                            step_started_at=now, cleaned=progress.cleaned)
+                return cp.model_copy(update={"finalize": progress})
+        return cp
+    message = truncate_error(f"{action.kind}: {result.error_kind}: {result.message}")
+    if isinstance(action, EnsureNodeConfig):
+        return cp.model_copy(update={"prepare_sent_at": None, "last_error": message})
+    if progress is not None:
+        progress = progress.model_copy(update={"sent_at": None, "last_error": message})
+        return cp.model_copy(update={"finalize": progress, "last_error": message})
+    return cp.model_copy(update={"last_error": message})
+
+
+def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult],
+                   now: datetime) -> Checkpoint:
+    """The checkpoint with the outcomes of executed actions folded in (pure)."""
+    now = utc(now)
+    cp = checkpoint
+    updates: dict[str, NodeRecord] = {}
+    for result in results:
+        action = result.action
+        if isinstance(action, EmitEvent):
+            continue
+        failed = not result.ok and result.error_kind not in HARMLESS
+        finalizing = cp.finalize is not None
+        if not finalizing and action.node is not None and cp.node(action.node) is not None:
+            if failed:
+                current = updates.get(action.node) or cp.by_name[action.node]
+                updates[action.node] = _fold_node(current, result, now)
+            continue
+        if failed or result.ok:
+            cp = _fold_run(cp, result, now)
+    return cp.with_nodes(updates)

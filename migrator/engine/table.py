@@ -1,0 +1,148 @@
+"""The frozen transition tables of nodes and runs, checked when this module is imported.
+
+``engine.decide`` moves a record only along these edges (``check_node_move`` /
+``check_run_move``); ``validate_table`` proves at import that each table has exactly one
+initial state, that terminal states have no exits and that every state can reach a terminal.
+``render_markdown`` produces ``runbooks/state-table.md`` (``python -m migrator.engine.table``);
+a test keeps the committed copy current.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from enum import Enum
+from types import MappingProxyType
+from typing import TypeVar
+
+from migrator.engine.states import NodePhase, RunPhase
+
+S = TypeVar("S", bound=Enum)
+N = NodePhase
+R = RunPhase
+
+
+class TransitionError(RuntimeError):
+    """A move that the table does not allow (a bug in the engine, never an input error)."""
+
+
+#: Node edges with the condition that takes each one.
+NODE_EDGES: Mapping[NodePhase, Mapping[NodePhase, str]] = MappingProxyType({
+    N.PENDING: {N.CORDONED: "node observed unschedulable after our cordon",
+                N.SKIPPED: "abort before the cordon was observed, or the node vanished; prior state restored",
+                N.FAILED: "node vanished while starting"},
+    N.CORDONED: {N.DRAINED: "no evictable pod left on the node",
+                 N.SKIPPED: "drain blocked past the deadline with on_pdb_blocked=skip, or abort; "
+                            "prior state restored",
+                 N.FAILED: "node vanished"},
+    N.DRAINED: {N.LABELED: "migration label observed on the node",
+                N.FAILED: "node vanished"},
+    N.LABELED: {N.AGENT_RESTARTED: "a new agent pod (not the recorded uid) is Ready",
+                N.FAILED: "agent restart deadline passed",
+                N.ROLLING_BACK: "rollback requested"},
+    N.AGENT_RESTARTED: {N.CNI_VERIFIED: "verification pod Running with an IP in the Cilium CIDR",
+                        N.FAILED: "verification pod got a non-Cilium IP or the deadline passed",
+                        N.ROLLING_BACK: "rollback requested"},
+    N.CNI_VERIFIED: {N.PODS_RECYCLED: "every pod on the node has a Cilium IP, replacements Ready",
+                     N.FAILED: "recycle deadline passed",
+                     N.ROLLING_BACK: "rollback requested"},
+    N.PODS_RECYCLED: {N.UNCORDONED: "node observed schedulable (or it was cordoned before us)",
+                      N.FAILED: "node vanished",
+                      N.ROLLING_BACK: "rollback requested"},
+    N.UNCORDONED: {N.DONE: "always (bookkeeping)"},
+    N.ROLLING_BACK: {N.ROLLED_BACK: "node back on Calico", N.FAILED: "rollback failed"},
+    N.DONE: {}, N.SKIPPED: {}, N.FAILED: {}, N.ROLLED_BACK: {},
+})
+
+#: Run edges with the condition that takes each one.
+RUN_EDGES: Mapping[RunPhase, Mapping[RunPhase, str]] = MappingProxyType({
+    R.PREFLIGHT: {R.PREPARED: "CiliumNodeConfig observed with the guide's spec",
+                  R.ABORTED: "abort requested"},
+    R.PREPARED: {R.MIGRATING: "always", R.ABORTED: "abort requested"},
+    R.MIGRATING: {R.NODES_DONE: "every node terminal", R.PAUSED: "pause requested, no node in flight",
+                  R.ABORTED: "abort requested, no node in flight"},
+    R.PAUSED: {R.MIGRATING: "resumed", R.ABORTED: "abort requested"},
+    R.NODES_DONE: {R.FINALIZING: "finalize started (every node DONE)"},
+    R.FINALIZING: {R.FINALIZED: "every finalize step done"},
+    R.FINALIZED: {}, R.ABORTED: {},
+})
+
+NODE_INITIAL = N.PENDING
+RUN_INITIAL = R.PREFLIGHT
+
+
+def validate_table(edges: Mapping[S, Mapping[S, str]], initial: S, terminals: frozenset[S]) -> None:
+    """Raise ``TransitionError`` unless the table is well formed."""
+    states = set(type(initial))
+    if set(edges) != states:
+        raise TransitionError(f"table lists {sorted(s.name for s in set(edges) ^ states)} wrongly")
+    targets = {t for exits in edges.values() for t in exits}
+    unreachable = [s for s in states if s not in targets and s is not initial]
+    if initial in targets:
+        raise TransitionError(f"initial state {initial.name} has incoming edges")
+    if unreachable:
+        raise TransitionError(f"states {sorted(s.name for s in unreachable)} are unreachable")
+    for state in terminals:
+        if edges[state]:
+            raise TransitionError(f"terminal state {state.name} has exits")
+    for state in states - terminals:
+        if not edges[state]:
+            raise TransitionError(f"non-terminal state {state.name} has no exit")
+    reaches = set(terminals)
+    changed = True
+    while changed:
+        changed = False
+        for state, exits in edges.items():
+            if state not in reaches and any(t in reaches for t in exits):
+                reaches.add(state)
+                changed = True
+    stuck = states - reaches
+    if stuck:
+        raise TransitionError(f"states {sorted(s.name for s in stuck)} cannot reach a terminal")
+
+
+NODE_TERMINALS = frozenset(s for s, exits in NODE_EDGES.items() if not exits)
+RUN_TERMINALS = frozenset(s for s, exits in RUN_EDGES.items() if not exits)
+validate_table(NODE_EDGES, NODE_INITIAL, NODE_TERMINALS)
+validate_table(RUN_EDGES, RUN_INITIAL, RUN_TERMINALS)
+
+
+def check_node_move(source: NodePhase, target: NodePhase) -> None:
+    """Raise ``TransitionError`` when the node table has no edge ``source → target``."""
+    if target not in NODE_EDGES[source]:
+        raise TransitionError(f"node move {source.name} → {target.name} is not in the table")
+
+
+def check_run_move(source: RunPhase, target: RunPhase) -> None:
+    """Raise ``TransitionError`` when the run table has no edge ``source → target``."""
+    if target not in RUN_EDGES[source]:
+        raise TransitionError(f"run move {source.name} → {target.name} is not in the table")
+
+
+def _section(title: str, edges: Mapping[S, Mapping[S, str]], initial: S) -> list[str]:
+    lines = [f"## {title}", "", f"Initial: `{initial.name}`. Terminal: "
+             + ", ".join(f"`{s.name}`" for s, exits in edges.items() if not exits) + ".", "",
+             "| From | To | When |", "|---|---|---|"]
+    for source, exits in edges.items():
+        for target, when in exits.items():
+            lines.append(f"| `{source.name}` | `{target.name}` | {when} |")
+    return lines + [""]
+
+
+def render_markdown() -> str:
+    """The state tables as Markdown (the content of ``runbooks/state-table.md``)."""
+    lines = ["# State tables", "",
+             "Generated by `python -m migrator.engine.table` from `migrator/engine/table.py`; "
+             "do not edit by hand.", "",
+             "A phase names the last step that is done. The step towards the next phase is the "
+             "intent recorded in the checkpoint before any action runs, so after a crash the "
+             "engine observes and decides again instead of replaying.", ""]
+    lines += _section("Node phases", NODE_EDGES, NODE_INITIAL)
+    lines += _section("Run phases", RUN_EDGES, RUN_INITIAL)
+    lines += ["`ROLLING_BACK` is entered by the rollback procedure; the forward run never takes it.",
+              ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through the golden-file test
+    sys.stdout.write(render_markdown())

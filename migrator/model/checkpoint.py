@@ -1,0 +1,283 @@
+"""The run's journal: ``Checkpoint`` and its ConfigMap encoding.
+
+The checkpoint is the only memory the migrator has between loop iterations and across
+crashes. It records, per node, the phase reached, the attempt, when the phase started (so
+deadlines survive restarts), the intent of the step in progress (written *before* the action
+runs, so a restarted process never repeats a non-idempotent step), the last error and the
+node's prior state (so we never uncordon a node we did not cordon).
+
+Encoding (``to_configmap_data``): three keys readable with ``kubectl get cm -o yaml``:
+``summary`` (a few lines for humans), ``run.json`` (everything but the nodes, compact JSON) and
+``nodes`` (one line per node)::
+
+    node-1 DONE a=1 t=412 u=0 l=-
+    node-2 CORDONED a=1 t=430 u=0 l=- | {"intent":{"step":"drain","pods":["..."]}}
+
+``t`` is the phase start in whole seconds after ``started_at``; ``u``/``l`` are the prior
+``spec.unschedulable`` (0/1) and the prior migration-label value (``-`` = absent); everything
+rarer goes into the optional JSON after `` | ``. At 5,000 nodes this stays far below 256 KiB.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
+
+from migrator.engine.states import NodePhase, RunPhase
+
+SCHEMA_VERSION = 1
+ERROR_LIMIT = 240
+
+
+def _utc_seconds(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware (UTC)")
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc_seconds)]
+
+
+def utc(value: datetime) -> datetime:
+    """Normalise a timestamp the way the checkpoint stores it (UTC, whole seconds)."""
+    return _utc_seconds(value)
+
+
+def truncate_error(message: str) -> str:
+    """Errors are kept short in the checkpoint (the full text goes to logs)."""
+    text = " ".join(message.split())
+    return text if len(text) <= ERROR_LIMIT else text[:ERROR_LIMIT - 1] + "…"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+IntentStep = Literal["cordon", "drain", "label", "restart-agent", "verify", "recycle",
+                     "uncordon", "restore", "rollback"]
+
+
+class Intent(_Record):
+    """The step in progress on a node, written before its actions are executed."""
+
+    step: IntentStep = Field(description="The step towards the next phase.")
+    agent_uid: str | None = Field(default=None,
+                                  description="uid of the agent pod to delete (restart-agent).")
+    pods: tuple[str, ...] = Field(
+        default=(), description="uids of pods already evicted/deleted in this step (never twice).")
+    owners: tuple[str, ...] = Field(
+        default=(), description="Controllers (Kind/ns/name) whose replacement pod we wait for.")
+    not_before: Timestamp | None = Field(
+        default=None, description="Do not retry before this time (back-off after a 429).")
+    blocked_since: Timestamp | None = Field(
+        default=None, description="First time an eviction was refused by a PDB in this step.")
+    sent_at: Timestamp | None = Field(
+        default=None, description="When the step's single action was last emitted (no resend before "
+                                  "the effect had time to show).")
+
+
+class PriorNodeState(_Record):
+    """How the node was before the migrator touched it."""
+
+    unschedulable: bool = Field(description="spec.unschedulable before we cordoned.")
+    label: str | None = Field(default=None,
+                              description="Prior value of the migration label (None = absent).")
+    taints: tuple[str, ...] = Field(default=(), description="Taints we added (key:effect).")
+
+
+class NodeRecord(_Record):
+    """One node's line in the journal."""
+
+    name: str = Field(description="Node name.")
+    phase: NodePhase = Field(default=NodePhase.PENDING, description="Last phase reached.")
+    attempt: int = Field(default=0, ge=0, description="How many times this node was started.")
+    phase_started_at: Timestamp | None = Field(default=None, description="When `phase` began.")
+    intent: Intent | None = Field(default=None, description="Step in progress, if any.")
+    last_error: str | None = Field(default=None, description="Last error (truncated).")
+    prior: PriorNodeState | None = Field(default=None, description="Prior state (set on cordon).")
+    audit: tuple[str, ...] = Field(default=(), description="Audit notes (e.g. PDB overrides).")
+
+
+FinalizeStep = Literal["helm-values", "configmap", "restart-agents", "delete-node-config",
+                       "remove-calico", "node-cleanup", "done"]
+
+
+class FinalizeProgress(_Record):
+    """How far finalize got."""
+
+    step: FinalizeStep = Field(default="helm-values", description="Current finalize step.")
+    step_started_at: Timestamp | None = Field(default=None, description="When `step` began.")
+    restarted_at: str | None = Field(
+        default=None, description="restartedAt annotation written for the agent DaemonSet.")
+    sent_at: Timestamp | None = Field(default=None, description="When the step's actions were emitted.")
+    active: tuple[str, ...] = Field(default=(), description="Nodes whose clean-up pod was created.")
+    cleaned: tuple[str, ...] = Field(default=(), description="Nodes whose clean-up pod succeeded.")
+    last_error: str | None = Field(default=None, description="Last finalize error.")
+
+
+class Checkpoint(_Record):
+    """The whole journal of one migration run."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, description="Encoding version.")
+    plan_name: str = Field(description="Name of the plan being run.")
+    plan_hash: str = Field(description="plan_hash() of that plan; a different plan is refused.")
+    run_id: str = Field(description="Identifier of the run (stable across resumes).")
+    run_phase: RunPhase = Field(default=RunPhase.PREFLIGHT, description="Run phase.")
+    run_phase_started_at: Timestamp | None = Field(default=None, description="When run_phase began.")
+    requested: Literal["pause", "abort"] | None = Field(
+        default=None, description="Operator request honoured at the next step boundary.")
+    halted: str | None = Field(default=None,
+                               description="Why the run halted (None while it may proceed).")
+    started_at: Timestamp = Field(description="When the run began; node times are offsets from it.")
+    updated_at: Timestamp | None = Field(default=None, description="Last decision time.")
+    node_config_version: str | None = Field(
+        default=None, description="apiVersion chosen for the CiliumNodeConfig at prepare.")
+    last_node_done_at: Timestamp | None = Field(
+        default=None, description="When the last node finished (pause_between_nodes gate).")
+    prepare_sent_at: Timestamp | None = Field(
+        default=None, description="When the CiliumNodeConfig was last ensured (prepare step).")
+    last_error: str | None = Field(default=None, description="Last run-level error (truncated).")
+    nodes: tuple[NodeRecord, ...] = Field(default=(), description="Per-node records, in run order.")
+    finalize: FinalizeProgress | None = Field(default=None, description="Finalize progress.")
+    audit: tuple[str, ...] = Field(default=(), description="Run-level audit notes.")
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Node names in run order."""
+        return tuple(record.name for record in self.nodes)
+
+    _index: tuple[tuple[NodeRecord, ...], dict[str, NodeRecord]] | None = PrivateAttr(default=None)
+
+    @property
+    def by_name(self) -> dict[str, NodeRecord]:
+        """Records keyed by node name (indexed once per ``nodes`` tuple, safe across copies)."""
+        index = self._index
+        if index is None or index[0] is not self.nodes:
+            index = (self.nodes, {record.name: record for record in self.nodes})
+            self._index = index
+        return index[1]
+
+    def node(self, name: str) -> NodeRecord | None:
+        """The record of ``name``, if the node is part of the run."""
+        return self.by_name.get(name)
+
+    def counts(self) -> dict[NodePhase, int]:
+        """How many nodes are in each phase."""
+        return dict(Counter(record.phase for record in self.nodes))
+
+    def with_nodes(self, updates: dict[str, NodeRecord], **changes: Any) -> Checkpoint:
+        """A copy with some node records replaced (and other fields changed)."""
+        if updates:
+            changes["nodes"] = tuple(updates.get(r.name, r) for r in self.nodes)
+        return self.model_copy(update=changes) if changes else self
+
+    @property
+    def all_nodes_finished(self) -> bool:
+        """Every node reached a terminal phase."""
+        return all(record.phase.terminal for record in self.nodes)
+
+
+# --------------------------------------------------------------------------------------------
+# ConfigMap encoding
+# --------------------------------------------------------------------------------------------
+
+def _offset(moment: datetime | None, epoch: datetime) -> str:
+    return "-" if moment is None else str(int((moment - epoch).total_seconds()))
+
+
+def _node_line(record: NodeRecord, epoch: datetime) -> str:
+    parts = [record.name, record.phase.value, f"a={record.attempt}",
+             f"t={_offset(record.phase_started_at, epoch)}"]
+    if record.prior is not None:
+        label = "-" if record.prior.label is None else record.prior.label
+        parts += [f"u={int(record.prior.unschedulable)}", f"l={label}"]
+    extras: dict[str, Any] = {}
+    if record.intent is not None:
+        extras["intent"] = record.intent.model_dump(mode="json", exclude_defaults=True)
+    if record.last_error:
+        extras["err"] = record.last_error
+    if record.audit:
+        extras["audit"] = list(record.audit)
+    if record.prior is not None and record.prior.taints:
+        extras["taints"] = list(record.prior.taints)
+    line = " ".join(parts)
+    if extras:
+        line += " | " + json.dumps(extras, separators=(",", ":"), ensure_ascii=False)
+    return line
+
+
+def _parse_node_line(line: str, epoch: datetime) -> NodeRecord:
+    head, _, tail = line.partition(" | ")
+    tokens = head.split(" ")
+    if len(tokens) < 4:
+        raise ValueError(f"node line {line!r}: expected 'NAME PHASE a=N t=S ...'")
+    fields: dict[str, str] = {}
+    for token in tokens[2:]:
+        key, sep, value = token.partition("=")
+        if not sep:
+            raise ValueError(f"node line {line!r}: token {token!r} is not key=value")
+        fields[key] = value
+    extras: dict[str, Any] = json.loads(tail) if tail else {}
+    started = fields.get("t", "-")
+    prior = None
+    if "u" in fields:
+        label = fields.get("l", "-")
+        prior = PriorNodeState(unschedulable=fields["u"] == "1",
+                               label=None if label == "-" else label,
+                               taints=tuple(extras.get("taints", ())))
+    return NodeRecord(
+        name=tokens[0], phase=NodePhase(tokens[1]), attempt=int(fields.get("a", "0")),
+        phase_started_at=None if started == "-" else epoch + timedelta(seconds=int(started)),
+        intent=Intent.model_validate(extras["intent"]) if "intent" in extras else None,
+        last_error=extras.get("err"), prior=prior, audit=tuple(extras.get("audit", ())))
+
+
+def render_summary(cp: Checkpoint) -> str:
+    """A few human-readable lines: plan, run, phase, counts, request, halt reason."""
+    counts = cp.counts()
+    tally = ", ".join(f"{phase.value.lower()}={counts[phase]}" for phase in NodePhase if phase in counts)
+    lines = [f"plan: {cp.plan_name} ({cp.plan_hash})", f"run: {cp.run_id}",
+             f"phase: {cp.run_phase.value}", f"nodes: {len(cp.nodes)} ({tally or 'none'})",
+             f"updated: {cp.updated_at.isoformat() if cp.updated_at else '-'}"]
+    if cp.requested:
+        lines.append(f"requested: {cp.requested}")
+    if cp.halted:
+        lines.append(f"halted: {cp.halted}")
+    if cp.finalize is not None:
+        lines.append(f"finalize: {cp.finalize.step}")
+    lines.append("node lines: NAME PHASE a=attempt t=seconds-after-start u=prior-unschedulable "
+                 "l=prior-label [| json]")
+    return "\n".join(lines) + "\n"
+
+
+def to_configmap_data(cp: Checkpoint) -> dict[str, str]:
+    """Encode a checkpoint as ConfigMap data (``summary``, ``run.json``, ``nodes``)."""
+    run = cp.model_dump(mode="json", exclude={"nodes"}, exclude_none=True)
+    nodes = "\n".join(_node_line(record, cp.started_at) for record in cp.nodes)
+    return {"summary": render_summary(cp),
+            "run.json": json.dumps(run, separators=(",", ":"), sort_keys=True),
+            "nodes": nodes + ("\n" if nodes else "")}
+
+
+def from_configmap_data(data: dict[str, str]) -> Checkpoint:
+    """Decode ConfigMap data written by ``to_configmap_data``. Raises ``ValueError``."""
+    if "run.json" not in data:
+        raise ValueError("checkpoint ConfigMap has no run.json key")
+    run = json.loads(data["run.json"])
+    version = run.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"checkpoint schema_version {version!r} is not {SCHEMA_VERSION}; "
+                         "use the migrator release that wrote it")
+    epoch = _utc_seconds(datetime.fromisoformat(run["started_at"]))
+    records = tuple(_parse_node_line(line, epoch)
+                    for line in data.get("nodes", "").splitlines() if line.strip())
+    return Checkpoint.model_validate({**run, "nodes": records})
+
+
+def configmap_size(data: dict[str, str]) -> int:
+    """Bytes the data takes in the object (keys + values, UTF-8)."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in data.items())

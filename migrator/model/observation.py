@@ -1,0 +1,280 @@
+"""The facts the engine decides on: ``ClusterObservation`` and its parts.
+
+The shell builds an observation from its watch-driven cache (through the cluster port) and
+hands it to ``engine.decide``; raw Kubernetes objects never get this far. Every record is a
+frozen pydantic model so an observation is a value: two equal observations lead to the same
+decision. Lookups the engine needs on every loop (pods of a node, the agent pod of a node,
+PDBs covering a pod) are indexed lazily and cached on the instance, so building the
+observation stays cheap and deciding stays linear in the number of nodes.
+
+Large observations (thousands of nodes) may be built with ``Model.model_construct`` by a caller
+that already holds typed values; the indexes do not depend on validation having run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from migrator.model.selector import LabelSelector
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+NODE_ACTION_ANNOTATION = "sim.migrator.io/node-action"
+
+
+class _Fact(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Taint(_Fact):
+    """One node taint."""
+
+    key: str = Field(description="Taint key.")
+    value: str = Field(default="", description="Taint value ('' when absent).")
+    effect: str = Field(description="NoSchedule, PreferNoSchedule or NoExecute.")
+
+
+class NodeFacts(_Fact):
+    """What the engine needs to know about one Node."""
+
+    name: str = Field(description="Node name.")
+    uid: str = Field(default="", description="metadata.uid (changes when a node is re-registered).")
+    labels: dict[str, str] = Field(default_factory=dict, description="Node labels.")
+    taints: tuple[Taint, ...] = Field(default=(), description="spec.taints.")
+    unschedulable: bool = Field(default=False, description="spec.unschedulable (cordoned).")
+    ready: bool = Field(default=True, description="The Ready condition is True.")
+    zone: str | None = Field(default=None, description="topology.kubernetes.io/zone label, if any.")
+    control_plane: bool = Field(
+        default=False, description="Carries node-role.kubernetes.io/control-plane (or master).")
+    internal_ip: str | None = Field(default=None, description="status.addresses InternalIP.")
+
+
+class PodFacts(_Fact):
+    """What the engine needs to know about one Pod."""
+
+    namespace: str = Field(description="Pod namespace.")
+    name: str = Field(description="Pod name.")
+    uid: str = Field(description="metadata.uid, used as a precondition on evict/delete.")
+    node: str | None = Field(default=None, description="spec.nodeName (None while pending).")
+    phase: str = Field(default="Pending",
+                       description="status.phase: Pending, Running, Succeeded, Failed, Unknown.")
+    ready: bool = Field(default=False, description="The Ready condition is True.")
+    host_network: bool = Field(default=False, description="spec.hostNetwork.")
+    ip: str | None = Field(default=None, description="status.podIP, if assigned.")
+    owner_kind: str | None = Field(
+        default=None, description="Kind of the controller owner reference (None for a bare pod).")
+    owner_name: str | None = Field(default=None, description="Name of the controller owner.")
+    daemonset: bool = Field(default=False, description="Owned by a DaemonSet.")
+    mirror: bool = Field(
+        default=False, description="A static (mirror) pod: annotation kubernetes.io/config.mirror.")
+    deleting: bool = Field(default=False, description="metadata.deletionTimestamp is set.")
+    emptydir: bool = Field(default=False, description="Mounts at least one emptyDir volume.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Pod labels.")
+    created_at: datetime | None = Field(default=None, description="metadata.creationTimestamp.")
+    node_action: str | None = Field(
+        default=None, description="Value of the sim.migrator.io/node-action annotation, if any.")
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def terminal(self) -> bool:
+        """The pod has finished (Succeeded or Failed) and holds no IP that matters."""
+        return self.phase in ("Succeeded", "Failed")
+
+    @property
+    def unmanaged(self) -> bool:
+        """A bare pod with no controller: nothing recreates it once deleted."""
+        return self.owner_kind is None and not self.mirror
+
+    def ip_in(self, cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+        """True when the pod has an IP and it lies inside ``cidr``."""
+        if not self.ip:
+            return False
+        try:
+            return ipaddress.ip_address(self.ip) in cidr
+        except ValueError:
+            return False
+
+
+class PdbFacts(_Fact):
+    """A PodDisruptionBudget and its current status."""
+
+    namespace: str = Field(description="PDB namespace (it covers pods of this namespace only).")
+    name: str = Field(description="PDB name.")
+    selector: LabelSelector = Field(description="spec.selector.")
+    disruptions_allowed: int = Field(default=0, description="status.disruptionsAllowed.")
+    current_healthy: int = Field(default=0, description="status.currentHealthy.")
+    desired_healthy: int = Field(default=0, description="status.desiredHealthy.")
+    expected_pods: int = Field(default=0, description="status.expectedPods.")
+
+    def covers(self, pod: PodFacts) -> bool:
+        """True when this PDB selects ``pod``."""
+        return (pod.namespace == self.namespace and not self.selector.empty
+                and self.selector.matches(pod.labels))
+
+
+class NodeConfigFacts(_Fact):
+    """The CiliumNodeConfig as served."""
+
+    namespace: str = Field(description="Namespace (must be Cilium's, normally kube-system).")
+    name: str = Field(description="Name, e.g. cilium-default.")
+    api_version: str = Field(description="apiVersion it was read at, e.g. cilium.io/v2.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="spec.nodeSelector.matchLabels.")
+    defaults: dict[str, str] = Field(default_factory=dict, description="spec.defaults.")
+
+
+class DaemonSetFacts(_Fact):
+    """A DaemonSet's rollout state (the cilium agent DaemonSet during finalize)."""
+
+    namespace: str = Field(description="DaemonSet namespace.")
+    name: str = Field(description="DaemonSet name.")
+    generation: int = Field(default=0, description="metadata.generation.")
+    observed_generation: int = Field(default=0, description="status.observedGeneration.")
+    desired: int = Field(default=0, description="status.desiredNumberScheduled.")
+    updated: int = Field(default=0, description="status.updatedNumberScheduled.")
+    ready: int = Field(default=0, description="status.numberReady.")
+    available: int = Field(default=0, description="status.numberAvailable.")
+    restarted_at: str | None = Field(
+        default=None, description="Template annotation kubectl.kubernetes.io/restartedAt.")
+
+    @property
+    def rolled_out(self) -> bool:
+        """The controller saw the latest spec and every scheduled pod is updated and ready."""
+        return (self.observed_generation >= self.generation
+                and self.updated == self.desired == self.ready == self.available)
+
+
+class ObjectFacts(_Fact):
+    """Address of an API object that exists (Calico objects to remove during finalize)."""
+
+    group: str = Field(description="API group ('' for core).")
+    version: str = Field(description="API version within the group, e.g. v1.")
+    plural: str = Field(description="Resource plural, e.g. daemonsets.")
+    name: str = Field(description="Object name.")
+    namespace: str | None = Field(default=None, description="Namespace; None if cluster-scoped.")
+
+
+class ClusterObservation(_Fact):
+    """One consistent-enough look at the cluster, taken just before ``decide``.
+
+    ``pods`` holds every pod (all namespaces) bound to the nodes listed in ``pod_nodes``; when
+    ``pod_nodes`` is None the pods of every node are included. The engine asks for the nodes
+    it has in flight (``engine.decide.pod_scope``).
+    """
+
+    nodes: tuple[NodeFacts, ...] = Field(default=(), description="Every node in the cluster.")
+    pods: tuple[PodFacts, ...] = Field(default=(), description="Pods on the observed nodes.")
+    pod_nodes: frozenset[str] | None = Field(
+        default=None, description="Nodes whose pods are in `pods`; None means all nodes.")
+    blocking_pods: tuple[PodFacts, ...] = Field(
+        default=(), description="Pods matching the plan's gates.blocking_pods selector.")
+    pdbs: tuple[PdbFacts, ...] = Field(default=(), description="Every PodDisruptionBudget.")
+    node_config: NodeConfigFacts | None = Field(
+        default=None, description="The plan's CiliumNodeConfig, None when absent.")
+    served_cnc_versions: tuple[str, ...] = Field(
+        default=(), description="Served versions of ciliumnodeconfigs.cilium.io, e.g. ('v2', 'v2alpha1').")
+    cilium_daemonset: DaemonSetFacts | None = Field(
+        default=None, description="The cilium agent DaemonSet, None when absent.")
+    cilium_config: dict[str, str] | None = Field(
+        default=None, description="Data of the cilium-config ConfigMap (None when not read).")
+    calico_objects: tuple[ObjectFacts, ...] = Field(
+        default=(), description="Calico objects from the plan's finalize list that still exist.")
+    files: frozenset[str] = Field(
+        default=frozenset(), description="Local files the shell reports as already written.")
+
+    _memo: dict[str, tuple[Any, Any]] = PrivateAttr(default_factory=dict)
+
+    def _indexed(self, name: str, source: Any, build: Callable[[], Any]) -> Any:
+        """Compute an index once per source tuple (safe across ``model_copy``)."""
+        entry = self._memo.get(name)
+        if entry is None or entry[0] is not source:
+            entry = (source, build())
+            self._memo[name] = entry
+        return entry[1]
+
+    # -- indexes (computed once per observation) ----------------------------------------
+    @property
+    def node_by_name(self) -> dict[str, NodeFacts]:
+        """Nodes keyed by name."""
+        return self._indexed("nodes", self.nodes, lambda: {n.name: n for n in self.nodes})
+
+    @property
+    def pods_by_node(self) -> dict[str, tuple[PodFacts, ...]]:
+        """Pods grouped by node name, each group sorted by namespace/name."""
+        return self._indexed("pods_by_node", self.pods, self._group_pods)
+
+    def _group_pods(self) -> dict[str, tuple[PodFacts, ...]]:
+        grouped: dict[str, list[PodFacts]] = {}
+        for pod in self.pods:
+            if pod.node is not None:
+                grouped.setdefault(pod.node, []).append(pod)
+        return {node: tuple(sorted(pods, key=lambda p: (p.namespace, p.name)))
+                for node, pods in grouped.items()}
+
+    @property
+    def pdbs_by_namespace(self) -> dict[str, tuple[PdbFacts, ...]]:
+        """PDBs grouped by namespace."""
+        return self._indexed("pdbs", self.pdbs, self._group_pdbs)
+
+    def _group_pdbs(self) -> dict[str, tuple[PdbFacts, ...]]:
+        grouped: dict[str, list[PdbFacts]] = {}
+        for pdb in self.pdbs:
+            grouped.setdefault(pdb.namespace, []).append(pdb)
+        return {ns: tuple(items) for ns, items in grouped.items()}
+
+    @property
+    def pod_by_key(self) -> dict[str, PodFacts]:
+        """Pods keyed by ``namespace/name``."""
+        return self._indexed("pod_by_key", self.pods, lambda: {p.key: p for p in self.pods})
+
+    # -- helpers ------------------------------------------------------------------------
+    def observes_pods_of(self, node: str) -> bool:
+        """True when the pods of ``node`` are part of this observation."""
+        return self.pod_nodes is None or node in self.pod_nodes
+
+    def pods_on(self, node: str) -> tuple[PodFacts, ...]:
+        """Pods bound to ``node`` (empty when the node's pods were not observed)."""
+        return self.pods_by_node.get(node, ())
+
+    def pod(self, namespace: str, name: str) -> PodFacts | None:
+        """A pod by namespace and name, if observed."""
+        return self.pod_by_key.get(f"{namespace}/{name}")
+
+    def pdbs_covering(self, pod: PodFacts) -> tuple[PdbFacts, ...]:
+        """PDBs that select ``pod``."""
+        return tuple(p for p in self.pdbs_by_namespace.get(pod.namespace, ()) if p.covers(pod))
+
+    def agent_pod(self, node: str, namespace: str, selector: dict[str, str]) -> PodFacts | None:
+        """The newest non-deleting agent pod on ``node`` (namespace + equality selector)."""
+        found = [p for p in self.pods_on(node)
+                 if p.namespace == namespace and not p.deleting
+                 and all(p.labels.get(k) == v for k, v in selector.items())]
+        if not found:
+            return None
+        return max(found, key=lambda p: (p.created_at.timestamp() if p.created_at else 0.0, p.name))
+
+    def agent_pods(self, node: str, namespace: str,
+                   selector: dict[str, str]) -> tuple[PodFacts, ...]:
+        """Every agent pod on ``node``, deleting ones included."""
+        return tuple(p for p in self.pods_on(node)
+                     if p.namespace == namespace
+                     and all(p.labels.get(k) == v for k, v in selector.items()))
+
+    @staticmethod
+    def has_cilium_ip(pod: PodFacts,
+                      cidr: ipaddress.IPv4Network | ipaddress.IPv6Network | str) -> bool:
+        """Does ``pod`` have an IP inside the Cilium pod CIDR ``cidr``?"""
+        network = ipaddress.ip_network(cidr) if isinstance(cidr, str) else cidr
+        return pod.ip_in(network)
+
+
+EventType = Literal["Normal", "Warning"]

@@ -1,0 +1,433 @@
+"""The migration plan: ``MigrationPlan``, ``load_plan``, ``plan_hash`` and the JSON schema.
+
+A plan is the operator's whole intent in one YAML file (``plans/*.yaml``): which nodes, in
+which order and how many at once, how to drain, when work may happen, what finalize removes,
+and where the checkpoint and the lock live. It is validated once, completely, before anything
+touches the cluster; a ``PlanError`` names the offending field path and says what to do.
+
+``python -m migrator.model.plan --schema`` prints the JSON schema (``plans/plan.schema.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from migrator.model.selector import LabelSelector
+from migrator.model.units import (
+    DAYS,
+    PERCENT_RE,
+    ClockTime,
+    Duration,
+    K8sName,
+    Port,
+    check_label_key,
+    format_duration,
+    parse_duration,
+)
+
+__all__ = ["MIGRATION_LABEL", "MigrationPlan", "PlanError", "format_duration", "json_schema",
+           "load_plan", "parse_duration", "parse_plan", "plan_hash", "render_schema"]
+
+MIGRATION_LABEL = "io.cilium.migration/cilium-default"
+API_VERSION = "migrator.io/v1"
+KIND = "MigrationPlan"
+DEFAULT_VERIFY_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+
+
+class PlanError(ValueError):
+    """The plan is invalid; the message names the field path and what to do."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+class NodeConfigRef(_Section):
+    """Where the CiliumNodeConfig lives and which apiVersion to write."""
+
+    name: K8sName = Field(default="cilium-default", description="CiliumNodeConfig name.")
+    namespace: K8sName = Field(default="kube-system", description="Cilium's namespace.")
+    api_version: Literal["auto", "cilium.io/v2", "cilium.io/v2alpha1"] = Field(
+        default="auto", description="auto = cilium.io/v2 when served, else cilium.io/v2alpha1.")
+
+
+class AgentRef(_Section):
+    """How to find the cilium agent pods and how long a restart may take."""
+
+    namespace: K8sName = Field(default="kube-system", description="Agent pods' namespace.")
+    selector: dict[str, str] = Field(default_factory=lambda: {"k8s-app": "cilium"},
+                                     description="Equality label selector of agent pods.")
+    daemonset: K8sName = Field(default="cilium", description="Agent DaemonSet name.")
+    config_map: K8sName = Field(default="cilium-config", description="Cilium's ConfigMap name.")
+    restart_timeout: Duration = Field(default=timedelta(minutes=5),
+                                      description="How long the new agent pod may take to be Ready.")
+
+    @field_validator("selector")
+    @classmethod
+    def _selector_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("must select the agent pods, e.g. {k8s-app: cilium}")
+        for key in value:
+            check_label_key(key)
+        return value
+
+
+class CiliumSection(_Section):
+    """The Cilium side of the dual overlay."""
+
+    pod_cidr: str = Field(description="Cilium cluster-pool CIDR, e.g. 10.245.0.0/16.")
+    tunnel_protocol: Literal["vxlan", "geneve"] = Field(default="vxlan",
+                                                        description="Cilium encapsulation.")
+    tunnel_port: Port = Field(default=8473, description="Cilium tunnel UDP port (≠ Calico's).")
+    node_config: NodeConfigRef = Field(default_factory=NodeConfigRef,
+                                       description="The CiliumNodeConfig the migration creates.")
+    agent: AgentRef = Field(default_factory=AgentRef, description="The cilium agent.")
+
+    @field_validator("pod_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a network CIDR such as 10.245.0.0/16 ({exc})") from exc
+        if network.prefixlen == network.max_prefixlen:
+            raise ValueError(f"{value!r} is a single address; give a pod network such as 10.245.0.0/16")
+        return str(network)
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        """``pod_cidr`` as an ipaddress network."""
+        return ipaddress.ip_network(self.pod_cidr)
+
+
+class NodeSelection(_Section):
+    """Which nodes the plan migrates: all, a label selector, or an explicit list, minus exclude."""
+
+    names: tuple[K8sName, ...] | None = Field(
+        default=None, description="Explicit node names (also the order for strategy explicit).")
+    selector: LabelSelector | None = Field(default=None, description="Nodes matching this selector.")
+    exclude: tuple[K8sName, ...] = Field(default=(), description="Nodes never touched.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> NodeSelection:
+        if self.names is not None and self.selector is not None:
+            raise ValueError("give either names or selector, not both")
+        if self.names is not None:
+            if not self.names:
+                raise ValueError("names is empty; list nodes or drop the key to select all nodes")
+            if len(set(self.names)) != len(self.names):
+                raise ValueError("names lists a node twice")
+        return self
+
+
+class OrderSection(_Section):
+    """Deterministic node order. Control-plane nodes always go last (never first)."""
+
+    strategy: Literal["explicit", "canaries-first", "zones-round-robin", "name"] = Field(
+        default="canaries-first", description="How to order the selected nodes.")
+    canaries: tuple[K8sName, ...] = Field(default=(), description="Nodes migrated first, in order.")
+
+
+class ConcurrencySection(_Section):
+    """How many nodes may be out of service at once."""
+
+    max_unavailable: int | str = Field(default=1, description='Nodes in flight: an int ≥ 1 or "N%".')
+    per_zone: int | None = Field(default=None, ge=1, description="Optional limit per zone.")
+
+    @field_validator("max_unavailable")
+    @classmethod
+    def _max(cls, value: int | str) -> int | str:
+        if isinstance(value, bool):
+            raise ValueError('must be an integer ≥ 1 or a percentage like "20%"')
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError(f"{value} is too small; at least 1 node must be allowed")
+            return value
+        match = PERCENT_RE.match(value.strip())
+        if not match or not 1 <= int(match.group(1)) <= 100:
+            raise ValueError(f'{value!r} is not an integer ≥ 1 or a percentage "1%".."100%"')
+        return value.strip()
+
+    def limit(self, total: int) -> int:
+        """``max_unavailable`` resolved against ``total`` selected nodes (at least 1)."""
+        if isinstance(self.max_unavailable, int):
+            return self.max_unavailable
+        percent = int(self.max_unavailable.rstrip("%"))
+        return max(1, total * percent // 100)
+
+
+class PdbOverride(_Section):
+    """An explicit, audited permission to delete pods whose eviction a PDB blocks."""
+
+    reason: str = Field(min_length=10, description="Why bypassing PDBs is acceptable (audited).")
+    approved_by: str = Field(min_length=1, description="Who approved it (audited).")
+    after: Duration = Field(default=timedelta(minutes=5),
+                            description="How long evictions must have been blocked first.")
+
+
+class DrainSection(_Section):
+    """Eviction-only drain, like ``kubectl drain --ignore-daemonsets``."""
+
+    timeout: Duration = Field(default=timedelta(minutes=10), description="Drain deadline per node.")
+    grace_period_seconds: int | None = Field(default=None, ge=0,
+                                             description="Override pods' termination grace period.")
+    delete_emptydir_data: bool = Field(default=False,
+                                       description="Evict pods with emptyDir volumes (data is lost).")
+    unmanaged_pods: Literal["block", "delete"] = Field(
+        default="block", description="Bare pods without a controller: block the node or delete them.")
+    on_pdb_blocked: Literal["halt", "skip"] = Field(
+        default="halt", description="At the deadline with evictions still blocked: halt or skip the node.")
+    retry_interval: Duration = Field(default=timedelta(seconds=5),
+                                     description="Back-off after a 429 without Retry-After.")
+    pdb_override: PdbOverride | None = Field(default=None,
+                                             description="Audited permission to delete PDB-blocked pods.")
+
+
+class RecycleSection(_Section):
+    """Recreate the node's pods that still have Calico IPs (DaemonSet pods, leftovers)."""
+
+    enabled: bool = Field(default=True, description="Recycle pods after the agent switch.")
+    timeout: Duration = Field(default=timedelta(minutes=5),
+                              description="How long replacements may take to get Cilium IPs.")
+
+
+class VerifySection(_Section):
+    """The per-node verification pod."""
+
+    timeout: Duration = Field(default=timedelta(minutes=3), description="Verification deadline.")
+    namespace: K8sName = Field(default="kube-system", description="Namespace for verification pods.")
+    image: str = Field(default=DEFAULT_VERIFY_IMAGE, min_length=1, description="Verification image.")
+    args: tuple[str, ...] = Field(default=("netexec", "--http-port=8080"),
+                                  description="Verification container args.")
+
+
+class WindowGate(_Section):
+    """Maintenance window: a node may only start inside it."""
+
+    start: ClockTime = Field(description='Local start time, "HH:MM".')
+    end: ClockTime = Field(description='Local end time, "HH:MM" (may be before start: overnight).')
+    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin.")
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(
+        default=DAYS, description="Days (of the window's start) on which it opens.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone such as UTC or Europe/Berlin") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _span(self) -> WindowGate:
+        if self.start == self.end:
+            raise ValueError("start equals end; the window would be empty")
+        if not self.days:
+            raise ValueError("days is empty; the window would never open")
+        return self
+
+
+class BlockingPodsGate(_Section):
+    """No node starts while pods matching this selector exist."""
+
+    namespace: K8sName | None = Field(default=None, description="Namespace; None = all namespaces.")
+    selector: LabelSelector = Field(description="Pods that block the start of a node.")
+
+
+class GatesSection(_Section):
+    """Conditions that must hold before a node starts."""
+
+    window: WindowGate | None = Field(default=None, description="Maintenance window.")
+    pause_between_nodes: Duration = Field(default=timedelta(0),
+                                          description="Wait after a node is done before the next starts.")
+    blocking_pods: BlockingPodsGate | None = Field(default=None, description="Blocking pods gate.")
+
+
+class ObjectToRemove(_Section):
+    """An API object finalize deletes."""
+
+    group: str = Field(description="API group ('' for core).")
+    version: str = Field(description="API version within the group.")
+    plural: str = Field(min_length=1, description="Resource plural.")
+    namespace: K8sName | None = Field(default=None, description="Namespace; None if cluster-scoped.")
+    name: str | None = Field(default=None, description="Object name; None = every object of the kind.")
+
+
+def _default_calico_objects() -> tuple[ObjectToRemove, ...]:
+    return (
+        ObjectToRemove(group="apps", version="v1", plural="daemonsets", namespace="kube-system",
+                       name="calico-node"),
+        ObjectToRemove(group="apps", version="v1", plural="deployments", namespace="kube-system",
+                       name="calico-kube-controllers"),
+        ObjectToRemove(group="crd.projectcalico.org", version="v1", plural="ippools"),
+        ObjectToRemove(group="crd.projectcalico.org", version="v1", plural="felixconfigurations"),
+    )
+
+
+class FinalizeSection(_Section):
+    """Post-migration: final Helm values, Cilium restart, CiliumNodeConfig and Calico removal."""
+
+    helm_values_path: str = Field(default="values-final.yaml", min_length=1,
+                                  description="Where to write the final Helm values.")
+    apply_configmap: bool = Field(default=False,
+                                  description="Also patch cilium-config with the final values.")
+    remove_calico: tuple[ObjectToRemove, ...] = Field(default_factory=_default_calico_objects,
+                                                      description="Calico objects to delete.")
+    node_cleanup: bool = Field(default=True, description="Run the per-node Calico clean-up pod.")
+    cleanup_image: str = Field(default="ghcr.io/nicolaka/netshoot:v0.13", min_length=1,
+                               description="Image of the node clean-up pods.")
+    timeout: Duration = Field(default=timedelta(minutes=10),
+                              description="Deadline of each finalize wait (rollout, clean-up).")
+
+
+class StateSection(_Section):
+    """Where the checkpoint and the lock live."""
+
+    configmap_name: K8sName = Field(default="cni-migration-state", description="Checkpoint ConfigMap.")
+    configmap_namespace: K8sName = Field(default="kube-system", description="Its namespace.")
+    lease_name: K8sName = Field(default="cni-migration-lock", description="Lock Lease name.")
+    lease_namespace: K8sName = Field(default="kube-system", description="Its namespace.")
+    lease_duration: Duration = Field(default=timedelta(seconds=30),
+                                     description="Lease duration; a lease older than this is stale.")
+
+    @field_validator("lease_duration")
+    @classmethod
+    def _lease(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=5):
+            raise ValueError("must be at least 5s")
+        return value
+
+
+class MigrationPlan(_Section):
+    """A complete migration plan (``kind: MigrationPlan``)."""
+
+    api_version: Literal["migrator.io/v1"] = Field(description="Always migrator.io/v1.")
+    kind: Literal["MigrationPlan"] = Field(description="Always MigrationPlan.")
+    name: K8sName = Field(description="Plan name (shown in the checkpoint and events).")
+    cilium: CiliumSection = Field(description="The Cilium side.")
+    nodes: NodeSelection = Field(default_factory=NodeSelection, description="Which nodes.")
+    order: OrderSection = Field(default_factory=OrderSection, description="Node order.")
+    concurrency: ConcurrencySection = Field(default_factory=ConcurrencySection,
+                                            description="Nodes in flight.")
+    drain: DrainSection = Field(default_factory=DrainSection, description="Drain policy.")
+    recycle: RecycleSection = Field(default_factory=RecycleSection, description="Pod recycling.")
+    verify: VerifySection = Field(default_factory=VerifySection, description="Verification.")
+    gates: GatesSection = Field(default_factory=GatesSection, description="Start gates.")
+    finalize: FinalizeSection = Field(default_factory=FinalizeSection, description="Finalize.")
+    state: StateSection = Field(default_factory=StateSection, description="Checkpoint and lock.")
+    max_failures: int = Field(default=0, ge=0,
+                              description="Failed nodes tolerated before the run halts.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> MigrationPlan:
+        if self.order.strategy == "explicit" and self.nodes.names is None:
+            raise ValueError("order.strategy explicit needs nodes.names (the order to follow)")
+        if self.order.strategy == "canaries-first" and self.nodes.names is not None:
+            missing = [c for c in self.order.canaries if c not in self.nodes.names]
+            if missing:
+                raise ValueError(f"order.canaries {missing} are not in nodes.names")
+        overlap = set(self.order.canaries) & set(self.nodes.exclude)
+        if overlap:
+            raise ValueError(f"order.canaries {sorted(overlap)} are also in nodes.exclude")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, hashing, schema
+# --------------------------------------------------------------------------------------------
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif str(item).startswith(("function-", "constrained-")) or str(item) in ("int", "str"):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(plan)"
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    seen: set[str] = set()
+    for error in exc.errors():
+        where = _loc(tuple(error["loc"]))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling (see plans/plan.schema.json)"
+        elif error["type"] == "missing":
+            message = "required field is missing; add it"
+        line = f"{where}: {message}"
+        if line not in seen:
+            seen.add(line)
+            lines.append(line)
+    return "invalid plan: " + "; ".join(lines[:5]) + ("" if len(lines) <= 5 else f" (+{len(lines) - 5} more)")
+
+
+def parse_plan(data: Any) -> MigrationPlan:
+    """Validate a plan already parsed from YAML/JSON. Raises ``PlanError``."""
+    if not isinstance(data, dict):
+        raise PlanError("invalid plan: (plan): the document must be a mapping with "
+                        "api_version, kind, name, cilium ...")
+    try:
+        return MigrationPlan.model_validate(data)
+    except ValidationError as exc:
+        raise PlanError(_explain(exc)) from exc
+
+
+def load_plan(path: str | Path) -> MigrationPlan:
+    """Read and validate a plan file. Raises ``PlanError`` naming the field and what to do."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise PlanError(f"plan file {file}: not found; pass an existing --plan path") from exc
+    except OSError as exc:
+        raise PlanError(f"plan file {file}: cannot be read ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PlanError(f"plan file {file}: not valid YAML ({exc}); fix the syntax") from exc
+    return parse_plan(data)
+
+
+def plan_hash(plan: MigrationPlan) -> str:
+    """A short stable digest of the plan's meaning (not its formatting)."""
+    canonical = json.dumps(plan.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    """The plan's JSON schema (what ``plans/plan.schema.json`` holds)."""
+    schema = MigrationPlan.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "MigrationPlan"
+    return schema
+
+
+def render_schema() -> str:
+    """The JSON schema as the text committed to ``plans/plan.schema.json``."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through the golden-file test
+    if sys.argv[1:] != ["--schema"]:
+        print("usage: python -m migrator.model.plan --schema > plans/plan.schema.json", file=sys.stderr)
+        raise SystemExit(2)
+    sys.stdout.write(render_schema())

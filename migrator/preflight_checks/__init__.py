@@ -1,0 +1,1 @@
+"""Preflight checks, one module per concern (Calico, Cilium, workloads and policies)."""

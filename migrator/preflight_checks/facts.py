@@ -1,0 +1,92 @@
+"""What preflight looks at and what it reports: the data types shared by every check.
+
+Kept apart from ``migrator/preflight.py`` so the check modules can import them without a
+cycle. ``PreflightFacts`` is a read-once snapshot, so every check is a pure function of
+``(PreflightInputs, PreflightFacts)`` and can be tested on literal values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from migrator.cluster.port import DaemonSetInfo, FelixInfo, IPPoolInfo, PolicyInfo, WorkloadInfo
+
+
+class Severity(StrEnum):
+    """How much a finding matters."""
+
+    BLOCKING = "blocking"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Finding(BaseModel):
+    """One preflight result."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    check: str = Field(description="Dotted name of the check, e.g. calico.vxlan-port.")
+    severity: Severity = Field(description="blocking stops the run; warning and info inform.")
+    message: str = Field(description="What was found and why it matters.")
+    fix_command: str = Field(default="", description="The command that fixes it, if any.")
+
+
+@dataclass(frozen=True)
+class PreflightInputs:
+    """The few plan values preflight compares the cluster against."""
+
+    cilium_pod_cidr: str = "10.245.0.0/16"
+    tunnel_port: int = 8473
+    agent_namespace: str = "kube-system"
+    agent_daemonset: str = "cilium"
+    cilium_config: str = "cilium-config"
+    node_config_namespace: str = "kube-system"
+    pdb_blocks_run: bool = True          # the plan halts (rather than skips) on a blocked drain
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    """A node and its InternalIP addresses."""
+
+    name: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PdbState:
+    """A PodDisruptionBudget and how many disruptions it allows right now."""
+
+    namespace: str
+    name: str
+    disruptions_allowed: int
+
+
+@dataclass(frozen=True)
+class PreflightFacts:
+    """Everything the checks look at, read once."""
+
+    server_version: str = ""
+    calico_node: DaemonSetInfo | None = None
+    ippools: tuple[IPPoolInfo, ...] = ()
+    felix: FelixInfo | None = None
+    cilium_agent: DaemonSetInfo | None = None
+    cilium_config: dict[str, str] | None = None
+    node_config_versions: tuple[str, ...] = ()
+    service_ip: str | None = None
+    nodes: tuple[NodeAddress, ...] = ()
+    pdbs: tuple[PdbState, ...] = ()
+    workloads: tuple[WorkloadInfo, ...] = ()
+    policies: tuple[PolicyInfo, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Check = Callable[[PreflightInputs, PreflightFacts], list[Finding]]
+
+
+def finding(check: str, severity: Severity, message: str, fix: str = "") -> Finding:
+    return Finding(check=check, severity=severity, message=message, fix_command=fix)

@@ -1,0 +1,205 @@
+"""The simulated disruption controller: PodDisruptionBudget status from the pods.
+
+The eviction subresource (in the API layer) spends a budget: it decrements
+``status.disruptionsAllowed`` and records ``status.disruptedPods[pod] = time``. This
+controller recomputes the whole status from the pods that match the selector:
+
+* ``currentHealthy``: pods whose Ready condition is True, that are not being deleted and
+  not listed in ``disruptedPods`` (an entry counts until its pod is gone or deleting, or
+  until it is two minutes old: the real ``DeletionTimeout``);
+* ``expectedPods``: the scale of the pods' controllers (a Deployment's replicas for its
+  ReplicaSets, a DaemonSet's desired count, a ReplicaSet's or StatefulSet's replicas), or
+  the number of matching pods when an integer ``minAvailable`` is used or a pod has no
+  resolvable controller;
+* ``desiredHealthy`` from ``minAvailable`` or ``maxUnavailable``, integers or
+  percentages of ``expectedPods`` (rounded up, as the real controller does);
+* ``disruptionsAllowed = max(0, currentHealthy - desiredHealthy)``, the
+  ``DisruptionAllowed`` condition and ``observedGeneration``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from migrator.sim.config import SimConfig
+from migrator.sim.controllers.coalesce import Coalescer
+from migrator.sim.controllers.matching import (
+    controller_ref,
+    pod_is_ready,
+    pod_is_terminating,
+    selector_matches,
+    set_condition,
+)
+from migrator.sim.errors import NotFound
+from migrator.sim.store import Event, now_rfc3339
+from migrator.sim.world import World
+
+Obj = dict[str, Any]
+RESOURCE = "policy/poddisruptionbudgets"
+DELETION_TIMEOUT = 120.0  # simulated seconds an eviction keeps a pod counted as disrupted
+
+
+def _scaled_up(value: Any, total: int) -> int:
+    if isinstance(value, str) and value.endswith("%"):
+        return math.ceil(int(value[:-1]) * total / 100)
+    return int(value)
+
+
+def _parse_time(text: str) -> float | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+class DisruptionController:
+    def __init__(self, world: World, config: SimConfig) -> None:
+        self.world = world
+        self.store = world.store
+        self._sync = Coalescer(world, self.sync, delay=config.latencies.controller)
+        world.on(RESOURCE, self._on_pdb)
+        world.on("pods", self._on_pod)
+        for scaler in ("apps/deployments", "apps/replicasets", "apps/daemonsets", "apps/statefulsets"):
+            world.on(scaler, self._on_scaler)
+
+    def _on_pdb(self, event: Event) -> None:
+        meta = event.obj["metadata"]
+        self._sync.mark((meta.get("namespace", ""), meta["name"]))
+
+    def _on_pod(self, event: Event) -> None:
+        ns = event.obj["metadata"].get("namespace", "")
+        labels = [event.obj["metadata"].get("labels")]
+        if event.old is not None:
+            labels.append(event.old["metadata"].get("labels"))
+        for pdb in self.store.list(RESOURCE, ns):
+            if any(selector_matches(pdb["spec"].get("selector") or {}, lbl) for lbl in labels):
+                self._sync.mark((ns, pdb["metadata"]["name"]))
+
+    def _on_scaler(self, event: Event) -> None:
+        ns = event.obj["metadata"].get("namespace", "")
+        if event.old is not None and (event.old.get("spec") or {}).get("replicas") == \
+                (event.obj.get("spec") or {}).get("replicas") and event.resource != "apps/daemonsets":
+            return
+        for pdb in self.store.list(RESOURCE, ns):
+            self._sync.mark((ns, pdb["metadata"]["name"]))
+
+    # ------------------------------------------------------------------ reconcile
+    def sync(self, key: tuple[str, str]) -> None:
+        pdb = self.store.try_get(RESOURCE, key[0], key[1])
+        if pdb is None:
+            return
+        spec = pdb.get("spec") or {}
+        selector = spec.get("selector") or {}
+        pods = [p for p in self.store.list("pods", key[0])
+                if selector_matches(selector, p["metadata"].get("labels"))]
+        disrupted, next_expiry = self._live_disruptions(pdb, pods)
+        healthy = sum(1 for p in pods if pod_is_ready(p) and not pod_is_terminating(p)
+                      and p["metadata"]["name"] not in disrupted)
+        min_available = spec.get("minAvailable")
+        max_unavailable = spec.get("maxUnavailable")
+        if max_unavailable is not None:
+            expected = self._expected(pods)
+            desired = max(0, expected - _scaled_up(max_unavailable, expected))
+        elif isinstance(min_available, str) and min_available.endswith("%"):
+            expected = self._expected(pods)
+            desired = _scaled_up(min_available, expected)
+        else:
+            expected = len(pods)
+            desired = int(min_available) if min_available is not None else 0
+        allowed = max(0, healthy - desired)
+        now = now_rfc3339()
+        conditions = set_condition(list((pdb.get("status") or {}).get("conditions") or []),
+                                   "DisruptionAllowed", "True" if allowed > 0 else "False",
+                                   "SufficientPods" if allowed > 0 else "InsufficientPods", "", now)
+        for c in conditions:
+            c["observedGeneration"] = pdb["metadata"].get("generation", 1)
+        status: Obj = {"observedGeneration": pdb["metadata"].get("generation", 1),
+                       "disruptionsAllowed": allowed, "currentHealthy": healthy,
+                       "desiredHealthy": desired, "expectedPods": expected, "conditions": conditions}
+        if disrupted:
+            status["disruptedPods"] = disrupted
+        if next_expiry is not None:
+            self.world.call_later(next_expiry, lambda: self._sync.mark(key))
+        current = pdb.get("status") or {}
+        same = all(current.get(k) == v for k, v in status.items() if k != "conditions") and \
+            current.get("disruptedPods", {}) == disrupted and \
+            [(c.get("type"), c.get("status")) for c in current.get("conditions") or []] == \
+            [(c["type"], c["status"]) for c in conditions]
+        if same:
+            return
+
+        def write(draft: Obj) -> Obj:
+            draft["status"] = status
+            return draft
+
+        try:
+            self.store.mutate(RESOURCE, key[0], key[1], write, subresource="status")
+        except NotFound:
+            return
+
+    def _live_disruptions(self, pdb: Obj, pods: list[Obj]) -> tuple[dict[str, str], float | None]:
+        """The ``disruptedPods`` entries still in force, and when the next one expires."""
+        recorded = (pdb.get("status") or {}).get("disruptedPods") or {}
+        if not recorded:
+            return {}, None
+        by_name = {p["metadata"]["name"]: p for p in pods}
+        wall_now = datetime.now(UTC).timestamp()
+        live: dict[str, str] = {}
+        next_expiry: float | None = None
+        for name, stamp in recorded.items():
+            pod = by_name.get(name)
+            if pod is None or pod_is_terminating(pod):
+                continue
+            when = _parse_time(stamp)
+            if when is None:
+                continue
+            age = (wall_now - when) * self.world.time_scale  # simulated seconds
+            if age >= DELETION_TIMEOUT:
+                continue
+            live[name] = stamp
+            left = DELETION_TIMEOUT - age
+            next_expiry = left if next_expiry is None else min(next_expiry, left)
+        return live, next_expiry
+
+    def _expected(self, pods: list[Obj]) -> int:
+        total = 0
+        seen: set[str] = set()
+        for pod in pods:
+            ref = controller_ref(pod)
+            if ref is None:
+                return len(pods)
+            if ref["uid"] in seen:
+                continue
+            seen.add(ref["uid"])
+            scale = self._scale_of(pod["metadata"]["namespace"], ref, seen)
+            if scale is None:
+                return len(pods)
+            total += scale
+        return total
+
+    def _scale_of(self, ns: str, ref: Obj, seen: set[str]) -> int | None:
+        kind = ref.get("kind")
+        if kind == "ReplicaSet":
+            rs = self.store.try_get("apps/replicasets", ns, ref["name"])
+            if rs is None:
+                return None
+            parent = controller_ref(rs)
+            if parent and parent.get("kind") == "Deployment":
+                if parent["uid"] in seen:
+                    return 0
+                seen.add(parent["uid"])
+                deploy = self.store.try_get("apps/deployments", ns, parent["name"])
+                return int(deploy["spec"].get("replicas", 1)) if deploy else None
+            return int(rs["spec"].get("replicas", 1))
+        if kind == "DaemonSet":
+            ds = self.store.try_get("apps/daemonsets", ns, ref["name"])
+            return int((ds.get("status") or {}).get("desiredNumberScheduled", 0)) if ds else None
+        if kind == "StatefulSet":
+            try:
+                sts = self.store.try_get("apps/statefulsets", ns, ref["name"])
+            except NotFound:
+                return None
+            return int(sts["spec"].get("replicas", 1)) if sts else None
+        return None

@@ -1,0 +1,236 @@
+"""The simulated kube-scheduler: binds pending pods to nodes.
+
+A pod with an empty ``spec.nodeName`` (and the default scheduler) is bound to a feasible
+node. Feasible means: ``nodeSelector`` and required node affinity match, every
+``NoSchedule``/``NoExecute`` taint is tolerated (cordoned and NotReady nodes count as
+tainted, as the node lifecycle controller would taint them), and the node has room under
+``status.allocatable.pods``. Among feasible nodes the choice is deterministic: nodes whose
+``PreferNoSchedule`` taints are all tolerated first, then the fewest pods of the same
+owner (spreading), then the fewest pods, then the name.
+
+Pods that fit nowhere get ``PodScheduled=False`` with reason ``Unschedulable`` and the
+same summary the real scheduler writes; they are retried whenever a node changes.
+
+Scale: scheduling runs in batched passes (see ``coalesce``); per pass, nodes are filtered
+once per pod *shape* and placed through a lazily refreshed heap, so placing 20,000 pods on
+1,000 nodes costs far less than pods × nodes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter
+from typing import Any
+
+import structlog
+
+from migrator.sim.config import SimConfig
+from migrator.sim.controllers.coalesce import Coalescer
+from migrator.sim.controllers.matching import (
+    controller_uid,
+    effective_taints,
+    node_affinity_matches,
+    pod_is_finished,
+    pod_is_terminating,
+    set_condition,
+    untolerated_taints,
+)
+from migrator.sim.errors import NotFound
+from migrator.sim.store import Event, now_rfc3339
+from migrator.sim.world import World
+
+Obj = dict[str, Any]
+PodKey = tuple[str, str]
+log = structlog.get_logger("migrator.sim.scheduler")
+
+SCHEDULER_NAME = "default-scheduler"
+
+
+def node_capacity(node: Obj) -> int:
+    status = node.get("status") or {}
+    raw = (status.get("allocatable") or status.get("capacity") or {}).get("pods", "110")
+    try:
+        return int(raw)
+    except ValueError:
+        return 110
+
+
+class Scheduler:
+    """Binds pods; keeps per-node pod counts from the event stream."""
+
+    def __init__(self, world: World, config: SimConfig) -> None:
+        self.world = world
+        self.store = world.store
+        self._pending: set[PodKey] = set()
+        self._placed: dict[PodKey, tuple[str, str]] = {}
+        self._node_pods: Counter[str] = Counter()
+        self._owner_pods: Counter[tuple[str, str]] = Counter()
+        self._pass = Coalescer(world, lambda _: self.schedule_pending(), delay=config.latencies.schedule)
+        world.on("pods", self._on_pod)
+        world.on("nodes", self._on_node)
+        for pod in self.store.list("pods"):
+            self._track(pod)
+        if self._pending:
+            self._pass.mark("pass")
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _track(self, pod: Obj | None, key: PodKey | None = None) -> None:
+        """Idempotently record where ``pod`` sits (``None``: it is gone)."""
+        if pod is not None:
+            key = (pod["metadata"].get("namespace", ""), pod["metadata"]["name"])
+        assert key is not None
+        old = self._placed.pop(key, None)
+        if old is not None:
+            self._node_pods[old[0]] -= 1
+            self._owner_pods[old] -= 1
+        self._pending.discard(key)
+        if pod is None or pod_is_finished(pod):
+            return
+        spec = pod.get("spec") or {}
+        node = spec.get("nodeName")
+        if node:
+            place = (node, controller_uid(pod) or "")
+            self._placed[key] = place
+            self._node_pods[node] += 1
+            self._owner_pods[place] += 1
+        elif not pod_is_terminating(pod) and spec.get("schedulerName", SCHEDULER_NAME) == SCHEDULER_NAME:
+            self._pending.add(key)
+
+    def _on_pod(self, event: Event) -> None:
+        meta = event.obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        self._track(None if event.type == "DELETED" else event.obj, key)
+        if self._pending:  # a new pending pod, or room freed for one that waits
+            self._pass.mark("pass")
+
+    def _on_node(self, event: Event) -> None:
+        if self._pending:
+            self._pass.mark("pass")
+
+    # ------------------------------------------------------------------ scheduling
+    def schedule_pending(self) -> None:
+        """One scheduling pass over every pending pod."""
+        if not self._pending:
+            return
+        nodes = self.store.list("nodes")
+        groups: dict[tuple[str, str], list[Obj]] = {}
+        for key in sorted(self._pending):
+            pod = self.store.try_get("pods", key[0], key[1])
+            if pod is None or (pod.get("spec") or {}).get("nodeName"):
+                self._track(pod, key)
+                continue
+            spec = pod.get("spec") or {}
+            shape = json.dumps([spec.get("nodeSelector"), (spec.get("affinity") or {}).get("nodeAffinity"),
+                                spec.get("tolerations")], sort_keys=True)
+            groups.setdefault((shape, controller_uid(pod) or ""), []).append(pod)
+        feasible_by_shape: dict[str, tuple[list[tuple[int, Obj]], Counter[str]]] = {}
+        bound = 0
+        for (shape, owner), pods in groups.items():
+            if shape not in feasible_by_shape:
+                feasible_by_shape[shape] = self._filter(pods[0], nodes)
+            feasible, reasons = feasible_by_shape[shape]
+            heap = [self._rank(penalty, node["metadata"]["name"], owner) for penalty, node in feasible]
+            heapq.heapify(heap)
+            capacity = {node["metadata"]["name"]: node_capacity(node) for _, node in feasible}
+            for pod in pods:
+                node_name = self._pick(heap, capacity, owner)
+                if node_name is None:
+                    self._mark_unschedulable(pod, len(nodes), reasons, len(feasible))
+                    continue
+                if self._bind(pod, node_name):
+                    bound += 1
+        if bound:
+            log.debug("sim.scheduler.bound", pods=bound, pending=len(self._pending))
+
+    def _rank(self, penalty: int, name: str, owner: str) -> tuple[int, int, int, str]:
+        return (penalty, self._owner_pods[(name, owner)], self._node_pods[name], name)
+
+    def _pick(self, heap: list[tuple[int, int, int, str]], capacity: dict[str, int], owner: str) -> str | None:
+        while heap:
+            penalty, _, _, name = entry = heap[0]
+            current = self._rank(penalty, name, owner)
+            if self._node_pods[name] >= capacity[name]:
+                heapq.heappop(heap)
+                continue
+            if current != entry:  # counts only grow within a pass: re-file and look again
+                heapq.heapreplace(heap, current)
+                continue
+            return name
+        return None
+
+    def _filter(self, pod: Obj, nodes: list[Obj]) -> tuple[list[tuple[int, Obj]], Counter[str]]:
+        spec = pod.get("spec") or {}
+        tolerations = spec.get("tolerations") or []
+        feasible: list[tuple[int, Obj]] = []
+        reasons: Counter[str] = Counter()
+        for node in nodes:
+            if not node_affinity_matches(spec, node):
+                reasons["didn't match Pod's node affinity/selector"] += 1
+                continue
+            taints = effective_taints(node)
+            hard = untolerated_taints(tolerations, taints, ("NoSchedule", "NoExecute"))
+            if hard:
+                t = hard[0]
+                reasons[f"had untolerated taint {{{t.get('key')}: {t.get('value', '')}}}"] += 1
+                continue
+            soft = untolerated_taints(tolerations, taints, ("PreferNoSchedule",))
+            feasible.append((1 if soft else 0, node))
+        return feasible, reasons
+
+    def _bind(self, pod: Obj, node_name: str) -> bool:
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        now = now_rfc3339()
+
+        def bind(draft: Obj) -> Obj | None:
+            if draft["metadata"]["uid"] != uid or draft["spec"].get("nodeName") \
+                    or draft["metadata"].get("deletionTimestamp"):
+                return draft
+            draft["spec"]["nodeName"] = node_name
+            return draft
+
+        def scheduled(draft: Obj) -> Obj | None:
+            status = draft.setdefault("status", {})
+            conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            status["conditions"] = [{"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                                     "lastTransitionTime": now}] + conditions
+            return draft
+
+        try:
+            updated = self.store.mutate("pods", meta.get("namespace"), meta["name"], bind)
+            self._track(updated)
+            if updated["spec"].get("nodeName") != node_name or updated["metadata"]["uid"] != uid:
+                return False
+            self.store.mutate("pods", meta.get("namespace"), meta["name"], scheduled, subresource="status")
+        except NotFound:
+            self._track(None, (meta.get("namespace", ""), meta["name"]))
+            return False
+        return True
+
+    def _mark_unschedulable(self, pod: Obj, total: int, reasons: Counter[str], feasible: int) -> None:
+        parts = [f"{n} node(s) {why}" for why, n in sorted(reasons.items())]
+        if feasible:
+            parts.append(f"{feasible} Too many pods")
+        message = f"0/{total} nodes are available: " + ", ".join(parts) + "."
+        meta = pod["metadata"]
+        now = now_rfc3339()
+
+        def mark(draft: Obj) -> Obj | None:
+            if draft["spec"].get("nodeName"):
+                return draft
+            status = draft.setdefault("status", {})
+            status.setdefault("phase", "Pending")
+            status["conditions"] = set_condition(status.get("conditions") or [], "PodScheduled", "False",
+                                                 "Unschedulable", message, now)
+            return draft
+
+        current = next((c for c in (pod.get("status") or {}).get("conditions") or []
+                        if c.get("type") == "PodScheduled"), None)
+        if current and current.get("status") == "False" and current.get("message") == message:
+            return
+        try:
+            self.store.mutate("pods", meta.get("namespace"), meta["name"], mark, subresource="status")
+        except NotFound:
+            return
+        log.info("sim.scheduler.unschedulable", pod=f"{meta.get('namespace')}/{meta['name']}", message=message)

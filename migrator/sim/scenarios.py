@@ -1,0 +1,92 @@
+"""Named scenarios: the healthy cluster and the field pitfalls, reproducible from a seed.
+
+A scenario is the default cluster with one thing changed, at one of three moments:
+
+* ``configure`` edits the ``SimConfig`` before anything is built (ports, pools);
+* ``shape`` changes what the builder installs (Calico autodetection, cilium-config keys,
+  a PDB that allows no disruption), and ``served_cnc_versions`` what the API serves;
+* ``inject`` breaks something once the healthy cluster has converged (an agent crash
+  loop, a NotReady node), choosing its victim with the seeded generator, and returns the
+  details (``{"node": "node-3"}``) so tests and demos know where to look.
+
+The pitfall numbers refer to the migration reference's table of known pitfalls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrator.sim.builder import ClusterShape, node_names
+from migrator.sim.config import SimConfig
+
+Inject = Callable[[Any, random.Random], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    shape: ClusterShape = field(default_factory=ClusterShape)
+    configure: Callable[[SimConfig], SimConfig] | None = None
+    served_cnc_versions: tuple[str, ...] | None = None
+    inject: Inject | None = None
+
+    def apply_config(self, config: SimConfig) -> SimConfig:
+        return self.configure(config) if self.configure else config
+
+
+def _pick_worker(sim: Any, rng: random.Random) -> str:
+    _, workers = node_names(sim.config)
+    return rng.choice(workers or node_names(sim.config)[0])
+
+
+def _crash_cilium(sim: Any, rng: random.Random) -> dict[str, str]:
+    node = _pick_worker(sim, rng)
+    sim.fleet.crash_agent(node, agent="cilium", crashloop=True)
+    return {"node": node, "agent": "cilium"}
+
+
+def _node_not_ready(sim: Any, rng: random.Random) -> dict[str, str]:
+    node = _pick_worker(sim, rng)
+    sim.fleet.set_node_ready(node, False)
+    return {"node": node}
+
+
+def _replace(**changes: Any) -> Callable[[SimConfig], SimConfig]:
+    return lambda config: dataclasses.replace(config, **changes)
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("default", "Calico VXLAN cluster with Cilium installed latent per the migration guide"),
+    Scenario("vxlan-port-clash", "pitfall 2: Cilium tunnel-port equals Calico's Felix vxlanPort (4789)",
+             configure=_replace(cilium_tunnel_port=4789, calico_vxlan_port=4789)),
+    Scenario("cidr-overlap", "pitfall 3: the Cilium cluster pool overlaps the Calico IPPool",
+             configure=_replace(cilium_pool="192.168.128.0/17")),
+    Scenario("calico-first-found", "pitfall 1: calico-node autodetects its address first-found (picks cilium_host)",
+             shape=ClusterShape(ip_autodetection_method="first-found")),
+    Scenario("no-legacy-routing", "pitfall 9: enable-host-legacy-routing is false, overlays cannot reach each other",
+             shape=ClusterShape(cilium_config_overrides={"enable-host-legacy-routing": "false"})),
+    Scenario("pdb-blocked", "pitfall 16: the shop/api PDB requires every replica (minAvailable = replicas)",
+             shape=ClusterShape(pdb_blocked=True)),
+    Scenario("cilium-crashloop", "the cilium agent crash-loops on one worker (details name it)",
+             inject=_crash_cilium),
+    Scenario("node-notready", "one worker is NotReady (details name it)", inject=_node_not_ready),
+    Scenario("cnc-v2alpha1-only", "pitfall 7: only cilium.io/v2alpha1 CiliumNodeConfig is served (older Cilium)",
+             served_cnc_versions=("v2alpha1",)),
+)}
+
+
+def get_scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
+
+
+def describe() -> list[tuple[str, str]]:
+    """``(name, description)`` for every scenario, in registry order."""
+    return [(s.name, s.description) for s in SCENARIOS.values()]

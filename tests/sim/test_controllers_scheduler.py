@@ -1,0 +1,141 @@
+"""The simulated scheduler: node selectors, required affinity, taints and tolerations,
+cordoned and NotReady nodes, pod capacity, PreferNoSchedule, spreading, and the
+Unschedulable condition with retry when nodes change."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sim.controller_harness import Harness
+
+
+@pytest.fixture
+def h():
+    harness = Harness()
+    yield harness
+    harness.stop()
+
+
+def bare_pod(name: str, **spec) -> dict:
+    return {"metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}], **spec}}
+
+
+def node_of(h: Harness, name: str) -> str | None:
+    return h.store.get("pods", "default", name)["spec"].get("nodeName")
+
+
+def scheduled_condition(h: Harness, name: str) -> dict:
+    pod = h.store.get("pods", "default", name)
+    return next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
+
+
+def test_taints_need_tolerations(h):
+    h.node("a", taints=[{"key": "dedicated", "value": "db", "effect": "NoSchedule"}])
+    h.node("b", taints=[{"key": "gpu", "effect": "NoExecute"}])
+    h.store.create("pods", bare_pod("plain"))
+    h.store.create("pods", bare_pod("tolerant", tolerations=[
+        {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]))
+    h.store.create("pods", bare_pod("wrong-value", tolerations=[
+        {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"}]))
+    h.settle()
+    assert node_of(h, "plain") is None
+    cond = scheduled_condition(h, "plain")
+    assert (cond["status"], cond["reason"]) == ("False", "Unschedulable")
+    assert cond["message"].startswith("0/2 nodes are available")
+    assert node_of(h, "tolerant") == "a"
+    assert node_of(h, "wrong-value") is None
+
+
+def test_node_selector_and_required_affinity(h):
+    h.node("a", labels={"zone": "z1", "disk": "ssd"})
+    h.node("b", labels={"zone": "z2"})
+    h.node("c", labels={"zone": "z3"})
+    h.store.create("pods", bare_pod("selector", nodeSelector={"zone": "z2"}))
+    h.store.create("pods", bare_pod("not-in", affinity={"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["z1", "z2"]}]}]}}}))
+    h.store.create("pods", bare_pod("exists", affinity={"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "disk", "operator": "Exists"}]}]}}}))
+    h.store.create("pods", bare_pod("fields", affinity={"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "disk", "operator": "DoesNotExist"}]},  # terms are ORed
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a"]}]}]}}}))
+    h.store.create("pods", bare_pod("nowhere", nodeSelector={"zone": "z9"}))
+    h.settle()
+    assert node_of(h, "selector") == "b"
+    assert node_of(h, "not-in") == "c"
+    assert node_of(h, "exists") == "a"
+    assert node_of(h, "fields") in {"a", "b", "c"}
+    assert node_of(h, "nowhere") is None
+    assert "didn't match Pod's node affinity/selector" in scheduled_condition(h, "nowhere")["message"]
+
+
+def test_cordoned_and_notready_nodes_are_avoided_unless_tolerated(h):
+    h.node("cordoned", unschedulable=True)
+    h.node("down", ready=False)
+    h.store.create("pods", bare_pod("p"))
+    h.store.create("pods", bare_pod("t", tolerations=[
+        {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]))
+    h.settle()
+    assert node_of(h, "p") is None
+    assert node_of(h, "t") == "cordoned"
+    h.set_node("down", lambda d: d["status"].update(conditions=[{"type": "Ready", "status": "True"}]))
+    h.settle()
+    assert node_of(h, "p") == "down"  # retried once the node changed
+
+
+def test_capacity_spreading_and_prefer_no_schedule(h):
+    h.node("small", pods=1)
+    h.node("big", pods=10)
+    h.node("soft", taints=[{"key": "spot", "effect": "PreferNoSchedule"}])
+    for i in range(4):
+        h.store.create("pods", bare_pod(f"p{i}"))
+    h.settle()
+    placed = [node_of(h, f"p{i}") for i in range(4)]
+    assert placed.count("small") == 1  # capacity 1
+    assert placed.count("big") == 3  # the PreferNoSchedule node comes last while others have room
+    for i in range(4, 11):
+        h.store.create("pods", bare_pod(f"p{i}"))
+    h.settle()
+    placed = [node_of(h, f"p{i}") for i in range(11)]
+    assert (placed.count("small"), placed.count("big"), placed.count("soft")) == (1, 10, 0)
+    h.store.create("pods", bare_pod("overflow"))
+    h.settle()
+    assert node_of(h, "overflow") == "soft"  # untainted nodes are full
+
+
+def test_spreads_pods_of_one_owner(h):
+    for n in ("a", "b", "c"):
+        h.node(n)
+    h.store.create("apps/deployments", {
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+    h.settle()
+    nodes = sorted(p["spec"]["nodeName"] for p in h.pods("default", app="web"))
+    assert nodes == ["a", "a", "b", "b", "c", "c"]
+
+
+def test_unschedulable_pod_lands_on_a_new_node(h):
+    h.store.create("pods", bare_pod("waiting"))
+    h.settle()
+    assert scheduled_condition(h, "waiting")["reason"] == "Unschedulable"
+    h.node("fresh")
+    h.settle()
+    assert node_of(h, "waiting") == "fresh"
+    assert scheduled_condition(h, "waiting")["status"] == "True"
+
+
+def test_pod_waiting_for_room_lands_when_a_pod_goes(h):
+    h.node("tiny", pods=1)
+    h.store.create("pods", bare_pod("first"))
+    h.store.create("pods", bare_pod("second"))
+    h.settle()
+    assert node_of(h, "first") == "tiny" and node_of(h, "second") is None
+    assert "Too many pods" in scheduled_condition(h, "second")["message"]
+    h.store.delete("pods", "default", "first", graceful=True)
+    h.settle()
+    assert node_of(h, "second") == "tiny"
