@@ -1,0 +1,102 @@
+"""Engine benchmark: API requests per node, checkpoint size, and wall time against the bound.
+
+1. Requests per node (excluding watch streams), from the simulated API server's request log,
+   for a full run at each size (default 10, 100 and 1,000 nodes, concurrency 10%).
+2. Checkpoint bytes in the ConfigMap at 5,000 nodes (every node DONE, with its prior state).
+3. Wall time at N=100, k=5 with simulated per-node latencies, against
+   1.15 x ceil(N/k) x (per-node time of one node alone: drain + agent restart + verification).
+Targets: <= 40 requests/node; 1,000 within 10% of 100; <= 256 KiB; wall time within the bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from migrator import log as logsetup
+from migrator.cluster.kube import KubeCluster
+from migrator.engine.states import NodePhase
+from migrator.model.checkpoint import Checkpoint, NodeRecord, PriorNodeState, configmap_size, to_configmap_data
+from migrator.model.plan import load_plan
+from migrator.runner import Runner
+from migrator.sim.cluster import SimCluster
+from migrator.sim.config import Latencies, SimConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = Latencies(schedule=0.0, sandbox=0.005, ready=0.01, terminate=0.005, agent_start=0.01,
+                 calico_start=0.01, node_action=0.01, controller=0.0)
+SLOW = Latencies(schedule=0.0, sandbox=0.2, ready=0.3, terminate=0.3, agent_start=1.0,
+                 calico_start=0.2, node_action=0.2, controller=0.0)
+
+
+def plan_for(k: int | str, workdir: Path):
+    data = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
+    data["concurrency"] = {"max_unavailable": k}
+    data["order"] = {"strategy": "name"}
+    data["drain"]["retry_interval"] = "1s"
+    path = workdir / f"plan-{k}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_plan(path)
+
+
+def run_once(nodes: int, k: int | str, latencies: Latencies) -> tuple[float, int, int]:
+    """(wall seconds, requests excluding watch, nodes) for one full run."""
+    with tempfile.TemporaryDirectory() as tmp, \
+            SimCluster(config=SimConfig(nodes=nodes, latencies=latencies), seed=11, converge_timeout=600) as sim:
+        kc = sim.write_kubeconfig(Path(tmp) / "kc")
+        plan = plan_for(k, Path(tmp))
+        sim.requests.reset()
+        t0 = time.monotonic()
+        outcome = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=Path(tmp)).run()
+        wall = time.monotonic() - t0
+        if outcome.code != 0:
+            raise RuntimeError(f"run at {nodes} nodes ended {outcome.code}: {outcome.message}")
+        return wall, sim.requests.total(exclude_watch=True), nodes
+
+
+def checkpoint_bytes(nodes: int) -> int:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    records = tuple(NodeRecord(name=f"worker-{i:05d}.zone-{i % 3}.example.internal", phase=NodePhase.DONE,
+                               attempt=1, phase_started_at=start + timedelta(seconds=30 * i),
+                               prior=PriorNodeState(unschedulable=False, label=None))
+                    for i in range(nodes))
+    cp = Checkpoint(plan_name="example", plan_hash="0" * 16, run_id="r" * 12, started_at=start, nodes=records)
+    return configmap_size(to_configmap_data(cp))
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench.engine")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--wall-nodes", type=int, default=100)
+    parser.add_argument("--wall-k", type=int, default=5)
+    args = parser.parse_args(argv)
+    logsetup.quiet()
+    print("requests per node (full run, concurrency 10%, excluding watch streams):", flush=True)
+    per_node = {}
+    for n in args.sizes:
+        wall, total, _ = run_once(n, "10%", FAST)
+        per_node[n] = total / n
+        print(f"  {n:5} nodes: {total:7} requests, {per_node[n]:5.1f} per node, {wall:6.1f}s", flush=True)
+    if 100 in per_node and 1000 in per_node:
+        print(f"  1,000 vs 100: {100 * (per_node[1000] / per_node[100] - 1):+.1f}%")
+    size = checkpoint_bytes(5000)
+    print(f"checkpoint at 5,000 nodes: {size} bytes ({size / 1024:.0f} KiB; target <= 256 KiB)", flush=True)
+    # per-node time measured one node at a time on a small cluster (2 workers so drained pods have room)
+    one, _, n = run_once(3, 1, SLOW)
+    per = one / n
+    wall, _, _ = run_once(args.wall_nodes, args.wall_k, SLOW)
+    bound = 1.15 * math.ceil(args.wall_nodes / args.wall_k) * per
+    print(f"wall time N={args.wall_nodes} k={args.wall_k}: {wall:.1f}s; per node alone {per:.2f}s; "
+          f"bound 1.15 x {math.ceil(args.wall_nodes / args.wall_k)} x {per:.2f} = {bound:.1f}s "
+          f"({'within' if wall <= bound else 'OVER'})")
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv[1:])
