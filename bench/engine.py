@@ -22,7 +22,13 @@ import yaml
 from migrator import log as logsetup
 from migrator.cluster.kube import KubeCluster
 from migrator.engine.states import NodePhase
-from migrator.model.checkpoint import Checkpoint, NodeRecord, PriorNodeState, configmap_size, to_configmap_data
+from migrator.model.checkpoint import (
+    Checkpoint,
+    NodeRecord,
+    PriorNodeState,
+    configmap_size,
+    to_configmap_data,
+)
 from migrator.model.plan import load_plan
 from migrator.runner import Runner
 from migrator.sim.cluster import SimCluster

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from prometheus_client import CollectorRegistry, Counter as PCounter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import Counter as PCounter
 
 from migrator.model.checkpoint import Checkpoint
 

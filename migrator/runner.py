@@ -31,7 +31,14 @@ from migrator.cluster.errors import ClusterError, Conflict
 from migrator.cluster.lease import LockHeld, LockLost, RunLock, holder_identity
 from migrator.cluster.port import ClusterPort, WatchScope
 from migrator.cluster.store import CheckpointStore
-from migrator.engine.decide import Decision, PlanMismatch, decide, new_checkpoint, pod_scope, resume_checkpoint
+from migrator.engine.decide import (
+    Decision,
+    PlanMismatch,
+    decide,
+    new_checkpoint,
+    pod_scope,
+    resume_checkpoint,
+)
 from migrator.engine.finalize import decide_finalize, finalize_blockers
 from migrator.engine.results import record_results
 from migrator.engine.states import RunPhase

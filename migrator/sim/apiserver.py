@@ -25,8 +25,16 @@ from urllib.parse import parse_qs, urlsplit
 import structlog
 
 from migrator.sim import discovery, operations, tables
-from migrator.sim.errors import ApiError, BadRequest, Gone, InternalError, MethodNotAllowed, NotFound, \
-    ServiceUnavailable, Unauthorized
+from migrator.sim.errors import (
+    ApiError,
+    BadRequest,
+    Gone,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from migrator.sim.eviction import evict
 from migrator.sim.faults import ApiFaults
 from migrator.sim.operations import Target, present

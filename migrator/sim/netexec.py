@@ -135,7 +135,7 @@ class Netexec:
         if ep.network == "service":
             svc = net.service_for(ip)
             backends = net.backends(svc, port) if svc else []
-            for bip, bport, bpod in backends:
+            for _ip, bport, bpod in backends:
                 if netexec_port(bpod) == bport:
                     return bpod
             return None

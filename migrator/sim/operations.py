@@ -18,7 +18,14 @@ from typing import Any
 import yaml
 
 from migrator.sim.admission import check_pod_update, validate
-from migrator.sim.errors import BadRequest, Conflict, Invalid, MethodNotAllowed, NotFound, UnsupportedMediaType
+from migrator.sim.errors import (
+    BadRequest,
+    Conflict,
+    Invalid,
+    MethodNotAllowed,
+    NotFound,
+    UnsupportedMediaType,
+)
 from migrator.sim.patch import json_patch, merge_patch, strategic_merge_patch
 from migrator.sim.registry import ApiResource
 from migrator.sim.selectors import build_predicate, node_name_from_fields
