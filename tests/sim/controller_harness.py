@@ -15,6 +15,7 @@ from typing import Any
 from migrator.sim.builder import build_cluster
 from migrator.sim.config import Latencies, SimConfig
 from migrator.sim.controllers import install_controllers
+from migrator.sim.controllers.coalesce import MAX_BACKOFF
 from migrator.sim.controllers.matching import pod_is_terminating
 from migrator.sim.store import Event, ResourceType, Store
 from migrator.sim.world import World
@@ -120,11 +121,14 @@ class Harness:
             self.store.mutate("nodes", None, n["metadata"]["name"], _mark_ready, subresource="status")
 
     def settle(self, timeout: float = 5.0) -> None:
+        # A throttled controller flush may be due up to MAX_BACKOFF later on a loaded
+        # machine; timers further out (PDB expiry, Job TTL) are what tests wait on themselves.
+        horizon = MAX_BACKOFF + 0.05
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.world.settle(timeout=timeout, horizon=0.01):
+            if self.world.settle(timeout=timeout, horizon=horizon):
                 time.sleep(0.01)
-                if self.world.settle(timeout=timeout, horizon=0.01):
+                if self.world.settle(timeout=timeout, horizon=horizon):
                     return
         raise AssertionError("world did not settle")
 

@@ -25,7 +25,7 @@ log = structlog.get_logger("migrator.sim.controllers")
 
 K = TypeVar("K", bound=Hashable)
 
-_MAX_BACKOFF = 0.2  # wall seconds
+MAX_BACKOFF = 0.2  # wall seconds; waiting this long covers any throttled flush
 
 
 class Coalescer(Generic[K]):
@@ -60,4 +60,4 @@ class Coalescer(Generic[K]):
                 self._world.errors.append(text)
                 log.error("sim.controller.reconcile_failed", key=repr(key), error=text.splitlines()[-1])
         took = time.monotonic() - started
-        self._next_allowed = time.monotonic() + min(took, _MAX_BACKOFF)
+        self._next_allowed = time.monotonic() + min(took, MAX_BACKOFF)
