@@ -8,6 +8,7 @@ module except a lost lock. ``WriteFile`` writes into the output directory (the H
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -19,6 +20,7 @@ import structlog
 from migrator.cluster import errors as E
 from migrator.cluster.port import ClusterPort, ObjectRef, PodRequest
 from migrator.engine import actions as A
+from migrator.engine.probes import passed
 from migrator.metrics import Metrics
 from migrator.retry import RetrySettings, retrying
 
@@ -45,6 +47,8 @@ class Executor:
         return [self.run_one(a) for a in actions]
 
     def run_one(self, action: A.Action) -> A.ActionResult:
+        if isinstance(action, A.RunProbes):
+            return self._probes(action)
         try:
             changed = self._call(action)
             result = A.ActionResult.success(action, changed=bool(changed) if changed is not None else True)
@@ -63,6 +67,33 @@ class Executor:
             log.info("action.failed", action=action.kind, node=getattr(action, "node", None),
                      error=result.error_kind, message=result.message[:200])
         return result
+
+    def _probes(self, action: A.RunProbes) -> A.ActionResult:
+        """One round of checks; a check that cannot even be sent counts as failed, never raises."""
+        detail: dict[str, str] = {}
+        for check in action.checks:
+            detail[check.name] = self._dial(check, action.threshold)
+            if self.metrics is not None:
+                self.metrics.probes.labels(purpose=action.purpose,
+                                           outcome=detail[check.name].split(" ", 1)[0]).inc()
+        return A.ActionResult.success(action, changed=False, detail=detail)
+
+    def _dial(self, check: A.ProbeCheck, threshold: float) -> str:
+        query = {"host": check.host, "port": str(check.port), "request": "hostname",
+                 "protocol": "http", "tries": str(check.tries)}
+        try:
+            body = self.port.proxy_get(check.namespace, check.pod, check.pod_port, "dial", query)
+        except E.ClusterError as exc:
+            return f"fail 0/{check.tries}: proxy to {check.namespace}/{check.pod}: {str(exc)[:160]}"
+        try:
+            answer = json.loads(body)
+            responses, errors = list(answer.get("responses") or []), list(answer.get("errors") or [])
+        except (ValueError, AttributeError):
+            return f"fail 0/{check.tries}: unreadable /dial answer {body[:80]!r}"
+        got = len(responses)
+        if passed(got, check.tries, threshold):
+            return f"ok {got}/{check.tries}"
+        return f"fail {got}/{check.tries}: {(errors or ['no answer'])[0][:160]}"
 
     def _retrying(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         attempts = {"n": 0}
@@ -116,6 +147,8 @@ class Executor:
             return r(p.restart_daemonset, a.namespace, a.name, restarted_at=when)
         if isinstance(a, A.DeleteObject):
             return r(p.delete_object, ObjectRef(a.group, a.version, a.plural, a.name, a.namespace))
+        if isinstance(a, A.ApplyObject):
+            return r(p.apply_object, dict(a.manifest))
         if isinstance(a, A.WriteFile):
             target = self.output_dir / a.path
             target.parent.mkdir(parents=True, exist_ok=True)

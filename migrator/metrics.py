@@ -30,6 +30,8 @@ class Metrics:
         self.retries = PCounter("migrator_api_retries_total", "API calls retried after a transient error.",
                                 registry=self.registry)
         self.rollbacks = PCounter("migrator_rollbacks_total", "Nodes rolled back.", registry=self.registry)
+        self.probes = PCounter("migrator_probe_checks_total", "Connectivity checks by purpose (gate, sample) "
+                               "and outcome (ok, fail).", ["purpose", "outcome"], registry=self.registry)
         self._seen: dict[str, tuple[str, object]] = {}   # node -> (phase, phase_started_at)
 
     def serve(self, port: int) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from migrator.cluster.port import ClusterPort
 from migrator.engine.decide import node_config_version
+from migrator.engine.probes import SERVICE
 from migrator.model.observation import ClusterObservation, ObjectFacts
 from migrator.model.plan import MigrationPlan
 
@@ -27,6 +28,16 @@ class Observer:
         self.port = port
         self.output_dir = output_dir or Path.cwd()
         self.served: tuple[str, ...] = tuple(port.served_versions(CNC_CRD))
+        self._service_ips: dict[tuple[str, str], str] = {}  # ClusterIPs never change: read once
+
+    def _cluster_ip(self, namespace: str, name: str) -> str | None:
+        key = (namespace, name)
+        if key not in self._service_ips:
+            ip = self.port.get_service_cluster_ip(namespace, name)
+            if ip is None:
+                return None
+            self._service_ips[key] = ip
+        return self._service_ips[key]
 
     @property
     def cnc_version(self) -> str | None:
@@ -53,6 +64,11 @@ class Observer:
             if version else None,
             served_cnc_versions=self.served,
             cilium_daemonset=ds.as_facts() if ds else None)
+        if plan.probes.enabled:
+            probes = tuple(port.list_pods(namespace=plan.probes.namespace))
+            obs = obs.model_copy(update={
+                "probe_pods": probes, "apiserver_ip": self._cluster_ip("default", "kubernetes"),
+                "probe_service_ip": self._cluster_ip(plan.probes.namespace, SERVICE) if probes else None})
         if not finalizing:
             return obs
         cm = port.read_configmap(plan.cilium.agent.namespace, "cilium-config")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -31,6 +31,7 @@ from migrator.cluster.errors import ClusterError, Conflict
 from migrator.cluster.lease import LockHeld, LockLost, RunLock, holder_identity
 from migrator.cluster.port import ClusterPort, WatchScope
 from migrator.cluster.store import CheckpointStore
+from migrator.engine.canary import decide_canary
 from migrator.engine.decide import (
     Decision,
     PlanMismatch,
@@ -40,8 +41,9 @@ from migrator.engine.decide import (
     resume_checkpoint,
 )
 from migrator.engine.finalize import decide_finalize, finalize_blockers
+from migrator.engine.oncall import decide_rollback, rollback_finished
 from migrator.engine.results import record_results
-from migrator.engine.states import RunPhase
+from migrator.engine.states import NodePhase, RunPhase
 from migrator.execute import Executor
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
@@ -49,6 +51,8 @@ from migrator.model.plan import MigrationPlan, plan_hash
 from migrator.observe import Observer
 
 log = structlog.get_logger("migrator.runner")
+Mode = Literal["forward", "finalize", "rollback", "canary"]
+STEPS = {"forward": decide, "finalize": decide_finalize, "rollback": decide_rollback, "canary": decide_canary}
 RELOAD_EVERY = 2.0       # seconds between checkpoint re-reads while idle (to see pause/abort requests)
 MAX_SLEEP = 1.0          # longest wait for a cache change before deciding again
 
@@ -102,16 +106,27 @@ class Runner:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
 
-    def run(self, *, finalize: bool = False, resume: bool = False, start_new: bool = True) -> Outcome:
-        try:
-            self.lock.acquire(force_takeover=self.force_takeover)
-        except LockHeld as exc:
-            return Outcome(Exit.LOCKED, str(exc))
+    def run(self, *, finalize: bool = False, resume: bool = False, start_new: bool = True,
+            mode: Mode | None = None, lock_wait: float = 0.0) -> Outcome:
+        """Drive the run in ``mode`` (forward, finalize, rollback or canary) to a stopping point.
+
+        ``lock_wait`` keeps trying for the Lease that long (a rollback waits for the forward run
+        to stand aside, or for a dead run's lease to go stale)."""
+        mode = mode or ("finalize" if finalize else "forward")
+        deadline = time.monotonic() + lock_wait
+        while True:
+            try:
+                self.lock.acquire(force_takeover=self.force_takeover)
+                break
+            except LockHeld as exc:
+                if time.monotonic() >= deadline or self._stop.is_set():
+                    return Outcome(Exit.LOCKED, str(exc))
+                time.sleep(1.0)
         if self.lock.taken_over_from:
             log.warning("run.takeover", previous=self.lock.taken_over_from, audited=self.force_takeover)
         self.lock.keep_alive()
         try:
-            return self._run(finalize=finalize, resume=resume, start_new=start_new)
+            return self._run(mode=mode, resume=resume, start_new=start_new)
         except LockLost as exc:
             return Outcome(Exit.HALTED, f"stopped: {exc}")
         except PlanMismatch as exc:
@@ -124,7 +139,8 @@ class Runner:
             self.port.close()
 
     # ------------------------------------------------------------------ loop
-    def _run(self, *, finalize: bool, resume: bool, start_new: bool) -> Outcome:
+    def _run(self, *, mode: Mode, resume: bool, start_new: bool) -> Outcome:  # noqa: C901 - the loop, flat
+        finalize = mode == "finalize"
         plan = self.plan
         structlog.contextvars.bind_contextvars(run_id=self.run_id, plan=plan.name)
         observer = Observer(plan, self.port, output_dir=self.output_dir)
@@ -134,6 +150,21 @@ class Runner:
                                             node_config_version=version.split("/", 1)[1] if version else None))
         cp, self._rv = self.store.load()
         now = self.clock.now()
+        if mode == "canary" and cp is not None and cp.plan_hash == plan_hash(plan):
+            if cp.canary is not None and cp.canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:
+                return Outcome(Exit.DONE, "canary already kept: its nodes run on Cilium (see `migrator status`)", cp)
+            if cp.run_phase.terminal:  # a previous canary ended: start a new one in its place
+                fresh = new_checkpoint(plan, observer.observe(frozenset()), self.run_id, now)
+                self._rv = self.store.save(fresh, self._rv)
+                cp = fresh
+                log.info("canary.started", nodes=len(cp.nodes), replaced="previous canary")
+        if cp is not None and self.lock.taken_over_from and self.force_takeover:
+            note = (f"{now.isoformat(timespec='seconds')} lock taken over from {self.lock.taken_over_from} "
+                    f"with --force-takeover by {self.lock.identity}")
+            cp = cp.model_copy(update={"audit": (*cp.audit, note)[-20:]})
+            self._save(cp)
+        if mode == "rollback" and (cp is None or cp.rollback is None):
+            return Outcome(Exit.DONE, "no rollback recorded: nothing to do", cp)
         if cp is None:
             if finalize or not start_new:
                 return Outcome(Exit.INVALID, f"no migration state in {self.store.where}; start with `migrator run`")
@@ -163,8 +194,7 @@ class Runner:
             # finalize acts on every node (clean-up pods), so it sees every node's pods
             obs = observer.observe(None if finalize else pod_scope(cp), finalizing=finalize)
             now = self.clock.now()
-            step = decide_finalize if finalize else decide
-            decision: Decision = step(plan, cp, obs, now)
+            decision: Decision = STEPS[mode](plan, cp, obs, now)
             if decision.reason != last_reason:
                 log.info("run.decision", phase=decision.checkpoint.run_phase.value, reason=decision.reason[:300],
                          actions=[a.kind for a in decision.actions])
@@ -189,7 +219,7 @@ class Runner:
             self.metrics.observe_checkpoint(cp)
             if self.progress is not None:
                 self.progress.update(cp, decision.reason)
-            outcome = self._stopping_point(cp, finalize)
+            outcome = self._stopping_point(cp, mode)
             if outcome is not None:
                 return outcome
             if not decision.actions:
@@ -197,7 +227,7 @@ class Runner:
             if time.monotonic() - last_reload > RELOAD_EVERY:
                 last_reload = time.monotonic()
                 fresh, rv = self.store.load()
-                if fresh is not None and fresh.requested != cp.requested:
+                if fresh is not None and (fresh.requested != cp.requested or fresh.rollback != cp.rollback):
                     cp, self._rv = fresh, rv
 
     def _save(self, cp: Checkpoint) -> None:
@@ -210,7 +240,15 @@ class Runner:
         if timeout > 0:
             self.port.wait_for_change(timeout)
 
-    def _stopping_point(self, cp: Checkpoint, finalize: bool) -> Outcome | None:
+    def _stopping_point(self, cp: Checkpoint, mode: Mode) -> Outcome | None:
+        if mode == "rollback":
+            return _rollback_outcome(cp) if rollback_finished(cp) else None
+        if mode == "canary":
+            return _canary_outcome(cp)
+        if cp.rollback is not None:
+            return Outcome(Exit.HALTED, f"an on-call rollback was requested by {cp.rollback.by}: this run stopped "
+                                        "at a step boundary so it can proceed", cp)
+        finalize = mode == "finalize"
         if cp.halted:
             return Outcome(Exit.HALTED, f"halted: {cp.halted}. Fix the cause, then `migrator resume`", cp)
         phase = cp.run_phase
@@ -235,6 +273,31 @@ class Runner:
                          error=record.last_error)
         if old.run_phase != new.run_phase:
             log.info("run.transition", phase=new.run_phase.value, previous=old.run_phase.value)
+
+
+def _rollback_outcome(cp: Checkpoint) -> Outcome:
+    if cp.halted:
+        return Outcome(Exit.HALTED, f"rollback halted: {cp.halted}", cp)
+    rolled = [r.name for r in cp.nodes if r.phase is NodePhase.ROLLED_BACK]
+    if cp.run_phase is RunPhase.ROLLED_BACK:
+        return Outcome(Exit.DONE, f"rolled back: every node is on Calico ({len(rolled)} rolled back); the "
+                                  "CiliumNodeConfig and the probe fleet are gone", cp)
+    return Outcome(Exit.DONE, f"rolled back: {', '.join(rolled) or 'none'} on Calico; the run is paused — "
+                              "`migrator resume` continues with the other nodes", cp)
+
+
+def _canary_outcome(cp: Checkpoint) -> Outcome | None:
+    canary = cp.canary
+    if canary is None or canary.outcome == "soaking":
+        return None
+    if canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:
+        return Outcome(Exit.DONE, f"canary kept: {canary.reason}", cp)
+    if cp.halted and cp.rollback is not None:
+        return Outcome(Exit.HALTED, f"canary {canary.outcome}, and its rollback halted: {cp.halted}", cp)
+    if cp.run_phase is RunPhase.ROLLED_BACK:
+        code = Exit.DONE if canary.outcome == "rolled-back" else Exit.HALTED
+        return Outcome(code, f"canary {canary.outcome}: {canary.reason}; every canary node is back on Calico", cp)
+    return None
 
 
 def process_identity() -> str:

@@ -34,9 +34,19 @@ def render_status(cp: Checkpoint, fmt: str = "table") -> str:
         return head
     now = datetime.now(UTC)
     width = max([len(r.name) for r in cp.nodes] + [4])
-    lines = [head, "", f"{'NODE':{width}}  {'PHASE':15} {'ATTEMPT':7} {'SINCE':6} STEP / LAST ERROR"]
+    if cp.rollback is not None:
+        head += f"\nrollback: {'--all' if cp.rollback.all else ', '.join(cp.rollback.nodes)} by {cp.rollback.by}"
+    if cp.canary is not None:
+        head += f"\ncanary: {cp.canary.outcome}" + (f" ({cp.canary.reason})" if cp.canary.reason else "")
+    if cp.sampling.failures:
+        head += "\nsample failures: " + "; ".join(cp.sampling.failures[:3])
+    lines = [head, "", f"{'NODE':{width}}  {'PHASE':15} {'ATTEMPT':7} {'SINCE':6} {'PROBES':12} STEP / LAST ERROR"]
     for r in cp.nodes:
         step = r.intent.step if r.intent is not None else ""
-        note = r.last_error or step
-        lines.append(f"{r.name:{width}}  {r.phase.value:15} {r.attempt:<7} {_ago(r.phase_started_at, now):6} {note}")
+        if r.intent is not None and r.intent.stage:
+            step += f" ({r.intent.stage})"
+        note = r.last_error or r.rollback_reason or step
+        probes = (r.probes or "-").split(":", 1)[0][:12]
+        lines.append(f"{r.name:{width}}  {r.phase.value:15} {r.attempt:<7} {_ago(r.phase_started_at, now):6} "
+                     f"{probes:12} {note}")
     return "\n".join(lines)

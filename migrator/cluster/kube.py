@@ -27,6 +27,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from migrator.cluster import convert
 from migrator.cluster.cache import Raw, WatchCache
 from migrator.cluster.errors import (
+    AlreadyExists,
     ClusterError,
     ConfigError,
     Conflict,
@@ -188,6 +189,31 @@ class _Source:
 
 # -- the port ------------------------------------------------------------------------------
 
+PLURALS = {"Namespace": "namespaces", "Service": "services", "DaemonSet": "daemonsets",
+           "ConfigMap": "configmaps", "ServiceAccount": "serviceaccounts"}
+
+
+def object_path(manifest: dict[str, Any]) -> str:
+    """The API path of a manifest's object (kinds in ``PLURALS``)."""
+    api_version, kind = manifest["apiVersion"], manifest["kind"]
+    meta = manifest["metadata"]
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    if kind not in PLURALS:
+        raise ValueError(f"apply_object does not know the plural of kind {kind}")
+    ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+    return f"{base}{ns}/{PLURALS[kind]}/{meta['name']}"
+
+
+def contains(current: Any, wanted: Any) -> bool:
+    """True when every key/value of ``wanted`` is present in ``current`` (lists compared item-wise)."""
+    if isinstance(wanted, dict):
+        return isinstance(current, dict) and all(k in current and contains(current[k], v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return isinstance(current, list) and len(current) == len(wanted) and \
+            all(contains(c, w) for c, w in zip(current, wanted, strict=True))
+    return bool(current == wanted)
+
+
 class KubeCluster(KubeReads):
     """``ClusterPort`` implementation over the official client. Reads live in ``KubeReads``."""
 
@@ -220,17 +246,24 @@ class KubeCluster(KubeReads):
         path = f"/api/{ref.version}/"
         path += f"namespaces/{ref.namespace}/" if ref.namespace else ""
         path += ref.plural + (f"/{ref.name}" if ref.name else "")
-        with translate(f"{method.lower()} {ref}"):
+        text = self._raw_request(method, path, what=f"{method.lower()} {ref}", body=body, query=query)
+        return json.loads(text) if text else {}
+
+    def _raw_request(self, method: str, path: str, *, what: str, body: Raw | None = None,
+                     query: list[tuple[str, Any]] | None = None, content_type: str = "application/json",
+                     accept: str = "application/json") -> str:
+        """One request on an API path; the body as text, errors mapped."""
+        with translate(what):
             params = self.api.param_serialize(method=method, resource_path=path,
                                               query_params=query or [], body=body,
-                                              header_params={"Accept": "application/json",
-                                                             "Content-Type": "application/json"},
+                                              header_params={"Accept": accept, "Content-Type": content_type},
                                               auth_settings=["BearerToken"])
             response = self.api.call_api(*params, _request_timeout=self.request_timeout)
             response.read()
             if not 200 <= response.status <= 299:
                 raise ApiException.from_response(http_resp=response, body=None, data=None)
-            return json.loads(response.data) if response.data else {}
+            data = response.data or b""
+            return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, context: str | None = None,
@@ -399,6 +432,36 @@ class KubeCluster(KubeReads):
         self._call(f"restart daemonset {namespace}/{name}", self.apps.patch_namespaced_daemon_set,
                    name, namespace, patch, _content_type=STRATEGIC)
         return True
+
+    # -- generic objects -----------------------------------------------------------------------
+    def apply_object(self, manifest: dict[str, Any]) -> bool:
+        """Create ``manifest``, or merge-patch its labels and spec when the served object differs."""
+        path = object_path(manifest)
+        meta = manifest["metadata"]
+        what = f"{manifest['kind']} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " ")
+        try:
+            current = json.loads(self._raw_request("GET", path, what=f"get {what}"))
+        except NotFound:
+            collection = path.rsplit("/", 1)[0]
+            try:
+                self._raw_request("POST", collection, what=f"create {what}", body=manifest,
+                                  query=[("fieldManager", self.field_manager)])
+                return True
+            except AlreadyExists:
+                return False
+        wanted = {"metadata": {"labels": meta.get("labels") or {}},
+                  **({"spec": manifest["spec"]} if "spec" in manifest else {})}
+        if contains(current, wanted):
+            return False
+        self._raw_request("PATCH", path, what=f"patch {what}", body=wanted, content_type=MERGE,
+                          query=[("fieldManager", self.field_manager)])
+        return True
+
+    def proxy_get(self, namespace: str, pod: str, port: int, path: str, query: dict[str, str]) -> str:
+        """GET through the pods/proxy subresource; the answer's body as text."""
+        target = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path.lstrip('/')}"
+        return self._raw_request("GET", target, what=f"proxy {namespace}/{pod}:{port}/{path.lstrip('/')}",
+                                 query=sorted(query.items()), accept="*/*")
 
     # -- generic deletion ----------------------------------------------------------------------
     def delete_object(self, ref: ObjectRef) -> bool:

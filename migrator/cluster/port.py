@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from migrator.model.observation import (
     DaemonSetFacts,
@@ -295,6 +295,12 @@ class ClusterPort(Protocol):
     def list_objects(self, group: str, version: str, plural: str, *,
                      namespace: str | None = None) -> list[ObjectRef]:
         """Names of every object of a kind ([] if the kind is not served), sorted."""
+
+    def apply_object(self, manifest: dict[str, Any]) -> bool:
+        """Create the object or merge its labels/spec; True when something changed."""
+
+    def proxy_get(self, namespace: str, pod: str, port: int, path: str, query: dict[str, str]) -> str:
+        """GET ``path`` on a pod's port through the API server's pods/proxy; the body as text."""
 
     def delete_object(self, ref: ObjectRef) -> bool:
         """Delete any object (background propagation). False if already gone."""

@@ -10,13 +10,13 @@ result can be folded back into that node's record (``engine.results.record_resul
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 ErrorKind = Literal["NotFound", "Conflict", "AlreadyExists", "Throttled", "Forbidden", "Invalid",
                     "Unavailable", "DisruptionBudgetBlocked", "Timeout", "Error"]
-DeleteReason = Literal["recycle", "agent-restart", "verify-cleanup", "pdb-override",
+DeleteReason = Literal["recycle", "agent-restart", "verify-cleanup", "pdb-override", "rollback",
                        "node-action-cleanup"]
 
 
@@ -175,6 +175,44 @@ class DeleteObject(_Action):
     name: str = Field(description="Object name.")
 
 
+class ApplyObject(_Action):
+    """Create an object, or replace its spec/labels when they differ (the probe fleet)."""
+
+    kind: Literal["apply-object"] = "apply-object"
+    manifest: dict[str, Any] = Field(description="The complete object (apiVersion, kind, metadata, spec).")
+
+    def describe(self) -> str:
+        meta = self.manifest.get("metadata") or {}
+        where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+        return f"apply-object {self.manifest.get('kind')} {where}{meta.get('name')}"
+
+
+class ProbeCheck(BaseModel):
+    """One connectivity check: from a netexec pod (through pods/proxy) ``/dial`` to host:port."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Check name, e.g. to-calico:node-3, service, dns, node-1->node-4.")
+    namespace: str = Field(description="Source pod namespace.")
+    pod: str = Field(description="Source pod name (runs agnhost netexec).")
+    pod_port: int = Field(description="Source pod's netexec HTTP port.")
+    host: str = Field(description="Target IP or DNS name.")
+    port: int = Field(description="Target port.")
+    tries: int = Field(default=3, description="Connections in this round.")
+
+
+class RunProbes(_Action):
+    """Run one round of connectivity checks; the result's ``detail`` maps check name → outcome."""
+
+    kind: Literal["run-probes"] = "run-probes"
+    purpose: Literal["gate", "sample"] = Field(description="A node's gate, or continuous sampling.")
+    checks: tuple[ProbeCheck, ...] = Field(description="The checks of this round.")
+    threshold: float = Field(description="Fraction of tries that must answer.")
+
+    def describe(self) -> str:
+        return f"run-probes purpose={self.purpose} node={self.node} checks={len(self.checks)}"
+
+
 class WriteFile(_Action):
     """Write a local file (the final Helm values)."""
 
@@ -184,7 +222,7 @@ class WriteFile(_Action):
 
 
 Action = Annotated[
-    EnsureNodeConfig | DeleteNodeConfig | Cordon | Uncordon | RestoreNodeState | EvictPod | DeletePod | LabelNode | UnlabelNode | CreatePod | EmitEvent | PatchConfigMap | RestartDaemonSet | DeleteObject | WriteFile,
+    EnsureNodeConfig | DeleteNodeConfig | Cordon | Uncordon | RestoreNodeState | EvictPod | DeletePod | LabelNode | UnlabelNode | CreatePod | EmitEvent | PatchConfigMap | RestartDaemonSet | DeleteObject | WriteFile | ApplyObject | RunProbes,
     Field(discriminator="kind"),
 ]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
@@ -203,11 +241,14 @@ class ActionResult(BaseModel):
     message: str = Field(default="", description="Error message (or a note) for humans.")
     retry_after: float | None = Field(
         default=None, description="Seconds to wait before retrying (429 / Retry-After).")
+    detail: dict[str, str] = Field(
+        default_factory=dict, description="Per-item outcomes (run-probes: check name → 'ok ...' or 'fail ...').")
 
     @classmethod
-    def success(cls, action: Action, *, changed: bool = True) -> ActionResult:
+    def success(cls, action: Action, *, changed: bool = True,
+                detail: dict[str, str] | None = None) -> ActionResult:
         """A successful outcome."""
-        return cls(action=action, ok=True, changed=changed)
+        return cls(action=action, ok=True, changed=changed, detail=detail or {})
 
     @classmethod
     def failure(cls, action: Action, error_kind: ErrorKind, message: str = "",

@@ -19,15 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from migrator.engine.actions import Action, EnsureNodeConfig
+from migrator.engine.actions import Action, ApplyObject, EnsureNodeConfig, RunProbes
 from migrator.engine.gates import start_gate
-from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome, begin_restore, start, step_node
+from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome, begin_restore, start
 from migrator.engine.ordering import in_flight, order_nodes, startable
+from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
+from migrator.engine.rollback import AUTOMATIC
 from migrator.engine.states import NodePhase, RunPhase
+from migrator.engine.steps import step_node
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, truncate_error, utc
 from migrator.model.observation import ClusterObservation
-from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, plan_hash
+from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, format_duration, plan_hash
 
 NOTE_LIMIT = 5
 
@@ -114,7 +117,10 @@ def resume_checkpoint(checkpoint: Checkpoint, now: datetime) -> Checkpoint:
             updates[record.name] = record.model_copy(update={
                 "attempt": record.attempt + 1, "phase_started_at": when,
                 "intent": Intent(step=step, agent_uid=record.intent.agent_uid), "last_error": None})
-    changes: dict[str, object] = {"halted": None, "last_error": None}
+    automatic = sum(1 for r in checkpoint.nodes if r.phase is NodePhase.ROLLED_BACK
+                    and (r.rollback_reason or "").startswith(AUTOMATIC))
+    changes: dict[str, object] = {"halted": None, "last_error": None, "rollbacks_acknowledged": automatic,
+                                  "sampling": checkpoint.sampling.model_copy(update={"failures": ()})}
     if checkpoint.requested == "pause":
         changes["requested"] = None
     if checkpoint.run_phase is RunPhase.PAUSED:
@@ -140,7 +146,7 @@ def _prepare(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     current = obs.node_config
     if current is not None and current.node_selector == selector and current.defaults == defaults:
         cp = _run_move(cp, RunPhase.PREPARED, now)
-        return _run_move(cp, RunPhase.MIGRATING, now), [], "CiliumNodeConfig in place", None
+        return _ready_fleet(plan, cp, obs, now)
     cp = cp.model_copy(update={"node_config_version": version})
     if cp.prepare_sent_at is None or now >= cp.prepare_sent_at + RESEND_AFTER:
         action = EnsureNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version,
@@ -150,9 +156,49 @@ def _prepare(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     return cp, [], "waiting for the CiliumNodeConfig to be observed", cp.prepare_sent_at + RESEND_AFTER
 
 
+def _ready_fleet(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
+                 now: datetime) -> tuple[Checkpoint, list[Action], str, datetime | None]:
+    """PREPARED → MIGRATING once the probe fleet runs Ready on every Ready node of the run."""
+    if not plan.probes.enabled:
+        return _run_move(cp, RunPhase.MIGRATING, now), [], "CiliumNodeConfig in place (probes disabled)", None
+    missing = fleet_missing(obs, plan, cp.order)
+    if not missing:
+        return _run_move(cp, RunPhase.MIGRATING, now), [], "CiliumNodeConfig and probe fleet in place", None
+    started = cp.run_phase_started_at or now
+    if now >= started + plan.probes.ready_timeout:
+        reason = (f"probe fleet not Ready within {format_duration(plan.probes.ready_timeout)} on "
+                  f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}: check "
+                  f"kubectl -n {plan.probes.namespace} get pods -o wide")
+        return cp.model_copy(update={"halted": reason}), [], reason, None
+    actions: list[Action] = []
+    if cp.fleet_sent_at is None or now >= cp.fleet_sent_at + RESEND_AFTER:
+        actions = [ApplyObject(manifest=m) for m in fleet_manifests(plan)]
+        cp = cp.model_copy(update={"fleet_sent_at": now})
+    wake = min(now + RESEND_AFTER, started + plan.probes.ready_timeout)
+    return cp, actions, f"waiting for the probe fleet on {len(missing)} node(s)", wake
+
+
+def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
+            busy: frozenset[str]) -> tuple[Checkpoint, list[Action], datetime | None]:
+    """A round of continuous sampling when one is due."""
+    sampling = plan.probes.sampling
+    if not plan.probes.enabled or sampling.pairs == 0:
+        return cp, [], None
+    state = cp.sampling
+    if state.last_at is not None and now < state.last_at + sampling.interval:
+        return cp, [], state.last_at + sampling.interval
+    checks, cursor = sample_pairs(plan, obs, busy, state.cursor)
+    if not checks:
+        return cp, [], now + sampling.interval
+    cp = cp.model_copy(update={"sampling": state.model_copy(update={
+        "cursor": cursor, "last_at": now, "rounds": state.rounds + 1})})
+    return cp, [RunProbes(purpose="sample", checks=checks, threshold=plan.probes.checks.pass_threshold)], \
+        now + sampling.interval
+
+
 def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
              now: datetime) -> tuple[Checkpoint, list[Action], list[str], datetime | None]:
-    ctx = StepContext(plan=plan, obs=obs, now=now, network=plan.cilium.network)
+    ctx = StepContext(plan=plan, obs=obs, now=now, network=plan.cilium.network, busy=pod_scope(cp))
     actions: list[Action] = []
     notes: list[str] = []
     updates: dict[str, NodeRecord] = {}
@@ -192,10 +238,20 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     failed = sum(1 for r in cp.nodes if r.phase is NodePhase.FAILED)
     if halt is None and failed > plan.max_failures:
         halt = f"{failed} node(s) failed, more than max_failures={plan.max_failures}"
+    limit = plan.rollback.halt_after
+    rolled = [r.name for r in cp.nodes if r.phase is NodePhase.ROLLED_BACK
+              and (r.rollback_reason or "").startswith(AUTOMATIC)]
+    if halt is None and limit is not None and len(rolled) >= limit and len(rolled) > cp.rollbacks_acknowledged:
+        halt = (f"{len(rolled)} node(s) rolled back automatically ({', '.join(rolled[:5])}), "
+                f"rollback.halt_after={limit}; see `migrator status`, fix the cause, then `migrator resume`")
     if halt is not None:
         return (cp.model_copy(update={"halted": halt}), actions,
                 [halt] + [n for n in notes if halt not in n], None)
 
+    cp, sample_actions, sample_wake = sample_round(plan, cp, obs, now, pod_scope(cp))
+    actions.extend(sample_actions)
+    if sample_wake is not None:
+        wake.append(sample_wake)
     busy = any(in_flight(r) for r in cp.nodes)
     if cp.requested is not None:
         if not busy:
@@ -252,8 +308,13 @@ def decide(plan: MigrationPlan, checkpoint: Checkpoint, observation: ClusterObse
         cp = _run_move(cp, RunPhase.MIGRATING, now) if cp.requested is None else cp
         if cp.requested == "abort":
             cp = _run_move(cp, RunPhase.ABORTED, now)
+    if cp.rollback is not None:
+        return Decision(cp, (), "on-call rollback in progress: the forward run stands aside", False)
     if cp.run_phase is RunPhase.PREFLIGHT:
         cp, actions, note, wake = _prepare(plan, cp, observation, now)
+        notes.append(note)
+    elif cp.run_phase is RunPhase.PREPARED:
+        cp, actions, note, wake = _ready_fleet(plan, cp, observation, now)
         notes.append(note)
     if cp.run_phase is RunPhase.MIGRATING and cp.halted is None:
         cp, more, migrate_notes, wake = _migrate(plan, cp, observation, now)

@@ -39,14 +39,15 @@ N = NodePhase
 
 STEP_OF: dict[NodePhase, IntentStep] = {
     N.PENDING: "cordon", N.CORDONED: "drain", N.DRAINED: "label", N.LABELED: "restart-agent",
-    N.AGENT_RESTARTED: "verify", N.CNI_VERIFIED: "recycle", N.PODS_RECYCLED: "uncordon",
+    N.AGENT_RESTARTED: "verify", N.CNI_VERIFIED: "recycle", N.PODS_RECYCLED: "probe", N.PROBED: "uncordon",
 }
 EVENT_OF: dict[NodePhase, tuple[str, str]] = {
     N.CORDONED: ("MigrationCordoned", "Normal"), N.DRAINED: ("MigrationDrained", "Normal"),
     N.LABELED: ("MigrationLabeled", "Normal"), N.AGENT_RESTARTED: ("MigrationAgentRestarted", "Normal"),
     N.CNI_VERIFIED: ("MigrationVerified", "Normal"), N.PODS_RECYCLED: ("MigrationPodsRecycled", "Normal"),
     N.DONE: ("MigrationCompleted", "Normal"), N.SKIPPED: ("MigrationSkipped", "Warning"),
-    N.FAILED: ("MigrationFailed", "Warning"),
+    N.PROBED: ("MigrationProbed", "Normal"), N.FAILED: ("MigrationFailed", "Warning"),
+    N.ROLLING_BACK: ("MigrationRollingBack", "Warning"), N.ROLLED_BACK: ("MigrationRolledBack", "Warning"),
 }
 
 
@@ -58,6 +59,7 @@ class StepContext:
     obs: ClusterObservation
     now: datetime
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    busy: frozenset[str] = frozenset()   # nodes in flight: never probe peers
 
 
 @dataclass
@@ -77,11 +79,11 @@ class StepOutcome:
             self.wake_at = moment
 
 
-def _due(intent: Intent, now: datetime) -> bool:
+def due(intent: Intent, now: datetime) -> bool:
     return intent.sent_at is None or now >= intent.sent_at + RESEND_AFTER
 
 
-def _sent(out: StepOutcome, ctx: StepContext, **changes: object) -> None:
+def sent(out: StepOutcome, ctx: StepContext, **changes: object) -> None:
     intent = out.record.intent
     assert intent is not None
     out.record = out.record.model_copy(
@@ -89,7 +91,7 @@ def _sent(out: StepOutcome, ctx: StepContext, **changes: object) -> None:
     out.wake(ctx.now + RESEND_AFTER)
 
 
-def _move(out: StepOutcome, ctx: StepContext, target: NodePhase, note: str,
+def move(out: StepOutcome, ctx: StepContext, target: NodePhase, note: str,
           error: str | None = None) -> None:
     record = out.record
     check_node_move(record.phase, target)
@@ -114,7 +116,7 @@ def start(record: NodeRecord, node: NodeFacts, ctx: StepContext) -> NodeRecord:
         "intent": Intent(step="cordon"), "last_error": None})
 
 
-def _deadline(record: NodeRecord, timeout: timedelta) -> datetime:
+def deadline_of(record: NodeRecord, timeout: timedelta) -> datetime:
     assert record.phase_started_at is not None
     return record.phase_started_at + timeout
 
@@ -148,23 +150,23 @@ def restore(out: StepOutcome, ctx: StepContext) -> None:
     # Conclude only after our own restore was sent once: a cordon sent just before may not
     # show in the observation yet, and the restore (sent last) is what must win.
     if restored and (node is None or record.intent.sent_at is not None):
-        _move(out, ctx, N.SKIPPED, f"skipped, prior state restored: {reason}", error=reason)
+        move(out, ctx, N.SKIPPED, f"skipped, prior state restored: {reason}", error=reason)
         return
-    if _due(record.intent, ctx.now):
+    if due(record.intent, ctx.now):
         out.actions.append(RestoreNodeState(node=record.name, unschedulable=prior.unschedulable,
                                             label_key=MIGRATION_LABEL, label_value=prior.label))
-        _sent(out, ctx)
+        sent(out, ctx)
     out.note = "restoring prior node state"
 
 
 def cordon(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
     if node.unschedulable:
-        _move(out, ctx, N.CORDONED, "cordoned")
+        move(out, ctx, N.CORDONED, "cordoned")
         return
     assert out.record.intent is not None
-    if _due(out.record.intent, ctx.now):
+    if due(out.record.intent, ctx.now):
         out.actions.append(Cordon(node=node.name))
-        _sent(out, ctx)
+        sent(out, ctx)
     out.note = "cordoning"
 
 
@@ -177,13 +179,13 @@ def drain(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
         return
     view = drain_view(ctx.obs.pods_on(node.name), plan)
     if view.drained:
-        _move(out, ctx, N.DRAINED, "drained")
+        move(out, ctx, N.DRAINED, "drained")
         return
     if view.blocked:
         pod, why = view.blocked[0]
         _blocked(out, ctx, f"drain blocked: {pod.key} {why}")
         return
-    deadline = _deadline(record, plan.drain.timeout)
+    deadline = deadline_of(record, plan.drain.timeout)
     override = plan.drain.pdb_override
     overriding = (override is not None and intent.blocked_since is not None
                   and now >= intent.blocked_since + override.after)
@@ -199,7 +201,7 @@ def drain(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
         out.wake(intent.not_before)
         out.note = f"eviction back-off, {len(view.to_evict)} pods left"
         return
-    resend = _due(intent, now)
+    resend = due(intent, now)
     fresh = [p for p in view.to_evict if p.uid not in intent.pods or resend]
     forced = 0
     for pod in fresh:
@@ -211,7 +213,7 @@ def drain(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
                                         grace_period_seconds=plan.drain.grace_period_seconds))
     if fresh:
         uids = tuple(dict.fromkeys(intent.pods + tuple(p.uid for p in fresh)))
-        _sent(out, ctx, pods=uids)
+        sent(out, ctx, pods=uids)
     out.note = (f"draining: {len(view.to_evict)} to evict ({forced} by PDB override), "
                 f"{len(view.terminating)} terminating")
 
@@ -233,32 +235,44 @@ def _override(out: StepOutcome, ctx: StepContext, pod: PodFacts) -> None:
 
 def label(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
     if node.labels.get(MIGRATION_LABEL) == "true":
-        _move(out, ctx, N.LABELED, f"labelled {MIGRATION_LABEL}=true")
+        move(out, ctx, N.LABELED, f"labelled {MIGRATION_LABEL}=true")
         return
     assert out.record.intent is not None
-    if _due(out.record.intent, ctx.now):
+    if due(out.record.intent, ctx.now):
         out.actions.append(LabelNode(node=node.name, key=MIGRATION_LABEL, value="true"))
-        _sent(out, ctx)
+        sent(out, ctx)
     out.note = "labelling"
 
 
 def restart_agent(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
     agent = ctx.plan.cilium.agent
-    intent = out.record.intent
-    assert intent is not None
-    pods = ctx.obs.agent_pods(node.name, agent.namespace, agent.selector)
-    if intent.agent_uid is not None:
-        fresh = [p for p in pods if p.uid != intent.agent_uid and not p.deleting
-                 and p.ready and p.phase == "Running"]
-        if fresh:
-            _move(out, ctx, N.AGENT_RESTARTED, f"agent {fresh[0].name} restarted and Ready")
-            return
-    deadline = _deadline(out.record, agent.restart_timeout)
+    fresh = new_agent(out.record.intent, ctx, node)
+    if fresh is not None:
+        move(out, ctx, N.AGENT_RESTARTED, f"agent {fresh.name} restarted and Ready")
+        return
+    deadline = deadline_of(out.record, agent.restart_timeout)
     if ctx.now >= deadline:
-        _move(out, ctx, N.FAILED, "agent restart failed",
-              error=f"no new Ready cilium agent pod on {node.name} within {format_duration(agent.restart_timeout)}")
+        move(out, ctx, N.FAILED, "agent restart failed",
+             error=f"no new Ready cilium agent pod on {node.name} within {format_duration(agent.restart_timeout)}")
         return
     out.wake(deadline)
+    send_agent_restart(out, ctx, node)
+
+
+def new_agent(intent: Intent | None, ctx: StepContext, node: NodeFacts) -> PodFacts | None:
+    """The Ready agent pod that replaced the one recorded in the intent, once there is one."""
+    if intent is None or intent.agent_uid is None:
+        return None
+    agent = ctx.plan.cilium.agent
+    return next((p for p in ctx.obs.agent_pods(node.name, agent.namespace, agent.selector)
+                 if p.uid != intent.agent_uid and not p.deleting and p.ready and p.phase == "Running"), None)
+
+
+def send_agent_restart(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    """Delete the node's agent pod once (its uid goes into the intent first); re-send if unseen."""
+    agent = ctx.plan.cilium.agent
+    intent = out.record.intent
+    assert intent is not None
     if intent.agent_uid is None:
         current = ctx.obs.agent_pod(node.name, agent.namespace, agent.selector)
         if current is None:
@@ -266,14 +280,15 @@ def restart_agent(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
             return
         out.actions.append(DeletePod(node=node.name, namespace=current.namespace, name=current.name,
                                      uid=current.uid, reason="agent-restart"))
-        _sent(out, ctx, agent_uid=current.uid)
+        sent(out, ctx, agent_uid=current.uid)
         out.note = f"restarting agent {current.name}"
         return
-    old = next((p for p in pods if p.uid == intent.agent_uid), None)
-    if old is not None and not old.deleting and _due(intent, ctx.now):
+    old = next((p for p in ctx.obs.agent_pods(node.name, agent.namespace, agent.selector)
+                if p.uid == intent.agent_uid), None)
+    if old is not None and not old.deleting and due(intent, ctx.now):
         out.actions.append(DeletePod(node=node.name, namespace=old.namespace, name=old.name,
                                      uid=old.uid, reason="agent-restart"))
-        _sent(out, ctx)
+        sent(out, ctx)
     out.note = "waiting for the new agent pod to be Ready"
 
 
@@ -288,65 +303,73 @@ def verify(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
                   reason="verify-cleanup")]
     if pod is not None and not pod.deleting and pod.ip:
         if pod.ip_in(ctx.network) and pod.phase == "Running":
-            _move(out, ctx, N.CNI_VERIFIED, f"verification pod got Cilium IP {pod.ip}")
-            out.actions.extend(cleanup)
+            # kept: the connectivity gate dials it as the probe pod's same-node peer
+            move(out, ctx, N.CNI_VERIFIED, f"verification pod got Cilium IP {pod.ip}")
             return
         if not pod.ip_in(ctx.network):
-            _move(out, ctx, N.FAILED, "verification failed",
+            move(out, ctx, N.FAILED, "verification failed",
                   error=f"verification pod {name} got IP {pod.ip} outside {plan.cilium.pod_cidr}")
             out.actions.extend(cleanup)
             return
-    deadline = _deadline(out.record, plan.verify.timeout)
+    deadline = deadline_of(out.record, plan.verify.timeout)
     if ctx.now >= deadline:
-        _move(out, ctx, N.FAILED, "verification timed out",
+        move(out, ctx, N.FAILED, "verification timed out",
               error=f"verification pod {name} had no Cilium IP within {format_duration(plan.verify.timeout)}")
         out.actions.extend(cleanup)
         return
     out.wake(deadline)
-    if pod is None and _due(intent, ctx.now):
+    if pod is None and due(intent, ctx.now):
         out.actions.append(CreatePod(
             node=node.name, purpose="verify", namespace=plan.verify.namespace, name=name,
             image=plan.verify.image, args=plan.verify.args,
             labels={"app.kubernetes.io/name": "migrator-verify",
                     "app.kubernetes.io/managed-by": "migrator"}))
-        _sent(out, ctx)
+        sent(out, ctx)
     out.note = "verifying" if pod is None or not pod.deleting else "waiting for an old verification pod to go"
 
 
 def recycle(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
-    plan, now = ctx.plan, ctx.now
-    intent = out.record.intent
-    assert intent is not None
+    plan = ctx.plan
     if not plan.recycle.enabled:
-        _move(out, ctx, N.PODS_RECYCLED, "recycling disabled by the plan")
+        move(out, ctx, N.PODS_RECYCLED, "recycling disabled by the plan")
         return
     if not ctx.obs.observes_pods_of(node.name):
         out.note = "waiting for the node's pods to be observed"
         return
-    pods = ctx.obs.pods_on(node.name)
-    leftover = ctx.obs.pod(plan.verify.namespace, verify_pod_name(node.name))
-    entered = out.record.phase_started_at
-    if (leftover is not None and not leftover.deleting and entered is not None and entered < now
-            and _due(intent, now)):
-        out.actions.append(DeletePod(node=node.name, namespace=leftover.namespace, name=leftover.name,
-                                     uid=leftover.uid, reason="verify-cleanup"))
-    view = recycle_view(pods, plan, ctx.network)
-    waiting = [o for o in intent.owners if not replaced(o, pods, ctx.network)]
-    if view.settled and not waiting:
-        _move(out, ctx, N.PODS_RECYCLED, "every pod on the node has a Cilium IP")
+    left = recycle_left(out, ctx, node, to_cilium=True)
+    if not left:
+        move(out, ctx, N.PODS_RECYCLED, "every pod on the node has a Cilium IP")
         return
-    deadline = _deadline(out.record, plan.recycle.timeout)
-    if now >= deadline:
-        left = ", ".join([p.key for p in view.to_recycle[:3]] + waiting[:3])
-        _move(out, ctx, N.FAILED, "recycle timed out",
-              error=f"pods without a Cilium IP after {format_duration(plan.recycle.timeout)}: {left}")
+    deadline = deadline_of(out.record, plan.recycle.timeout)
+    if ctx.now >= deadline:
+        move(out, ctx, N.FAILED, "recycle timed out",
+             error=f"pods without a Cilium IP after {format_duration(plan.recycle.timeout)}: {', '.join(left[:5])}")
         return
     out.wake(deadline)
+    send_recycle(out, ctx, node, to_cilium=True)
+
+
+def recycle_left(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, to_cilium: bool) -> list[str]:
+    """Pods (and awaited replacements) still on the wrong network; empty once settled."""
+    pods = ctx.obs.pods_on(node.name)
+    view = recycle_view(pods, ctx.plan, ctx.network, to_cilium=to_cilium)
+    intent = out.record.intent
+    assert intent is not None
+    waiting = [o for o in intent.owners if not replaced(o, pods, ctx.network, to_cilium=to_cilium)]
+    return [p.key for p in view.to_recycle + view.terminating] + waiting
+
+
+def send_recycle(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, to_cilium: bool) -> None:
+    """Evict (PDB-covered) or delete the node's pods still on the wrong network, each uid once."""
+    plan, now = ctx.plan, ctx.now
+    intent = out.record.intent
+    assert intent is not None
+    view = recycle_view(ctx.obs.pods_on(node.name), plan, ctx.network, to_cilium=to_cilium)
     if intent.not_before is not None and now < intent.not_before:
         out.wake(intent.not_before)
         out.note = "recycle back-off"
         return
-    resend = _due(intent, now)
+    resend = due(intent, now)
     fresh = [p for p in view.to_recycle
              if not is_agent(p, plan) and (p.uid not in intent.pods or resend)]
     for pod in fresh:
@@ -355,51 +378,37 @@ def recycle(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
                                         uid=pod.uid))
         else:
             out.actions.append(DeletePod(node=node.name, namespace=pod.namespace, name=pod.name,
-                                         uid=pod.uid, reason="recycle"))
+                                         uid=pod.uid, reason="recycle" if to_cilium else "rollback"))
     if fresh:
         owners = tuple(dict.fromkeys(intent.owners + tuple(
             k for p in fresh if p.daemonset and (k := owner_key(p)) is not None)))
         uids = tuple(dict.fromkeys(intent.pods + tuple(p.uid for p in fresh)))
-        _sent(out, ctx, pods=uids, owners=owners)
-    out.note = f"recycling: {len(view.to_recycle)} pods with Calico IPs, {len(waiting)} replacements pending"
+        sent(out, ctx, pods=uids, owners=owners)
+    wrong = "Calico" if to_cilium else "Cilium"
+    out.note = f"recycling: {len(view.to_recycle)} pods with {wrong} IPs, {len(view.terminating)} terminating"
+
+
+def verify_cleanup(ctx: StepContext, node: str) -> list[Action]:
+    """Delete the node's verification pod if it is still there."""
+    pod = ctx.obs.pod(ctx.plan.verify.namespace, verify_pod_name(node))
+    if pod is None or pod.deleting:
+        return []
+    return [DeletePod(node=node, namespace=pod.namespace, name=pod.name, uid=pod.uid, reason="verify-cleanup")]
 
 
 def uncordon(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    entered = out.record.phase_started_at
+    if entered is not None and entered < ctx.now and due(out.record.intent, ctx.now):  # type: ignore[arg-type]
+        out.actions.extend(verify_cleanup(ctx, node.name))  # a leftover after a crash
     prior = out.record.prior
     if prior is not None and prior.unschedulable:
-        _move(out, ctx, N.UNCORDONED, "left cordoned: it was cordoned before the migration")
+        move(out, ctx, N.UNCORDONED, "left cordoned: it was cordoned before the migration")
         return
     if not node.unschedulable:
-        _move(out, ctx, N.UNCORDONED, "uncordoned")
+        move(out, ctx, N.UNCORDONED, "uncordoned")
         return
     assert out.record.intent is not None
-    if _due(out.record.intent, ctx.now):
+    if due(out.record.intent, ctx.now):
         out.actions.append(Uncordon(node=node.name))
-        _sent(out, ctx)
+        sent(out, ctx)
     out.note = "uncordoning"
-
-
-HANDLERS = {N.PENDING: cordon, N.CORDONED: drain, N.DRAINED: label, N.LABELED: restart_agent,
-            N.AGENT_RESTARTED: verify, N.CNI_VERIFIED: recycle, N.PODS_RECYCLED: uncordon}
-
-
-def step_node(record: NodeRecord, ctx: StepContext) -> StepOutcome:
-    """Advance one in-flight node as far as the observation allows."""
-    out = StepOutcome(record=record)
-    for _ in range(len(N)):
-        current = out.record
-        if current.phase.terminal:
-            break
-        node = ctx.obs.node_by_name.get(current.name)
-        if current.phase is N.UNCORDONED:
-            _move(out, ctx, N.DONE, "migrated to Cilium")
-            break
-        if current.intent is not None and current.intent.step == "restore":
-            restore(out, ctx)
-        elif node is None:
-            _move(out, ctx, N.FAILED, "node vanished", error=f"node {current.name} no longer exists")
-        else:
-            HANDLERS[current.phase](out, ctx, node)
-        if out.halt is not None or out.record is current or out.record.phase is current.phase:
-            break
-    return out

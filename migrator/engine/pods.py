@@ -18,6 +18,7 @@ from migrator.model.plan import MigrationPlan
 
 VERIFY_PREFIX = "migrator-verify-"
 CLEANUP_PREFIX = "migrator-cleanup-"
+ROLLBACK_PREFIX = "migrator-rollback-"
 
 
 def _pod_name(prefix: str, node: str) -> str:
@@ -35,11 +36,16 @@ def cleanup_pod_name(node: str) -> str:
     return _pod_name(CLEANUP_PREFIX, node)
 
 
+def rollback_pod_name(node: str) -> str:
+    """Deterministic name of the node's restore-Calico-CNI pod."""
+    return _pod_name(ROLLBACK_PREFIX, node)
+
+
 def ours(pod: PodFacts, plan: MigrationPlan) -> bool:
     """A pod the migrator created (verification or node-local action)."""
     if pod.node_action is not None:
         return True
-    return pod.namespace == plan.verify.namespace and pod.name.startswith((VERIFY_PREFIX, CLEANUP_PREFIX))
+    return pod.namespace == plan.verify.namespace and pod.name.startswith((VERIFY_PREFIX, CLEANUP_PREFIX, ROLLBACK_PREFIX))
 
 
 def is_agent(pod: PodFacts, plan: MigrationPlan) -> bool:
@@ -94,16 +100,17 @@ class RecycleView:
 
 
 def recycle_view(pods: tuple[PodFacts, ...], plan: MigrationPlan,
-                 network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> RecycleView:
-    """Classify the pods of a node for the recycle step."""
+                 network: ipaddress.IPv4Network | ipaddress.IPv6Network, *, to_cilium: bool = True) -> RecycleView:
+    """Classify the pods of a node for recycling onto Cilium (or, rolling back, onto Calico)."""
     view = RecycleView()
     for pod in pods:
         if pod.host_network or pod.mirror or pod.terminal or ours(pod, plan):
             continue
+        wrong = bool(pod.ip) and pod.ip_in(network) != to_cilium
         if pod.deleting:
-            if not pod.ip_in(network):
+            if wrong or not pod.ip:
                 view.terminating.append(pod)
-        elif pod.ip and not pod.ip_in(network):
+        elif wrong:
             view.to_recycle.append(pod)
     return view
 
@@ -116,7 +123,7 @@ def owner_key(pod: PodFacts) -> str | None:
 
 
 def replaced(owner: str, pods: tuple[PodFacts, ...],
-             network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    """A Ready pod of ``owner`` with a Cilium IP runs on the node."""
-    return any(owner_key(p) == owner and p.ready and not p.deleting and p.ip_in(network)
-               for p in pods)
+             network: ipaddress.IPv4Network | ipaddress.IPv6Network, *, to_cilium: bool = True) -> bool:
+    """A Ready pod of ``owner`` on the wanted network (Cilium, or Calico) runs on the node."""
+    return any(owner_key(p) == owner and p.ready and not p.deleting and bool(p.ip)
+               and p.ip_in(network) == to_cilium for p in pods)

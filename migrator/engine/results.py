@@ -20,8 +20,12 @@ from migrator.engine.actions import (
     EnsureNodeConfig,
     EvictPod,
     PatchConfigMap,
+    RunProbes,
     WriteFile,
 )
+from migrator.engine.ordering import in_flight
+from migrator.engine.probes import pair_nodes
+from migrator.engine.states import RunPhase
 from migrator.model.checkpoint import Checkpoint, FinalizeProgress, NodeRecord, truncate_error, utc
 
 DEFAULT_BACKOFF = timedelta(seconds=5)
@@ -71,6 +75,41 @@ def _fold_run(cp: Checkpoint, result: ActionResult, now: datetime) -> Checkpoint
     return cp.model_copy(update={"last_error": message})
 
 
+SAMPLE_FAILURES_KEPT = 10
+
+
+def _fold_gate(record: NodeRecord, result: ActionResult) -> NodeRecord:
+    """Checks that passed join ``intent.passed``; the others' last failure is kept."""
+    intent = record.intent
+    if intent is None or (intent.step != "probe" and intent.stage != "probe"):
+        return record  # the gate moved on meanwhile
+    ok = [name for name, outcome in result.detail.items() if outcome.startswith("ok")]
+    failures = {**intent.failures, **{n: truncate_error(o)[:120] for n, o in result.detail.items()
+                                      if not o.startswith("ok")}}
+    for name in ok:
+        failures.pop(name, None)
+    return record.model_copy(update={"intent": intent.model_copy(update={
+        "passed": tuple(dict.fromkeys(intent.passed + tuple(ok))), "failures": failures})})
+
+
+def _fold_sample(cp: Checkpoint, result: ActionResult) -> Checkpoint:
+    """Failures between two nodes that are not in flight pause the run (or fail a canary soak)."""
+    cp = cp.model_copy(update={"sampling": cp.sampling.model_copy(update={"answered": cp.sampling.rounds})})
+    busy = {r.name for r in cp.nodes if in_flight(r)}
+    bad = [f"{name} {outcome}" for name, outcome in sorted(result.detail.items())
+           if not outcome.startswith("ok") and not set(pair_nodes(name)) & busy]
+    if not bad:
+        return cp
+    kept = tuple(truncate_error(b)[:160] for b in bad)[:SAMPLE_FAILURES_KEPT]
+    cp = cp.model_copy(update={"sampling": cp.sampling.model_copy(update={"failures": kept})})
+    if cp.run_phase in (RunPhase.SOAKING, RunPhase.ROLLING_BACK) or cp.rollback is not None:
+        return cp
+    message = truncate_error(f"pod-to-pod sample failed between nodes not being migrated "
+                             f"({len(bad)} pair(s)): {'; '.join(kept[:2])}; pausing, no node is rolled back")
+    requested = cp.requested or "pause"
+    return cp.model_copy(update={"requested": requested, "last_error": message})
+
+
 def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult],
                    now: datetime) -> Checkpoint:
     """The checkpoint with the outcomes of executed actions folded in (pure)."""
@@ -80,6 +119,13 @@ def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult],
     for result in results:
         action = result.action
         if isinstance(action, EmitEvent):
+            continue
+        if isinstance(action, RunProbes):
+            if action.purpose == "sample":
+                cp = _fold_sample(cp.with_nodes(updates), result)
+                updates = {}
+            elif action.node is not None and cp.node(action.node) is not None:
+                updates[action.node] = _fold_gate(updates.get(action.node) or cp.by_name[action.node], result)
             continue
         failed = not result.ok and result.error_kind not in HARMLESS
         finalizing = cp.finalize is not None

@@ -20,6 +20,7 @@ class NodePhase(StrEnum):
     AGENT_RESTARTED = "AGENT_RESTARTED"
     CNI_VERIFIED = "CNI_VERIFIED"
     PODS_RECYCLED = "PODS_RECYCLED"
+    PROBED = "PROBED"
     UNCORDONED = "UNCORDONED"
     DONE = "DONE"
     SKIPPED = "SKIPPED"
@@ -45,7 +46,7 @@ TERMINAL_NODE_PHASES = frozenset({NodePhase.DONE, NodePhase.SKIPPED, NodePhase.F
 FORWARD_PATH: tuple[NodePhase, ...] = (
     NodePhase.PENDING, NodePhase.CORDONED, NodePhase.DRAINED, NodePhase.LABELED,
     NodePhase.AGENT_RESTARTED, NodePhase.CNI_VERIFIED, NodePhase.PODS_RECYCLED,
-    NodePhase.UNCORDONED, NodePhase.DONE,
+    NodePhase.PROBED, NodePhase.UNCORDONED, NodePhase.DONE,
 )
 
 
@@ -57,6 +58,9 @@ class RunPhase(StrEnum):
     MIGRATING = "MIGRATING"
     PAUSED = "PAUSED"
     NODES_DONE = "NODES_DONE"
+    SOAKING = "SOAKING"
+    ROLLING_BACK = "ROLLING_BACK"
+    ROLLED_BACK = "ROLLED_BACK"
     FINALIZING = "FINALIZING"
     FINALIZED = "FINALIZED"
     ABORTED = "ABORTED"
@@ -64,4 +68,4 @@ class RunPhase(StrEnum):
     @property
     def terminal(self) -> bool:
         """The run has ended; nothing more is decided."""
-        return self in (RunPhase.FINALIZED, RunPhase.ABORTED)
+        return self in (RunPhase.FINALIZED, RunPhase.ABORTED, RunPhase.ROLLED_BACK)

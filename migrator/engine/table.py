@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from migrator.engine.states import NodePhase, RunPhase
+from migrator.model.checkpoint import ROLLBACK_STAGES
 
 S = TypeVar("S", bound=Enum)
 N = NodePhase
@@ -26,45 +27,72 @@ class TransitionError(RuntimeError):
     """A move that the table does not allow (a bug in the engine, never an input error)."""
 
 
+ROLLBACK_ASKED = "rollback requested (automatic after a failed gate, or on call)"
+
 #: Node edges with the condition that takes each one.
 NODE_EDGES: Mapping[NodePhase, Mapping[NodePhase, str]] = MappingProxyType({
     N.PENDING: {N.CORDONED: "node observed unschedulable after our cordon",
                 N.SKIPPED: "abort before the cordon was observed, or the node vanished; prior state restored",
-                N.FAILED: "node vanished while starting"},
+                N.FAILED: "node vanished while starting",
+                N.ROLLING_BACK: ROLLBACK_ASKED},
     N.CORDONED: {N.DRAINED: "no evictable pod left on the node",
                  N.SKIPPED: "drain blocked past the deadline with on_pdb_blocked=skip, or abort; "
                             "prior state restored",
-                 N.FAILED: "node vanished"},
+                 N.FAILED: "node vanished",
+                 N.ROLLING_BACK: ROLLBACK_ASKED},
     N.DRAINED: {N.LABELED: "migration label observed on the node",
-                N.FAILED: "node vanished"},
+                N.FAILED: "node vanished",
+                N.ROLLING_BACK: ROLLBACK_ASKED},
     N.LABELED: {N.AGENT_RESTARTED: "a new agent pod (not the recorded uid) is Ready",
                 N.FAILED: "agent restart deadline passed",
-                N.ROLLING_BACK: "rollback requested"},
+                N.ROLLING_BACK: ROLLBACK_ASKED},
     N.AGENT_RESTARTED: {N.CNI_VERIFIED: "verification pod Running with an IP in the Cilium CIDR",
                         N.FAILED: "verification pod got a non-Cilium IP or the deadline passed",
-                        N.ROLLING_BACK: "rollback requested"},
+                        N.ROLLING_BACK: ROLLBACK_ASKED},
     N.CNI_VERIFIED: {N.PODS_RECYCLED: "every pod on the node has a Cilium IP, replacements Ready",
                      N.FAILED: "recycle deadline passed",
-                     N.ROLLING_BACK: "rollback requested"},
-    N.PODS_RECYCLED: {N.UNCORDONED: "node observed schedulable (or it was cordoned before us)",
-                      N.FAILED: "node vanished",
-                      N.ROLLING_BACK: "rollback requested"},
+                     N.ROLLING_BACK: ROLLBACK_ASKED},
+    N.PODS_RECYCLED: {N.PROBED: "every connectivity check passed from the node's probe pods",
+                      N.ROLLING_BACK: "a check still failed at the gate's deadline (rollback.automatic), "
+                                      "or " + ROLLBACK_ASKED,
+                      N.FAILED: "a check still failed at the deadline and rollback.automatic is false, "
+                                "or the node vanished"},
+    N.PROBED: {N.UNCORDONED: "node observed schedulable (or it was cordoned before us)",
+               N.FAILED: "node vanished",
+               N.ROLLING_BACK: ROLLBACK_ASKED},
     N.UNCORDONED: {N.DONE: "always (bookkeeping)"},
-    N.ROLLING_BACK: {N.ROLLED_BACK: "node back on Calico", N.FAILED: "rollback failed"},
+    N.ROLLING_BACK: {N.ROLLED_BACK: "node back on Calico, probes pass, prior state restored",
+                     N.FAILED: "a rollback stage failed or the rollback deadline passed"},
     N.DONE: {}, N.SKIPPED: {}, N.FAILED: {}, N.ROLLED_BACK: {},
+})
+
+#: Moves out of a forward-terminal phase: only an on-call rollback takes them.
+ROLLBACK_EDGES: Mapping[NodePhase, Mapping[NodePhase, str]] = MappingProxyType({
+    N.DONE: {N.ROLLING_BACK: "on-call rollback of a migrated node"},
+    N.FAILED: {N.ROLLING_BACK: "on-call rollback of a failed node (or a retry of a failed rollback)"},
 })
 
 #: Run edges with the condition that takes each one.
 RUN_EDGES: Mapping[RunPhase, Mapping[RunPhase, str]] = MappingProxyType({
     R.PREFLIGHT: {R.PREPARED: "CiliumNodeConfig observed with the guide's spec",
-                  R.ABORTED: "abort requested"},
-    R.PREPARED: {R.MIGRATING: "always", R.ABORTED: "abort requested"},
+                  R.ABORTED: "abort requested",
+                  R.ROLLING_BACK: "rollback --all requested"},
+    R.PREPARED: {R.MIGRATING: "probe fleet Ready (or probes disabled)", R.ABORTED: "abort requested",
+                 R.ROLLING_BACK: "rollback --all requested"},
     R.MIGRATING: {R.NODES_DONE: "every node terminal", R.PAUSED: "pause requested, no node in flight",
-                  R.ABORTED: "abort requested, no node in flight"},
-    R.PAUSED: {R.MIGRATING: "resumed", R.ABORTED: "abort requested"},
-    R.NODES_DONE: {R.FINALIZING: "finalize started (every node DONE)"},
+                  R.ABORTED: "abort requested, no node in flight",
+                  R.ROLLING_BACK: "rollback --all requested"},
+    R.PAUSED: {R.MIGRATING: "resumed", R.ABORTED: "abort requested",
+               R.ROLLING_BACK: "rollback --all requested"},
+    R.NODES_DONE: {R.FINALIZING: "finalize started (every node DONE)",
+                   R.SOAKING: "canary: soak started",
+                   R.ROLLING_BACK: "rollback --all requested"},
+    R.SOAKING: {R.NODES_DONE: "canary: soak passed and canary.on_success is keep",
+                R.ROLLING_BACK: "canary: a sample failed during the soak, or canary.on_success is rollback; "
+                                "or rollback --all requested"},
+    R.ROLLING_BACK: {R.ROLLED_BACK: "every node back on Calico, CiliumNodeConfig and probe fleet removed"},
     R.FINALIZING: {R.FINALIZED: "every finalize step done"},
-    R.FINALIZED: {}, R.ABORTED: {},
+    R.FINALIZED: {}, R.ABORTED: {}, R.ROLLED_BACK: {},
 })
 
 NODE_INITIAL = N.PENDING
@@ -107,9 +135,14 @@ validate_table(NODE_EDGES, NODE_INITIAL, NODE_TERMINALS)
 validate_table(RUN_EDGES, RUN_INITIAL, RUN_TERMINALS)
 
 
+for _source, _exits in ROLLBACK_EDGES.items():
+    if _source not in NODE_TERMINALS or any(t is not N.ROLLING_BACK for t in _exits):
+        raise TransitionError(f"rollback edges may only lead from a terminal phase to ROLLING_BACK ({_source.name})")
+
+
 def check_node_move(source: NodePhase, target: NodePhase) -> None:
-    """Raise ``TransitionError`` when the node table has no edge ``source → target``."""
-    if target not in NODE_EDGES[source]:
+    """Raise ``TransitionError`` when neither table has an edge ``source → target``."""
+    if target not in NODE_EDGES[source] and target not in ROLLBACK_EDGES.get(source, {}):
         raise TransitionError(f"node move {source.name} → {target.name} is not in the table")
 
 
@@ -138,9 +171,17 @@ def render_markdown() -> str:
              "intent recorded in the checkpoint before any action runs, so after a crash the "
              "engine observes and decides again instead of replaying.", ""]
     lines += _section("Node phases", NODE_EDGES, NODE_INITIAL)
-    lines += _section("Run phases", RUN_EDGES, RUN_INITIAL)
-    lines += ["`ROLLING_BACK` is entered by the rollback procedure; the forward run never takes it.",
+    lines += ["### Leaving a terminal phase", "", "Only an on-call `migrator rollback` takes these.", "",
+              "| From | To | When |", "|---|---|---|"]
+    for source, exits in ROLLBACK_EDGES.items():
+        for target, when in exits.items():
+            lines.append(f"| `{source.name}` | `{target.name}` | {when} |")
+    lines += ["", "### Rollback stages", "",
+              "`ROLLING_BACK` works through stages recorded in the node's intent, each observed before "
+              "the next starts: " + ", ".join(f"`{s}`" for s in ROLLBACK_STAGES) + ". A node that was "
+              "never switched (its rollback began before `LABELED`) only has its prior state restored.",
               ""]
+    lines += _section("Run phases", RUN_EDGES, RUN_INITIAL)
     return "\n".join(lines)
 
 

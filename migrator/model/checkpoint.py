@@ -57,8 +57,13 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-IntentStep = Literal["cordon", "drain", "label", "restart-agent", "verify", "recycle",
+IntentStep = Literal["cordon", "drain", "label", "restart-agent", "verify", "recycle", "probe",
                      "uncordon", "restore", "rollback"]
+
+#: The stages of a node's rollback, in order (``Intent.stage`` while ``step`` is ``rollback``).
+ROLLBACK_STAGES: tuple[str, ...] = ("cordon", "unlabel", "restart-agent", "restore-cni", "recycle",
+                                    "probe", "restore")
+RollbackStage = Literal["cordon", "unlabel", "restart-agent", "restore-cni", "recycle", "probe", "restore"]
 
 
 class Intent(_Record):
@@ -78,6 +83,12 @@ class Intent(_Record):
     sent_at: Timestamp | None = Field(
         default=None, description="When the step's single action was last emitted (no resend before "
                                   "the effect had time to show).")
+    stage: RollbackStage | None = Field(default=None, description="Rollback stage in progress.")
+    switched: bool = Field(default=False,
+                           description="Rollback: the node reached the agent switch, so it must be undone.")
+    passed: tuple[str, ...] = Field(default=(), description="Probe checks passed so far in this gate.")
+    failures: dict[str, str] = Field(default_factory=dict,
+                                     description="Probe checks that failed their last round, with why.")
 
 
 class PriorNodeState(_Record):
@@ -100,6 +111,41 @@ class NodeRecord(_Record):
     last_error: str | None = Field(default=None, description="Last error (truncated).")
     prior: PriorNodeState | None = Field(default=None, description="Prior state (set on cordon).")
     audit: tuple[str, ...] = Field(default=(), description="Audit notes (e.g. PDB overrides).")
+    probes: str | None = Field(default=None, description="Outcome of the node's last connectivity gate.")
+    rollback_reason: str | None = Field(default=None, description="Why the node was rolled back.")
+
+
+class RollbackRequest(_Record):
+    """An on-call rollback asked for through `migrator rollback`."""
+
+    nodes: tuple[str, ...] = Field(default=(), description="Nodes to roll back (empty with all).")
+    all: bool = Field(default=False, description="Roll back every node and the run itself.")
+    requested_at: Timestamp = Field(description="When it was asked for.")
+    by: str = Field(description="Who asked (user@host/pid).")
+    reason: str = Field(default="on-call rollback", description="Why (recorded on each node).")
+    started: tuple[str, ...] = Field(default=(), description="Nodes whose rollback this request began.")
+    cleanup_sent_at: Timestamp | None = Field(
+        default=None, description="When the CiliumNodeConfig / probe fleet deletion was last sent (all).")
+    swept: bool = Field(default=False, description="The final probe sweep passed (all).")
+
+
+class SamplingState(_Record):
+    """Continuous sampling of the pod-to-pod matrix."""
+
+    cursor: int = Field(default=0, ge=0, description="Where the next round starts in the pair rotation.")
+    last_at: Timestamp | None = Field(default=None, description="When the last round was sent.")
+    rounds: int = Field(default=0, ge=0, description="Rounds sent so far.")
+    answered: int = Field(default=0, ge=0, description="Rounds whose answers were folded in.")
+    failures: tuple[str, ...] = Field(default=(), description="Pairs that failed while neither node was in flight.")
+
+
+class CanaryState(_Record):
+    """A canary run's soak and outcome."""
+
+    soak_until: Timestamp | None = Field(default=None, description="End of the soak.")
+    outcome: Literal["soaking", "kept", "rolled-back", "failed"] = Field(
+        default="soaking", description="kept / rolled-back (by policy) / failed (rolled back after a failure).")
+    reason: str | None = Field(default=None, description="Why the canary ended as it did.")
 
 
 FinalizeStep = Literal["helm-values", "configmap", "restart-agents", "delete-node-config",
@@ -144,6 +190,13 @@ class Checkpoint(_Record):
     nodes: tuple[NodeRecord, ...] = Field(default=(), description="Per-node records, in run order.")
     finalize: FinalizeProgress | None = Field(default=None, description="Finalize progress.")
     audit: tuple[str, ...] = Field(default=(), description="Run-level audit notes.")
+    fleet_sent_at: Timestamp | None = Field(
+        default=None, description="When the probe fleet was last ensured (prepare step).")
+    rollback: RollbackRequest | None = Field(default=None, description="On-call rollback in progress.")
+    rollbacks_acknowledged: int = Field(
+        default=0, ge=0, description="Automatic rollbacks an operator resumed past (rollback.halt_after).")
+    sampling: SamplingState = Field(default_factory=SamplingState, description="Continuous sampling.")
+    canary: CanaryState | None = Field(default=None, description="Canary soak and outcome.")
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -204,6 +257,10 @@ def _node_line(record: NodeRecord, epoch: datetime) -> str:
         extras["audit"] = list(record.audit)
     if record.prior is not None and record.prior.taints:
         extras["taints"] = list(record.prior.taints)
+    if record.probes:
+        extras["probes"] = record.probes
+    if record.rollback_reason:
+        extras["rb"] = record.rollback_reason
     line = " ".join(parts)
     if extras:
         line += " | " + json.dumps(extras, separators=(",", ":"), ensure_ascii=False)
@@ -233,7 +290,8 @@ def _parse_node_line(line: str, epoch: datetime) -> NodeRecord:
         name=tokens[0], phase=NodePhase(tokens[1]), attempt=int(fields.get("a", "0")),
         phase_started_at=None if started == "-" else epoch + timedelta(seconds=int(started)),
         intent=Intent.model_validate(extras["intent"]) if "intent" in extras else None,
-        last_error=extras.get("err"), prior=prior, audit=tuple(extras.get("audit", ())))
+        last_error=extras.get("err"), prior=prior, audit=tuple(extras.get("audit", ())),
+        probes=extras.get("probes"), rollback_reason=extras.get("rb"))
 
 
 def render_summary(cp: Checkpoint) -> str:
@@ -256,7 +314,8 @@ def render_summary(cp: Checkpoint) -> str:
 
 def to_configmap_data(cp: Checkpoint) -> dict[str, str]:
     """Encode a checkpoint as ConfigMap data (``summary``, ``run.json``, ``nodes``)."""
-    run = cp.model_dump(mode="json", exclude={"nodes"}, exclude_none=True)
+    run = cp.model_dump(mode="json", exclude={"nodes"}, exclude_none=True, exclude_defaults=True)
+    run["schema_version"] = cp.schema_version
     nodes = "\n".join(_node_line(record, cp.started_at) for record in cp.nodes)
     return {"summary": render_summary(cp),
             "run.json": json.dumps(run, separators=(",", ":"), sort_keys=True),

@@ -190,6 +190,10 @@ class ClusterObservation(_Fact):
         default=(), description="Calico objects from the plan's finalize list that still exist.")
     files: frozenset[str] = Field(
         default=frozenset(), description="Local files the shell reports as already written.")
+    probe_pods: tuple[PodFacts, ...] = Field(
+        default=(), description="Every pod of the probe fleet (both DaemonSets), on every node.")
+    probe_service_ip: str | None = Field(default=None, description="ClusterIP of the probe Service.")
+    apiserver_ip: str | None = Field(default=None, description="ClusterIP of default/kubernetes.")
 
     _memo: dict[str, tuple[Any, Any]] = PrivateAttr(default_factory=dict)
 

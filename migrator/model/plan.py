@@ -215,6 +215,70 @@ class VerifySection(_Section):
                                   description="Verification container args.")
 
 
+class ProbeChecksSection(_Section):
+    """How each connectivity check is judged."""
+
+    tries: int = Field(default=3, ge=1, le=20, description="Connections per check round (netexec /dial tries).")
+    pass_threshold: float = Field(default=0.66, gt=0, le=1,
+                                  description="Fraction of a round's tries that must answer for the check to pass.")
+    interval: Duration = Field(default=timedelta(seconds=5),
+                               description="Wait between rounds of the checks that have not passed yet.")
+    deadline: Duration = Field(default=timedelta(minutes=2),
+                               description="Per node: every check must pass within this time of the gate starting.")
+    peers: int = Field(default=2, ge=1, le=10,
+                       description="Probe pods on this many Calico nodes and this many Cilium nodes are dialled, "
+                                   "both ways (fewer when fewer exist).")
+
+
+class SamplingSection(_Section):
+    """Continuous sampling of the pod-to-pod matrix while the run goes on."""
+
+    pairs: int = Field(default=6, ge=0, description="Probe-pod pairs dialled per round; 0 turns sampling off.")
+    interval: Duration = Field(default=timedelta(seconds=30), description="Time between sampling rounds.")
+
+
+class ProbesSection(_Section):
+    """The probe fleet (agnhost netexec) and the connectivity gate every node passes before uncordon."""
+
+    enabled: bool = Field(default=True, description="Deploy the probe fleet and gate every node on it.")
+    namespace: K8sName = Field(default="cni-migration-probes", description="Namespace of the probe fleet.")
+    image: str = Field(default=DEFAULT_VERIFY_IMAGE, min_length=1, description="agnhost image (runs netexec).")
+    port: Port = Field(default=8080, description="netexec HTTP port of the probe pods.")
+    host_port: Port = Field(default=8081, description="netexec HTTP port of the hostNetwork probe pods.")
+    ready_timeout: Duration = Field(default=timedelta(minutes=5),
+                                    description="How long the probe fleet may take to be Ready when the run is "
+                                                "prepared before the run halts.")
+    dns_name: str = Field(default="kubernetes.default.svc.cluster.local", min_length=1,
+                          description="Name resolved through kube-dns by the DNS check.")
+    checks: ProbeChecksSection = Field(default_factory=ProbeChecksSection, description="Judging each check.")
+    sampling: SamplingSection = Field(default_factory=SamplingSection, description="Continuous sampling.")
+
+
+class RollbackSection(_Section):
+    """Putting a node back on Calico: automatically when its gate fails, or on call."""
+
+    automatic: bool = Field(default=True,
+                            description="Roll a node back by itself when its connectivity gate fails "
+                                        "(false: mark it FAILED and halt).")
+    halt_after: int | None = Field(default=1, ge=1,
+                                   description="Halt the run once this many nodes were rolled back "
+                                               "automatically; null keeps going.")
+    timeout: Duration = Field(default=timedelta(minutes=10),
+                              description="Deadline for one node's rollback, from its start.")
+    image: str = Field(default="ghcr.io/nicolaka/netshoot:v0.13", min_length=1,
+                       description="Image of the node-local pod that restores Calico's CNI config.")
+
+
+class CanarySection(_Section):
+    """What `migrator canary` does after migrating the plan's nodes."""
+
+    soak: Duration = Field(default=timedelta(minutes=10),
+                           description="How long the canary nodes run on Cilium under continuous probes.")
+    on_success: Literal["keep", "rollback"] = Field(
+        default="keep", description="keep: leave the canaries on Cilium; rollback: rehearsal, always undo. "
+                                    "A failed canary is always rolled back.")
+
+
 class WindowGate(_Section):
     """Maintenance window: a node may only start inside it."""
 
@@ -329,6 +393,10 @@ class MigrationPlan(_Section):
     verify: VerifySection = Field(default_factory=VerifySection, description="Verification.")
     gates: GatesSection = Field(default_factory=GatesSection, description="Start gates.")
     finalize: FinalizeSection = Field(default_factory=FinalizeSection, description="Finalize.")
+    probes: ProbesSection = Field(default_factory=ProbesSection, description="Connectivity probes.")
+    rollback: RollbackSection = Field(default_factory=RollbackSection, description="Rollback.")
+    canary: CanarySection | None = Field(default=None,
+                                         description="Canary settings (required by `migrator canary`).")
     state: StateSection = Field(default_factory=StateSection, description="Checkpoint and lock.")
     max_failures: int = Field(default=0, ge=0,
                               description="Failed nodes tolerated before the run halts.")

@@ -289,7 +289,7 @@ def test_events_on_transitions_and_unchanged_checkpoint_when_idle() -> None:
             break
         now += timedelta(seconds=1)
     assert reasons == ["MigrationCordoned", "MigrationDrained", "MigrationLabeled", "MigrationAgentRestarted",
-                       "MigrationVerified", "MigrationPodsRecycled", "MigrationCompleted"]
+                       "MigrationVerified", "MigrationPodsRecycled", "MigrationProbed", "MigrationCompleted"]
     idle = decide(plan, cp, toy.observe(), now + timedelta(seconds=5))
     assert not idle.changed and idle.checkpoint is cp
 

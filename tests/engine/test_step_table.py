@@ -70,7 +70,7 @@ ROWS = [
      N.AGENT_RESTARTED, []),
     ("recycle-calico-daemonset-pod", N.CNI_VERIFIED, Intent(step="recycle"), lambda t: (_labelled(t), _drained(t)),
      N.CNI_VERIFIED, ["delete-pod"]),
-    ("uncordon-then-done", N.PODS_RECYCLED, Intent(step="uncordon"), _labelled, N.PODS_RECYCLED, ["uncordon"]),
+    ("uncordon-then-done", N.PROBED, Intent(step="uncordon"), _labelled, N.PROBED, ["uncordon"]),
 ]
 
 
@@ -102,7 +102,7 @@ def test_uncordoned_node_is_done_in_the_same_decision() -> None:
     toy.nodes["node-1"] = toy.nodes["node-1"].model_copy(update={"unschedulable": False})
     plan = make_plan()
     cp = start(plan, toy)
-    record = NodeRecord(name="node-1", phase=N.PODS_RECYCLED, attempt=1, phase_started_at=T0,
+    record = NodeRecord(name="node-1", phase=N.PROBED, attempt=1, phase_started_at=T0,
                         intent=Intent(step="uncordon", sent_at=NOW), prior=PriorNodeState(unschedulable=False))
     cp = cp.with_nodes({"node-1": record}, run_phase=RunPhase.MIGRATING)
     decision = decide(plan, cp, toy.observe(), NOW)

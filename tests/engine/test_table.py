@@ -29,7 +29,7 @@ def test_terminals_have_no_exits_and_forward_path_is_allowed() -> None:
     for phase in NodePhase:
         assert (not NODE_EDGES[phase]) == phase.terminal
     path = [NodePhase.PENDING, NodePhase.CORDONED, NodePhase.DRAINED, NodePhase.LABELED,
-            NodePhase.AGENT_RESTARTED, NodePhase.CNI_VERIFIED, NodePhase.PODS_RECYCLED,
+            NodePhase.AGENT_RESTARTED, NodePhase.CNI_VERIFIED, NodePhase.PODS_RECYCLED, NodePhase.PROBED,
             NodePhase.UNCORDONED, NodePhase.DONE]
     for source, target in zip(path, path[1:], strict=False):
         check_node_move(source, target)
@@ -41,8 +41,8 @@ def test_terminals_have_no_exits_and_forward_path_is_allowed() -> None:
 
 def test_validation_rejects_broken_tables() -> None:
     terminals = frozenset(s for s in NodePhase if s.terminal)
-    looping = {**NODE_EDGES, NodePhase.UNCORDONED: {NodePhase.PODS_RECYCLED: "loop"},
-               NodePhase.PODS_RECYCLED: {NodePhase.UNCORDONED: "loop"},
+    looping = {**NODE_EDGES, NodePhase.UNCORDONED: {NodePhase.PROBED: "loop"},
+               NodePhase.PROBED: {NodePhase.UNCORDONED: "loop"},
                NodePhase.PENDING: {**NODE_EDGES[NodePhase.PENDING], NodePhase.DONE: "shortcut"}}
     with pytest.raises(TransitionError, match="cannot reach a terminal"):
         validate_table(looping, NODE_INITIAL, terminals)

@@ -184,3 +184,10 @@ def test_every_field_is_documented() -> None:
 def test_committed_schema_is_current() -> None:
     committed = (ROOT / "plans" / "plan.schema.json").read_text()
     assert committed == render_schema(), "regenerate: python -m migrator.model.plan --schema > plans/plan.schema.json"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "plans").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_plan_is_valid(path):
+    plan = load_plan(path)
+    assert plan.name == path.stem

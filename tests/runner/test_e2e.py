@@ -8,47 +8,14 @@ from the sim's request log); two concurrent runs (exit 3 naming the Lease holder
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import yaml
 
 from migrator.cli import main
-from migrator.model.checkpoint import Checkpoint, from_configmap_data
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "plans" / "example.yaml"
-LABEL = "io.cilium.migration/cilium-default"
-
-
-def migrator(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "migrator", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
-
-
-def spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
-
-
-def fast_plan(tmp_path: Path) -> Path:
-    """The example plan with a short eviction retry interval (same steps, quicker PDB waits)."""
-    data = yaml.safe_load(EXAMPLE.read_text())
-    data["drain"]["retry_interval"] = "1s"
-    path = tmp_path / "plan.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def checkpoint(sim) -> Checkpoint | None:
-    cm = sim.store.try_get("configmaps", "kube-system", "cni-migration-state")
-    return from_configmap_data(cm["data"]) if cm else None
+from tests.runner.helpers import EXAMPLE, LABEL, checkpoint, fast_plan, kill_when, migrator, spawn
 
 
 def assert_migrated(sim) -> None:
@@ -95,21 +62,6 @@ def test_run_then_finalize_with_the_example_plan(sim, kubeconfig, tmp_path):
     assert status.returncode == 0 and '"run_phase": "FINALIZED"' in status.stdout
 
 
-def _kill_when(proc: subprocess.Popen[str], sim, predicate, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cp = checkpoint(sim)
-        if cp is not None and predicate(cp):
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"runner ended before the crash point: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.005)
-    proc.kill()
-    pytest.fail("crash point never reached")
-
-
 def _phase_seen(phase: str):
     return lambda cp: any(r.phase.value == phase for r in cp.nodes)
 
@@ -124,7 +76,7 @@ def test_sigkill_then_resume_finishes_without_repeating_steps(sim, kubeconfig, t
     plan = fast_plan(tmp_path)
     proc = spawn("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes",
                  "--output-dir", str(tmp_path), "--log-format", "json")
-    _kill_when(proc, sim, moment)
+    kill_when(proc, sim, moment)
     resumed = migrator("resume", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes",
                        "--output-dir", str(tmp_path))
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -1,0 +1,189 @@
+"""``decide_rollback``: an on-call rollback of some nodes, or of the whole run.
+
+``migrator rollback`` records a ``RollbackRequest`` in the checkpoint; a live forward run sees
+it at its next step boundary and stands aside (``decide`` refuses to act while one is
+recorded), then the rollback process takes the Lease and calls ``decide_rollback`` until done.
+
+Per node: a node with something to undo starts its rollback once (``engine.rollback``); the
+others are left as they are. With ``all``, once every node is terminal: the CiliumNodeConfig
+is deleted, a probe sweep of the whole cluster must pass, the probe fleet is removed and the
+run ends ``ROLLED_BACK``. A partial rollback clears the request and leaves a migrating run
+paused: ``migrator resume`` continues with the nodes not rolled back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from migrator.engine.actions import Action, DeleteNodeConfig, DeleteObject, RunProbes
+from migrator.engine.decide import Decision, PlanMismatch, node_config_version, pod_scope
+from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome
+from migrator.engine.ordering import in_flight
+from migrator.engine.probes import HOST_DS, POD_DS, SERVICE, sweep_checks
+from migrator.engine.rollback import begin_rollback, undoable
+from migrator.engine.states import NodePhase, RunPhase
+from migrator.engine.steps import step_node
+from migrator.engine.table import check_run_move
+from migrator.model.checkpoint import Checkpoint, NodeRecord, RollbackRequest, utc
+from migrator.model.observation import ClusterObservation
+from migrator.model.plan import MigrationPlan, format_duration, plan_hash
+
+N = NodePhase
+NOT_AFTER_FINALIZE = (
+    "finalize has run: Calico was removed from the cluster, so a node put back on Calico would have "
+    "no working CNI. Reinstall Calico first (its manifests or Helm chart), then roll nodes back by hand "
+    "(runbooks/rollback-node.md explains each step)")
+
+
+def targets(cp: Checkpoint, request: RollbackRequest) -> list[NodeRecord]:
+    """The records the request covers, in run order."""
+    if request.all:
+        return list(cp.nodes)
+    wanted = set(request.nodes)
+    return [r for r in cp.nodes if r.name in wanted]
+
+
+def nothing_to_undo(cp: Checkpoint, request: RollbackRequest) -> list[str]:
+    """Why each requested node needs nothing (empty when some node has work)."""
+    chosen = targets(cp, request)
+    if any(undoable(r.phase, r.intent) for r in chosen):
+        return []
+    return [f"{r.name} is {r.phase.value}" + (" (never started)" if r.phase is N.PENDING else "")
+            for r in chosen]
+
+
+def _run_move(cp: Checkpoint, target: RunPhase, now: datetime) -> Checkpoint:
+    check_run_move(cp.run_phase, target)
+    return cp.model_copy(update={"run_phase": target, "run_phase_started_at": now})
+
+
+def decide_rollback(plan: MigrationPlan, checkpoint: Checkpoint, obs: ClusterObservation,
+                    now: datetime) -> Decision:
+    """The next checkpoint and actions of the on-call rollback recorded in ``checkpoint``."""
+    if checkpoint.plan_hash != plan_hash(plan):
+        raise PlanMismatch(f"checkpoint was written for plan {checkpoint.plan_name} ({checkpoint.plan_hash})")
+    now = utc(now)
+    cp = checkpoint
+    request = cp.rollback
+    if request is None:
+        return Decision(cp, (), "no rollback requested", False)
+    if request.all and not cp.run_phase.terminal and cp.run_phase is not RunPhase.ROLLING_BACK:
+        cp = _run_move(cp, RunPhase.ROLLING_BACK, now)
+    ctx = StepContext(plan=plan, obs=obs, now=now, network=plan.cilium.network, busy=pod_scope(cp))
+    actions: list[Action] = []
+    notes: list[str] = []
+    wake: list[datetime] = []
+    updates: dict[str, NodeRecord] = {}
+    started = list(request.started)
+    for record in targets(cp, request):
+        out = StepOutcome(record=record)
+        if record.name not in started and undoable(record.phase, record.intent) \
+                and record.phase is not N.ROLLING_BACK:
+            begin_rollback(out, ctx, f"{request.reason} (by {request.by})")
+            started.append(record.name)
+        elif record.phase is N.ROLLING_BACK:
+            if record.name not in started:
+                started.append(record.name)
+            out = step_node(record, ctx)
+        else:
+            continue
+        if out.record != record:
+            updates[record.name] = out.record
+        actions.extend(out.actions)
+        if out.note:
+            notes.append(f"{record.name}: {out.note}")
+        if out.wake_at is not None:
+            wake.append(out.wake_at)
+    request = request.model_copy(update={"started": tuple(started)})
+    cp = cp.with_nodes(updates, rollback=request)
+    if any(r.phase is N.ROLLING_BACK for r in targets(cp, request)):
+        return _decision(checkpoint, cp, actions, notes, wake, now)
+    rolled = [r.name for r in targets(cp, request) if r.name in started]
+    failed = [r.name for r in targets(cp, request) if r.name in started and r.phase is N.FAILED]
+    if not request.all:
+        cp = cp.model_copy(update={"rollback": None, "requested": "pause" if cp.run_phase in (
+            RunPhase.MIGRATING, RunPhase.PAUSED) and any(in_flight(r) or r.phase is N.PENDING for r in cp.nodes)
+            else cp.requested})
+        if failed:
+            cp = cp.model_copy(update={"halted": f"rollback failed on {', '.join(failed)}; see `migrator status`"})
+        notes.insert(0, f"rollback finished: {len(rolled) - len(failed)} rolled back, {len(failed)} failed")
+        return _decision(checkpoint, cp, actions, notes, wake, now)
+    if failed:
+        reason = f"rollback failed on {', '.join(failed)}: see `migrator status`; retry with `migrator rollback --all`"
+        cp = cp.model_copy(update={"halted": reason, "rollback": request.model_copy(update={"started": tuple(
+            n for n in started if n not in failed)})})
+        return _decision(checkpoint, cp, actions, [reason, *notes], wake, now)
+    return _finish_all(plan, checkpoint, cp, obs, now, actions, notes, wake)
+
+
+def _finish_all(plan: MigrationPlan, original: Checkpoint, cp: Checkpoint, obs: ClusterObservation,
+                now: datetime, actions: list[Action], notes: list[str], wake: list[datetime]) -> Decision:
+    """Every node is back: delete the CiliumNodeConfig, sweep, remove the fleet, end the run."""
+    request = cp.rollback
+    assert request is not None
+    resend = request.cleanup_sent_at is None or now >= request.cleanup_sent_at + RESEND_AFTER
+    ref = plan.cilium.node_config
+    version = cp.node_config_version or node_config_version(plan, obs.served_cnc_versions)
+    if obs.node_config is not None:
+        if resend and version is not None:
+            actions.append(DeleteNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version))
+            cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
+        wake.append(now + RESEND_AFTER)
+        notes.insert(0, f"every node back on Calico; deleting CiliumNodeConfig {ref.namespace}/{ref.name}")
+        return _decision(original, cp, actions, notes, wake, now)
+    if plan.probes.enabled and not request.swept:
+        sampling = cp.sampling
+        deadline = (cp.run_phase_started_at or now) + plan.rollback.timeout
+        answered = sampling.rounds > 0 and sampling.answered == sampling.rounds and sampling.last_at is not None
+        if answered and not sampling.failures and sampling.last_at >= (request.cleanup_sent_at or request.requested_at):
+            request = request.model_copy(update={"swept": True})
+            cp = cp.model_copy(update={"rollback": request})
+        elif now >= deadline:
+            reason = (f"every node is back on Calico but the probe sweep still fails after "
+                      f"{format_duration(plan.rollback.timeout)}: {'; '.join(sampling.failures[:3])}")
+            return _decision(original, cp.model_copy(update={"halted": reason}), actions, [reason], wake, now)
+        else:
+            due = sampling.last_at is None or now >= sampling.last_at + plan.probes.checks.interval
+            checks = sweep_checks(plan, obs)
+            if due and checks:
+                cp = cp.model_copy(update={"sampling": sampling.model_copy(update={
+                    "last_at": now, "rounds": sampling.rounds + 1, "failures": ()})})
+                actions.append(RunProbes(purpose="sample", checks=checks,
+                                         threshold=plan.probes.checks.pass_threshold))
+            wake.append(now + plan.probes.checks.interval)
+            notes.insert(0, "every node back on Calico; sweeping the cluster with probes"
+                         + (f" (failing: {'; '.join(sampling.failures[:2])})" if sampling.failures else ""))
+            return _decision(original, cp, actions, notes, wake, now)
+    fleet = [p for p in obs.probe_pods if not p.deleting]
+    if plan.probes.enabled and fleet:
+        if resend:
+            ns = plan.probes.namespace
+            actions += [DeleteObject(group="apps", version="v1", plural="daemonsets", namespace=ns, name=POD_DS),
+                        DeleteObject(group="apps", version="v1", plural="daemonsets", namespace=ns, name=HOST_DS),
+                        DeleteObject(group="", version="v1", plural="services", namespace=ns, name=SERVICE)]
+            cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
+        wake.append(now + RESEND_AFTER)
+        notes.insert(0, f"sweep passed; removing the probe fleet ({len(fleet)} pods left)")
+        return _decision(original, cp, actions, notes, wake, now)
+    if cp.run_phase is RunPhase.ROLLING_BACK:
+        cp = _run_move(cp, RunPhase.ROLLED_BACK, now)
+    notes.insert(0, "rollback --all finished: every node is on Calico, the CiliumNodeConfig and the probe "
+                    "fleet are gone")
+    return _decision(original, cp, actions, notes, wake, now)
+
+
+def _decision(original: Checkpoint, cp: Checkpoint, actions: list[Action], notes: list[str],
+              wake: list[datetime], now: datetime) -> Decision:
+    changed = cp != original
+    if changed:
+        cp = cp.model_copy(update={"updated_at": now})
+    return Decision(cp, tuple(actions), "; ".join(notes[:5]) or "rolling back", changed, min(wake, default=None))
+
+
+def rollback_finished(cp: Checkpoint) -> bool:
+    """The recorded on-call rollback has nothing more to do (or there is none)."""
+    if cp.halted is not None:
+        return True
+    if cp.rollback is None:
+        return True
+    return cp.rollback.all and cp.run_phase.terminal

@@ -1,0 +1,210 @@
+"""Connectivity probes, pure: the probe fleet's manifests, which checks gate a node, which pairs
+a sampling round dials, and how results are judged.
+
+The fleet is agnhost ``netexec`` in its own namespace: a DaemonSet of pods on the pod network
+(``migrator-probe``), a hostNetwork variant (``migrator-probe-host``) and a ClusterIP Service in
+front of the pod variant. Every check is a request through the API server's pods/proxy
+subresource to ``/dial`` on a source probe pod, which connects ``tries`` times to the target
+and reports the answers, so checks work the same on any cluster the tool can reach.
+
+The gate of a node (after its pods were recycled, before uncordon) dials, from the node's new
+probe pod: the verification pod on the same node, probe pods on up to ``peers`` Calico nodes
+and ``peers`` Cilium nodes (and back from them), the probe Service, the API server by name
+through kube-dns and by ClusterIP; and from the node's hostNetwork probe pod to its probe pod.
+Peers are chosen deterministically per node (a hash), so different nodes probe different peers
+and a restarted process picks the same ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable
+from typing import Any
+
+from migrator.engine.actions import ProbeCheck
+from migrator.model.observation import ClusterObservation, PodFacts
+from migrator.model.plan import MigrationPlan
+
+POD_DS = "migrator-probe"
+HOST_DS = "migrator-probe-host"
+SERVICE = "migrator-probe"
+NAME_LABEL = "app.kubernetes.io/name"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED = {"app.kubernetes.io/managed-by": "migrator"}
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _labels(component: str) -> dict[str, str]:
+    return {NAME_LABEL: "migrator-probe", COMPONENT_LABEL: component, **MANAGED}
+
+
+def _daemonset(plan: MigrationPlan, name: str, component: str, port: int, host: bool) -> dict[str, Any]:
+    probes = plan.probes
+    selector = {NAME_LABEL: "migrator-probe", COMPONENT_LABEL: component}
+    spec: dict[str, Any] = {
+        "tolerations": [{"operator": "Exists"}],
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{
+            "name": "netexec", "image": probes.image,
+            "args": ["netexec", f"--http-port={port}", "--udp-port=-1"],
+            "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5},
+            "resources": {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
+        }],
+    }
+    if host:
+        spec.update(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet")
+    return {"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": name, "namespace": probes.namespace, "labels": _labels(component)},
+            "spec": {"selector": {"matchLabels": selector},
+                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
+                     "template": {"metadata": {"labels": _labels(component)}, "spec": spec}}}
+
+
+def fleet_manifests(plan: MigrationPlan) -> tuple[dict[str, Any], ...]:
+    """Namespace, the two DaemonSets and the Service, in the order they must be applied."""
+    probes = plan.probes
+    return (
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": probes.namespace, "labels": {NAME_LABEL: "migrator-probe", **MANAGED}}},
+        _daemonset(plan, POD_DS, "pod", probes.port, host=False),
+        _daemonset(plan, HOST_DS, "host", probes.host_port, host=True),
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": SERVICE, "namespace": probes.namespace, "labels": _labels("pod")},
+         "spec": {"type": "ClusterIP", "selector": {NAME_LABEL: "migrator-probe", COMPONENT_LABEL: "pod"},
+                  "ports": [{"name": "http", "port": probes.port, "targetPort": probes.port,
+                             "protocol": "TCP"}]}},
+    )
+
+
+# ------------------------------------------------------------------------------- probe pods
+def _usable(pod: PodFacts) -> bool:
+    return pod.phase == "Running" and pod.ready and not pod.deleting and bool(pod.ip)
+
+
+def probe_pod(obs: ClusterObservation, plan: MigrationPlan, node: str, component: str = "pod") -> PodFacts | None:
+    """The node's usable probe pod of ``component`` (pod or host), if any."""
+    for pod in obs.probe_pods:
+        if pod.node == node and pod.labels.get(COMPONENT_LABEL) == component and _usable(pod) \
+                and pod.namespace == plan.probes.namespace:
+            return pod
+    return None
+
+
+def probe_pods_by_node(obs: ClusterObservation, plan: MigrationPlan) -> dict[str, PodFacts]:
+    """Usable pod-network probe pods keyed by node."""
+    return {p.node: p for p in obs.probe_pods
+            if p.node and p.namespace == plan.probes.namespace and p.labels.get(COMPONENT_LABEL) == "pod"
+            and _usable(p)}
+
+
+def fleet_missing(obs: ClusterObservation, plan: MigrationPlan, nodes: Iterable[str]) -> list[str]:
+    """Ready nodes of ``nodes`` that lack a usable probe pod of either kind."""
+    ready = {n.name for n in obs.nodes if n.ready}
+    missing = []
+    for node in nodes:
+        if node in ready and (probe_pod(obs, plan, node) is None or probe_pod(obs, plan, node, "host") is None):
+            missing.append(node)
+    return missing
+
+
+# ------------------------------------------------------------------------------- the gate
+def _rank(node: str, peer: str) -> str:
+    return hashlib.sha256(f"{node}\0{peer}".encode()).hexdigest()
+
+
+def _check(plan: MigrationPlan, name: str, src: PodFacts, host: str, port: int, *, src_port: int | None = None) -> ProbeCheck:
+    return ProbeCheck(name=name, namespace=src.namespace, pod=src.name,
+                      pod_port=src_port or plan.probes.port, host=host, port=port,
+                      tries=plan.probes.checks.tries)
+
+
+def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network: Network, *,
+                busy: frozenset[str], same_node_peer: PodFacts | None,
+                expect_cilium: bool = True) -> tuple[tuple[ProbeCheck, ...], str | None]:
+    """The checks of ``node``'s gate, or ``((), why we must wait)``.
+
+    ``expect_cilium`` says which network the node's probe pod must be on (forward: Cilium;
+    after a rollback: Calico). ``busy`` are the nodes in flight: never used as peers.
+    """
+    probes = plan.probes
+    own = probe_pod(obs, plan, node)
+    host = probe_pod(obs, plan, node, "host")
+    if own is None or host is None:
+        return (), "waiting for the node's probe pods to be Ready"
+    if own.ip_in(network) != expect_cilium:
+        return (), f"waiting for the probe pod to get a {'Cilium' if expect_cilium else 'Calico'} IP"
+    checks: list[ProbeCheck] = []
+    if same_node_peer is not None and same_node_peer.ip:
+        checks.append(_check(plan, "same-node", own, same_node_peer.ip, probes.port))
+    by_node = probe_pods_by_node(obs, plan)
+    calico = sorted((n for n, p in by_node.items() if n != node and n not in busy and not p.ip_in(network)),
+                    key=lambda n: _rank(node, n))[:probes.checks.peers]
+    cilium = sorted((n for n, p in by_node.items() if n != node and n not in busy and p.ip_in(network)),
+                    key=lambda n: _rank(node, n))[:probes.checks.peers]
+    for kind, peers in (("calico", calico), ("cilium", cilium)):
+        for peer in peers:
+            pod = by_node[peer]
+            checks.append(_check(plan, f"to-{kind}:{peer}", own, pod.ip or "", probes.port))
+            checks.append(_check(plan, f"from-{kind}:{peer}", pod, own.ip or "", probes.port))
+    if obs.probe_service_ip:
+        checks.append(_check(plan, "service", own, obs.probe_service_ip, probes.port))
+    if obs.apiserver_ip:
+        checks.append(_check(plan, "apiserver", own, obs.apiserver_ip, 443))
+        checks.append(_check(plan, "dns", own, probes.dns_name, 443))
+    checks.append(_check(plan, "host-to-pod", host, own.ip or "", probes.port, src_port=probes.host_port))
+    return tuple(checks), None
+
+
+# ------------------------------------------------------------------------------- sampling
+def sample_pairs(plan: MigrationPlan, obs: ClusterObservation, busy: frozenset[str],
+                 cursor: int) -> tuple[tuple[ProbeCheck, ...], int]:
+    """The next round of pod-to-pod pairs among nodes not in flight, and the next cursor.
+
+    Pairs are enumerated without building the N² matrix: index ``i`` is source ``i // (n-1)``
+    and the ``i % (n-1)``-th other node as target; the cursor walks the whole matrix in turn.
+    """
+    wanted = plan.probes.sampling.pairs
+    pods = probe_pods_by_node(obs, plan)
+    names = sorted(n for n in pods if n not in busy)
+    n = len(names)
+    if wanted == 0 or n < 2:
+        return (), cursor
+    total = n * (n - 1)
+    checks = []
+    for k in range(min(wanted, total)):
+        index = (cursor + k) % total
+        i, j = divmod(index, n - 1)
+        if j >= i:
+            j += 1
+        src, dst = pods[names[i]], pods[names[j]]
+        checks.append(_check(plan, f"{names[i]}->{names[j]}", src, dst.ip or "", plan.probes.port))
+    return tuple(checks), (cursor + len(checks)) % total
+
+
+def pair_nodes(name: str) -> tuple[str, str]:
+    """The (source, target) nodes of a sampling check name ``a->b``."""
+    src, _, dst = name.partition("->")
+    return src, dst
+
+
+def passed(answered: int, tries: int, threshold: float) -> bool:
+    """A round passes when at least ``threshold`` of its tries were answered."""
+    return tries > 0 and answered / tries >= threshold - 1e-9
+
+
+def sweep_checks(plan: MigrationPlan, obs: ClusterObservation) -> tuple[ProbeCheck, ...]:
+    """A whole-cluster sweep in O(nodes): each probe pod dials the next node's (a ring), and the
+    first one also dials the probe Service and the API server by name."""
+    pods = probe_pods_by_node(obs, plan)
+    names = sorted(pods)
+    checks = [_check(plan, f"{a}->{b}", pods[a], pods[b].ip or "", plan.probes.port)
+              for a, b in zip(names, names[1:] + names[:1], strict=True) if a != b]
+    if names and obs.probe_service_ip:
+        checks.append(_check(plan, "service", pods[names[0]], obs.probe_service_ip, plan.probes.port))
+    if names and obs.apiserver_ip:
+        checks.append(_check(plan, "dns", pods[names[0]], plan.probes.dns_name, 443))
+    return tuple(checks)

@@ -1,0 +1,70 @@
+"""Driving the real CLI against the simulated cluster: subprocess helpers and checkpoint reads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from migrator.model.checkpoint import Checkpoint, from_configmap_data
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "plans" / "example.yaml"
+LABEL = "io.cilium.migration/cilium-default"
+
+
+def migrator(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "migrator", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def fast_plan(tmp_path: Path, changes: dict[str, Any] | None = None, name: str = "plan.yaml") -> Path:
+    """The example plan with short retry and probe intervals (same steps, quicker waits), plus
+    ``changes`` given as dotted paths (``{"rollback.halt_after": None}``)."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["drain"]["retry_interval"] = "1s"
+    data.setdefault("probes", {}).update({"checks": {"interval": "1s", "deadline": "20s"},
+                                          "sampling": {"interval": "2s"}})
+    for dotted, value in (changes or {}).items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def checkpoint(sim) -> Checkpoint | None:
+    cm = sim.store.try_get("configmaps", "kube-system", "cni-migration-state")
+    return from_configmap_data(cm["data"]) if cm else None
+
+
+def kill_when(proc: subprocess.Popen[str], sim, predicate, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cp = checkpoint(sim)
+        if cp is not None and predicate(cp):
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"runner ended before the crash point: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.005)
+    proc.kill()
+    pytest.fail("crash point never reached")
+
+

@@ -1,0 +1,126 @@
+"""Every runbook's commands, run against the simulated cluster in the situation it describes.
+
+Each ``sh`` block of a runbook runs as one bash script (``set -euo pipefail``) with ``PLAN``,
+``KUBECONFIG`` and the runbook's variables set, ``migrator`` and ``kubectl`` on the PATH; it must
+exit 0. A test per situation sets the cluster up (a killed run, a blocked drain, a broken node
+config...), runs the runbook's blocks in order and checks the outcome it promises.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.runner.helpers import LABEL, ROOT, checkpoint, fast_plan, kill_when, migrator, spawn
+from tests.runner.test_rollback import assert_on_calico, break_cross_overlay
+
+RUNBOOKS = ROOT / "runbooks"
+BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+
+
+def blocks(name: str) -> list[str]:
+    return BLOCK.findall((RUNBOOKS / name).read_text())
+
+
+def run_runbook(name: str, kubeconfig: Path, plan: Path, **env: str) -> list[str]:
+    """Run every sh block of ``name``; the outputs, in order."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    environ = {**os.environ, "PATH": path, "KUBECONFIG": str(kubeconfig), "PLAN": str(plan), **env}
+    outputs = []
+    found = blocks(name)
+    assert found, f"{name} has no sh block"
+    for script in found:
+        result = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], capture_output=True, text=True,
+                                env=environ, cwd=plan.parent, timeout=240)
+        assert result.returncode == 0, f"{name}: block failed ({result.returncode}):\n{script}\n" \
+                                       f"stdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-3000:]}"
+        outputs.append(result.stdout)
+    return outputs
+
+
+def test_every_runbook_is_exercised_here():
+    covered = set(re.findall(r'"([a-z-]+\.md)"', Path(__file__).read_text()))
+    present = {p.name for p in RUNBOOKS.glob("*.md")} - {"README.md", "state-table.md"}
+    assert present <= covered, present - covered
+    index = (RUNBOOKS / "README.md").read_text()
+    assert all(f"({name})" in index for name in present)
+
+
+def _killed_run(sim, kubeconfig, tmp_path, done: int) -> Path:
+    plan = fast_plan(tmp_path)
+    proc = spawn("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes", "--output-dir", str(tmp_path))
+    kill_when(proc, sim, lambda cp: sum(r.phase.value == "DONE" for r in cp.nodes) >= done, timeout=120)
+    return plan
+
+
+def test_resume_after_crash_then_finalize_checklist(sim, kubeconfig, tmp_path):
+    plan = _killed_run(sim, kubeconfig, tmp_path, done=2)
+    run_runbook("resume-after-crash.md", kubeconfig, plan)
+    cp = checkpoint(sim)
+    assert cp is not None and cp.run_phase.value == "NODES_DONE"
+    outputs = run_runbook("finalize-checklist.md", kubeconfig, plan)
+    assert "FINALIZED" in outputs[-1]
+    assert sim.store.list("crd.projectcalico.org/ippools") == []
+
+
+def test_rollback_node_then_rollback_all(sim, kubeconfig, tmp_path):
+    plan = _killed_run(sim, kubeconfig, tmp_path, done=2)
+    first = next(r.name for r in checkpoint(sim).nodes if r.phase.value == "DONE")  # type: ignore[union-attr]
+    run_runbook("rollback-node.md", kubeconfig, plan, NODE=first)
+    assert checkpoint(sim).node(first).phase.value == "ROLLED_BACK"  # type: ignore[union-attr]
+    assert_on_calico(sim, first)
+    run_runbook("rollback-all.md", kubeconfig, plan)
+    cp = checkpoint(sim)
+    assert cp is not None and cp.run_phase.value == "ROLLED_BACK"
+    sim.settle(timeout=20)
+    for node in sim.store.list("nodes"):
+        assert LABEL not in node["metadata"]["labels"]
+        assert_on_calico(sim, node["metadata"]["name"])
+
+
+def test_lease_held_by_a_dead_run(sim, kubeconfig, tmp_path):
+    plan = _killed_run(sim, kubeconfig, tmp_path, done=1)
+
+    def elsewhere(draft):  # the dead run lived on another machine and renewed just now
+        draft["spec"]["holderIdentity"] = "runner-elsewhere/4242/0123456789ab"
+        draft["spec"]["leaseDurationSeconds"] = 3600
+    sim.store.mutate("coordination.k8s.io/leases", "kube-system", "cni-migration-lock", elsewhere)
+    refused = migrator("resume", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
+    assert refused.returncode == 3 and "runner-elsewhere/4242" in refused.stderr
+    outputs = run_runbook("lease-held-by-dead-run.md", kubeconfig, plan)
+    assert "runner-elsewhere/4242" in outputs[0]
+    assert "lock taken over from runner-elsewhere/4242" in outputs[-1]
+    assert checkpoint(sim).run_phase.value == "NODES_DONE"  # type: ignore[union-attr]
+
+
+def test_drain_stuck_on_pdb(sim_factory, tmp_path):
+    sim = sim_factory(scenario="pdb-blocked")
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+    plan = fast_plan(tmp_path, {"drain.timeout": "6s"})
+    halted = migrator("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
+    assert halted.returncode == 1 and "drain" in halted.stderr, halted.stderr[-2000:]
+    stuck = next(r.name for r in checkpoint(sim).nodes if r.phase.value == "CORDONED")  # type: ignore[union-attr]
+    run_runbook("drain-stuck-on-pdb.md", kubeconfig, plan, NODE=stuck)
+    assert checkpoint(sim).run_phase.value == "NODES_DONE"  # type: ignore[union-attr]
+
+
+def test_failing_probe(sim, kubeconfig, tmp_path):
+    plan = fast_plan(tmp_path, {"probes.checks.deadline": "8s"})
+    break_cross_overlay(sim, "node-1")
+    halted = migrator("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
+    assert halted.returncode == 1 and "rolled back automatically" in halted.stderr, halted.stderr[-2000:]
+    outputs = run_runbook("failing-probe.md", kubeconfig, plan, NODE="node-1", BAD_CONFIG="break-node-1")
+    assert "connectivity gate failed" in outputs[0]
+    assert "kube-apiserver" in outputs[1]
+    assert "break-node-1" in outputs[2]
+    cp = checkpoint(sim)
+    assert cp is not None and cp.run_phase.value == "NODES_DONE"
+    assert cp.node("node-1").phase.value == "ROLLED_BACK"  # type: ignore[union-attr]
+    assert all(r.phase.value == "DONE" for r in cp.nodes if r.name != "node-1")
