@@ -33,6 +33,7 @@ from migrator.engine.actions import (
 from migrator.engine.decide import Decision, PlanMismatch, node_config_version
 from migrator.engine.node_steps import RESEND_AFTER
 from migrator.engine.pods import cleanup_pod_name
+from migrator.engine.probes import fleet_removal
 from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, FinalizeProgress, FinalizeStep, truncate_error, utc
@@ -40,7 +41,7 @@ from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservatio
 from migrator.model.plan import MigrationPlan, format_duration, plan_hash
 
 STEPS: tuple[FinalizeStep, ...] = ("helm-values", "configmap", "restart-agents",
-                                   "delete-node-config", "remove-calico", "node-cleanup", "done")
+                                   "delete-node-config", "remove-probes", "remove-calico", "node-cleanup", "done")
 FINAL_CONFIG = {"write-cni-conf-when-ready": "/host/etc/cni/net.d/05-cilium.conflist",
                 "cni-exclusive": "true", "custom-cni-conf": "false", "enable-policy": "default",
                 "enable-host-legacy-routing": "false", "unmanaged-pod-watcher-interval": "15s"}
@@ -161,6 +162,13 @@ def _step(s: _Step, cp: Checkpoint) -> None:  # noqa: C901 - one branch per step
                        or node_config_version(plan, obs.served_cnc_versions) or "cilium.io/v2")
             s.send(DeleteNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version))
         s.note = f"deleting CiliumNodeConfig {ref.namespace}/{ref.name}"
+    elif step == "remove-probes":
+        fleet = [p for p in obs.probe_pods if not p.deleting]
+        if not plan.probes.enabled or not fleet:
+            s.advance = True
+        elif _due(progress, now):
+            s.send(fleet_removal(plan))
+        s.note = f"removing the probe fleet (namespace {plan.probes.namespace})"
     elif step == "remove-calico":
         if not obs.calico_objects:
             s.advance = True

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from migrator.engine.actions import Action, DeleteNodeConfig, DeleteObject, RunProbes
+from migrator.engine.actions import Action, DeleteNodeConfig, RunProbes
 from migrator.engine.decide import Decision, PlanMismatch, node_config_version, pod_scope
 from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome
 from migrator.engine.ordering import in_flight
-from migrator.engine.probes import HOST_DS, POD_DS, SERVICE, sweep_checks
+from migrator.engine.probes import fleet_removal, sweep_checks
 from migrator.engine.rollback import begin_rollback, undoable
 from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.steps import step_node
@@ -157,10 +157,7 @@ def _finish_all(plan: MigrationPlan, original: Checkpoint, cp: Checkpoint, obs: 
     fleet = [p for p in obs.probe_pods if not p.deleting]
     if plan.probes.enabled and fleet:
         if resend:
-            ns = plan.probes.namespace
-            actions += [DeleteObject(group="apps", version="v1", plural="daemonsets", namespace=ns, name=POD_DS),
-                        DeleteObject(group="apps", version="v1", plural="daemonsets", namespace=ns, name=HOST_DS),
-                        DeleteObject(group="", version="v1", plural="services", namespace=ns, name=SERVICE)]
+            actions.append(fleet_removal(plan))
             cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
         wake.append(now + RESEND_AFTER)
         notes.insert(0, f"sweep passed; removing the probe fleet ({len(fleet)} pods left)")

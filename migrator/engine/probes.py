@@ -22,7 +22,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from migrator.engine.actions import ProbeCheck
+from migrator.engine.actions import DeleteObject, ProbeCheck
 from migrator.model.observation import ClusterObservation, PodFacts
 from migrator.model.plan import MigrationPlan
 
@@ -78,6 +78,11 @@ def fleet_manifests(plan: MigrationPlan) -> tuple[dict[str, Any], ...]:
                   "ports": [{"name": "http", "port": probes.port, "targetPort": probes.port,
                              "protocol": "TCP"}]}},
     )
+
+
+def fleet_removal(plan: MigrationPlan) -> DeleteObject:
+    """Deleting the probe namespace removes the whole fleet (its DaemonSets, pods, Service)."""
+    return DeleteObject(group="", version="v1", plural="namespaces", name=plan.probes.namespace)
 
 
 # ------------------------------------------------------------------------------- probe pods

@@ -149,7 +149,7 @@ class CanaryState(_Record):
 
 
 FinalizeStep = Literal["helm-values", "configmap", "restart-agents", "delete-node-config",
-                       "remove-calico", "node-cleanup", "done"]
+                       "remove-probes", "remove-calico", "node-cleanup", "done"]
 
 
 class FinalizeProgress(_Record):

@@ -58,8 +58,13 @@ def test_run_then_finalize_with_the_example_plan(sim, kubeconfig, tmp_path):
     assert (tmp_path / "values-final.yaml").exists()
     for node in sim.fleet.runtimes:
         assert not any("calico" in f for f in sim.fleet.cni_files(node)), sim.fleet.cni_files(node)
+    sim.settle(timeout=20)
+    assert sim.store.list("pods", "cni-migration-probes") == []     # the probe fleet went with finalize
+    assert all((r.probes or "").startswith("ok") for r in checkpoint(sim).nodes)  # type: ignore[union-attr]
     status = migrator("status", "--plan", str(EXAMPLE), "--kubeconfig", str(kubeconfig), "-o", "json")
     assert status.returncode == 0 and '"run_phase": "FINALIZED"' in status.stdout
+    refused = migrator("rollback", "--all", "--plan", str(EXAMPLE), "--kubeconfig", str(kubeconfig), "--yes")
+    assert refused.returncode == 1 and "Calico was removed" in refused.stderr
 
 
 def _phase_seen(phase: str):
