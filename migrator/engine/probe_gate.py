@@ -30,13 +30,12 @@ class Verdict:
     summary: str = ""
 
 
-def _failure_summary(failures: dict[str, str], wanted: list[str], waiting: str | None) -> str:
+def _failure_summary(failures: dict[str, str], blocking: list[str], waiting: str | None) -> str:
     if waiting is not None:
         return f"never ran: {waiting}"
-    failing = [n for n in wanted if n in failures] or [n for n in wanted]
-    shown = "; ".join(f"{n} {failures.get(n, 'no answer yet')}" for n in failing[:SUMMARY_FAILURES])
-    more = f" (+{len(failing) - SUMMARY_FAILURES} more)" if len(failing) > SUMMARY_FAILURES else ""
-    return truncate_error(f"{len(failing)}/{len(wanted)} checks failing: {shown}{more}")
+    shown = "; ".join(f"{n} {failures.get(n, 'no answer yet')}" for n in blocking[:SUMMARY_FAILURES])
+    more = f" (+{len(blocking) - SUMMARY_FAILURES} more)" if len(blocking) > SUMMARY_FAILURES else ""
+    return truncate_error(f"{len(blocking)} check(s) failing: {shown}{more}")
 
 
 def run_gate(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, deadline: datetime,
@@ -45,27 +44,27 @@ def run_gate(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, deadline: d
     plan, now = ctx.plan, ctx.now
     intent = out.record.intent
     assert intent is not None
-    checks, waiting = gate_checks(plan, ctx.obs, node.name, ctx.network, busy=ctx.busy - {node.name},
-                                  same_node_peer=same_node_peer, expect_cilium=expect_cilium)
-    wanted = [c.name for c in checks]
-    if checks and all(name in intent.passed for name in wanted):
-        return Verdict(passed=True, summary=f"ok {len(wanted)}/{len(wanted)}")
+    gate = gate_checks(plan, ctx.obs, node.name, ctx.network, busy=ctx.busy - {node.name},
+                       same_node_peer=same_node_peer, expect_cilium=expect_cilium)
+    ok, blocking = gate.verdict(set(intent.passed))
+    if gate.checks and ok:
+        done = sum(1 for c in gate.checks if c.name in intent.passed)
+        return Verdict(passed=True, summary=f"ok {done}/{len(gate.checks)}")
     if now >= deadline:
-        return Verdict(failed=True, summary=_failure_summary(intent.failures, wanted, waiting))
+        return Verdict(failed=True, summary=_failure_summary(intent.failures, blocking, gate.waiting))
     out.wake(deadline)
-    if waiting is not None:
-        out.note = waiting
+    if gate.waiting is not None:
+        out.note = gate.waiting
         return Verdict()
     interval = plan.probes.checks.interval
     if intent.sent_at is None or now >= intent.sent_at + interval:
-        todo = tuple(c for c in checks if c.name not in intent.passed)
+        todo = tuple(c for c in gate.checks if c.name in blocking)
         out.actions.append(RunProbes(node=node.name, purpose="gate", checks=todo,
                                      threshold=plan.probes.checks.pass_threshold))
         out.record = out.record.model_copy(update={"intent": intent.model_copy(update={"sent_at": now})})
         out.wake(now + interval)
     else:
         out.wake(intent.sent_at + interval)
-    done = sum(1 for n in wanted if n in intent.passed)
-    out.note = f"probing: {done}/{len(wanted)} checks passed" + (
+    out.note = f"probing: {len(gate.checks) - len(blocking)}/{len(gate.checks)} checks settled" + (
         f", failing: {', '.join(sorted(intent.failures)[:3])}" if intent.failures else "")
     return Verdict()

@@ -8,9 +8,11 @@ subresource to ``/dial`` on a source probe pod, which connects ``tries`` times t
 and reports the answers, so checks work the same on any cluster the tool can reach.
 
 The gate of a node (after its pods were recycled, before uncordon) dials, from the node's new
-probe pod: the verification pod on the same node, probe pods on up to ``peers`` Calico nodes
-and ``peers`` Cilium nodes (and back from them), the probe Service, the API server by name
-through kube-dns and by ClusterIP; and from the node's hostNetwork probe pod to its probe pod.
+probe pod: the verification pod on the same node, probe pods on Calico nodes and on Cilium
+nodes (and back from them), the probe Service, the API server by name through kube-dns and by
+ClusterIP; and from the node's hostNetwork probe pod to its probe pod. ``peers`` peers per
+network must answer both ways, out of a few more dialled: one broken peer elsewhere must not
+fail — and roll back — the node being migrated (continuous sampling reports that peer).
 Peers are chosen deterministically per node (a hash), so different nodes probe different peers
 and a restarted process picks the same ones.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.engine.actions import DeleteObject, ProbeCheck
@@ -127,31 +130,59 @@ def _check(plan: MigrationPlan, name: str, src: PodFacts, host: str, port: int, 
                       tries=plan.probes.checks.tries)
 
 
+SPARE_PEERS = 2  # extra peers dialled per network, so one broken peer does not fail the node
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The checks of one gate and what passing means: every fixed check, and per network
+    (``calico``, ``cilium``) ``need`` peers answering both ways."""
+
+    checks: tuple[ProbeCheck, ...] = ()
+    need: dict[str, int] = field(default_factory=dict)
+    waiting: str | None = None
+
+    def verdict(self, passed_names: set[str]) -> tuple[bool, list[str]]:
+        """(passed?, the names still standing in the way)."""
+        missing = [c.name for c in self.checks if ":" not in c.name and c.name not in passed_names]
+        for kind, need in self.need.items():
+            peers = {c.name.split(":", 1)[1] for c in self.checks if c.name.startswith(f"to-{kind}:")}
+            good = [p for p in peers if f"to-{kind}:{p}" in passed_names and f"from-{kind}:{p}" in passed_names]
+            if len(good) < need:
+                missing += sorted(n for n in (c.name for c in self.checks)
+                                  if n.split(":", 1)[0] in (f"to-{kind}", f"from-{kind}") and n not in passed_names)
+        return not missing, missing
+
+
 def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network: Network, *,
-                busy: frozenset[str], same_node_peer: PodFacts | None,
-                expect_cilium: bool = True) -> tuple[tuple[ProbeCheck, ...], str | None]:
-    """The checks of ``node``'s gate, or ``((), why we must wait)``.
+                busy: frozenset[str], same_node_peer: PodFacts | None, expect_cilium: bool = True) -> Gate:
+    """The gate of ``node``, or a ``Gate`` that says why it must wait.
 
     ``expect_cilium`` says which network the node's probe pod must be on (forward: Cilium;
-    after a rollback: Calico). ``busy`` are the nodes in flight: never used as peers.
+    after a rollback: Calico). ``busy`` are the nodes in flight: never used as peers. Up to
+    ``peers`` + ``SPARE_PEERS`` peers per network are dialled; ``peers`` of them (or all there
+    are) must answer both ways.
     """
     probes = plan.probes
     own = probe_pod(obs, plan, node)
     host = probe_pod(obs, plan, node, "host")
     if own is None or host is None:
-        return (), "waiting for the node's probe pods to be Ready"
+        return Gate(waiting="waiting for the node's probe pods to be Ready")
     if own.ip_in(network) != expect_cilium:
-        return (), f"waiting for the probe pod to get a {'Cilium' if expect_cilium else 'Calico'} IP"
+        return Gate(waiting=f"waiting for the probe pod to get a {'Cilium' if expect_cilium else 'Calico'} IP")
     checks: list[ProbeCheck] = []
     if same_node_peer is not None and same_node_peer.ip:
         checks.append(_check(plan, "same-node", own, same_node_peer.ip, probes.port))
     by_node = probe_pods_by_node(obs, plan)
-    calico = sorted((n for n, p in by_node.items() if n != node and n not in busy and not p.ip_in(network)),
-                    key=lambda n: _rank(node, n))[:probes.checks.peers]
-    cilium = sorted((n for n, p in by_node.items() if n != node and n not in busy and p.ip_in(network)),
-                    key=lambda n: _rank(node, n))[:probes.checks.peers]
-    for kind, peers in (("calico", calico), ("cilium", cilium)):
-        for peer in peers:
+    need: dict[str, int] = {}
+    for kind, on_cilium in (("calico", False), ("cilium", True)):
+        candidates = sorted((n for n, p in by_node.items()
+                             if n != node and n not in busy and p.ip_in(network) == on_cilium),
+                            key=lambda n: _rank(node, n))
+        chosen = candidates[:probes.checks.peers + SPARE_PEERS]
+        if chosen:
+            need[kind] = min(probes.checks.peers, len(chosen))
+        for peer in chosen:
             pod = by_node[peer]
             checks.append(_check(plan, f"to-{kind}:{peer}", own, pod.ip or "", probes.port))
             checks.append(_check(plan, f"from-{kind}:{peer}", pod, own.ip or "", probes.port))
@@ -161,7 +192,7 @@ def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network
         checks.append(_check(plan, "apiserver", own, obs.apiserver_ip, 443))
         checks.append(_check(plan, "dns", own, probes.dns_name, 443))
     checks.append(_check(plan, "host-to-pod", host, own.ip or "", probes.port, src_port=probes.host_port))
-    return tuple(checks), None
+    return Gate(checks=tuple(checks), need=need)
 
 
 # ------------------------------------------------------------------------------- sampling

@@ -104,8 +104,8 @@ def _fold_sample(cp: Checkpoint, result: ActionResult) -> Checkpoint:
     cp = cp.model_copy(update={"sampling": cp.sampling.model_copy(update={"failures": kept})})
     if cp.run_phase in (RunPhase.SOAKING, RunPhase.ROLLING_BACK) or cp.rollback is not None:
         return cp
-    message = truncate_error(f"pod-to-pod sample failed between nodes not being migrated "
-                             f"({len(bad)} pair(s)): {'; '.join(kept[:2])}; pausing, no node is rolled back")
+    message = truncate_error(f"paused, no node is rolled back: {len(bad)} sampled pod-to-pod pair(s) failed "
+                             f"between nodes not being migrated: {'; '.join(kept[:2])}")
     requested = cp.requested or "pause"
     return cp.model_copy(update={"requested": requested, "last_error": message})
 

@@ -191,3 +191,27 @@ def test_failed_canary_is_rolled_back_and_exits_1(sim, kubeconfig, tmp_path):
     sim.settle(timeout=20)
     for node in ("node-1", "node-2"):
         assert_on_calico(sim, node)
+
+
+def test_a_broken_node_outside_the_migration_pauses_the_run_and_names_the_pairs(sim, kubeconfig, tmp_path):
+    plan = fast_plan(tmp_path, {"order.strategy": "explicit",
+                                "nodes.names": ["node-1", "node-2", "node-3", "node-4", "node-5", "cp-1"],
+                                "probes.sampling.pairs": 30})
+    proc = spawn("run", *run_args(plan, kubeconfig, tmp_path))
+    try:
+        deadline = time.monotonic() + 90
+        while not ((cp := checkpoint(sim)) and cp.node("node-1") and cp.node("node-1").phase.value == "DONE"):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        sim.fleet.runtimes["node-5"].calico.healthy = False   # node-5 waits its turn, on Calico
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == 1, proc.stderr.read()[-2000:]
+    cp = checkpoint(sim)
+    assert cp is not None and cp.run_phase.value == "PAUSED"
+    assert cp.sampling.failures and all("node-5" in f for f in cp.sampling.failures)
+    assert "node-5" in (cp.last_error or "") and "no node is rolled back" in (cp.last_error or "")
+    assert not [r.name for r in cp.nodes if r.phase.value in ("ROLLING_BACK", "ROLLED_BACK", "FAILED")]
+    assert cp.node("node-5").phase.value == "PENDING"  # type: ignore[union-attr]
+    status = migrator("status", "--plan", str(plan), "--kubeconfig", str(kubeconfig))
+    assert "sample failures:" in status.stdout and "node-5" in status.stdout

@@ -1,0 +1,147 @@
+"""The pure probe logic: fleet manifests, the gate's checks, sampling rotation, folding results."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+
+import kubernetes_validate
+import pytest
+
+from migrator.engine.actions import ActionResult, ProbeCheck, RunProbes
+from migrator.engine.probes import (
+    fleet_manifests,
+    gate_checks,
+    pair_nodes,
+    passed,
+    sample_pairs,
+    sweep_checks,
+)
+from migrator.engine.results import record_results
+from migrator.engine.states import NodePhase, RunPhase
+from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord
+from migrator.model.observation import ClusterObservation, NodeFacts, PodFacts
+from tests.engine.loop import make_plan
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+CILIUM = ipaddress.ip_network("10.245.0.0/16")
+PLAN = make_plan(probes={"enabled": True})
+
+
+def probe(node: str, ip: str, component: str = "pod", ready: bool = True) -> PodFacts:
+    return PodFacts(namespace="cni-migration-probes", name=f"migrator-probe-{component}-{node}", uid=f"u-{node}-{component}",
+                    node=node, phase="Running", ready=ready, ip=ip, daemonset=True, owner_kind="DaemonSet",
+                    labels={"app.kubernetes.io/name": "migrator-probe", "app.kubernetes.io/component": component})
+
+
+def cluster(cilium: set[str], nodes: int = 6) -> ClusterObservation:
+    names = [f"node-{i}" for i in range(1, nodes + 1)]
+    pods = []
+    for i, name in enumerate(names, 1):
+        pods.append(probe(name, f"10.245.{i}.5" if name in cilium else f"192.168.{i}.5"))
+        pods.append(probe(name, f"172.18.0.{i}", "host"))
+    return ClusterObservation(nodes=tuple(NodeFacts(name=n) for n in names), probe_pods=tuple(pods),
+                              probe_service_ip="10.96.0.50", apiserver_ip="10.96.0.1")
+
+
+def test_fleet_manifests_are_valid_kubernetes_objects():
+    docs = fleet_manifests(PLAN)
+    assert [d["kind"] for d in docs] == ["Namespace", "DaemonSet", "DaemonSet", "Service"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.32", strict=True)
+    pod_ds, host_ds = docs[1], docs[2]
+    assert pod_ds["spec"]["template"]["spec"]["tolerations"] == [{"operator": "Exists"}]
+    assert host_ds["spec"]["template"]["spec"]["hostNetwork"] is True
+    assert docs[3]["spec"]["selector"] == pod_ds["spec"]["selector"]["matchLabels"]
+
+
+def test_gate_dials_peers_on_both_networks_both_ways_and_skips_busy_nodes():
+    obs = cluster(cilium={"node-1", "node-2", "node-3"}, nodes=8)
+    gate = gate_checks(PLAN, obs, "node-1", CILIUM, busy=frozenset({"node-2"}), same_node_peer=None)
+    assert gate.waiting is None
+    names = [c.name for c in gate.checks]
+    calico = [n.split(":")[1] for n in names if n.startswith("to-calico:")]
+    assert len(calico) == 4 and sorted(calico) == sorted(n.split(":")[1] for n in names if n.startswith("from-calico:"))
+    assert [n for n in names if "cilium" in n] == ["to-cilium:node-3", "from-cilium:node-3"]  # node-2 is busy
+    assert gate.need == {"calico": 2, "cilium": 1}
+    assert {"service", "apiserver", "dns", "host-to-pod"} <= set(names)
+    host = next(c for c in gate.checks if c.name == "host-to-pod")
+    assert host.pod == "migrator-probe-host-node-1" and host.pod_port == PLAN.probes.host_port
+    again = gate_checks(PLAN, obs, "node-1", CILIUM, busy=frozenset({"node-2"}), same_node_peer=None)
+    assert again.checks == gate.checks  # a restarted process picks the same peers
+
+
+def test_one_broken_peer_does_not_fail_the_gate_but_a_broken_node_does():
+    obs = cluster(cilium={"node-1", "node-2"}, nodes=8)
+    gate = gate_checks(PLAN, obs, "node-1", CILIUM, busy=frozenset(), same_node_peer=None)
+    names = {c.name for c in gate.checks}
+    calico = sorted(n.split(":")[1] for n in names if n.startswith("to-calico:"))
+    broken = calico[0]
+    answered = {n for n in names if broken not in n}
+    ok, blocking = gate.verdict(answered)
+    assert ok and blocking == []
+    ok, blocking = gate.verdict({n for n in names if "calico" not in n})
+    assert not ok and all("calico" in n for n in blocking)
+    ok, blocking = gate.verdict(names - {"dns"})
+    assert not ok and blocking == ["dns"]
+
+
+def test_gate_waits_for_the_probe_pod_to_be_on_the_expected_network():
+    obs = cluster(cilium=set())
+    gate = gate_checks(PLAN, obs, "node-1", CILIUM, busy=frozenset(), same_node_peer=None)
+    assert gate.checks == () and "Cilium IP" in (gate.waiting or "")
+    gate = gate_checks(PLAN, obs, "node-1", CILIUM, busy=frozenset(), same_node_peer=None, expect_cilium=False)
+    assert gate.waiting is None and gate.checks
+
+
+def test_sampling_walks_the_whole_matrix_without_repeating():
+    obs = cluster(cilium={"node-1"}, nodes=5)
+    seen: list[str] = []
+    cursor = 0
+    for _ in range(10):
+        checks, cursor = sample_pairs(PLAN, obs, frozenset({"node-5"}), cursor)
+        seen += [c.name for c in checks]
+    pairs = [pair_nodes(n) for n in seen[:12]]
+    assert len(set(pairs)) == 12 and all(a != b and "node-5" not in (a, b) for a, b in pairs)
+    assert seen[12:24] == seen[:12]  # 4 nodes: 12 ordered pairs, then the rotation starts again
+
+
+def test_sweep_is_a_ring_plus_service_and_dns():
+    names = [c.name for c in sweep_checks(PLAN, cluster(cilium=set(), nodes=3))]
+    assert names == ["node-1->node-2", "node-2->node-3", "node-3->node-1", "service", "dns"]
+
+
+@pytest.mark.parametrize("answered,tries,threshold,ok", [(2, 3, 0.66, True), (1, 3, 0.66, False), (3, 3, 1.0, True),
+                                                          (0, 3, 0.1, False)])
+def test_pass_threshold(answered, tries, threshold, ok):
+    assert passed(answered, tries, threshold) is ok
+
+
+def _cp(*records: NodeRecord) -> Checkpoint:
+    return Checkpoint(plan_name="t", plan_hash="h", run_id="r", run_phase=RunPhase.MIGRATING, started_at=T0,
+                      nodes=records)
+
+
+def _probes(purpose: str, detail: dict[str, str], node: str | None = None) -> ActionResult:
+    checks = tuple(ProbeCheck(name=n, namespace="ns", pod="p", pod_port=8080, host="h", port=1) for n in detail)
+    return ActionResult.success(RunProbes(node=node, purpose=purpose, checks=checks, threshold=0.66), changed=False,
+                                detail=detail)
+
+
+def test_gate_results_accumulate_passes_and_keep_the_last_failure():
+    record = NodeRecord(name="node-1", phase=NodePhase.PODS_RECYCLED, intent=Intent(step="probe", passed=("dns",)))
+    cp = record_results(_cp(record), [_probes("gate", {"service": "ok 3/3", "to-calico:node-2": "fail 0/3: i/o timeout"},
+                                              "node-1")], T0)
+    intent = cp.by_name["node-1"].intent
+    assert intent is not None and intent.passed == ("dns", "service")
+    assert intent.failures == {"to-calico:node-2": "fail 0/3: i/o timeout"}
+
+
+def test_sample_failure_pauses_only_for_pairs_outside_the_nodes_in_flight():
+    busy = NodeRecord(name="node-1", phase=NodePhase.CORDONED, intent=Intent(step="drain"))
+    idle = [NodeRecord(name=f"node-{i}") for i in (2, 3)]
+    cp = record_results(_cp(busy, *idle), [_probes("sample", {"node-1->node-2": "fail 0/3: x"})], T0)
+    assert cp.requested is None and cp.sampling.failures == ()
+    cp = record_results(_cp(busy, *idle), [_probes("sample", {"node-2->node-3": "fail 0/3: no route"})], T0)
+    assert cp.requested == "pause" and "node-2->node-3" in (cp.last_error or "") and "no node is rolled back" in (cp.last_error or "")
+    assert cp.sampling.failures and "no route" in cp.sampling.failures[0]
