@@ -72,6 +72,14 @@ def register(sub: Any) -> None:
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="same as `migrator plan`")
         p.set_defaults(func=fn)
+    p = sub.add_parser("manifests", help="print what runs the tool in the cluster: ServiceAccount, least-privilege "
+                                         "ClusterRole and binding, the plan as a ConfigMap, a Job, a canary CronJob")
+    p.add_argument("--plan", required=True, metavar="FILE", help="migration plan (YAML; see plans/)")
+    p.add_argument("--namespace", metavar="NS", help="namespace of the namespaced objects "
+                                                     "(default: the plan's state namespace)")
+    p.add_argument("--image", help="migrator image (default: ghcr.io/migrator/migrator:<version>)")
+    p.add_argument("--schedule", default="0 3 * * 1", help="cron schedule of the canary CronJob")
+    p.set_defaults(func=cmd_manifests)
     p = sub.add_parser("status", help="show the run's state from its checkpoint")
     _common(p)
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
@@ -216,6 +224,18 @@ def _load_state(args: argparse.Namespace, plan: MigrationPlan) -> tuple[Checkpoi
                             name=plan.state.configmap_name)
     cp, rv = store.load()
     return store, cp, rv
+
+
+def cmd_manifests(args: argparse.Namespace) -> int:
+    from migrator.manifests import default_image, render
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as exc:
+        print(f"error: invalid plan {args.plan}: {exc}", file=sys.stderr)
+        return Exit.INVALID
+    print(render(Path(args.plan), namespace=args.namespace or plan.state.configmap_namespace,
+                 image=args.image or default_image(), schedule=args.schedule), end="")
+    return Exit.DONE
 
 
 @guarded

@@ -10,6 +10,7 @@ capped at 256 characters. Nothing here retries.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 from collections.abc import Iterator
@@ -57,6 +58,16 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 # -- configuration and error mapping ---------------------------------------------------------
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("migrator")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+USER_AGENT = f"migrator/{_version()}"
+
+
 def load_api_client(kubeconfig: str | None = None, context: str | None = None, *,
                     pool_size: int = 32) -> kubernetes.client.ApiClient:
     """An ApiClient from a kubeconfig (``--kubeconfig``/``KUBECONFIG``/``~/.kube/config``), or from
@@ -80,7 +91,9 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None, *
     cfg.retries = urllib3.util.Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0,
                                      respect_retry_after_header=False, raise_on_status=False)
     cfg.client_go_retries = False
-    return kubernetes.client.ApiClient(cfg)
+    client = kubernetes.client.ApiClient(cfg)
+    client.user_agent = USER_AGENT  # names the tool in audit logs (and the sim's request log)
+    return client
 
 
 def _status_body(exc: ApiException) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""Exactly what the tool may do to the API: the rules of its least-privilege ClusterRole.
+
+One row per (API group, resource) with the verbs and the steps that need them. A test runs every
+flow of the tool against the simulated cluster and checks that the requests it made (from the
+sim's request log) are exactly these grants: nothing missing, nothing extra. The Calico rows
+follow the plan's default ``finalize.remove_calico`` list; a plan removing other kinds needs
+matching rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    group: str
+    resource: str
+    verbs: tuple[str, ...]
+    why: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("", "nodes", ("list", "watch", "patch"), "watch cache; cordon, label, restore prior state"),
+    Rule("", "pods", ("list", "watch", "create", "delete"),
+         "watch cache; verification and node-local action pods; agent restart, recycling"),
+    Rule("", "pods/eviction", ("create",), "drain and recycle through the Eviction API"),
+    Rule("", "pods/proxy", ("get",), "connectivity checks: netexec /dial on probe pods"),
+    Rule("", "configmaps", ("get", "create", "update", "patch"),
+         "the checkpoint (compare-and-swap); cilium-config at finalize"),
+    Rule("", "events", ("create",), "an Event per node transition"),
+    Rule("", "namespaces", ("get", "create", "patch", "delete"), "the probe fleet's namespace"),
+    Rule("", "services", ("get", "create", "patch"), "ClusterIPs of kubernetes and the probe Service"),
+    Rule("apps", "daemonsets", ("get", "list", "watch", "create", "patch", "delete"),
+         "agent rollout; the probe fleet; restart at finalize; calico-node removal"),
+    Rule("apps", "deployments", ("list", "delete"), "preflight inventory; calico-kube-controllers removal"),
+    Rule("policy", "poddisruptionbudgets", ("list", "watch"), "drain planning and preflight"),
+    Rule("coordination.k8s.io", "leases", ("get", "create", "update", "delete"), "the run lock"),
+    Rule("apiextensions.k8s.io", "customresourcedefinitions", ("get",), "served CiliumNodeConfig versions"),
+    Rule("networking.k8s.io", "networkpolicies", ("list",), "preflight policy inventory"),
+    Rule("cilium.io", "ciliumnodeconfigs", ("get", "list", "watch", "create", "delete"),
+         "the per-node migration config"),
+    Rule("cilium.io", "ciliumnetworkpolicies", ("list",), "preflight policy inventory"),
+    Rule("cilium.io", "ciliumclusterwidenetworkpolicies", ("list",), "preflight policy inventory"),
+    Rule("crd.projectcalico.org", "ippools", ("list", "delete"), "preflight; Calico removal"),
+    Rule("crd.projectcalico.org", "felixconfigurations", ("get", "list", "delete"), "preflight; Calico removal"),
+    Rule("crd.projectcalico.org", "networkpolicies", ("list",), "preflight policy inventory"),
+    Rule("crd.projectcalico.org", "globalnetworkpolicies", ("list",), "preflight policy inventory"),
+)
+
+
+def grants() -> set[tuple[str, str, str]]:
+    """Every (group, resource, verb) the ClusterRole grants."""
+    return {(r.group, r.resource, verb) for r in RULES for verb in r.verbs}
+
+
+def cluster_role_rules() -> list[dict[str, Any]]:
+    """The rules as a ClusterRole lists them (one per row, in the order above)."""
+    return [{"apiGroups": [r.group], "resources": [r.resource], "verbs": list(r.verbs)} for r in RULES]
