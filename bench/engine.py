@@ -52,7 +52,7 @@ def plan_for(k: int | str, workdir: Path):
 
 
 def run_once(nodes: int, k: int | str, latencies: Latencies) -> tuple[float, int, int]:
-    """(wall seconds, requests excluding watch, nodes) for one full run."""
+    """(wall seconds, requests excluding watch, connectivity checks among them) for one full run."""
     with tempfile.TemporaryDirectory() as tmp, \
             SimCluster(config=SimConfig(nodes=nodes, latencies=latencies), seed=11, converge_timeout=600) as sim:
         kc = sim.write_kubeconfig(Path(tmp) / "kc")
@@ -63,7 +63,8 @@ def run_once(nodes: int, k: int | str, latencies: Latencies) -> tuple[float, int
         wall = time.monotonic() - t0
         if outcome.code != 0:
             raise RuntimeError(f"run at {nodes} nodes ended {outcome.code}: {outcome.message}")
-        return wall, sim.requests.total(exclude_watch=True), nodes
+        probes = sum(1 for e in sim.requests.entries if e.resource == "pods/proxy")
+        return wall, sim.requests.total(exclude_watch=True), probes
 
 
 def checkpoint_bytes(nodes: int) -> int:
@@ -86,9 +87,11 @@ def main(argv: list[str]) -> None:
     print("requests per node (full run, concurrency 10%, excluding watch streams):", flush=True)
     per_node = {}
     for n in args.sizes:
-        wall, total, _ = run_once(n, "10%", FAST)
+        wall, total, probes = run_once(n, "10%", FAST)
         per_node[n] = total / n
-        print(f"  {n:5} nodes: {total:7} requests, {per_node[n]:5.1f} per node, {wall:6.1f}s", flush=True)
+        print(f"  {n:5} nodes: {total:7} requests, {per_node[n]:5.1f} per node "
+              f"({probes / n:4.1f} of them connectivity checks through pods/proxy; "
+              f"{(total - probes) / n:5.1f} without), {wall:6.1f}s", flush=True)
     if 100 in per_node and 1000 in per_node:
         print(f"  1,000 vs 100: {100 * (per_node[1000] / per_node[100] - 1):+.1f}%")
     size = checkpoint_bytes(5000)

@@ -58,7 +58,7 @@ def run_gate(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, deadline: d
         return Verdict()
     interval = plan.probes.checks.interval
     if intent.sent_at is None or now >= intent.sent_at + interval:
-        todo = tuple(c for c in gate.checks if c.name in blocking)
+        todo = gate.todo(set(intent.passed), set(intent.failures))
         out.actions.append(RunProbes(node=node.name, purpose="gate", checks=todo,
                                      threshold=plan.probes.checks.pass_threshold))
         out.record = out.record.model_copy(update={"intent": intent.model_copy(update={"sent_at": now})})

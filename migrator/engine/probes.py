@@ -153,6 +153,22 @@ class Gate:
                                   if n.split(":", 1)[0] in (f"to-{kind}", f"from-{kind}") and n not in passed_names)
         return not missing, missing
 
+    def todo(self, passed_names: set[str], failed_names: set[str]) -> tuple[ProbeCheck, ...]:
+        """The next round: unpassed fixed checks, and per network only as many peers as are still
+        needed — fresh ones first; a spare is dialled only after a peer failed."""
+        names = [c.name for c in self.checks]
+        wanted = {n for n in names if ":" not in n and n not in passed_names}
+        for kind, need in self.need.items():
+            peers = [n.split(":", 1)[1] for n in names if n.startswith(f"to-{kind}:")]
+            pair = {p: (f"to-{kind}:{p}", f"from-{kind}:{p}") for p in peers}
+            good = [p for p in peers if set(pair[p]) <= passed_names]
+            rest = [p for p in peers if p not in good]
+            fresh = [p for p in rest if not set(pair[p]) & failed_names]
+            failed = [p for p in rest if set(pair[p]) & failed_names]
+            for peer in (fresh + failed)[:max(0, need - len(good))]:
+                wanted |= {n for n in pair[peer] if n not in passed_names}
+        return tuple(c for c in self.checks if c.name in wanted)
+
 
 def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network: Network, *,
                 busy: frozenset[str], same_node_peer: PodFacts | None, expect_cilium: bool = True) -> Gate:

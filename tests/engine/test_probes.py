@@ -145,3 +145,17 @@ def test_sample_failure_pauses_only_for_pairs_outside_the_nodes_in_flight():
     cp = record_results(_cp(busy, *idle), [_probes("sample", {"node-2->node-3": "fail 0/3: no route"})], T0)
     assert cp.requested == "pause" and "node-2->node-3" in (cp.last_error or "") and "no node is rolled back" in (cp.last_error or "")
     assert cp.sampling.failures and "no route" in cp.sampling.failures[0]
+
+
+def test_spares_are_dialled_only_after_a_peer_failed():
+    obs = cluster(cilium={"node-1"}, nodes=8)
+    gate = gate_checks(PLAN, obs, "node-1", CILIUM, busy=frozenset(), same_node_peer=None)
+    first = gate.todo(set(), set())
+    peers = sorted({c.name.split(":")[1] for c in first if c.name.startswith("to-calico:")})
+    assert len(peers) == 2 and len(first) == 4 + 4  # 2 peers both ways + service, apiserver, dns, host-to-pod
+    broken = peers[0]
+    passed_now = {c.name for c in first if broken not in c.name}
+    second = gate.todo(passed_now, {f"to-calico:{broken}"})
+    spare = {c.name.split(":")[1] for c in second}
+    assert broken not in spare and len(spare) == 1 and {c.name for c in second} == {
+        f"to-calico:{s}" for s in spare} | {f"from-calico:{s}" for s in spare}
