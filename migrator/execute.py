@@ -125,6 +125,8 @@ class Executor:
             return r(p.delete_pod, a.namespace, a.name, uid=a.uid)
         if isinstance(a, A.LabelNode):
             return r(p.set_node_label, a.node, a.key, a.value)
+        if isinstance(a, A.SetTaint):
+            return r(p.set_node_taint, a.node, a.key, a.effect, a.present)
         if isinstance(a, A.UnlabelNode):
             return r(p.set_node_label, a.node, a.key, None)
         if isinstance(a, A.CreatePod):

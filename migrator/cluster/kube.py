@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -328,6 +329,27 @@ class KubeCluster(KubeReads):
                    {"spec": {"unschedulable": value}}, _content_type=MERGE)
         log.info("node.cordon" if value else "node.uncordon", node=name)
         return True
+
+    def set_node_taint(self, name: str, key: str, effect: str, present: bool) -> bool:
+        """Add or remove one taint without clobbering others: a merge patch of the whole list
+        carrying the resourceVersion it was computed from (409 → re-read and retry)."""
+        for attempt in range(10):
+            node = self._node_raw(name)
+            taints = list((node.get("spec") or {}).get("taints") or [])
+            has = any(t.get("key") == key and t.get("effect") == effect for t in taints)
+            if has == present:
+                return False
+            wanted = ([*taints, {"key": key, "value": "true", "effect": effect}] if present else
+                      [t for t in taints if not (t.get("key") == key and t.get("effect") == effect)])
+            patch = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
+                     "spec": {"taints": wanted or None}}
+            try:
+                self._call(f"patch node {name}", self.core.patch_node, name, patch, _content_type=MERGE)
+                log.info("node.taint" if present else "node.untaint", node=name, key=key, effect=effect)
+                return True
+            except Conflict:
+                time.sleep(0.1 * (attempt + 1))  # the watch cache catches up with the newer version
+        raise Conflict(f"node {name} kept changing while setting taint {key}:{effect}", status=409)
 
     def set_node_label(self, name: str, key: str, value: str | None) -> bool:
         labels = (self._node_raw(name).get("metadata") or {}).get("labels") or {}

@@ -238,6 +238,9 @@ class ClusterPort(Protocol):
     def uncordon_node(self, name: str) -> bool:
         """Set spec.unschedulable=false. False if it already was schedulable."""
 
+    def set_node_taint(self, name: str, key: str, effect: str, present: bool) -> bool:
+        """Add (present) or remove one taint, leaving the others; True when something changed."""
+
     def set_node_label(self, name: str, key: str, value: str | None) -> bool:
         """Set (or with ``None`` remove) one node label. False if nothing changed."""
 

@@ -106,6 +106,16 @@ class LabelNode(_Action):
     value: str = Field(description="Label value.")
 
 
+class SetTaint(_Action):
+    """Add or remove one taint on a node (placement steering)."""
+
+    kind: Literal["set-taint"] = "set-taint"
+    node: str = Field(description="Node to taint or untaint.")
+    key: str = Field(description="Taint key.")
+    effect: Literal["NoSchedule", "PreferNoSchedule"] = Field(description="Taint effect.")
+    present: bool = Field(description="True adds the taint, False removes it.")
+
+
 class UnlabelNode(_Action):
     """Remove one label from a node."""
 
@@ -222,7 +232,7 @@ class WriteFile(_Action):
 
 
 Action = Annotated[
-    EnsureNodeConfig | DeleteNodeConfig | Cordon | Uncordon | RestoreNodeState | EvictPod | DeletePod | LabelNode | UnlabelNode | CreatePod | EmitEvent | PatchConfigMap | RestartDaemonSet | DeleteObject | WriteFile | ApplyObject | RunProbes,
+    EnsureNodeConfig | DeleteNodeConfig | Cordon | Uncordon | RestoreNodeState | EvictPod | DeletePod | LabelNode | UnlabelNode | CreatePod | EmitEvent | PatchConfigMap | RestartDaemonSet | DeleteObject | WriteFile | ApplyObject | RunProbes | SetTaint,
     Field(discriminator="kind"),
 ]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from migrator.engine import placement
 from migrator.engine.actions import Action, ApplyObject, EnsureNodeConfig, RunProbes
 from migrator.engine.gates import start_gate
 from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome, begin_restore, start
@@ -254,12 +255,17 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
         wake.append(sample_wake)
     busy = any(in_flight(r) for r in cp.nodes)
     if cp.requested is not None:
-        if not busy:
+        cp, taints = placement.reconcile(plan, cp, obs, now, winding_down=True)
+        actions.extend(taints)
+        if not busy and not cp.steered:
             target = RunPhase.PAUSED if cp.requested == "pause" else RunPhase.ABORTED
             cp = _run_move(cp, target, now)
             notes.insert(0, f"run {target.value.lower()} at an operator's request")
         else:
-            notes.insert(0, f"{cp.requested} requested: finishing nodes in flight")
+            notes.insert(0, f"{cp.requested} requested: finishing nodes in flight"
+                         + (f", removing placement taints from {len(cp.steered)} node(s)" if cp.steered else ""))
+            if cp.steered:
+                wake.append(now + RESEND_AFTER)
         return cp, actions, notes, min(wake, default=None)
 
     gate, gate_wake = start_gate(plan, cp, obs, now)
@@ -279,7 +285,12 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             if outcome.wake_at is not None:
                 wake.append(outcome.wake_at)
         cp = cp.with_nodes(started)
-    if cp.all_nodes_finished:
+    cp, taints = placement.reconcile(plan, cp, obs, now, winding_down=cp.all_nodes_finished)
+    actions.extend(taints)
+    if cp.all_nodes_finished and cp.steered:
+        notes.insert(0, f"every node finished; removing placement taints from {len(cp.steered)} node(s)")
+        wake.append(now + RESEND_AFTER)
+    elif cp.all_nodes_finished:
         cp = _run_move(cp, RunPhase.NODES_DONE, now)
         counts = cp.counts()
         notes.insert(0, "every node finished: " + ", ".join(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from migrator.engine import placement
 from migrator.engine.actions import Action, DeleteNodeConfig, RunProbes
 from migrator.engine.decide import Decision, PlanMismatch, node_config_version, pod_scope
 from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome
@@ -97,6 +98,12 @@ def decide_rollback(plan: MigrationPlan, checkpoint: Checkpoint, obs: ClusterObs
     request = request.model_copy(update={"started": tuple(started)})
     cp = cp.with_nodes(updates, rollback=request)
     if any(r.phase is N.ROLLING_BACK for r in targets(cp, request)):
+        return _decision(checkpoint, cp, actions, notes, wake, now)
+    cp, taints = placement.reconcile(plan, cp, obs, now, winding_down=True)
+    actions.extend(taints)
+    if cp.steered:
+        notes.insert(0, f"removing placement taints from {len(cp.steered)} node(s)")
+        wake.append(now + RESEND_AFTER)
         return _decision(checkpoint, cp, actions, notes, wake, now)
     rolled = [r.name for r in targets(cp, request) if r.name in started]
     failed = [r.name for r in targets(cp, request) if r.name in started and r.phase is N.FAILED]

@@ -193,6 +193,9 @@ class Checkpoint(_Record):
     fleet_sent_at: Timestamp | None = Field(
         default=None, description="When the probe fleet was last ensured (prepare step).")
     rollback: RollbackRequest | None = Field(default=None, description="On-call rollback in progress.")
+    steered: tuple[str, ...] = Field(
+        default=(), description="Nodes that may carry our placement taint (recorded before it is added).")
+    steer_sent_at: Timestamp | None = Field(default=None, description="When placement taints were last sent.")
     rollbacks_acknowledged: int = Field(
         default=0, ge=0, description="Automatic rollbacks an operator resumed past (rollback.halt_after).")
     sampling: SamplingState = Field(default_factory=SamplingState, description="Continuous sampling.")

@@ -197,6 +197,21 @@ class DrainSection(_Section):
                                              description="Audited permission to delete PDB-blocked pods.")
 
 
+STEER_TAINT = "migrator.io/awaiting-migration"
+
+
+class PlacementSection(_Section):
+    """Where pods evicted from the node being migrated go."""
+
+    strategy: Literal["drain", "steer"] = Field(
+        default="steer",
+        description="drain: cordon and drain as the Cilium guide does (evicted pods land anywhere, often on a "
+                    "node migrated later, and restart again then). steer: nodes not yet started carry the "
+                    f"PreferNoSchedule taint {STEER_TAINT} while the run goes on, so evicted pods prefer nodes "
+                    "already on Cilium; the taints are recorded in the checkpoint and removed when the run ends, "
+                    "pauses, aborts or is rolled back.")
+
+
 class RecycleSection(_Section):
     """Recreate the node's pods that still have Calico IPs (DaemonSet pods, leftovers)."""
 
@@ -389,6 +404,7 @@ class MigrationPlan(_Section):
     concurrency: ConcurrencySection = Field(default_factory=ConcurrencySection,
                                             description="Nodes in flight.")
     drain: DrainSection = Field(default_factory=DrainSection, description="Drain policy.")
+    placement: PlacementSection = Field(default_factory=PlacementSection, description="Pod placement.")
     recycle: RecycleSection = Field(default_factory=RecycleSection, description="Pod recycling.")
     verify: VerifySection = Field(default_factory=VerifySection, description="Verification.")
     gates: GatesSection = Field(default_factory=GatesSection, description="Start gates.")

@@ -50,6 +50,15 @@ log = structlog.get_logger("migrator.sim.apiserver")
 MAX_WATCH_SECONDS = 1800
 
 
+class _Server(ThreadingHTTPServer):
+    """The listening socket. The backlog must be set on the class: ``listen()`` runs in the
+    constructor, so an attribute set afterwards is ignored (the default of 5 refused connections
+    when hundreds of clients and watches connected at once)."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class ApiServer:
     """A running simulated API server bound to one ``Store``."""
 
@@ -65,9 +74,7 @@ class ApiServer:
         self.requests = RequestLog()
         self._stopping = threading.Event()
         handler = type("BoundHandler", (_Handler,), {"api": self})
-        self._httpd = ThreadingHTTPServer((host, port), handler)
-        self._httpd.daemon_threads = True
-        self._httpd.request_queue_size = 128
+        self._httpd = _Server((host, port), handler)
         self.ca_pem: bytes | None = None
         if tls:
             cert = serving_cert()

@@ -18,7 +18,7 @@ from migrator.sim.errors import ApiError
 from migrator.sim.ipam import CalicoIpam, CiliumIpam
 from migrator.sim.kubelet import Kubelets, is_agent
 from migrator.sim.netexec import Netexec
-from migrator.sim.network import NetworkModel
+from migrator.sim.network import MANAGED_APISERVER_IP, NetworkModel
 from migrator.sim.node import NodeRuntime
 from migrator.sim.store import Event, now_rfc3339
 from migrator.sim.world import World
@@ -26,6 +26,7 @@ from migrator.sim.world import World
 Obj = dict[str, Any]
 CNC = "cilium.io/ciliumnodeconfigs"
 APISERVER_PORT = 6443
+
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 
 
@@ -56,8 +57,7 @@ class NodeFleet:
             addrs = {a.get("type"): a.get("address") for a in (event.obj.get("status") or {}).get("addresses") or []}
             self.runtimes[name] = NodeRuntime(name=name, ip=addrs.get("InternalIP") or "")
             self._post_node_status(name)
-            if "node-role.kubernetes.io/control-plane" in (event.obj["metadata"].get("labels") or {}):
-                self._reconcile_apiserver_endpoints()
+            self._reconcile_apiserver_endpoints()
             for pod in self.store.list("pods", index=("nodeName", name)):
                 self.kubelets.on_pod(Event(0, "MODIFIED", "pods", pod))
 
@@ -66,6 +66,11 @@ class NodeFleet:
         ips = sorted(rt.ip for n, rt in self.runtimes.items()
                      if "node-role.kubernetes.io/control-plane" in
                      ((self.store.try_get("nodes", None, n) or {}).get("metadata", {}).get("labels") or {}))
+        ips = ips or [MANAGED_APISERVER_IP]
+        current = self.store.try_get("endpoints", "default", "kubernetes")
+        if current is not None and [a.get("ip") for s in current.get("subsets") or []
+                                    for a in s.get("addresses") or []] == ips:
+            return
         body = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "kubernetes", "namespace": "default"},
                 "subsets": [{"addresses": [{"ip": ip} for ip in ips],
                              "ports": [{"name": "https", "port": APISERVER_PORT, "protocol": "TCP"}]}]}

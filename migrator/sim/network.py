@@ -27,6 +27,10 @@ from migrator.sim.agents import calico as calico_agent
 from migrator.sim.agents import cilium as cilium_agent
 from migrator.sim.policy import allowed_by_policies
 
+#: The API server's address when no node is a control-plane node (a managed control plane:
+#: the apiserver runs outside the cluster's nodes and is reached through the node's egress).
+MANAGED_APISERVER_IP = "172.31.255.254"
+
 if TYPE_CHECKING:
     from migrator.sim.fleet import NodeFleet
 
@@ -60,6 +64,8 @@ class NetworkModel:
                 return Endpoint(ip, rt.name, "host")
         if self.service_for(ip) is not None:
             return Endpoint(ip, None, "service")
+        if ip == MANAGED_APISERVER_IP:
+            return Endpoint(ip, None, "external")
         return Endpoint(ip, None, "unknown")
 
     def service_for(self, ip: str) -> Obj | None:
@@ -228,6 +234,13 @@ class NetworkModel:
             ip, tport, _ = backends[rng.randrange(len(backends))]
             ok, why = self.reachable(src_ip, ip, tport, protocol)
             return ok, why if ok else f"via service {svc['metadata']['name']}: {why}"
+        if dst.network == "external":  # leaves the cluster through the source node's egress
+            problem = self._node_problem(src.node)
+            if problem is None and src.network == "calico":
+                problem = self._calico_problem(src.node)
+            elif problem is None and src.network == "cilium":
+                problem = self._cilium_problem(src.node)
+            return problem is None, problem or "ok"
         if dst.node is None:
             return False, f"no route to {dst_ip}"
         problem = self._path(src, dst)

@@ -12,7 +12,8 @@ from tests.engine.toy import T0, ToyCluster
 
 BASE_PLAN = {"api_version": "migrator.io/v1", "kind": "MigrationPlan", "name": "test",
              "cilium": {"pod_cidr": "10.245.0.0/16"},
-             "probes": {"enabled": False}}  # the toy has no network; probes are tested on the sim
+             "probes": {"enabled": False},  # the toy has no network: probes are tested on the sim
+             "placement": {"strategy": "drain"}}  # nor taints: steering is tested on the sim
 
 
 def make_plan(**sections: object) -> MigrationPlan:

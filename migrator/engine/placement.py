@@ -1,0 +1,69 @@
+"""Pod placement while the run goes on: steer evicted pods onto nodes already on Cilium.
+
+With ``placement.strategy: steer`` every node of the run that has not started carries the
+``PreferNoSchedule`` taint ``STEER_TAINT``. Pods evicted from the node being migrated then
+prefer nodes that were migrated already (never at the cost of scheduling: the taint is soft,
+and PodDisruptionBudgets still gate every eviction), so most are restarted once instead of
+again when their new node's turn comes.
+
+``reconcile`` makes the taints match what is wanted and is the only place that adds or removes
+them. A node joins ``Checkpoint.steered`` *before* its taint is sent (intent first) and leaves
+it only once the taint is observed gone, so after a crash ``resume`` still knows every taint to
+remove. Nothing is wanted once the run is finishing, pausing, aborting or rolling back: the run
+does not report NODES_DONE, PAUSED or ABORTED (nor a rollback as finished) until
+``steered`` is empty.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from migrator.engine.actions import Action, SetTaint
+from migrator.engine.states import NodePhase
+from migrator.model.checkpoint import Checkpoint
+from migrator.model.observation import ClusterObservation
+from migrator.model.plan import STEER_TAINT, MigrationPlan
+
+EFFECT = "PreferNoSchedule"
+
+
+def wanted(plan: MigrationPlan, cp: Checkpoint, *, winding_down: bool) -> frozenset[str]:
+    """Nodes that should carry the taint now: the run's not-yet-started nodes, while it steers."""
+    if plan.placement.strategy != "steer" or winding_down:
+        return frozenset()
+    return frozenset(r.name for r in cp.nodes if r.phase is NodePhase.PENDING and r.intent is None)
+
+
+def _tainted(obs: ClusterObservation, name: str) -> bool | None:
+    node = obs.node_by_name.get(name)
+    if node is None:
+        return None
+    return any(t.key == STEER_TAINT and t.effect == EFFECT for t in node.taints)
+
+
+def reconcile(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime, *,
+              winding_down: bool, resend_after: float = 20.0) -> tuple[Checkpoint, list[Action]]:
+    """Add the taint where wanted, remove it elsewhere; the checkpoint records intent first."""
+    want = wanted(plan, cp, winding_down=winding_down)
+    due = cp.steer_sent_at is None or (now - cp.steer_sent_at).total_seconds() >= resend_after
+    steered = list(cp.steered)
+    actions: list[Action] = []
+    for name in sorted(want):
+        if _tainted(obs, name) is False and (name not in steered or due):
+            if name not in steered:
+                steered.append(name)
+            actions.append(SetTaint(node=name, key=STEER_TAINT, effect=EFFECT, present=True))
+    for name in list(steered):
+        if name in want:
+            continue
+        state = _tainted(obs, name)
+        if state is None or (state is False and cp.steer_sent_at is not None):
+            steered.remove(name)          # gone, or observed untainted after we asked
+        elif state or due:
+            actions.append(SetTaint(node=name, key=STEER_TAINT, effect=EFFECT, present=False))
+    changes: dict[str, object] = {}
+    if tuple(steered) != cp.steered:
+        changes["steered"] = tuple(steered)
+    if actions:
+        changes["steer_sent_at"] = now
+    return (cp.model_copy(update=changes) if changes else cp), actions
