@@ -435,8 +435,11 @@ class _Handler(BaseHTTPRequestHandler):
                         store.changed.wait(timeout=min(remaining, 1.0))
             self.wfile.write(b"0\r\n\r\n")
         except OSError:
-            pass
-        self.close_connection = True
+            self.close_connection = True
+            return 200
+        # A finished chunked response leaves the connection reusable, as kube-apiserver's does:
+        # closing it here raced with clients that had already pooled it for their next watch.
+        self.close_connection = self.api.stopping
         return 200
 
     def _chunk(self, kind: str, obj: Obj, as_table: bool) -> None:
