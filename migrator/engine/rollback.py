@@ -35,6 +35,7 @@ from migrator.engine.node_steps import (
     send_agent_restart,
     send_recycle,
     sent,
+    verify_cleanup,
 )
 from migrator.engine.pods import rollback_pod_name
 from migrator.engine.probe_gate import run_gate
@@ -190,6 +191,7 @@ def _recycle(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> bool:
     if not ctx.obs.observes_pods_of(node.name):
         out.note = "waiting for the node's pods to be observed"
         return False
+    out.actions.extend(verify_cleanup(ctx, node.name))  # kept as a probe peer if we stopped after the switch
     if not recycle_left(out, ctx, node, to_cilium=False):
         return True
     send_recycle(out, ctx, node, to_cilium=False)
