@@ -108,12 +108,17 @@ def move(out: StepOutcome, ctx: StepContext, target: NodePhase, note: str,
                                      message=f"{note} (attempt {record.attempt})"))
 
 
+def in_place(plan: MigrationPlan) -> bool:
+    """The node is switched first and its pods recycled in place: no cordon, no drain."""
+    return plan.placement.strategy == "in-place"
+
+
 def start(record: NodeRecord, node: NodeFacts, ctx: StepContext) -> NodeRecord:
-    """Start a pending node: remember its prior state and write the cordon intent."""
+    """Start a pending node: remember its prior state and write the first intent."""
     prior = PriorNodeState(unschedulable=node.unschedulable, label=node.labels.get(MIGRATION_LABEL))
     return record.model_copy(update={
         "attempt": record.attempt + 1, "phase_started_at": ctx.now, "prior": prior,
-        "intent": Intent(step="cordon"), "last_error": None})
+        "intent": Intent(step="label" if in_place(ctx.plan) else "cordon"), "last_error": None})
 
 
 def deadline_of(record: NodeRecord, timeout: timedelta) -> datetime:
@@ -157,6 +162,50 @@ def restore(out: StepOutcome, ctx: StepContext) -> None:
                                             label_key=MIGRATION_LABEL, label_value=prior.label))
         sent(out, ctx)
     out.note = "restoring prior node state"
+
+
+def begin(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    """A started node's first step: the cordon, or (in-place) the label."""
+    if in_place(ctx.plan):
+        label_in_place(out, ctx, node)
+    else:
+        cordon(out, ctx, node)
+
+
+def label_in_place(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
+    """Label a node that stays schedulable, once its pods could all be evicted.
+
+    The pods are recycled after the switch; a bare pod or emptyDir data that the plan's drain
+    rules protect would be lost then, so it blocks the node here, before anything changed. A pod
+    whose PodDisruptionBudget allows no disruption now is waited for, up to ``drain.timeout``,
+    then the node is halted on or skipped as ``drain.on_pdb_blocked`` says: a node is never
+    switched while its pods could not be moved onto Cilium.
+    """
+    intent = out.record.intent
+    assert intent is not None
+    if intent.sent_at is None and node.labels.get(MIGRATION_LABEL) != "true":
+        if not ctx.obs.observes_pods_of(node.name):
+            out.note = "waiting for the node's pods to be observed"
+            return
+        view = drain_view(ctx.obs.pods_on(node.name), ctx.plan)
+        if view.blocked:
+            pod, why = view.blocked[0]
+            _blocked(out, ctx, f"in-place recycle blocked: {pod.key} {why}")
+            return
+        held = next(((p, b) for p in view.to_evict for b in ctx.obs.pdbs_covering(p)
+                     if b.disruptions_allowed < 1), None)
+        if held is not None:
+            pod, pdb = held
+            why = f"{pod.key} is guarded by PodDisruptionBudget {pdb.namespace}/{pdb.name} allowing no disruption"
+            deadline = deadline_of(out.record, ctx.plan.drain.timeout)
+            if ctx.now >= deadline:
+                _blocked(out, ctx, f"in-place recycle blocked for {format_duration(ctx.plan.drain.timeout)}: "
+                                   f"{why}")
+                return
+            out.wake(deadline)
+            out.note = f"waiting before the switch: {why}"
+            return
+    label(out, ctx, node)
 
 
 def cordon(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
@@ -340,13 +389,19 @@ def recycle(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
     if not left:
         move(out, ctx, N.PODS_RECYCLED, "every pod on the node has a Cilium IP")
         return
-    deadline = deadline_of(out.record, plan.recycle.timeout)
+    timeout = recycle_timeout(plan)
+    deadline = deadline_of(out.record, timeout)
     if ctx.now >= deadline:
         move(out, ctx, N.FAILED, "recycle timed out",
-             error=f"pods without a Cilium IP after {format_duration(plan.recycle.timeout)}: {', '.join(left[:5])}")
+             error=f"pods without a Cilium IP after {format_duration(timeout)}: {', '.join(left[:5])}")
         return
     out.wake(deadline)
     send_recycle(out, ctx, node, to_cilium=True)
+
+
+def recycle_timeout(plan: MigrationPlan) -> timedelta:
+    """In place, the recycle does the drain's work too (PDBs may make it wait as long)."""
+    return plan.recycle.timeout + (plan.drain.timeout if in_place(plan) else timedelta(0))
 
 
 def recycle_left(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, to_cilium: bool) -> list[str]:
@@ -360,7 +415,8 @@ def recycle_left(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, to_cili
 
 
 def send_recycle(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, to_cilium: bool) -> None:
-    """Evict (PDB-covered) or delete the node's pods still on the wrong network, each uid once."""
+    """Evict the node's pods still on the wrong network, each uid once (DaemonSet pods are deleted:
+    their controller recreates them on the node, and no PDB guards them)."""
     plan, now = ctx.plan, ctx.now
     intent = out.record.intent
     assert intent is not None
@@ -373,9 +429,9 @@ def send_recycle(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, to_cili
     fresh = [p for p in view.to_recycle
              if not is_agent(p, plan) and (p.uid not in intent.pods or resend)]
     for pod in fresh:
-        if ctx.obs.pdbs_covering(pod):
+        if not pod.daemonset or ctx.obs.pdbs_covering(pod):
             out.actions.append(EvictPod(node=node.name, namespace=pod.namespace, name=pod.name,
-                                        uid=pod.uid))
+                                        uid=pod.uid, grace_period_seconds=plan.drain.grace_period_seconds))
         else:
             out.actions.append(DeletePod(node=node.name, namespace=pod.namespace, name=pod.name,
                                          uid=pod.uid, reason="recycle" if to_cilium else "rollback"))

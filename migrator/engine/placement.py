@@ -4,7 +4,9 @@ With ``placement.strategy: steer`` every node of the run that has not started ca
 ``PreferNoSchedule`` taint ``STEER_TAINT``. Pods evicted from the node being migrated then
 prefer nodes that were migrated already (never at the cost of scheduling: the taint is soft,
 and PodDisruptionBudgets still gate every eviction), so most are restarted once instead of
-again when their new node's turn comes.
+again when their new node's turn comes. With ``in-place`` the node being migrated is not cordoned
+and keeps its taint until its new agent is Ready, so the pods recycled off a switched node land
+on nodes already on Cilium, mostly on the node itself (it just emptied).
 
 ``reconcile`` makes the taints match what is wanted and is the only place that adds or removes
 them. A node joins ``Checkpoint.steered`` *before* its taint is sent (intent first) and leaves
@@ -27,10 +29,18 @@ from migrator.model.plan import STEER_TAINT, MigrationPlan
 EFFECT = "PreferNoSchedule"
 
 
+#: In place, a started node keeps the taint until its new agent is Ready (its new pods get Cilium IPs).
+NOT_ON_CILIUM = (NodePhase.PENDING, NodePhase.LABELED)
+
+
 def wanted(plan: MigrationPlan, cp: Checkpoint, *, winding_down: bool) -> frozenset[str]:
-    """Nodes that should carry the taint now: the run's not-yet-started nodes, while it steers."""
-    if plan.placement.strategy != "steer" or winding_down:
+    """Nodes that should carry the taint now: the run's nodes not yet started (steer) or not yet
+    switched (in-place)."""
+    strategy = plan.placement.strategy
+    if strategy == "drain" or winding_down:
         return frozenset()
+    if strategy == "in-place":
+        return frozenset(r.name for r in cp.nodes if r.phase in NOT_ON_CILIUM)
     return frozenset(r.name for r in cp.nodes if r.phase is NodePhase.PENDING and r.intent is None)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from migrator.engine.node_steps import (
     StepContext,
     StepOutcome,
-    cordon,
+    begin,
     deadline_of,
     drain,
     label,
@@ -57,7 +57,7 @@ def probe(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
             move(out, ctx, N.FAILED, "connectivity gate failed", error=verdict.summary)
 
 
-HANDLERS = {N.PENDING: cordon, N.CORDONED: drain, N.DRAINED: label, N.LABELED: restart_agent,
+HANDLERS = {N.PENDING: begin, N.CORDONED: drain, N.DRAINED: label, N.LABELED: restart_agent,
             N.AGENT_RESTARTED: verify, N.CNI_VERIFIED: recycle, N.PODS_RECYCLED: probe, N.PROBED: uncordon}
 
 

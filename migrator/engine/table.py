@@ -32,6 +32,8 @@ ROLLBACK_ASKED = "rollback requested (automatic after a failed gate, or on call)
 #: Node edges with the condition that takes each one.
 NODE_EDGES: Mapping[NodePhase, Mapping[NodePhase, str]] = MappingProxyType({
     N.PENDING: {N.CORDONED: "node observed unschedulable after our cordon",
+                N.LABELED: "placement in-place: migration label observed (the node is neither cordoned nor "
+                           "drained; no pod a drain would refuse is on it)",
                 N.SKIPPED: "abort before the cordon was observed, or the node vanished; prior state restored",
                 N.FAILED: "node vanished while starting",
                 N.ROLLING_BACK: ROLLBACK_ASKED},

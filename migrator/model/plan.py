@@ -203,13 +203,19 @@ STEER_TAINT = "migrator.io/awaiting-migration"
 class PlacementSection(_Section):
     """Where pods evicted from the node being migrated go."""
 
-    strategy: Literal["drain", "steer"] = Field(
-        default="steer",
+    strategy: Literal["drain", "steer", "in-place"] = Field(
+        default="in-place",
         description="drain: cordon and drain as the Cilium guide does (evicted pods land anywhere, often on a "
                     "node migrated later, and restart again then). steer: nodes not yet started carry the "
                     f"PreferNoSchedule taint {STEER_TAINT} while the run goes on, so evicted pods prefer nodes "
                     "already on Cilium; the taints are recorded in the checkpoint and removed when the run ends, "
-                    "pauses, aborts or is rolled back.")
+                    "pauses, aborts or is rolled back. in-place: the node is neither cordoned nor drained; it is "
+                    "switched first, then its pods that still have Calico IPs are evicted (PDBs honoured, drain's "
+                    "rules for bare and emptyDir pods checked before the switch) while every node not yet on "
+                    "Cilium, including the node itself until its new agent is Ready, carries the same taint, so "
+                    "replacements land on Cilium nodes, mostly the node they left. The default: it restarts "
+                    "each workload pod once (make bench: 1.00 restarts per pod against 1.10 for steer and "
+                    "1.10 to 1.72 for drain, depending on the scheduler's scoring).")
 
 
 class RecycleSection(_Section):
@@ -428,6 +434,10 @@ class MigrationPlan(_Section):
         overlap = set(self.order.canaries) & set(self.nodes.exclude)
         if overlap:
             raise ValueError(f"order.canaries {sorted(overlap)} are also in nodes.exclude")
+        if self.placement.strategy == "in-place" and self.drain.pdb_override is not None:
+            raise ValueError("drain.pdb_override needs placement.strategy drain or steer: in-place never "
+                             "deletes a PDB-guarded pod, it waits before the switch and then halts or skips "
+                             "as drain.on_pdb_blocked says")
         return self
 
 

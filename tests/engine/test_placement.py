@@ -50,3 +50,15 @@ def test_drain_strategy_never_taints():
     cp, actions = reconcile(make_plan(placement={"strategy": "drain"}), _cp(**{"node-2": NodePhase.PENDING}),
                             _obs(set(), ["node-2"]), T0, winding_down=False)
     assert actions == [] and cp.steered == ()
+
+
+def test_in_place_keeps_the_taint_on_started_nodes_until_their_agent_is_ready():
+    plan = make_plan(placement={"strategy": "in-place"})
+    names = ["node-1", "node-2", "node-3", "node-4"]
+    cp = _cp(**{"node-1": NodePhase.LABELED, "node-2": NodePhase.AGENT_RESTARTED,
+                "node-3": NodePhase.PENDING, "node-4": NodePhase.DONE})
+    cp = cp.model_copy(update={"nodes": tuple(
+        r.model_copy(update={"intent": Intent(step="label")}) if r.name == "node-3" else r for r in cp.nodes)})
+    cp, actions = reconcile(plan, cp, _obs({"node-2"}, names), T0, winding_down=False)
+    assert set(cp.steered) == {"node-1", "node-3"}
+    assert {(a.node, a.present) for a in actions} == {("node-1", True), ("node-3", True)}

@@ -122,6 +122,9 @@ MALFORMED = [
     ("drian", {}, "drian"),
     ("drain.timeuot", "5m", "drain.timeuot"),
     ("recycle.enabled", "perhaps", "recycle.enabled"),
+    ("placement.strategy", "shuffle", "placement.strategy"),
+    ("drain.pdb_override", {"reason": "maintenance approved by the CAB", "approved_by": "cab"},
+     "drain.pdb_override needs placement.strategy"),
 ]
 
 

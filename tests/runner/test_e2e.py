@@ -71,14 +71,15 @@ def _phase_seen(phase: str):
     return lambda cp: any(r.phase.value == phase for r in cp.nodes)
 
 
-@pytest.mark.parametrize("moment", [
-    pytest.param(lambda cp: cp.run_phase.value == "MIGRATING", id="just-prepared"),
-    pytest.param(_phase_seen("CORDONED"), id="mid-drain"),
-    pytest.param(_phase_seen("LABELED"), id="agent-restart"),
-    pytest.param(lambda cp: sum(r.phase.value == "DONE" for r in cp.nodes) >= 3, id="half-done"),
+@pytest.mark.parametrize(("moment", "strategy"), [
+    pytest.param(lambda cp: cp.run_phase.value == "MIGRATING", "in-place", id="just-prepared"),
+    pytest.param(_phase_seen("CORDONED"), "drain", id="mid-drain"),
+    pytest.param(_phase_seen("LABELED"), "in-place", id="agent-restart"),
+    pytest.param(_phase_seen("CNI_VERIFIED"), "in-place", id="mid-recycle"),
+    pytest.param(lambda cp: sum(r.phase.value == "DONE" for r in cp.nodes) >= 3, "in-place", id="half-done"),
 ])
-def test_sigkill_then_resume_finishes_without_repeating_steps(sim, kubeconfig, tmp_path, moment):
-    plan = fast_plan(tmp_path)
+def test_sigkill_then_resume_finishes_without_repeating_steps(sim, kubeconfig, tmp_path, moment, strategy):
+    plan = fast_plan(tmp_path, {"placement.strategy": strategy})
     proc = spawn("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes",
                  "--output-dir", str(tmp_path), "--log-format", "json")
     kill_when(proc, sim, moment)

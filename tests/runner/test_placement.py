@@ -48,7 +48,7 @@ class WebWatch:
         self._thread.join()
 
 
-@pytest.mark.parametrize("strategy", ["drain", "steer"])
+@pytest.mark.parametrize("strategy", ["drain", "steer", "in-place"])
 def test_two_node_cluster_migrates_and_the_pdb_holds(sim_factory, tmp_path, strategy):
     sim = sim_factory(config=fast_config(2, control_plane_nodes=0))   # node-1, node-2: each alone in its zone
     kubeconfig = sim.write_kubeconfig(tmp_path / "kc")
@@ -61,8 +61,9 @@ def test_two_node_cluster_migrates_and_the_pdb_holds(sim_factory, tmp_path, stra
     assert all(r.phase.value == "DONE" for r in checkpoint(sim).nodes)  # type: ignore[union-attr]
 
 
-def test_steering_taints_pending_nodes_and_none_survives_a_kill_and_resume(sim, kubeconfig, tmp_path):
-    plan = fast_plan(tmp_path, {"placement.strategy": "steer"})
+@pytest.mark.parametrize("strategy", ["steer", "in-place"])
+def test_placement_taints_pending_nodes_and_none_survives_a_kill_and_resume(sim, kubeconfig, tmp_path, strategy):
+    plan = fast_plan(tmp_path, {"placement.strategy": strategy})
     proc = spawn("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
     seen: list[list[str]] = []
 
@@ -83,8 +84,9 @@ def test_steering_taints_pending_nodes_and_none_survives_a_kill_and_resume(sim, 
     assert steer_taints(sim) == [] and checkpoint(sim).steered == ()  # type: ignore[union-attr]
 
 
-def test_abort_removes_the_steering_taints(sim, kubeconfig, tmp_path):
-    plan = fast_plan(tmp_path, {"placement.strategy": "steer"})
+@pytest.mark.parametrize("strategy", ["steer", "in-place"])
+def test_abort_removes_the_placement_taints(sim, kubeconfig, tmp_path, strategy):
+    plan = fast_plan(tmp_path, {"placement.strategy": strategy})
     proc = spawn("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
     try:
         deadline = time.monotonic() + 60
@@ -98,4 +100,26 @@ def test_abort_removes_the_steering_taints(sim, kubeconfig, tmp_path):
     assert proc.returncode == 1
     cp = checkpoint(sim)
     assert cp is not None and cp.run_phase.value == "ABORTED" and cp.steered == ()
+    assert steer_taints(sim) == []
+
+
+def test_in_place_restarts_every_workload_pod_exactly_once(sim, kubeconfig, tmp_path):
+    def owned_by_replicaset(pod) -> bool:
+        return any(r.get("kind") == "ReplicaSet" for r in pod["metadata"].get("ownerReferences") or [])
+    initial = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in sim.store.list("pods")
+               if owned_by_replicaset(p) and not p["spec"].get("hostNetwork")}
+    plan = fast_plan(tmp_path, {"placement.strategy": "in-place"})
+    with WebWatch(sim) as web:
+        result = migrator("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert web.worst <= 1
+    restarted = [(e.namespace, e.name) for e in sim.requests.entries
+                 if (e.verb, e.resource, e.code) in (("create", "pods/eviction", 201), ("delete", "pods", 200))]
+    assert {k for k in restarted if k in initial} == initial          # every workload pod moved to Cilium...
+    replacements = [k for k in restarted if k[0] in ("shop", "kube-system") and k not in initial
+                    and not k[1].startswith(("cilium-", "calico-node-", "kube-proxy-", "log-agent-",
+                                             "debug-shell", "migrator-"))]
+    assert replacements == [], replacements                            # ...and none of its replacements again
+    reasons = {e.get("reason") for e in sim.store.list("events")}
+    assert "MigrationLabeled" in reasons and "MigrationCordoned" not in reasons   # never cordoned
     assert steer_taints(sim) == []

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from migrator.model.checkpoint import Checkpoint
+from migrator.model.plan import STEER_TAINT
 from tests.runner.helpers import LABEL, checkpoint, fast_plan, kill_when, migrator, spawn
 
 CILIUM = ipaddress.ip_network("10.245.0.0/16")
@@ -103,15 +104,18 @@ def test_rollback_all_after_the_runner_was_killed(sim, kubeconfig, tmp_path):
     kill_when(proc, sim, _done(3), timeout=120)
     before: Checkpoint = checkpoint(sim)  # type: ignore[assignment]
     assert sum(r.phase.value == "DONE" for r in before.nodes) >= 3
+    assert before.steered, "the example plan steers: nodes not yet started carry the placement taint"
     back = migrator("rollback", "--all", *run_args(plan, kubeconfig, tmp_path))
     assert back.returncode == 0, back.stderr[-3000:]
     cp = checkpoint(sim)
     assert cp is not None and cp.run_phase.value == "ROLLED_BACK" and cp.rollback is not None and cp.rollback.swept
+    assert cp.steered == ()
     sim.settle(timeout=20)
     for node in sim.store.list("nodes"):
         name = node["metadata"]["name"]
         assert LABEL not in node["metadata"]["labels"], name
         assert bool(node["spec"].get("unschedulable")) == (name == "node-2"), name
+        assert not [t for t in node["spec"].get("taints") or [] if t.get("key") == STEER_TAINT], name
         assert_on_calico(sim, name)
     assert all(not cnc["spec"]["nodeSelector"].get("matchLabels", {}).get(LABEL)
                for cnc in sim.store.list("cilium.io/ciliumnodeconfigs"))

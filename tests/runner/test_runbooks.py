@@ -100,13 +100,17 @@ def test_lease_held_by_a_dead_run(sim, kubeconfig, tmp_path):
     assert checkpoint(sim).run_phase.value == "NODES_DONE"  # type: ignore[union-attr]
 
 
-def test_drain_stuck_on_pdb(sim_factory, tmp_path):
+@pytest.mark.parametrize(("strategy", "stuck_phase", "says"), [
+    ("drain", "CORDONED", "drain timed out"), ("in-place", "PENDING", "in-place recycle blocked")])
+def test_drain_stuck_on_pdb(sim_factory, tmp_path, strategy, stuck_phase, says):
     sim = sim_factory(scenario="pdb-blocked")
     kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
-    plan = fast_plan(tmp_path, {"drain.timeout": "6s"})
+    plan = fast_plan(tmp_path, {"drain.timeout": "6s", "placement.strategy": strategy})
     halted = migrator("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
-    assert halted.returncode == 1 and "drain" in halted.stderr, halted.stderr[-2000:]
-    stuck = next(r.name for r in checkpoint(sim).nodes if r.phase.value == "CORDONED")  # type: ignore[union-attr]
+    assert halted.returncode == 1 and says in halted.stderr, halted.stderr[-2000:]
+    stuck = next(r.name for r in checkpoint(sim).nodes  # type: ignore[union-attr]
+                 if r.phase.value == stuck_phase and r.intent is not None)
+    assert LABEL not in sim.store.get("nodes", None, stuck)["metadata"]["labels"]
     run_runbook("drain-stuck-on-pdb.md", kubeconfig, plan, NODE=stuck)
     assert checkpoint(sim).run_phase.value == "NODES_DONE"  # type: ignore[union-attr]
 

@@ -6,7 +6,9 @@ node. Feasible means: ``nodeSelector`` and required node affinity match, every
 tainted, as the node lifecycle controller would taint them), and the node has room under
 ``status.allocatable.pods``. Among feasible nodes the choice is deterministic: nodes whose
 ``PreferNoSchedule`` taints are all tolerated first, then the fewest pods of the same
-owner (spreading), then the fewest pods, then the name.
+owner (spreading), then the fewest pods, then the name. With ``scheduler_scoring: random`` the
+choice among the feasible nodes of the best taint preference is uniform instead (seeded from the
+world's generator): the scoring of a scheduler that does not favour emptied nodes.
 
 Pods that fit nowhere get ``PodScheduled=False`` with reason ``Unschedulable`` and the
 same summary the real scheduler writes; they are retried whenever a node changes.
@@ -66,6 +68,7 @@ class Scheduler:
         self._placed: dict[PodKey, tuple[str, str]] = {}
         self._node_pods: Counter[str] = Counter()
         self._owner_pods: Counter[tuple[str, str]] = Counter()
+        self._random = config.scheduler_scoring == "random"
         self._pass = Coalescer(world, lambda _: self.schedule_pending(), delay=config.latencies.schedule)
         world.on("pods", self._on_pod)
         world.on("nodes", self._on_node)
@@ -134,7 +137,8 @@ class Scheduler:
             heapq.heapify(heap)
             capacity = {node["metadata"]["name"]: node_capacity(node) for _, node in feasible}
             for pod in pods:
-                node_name = self._pick(heap, capacity, owner)
+                node_name = (self._pick_random(feasible, capacity) if self._random
+                             else self._pick(heap, capacity, owner))
                 if node_name is None:
                     self._mark_unschedulable(pod, len(nodes), reasons, len(feasible))
                     continue
@@ -158,6 +162,14 @@ class Scheduler:
                 continue
             return name
         return None
+
+    def _pick_random(self, feasible: list[tuple[int, Obj]], capacity: dict[str, int]) -> str | None:
+        roomy = [(penalty, node["metadata"]["name"]) for penalty, node in feasible
+                 if self._node_pods[node["metadata"]["name"]] < capacity[node["metadata"]["name"]]]
+        if not roomy:
+            return None
+        best = min(penalty for penalty, _ in roomy)
+        return self.world.rng.choice([name for penalty, name in roomy if penalty == best])
 
     def _filter(self, pod: Obj, nodes: list[Obj]) -> tuple[list[tuple[int, Obj]], Counter[str]]:
         spec = pod.get("spec") or {}
