@@ -10,12 +10,15 @@ Encoding (``to_configmap_data``): three keys readable with ``kubectl get cm -o y
 ``summary`` (a few lines for humans), ``run.json`` (everything but the nodes, compact JSON) and
 ``nodes`` (one line per node)::
 
-    node-1 DONE a=1 t=412 u=0 l=-
-    node-2 CORDONED a=1 t=430 u=0 l=- | {"intent":{"step":"drain","pods":["..."]}}
+    @names-end-with .eu-west-1.compute.internal
+    ip-10-0-1-5 DONE a=1 t=412 u=0
+    ip-10-0-1-6 CORDONED a=1 t=430 u=0 | {"intent":{"step":"drain","pods":["..."]}}
 
 ``t`` is the phase start in whole seconds after ``started_at``; ``u``/``l`` are the prior
-``spec.unschedulable`` (0/1) and the prior migration-label value (``-`` = absent); everything
-rarer goes into the optional JSON after `` | ``. At 5,000 nodes this stays far below 256 KiB.
+``spec.unschedulable`` (0/1) and the prior migration-label value (no ``l``: absent); everything
+rarer goes into the optional JSON after `` | ``. The first line, present only when every node
+name shares a domain, writes that domain once. At 5,000 nodes this stays below 256 KiB
+(``make bench``: about 202 KiB with 41-character names).
 """
 
 from __future__ import annotations
@@ -245,12 +248,33 @@ def _offset(moment: datetime | None, epoch: datetime) -> str:
     return "-" if moment is None else str(int((moment - epoch).total_seconds()))
 
 
-def _node_line(record: NodeRecord, epoch: datetime) -> str:
-    parts = [record.name, record.phase.value, f"a={record.attempt}",
-             f"t={_offset(record.phase_started_at, epoch)}"]
+SUFFIX_LINE = "@names-end-with "
+
+
+def common_name_suffix(names: list[str]) -> str:
+    """The longest domain-like suffix (from a dot) that every node name shares, or "".
+
+    Fully qualified node names (``ip-10-0-1-5.eu-west-1.compute.internal``) repeat their domain
+    on every line; writing it once keeps a 5,000-node checkpoint well under the ConfigMap limit.
+    """
+    if len(names) < 2:
+        return ""
+    first = names[0]
+    suffix = first[first.find("."):] if "." in first else ""
+    while suffix and not all(n.endswith(suffix) and len(n) > len(suffix) for n in names):
+        dot = suffix.find(".", 1)
+        suffix = suffix[dot:] if dot > 0 else ""
+    return suffix
+
+
+def _node_line(record: NodeRecord, epoch: datetime, suffix: str = "") -> str:
+    name = record.name[:-len(suffix)] if suffix else record.name
+    parts = [name, record.phase.value, f"a={record.attempt}", f"t={_offset(record.phase_started_at, epoch)}"]
     if record.prior is not None:
         label = "-" if record.prior.label is None else record.prior.label
-        parts += [f"u={int(record.prior.unschedulable)}", f"l={label}"]
+        parts.append(f"u={int(record.prior.unschedulable)}")
+        if label != "-":
+            parts.append(f"l={label}")
     extras: dict[str, Any] = {}
     if record.intent is not None:
         extras["intent"] = record.intent.model_dump(mode="json", exclude_defaults=True)
@@ -270,7 +294,7 @@ def _node_line(record: NodeRecord, epoch: datetime) -> str:
     return line
 
 
-def _parse_node_line(line: str, epoch: datetime) -> NodeRecord:
+def _parse_node_line(line: str, epoch: datetime, suffix: str = "") -> NodeRecord:
     head, _, tail = line.partition(" | ")
     tokens = head.split(" ")
     if len(tokens) < 4:
@@ -290,7 +314,7 @@ def _parse_node_line(line: str, epoch: datetime) -> NodeRecord:
                                label=None if label == "-" else label,
                                taints=tuple(extras.get("taints", ())))
     return NodeRecord(
-        name=tokens[0], phase=NodePhase(tokens[1]), attempt=int(fields.get("a", "0")),
+        name=tokens[0] + suffix, phase=NodePhase(tokens[1]), attempt=int(fields.get("a", "0")),
         phase_started_at=None if started == "-" else epoch + timedelta(seconds=int(started)),
         intent=Intent.model_validate(extras["intent"]) if "intent" in extras else None,
         last_error=extras.get("err"), prior=prior, audit=tuple(extras.get("audit", ())),
@@ -311,7 +335,7 @@ def render_summary(cp: Checkpoint) -> str:
     if cp.finalize is not None:
         lines.append(f"finalize: {cp.finalize.step}")
     lines.append("node lines: NAME PHASE a=attempt t=seconds-after-start u=prior-unschedulable "
-                 "l=prior-label [| json]")
+                 "[l=prior-label] [| json]; after a line '@names-end-with SUFFIX' every NAME lacks SUFFIX")
     return "\n".join(lines) + "\n"
 
 
@@ -319,7 +343,10 @@ def to_configmap_data(cp: Checkpoint) -> dict[str, str]:
     """Encode a checkpoint as ConfigMap data (``summary``, ``run.json``, ``nodes``)."""
     run = cp.model_dump(mode="json", exclude={"nodes"}, exclude_none=True, exclude_defaults=True)
     run["schema_version"] = cp.schema_version
-    nodes = "\n".join(_node_line(record, cp.started_at) for record in cp.nodes)
+    suffix = common_name_suffix([record.name for record in cp.nodes])
+    lines = [SUFFIX_LINE + suffix] if suffix else []
+    lines += [_node_line(record, cp.started_at, suffix) for record in cp.nodes]
+    nodes = "\n".join(lines)
     return {"summary": render_summary(cp),
             "run.json": json.dumps(run, separators=(",", ":"), sort_keys=True),
             "nodes": nodes + ("\n" if nodes else "")}
@@ -335,9 +362,14 @@ def from_configmap_data(data: dict[str, str]) -> Checkpoint:
         raise ValueError(f"checkpoint schema_version {version!r} is not {SCHEMA_VERSION}; "
                          "use the migrator release that wrote it")
     epoch = _utc_seconds(datetime.fromisoformat(run["started_at"]))
-    records = tuple(_parse_node_line(line, epoch)
-                    for line in data.get("nodes", "").splitlines() if line.strip())
-    return Checkpoint.model_validate({**run, "nodes": records})
+    suffix = ""
+    records: list[NodeRecord] = []
+    for line in data.get("nodes", "").splitlines():
+        if line.startswith(SUFFIX_LINE):
+            suffix = line[len(SUFFIX_LINE):].strip()
+        elif line.strip():
+            records.append(_parse_node_line(line, epoch, suffix))
+    return Checkpoint.model_validate({**run, "nodes": tuple(records)})
 
 
 def configmap_size(data: dict[str, str]) -> int:

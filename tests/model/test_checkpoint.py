@@ -55,7 +55,7 @@ def test_encoding_is_readable() -> None:
     data = to_configmap_data(rich())
     assert set(data) == {"summary", "run.json", "nodes"}
     lines = data["nodes"].splitlines()
-    assert lines[0] == "node-1 DONE a=1 t=60 u=0 l=-"
+    assert lines[0] == "node-1 DONE a=1 t=60 u=0"
     assert lines[2] == "node-3 LABELED a=1 t=80 u=0 l=false | {\"intent\":{\"step\":\"restart-agent\",\"agent_uid\":\"agent-uid\"}}"
     assert lines[3] == "cp-1 PENDING a=0 t=-"
     assert "phase: MIGRATING" in data["summary"] and "requested: pause" in data["summary"]
@@ -86,6 +86,26 @@ def test_size_at_5000_nodes_is_below_256_kib() -> None:
     print(f"checkpoint bytes at 5000 nodes: {size}")
     assert size <= 256 * 1024
     assert from_configmap_data(data) == cp
+
+
+def test_fully_qualified_names_write_their_shared_domain_once() -> None:
+    names = [f"ip-10-0-{i // 250}-{i % 250}.eu-west-1.compute.internal" for i in range(5000)]
+    cp = rich().model_copy(update={"nodes": tuple(
+        NodeRecord(name=n, phase=NodePhase.DONE, attempt=1, phase_started_at=T0 + timedelta(seconds=40 * i),
+                   prior=PriorNodeState(unschedulable=False)) for i, n in enumerate(names))})
+    data = to_configmap_data(cp)
+    lines = data["nodes"].splitlines()
+    assert lines[0] == "@names-end-with .eu-west-1.compute.internal"
+    assert lines[1] == "ip-10-0-0-0 DONE a=1 t=0 u=0"
+    assert configmap_size(data) <= 256 * 1024
+    assert from_configmap_data(data) == cp
+    mixed = rich().model_copy(update={"nodes": (NodeRecord(name="a.one.example"), NodeRecord(name="b.two.example"),
+                                                NodeRecord(name="c"))})
+    assert not to_configmap_data(mixed)["nodes"].startswith("@")
+    assert from_configmap_data(to_configmap_data(mixed)) == mixed
+    shared = mixed.model_copy(update={"nodes": mixed.nodes[:2]})
+    assert to_configmap_data(shared)["nodes"].startswith("@names-end-with .example\n")
+    assert from_configmap_data(to_configmap_data(shared)) == shared
 
 
 def test_errors_are_truncated() -> None:
