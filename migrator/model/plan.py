@@ -214,8 +214,8 @@ class PlacementSection(_Section):
                     "rules for bare and emptyDir pods checked before the switch) while every node not yet on "
                     "Cilium, including the node itself until its new agent is Ready, carries the same taint, so "
                     "replacements land on Cilium nodes, mostly the node they left. The default: it restarts "
-                    "each workload pod once (make bench: 1.00 restarts per pod against 1.10 for steer and "
-                    "1.10 to 1.72 for drain, depending on the scheduler's scoring).")
+                    "each workload pod once (make bench: 1.00 restarts per pod against 1.09 to 1.11 for steer and "
+                    "1.10 to 1.79 for drain, depending on the scheduler's scoring).")
 
 
 class RecycleSection(_Section):
