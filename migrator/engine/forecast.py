@@ -4,7 +4,8 @@
 waves under the concurrency limits (control-plane nodes in waves of their own, last), and for
 each node lists the pods the drain would evict, the pods that would block it (bare pods,
 emptyDir data, PDBs allowing no disruption now) and the pods the recycle step would recreate.
-The duration bound is the sum over waves of the per-node step timeouts. Pure: it needs an
+The duration bound is the sum over waves of the per-node step timeouts (and the connectivity
+gate's deadline). Pure: it needs an
 observation that includes every node's pods.
 """
 
@@ -19,6 +20,12 @@ from migrator.engine.ordering import order_nodes
 from migrator.engine.pods import drain_view
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
+
+PLACEMENT_TEXT = {
+    "in-place": "nodes stay schedulable; after the switch their pods are evicted and restart on Cilium nodes",
+    "steer": "nodes are cordoned and drained; nodes not yet started carry a PreferNoSchedule taint",
+    "drain": "nodes are cordoned and drained",
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class Forecast:
     nodes: tuple[NodeForecast, ...]
     worst_case: timedelta
     warnings: tuple[str, ...]
+    placement: str = "in-place"
 
     @property
     def blocked(self) -> bool:
@@ -55,7 +63,8 @@ class Forecast:
         """Human-readable text for ``migrator plan``."""
         lines = [f"plan {self.plan_name}: {len(self.nodes)} nodes in {len(self.waves)} waves, "
                  f"worst case {format_duration(self.worst_case)}",
-                 f"CiliumNodeConfig apiVersion: {self.node_config_version or 'NOT SERVED'}"]
+                 f"CiliumNodeConfig apiVersion: {self.node_config_version or 'NOT SERVED'}",
+                 f"pod placement: {self.placement}: {PLACEMENT_TEXT[self.placement]}"]
         for index, wave in enumerate(self.waves, start=1):
             lines.append(f"wave {index}: {', '.join(wave)}")
         for node in self.nodes:
@@ -122,7 +131,8 @@ def forecast(plan: MigrationPlan, obs: ClusterObservation) -> Forecast:
             blockers=tuple(f"{p.key}: {why}" for p, why in view.blocked),
             pdb_limited=tuple(limited), recycle=tuple(recycle)))
     per_node = (plan.drain.timeout + plan.cilium.agent.restart_timeout + plan.verify.timeout
-                + (plan.recycle.timeout if plan.recycle.enabled else timedelta(0)))
+                + (plan.recycle.timeout if plan.recycle.enabled else timedelta(0))
+                + (plan.probes.checks.deadline if plan.probes.enabled else timedelta(0)))
     warnings: list[str] = []
     version = node_config_version(plan, obs.served_cnc_versions)
     if version is None:
@@ -134,4 +144,5 @@ def forecast(plan: MigrationPlan, obs: ClusterObservation) -> Forecast:
         warnings.append("only control-plane nodes are selected")
     return Forecast(plan_name=plan.name, node_config_version=version,
                     waves=tuple(tuple(w) for w in waves), nodes=tuple(results),
-                    worst_case=per_node * len(waves), warnings=tuple(warnings))
+                    worst_case=per_node * len(waves), warnings=tuple(warnings),
+                    placement=plan.placement.strategy)

@@ -32,6 +32,9 @@ def test_blockers_and_pdb_limits_are_named() -> None:
     assert result.blocked
     text = result.render()
     assert "blocker: shop/debug-shell" in text and "wave 1: node-1" in text
+    assert "pod placement: drain: nodes are cordoned and drained" in text
+    gated = forecast(make_plan(probes={"enabled": True, "checks": {"deadline": "2m"}}), toy.observe())
+    assert gated.worst_case - result.worst_case == timedelta(minutes=2) * len(result.waves)
 
 
 def test_unserved_node_config_is_a_warning() -> None:
