@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sim.controller_harness import Harness
+from migrator.sim.config import SimConfig
+from tests.sim.controller_harness import FAST, Harness
 
 
 @pytest.fixture
@@ -139,3 +140,25 @@ def test_pod_waiting_for_room_lands_when_a_pod_goes(h):
     h.store.delete("pods", "default", "first", graceful=True)
     h.settle()
     assert node_of(h, "second") == "tiny"
+
+
+def test_random_scoring_is_uniform_among_preferred_nodes_and_seeded():
+    def placements(seed: int) -> list[str | None]:
+        harness = Harness(seed=seed, config=SimConfig(nodes=4, latencies=FAST, scheduler_scoring="random"))
+        try:
+            for n in ("a", "b", "c", "d"):
+                harness.node(n)
+            harness.node("soft", taints=[{"key": "spot", "effect": "PreferNoSchedule"}])
+            harness.node("full", pods=0)
+            for i in range(60):
+                harness.store.create("pods", bare_pod(f"p{i}"))
+            harness.settle()
+            return [node_of(harness, f"p{i}") for i in range(60)]
+        finally:
+            harness.stop()
+    first = placements(3)
+    counts = {n: first.count(n) for n in ("a", "b", "c", "d", "soft", "full")}
+    assert counts["soft"] == 0 and counts["full"] == 0 and sum(counts.values()) == 60
+    assert all(5 <= counts[n] <= 25 for n in "abcd"), counts   # not spread evenly, not piled up
+    assert first == placements(3)                               # replays from its seed
+    assert first != placements(4)
