@@ -191,3 +191,19 @@ def test_unready_cilium_agents_warn() -> None:
     agent = replace(ds("cilium"), ready=2)
     findings = evaluate(PreflightInputs(), replace(healthy(), cilium_agent=agent))
     assert "cilium.installed" in checks_of(findings, Severity.WARNING)
+
+
+@pytest.mark.parametrize(("nodes", "mask", "severity"), [
+    (200, "24", Severity.INFO), (216, None, Severity.WARNING), (257, "24", Severity.BLOCKING),
+    (1000, "26", Severity.INFO)])
+def test_cilium_pool_must_hold_every_node(nodes: int, mask: str | None, severity: Severity) -> None:
+    config = {**GUIDE_CONFIG, **({"cluster-pool-ipv4-mask-size": mask} if mask else {})}
+    if nodes == 1000:
+        config["cluster-pool-ipv4-cidr"] = "10.244.0.0/14"  # 4,096 blocks of /26
+    facts = replace(healthy(), cilium_config=config,
+                    nodes=tuple(NodeAddress(f"node-{i}", (f"172.18.{i // 250}.{i % 250 + 1}",)) for i in range(nodes)))
+    found = [f for f in evaluate(PreflightInputs(cilium_pod_cidr=config["cluster-pool-ipv4-cidr"]), facts)
+             if f.check == "cilium.pool-capacity"]
+    assert [f.severity for f in found] == [severity], found
+    if severity is Severity.BLOCKING:
+        assert "room for 256 node(s); the cluster has 257" in found[0].message and found[0].fix_command

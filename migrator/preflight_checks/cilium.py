@@ -9,6 +9,8 @@ produces the expected key.
 
 from __future__ import annotations
 
+import ipaddress
+
 from migrator.preflight_checks.facts import Check, Finding, PreflightFacts, PreflightInputs, finding
 from migrator.preflight_checks.facts import Severity as S
 
@@ -81,6 +83,33 @@ def check_config(inputs: PreflightInputs, facts: PreflightFacts) -> list[Finding
     return out
 
 
+def check_pool_capacity(inputs: PreflightInputs, facts: PreflightFacts) -> list[Finding]:
+    """Cluster-pool IPAM gives each node one CIDR of the mask size: the pools must hold every node."""
+    config = facts.cilium_config
+    if config is None or config.get("ipam", "cluster-pool") != "cluster-pool" or not facts.nodes:
+        return []
+    try:
+        mask = int(config.get("cluster-pool-ipv4-mask-size") or 24)
+        pools = [ipaddress.ip_network(c, strict=False) for c in config.get("cluster-pool-ipv4-cidr", "").split()]
+    except ValueError:
+        return []  # check_config names a pool that does not parse
+    room = sum(2 ** (mask - pool.prefixlen) for pool in pools if pool.prefixlen <= mask)
+    if not pools:
+        return []
+    have = len(facts.nodes)
+    fix = (f"{HELM} --set ipam.operator.clusterPoolIPv4MaskSize=<larger> or "
+           "--set ipam.operator.clusterPoolIPv4PodCIDRList='{<a larger pool>}' (and the plan's cilium.pod_cidr)")
+    text = (f"the Cilium cluster pool {' '.join(str(p) for p in pools)} with a /{mask} per node has room for "
+            f"{room} node(s); the cluster has {have}")
+    if have > room:
+        return [finding("cilium.pool-capacity", S.BLOCKING,
+                        f"{text}: nodes past the {room}th would get no pod CIDR and their pods no address",
+                        fix)]
+    if have > 0.8 * room:
+        return [finding("cilium.pool-capacity", S.WARNING, f"{text}: little room to grow", fix)]
+    return [finding("cilium.pool-capacity", S.INFO, text)]
+
+
 def check_node_config_version(inputs: PreflightInputs, facts: PreflightFacts) -> list[Finding]:
     versions = facts.node_config_versions
     if "v2" in versions:
@@ -97,4 +126,4 @@ def check_node_config_version(inputs: PreflightInputs, facts: PreflightFacts) ->
                     "helm upgrade cilium cilium/cilium -n kube-system --reuse-values --version 1.16.0")]
 
 
-CHECKS: tuple[Check, ...] = (check_installed, check_config, check_node_config_version)
+CHECKS: tuple[Check, ...] = (check_installed, check_config, check_pool_capacity, check_node_config_version)
