@@ -41,8 +41,19 @@ SLOW = Latencies(schedule=0.0, sandbox=0.2, ready=0.3, terminate=0.3, agent_star
                  calico_start=0.2, node_action=0.2, controller=0.0)
 
 
-def plan_for(k: int | str, workdir: Path):
+#: The example plan's Cilium pool (10.245.0.0/16, a /24 per node) holds 256 nodes; larger runs
+#: use a pool that holds them (preflight blocks a run whose pool is too small).
+LARGE_POOL = "10.128.0.0/12"
+
+
+def pool_for(nodes: int) -> str | None:
+    return LARGE_POOL if nodes > 200 else None
+
+
+def plan_for(k: int | str, workdir: Path, pool: str | None = None):
     data = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
+    if pool:
+        data["cilium"]["pod_cidr"] = pool
     data["concurrency"] = {"max_unavailable": k}
     data["order"] = {"strategy": "name"}
     data["drain"]["retry_interval"] = "1s"
@@ -51,12 +62,17 @@ def plan_for(k: int | str, workdir: Path):
     return load_plan(path)
 
 
+def _config(nodes: int, latencies: Latencies) -> SimConfig:
+    pool = pool_for(nodes)
+    return SimConfig(nodes=nodes, latencies=latencies, **({"cilium_pool": pool} if pool else {}))
+
+
 def run_once(nodes: int, k: int | str, latencies: Latencies) -> tuple[float, int, int]:
     """(wall seconds, requests excluding watch, connectivity checks among them) for one full run."""
     with tempfile.TemporaryDirectory() as tmp, \
-            SimCluster(config=SimConfig(nodes=nodes, latencies=latencies), seed=11, converge_timeout=600) as sim:
+            SimCluster(config=_config(nodes, latencies), seed=11, converge_timeout=600) as sim:
         kc = sim.write_kubeconfig(Path(tmp) / "kc")
-        plan = plan_for(k, Path(tmp))
+        plan = plan_for(k, Path(tmp), pool_for(nodes))
         sim.requests.reset()
         t0 = time.monotonic()
         outcome = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=Path(tmp)).run()
