@@ -95,7 +95,7 @@ def checkpoint_bytes(nodes: int) -> int:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench.engine")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10, 100, 1000])
     parser.add_argument("--wall-nodes", type=int, default=100)
     parser.add_argument("--wall-k", type=int, default=5)
     args = parser.parse_args(argv)
@@ -113,8 +113,9 @@ def main(argv: list[str]) -> None:
     size = checkpoint_bytes(5000)
     print(f"checkpoint at 5,000 nodes: {size} bytes ({size / 1024:.0f} KiB; target <= 256 KiB)", flush=True)
     # per-node time measured one node at a time on a small cluster (2 workers so drained pods have room)
-    one, _, n = run_once(3, 1, SLOW)
-    per = one / n
+    nodes_alone = 3
+    one, _, _ = run_once(nodes_alone, 1, SLOW)
+    per = one / nodes_alone
     wall, _, _ = run_once(args.wall_nodes, args.wall_k, SLOW)
     bound = 1.15 * math.ceil(args.wall_nodes / args.wall_k) * per
     print(f"wall time N={args.wall_nodes} k={args.wall_k}: {wall:.1f}s; per node alone {per:.2f}s; "
