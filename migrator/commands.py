@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from migrator import log as logsetup
-from migrator.cluster.errors import ClusterError, Conflict
+from migrator.cluster.errors import ClusterError
 from migrator.cluster.kube import KubeCluster
 from migrator.cluster.store import CheckpointStore
 from migrator.engine.decide import pod_scope, request
@@ -255,18 +255,10 @@ def cmd_request(args: argparse.Namespace) -> int:
     plan = _setup(args)
     store, cp, rv = _load_state(args, plan)
     try:
-        for _ in range(5):
-            if cp is None:
-                print(f"error: no migration state in {store.where}; nothing to {args.request}", file=sys.stderr)
-                return Exit.HALTED
-            try:
-                store.save(request(cp, args.request), rv)
-                break
-            except Conflict:
-                cp, rv = store.load()
-        else:
-            print(f"error: {store.where} kept changing; try again", file=sys.stderr)
+        if cp is None:
+            print(f"error: no migration state in {store.where}; nothing to {args.request}", file=sys.stderr)
             return Exit.HALTED
+        cp = store.update(lambda current: request(current, args.request), cp, rv, attempts=5)
     finally:
         store.port.close()
     print(f"{args.request} requested: the running migration honours it at the next step boundary "

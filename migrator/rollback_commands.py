@@ -16,7 +16,6 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from migrator.cluster.errors import Conflict
 from migrator.commands import (
     EXIT_HELP,
     _common,
@@ -103,22 +102,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             return Exit.DONE
         if not _confirm(args, "migrator rollback"):
             return Exit.INVALID
-        for _ in range(10):
-            audit = f"{now.isoformat(timespec='seconds')} rollback {'--all' if args.all else ' '.join(args.node)} " \
-                    f"by {request.by}: {request.reason}"
-            wanted = cp.model_copy(update={"rollback": _merge(cp, request),
-                                           "audit": (*cp.audit, truncate_error(audit))[-20:]})
-            try:
-                store.save(wanted, rv)
-                break
-            except Conflict:
-                cp, rv = store.load()
-                if cp is None:
-                    print(f"error: {store.where} was deleted meanwhile", file=sys.stderr)
-                    return Exit.HALTED
-        else:
-            print(f"error: {store.where} kept changing; try again", file=sys.stderr)
-            return Exit.HALTED
+        audit = truncate_error(f"{now.isoformat(timespec='seconds')} rollback "
+                               f"{'--all' if args.all else ' '.join(args.node)} by {request.by}: {request.reason}")
+        store.update(lambda current: current.model_copy(update={
+            "rollback": _merge(current, request), "audit": (*current.audit, audit)[-20:]}), cp, rv)
     finally:
         store.port.close()
     print(f"rollback recorded in {store.where}; waiting for the run lock "

@@ -9,9 +9,11 @@ compact line per node) belongs to ``model/checkpoint.py``; this module only move
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 
-from migrator.cluster.errors import AlreadyExists, ClusterError, Conflict
+from migrator.cluster.errors import AlreadyExists, ClusterError, Conflict, NotFound
 from migrator.cluster.port import ClusterPort
 from migrator.model.checkpoint import (
     Checkpoint,
@@ -85,3 +87,23 @@ class CheckpointStore:
         log.debug("checkpoint.saved", where=self.where, bytes=size,
                   resource_version=snapshot.resource_version)
         return snapshot.resource_version
+
+    def update(self, change: Callable[[Checkpoint], Checkpoint], checkpoint: Checkpoint,
+               resource_version: str | None, *, attempts: int = 10) -> Checkpoint:
+        """Save ``change(checkpoint)``; on a ``Conflict`` reload and apply ``change`` to the fresh
+        copy, up to ``attempts`` times. Returns what was saved; raises ``ClusterError`` when the
+        checkpoint vanished meanwhile or kept changing."""
+        current: Checkpoint | None = checkpoint
+        for _ in range(attempts):
+            if current is None:
+                raise ClusterError(f"{self.where} was deleted meanwhile")
+            wanted = change(current)
+            try:
+                self.save(wanted, resource_version)
+                return wanted
+            except NotFound:
+                current = None
+            except Conflict:
+                current, resource_version = self.load()
+        raise ClusterError(f"{self.where} kept changing; try again")
+

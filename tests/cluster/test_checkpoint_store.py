@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from migrator.cluster.errors import Conflict
+from migrator.cluster.errors import ClusterError, Conflict
 from migrator.cluster.store import CheckpointStore, CheckpointUnreadable
 
 from .checkpoints import sample_checkpoint
@@ -39,3 +39,31 @@ def test_unreadable_checkpoint(port) -> None:
     port.create_configmap("kube-system", "cni-migration-state", {"garbage": "yes"})
     with pytest.raises(CheckpointUnreadable, match="kubectl -n kube-system get cm"):
         CheckpointStore(port).load()
+
+
+def test_update_reapplies_the_change_to_a_fresh_copy_after_a_conflict(sim, port) -> None:
+    store = CheckpointStore(port)
+    cp = sample_checkpoint()
+    stale = store.save(cp, None)
+    store.save(cp.model_copy(update={"halted": "someone else"}), stale)   # a concurrent writer
+    saved = store.update(lambda current: current.model_copy(update={"requested": "pause"}), cp, stale)
+    loaded, _ = store.load()
+    assert loaded == saved and loaded.requested == "pause" and loaded.halted == "someone else"
+    sim.store.delete("configmaps", "kube-system", "cni-migration-state")
+    with pytest.raises(ClusterError, match="deleted meanwhile"):
+        store.update(lambda current: current, cp, stale)
+
+
+def test_update_gives_up_when_the_checkpoint_keeps_changing(port) -> None:
+    store = CheckpointStore(port)
+    cp = sample_checkpoint()
+    rv = store.save(cp, None)
+    other = CheckpointStore(port)
+    writes = iter(range(100))
+
+    def meddle(current):
+        other.save(current.model_copy(update={"halted": f"write {next(writes)}"}), other.load()[1])
+        return current.model_copy(update={"requested": "pause"})
+    with pytest.raises(ClusterError, match="kept changing"):
+        store.update(meddle, cp, rv, attempts=3)
+    assert store.load()[0].requested is None
