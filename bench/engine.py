@@ -50,16 +50,31 @@ def pool_for(nodes: int) -> str | None:
     return LARGE_POOL if nodes > 200 else None
 
 
-def plan_for(k: int | str, workdir: Path, pool: str | None = None):
+def plan_for(k: int | str, workdir: Path, pool: str | None = None, **sections: object):
+    """The example plan at concurrency ``k``, nodes by name, quick retries; ``sections`` replace
+    whole top-level sections."""
     data = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
     if pool:
         data["cilium"]["pod_cidr"] = pool
     data["concurrency"] = {"max_unavailable": k}
     data["order"] = {"strategy": "name"}
     data["drain"]["retry_interval"] = "1s"
-    path = workdir / f"plan-{k}.yaml"
+    data.update(sections)
+    path = workdir / "plan.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_plan(path)
+
+
+def timed_run(sim: SimCluster, plan, workdir: Path, what: str) -> float:
+    """Run ``plan`` to the end against ``sim`` with a cleared request log; wall seconds."""
+    kc = sim.write_kubeconfig(workdir / "kc")
+    sim.requests.reset()
+    t0 = time.monotonic()
+    outcome = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=workdir).run()
+    wall = time.monotonic() - t0
+    if outcome.code != 0:
+        raise RuntimeError(f"{what} ended {outcome.code}: {outcome.message}")
+    return wall
 
 
 def _config(nodes: int, latencies: Latencies) -> SimConfig:
@@ -71,14 +86,7 @@ def run_once(nodes: int, k: int | str, latencies: Latencies) -> tuple[float, int
     """(wall seconds, requests excluding watch, connectivity checks among them) for one full run."""
     with tempfile.TemporaryDirectory() as tmp, \
             SimCluster(config=_config(nodes, latencies), seed=11, converge_timeout=600) as sim:
-        kc = sim.write_kubeconfig(Path(tmp) / "kc")
-        plan = plan_for(k, Path(tmp), pool_for(nodes))
-        sim.requests.reset()
-        t0 = time.monotonic()
-        outcome = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=Path(tmp)).run()
-        wall = time.monotonic() - t0
-        if outcome.code != 0:
-            raise RuntimeError(f"run at {nodes} nodes ended {outcome.code}: {outcome.message}")
+        wall = timed_run(sim, plan_for(k, Path(tmp), pool_for(nodes)), Path(tmp), f"run at {nodes} nodes")
         probes = sum(1 for e in sim.requests.entries if e.resource == "pods/proxy")
         return wall, sim.requests.total(exclude_watch=True), probes
 

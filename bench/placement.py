@@ -13,34 +13,16 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
-import yaml
-
-from bench.engine import FAST, ROOT
+from bench.engine import FAST, plan_for, timed_run
 from migrator import log as logsetup
-from migrator.cluster.kube import KubeCluster
 from migrator.model.checkpoint import from_configmap_data
-from migrator.model.plan import load_plan
-from migrator.runner import Runner
 from migrator.sim.cluster import SimCluster
 from migrator.sim.config import SimConfig
 from migrator.sim.store import Event
 
 WORKLOAD_OWNERS = {"ReplicaSet", "StatefulSet", "Job"}
-
-
-def _plan(strategy: str, workdir: Path):
-    data = yaml.safe_load((ROOT / "plans" / "example.yaml").read_text())
-    data["concurrency"] = {"max_unavailable": "10%"}
-    data["order"] = {"strategy": "name"}
-    data["drain"]["retry_interval"] = "1s"
-    data["placement"] = {"strategy": strategy}
-    data["probes"] = {"sampling": {"pairs": 10, "interval": "2s"}}
-    path = workdir / f"plan-{strategy}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return load_plan(path)
 
 
 def measure(strategy: str, nodes: int, pods_per_node: int, scoring: str) -> tuple[float, int, float, int]:
@@ -60,14 +42,9 @@ def measure(strategy: str, nodes: int, pods_per_node: int, scoring: str) -> tupl
         sim.world.on("pods", remember)
         workload = sum(1 for p in sim.store.list("pods")
                        if owners.get((p["metadata"]["namespace"], p["metadata"]["name"])) in WORKLOAD_OWNERS)
-        kc = sim.write_kubeconfig(Path(tmp) / "kc")
-        plan = _plan(strategy, Path(tmp))
-        sim.requests.reset()
-        t0 = time.monotonic()
-        outcome = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=Path(tmp)).run()
-        wall = time.monotonic() - t0
-        if outcome.code != 0:
-            raise RuntimeError(f"{strategy} at {nodes} nodes ended {outcome.code}: {outcome.message}")
+        plan = plan_for("10%", Path(tmp), placement={"strategy": strategy},
+                        probes={"sampling": {"pairs": 10, "interval": "2s"}})
+        wall = timed_run(sim, plan, Path(tmp), f"{strategy} at {nodes} nodes")
         restarts = sum(1 for e in sim.requests.entries
                        if ((e.verb == "create" and e.resource == "pods/eviction" and e.code == 201)
                            or (e.verb == "delete" and e.resource == "pods" and e.code == 200))
