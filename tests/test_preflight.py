@@ -206,4 +206,5 @@ def test_cilium_pool_must_hold_every_node(nodes: int, mask: str | None, severity
              if f.check == "cilium.pool-capacity"]
     assert [f.severity for f in found] == [severity], found
     if severity is Severity.BLOCKING:
-        assert "room for 256 node(s); the cluster has 257" in found[0].message and found[0].fix_command
+        assert "room for 256 node(s); the cluster has 257" in found[0].message
+        assert found[0].fix_command.endswith("--set ipam.operator.clusterPoolIPv4MaskSize=25")

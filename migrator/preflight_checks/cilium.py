@@ -10,6 +10,7 @@ produces the expected key.
 from __future__ import annotations
 
 import ipaddress
+import math
 
 from migrator.preflight_checks.facts import Check, Finding, PreflightFacts, PreflightInputs, finding
 from migrator.preflight_checks.facts import Severity as S
@@ -97,8 +98,11 @@ def check_pool_capacity(inputs: PreflightInputs, facts: PreflightFacts) -> list[
     if not pools:
         return []
     have = len(facts.nodes)
-    fix = (f"{HELM} --set ipam.operator.clusterPoolIPv4MaskSize=<larger> or "
-           "--set ipam.operator.clusterPoolIPv4PodCIDRList='{<a larger pool>}' (and the plan's cilium.pod_cidr)")
+    # the per-node prefix that would give the first pool room for every node with a fifth to spare
+    fitting = pools[0].prefixlen + math.ceil(math.log2(max(2, have * 1.25)))
+    fix = (f"{HELM} --set ipam.operator.clusterPoolIPv4MaskSize={fitting}" if fitting <= 28 else
+           f"{HELM} --set ipam.operator.clusterPoolIPv4PodCIDRList='{{<a larger pool>}}' "
+           "and set the plan's cilium.pod_cidr to it")
     text = (f"the Cilium cluster pool {' '.join(str(p) for p in pools)} with a /{mask} per node has room for "
             f"{room} node(s); the cluster has {have}")
     if have > room:
