@@ -206,7 +206,7 @@ class Runner:
                 cp = decision.checkpoint
                 if decision.actions:
                     results = self.executor.run(decision.actions)
-                    folded = record_results(cp, results, self.clock.now())
+                    folded = record_results(cp, results, self.clock.now(), plan.drain.retry_interval)
                     if folded != cp:
                         self._save(folded)
                         cp = folded

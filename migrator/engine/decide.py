@@ -23,7 +23,7 @@ from migrator.engine import placement
 from migrator.engine.actions import Action, ApplyObject, EnsureNodeConfig, RunProbes
 from migrator.engine.gates import start_gate
 from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome, begin_restore, start
-from migrator.engine.ordering import in_flight, order_nodes, startable
+from migrator.engine.ordering import in_flight, order_nodes, pod_scope, startable
 from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
 from migrator.engine.rollback import AUTOMATIC
 from migrator.engine.states import NodePhase, RunPhase
@@ -90,11 +90,6 @@ def new_checkpoint(plan: MigrationPlan, obs: ClusterObservation, run_id: str,
                       run_phase=RunPhase.PREFLIGHT, run_phase_started_at=when, started_at=when,
                       updated_at=when,
                       nodes=tuple(NodeRecord(name=name) for name in order_nodes(plan, obs.nodes)))
-
-
-def pod_scope(checkpoint: Checkpoint) -> frozenset[str]:
-    """Nodes whose pods the next observation must include (the nodes in flight)."""
-    return frozenset(r.name for r in checkpoint.nodes if in_flight(r))
 
 
 def request(checkpoint: Checkpoint, what: str | None) -> Checkpoint:
@@ -199,7 +194,7 @@ def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
 
 def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
              now: datetime) -> tuple[Checkpoint, list[Action], list[str], datetime | None]:
-    ctx = StepContext(plan=plan, obs=obs, now=now, network=plan.cilium.network, busy=pod_scope(cp))
+    ctx = StepContext.of(plan, cp, obs, now)
     actions: list[Action] = []
     notes: list[str] = []
     updates: dict[str, NodeRecord] = {}

@@ -26,10 +26,19 @@ from migrator.engine.actions import (
     RestoreNodeState,
     Uncordon,
 )
+from migrator.engine.budget import DisruptionBudgets
+from migrator.engine.ordering import pod_scope
 from migrator.engine.pods import drain_view, is_agent, owner_key, recycle_view, replaced, verify_pod_name
 from migrator.engine.states import NodePhase
 from migrator.engine.table import check_node_move
-from migrator.model.checkpoint import Intent, IntentStep, NodeRecord, PriorNodeState, truncate_error
+from migrator.model.checkpoint import (
+    Checkpoint,
+    Intent,
+    IntentStep,
+    NodeRecord,
+    PriorNodeState,
+    truncate_error,
+)
 from migrator.model.observation import ClusterObservation, NodeFacts, PodFacts
 from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, format_duration
 
@@ -59,7 +68,15 @@ class StepContext:
     obs: ClusterObservation
     now: datetime
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    budgets: DisruptionBudgets   # room left in each PDB, spent by this decision's evictions
     busy: frozenset[str] = frozenset()   # nodes in flight: never probe peers
+
+    @classmethod
+    def of(cls, plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime) -> StepContext:
+        """The context of one decision over ``cp``: the nodes in flight and the budgets' room."""
+        sent_uids = [uid for r in cp.nodes if r.intent is not None for uid in r.intent.pods]
+        return cls(plan=plan, obs=obs, now=now, network=plan.cilium.network, busy=pod_scope(cp),
+                   budgets=DisruptionBudgets(obs, sent=sent_uids))
 
 
 @dataclass
@@ -246,25 +263,55 @@ def drain(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
     out.wake(deadline)
     if override is not None and intent.blocked_since is not None and not overriding:
         out.wake(intent.blocked_since + override.after)
-    if not overriding and intent.not_before is not None and now < intent.not_before:
-        out.wake(intent.not_before)
-        out.note = f"eviction back-off, {len(view.to_evict)} pods left"
-        return
+    backing_off = not overriding and backing_off_at(intent, now)
     resend = due(intent, now)
     fresh = [p for p in view.to_evict if p.uid not in intent.pods or resend]
+    chosen: list[PodFacts] = []
     forced = 0
     for pod in fresh:
         if overriding and ctx.obs.pdbs_covering(pod):
             _override(out, ctx, pod)
             forced += 1
-        else:
+        elif evictable(ctx, intent, pod, backing_off=backing_off):
             out.actions.append(EvictPod(node=node.name, namespace=pod.namespace, name=pod.name, uid=pod.uid,
                                         grace_period_seconds=plan.drain.grace_period_seconds))
-    if fresh:
-        uids = tuple(dict.fromkeys(intent.pods + tuple(p.uid for p in fresh)))
+        else:
+            continue
+        chosen.append(pod)
+    if chosen:
+        uids = tuple(dict.fromkeys(intent.pods + tuple(p.uid for p in chosen)))
         sent(out, ctx, pods=uids)
+    if backing_off:
+        out.wake(intent.not_before)
+        if not chosen:
+            out.note = f"eviction back-off, {len(view.to_evict)} pods left"
+            return
     out.note = (f"draining: {len(view.to_evict)} to evict ({forced} by PDB override), "
                 f"{len(view.terminating)} terminating")
+
+
+def backing_off_at(intent: Intent, now: datetime) -> bool:
+    return intent.not_before is not None and now < intent.not_before
+
+
+def evictable(ctx: StepContext, intent: Intent, pod: PodFacts, *, backing_off: bool) -> bool:
+    """Whether this decision sends ``pod``'s eviction (or recycle delete).
+
+    A pod a PodDisruptionBudget guards goes when the observed room of its budgets allows (this
+    decision spends it, so two nodes never race for the last unit) — even while its node backs
+    off after a budget's 429, since the room is back as soon as the replacement is Ready. Without
+    room it is still asked once the back-off is over — the server decides, and its 429 starts the
+    next back-off — unless the room was there and our own evictions took it (a sure refusal).
+    Other pods, and every pod during a back-off that no budget caused (the API server
+    throttling), wait the back-off out.
+    """
+    if not ctx.budgets.guarded(pod):
+        return not backing_off
+    if backing_off and intent.blocked_since is None:
+        return False
+    if ctx.budgets.take(pod):
+        return True
+    return not backing_off and not ctx.budgets.contended(pod)
 
 
 def _override(out: StepOutcome, ctx: StepContext, pod: PodFacts) -> None:
@@ -421,13 +468,16 @@ def send_recycle(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, to_cili
     intent = out.record.intent
     assert intent is not None
     view = recycle_view(ctx.obs.pods_on(node.name), plan, ctx.network, to_cilium=to_cilium)
-    if intent.not_before is not None and now < intent.not_before:
+    backing_off = backing_off_at(intent, now)
+    if backing_off:
         out.wake(intent.not_before)
-        out.note = "recycle back-off"
-        return
     resend = due(intent, now)
     fresh = [p for p in view.to_recycle
-             if not is_agent(p, plan) and (p.uid not in intent.pods or resend)]
+             if not is_agent(p, plan) and (p.uid not in intent.pods or resend)
+             and evictable(ctx, intent, p, backing_off=backing_off)]
+    if backing_off and not fresh:
+        out.note = "recycle back-off"
+        return
     for pod in fresh:
         if not pod.daemonset or ctx.obs.pdbs_covering(pod):
             out.actions.append(EvictPod(node=node.name, namespace=pod.namespace, name=pod.name,

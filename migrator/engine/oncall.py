@@ -17,7 +17,7 @@ from datetime import datetime
 
 from migrator.engine import placement
 from migrator.engine.actions import Action, DeleteNodeConfig, RunProbes
-from migrator.engine.decide import Decision, PlanMismatch, node_config_version, pod_scope
+from migrator.engine.decide import Decision, PlanMismatch, node_config_version
 from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome
 from migrator.engine.ordering import in_flight
 from migrator.engine.probes import fleet_removal, sweep_checks
@@ -70,7 +70,7 @@ def decide_rollback(plan: MigrationPlan, checkpoint: Checkpoint, obs: ClusterObs
         return Decision(cp, (), "no rollback requested", False)
     if request.all and not cp.run_phase.terminal and cp.run_phase is not RunPhase.ROLLING_BACK:
         cp = _run_move(cp, RunPhase.ROLLING_BACK, now)
-    ctx = StepContext(plan=plan, obs=obs, now=now, network=plan.cilium.network, busy=pod_scope(cp))
+    ctx = StepContext.of(plan, cp, obs, now)
     actions: list[Action] = []
     notes: list[str] = []
     wake: list[datetime] = []

@@ -89,6 +89,11 @@ def in_flight(record: NodeRecord) -> bool:
     return not record.phase.terminal
 
 
+def pod_scope(checkpoint: Checkpoint) -> frozenset[str]:
+    """Nodes whose pods the next observation must include (the nodes in flight)."""
+    return frozenset(r.name for r in checkpoint.nodes if in_flight(r))
+
+
 def startable(plan: MigrationPlan, checkpoint: Checkpoint, nodes: dict[str, NodeFacts]) -> list[str]:
     """Pending nodes that may start now, in order, within the concurrency limits.
 

@@ -1,7 +1,8 @@
-"""``record_results(checkpoint, results, now) -> Checkpoint``: fold action outcomes back in.
+"""``record_results(checkpoint, results, now, backoff) -> Checkpoint``: fold action outcomes back in.
 
 The engine moves phases only on what it *observes*; results matter for what cannot be
-observed: a refused eviction (back off until ``not_before``, remember when PDBs started
+observed: a refused eviction (back off until ``not_before`` — the server's Retry-After, else
+the plan's ``drain.retry_interval`` — remember when PDBs started
 blocking, forget the uid so the pod is tried again), a failed write (clear ``sent_at`` so the
 step is re-sent at once, keep the error for humans), and finalize steps whose effect is a local
 file or a ConfigMap the shell does not watch. "Already gone" and "already exists" count as
@@ -33,7 +34,7 @@ HARMLESS = frozenset({"NotFound", "AlreadyExists"})
 NEXT_FINALIZE_STEP = {"helm-values": "configmap", "configmap": "restart-agents"}
 
 
-def _fold_node(record: NodeRecord, result: ActionResult, now: datetime) -> NodeRecord:
+def _fold_node(record: NodeRecord, result: ActionResult, now: datetime, backoff: timedelta) -> NodeRecord:
     intent = record.intent
     message = truncate_error(f"{result.action.kind}: {result.error_kind}: {result.message}")
     if intent is None:
@@ -47,7 +48,7 @@ def _fold_node(record: NodeRecord, result: ActionResult, now: datetime) -> NodeR
     else:
         changes["sent_at"] = None
     if result.error_kind in ("Throttled", "DisruptionBudgetBlocked", "Unavailable"):
-        delay = timedelta(seconds=result.retry_after) if result.retry_after else DEFAULT_BACKOFF
+        delay = timedelta(seconds=result.retry_after) if result.retry_after else backoff
         changes["not_before"] = now + delay
     if result.error_kind == "DisruptionBudgetBlocked" and intent.blocked_since is None:
         changes["blocked_since"] = now
@@ -110,9 +111,12 @@ def _fold_sample(cp: Checkpoint, result: ActionResult) -> Checkpoint:
     return cp.model_copy(update={"requested": requested, "last_error": message})
 
 
-def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult],
-                   now: datetime) -> Checkpoint:
-    """The checkpoint with the outcomes of executed actions folded in (pure)."""
+def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult], now: datetime,
+                   backoff: timedelta = DEFAULT_BACKOFF) -> Checkpoint:
+    """The checkpoint with the outcomes of executed actions folded in (pure).
+
+    ``backoff`` is how long a refused request waits when the server names no Retry-After
+    (the runner passes the plan's ``drain.retry_interval``)."""
     now = utc(now)
     cp = checkpoint
     updates: dict[str, NodeRecord] = {}
@@ -132,7 +136,7 @@ def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult],
         if not finalizing and action.node is not None and cp.node(action.node) is not None:
             if failed:
                 current = updates.get(action.node) or cp.by_name[action.node]
-                updates[action.node] = _fold_node(current, result, now)
+                updates[action.node] = _fold_node(current, result, now, backoff)
             continue
         if failed or result.ok:
             cp = _fold_run(cp, result, now)

@@ -32,7 +32,7 @@ def iterate(plan: MigrationPlan, toy: ToyCluster, cp: Checkpoint, now: datetime,
     cp = from_configmap_data(to_configmap_data(decision.checkpoint))
     if execute:
         results = [toy.apply(a) for a in decision.actions]
-        cp = record_results(cp, results, now)
+        cp = record_results(cp, results, now, plan.drain.retry_interval)
         toy.settle()
     return cp, decision
 

@@ -86,7 +86,8 @@ def test_placement_taints_pending_nodes_and_none_survives_a_kill_and_resume(sim,
 
 @pytest.mark.parametrize("strategy", ["steer", "in-place"])
 def test_abort_removes_the_placement_taints(sim, kubeconfig, tmp_path, strategy):
-    plan = fast_plan(tmp_path, {"placement.strategy": strategy})
+    # the pause keeps the run in flight however quickly the nodes migrate, so the abort lands mid-run
+    plan = fast_plan(tmp_path, {"placement.strategy": strategy, "gates.pause_between_nodes": "5m"})
     proc = spawn("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
     try:
         deadline = time.monotonic() + 60

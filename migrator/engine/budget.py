@@ -1,0 +1,82 @@
+"""Disruption room per PodDisruptionBudget, spent by one decision across every node in flight.
+
+The API server refuses an eviction (429) while a budget's ``status.disruptionsAllowed`` is zero,
+and a refused node backs off for ``drain.retry_interval`` before asking again, as
+``kubectl drain`` does. Nodes in flight share budgets (five nodes each holding a replica of a
+Deployment whose PDB allows one disruption), so a timer alone wastes most of each back-off: the
+room usually comes back a second after the replacement turns Ready. The engine therefore
+spends the observed room itself:
+
+* the room of a budget is its observed ``disruptionsAllowed``, less the pods it covers whose
+  eviction was sent (recorded in an intent) but is not observed yet — the cache lags the
+  server by a few milliseconds;
+* each eviction sent in this decision takes one, so two nodes never race for the last one (a
+  budget whose observed room our own evictions have taken is not asked again);
+* a node backing off after a 429 still evicts a pod as soon as that pod's budgets have room.
+
+The server stays the authority: a stale room costs one more 429 and the back-off it brings.
+Pods the eviction subresource lets through without asking budgets (Pending, Succeeded, Failed,
+already deleting) need no room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from migrator.model.observation import ClusterObservation, PdbFacts, PodFacts
+
+EXEMPT_PHASES = frozenset({"Pending", "Succeeded", "Failed"})
+
+
+def _key(pdb: PdbFacts) -> tuple[str, str]:
+    return pdb.namespace, pdb.name
+
+
+class DisruptionBudgets:
+    """The room left in each budget during one decision."""
+
+    def __init__(self, obs: ClusterObservation, sent: Iterable[str] = ()) -> None:
+        self._obs = obs
+        self._observed = {_key(p): p.disruptions_allowed for p in obs.pdbs}
+        self._room = dict(self._observed)
+        self._holding: set[str] = set()  # uids whose sent eviction already holds a unit of room
+        pending = set(sent)
+        if pending and self._room:
+            for pod in obs.pods:
+                if pod.uid in pending and not self.exempt(pod):
+                    self._holding.add(pod.uid)
+                    for pdb in obs.pdbs_covering(pod):
+                        self._room[_key(pdb)] -= 1
+
+    @staticmethod
+    def exempt(pod: PodFacts) -> bool:
+        return pod.deleting or pod.phase in EXEMPT_PHASES
+
+    def guarded(self, pod: PodFacts) -> bool:
+        """True when evicting ``pod`` needs room in a budget."""
+        return not self.exempt(pod) and bool(self._obs.pdbs_covering(pod))
+
+    def take(self, pod: PodFacts) -> bool:
+        """Spend one unit of room in each of ``pod``'s budgets; False (nothing spent) when any has none.
+
+        A pod whose eviction was already sent holds its unit: sending it again takes no more."""
+        if pod.uid in self._holding or not self.guarded(pod):
+            return True
+        budgets = [_key(p) for p in self._obs.pdbs_covering(pod)]
+        if any(self._room.get(k, 0) < 1 for k in budgets):
+            return False
+        for k in budgets:
+            self._room[k] -= 1
+        self._holding.add(pod.uid)
+        return True
+
+    def contended(self, pod: PodFacts) -> bool:
+        """True when a budget of ``pod`` showed room that our own evictions have all taken: asking
+        the server now would only be refused."""
+        return any(
+            self._observed.get(k, 0) >= 1 > self._room.get(k, 0)
+            for k in map(_key, self._obs.pdbs_covering(pod))
+        )
+
+    def room(self, pdb: PdbFacts) -> int:
+        return self._room.get(_key(pdb), pdb.disruptions_allowed)
