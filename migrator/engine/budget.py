@@ -17,15 +17,32 @@ spends the observed room itself:
 The server stays the authority: a stale room costs one more 429 and the back-off it brings.
 Pods the eviction subresource lets through without asking budgets (Pending, Succeeded, Failed,
 already deleting) need no room.
+
+Before switching a node in place, the engine asks whether its pods' budgets will let them go
+(``recovers``): a budget at zero only because replacements are starting — usually those of
+our own evictions on other nodes — gets its room back in a moment, while one held at zero by
+pods that stay unhealthy does not, and that node must wait before anything changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from migrator.model.observation import ClusterObservation, PdbFacts, PodFacts
 
 EXEMPT_PHASES = frozenset({"Pending", "Succeeded", "Failed"})
+
+#: A pod not Ready yet and younger than this is taken to be on its way to Ready (a replacement
+#: starting). An older one — crash-looping, unschedulable, failing its readiness probe — is not
+#: counted on to give its budget room back.
+STARTING_GRACE = timedelta(minutes=1)
+
+
+def starting(pod: PodFacts, now: datetime) -> bool:
+    """True for a pod that is expected to turn Ready soon."""
+    return (not pod.ready and not pod.deleting and pod.phase in ("Pending", "Running")
+            and pod.created_at is not None and now - pod.created_at < STARTING_GRACE)
 
 
 def _key(pdb: PdbFacts) -> tuple[str, str]:
@@ -77,6 +94,13 @@ class DisruptionBudgets:
             self._observed.get(k, 0) >= 1 > self._room.get(k, 0)
             for k in map(_key, self._obs.pdbs_covering(pod))
         )
+
+    def recovers(self, pdb: PdbFacts, now: datetime) -> bool:
+        """True when ``pdb`` allows a disruption now, or will once its starting pods are Ready."""
+        if pdb.disruptions_allowed >= 1:
+            return True
+        coming = sum(1 for pod in self._obs.pods if pdb.covers(pod) and starting(pod, now))
+        return pdb.current_healthy + coming - pdb.desired_healthy >= 1
 
     def room(self, pdb: PdbFacts) -> int:
         return self._room.get(_key(pdb), pdb.disruptions_allowed)

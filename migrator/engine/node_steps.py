@@ -194,7 +194,8 @@ def label_in_place(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
 
     The pods are recycled after the switch; a bare pod or emptyDir data that the plan's drain
     rules protect would be lost then, so it blocks the node here, before anything changed. A pod
-    whose PodDisruptionBudget allows no disruption now is waited for, up to ``drain.timeout``,
+    whose PodDisruptionBudget allows no disruption, and will not once its starting pods are
+    Ready (``DisruptionBudgets.recovers``), is waited for, up to ``drain.timeout``,
     then the node is halted on or skipped as ``drain.on_pdb_blocked`` says: a node is never
     switched while its pods could not be moved onto Cilium.
     """
@@ -210,7 +211,7 @@ def label_in_place(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
             _blocked(out, ctx, f"in-place recycle blocked: {pod.key} {why}")
             return
         held = next(((p, b) for p in view.to_evict for b in ctx.obs.pdbs_covering(p)
-                     if b.disruptions_allowed < 1), None)
+                     if not ctx.budgets.recovers(b, ctx.now)), None)
         if held is not None:
             pod, pdb = held
             why = f"{pod.key} is guarded by PodDisruptionBudget {pdb.namespace}/{pdb.name} allowing no disruption"

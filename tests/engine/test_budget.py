@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from migrator.engine.actions import ActionResult, EvictPod
+from migrator.engine.actions import ActionResult, EvictPod, LabelNode
 from migrator.engine.budget import DisruptionBudgets
 from migrator.engine.node_steps import StepContext
 from migrator.engine.results import record_results
 from migrator.engine.states import NodePhase
 from migrator.engine.steps import step_node
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord
+from migrator.model.observation import LabelSelector, PdbFacts
 from tests.engine.loop import make_plan
 from tests.engine.toy import T0, ToyCluster
 
@@ -95,3 +96,45 @@ def test_a_refusal_backs_off_for_the_plans_retry_interval_when_the_server_names_
     ).node("node-1")
     assert after.intent.not_before == NOW + timedelta(seconds=2)
     assert after.intent.blocked_since == NOW and after.intent.pods == ()
+
+
+IN_PLACE = make_plan(placement={"strategy": "in-place"})
+
+
+def _in_place_toy(*, healthy: int, desired: int, unready_age: timedelta | None) -> ToyCluster:
+    """web's budget at zero (``healthy`` Ready of ``desired`` needed), plus a web pod not Ready yet,
+    created ``unready_age`` ago, on node-2."""
+    toy = ToyCluster(workers=2, control_plane=0)
+    toy.pdbs.append(PdbFacts(namespace="shop", name="web-pdb", selector=LabelSelector(match_labels={"app": "web"}),
+                             disruptions_allowed=0, current_healthy=healthy, desired_healthy=desired,
+                             expected_pods=desired + 1))
+    if unready_age is not None:
+        pod = toy._pod("shop", "web-new", "node-2", owner=("ReplicaSet", "web"), labels={"app": "web"})
+        toy.pods[pod.key] = pod.model_copy(update={"ready": False, "created_at": NOW - unready_age})
+    return toy
+
+
+def _switch_decision(toy: ToyCluster) -> str:
+    """What node-1, about to be switched in place, does in one decision: "label" or its note."""
+    record = NodeRecord(name="node-1", phase=NodePhase.PENDING, attempt=1, phase_started_at=NOW,
+                        intent=Intent(step="label"))
+    cp = Checkpoint(plan_name="p", plan_hash="h", run_id="r", started_at=T0, nodes=(record,))
+    out = step_node(record, StepContext.of(IN_PLACE, cp, toy.observe(), NOW))
+    return "label" if any(isinstance(a, LabelNode) for a in out.actions) else out.note
+
+
+def test_in_place_switch_goes_ahead_while_the_budget_waits_only_for_a_starting_replacement() -> None:
+    toy = _in_place_toy(healthy=2, desired=2, unready_age=timedelta(seconds=2))
+    assert _switch_decision(toy) == "label"
+
+
+def test_in_place_switch_waits_for_a_budget_held_by_a_pod_that_stays_unready() -> None:
+    toy = _in_place_toy(healthy=2, desired=2, unready_age=timedelta(minutes=5))   # crash-looping
+    assert _switch_decision(toy).startswith("waiting before the switch: shop/web-node-1-0 is guarded")
+    toy = _in_place_toy(healthy=2, desired=2, unready_age=None)
+    assert _switch_decision(toy).startswith("waiting before the switch")
+
+
+def test_in_place_switch_waits_when_the_starting_pods_would_not_give_the_budget_room() -> None:
+    toy = _in_place_toy(healthy=1, desired=2, unready_age=timedelta(seconds=2))   # one more is down
+    assert _switch_decision(toy).startswith("waiting before the switch")

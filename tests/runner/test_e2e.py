@@ -92,7 +92,8 @@ def test_sigkill_then_resume_finishes_without_repeating_steps(sim, kubeconfig, t
 
 
 def test_a_second_run_exits_3_naming_the_holder(sim, kubeconfig, tmp_path):
-    plan = fast_plan(tmp_path)
+    # the pause keeps the first run holding the lease however quickly its nodes migrate
+    plan = fast_plan(tmp_path, {"gates.pause_between_nodes": "5m"})
     first = spawn("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes",
                   "--output-dir", str(tmp_path))
     try:
@@ -104,9 +105,12 @@ def test_a_second_run_exits_3_naming_the_holder(sim, kubeconfig, tmp_path):
         second = migrator("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
         assert second.returncode == 3, second.stderr
         assert holder in second.stderr
+        assert first.poll() is None, "the refused run must not disturb the holder"
+        aborted = migrator("abort", "--plan", str(plan), "--kubeconfig", str(kubeconfig))
+        assert aborted.returncode == 0, aborted.stderr
     finally:
         first.wait(timeout=120)
-    assert first.returncode == 0
+    assert first.returncode == 1   # aborted at a step boundary
 
 
 def test_plan_writes_nothing(sim, kubeconfig, capsys):
