@@ -5,6 +5,11 @@
 2. Checkpoint bytes in the ConfigMap at 5,000 nodes (every node DONE, with its prior state).
 3. Wall time at N=100, k=5 with simulated per-node latencies, against
    1.15 x ceil(N/k) x (per-node time of one node alone: drain + agent restart + verification).
+   The bound presumes the k nodes in flight do not wait for each other. On the default cluster
+   they do: shop/web runs a replica on every node under a PodDisruptionBudget allowing one
+   disruption, so its N evictions happen one at a time, each waiting for the previous
+   replacement to turn Ready. The run is timed twice: with that budget allowing k disruptions
+   (what the bound presumes), and on the default cluster, printed with the budget's own floor.
 Targets: <= 40 requests/node; 1,000 within 10% of 100; <= 256 KiB; wall time within the bound.
 """
 
@@ -77,15 +82,17 @@ def timed_run(sim: SimCluster, plan, workdir: Path, what: str) -> float:
     return wall
 
 
-def _config(nodes: int, latencies: Latencies) -> SimConfig:
+def _config(nodes: int, latencies: Latencies, web_max_unavailable: int | str = 1) -> SimConfig:
     pool = pool_for(nodes)
-    return SimConfig(nodes=nodes, latencies=latencies, **({"cilium_pool": pool} if pool else {}))
+    return SimConfig(nodes=nodes, latencies=latencies, web_max_unavailable=web_max_unavailable,
+                     **({"cilium_pool": pool} if pool else {}))
 
 
-def run_once(nodes: int, k: int | str, latencies: Latencies) -> tuple[float, int, int]:
+def run_once(nodes: int, k: int | str, latencies: Latencies,
+             web_max_unavailable: int | str = 1) -> tuple[float, int, int]:
     """(wall seconds, requests excluding watch, connectivity checks among them) for one full run."""
-    with tempfile.TemporaryDirectory() as tmp, \
-            SimCluster(config=_config(nodes, latencies), seed=11, converge_timeout=600) as sim:
+    config = _config(nodes, latencies, web_max_unavailable)
+    with tempfile.TemporaryDirectory() as tmp, SimCluster(config=config, seed=11, converge_timeout=600) as sim:
         wall = timed_run(sim, plan_for(k, Path(tmp), pool_for(nodes)), Path(tmp), f"run at {nodes} nodes")
         probes = sum(1 for e in sim.requests.entries if e.resource == "pods/proxy")
         return wall, sim.requests.total(exclude_watch=True), probes
@@ -120,15 +127,22 @@ def main(argv: list[str]) -> None:
         print(f"  1,000 vs 100: {100 * (per_node[1000] / per_node[100] - 1):+.1f}%")
     size = checkpoint_bytes(5000)
     print(f"checkpoint at 5,000 nodes: {size} bytes ({size / 1024:.0f} KiB; target <= 256 KiB)", flush=True)
-    # per-node time measured one node at a time on a small cluster (2 workers so drained pods have room)
+    # per-node time measured one node at a time on a small cluster (2 workers so drained pods have
+    # room); the faster of two runs, as the first in a process also pays for warming up
     nodes_alone = 3
-    one, _, _ = run_once(nodes_alone, 1, SLOW)
-    per = one / nodes_alone
-    wall, _, _ = run_once(args.wall_nodes, args.wall_k, SLOW)
-    bound = 1.15 * math.ceil(args.wall_nodes / args.wall_k) * per
-    print(f"wall time N={args.wall_nodes} k={args.wall_k}: {wall:.1f}s; per node alone {per:.2f}s; "
-          f"bound 1.15 x {math.ceil(args.wall_nodes / args.wall_k)} x {per:.2f} = {bound:.1f}s "
-          f"({'within' if wall <= bound else 'OVER'})")
+    per = min(run_once(nodes_alone, 1, SLOW)[0] for _ in range(2)) / nodes_alone
+    n, k = args.wall_nodes, args.wall_k
+    bound = 1.15 * math.ceil(n / k) * per
+    print(f"wall time N={n} k={k}: bound 1.15 x {math.ceil(n / k)} x {per:.2f}s (one node alone) = {bound:.1f}s")
+    wall, _, _ = run_once(n, k, SLOW, web_max_unavailable=k)
+    print(f"  shop/web PDB allowing {k} disruptions: {wall:.1f}s ({'within' if wall <= bound else 'OVER'})",
+          flush=True)
+    wall, _, _ = run_once(n, k, SLOW)
+    workers = n - SimConfig().control_plane_nodes
+    cycle = SLOW.schedule + SLOW.sandbox + SLOW.ready
+    print(f"  default cluster (shop/web PDB allowing 1): {wall:.1f}s ({'within' if wall <= bound else 'OVER'}); "
+          f"that budget alone serialises {workers} evictions x {cycle:.1f}s replacement start = "
+          f"{workers * cycle:.1f}s")
 
 
 if __name__ == "__main__":

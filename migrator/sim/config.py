@@ -46,4 +46,7 @@ class SimConfig:
     # pods); "random": uniform over the feasible nodes (seeded), the model under which sequential
     # drains restart a pod about 1.7 times.
     scheduler_scoring: Literal["spread", "random"] = "spread"
+    # shop/web runs one replica per node; its PodDisruptionBudget's maxUnavailable (an int or a
+    # percentage) caps how many nodes in flight can move a web pod at once
+    web_max_unavailable: int | str = 1
     latencies: Latencies = field(default_factory=Latencies)

@@ -159,7 +159,7 @@ def shop(config: SimConfig, *, pdb_blocked: bool,
     api_replicas = 2
     yield "apps/deployments", deployment(ns, "web", {"app": "web"}, web_replicas(config.nodes), [
         container("nginx", "docker.io/library/nginx:1.27", ports=[("http", 80, "TCP")], readiness=("/", 80))])
-    yield "policy/poddisruptionbudgets", pdb(ns, "web", {"app": "web"}, max_unavailable=1)
+    yield "policy/poddisruptionbudgets", pdb(ns, "web", {"app": "web"}, max_unavailable=config.web_max_unavailable)
     yield "apps/deployments", deployment(ns, "api", {"app": "api"}, api_replicas, [
         container("agnhost", "registry.k8s.io/e2e-test-images/agnhost:2.52", args=["netexec", "--http-port=8080"],
                   ports=[("http", 8080, "TCP")], readiness=("/healthz", 8080))])
