@@ -13,18 +13,20 @@ Hooks: ``proxy`` answers the pods/proxy subresource (the simulated agnhost netex
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from migrator.sim import discovery, operations, tables
+from migrator.sim import discovery, operations, tables, wire
 from migrator.sim.errors import (
     ApiError,
     BadRequest,
@@ -37,6 +39,7 @@ from migrator.sim.errors import (
 )
 from migrator.sim.eviction import evict
 from migrator.sim.faults import ApiFaults
+from migrator.sim.httpparse import read_headers
 from migrator.sim.operations import Target, present
 from migrator.sim.registry import ApiResource, Registry, registry_for
 from migrator.sim.requestlog import RequestEntry, RequestLog
@@ -110,10 +113,23 @@ class ApiServer:
         return self._stopping.is_set()
 
 
+def _http_version(text: str) -> tuple[int, int] | None:
+    """(major, minor) of ``HTTP/x.y``; None when malformed."""
+    major, dot, minor = text.removeprefix("HTTP/").partition(".")
+    if not text.startswith("HTTP/") or not dot or not (major.isdigit() and minor.isdigit()) \
+            or len(major) > 10 or len(minor) > 10:
+        return None
+    return int(major), int(minor)
+
+
 class _Handler(BaseHTTPRequestHandler):
     api: ApiServer
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    # Buffer each response and send it whole (handle_one_request flushes after the handler):
+    # unbuffered, the headers and the body went out as two TLS records, two syscalls and two
+    # wake-ups of the client. Streams flush what they write themselves.
+    wbufsize = 1 << 16
     server_version = "migrator-sim-apiserver"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stdlib access log
@@ -124,6 +140,58 @@ class _Handler(BaseHTTPRequestHandler):
             super().handle()
         except OSError:  # TLS handshake or read failed: the client is gone
             self.close_connection = True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A request refused before routing (bad request line, oversized headers, unknown method):
+        a ``Status`` like every other error, on an HTTP/1.1 status line, then the connection closes
+        (what follows on it cannot be trusted)."""
+        phrase = HTTPStatus(code).phrase
+        err = ApiError(f"{message or phrase}{f': {explain}' if explain else ''}")
+        err.code, err.reason = code, phrase.title().replace(" ", "").replace("-", "")
+        self.close_connection = True
+        self.request_version = "HTTP/1.1"
+        self._warnings = []
+        self._send(code, err.status(), headers={"Connection": "close"})
+
+    def parse_request(self) -> bool:
+        """The request line and headers, as the standard library's, minus its email parser."""
+        self.command = None
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if not words:
+            return False
+        if len(words) != 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
+            return False
+        command, path, version = words
+        number = _http_version(version)
+        if number is None:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
+            return False
+        if number >= (2, 0):
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({version})")
+            return False
+        self.request_version = version
+        self.close_connection = number < (1, 1)
+        self.command, self.path = command, "/" + path.lstrip("/") if path.startswith("//") else path
+        try:
+            self.headers = read_headers(self.rfile)  # type: ignore[assignment]
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
+            return False
+        connection = (self.headers.get("Connection") or "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if (self.headers.get("Expect") or "").lower() == "100-continue" and number >= (1, 1):
+            return self.handle_expect_100()
+        return True
 
     def do_GET(self) -> None:  # noqa: N802
         self._handle("GET")
@@ -179,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, code: int, payload: Any, content_type: str = "application/json",
               headers: dict[str, str] | None = None) -> int:
         data = payload if isinstance(payload, bytes) else (
-            payload.encode() if isinstance(payload, str) else json.dumps(payload, separators=(",", ":")).encode())
+            payload.encode() if isinstance(payload, str) else wire.dumps(payload))
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -403,6 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        self.wfile.flush()   # the client's watch starts at the headers, events or not
         try:
             for obj in initial:
                 self._chunk("ADDED", present(res, obj), as_table)
@@ -445,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _chunk(self, kind: str, obj: Obj, as_table: bool) -> None:
         if as_table and kind != "ERROR":
             obj = tables.table(obj.get("kind", ""), [obj], resource_version=obj["metadata"].get("resourceVersion", ""))
-        data = json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+        data = wire.dumps({"type": kind, "object": obj}) + b"\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
