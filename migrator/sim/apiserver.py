@@ -141,6 +141,12 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # TLS handshake or read failed: the client is gone
             self.close_connection = True
 
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:  # the client left with a response still buffered: nothing to deliver it to
+            self.rfile.close()
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """A request refused before routing (bad request line, oversized headers, unknown method):
         a ``Status`` like every other error, on an HTTP/1.1 status line, then the connection closes

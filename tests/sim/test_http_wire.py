@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import struct
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from migrator.sim import wire
 from migrator.sim.apiserver import ApiServer
+from migrator.sim.faults import ApiFaults
 from migrator.sim.registry import install_api
 from migrator.sim.store import Store
 
@@ -181,6 +184,33 @@ def test_a_watch_sends_its_headers_before_any_event(server):
         assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "later"
     finally:
         conn.close()
+
+
+def test_a_client_that_resets_before_its_answer_costs_no_traceback_and_the_server_serves_on(capfd):
+    """The answer stays in the write buffer when the peer is gone; closing the connection must not
+    raise again (the standard library then prints a traceback per connection)."""
+    store = Store()
+    install_api(store)
+    store.create("configmaps", {"metadata": {"name": "big", "namespace": "default"}, "data": {"k": "x" * 60_000}})
+    faults = ApiFaults()
+    faults.add(verb="get", resource="configmaps", latency=0.2)  # the client is gone before the answer
+    api = ApiServer(store, token=TOKEN, faults=faults).start()
+    try:
+        for _ in range(3):
+            conn = Conn(api)
+            conn.send(request("GET", "/api/v1/namespaces/default/configmaps/big", AUTH))
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+            time.sleep(0.05)
+            conn.close()
+        time.sleep(0.5)
+        faults.clear()
+        conn = Conn(api)
+        code, _, body = conn.ask(request("GET", "/api/v1/namespaces/default/configmaps/big", AUTH))
+        conn.close()
+    finally:
+        api.stop()
+    assert code == 200 and len(json.loads(body)["data"]["k"]) == 60_000
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_wire_encoding_is_compact_utf8_and_falls_back_for_what_orjson_refuses():
