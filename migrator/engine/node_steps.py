@@ -29,6 +29,7 @@ from migrator.engine.actions import (
 from migrator.engine.budget import DisruptionBudgets
 from migrator.engine.ordering import pod_scope
 from migrator.engine.pods import drain_view, is_agent, owner_key, recycle_view, replaced, verify_pod_name
+from migrator.engine.probes import sampled_suspects
 from migrator.engine.states import NodePhase
 from migrator.engine.table import check_node_move
 from migrator.model.checkpoint import (
@@ -70,13 +71,15 @@ class StepContext:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
     budgets: DisruptionBudgets   # room left in each PDB, spent by this decision's evictions
     busy: frozenset[str] = frozenset()   # nodes in flight: never probe peers
+    suspects: frozenset[str] = frozenset()   # nodes in failing sampled pairs: peers of last resort
 
     @classmethod
     def of(cls, plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime) -> StepContext:
         """The context of one decision over ``cp``: the nodes in flight and the budgets' room."""
         sent_uids = [uid for r in cp.nodes if r.intent is not None for uid in r.intent.pods]
         return cls(plan=plan, obs=obs, now=now, network=plan.cilium.network, busy=pod_scope(cp),
-                   budgets=DisruptionBudgets(obs, sent=sent_uids))
+                   budgets=DisruptionBudgets(obs, sent=sent_uids),
+                   suspects=sampled_suspects(cp.sampling.failures))
 
 
 @dataclass

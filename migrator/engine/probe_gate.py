@@ -45,7 +45,7 @@ def run_gate(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, deadline: d
     intent = out.record.intent
     assert intent is not None
     gate = gate_checks(plan, ctx.obs, node.name, ctx.network, busy=ctx.busy - {node.name},
-                       same_node_peer=same_node_peer, expect_cilium=expect_cilium)
+                       same_node_peer=same_node_peer, expect_cilium=expect_cilium, suspects=ctx.suspects)
     ok, blocking = gate.verdict(set(intent.passed))
     if gate.checks and ok:
         done = sum(1 for c in gate.checks if c.name in intent.passed)

@@ -12,7 +12,9 @@ probe pod: the verification pod on the same node, probe pods on Calico nodes and
 nodes (and back from them), the probe Service, the API server by name through kube-dns and by
 ClusterIP; and from the node's hostNetwork probe pod to its probe pod. ``peers`` peers per
 network must answer both ways, out of a few more dialled: one broken peer elsewhere must not
-fail — and roll back — the node being migrated (continuous sampling reports that peer).
+fail — and roll back — the node being migrated (continuous sampling reports that peer), and
+nodes that continuous sampling has already seen failing are not chosen as peers while another
+peer on their network remains.
 Peers are chosen deterministically per node (a hash), so different nodes probe different peers
 and a restarted process picks the same ones.
 """
@@ -171,11 +173,14 @@ class Gate:
 
 
 def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network: Network, *,
-                busy: frozenset[str], same_node_peer: PodFacts | None, expect_cilium: bool = True) -> Gate:
+                busy: frozenset[str], same_node_peer: PodFacts | None, expect_cilium: bool = True,
+                suspects: frozenset[str] = frozenset()) -> Gate:
     """The gate of ``node``, or a ``Gate`` that says why it must wait.
 
     ``expect_cilium`` says which network the node's probe pod must be on (forward: Cilium;
-    after a rollback: Calico). ``busy`` are the nodes in flight: never used as peers. Up to
+    after a rollback: Calico). ``busy`` are the nodes in flight: never used as peers.
+    ``suspects`` (nodes in failing sampled pairs) are used only when a network has no other
+    peer: a node already known broken must not fail the node being migrated. Up to
     ``peers`` + ``SPARE_PEERS`` peers per network are dialled; ``peers`` of them (or all there
     are) must answer both ways.
     """
@@ -195,6 +200,7 @@ def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network
         candidates = sorted((n for n, p in by_node.items()
                              if n != node and n not in busy and p.ip_in(network) == on_cilium),
                             key=lambda n: _rank(node, n))
+        candidates = [n for n in candidates if n not in suspects] or candidates
         chosen = candidates[:probes.checks.peers + SPARE_PEERS]
         if chosen:
             need[kind] = min(probes.checks.peers, len(chosen))
@@ -241,6 +247,22 @@ def pair_nodes(name: str) -> tuple[str, str]:
     """The (source, target) nodes of a sampling check name ``a->b``."""
     src, _, dst = name.partition("->")
     return src, dst
+
+
+def sampled_suspects(failures: Iterable[str]) -> frozenset[str]:
+    """The nodes to blame for failing sampled pairs (kept as ``"a->b outcome"``): a node that
+    fails with two or more partners is the broken end of its pairs; a pair whose ends fail with
+    no one else leaves both in doubt."""
+    pairs = [pair_nodes(failure.split(" ", 1)[0]) for failure in failures]
+    partners: dict[str, set[str]] = {}
+    for a, b in pairs:
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
+    suspects: set[str] = set()
+    for pair in pairs:
+        repeat = {n for n in pair if len(partners[n]) >= 2}
+        suspects |= repeat or set(pair)
+    return frozenset(n for n in suspects if n)
 
 
 def passed(answered: int, tries: int, threshold: float) -> bool:

@@ -15,6 +15,7 @@ from migrator.engine.probes import (
     pair_nodes,
     passed,
     sample_pairs,
+    sampled_suspects,
     sweep_checks,
 )
 from migrator.engine.results import record_results
@@ -84,6 +85,28 @@ def test_one_broken_peer_does_not_fail_the_gate_but_a_broken_node_does():
     assert not ok and all("calico" in n for n in blocking)
     ok, blocking = gate.verdict(names - {"dns"})
     assert not ok and blocking == ["dns"]
+
+
+def test_a_peer_sampling_saw_failing_is_dialled_only_when_its_network_has_no_other():
+    obs = cluster(cilium={"node-1", "node-2", "node-3", "node-4"})   # Calico peers: node-5, node-6
+    failures = ("node-2->node-5 fail 0/3: i/o timeout", "node-6->node-5 fail 0/3: i/o timeout")
+    assert sampled_suspects(failures) == {"node-5"}       # the end failing with everyone
+    assert sampled_suspects(failures[:1]) == {"node-2", "node-5"}   # one pair: either end
+    suspects = sampled_suspects(failures[:1] + ("node-6->node-3 fail 0/3: i/o timeout",))
+    assert suspects == {"node-2", "node-5", "node-6", "node-3"}
+    gate = gate_checks(PLAN, obs, "node-1", CILIUM, busy=frozenset(), same_node_peer=None, suspects=suspects)
+    names = [c.name for c in gate.checks]
+    assert sorted(n for n in names if "calico" in n) == ["from-calico:node-5", "from-calico:node-6",
+                                                         "to-calico:node-5", "to-calico:node-6"]
+    assert sorted(n for n in names if "cilium" in n) == ["from-cilium:node-4", "to-cilium:node-4"]
+    assert gate.need == {"calico": 2, "cilium": 1}   # every Calico peer is suspect: dialled, judged as before
+    alone = gate_checks(PLAN, obs, "node-1", CILIUM, busy=frozenset({"node-6"}), same_node_peer=None,
+                        suspects=frozenset({"node-5"}))
+    assert [n for n in (c.name for c in alone.checks) if "calico" in n] == ["to-calico:node-5", "from-calico:node-5"]
+    spared = gate_checks(PLAN, obs, "node-1", CILIUM, busy=frozenset(), same_node_peer=None,
+                         suspects=frozenset({"node-5"}))
+    assert [n for n in (c.name for c in spared.checks) if "calico" in n] == ["to-calico:node-6", "from-calico:node-6"]
+    assert spared.need["calico"] == 1
 
 
 def test_gate_waits_for_the_probe_pod_to_be_on_the_expected_network():

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,33 @@ def migrator(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
                           timeout=timeout, cwd=ROOT)
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+class Spawned(subprocess.Popen[str]):
+    """A background CLI run whose output goes to files, not pipes: a long run cannot block on a
+    full pipe nobody reads while the test waits for it."""
+
+    def __init__(self, *args: str) -> None:
+        self._out = tempfile.TemporaryFile("w+")
+        self._err = tempfile.TemporaryFile("w+")
+        super().__init__([sys.executable, "-m", "migrator", *args], stdout=self._out, stderr=self._err,
+                         text=True, cwd=ROOT)
+
+    def finish(self, timeout: float) -> int:
+        """Wait for the run to end; past ``timeout`` kill it and fail with its last words."""
+        try:
+            return self.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.wait(timeout=10)
+            pytest.fail(f"the run did not end within {timeout:.0f}s; its stderr ends with:\n{self.err()[-3000:]}")
+
+    def err(self) -> str:
+        """Everything written to stderr so far."""
+        self._err.seek(0)
+        return self._err.read()
+
+
+def spawn(*args: str) -> Spawned:
+    return Spawned(*args)
 
 
 def fast_plan(tmp_path: Path, changes: dict[str, Any] | None = None, name: str = "plan.yaml") -> Path:
@@ -53,7 +78,7 @@ def checkpoint(sim) -> Checkpoint | None:
     return from_configmap_data(cm["data"]) if cm else None
 
 
-def kill_when(proc: subprocess.Popen[str], sim, predicate, timeout: float = 90) -> None:
+def kill_when(proc: Spawned, sim, predicate, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         cp = checkpoint(sim)
@@ -62,7 +87,7 @@ def kill_when(proc: subprocess.Popen[str], sim, predicate, timeout: float = 90) 
             proc.wait(timeout=10)
             return
         if proc.poll() is not None:
-            pytest.fail(f"runner ended before the crash point: {proc.stderr.read()[-2000:]}")
+            pytest.fail(f"runner ended before the crash point: {proc.err()[-2000:]}")
         time.sleep(0.005)
     proc.kill()
     pytest.fail("crash point never reached")

@@ -109,7 +109,7 @@ def test_a_second_run_exits_3_naming_the_holder(sim, kubeconfig, tmp_path):
         aborted = migrator("abort", "--plan", str(plan), "--kubeconfig", str(kubeconfig))
         assert aborted.returncode == 0, aborted.stderr
     finally:
-        first.wait(timeout=120)
+        first.finish(timeout=120)
     assert first.returncode == 1   # aborted at a step boundary
 
 

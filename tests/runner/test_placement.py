@@ -97,7 +97,7 @@ def test_abort_removes_the_placement_taints(sim, kubeconfig, tmp_path, strategy)
         aborted = migrator("abort", "--plan", str(plan), "--kubeconfig", str(kubeconfig))
         assert aborted.returncode == 0, aborted.stderr
     finally:
-        proc.wait(timeout=90)
+        proc.finish(timeout=90)
     assert proc.returncode == 1
     cp = checkpoint(sim)
     assert cp is not None and cp.run_phase.value == "ABORTED" and cp.steered == ()

@@ -130,14 +130,14 @@ def test_rollback_one_node_while_the_run_is_alive(sim, kubeconfig, tmp_path):
     try:
         deadline = time.monotonic() + 90
         while not ((cp := checkpoint(sim)) and cp.node("node-1") and cp.node("node-1").phase.value == "DONE"):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()[-2000:] if proc.stderr else ""
+            assert time.monotonic() < deadline and proc.poll() is None, proc.err()[-2000:]
             time.sleep(0.05)
         back = migrator("rollback", "--node", "node-1", "--reason", "pager: checkout errors",
                         *run_args(plan, kubeconfig, tmp_path))
     finally:
-        proc.wait(timeout=60)
+        proc.finish(timeout=60)
     assert proc.returncode == 1
-    assert "on-call rollback was requested" in proc.stderr.read()
+    assert "on-call rollback was requested" in proc.err()
     assert back.returncode == 0, back.stderr[-3000:]
     cp = checkpoint(sim)
     assert cp is not None
@@ -209,8 +209,8 @@ def test_a_broken_node_outside_the_migration_pauses_the_run_and_names_the_pairs(
             time.sleep(0.05)
         sim.fleet.runtimes["node-5"].calico.healthy = False   # node-5 waits its turn, on Calico
     finally:
-        proc.wait(timeout=120)
-    assert proc.returncode == 1, proc.stderr.read()[-2000:]
+        proc.finish(timeout=120)
+    assert proc.returncode == 1, proc.err()[-2000:]
     cp = checkpoint(sim)
     assert cp is not None and cp.run_phase.value == "PAUSED"
     assert cp.sampling.failures and all("node-5" in f for f in cp.sampling.failures)
