@@ -10,6 +10,8 @@ from dataclasses import replace
 import pytest
 
 from migrator.cluster.port import DaemonSetInfo, FelixInfo, IPPoolInfo, PolicyInfo, WorkloadInfo
+from migrator.model.observation import PdbFacts
+from migrator.model.selector import LabelSelector
 from migrator.preflight import (
     NodeAddress,
     PdbState,
@@ -19,6 +21,7 @@ from migrator.preflight import (
     evaluate,
     has_blocking,
 )
+from migrator.preflight_checks.plan_inputs import pdb_states
 
 GUIDE_CONFIG = {
     "custom-cni-conf": "true", "enable-policy": "never", "enable-host-legacy-routing": "true",
@@ -115,6 +118,12 @@ def test_pdb_blocked_is_a_warning_when_the_plan_skips_blocked_nodes() -> None:
     findings = evaluate(PreflightInputs(pdb_blocks_run=False), facts)
     assert checks_of(findings, Severity.WARNING) == {"pdb.zero-disruptions"}
     assert not has_blocking(findings)
+
+
+def test_a_budget_with_a_null_selector_selects_no_pod_and_is_not_a_finding() -> None:
+    budgets = [PdbFacts(namespace="shop", name="none", selector=None),
+               PdbFacts(namespace="shop", name="all", selector=LabelSelector())]
+    assert pdb_states(budgets) == [PdbState("shop", "all", 0)]
 
 
 def test_nat_outgoing_is_quiet_when_a_disabled_pool_covers_the_cilium_cidr() -> None:

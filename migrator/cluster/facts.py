@@ -111,7 +111,9 @@ def pdb_facts(obj: Raw) -> PdbFacts:
     return PdbFacts(
         namespace=meta.get("namespace") or "",
         name=meta.get("name") or "",
-        selector=label_selector(spec.get("selector") or {}),
+        selector=None if spec.get("selector") is None else label_selector(spec["selector"]),
+        unhealthy_pod_eviction_policy=(
+            "AlwaysAllow" if spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow" else "IfHealthyBudget"),
         disruptions_allowed=int(status.get("disruptionsAllowed") or 0),
         current_healthy=int(status.get("currentHealthy") or 0),
         desired_healthy=int(status.get("desiredHealthy") or 0),

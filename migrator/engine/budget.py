@@ -1,22 +1,27 @@
 """Disruption room per PodDisruptionBudget, spent by one decision across every node in flight.
 
-The API server refuses an eviction (429) while a budget's ``status.disruptionsAllowed`` is zero,
-and a refused node backs off for ``drain.retry_interval`` before asking again, as
-``kubectl drain`` does. Nodes in flight share budgets (five nodes each holding a replica of a
-Deployment whose PDB allows one disruption), so a timer alone wastes most of each back-off: the
-room usually comes back a second after the replacement turns Ready. The engine therefore
-spends the observed room itself:
+The API server refuses an eviction (429) while a budget's ``status.disruptionsAllowed`` is zero;
+``kubectl drain`` then asks again every few seconds. Nodes in flight share budgets (five nodes
+each holding a replica of a Deployment whose PDB allows one disruption), so a timer alone
+wastes most of each back-off — the room usually comes back a second after the replacement
+turns Ready — and every waiting node asking on its own timer costs a refused request per node
+per interval. The engine therefore spends the observed room itself:
 
 * the room of a budget is its observed ``disruptionsAllowed``, less the pods it covers whose
   eviction was sent (recorded in an intent) but is not observed yet — the cache lags the
   server by a few milliseconds;
 * each eviction sent in this decision takes one, so two nodes never race for the last one (a
   budget whose observed room our own evictions have taken is not asked again);
-* a node backing off after a 429 still evicts a pod as soon as that pod's budgets have room.
+* a node backing off after a 429 still evicts a pod as soon as that pod's budgets have room;
+* without room a pod is asked for once — the server's word, and the message an operator
+  reads — and then only as a slow safety net (``node_steps.UNSEEN_ROOM_RECHECK``): the server
+  decides on the same status the engine watches, so the room showing wakes the engine at once.
 
 The server stays the authority: a stale room costs one more 429 and the back-off it brings.
-Pods the eviction subresource lets through without asking budgets (Pending, Succeeded, Failed,
-already deleting) need no room.
+Pods the eviction subresource lets through without asking budgets need no room: Pending,
+Succeeded, Failed or already deleting, and a Running pod that is not Ready under a budget whose
+``unhealthyPodEvictionPolicy`` is ``AlwaysAllow`` or (``IfHealthyBudget``, the default) whose
+application is not disrupted (``currentHealthy >= desiredHealthy``).
 
 Before switching a node in place, the engine asks whether its pods' budgets will let them go
 (``recovers``): a budget at zero only because replacements are starting — usually those of
@@ -60,18 +65,29 @@ class DisruptionBudgets:
         pending = set(sent)
         if pending and self._room:
             for pod in obs.pods:
-                if pod.uid in pending and not self.exempt(pod):
+                guarding = self.guarding(pod)
+                if pod.uid in pending and guarding:
                     self._holding.add(pod.uid)
-                    for pdb in obs.pdbs_covering(pod):
+                    for pdb in guarding:
                         self._room[_key(pdb)] -= 1
 
     @staticmethod
     def exempt(pod: PodFacts) -> bool:
         return pod.deleting or pod.phase in EXEMPT_PHASES
 
+    def guarding(self, pod: PodFacts) -> tuple[PdbFacts, ...]:
+        """The budgets whose room evicting ``pod`` needs: none for an exempt pod, and for a
+        Running pod that is not Ready none of those that let unready pods go."""
+        if self.exempt(pod):
+            return ()
+        covering = self._obs.pdbs_covering(pod)
+        if pod.ready:
+            return covering
+        return tuple(p for p in covering if not p.lets_unready_go())
+
     def guarded(self, pod: PodFacts) -> bool:
         """True when evicting ``pod`` needs room in a budget."""
-        return not self.exempt(pod) and bool(self._obs.pdbs_covering(pod))
+        return bool(self.guarding(pod))
 
     def take(self, pod: PodFacts) -> bool:
         """Spend one unit of room in each of ``pod``'s budgets; False (nothing spent) when any has none.
@@ -79,7 +95,7 @@ class DisruptionBudgets:
         A pod whose eviction was already sent holds its unit: sending it again takes no more."""
         if pod.uid in self._holding or not self.guarded(pod):
             return True
-        budgets = [_key(p) for p in self._obs.pdbs_covering(pod)]
+        budgets = [_key(p) for p in self.guarding(pod)]
         if any(self._room.get(k, 0) < 1 for k in budgets):
             return False
         for k in budgets:
@@ -92,7 +108,7 @@ class DisruptionBudgets:
         the server now would only be refused."""
         return any(
             self._observed.get(k, 0) >= 1 > self._room.get(k, 0)
-            for k in map(_key, self._obs.pdbs_covering(pod))
+            for k in map(_key, self.guarding(pod))
         )
 
     def recovers(self, pdb: PdbFacts, now: datetime) -> bool:

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
+from migrator.engine.budget import DisruptionBudgets
 from migrator.engine.decide import node_config_version
 from migrator.engine.ordering import order_nodes
 from migrator.engine.pods import drain_view
@@ -115,13 +116,14 @@ def forecast(plan: MigrationPlan, obs: ClusterObservation) -> Forecast:
     waves = _waves(plan, order, obs)
     wave_of = {name: i for i, wave in enumerate(waves, start=1) for name in wave}
     network = plan.cilium.network
+    budgets = DisruptionBudgets(obs)
     results: list[NodeForecast] = []
     for name in order:
         fact = obs.node_by_name[name]
         pods = obs.pods_on(name)
         view = drain_view(pods, plan)
         limited = sorted({f"{pdb.namespace}/{pdb.name} ({pod.key})"
-                          for pod in view.to_evict for pdb in obs.pdbs_covering(pod)
+                          for pod in view.to_evict for pdb in budgets.guarding(pod)
                           if pdb.disruptions_allowed <= 0})
         recycle = [p.key for p in pods if p.daemonset and not p.host_network and not p.terminal
                    and not p.ip_in(network)]

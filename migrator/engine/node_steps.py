@@ -213,7 +213,7 @@ def label_in_place(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
             pod, why = view.blocked[0]
             _blocked(out, ctx, f"in-place recycle blocked: {pod.key} {why}")
             return
-        held = next(((p, b) for p in view.to_evict for b in ctx.obs.pdbs_covering(p)
+        held = next(((p, b) for p in view.to_evict for b in ctx.budgets.guarding(p)
                      if not ctx.budgets.recovers(b, ctx.now)), None)
         if held is not None:
             pod, pdb = held
@@ -268,12 +268,13 @@ def drain(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
     if override is not None and intent.blocked_since is not None and not overriding:
         out.wake(intent.blocked_since + override.after)
     backing_off = not overriding and backing_off_at(intent, now)
+    wake_for_recheck(out, intent, now)
     resend = due(intent, now)
     fresh = [p for p in view.to_evict if p.uid not in intent.pods or resend]
     chosen: list[PodFacts] = []
     forced = 0
     for pod in fresh:
-        if overriding and ctx.obs.pdbs_covering(pod):
+        if overriding and ctx.budgets.guarded(pod):
             _override(out, ctx, pod)
             forced += 1
         elif evictable(ctx, intent, pod, backing_off=backing_off):
@@ -298,16 +299,36 @@ def backing_off_at(intent: Intent, now: datetime) -> bool:
     return intent.not_before is not None and now < intent.not_before
 
 
+#: After a budget's refusal, while the observed budget still shows no room, the server is asked
+#: again only this long after the back-off ends: it decides on the same ``disruptionsAllowed``
+#: the engine watches, so the room showing wakes the engine at once, and this re-ask is only a
+#: safety net for an observation that stopped changing — not a poll by every waiting node.
+UNSEEN_ROOM_RECHECK = timedelta(seconds=30)
+
+
+def recheck_at(intent: Intent) -> datetime | None:
+    """When a node refused by a budget asks the server again even though no room shows."""
+    if intent.blocked_since is None:
+        return None
+    return (intent.not_before or intent.blocked_since) + UNSEEN_ROOM_RECHECK
+
+
+def wake_for_recheck(out: StepOutcome, intent: Intent, now: datetime) -> None:
+    again = recheck_at(intent)
+    if again is not None and again > now:
+        out.wake(again)
+
+
 def evictable(ctx: StepContext, intent: Intent, pod: PodFacts, *, backing_off: bool) -> bool:
     """Whether this decision sends ``pod``'s eviction (or recycle delete).
 
     A pod a PodDisruptionBudget guards goes when the observed room of its budgets allows (this
     decision spends it, so two nodes never race for the last unit) — even while its node backs
-    off after a budget's 429, since the room is back as soon as the replacement is Ready. Without
-    room it is still asked once the back-off is over — the server decides, and its 429 starts the
-    next back-off — unless the room was there and our own evictions took it (a sure refusal).
-    Other pods, and every pod during a back-off that no budget caused (the API server
-    throttling), wait the back-off out.
+    off after a budget's 429, since the room is back as soon as the replacement is Ready.
+    Without room it is asked once (the server's word, and the message an operator reads), then
+    again only at ``recheck_at`` — and never when the room was there and our own evictions took
+    it (a sure refusal). Other pods, and every pod during a back-off that no budget caused (the
+    API server throttling), wait the back-off out.
     """
     if not ctx.budgets.guarded(pod):
         return not backing_off
@@ -315,7 +336,10 @@ def evictable(ctx: StepContext, intent: Intent, pod: PodFacts, *, backing_off: b
         return False
     if ctx.budgets.take(pod):
         return True
-    return not backing_off and not ctx.budgets.contended(pod)
+    if backing_off or ctx.budgets.contended(pod):
+        return False
+    again = recheck_at(intent)
+    return again is None or ctx.now >= again
 
 
 def _override(out: StepOutcome, ctx: StepContext, pod: PodFacts) -> None:
@@ -475,6 +499,7 @@ def send_recycle(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, to_cili
     backing_off = backing_off_at(intent, now)
     if backing_off:
         out.wake(intent.not_before)
+    wake_for_recheck(out, intent, now)
     resend = due(intent, now)
     fresh = [p for p in view.to_recycle
              if not is_agent(p, plan) and (p.uid not in intent.pods or resend)

@@ -109,7 +109,10 @@ class PdbFacts(_Fact):
 
     namespace: str = Field(description="PDB namespace (it covers pods of this namespace only).")
     name: str = Field(description="PDB name.")
-    selector: LabelSelector = Field(description="spec.selector.")
+    selector: LabelSelector | None = Field(
+        description="spec.selector; policy/v1: null selects no pod, empty selects every pod of the namespace.")
+    unhealthy_pod_eviction_policy: Literal["IfHealthyBudget", "AlwaysAllow"] = Field(
+        default="IfHealthyBudget", description="spec.unhealthyPodEvictionPolicy.")
     disruptions_allowed: int = Field(default=0, description="status.disruptionsAllowed.")
     current_healthy: int = Field(default=0, description="status.currentHealthy.")
     desired_healthy: int = Field(default=0, description="status.desiredHealthy.")
@@ -117,8 +120,13 @@ class PdbFacts(_Fact):
 
     def covers(self, pod: PodFacts) -> bool:
         """True when this PDB selects ``pod``."""
-        return (pod.namespace == self.namespace and not self.selector.empty
-                and self.selector.matches(pod.labels))
+        return pod.namespace == self.namespace and self.selector is not None and self.selector.matches(pod.labels)
+
+    def lets_unready_go(self) -> bool:
+        """True when a Running pod that is not Ready is evicted without asking this budget's room:
+        ``AlwaysAllow``, or (``IfHealthyBudget``) the application is not disrupted now."""
+        return (self.unhealthy_pod_eviction_policy == "AlwaysAllow"
+                or self.current_healthy >= self.desired_healthy > 0)
 
 
 class NodeConfigFacts(_Fact):

@@ -45,5 +45,6 @@ def node_addresses(nodes: Iterable[Any]) -> list[NodeAddress]:
 
 
 def pdb_states(pdbs: Iterable[Any]) -> list[PdbState]:
-    """PDB names with their current ``disruptions_allowed`` (``PdbFacts``)."""
-    return [PdbState(p.namespace, p.name, int(p.disruptions_allowed)) for p in pdbs]
+    """PDB names with their current ``disruptions_allowed`` (``PdbFacts``); a budget with a
+    null selector selects no pod (policy/v1) and so blocks nothing."""
+    return [PdbState(p.namespace, p.name, int(p.disruptions_allowed)) for p in pdbs if p.selector is not None]

@@ -8,6 +8,9 @@ Follows the real API server's eviction REST handler:
 * a budget whose status was not computed for its current generation yet, or whose
   ``status.disruptionsAllowed`` is zero, refuses with 429 TooManyRequests and a
   ``DisruptionBudget`` cause;
+* a Running pod that is not Ready is deleted without touching the budget when its
+  ``unhealthyPodEvictionPolicy`` is ``AlwaysAllow``, or (``IfHealthyBudget``, the default)
+  when ``currentHealthy >= desiredHealthy > 0``: the application is not disrupted;
 * otherwise the budget's ``disruptionsAllowed`` is decremented and the pod recorded in
   ``status.disruptedPods`` (the PDB controller counts it as unhealthy until it is gone) — in
   the same critical section as the pod's deletion — and the answer is 201 with a Status.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator.sim.controllers.matching import pod_is_ready
 from migrator.sim.errors import InternalError, TooManyRequests
 from migrator.sim.operations import Target, delete
 from migrator.sim.selectors import label_selector_matches
@@ -44,10 +48,18 @@ def evict(store: Store, pods: Target, body: Obj) -> Obj:
             if len(budgets) > 1:
                 raise InternalError("This pod has more than one PodDisruptionBudget, which the eviction "
                                     "subresource does not support.")
-            if budgets:
+            if budgets and not (not pod_is_ready(pod) and _lets_unready_go(budgets[0])):
                 _consume(store, budgets[0], meta["name"])
         delete(store, pods, options, {})
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def _lets_unready_go(pdb: Obj) -> bool:
+    spec, st = pdb.get("spec") or {}, pdb.get("status") or {}
+    if spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow":
+        return True
+    desired = int(st.get("desiredHealthy", 0))
+    return desired > 0 and int(st.get("currentHealthy", 0)) >= desired
 
 
 def _consume(store: Store, pdb: Obj, pod_name: str) -> None:

@@ -58,8 +58,20 @@ def test_pdb_facts_with_expressions() -> None:
         "status": {"disruptionsAllowed": 0, "currentHealthy": 2, "desiredHealthy": 2,
                    "expectedPods": 2}})
     assert pdb.disruptions_allowed == 0 and pdb.expected_pods == 2
-    assert pdb.selector.matches({"app": "web", "tier": "a"})
+    assert pdb.selector is not None and pdb.selector.matches({"app": "web", "tier": "a"})
     assert not pdb.selector.matches({"app": "web", "tier": "b"})
+    assert pdb.unhealthy_pod_eviction_policy == "IfHealthyBudget" and pdb.lets_unready_go()
+
+
+def test_pdb_selector_null_covers_no_pod_and_empty_every_pod_of_its_namespace() -> None:
+    web = convert.pod_facts({"metadata": {"name": "w", "namespace": "shop", "uid": "u", "labels": {"app": "web"}}})
+    elsewhere = web.model_copy(update={"namespace": "other"})
+    null = convert.pdb_facts({"metadata": {"name": "n", "namespace": "shop"}, "spec": {"maxUnavailable": 1}})
+    empty = convert.pdb_facts({"metadata": {"name": "e", "namespace": "shop"},
+                               "spec": {"selector": {}, "unhealthyPodEvictionPolicy": "AlwaysAllow"}})
+    assert not null.covers(web)
+    assert empty.covers(web) and not empty.covers(elsewhere)
+    assert empty.unhealthy_pod_eviction_policy == "AlwaysAllow" and empty.lets_unready_go()
 
 
 def test_lease_round_trip() -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from migrator.engine.actions import ActionResult, EvictPod, LabelNode
 from migrator.engine.budget import DisruptionBudgets
-from migrator.engine.node_steps import StepContext
+from migrator.engine.node_steps import UNSEEN_ROOM_RECHECK, StepContext
 from migrator.engine.results import record_results
 from migrator.engine.states import NodePhase
 from migrator.engine.steps import step_node
@@ -73,9 +75,15 @@ def test_a_throttling_back_off_is_waited_out_even_with_room() -> None:
     assert _evicted(_toy(allowed=5), _draining(**{"node-1": throttled})) == []
 
 
-def test_without_room_the_server_is_still_asked_once_the_back_off_is_over() -> None:
+def test_without_room_the_server_is_asked_first_then_only_as_a_recheck() -> None:
+    assert _evicted(_toy(allowed=0), _draining(**{"node-1": Intent(step="drain")})) == ["web-node-1-0"]
     over = Intent(step="drain", not_before=NOW - timedelta(seconds=1), blocked_since=T0)
-    assert _evicted(_toy(allowed=0), _draining(**{"node-1": over})) == ["web-node-1-0"]
+    assert _evicted(_toy(allowed=0), _draining(**{"node-1": over})) == []   # the watch shows the room
+    cp = _draining(**{"node-1": over})
+    out = step_node(cp.nodes[0], StepContext.of(PLAN, cp, _toy(allowed=0).observe(), NOW))
+    assert out.wake_at == over.not_before + UNSEEN_ROOM_RECHECK    # the safety net is scheduled
+    stale = Intent(step="drain", not_before=NOW - UNSEEN_ROOM_RECHECK, blocked_since=T0)
+    assert _evicted(_toy(allowed=0), _draining(**{"node-1": stale})) == ["web-node-1-0"]
 
 
 def test_exempt_pods_need_no_room() -> None:
@@ -86,6 +94,24 @@ def test_exempt_pods_need_no_room() -> None:
     budgets = DisruptionBudgets(toy.observe())
     assert not budgets.guarded(pod) and budgets.take(pod)
     assert budgets.room(toy.pdbs[0]) == 0
+
+
+@pytest.mark.parametrize(("policy", "healthy", "needs_room"), [
+    ("IfHealthyBudget", 2, False),   # the application is not disrupted: an unready pod goes
+    ("IfHealthyBudget", 1, True),    # disrupted: even an unready pod waits for room
+    ("AlwaysAllow", 0, False),
+])
+def test_an_unready_pod_needs_room_only_as_its_budgets_unhealthy_pod_policy_says(policy, healthy, needs_room) -> None:
+    toy = _toy(allowed=0)
+    toy.pdbs[0] = toy.pdbs[0].model_copy(update={"unhealthy_pod_eviction_policy": policy,
+                                                 "current_healthy": healthy, "desired_healthy": 2})
+    key = "shop/web-node-1-0"
+    toy.pods[key] = toy.pods[key].model_copy(update={"ready": False})
+    budgets = DisruptionBudgets(toy.observe())
+    assert budgets.guarded(toy.pods[key]) is needs_room
+    assert budgets.guarded(toy.pods["shop/web-node-2-0"])      # a Ready pod always asks its budget
+    over = Intent(step="drain", not_before=NOW - timedelta(seconds=1), blocked_since=T0)
+    assert (_evicted(toy, _draining(**{"node-1": over})) == ["web-node-1-0"]) is not needs_room
 
 
 def test_a_refusal_backs_off_for_the_plans_retry_interval_when_the_server_names_none() -> None:

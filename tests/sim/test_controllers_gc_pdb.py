@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from migrator.sim.errors import TooManyRequests
+from migrator.sim.eviction import evict
+from migrator.sim.operations import Target
+from migrator.sim.registry import BUILTIN
 from migrator.sim.store import now_rfc3339
 from tests.sim.controller_harness import Harness
 from tests.sim.test_controllers_workloads import deployment
@@ -131,6 +135,51 @@ def test_pdb_without_controller_counts_matching_pods(h):
     h.store.create("policy/poddisruptionbudgets", pdb("solo", "solo", maxUnavailable="34%"))
     h.settle()
     assert pdb_status(h, "solo") == (3, 1, 3, 2)  # 34% of 3 rounds up to 2
+
+
+def test_a_null_selector_selects_no_pod_and_an_empty_one_every_pod_of_the_namespace(h):
+    h.store.create("apps/deployments", deployment("web", 2))
+    h.store.create("policy/poddisruptionbudgets", {"metadata": {"name": "none", "namespace": "default"},
+                                                   "spec": {"maxUnavailable": 0}})
+    h.store.create("policy/poddisruptionbudgets", {"metadata": {"name": "all", "namespace": "default"},
+                                                   "spec": {"selector": {}, "maxUnavailable": 0}})
+    h.settle()
+    assert pdb_status(h, "none") == (0, 0, 0, 0)
+    assert pdb_status(h, "all") == (2, 2, 2, 0)
+
+
+PODS = next(r for r in BUILTIN if r.plural == "pods" and r.group == "")
+
+
+def _evict(h: Harness, name: str) -> None:
+    evict(h.store, Target(PODS, "default", name, "eviction"), {})
+
+
+@pytest.mark.parametrize(("policy", "unready_goes_when_disrupted"), [(None, False), ("AlwaysAllow", True)])
+def test_an_unready_pod_is_evicted_as_its_budgets_unhealthy_pod_policy_says(h, policy, unready_goes_when_disrupted):
+    h.store.create("apps/deployments", deployment("web", 3))
+    budget = pdb("web", "web", minAvailable=2, **({"unhealthyPodEvictionPolicy": policy} if policy else {}))
+    h.store.create("policy/poddisruptionbudgets", budget)
+    h.settle()
+    first, second, third = sorted(p["metadata"]["name"] for p in h.pods("default", app="web"))
+    h.store.create("pods", {"metadata": {"name": "web-extra", "namespace": "default", "labels": {"app": "web"}},
+                            "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    h.set_ready("web-extra", False)
+    h.settle()
+    assert pdb_status(h, "web") == (3, 2, 4, 1)
+    _evict(h, "web-extra")        # not Ready, the application not disrupted: goes, the room stays
+    assert pdb_status(h, "web")[3] == 1
+    h.set_ready(first, False)
+    h.set_ready(second, False)
+    h.settle()
+    assert pdb_status(h, "web")[:2] == (1, 2)      # disrupted: 1 healthy of 2 needed
+    with pytest.raises(TooManyRequests):
+        _evict(h, third)          # Ready: always asks the budget
+    if unready_goes_when_disrupted:
+        _evict(h, first)
+    else:
+        with pytest.raises(TooManyRequests):
+            _evict(h, first)
 
 
 def test_endpoints_follow_readiness(h):

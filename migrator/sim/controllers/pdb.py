@@ -91,9 +91,9 @@ class DisruptionController:
         if pdb is None:
             return
         spec = pdb.get("spec") or {}
-        selector = spec.get("selector") or {}
-        pods = [p for p in self.store.list("pods", key[0])
-                if selector_matches(selector, p["metadata"].get("labels"))]
+        selector = spec.get("selector")   # policy/v1: null selects no pod, {} every pod of the namespace
+        pods = [] if selector is None else [p for p in self.store.list("pods", key[0])
+                                            if selector_matches(selector, p["metadata"].get("labels"))]
         disrupted, next_expiry = self._live_disruptions(pdb, pods)
         healthy = sum(1 for p in pods if pod_is_ready(p) and not pod_is_terminating(p)
                       and p["metadata"]["name"] not in disrupted)
