@@ -39,6 +39,7 @@ class World:
 
     def __init__(self, store: Store, *, seed: int = 0, time_scale: float = 1.0) -> None:
         self.store = store
+        self.seed = seed
         self.rng = random.Random(seed)
         self.time_scale = time_scale
         self._handlers: dict[str, list[Handler]] = {}

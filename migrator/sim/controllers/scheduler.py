@@ -7,8 +7,9 @@ tainted, as the node lifecycle controller would taint them), and the node has ro
 ``status.allocatable.pods``. Among feasible nodes the choice is deterministic: nodes whose
 ``PreferNoSchedule`` taints are all tolerated first, then the fewest pods of the same
 owner (spreading), then the fewest pods, then the name. With ``scheduler_scoring: random`` the
-choice among the feasible nodes of the best taint preference is uniform instead (seeded from the
-world's generator): the scoring of a scheduler that does not favour emptied nodes.
+choice among the feasible nodes of the best taint preference is uniform instead (drawn from the
+world's seed and the pod's name, so it replays whatever the timing): the scoring of a scheduler
+that does not favour emptied nodes.
 
 Pods that fit nowhere get ``PodScheduled=False`` with reason ``Unschedulable`` and the
 same summary the real scheduler writes; they are retried whenever a node changes.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import random
 from collections import Counter
 from typing import Any
 
@@ -137,7 +139,7 @@ class Scheduler:
             heapq.heapify(heap)
             capacity = {node["metadata"]["name"]: node_capacity(node) for _, node in feasible}
             for pod in pods:
-                node_name = (self._pick_random(feasible, capacity) if self._random
+                node_name = (self._pick_random(pod, feasible, capacity) if self._random
                              else self._pick(heap, capacity, owner))
                 if node_name is None:
                     self._mark_unschedulable(pod, len(nodes), reasons, len(feasible))
@@ -163,13 +165,17 @@ class Scheduler:
             return name
         return None
 
-    def _pick_random(self, feasible: list[tuple[int, Obj]], capacity: dict[str, int]) -> str | None:
+    def _pick_random(self, pod: Obj, feasible: list[tuple[int, Obj]], capacity: dict[str, int]) -> str | None:
+        """A uniform pick drawn from the world's seed and the pod's name: the same pod lands on
+        the same node whichever pass (and whatever batch) schedules it."""
         roomy = [(penalty, node["metadata"]["name"]) for penalty, node in feasible
                  if self._node_pods[node["metadata"]["name"]] < capacity[node["metadata"]["name"]]]
         if not roomy:
             return None
         best = min(penalty for penalty, _ in roomy)
-        return self.world.rng.choice([name for penalty, name in roomy if penalty == best])
+        meta = pod["metadata"]
+        draw = random.Random(f"{self.world.seed}:{meta.get('namespace')}/{meta['name']}")
+        return draw.choice(sorted(name for penalty, name in roomy if penalty == best))
 
     def _filter(self, pod: Obj, nodes: list[Obj]) -> tuple[list[tuple[int, Obj]], Counter[str]]:
         spec = pod.get("spec") or {}
