@@ -55,17 +55,14 @@ class Executor:
             groups.setdefault(action.node, []).append(index)
         if len(groups) < 2:
             return [self.run_one(a) for a in actions]
-        results: list[A.ActionResult | None] = [None] * len(actions)
-
-        def run_group(indexes: list[int]) -> None:
-            for i in indexes:
-                results[i] = self.run_one(actions[i])
+        def run_group(indexes: list[int]) -> list[tuple[int, A.ActionResult]]:
+            return [(i, self.run_one(actions[i])) for i in indexes]
 
         with ThreadPoolExecutor(max_workers=min(PARALLEL_NODES, len(groups)),
                                 thread_name_prefix="execute") as pool:
-            for future in [pool.submit(run_group, idx) for idx in groups.values()]:
-                future.result()
-        return [r for r in results if r is not None]
+            done = [pair for future in [pool.submit(run_group, idx) for idx in groups.values()]
+                    for pair in future.result()]
+        return [result for _, result in sorted(done, key=lambda pair: pair[0])]
 
     def run_one(self, action: A.Action) -> A.ActionResult:
         if isinstance(action, A.RunProbes):

@@ -93,9 +93,9 @@ class DisruptionBudgets:
         """Spend one unit of room in each of ``pod``'s budgets; False (nothing spent) when any has none.
 
         A pod whose eviction was already sent holds its unit: sending it again takes no more."""
-        if pod.uid in self._holding or not self.guarded(pod):
-            return True
         budgets = [_key(p) for p in self.guarding(pod)]
+        if pod.uid in self._holding or not budgets:
+            return True
         if any(self._room.get(k, 0) < 1 for k in budgets):
             return False
         for k in budgets:

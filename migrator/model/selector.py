@@ -54,11 +54,6 @@ class LabelSelector(BaseModel):
     match_expressions: tuple[SelectorRequirement, ...] = Field(
         default=(), description="Further requirements, all of which must hold.")
 
-    @property
-    def empty(self) -> bool:
-        """An empty selector selects everything."""
-        return not self.match_labels and not self.match_expressions
-
     def matches(self, labels: Mapping[str, str]) -> bool:
         """True when ``labels`` satisfy every term of the selector."""
         for key, value in self.match_labels.items():

@@ -48,7 +48,7 @@ def evict(store: Store, pods: Target, body: Obj) -> Obj:
             if len(budgets) > 1:
                 raise InternalError("This pod has more than one PodDisruptionBudget, which the eviction "
                                     "subresource does not support.")
-            if budgets and not (not pod_is_ready(pod) and _lets_unready_go(budgets[0])):
+            if budgets and (pod_is_ready(pod) or not _lets_unready_go(budgets[0])):
                 _consume(store, budgets[0], meta["name"])
         delete(store, pods, options, {})
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
