@@ -4,13 +4,16 @@ Endpoints are pod IPs (on the Calico or the Cilium overlay), node IPs (host netw
 Service ClusterIPs (resolved through a kube-proxy model to a Ready backend). The rules follow
 the dual-overlay migration as the guide describes it (cilium-migration.md §1.1, §3):
 
-* an endpoint on an overlay needs that overlay's agent healthy on its node, and its node Ready;
+* an endpoint on an overlay needs its node Ready and that overlay's datapath on its node: Calico's
+  needs calico-node healthy; Cilium's was set up by an agent that turned healthy there and keeps
+  forwarding while the agent restarts (the BPF programs, routes and tunnel device stay in the
+  kernel and the next agent restores its endpoints), but not under a crash-looping agent;
 * Calico across nodes: both calico-node healthy with correct node addresses (pitfall #1:
   an address autodetected on ``cilium_host`` breaks it), and no Cilium tunnel bound to Calico's
   VXLAN port on either node (pitfall #2, EADDRINUSE);
-* Cilium across nodes: both agents healthy on the same tunnel port;
+* Cilium across nodes: both Cilium datapaths up on the same tunnel port;
 * across the overlays (Calico pod ↔ Cilium pod, same node or not): only through the host
-  stack — ``enable-host-legacy-routing: "true"`` on the Cilium side, both agents healthy on both
+  stack — ``enable-host-legacy-routing: "true"`` on the Cilium side, both datapaths up on both
   nodes, distinct tunnel ports, and the Cilium pool disjoint from every Calico pool (pitfall #3);
 * Kubernetes NetworkPolicy is enforced by the engine that owns each endpoint: Calico always,
   Cilium only when ``enable-policy`` resolved on that node is not ``never``.
@@ -132,10 +135,13 @@ class NetworkModel:
         return None
 
     def _cilium_problem(self, node: str) -> str | None:
+        """Why the node's Cilium datapath does not forward: a crash-looping agent (taken, to be
+        safe, as having lost it) or no agent healthy since the datapath was last set up. An agent
+        restarting keeps it (see ``CiliumState.datapath``)."""
         rt = self.fleet.runtimes[node]
         if rt.cilium.crashloop:
             return f"cilium agent is crash-looping on {node}"
-        if not rt.cilium.healthy:
+        if not rt.cilium.healthy and not rt.cilium.datapath:
             return f"cilium agent is not ready on {node}"
         return None
 

@@ -32,6 +32,10 @@ class CiliumState:
     running: bool = False
     healthy: bool = False
     crashloop: bool = False
+    # BPF programs, routes and the tunnel device a healthy agent set up. They stay in the kernel
+    # while the agent process stops and starts again (the next agent restores its endpoints), so
+    # existing pods keep forwarding through an agent restart; node clean-up removes them.
+    datapath: bool = False
     pod_uid: str | None = None
     config: dict[str, str] = field(default_factory=dict)   # cilium-config + matching CiliumNodeConfigs
     config_sources: list[str] = field(default_factory=list)

@@ -61,5 +61,6 @@ def apply(rt: NodeRuntime, action: str) -> tuple[bool, str]:
     if action == "cleanup-cilium":
         rt.cni_dir.pop(cilium_agent.CONFLIST, None)
         rt.interfaces -= {"cilium_host", "cilium_net", "cilium_vxlan", "cilium_geneve"}
+        rt.cilium.datapath = False
         return True, f"removed Cilium CNI file and interfaces on {rt.name}"
     return False, f"unknown node action {action!r}; known: {', '.join(sorted(COMMANDS))}"

@@ -11,11 +11,12 @@ import json
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_kubectl
+from tests.conftest import FAST_LATENCIES, fast_config, run_kubectl
 
 CNC = """apiVersion: cilium.io/v2
 kind: CiliumNodeConfig
@@ -152,3 +153,28 @@ def test_cross_overlay_reachability_follows_the_guide(sim_factory, scenario, fau
             assert ok, why
         else:
             assert not ok and broken in why, why
+
+
+def test_an_agent_restart_keeps_the_datapath_for_existing_pods(sim_factory):
+    """Restarting the cilium agent (the guide's step 3) leaves the BPF datapath in the kernel:
+    pods already on the node keep forwarding, on either overlay, while a new pod waits for the
+    new agent to give it an IP. A crash-looping agent still breaks the node's paths (above)."""
+    sim = sim_factory(config=fast_config(6, latencies=replace(FAST_LATENCIES, agent_start=1.5)))
+    migrate_node(sim, "node-1")
+    cil = netexec_pod(sim, "cil", "node-1")["status"]["podIP"]
+    cal_here = netexec_pod(sim, "cal-here", "node-2")["status"]["podIP"]
+    cal_there = netexec_pod(sim, "cal-there", "node-3")["status"]["podIP"]
+    runtimes = sim.fleet.runtimes
+    for node in ("node-1", "node-2"):
+        sim.store.delete("pods", "kube-system", _agent(sim, node)["metadata"]["name"], graceful=True)
+    _wait(lambda: all(runtimes[n].cilium.running and not runtimes[n].cilium.healthy for n in ("node-1", "node-2")))
+    sim.store.create("pods", {"metadata": {"name": "new", "namespace": "default"},
+                              "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": NETEXEC}]}})
+    with sim.store.lock:  # the sim stands still: both agents are still starting
+        assert not any(runtimes[n].cilium.healthy for n in ("node-1", "node-2"))
+        for src, dst in ((cil, cal_here), (cal_here, cil), (cil, cal_there), (cal_there, cal_here)):
+            ok, why = sim.fleet.network.reachable(src, dst, 8080)
+            assert ok, f"{src} -> {dst}: {why}"
+    assert not sim.store.get("pods", "default", "new")["status"].get("podIP")
+    _wait(lambda: bool(sim.store.get("pods", "default", "new")["status"].get("podIP")))
+    assert runtimes["node-1"].cilium.healthy

@@ -61,7 +61,7 @@ def become_healthy(rt: NodeRuntime, pod_uid: str) -> bool:
     st = rt.cilium
     if not st.running or st.pod_uid != pod_uid or st.crashloop:
         return False
-    st.healthy = True
+    st.healthy = st.datapath = True
     if st.manages_cni:
         rt.cni_dir[os.path.basename(st.config["write-cni-conf-when-ready"]) or CONFLIST] = conflist()
         if st.flag("cni-exclusive"):
@@ -83,7 +83,7 @@ def stop(rt: NodeRuntime, pod_uid: str) -> None:
 
 def tunnel_port(rt: NodeRuntime) -> int | None:
     cfg = rt.cilium.config
-    if not rt.cilium.running or cfg.get("routing-mode", "tunnel") != "tunnel":
+    if not (rt.cilium.running or rt.cilium.datapath) or cfg.get("routing-mode", "tunnel") != "tunnel":
         return None
     default = 8472 if cfg.get("tunnel-protocol", "vxlan") == "vxlan" else 6081
     try:
