@@ -3,7 +3,9 @@
 Reads of nodes, pods, PDBs, the CiliumNodeConfig and the agent DaemonSet come from the port's
 watch-driven cache once watching started, so observing costs no API request. Only the pods of
 the nodes the engine has in flight are included (``pod_scope``), which keeps an observation
-small at 5,000 nodes. Objects only finalize needs (cilium-config, the Calico objects to remove)
+small at 5,000 nodes, plus, for budgets allowing no disruption, the pods of their namespaces
+that are not Ready (on any node, or none yet), so the engine sees the replacements they wait
+for. Objects only finalize needs (cilium-config, the Calico objects to remove)
 are read directly, and only while finalizing.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 from migrator.cluster.port import ClusterPort
 from migrator.engine.decide import node_config_version
 from migrator.engine.probes import SERVICE
-from migrator.model.observation import ClusterObservation, ObjectFacts
+from migrator.model.observation import ClusterObservation, ObjectFacts, PodFacts
 from migrator.model.plan import MigrationPlan
 
 CNC_CRD = "ciliumnodeconfigs.cilium.io"
@@ -57,9 +59,14 @@ class Observer:
             blocking = tuple(p for p in port.list_pods(namespace=gate.namespace, labels=dict(gate.selector.match_labels))
                              if gate.selector.matches(p.labels))
         ds = port.get_daemonset(plan.cilium.agent.namespace, plan.cilium.agent.daemonset)
+        pdbs = tuple(port.list_pdbs())
+        budget_pods: tuple[PodFacts, ...] = ()
+        if pod_nodes is not None:
+            held = sorted({p.namespace for p in pdbs if p.disruptions_allowed < 1})
+            budget_pods = tuple(p for ns in held for p in port.list_pods(namespace=ns, unready=True))
         obs = ClusterObservation(
             nodes=tuple(port.list_nodes()), pods=pods, pod_nodes=pod_nodes, blocking_pods=blocking,
-            pdbs=tuple(port.list_pdbs()),
+            pdbs=pdbs, budget_pods=budget_pods,
             node_config=port.get_node_config(cnc.namespace, cnc.name, version=version.split("/", 1)[1])
             if version else None,
             served_cnc_versions=self.served,

@@ -57,13 +57,15 @@ def object_key(obj: Raw) -> Key:
 
 
 class _Kind:
-    """The objects of one resource kind plus a by-node index for pods."""
+    """The objects of one resource kind plus its indexes (for pods: by node, and the pods not
+    Ready by namespace). An index maps an object's converted facts to a value, or None to
+    leave the object out."""
 
-    def __init__(self, convert: Callable[[Raw], Any], node_of: Callable[[Raw], str | None] | None):
+    def __init__(self, convert: Callable[[Raw], Any], indexes: dict[str, Callable[[Any], str | None]]):
         self.convert = convert
-        self.node_of = node_of
+        self.indexers = indexes
         self.objects: dict[Key, Entry] = {}
-        self.by_node: dict[str, set[Key]] = {}
+        self.indexes: dict[str, dict[str, set[Key]]] = {name: {} for name in indexes}
         self.synced = threading.Event()
         self.resource_version = ""
         self.relists = 0
@@ -72,21 +74,25 @@ class _Kind:
     def put(self, obj: Raw) -> None:
         key = object_key(obj)
         self.drop(key)
-        self.objects[key] = Entry(obj, self.convert(obj))
-        node = self.node_of(obj) if self.node_of else None
-        if node:
-            self.by_node.setdefault(node, set()).add(key)
+        entry = self.objects[key] = Entry(obj, self.convert(obj))
+        for name, value_of in self.indexers.items():
+            value = value_of(entry.facts)
+            if value:
+                self.indexes[name].setdefault(value, set()).add(key)
 
     def drop(self, key: Key) -> None:
         old = self.objects.pop(key, None)
-        if old is not None and self.node_of:
-            node = self.node_of(old.raw)
-            if node and node in self.by_node:
-                self.by_node[node].discard(key)
+        if old is None:
+            return
+        for name, value_of in self.indexers.items():
+            value = value_of(old.facts)
+            if value and value in self.indexes[name]:
+                self.indexes[name][value].discard(key)
 
     def replace_all(self, items: list[Raw]) -> None:
         self.objects.clear()
-        self.by_node.clear()
+        for index in self.indexes.values():
+            index.clear()
         for obj in items:
             self.put(obj)
 
@@ -107,9 +113,9 @@ class WatchCache:
 
     # -- setup -----------------------------------------------------------------------------
     def add(self, source: ResourceSource, convert: Callable[[Raw], Any], *,
-            node_of: Callable[[Raw], str | None] | None = None) -> None:
-        """Register a resource kind; call before ``start``."""
-        self._kinds[source.name] = _Kind(convert, node_of)
+            indexes: dict[str, Callable[[Any], str | None]] | None = None) -> None:
+        """Register a resource kind, with indexes over its converted facts; call before ``start``."""
+        self._kinds[source.name] = _Kind(convert, indexes or {})
         self._sources[source.name] = source
 
     def has(self, kind: str) -> bool:
@@ -145,10 +151,11 @@ class WatchCache:
             k = self._kinds[kind]
             return [k.objects[key] for key in sorted(k.objects)]
 
-    def entries_on_node(self, kind: str, node: str) -> list[Entry]:
+    def indexed(self, kind: str, index: str, value: str) -> list[Entry]:
+        """The objects whose ``index`` value is ``value``, sorted by namespace/name."""
         with self._cond:
             k = self._kinds[kind]
-            return [k.objects[key] for key in sorted(k.by_node.get(node, ())) if key in k.objects]
+            return [k.objects[key] for key in sorted(k.indexes[index].get(value, ())) if key in k.objects]
 
     def get(self, kind: str, namespace: str | None, name: str) -> Entry | None:
         with self._cond:

@@ -295,7 +295,7 @@ class KubeCluster(KubeReads):
         cache = WatchCache(watch_timeout_seconds=self._watch_timeout)
         cache.add(_Source("nodes", self.core.list_node), convert.node_facts)
         cache.add(_Source("pods", self.core.list_pod_for_all_namespaces), convert.pod_facts,
-                  node_of=lambda o: (o.get("spec") or {}).get("nodeName"))
+                  indexes={"node": lambda p: p.node, "unready": lambda p: p.namespace if p.unready else None})
         cache.add(_Source("pdbs", self.policy.list_pod_disruption_budget_for_all_namespaces),
                   convert.pdb_facts)
         cache.add(_Source("daemonsets", self.apps.list_namespaced_daemon_set,

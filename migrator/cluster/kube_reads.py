@@ -98,12 +98,17 @@ class KubeReads:
         return [convert.node_facts(o) for o in sorted(items, key=convert.sort_key)]
 
     def list_pods(self, *, node: str | None = None, namespace: str | None = None,
-                  labels: dict[str, str] | None = None) -> list[PodFacts]:
+                  labels: dict[str, str] | None = None, unready: bool = False) -> list[PodFacts]:
         cache = self._cached("pods")
         if cache is not None:
-            entries = cache.entries_on_node("pods", node) if node else cache.entries("pods")
-            raws = [e for e in entries if convert.pod_matches(e.raw, namespace=namespace, labels=labels)]
-            return [e.facts for e in raws]
+            if node:
+                entries = cache.indexed("pods", "node", node)
+            elif unready and namespace:
+                entries = cache.indexed("pods", "unready", namespace)
+            else:
+                entries = cache.entries("pods")
+            return [e.facts for e in entries if convert.pod_matches(e.raw, namespace=namespace, labels=labels)
+                    and (not unready or e.facts.unready)]
         kwargs: dict[str, Any] = {}
         if node:
             kwargs["field_selector"] = f"spec.nodeName={node}"
@@ -114,7 +119,8 @@ class KubeReads:
         else:
             body = self._call("list pods", self.core.list_pod_for_all_namespaces, **kwargs)
         items = sorted(body.get("items") or [], key=convert.sort_key)
-        return [convert.pod_facts(o) for o in items]
+        pods = [convert.pod_facts(o) for o in items]
+        return [p for p in pods if p.unready] if unready else pods
 
     def get_pod(self, namespace: str, name: str) -> PodFacts | None:
         cache = self._cached("pods")

@@ -219,8 +219,9 @@ class ClusterPort(Protocol):
         """All nodes, sorted by name."""
 
     def list_pods(self, *, node: str | None = None, namespace: str | None = None,
-                  labels: dict[str, str] | None = None) -> list[PodFacts]:
-        """Pods filtered by node, namespace and equality label selector, sorted by namespace/name."""
+                  labels: dict[str, str] | None = None, unready: bool = False) -> list[PodFacts]:
+        """Pods filtered by node, namespace, equality label selector and (``unready``) to those
+        ``PodFacts.unready``, sorted by namespace/name."""
 
     def list_pdbs(self) -> list[PdbFacts]:
         """All PodDisruptionBudgets, sorted by namespace/name."""

@@ -29,7 +29,10 @@ application is not disrupted (``currentHealthy >= desiredHealthy``).
 Before switching a node in place, the engine asks whether its pods' budgets will let them go
 (``recovers``): a budget at zero only because replacements are starting — usually those of
 our own evictions on other nodes — gets its room back in a moment, while one held at zero by
-pods that stay unhealthy does not, and that node must wait before anything changes.
+pods that stay unhealthy does not, and that node must wait before anything changes. Those
+replacements land on any node, or none yet, so the observation brings such a budget's pods that
+are not Ready from everywhere (``ClusterObservation.budget_pods``), not only from the nodes in
+flight.
 """
 
 from __future__ import annotations
@@ -49,8 +52,7 @@ STARTING_GRACE = timedelta(minutes=1)
 
 def starting(pod: PodFacts, now: datetime) -> bool:
     """True for a pod that is expected to turn Ready soon."""
-    return (not pod.ready and not pod.deleting and pod.phase in ("Pending", "Running")
-            and pod.created_at is not None and now - pod.created_at < STARTING_GRACE)
+    return pod.unready and pod.created_at is not None and now - pod.created_at < STARTING_GRACE
 
 
 def _key(pdb: PdbFacts) -> tuple[str, str]:
@@ -121,10 +123,12 @@ class DisruptionBudgets:
                    for p in self.guarding(pod))
 
     def recovers(self, pdb: PdbFacts, now: datetime) -> bool:
-        """True when ``pdb`` allows a disruption now, or will once its starting pods are Ready."""
+        """True when ``pdb`` allows a disruption now, or will once its starting pods are Ready
+        (wherever they run: ``ClusterObservation.budget_pods`` holds those off the nodes in flight)."""
         if pdb.disruptions_allowed >= 1:
             return True
-        coming = sum(1 for pod in self._obs.pods if pdb.covers(pod) and starting(pod, now))
+        pods = {p.uid: p for p in (*self._obs.pods, *self._obs.budget_pods) if pdb.covers(p)}
+        coming = sum(1 for pod in pods.values() if starting(pod, now))
         return pdb.current_healthy + coming - pdb.desired_healthy >= 1
 
     def room(self, pdb: PdbFacts) -> int:

@@ -94,6 +94,11 @@ class PodFacts(_Fact):
         """A bare pod with no controller: nothing recreates it once deleted."""
         return self.owner_kind is None and not self.mirror
 
+    @property
+    def unready(self) -> bool:
+        """Pending or Running, not Ready and not being deleted: starting, or failing to."""
+        return not self.ready and not self.deleting and self.phase in ("Pending", "Running")
+
     def ip_in(self, cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
         """True when the pod has an IP and it lies inside ``cidr``."""
         if not self.ip:
@@ -189,6 +194,10 @@ class ClusterObservation(_Fact):
     blocking_pods: tuple[PodFacts, ...] = Field(
         default=(), description="Pods matching the plan's gates.blocking_pods selector.")
     pdbs: tuple[PdbFacts, ...] = Field(default=(), description="Every PodDisruptionBudget.")
+    budget_pods: tuple[PodFacts, ...] = Field(
+        default=(), description="Pods not Ready (``PodFacts.unready``) in the namespaces of budgets allowing no "
+                                "disruption, on any node or none yet: the replacements such a budget waits "
+                                "for, wherever they land. Empty when `pods` holds every node's pods.")
     node_config: NodeConfigFacts | None = Field(
         default=None, description="The plan's CiliumNodeConfig, None when absent.")
     served_cnc_versions: tuple[str, ...] = Field(

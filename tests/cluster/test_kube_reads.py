@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from migrator.cluster.errors import ConfigError
@@ -51,6 +53,36 @@ def test_cached_reads_match_direct_reads_and_cost_no_requests(sim, port) -> None
     assert port.get_node_config("kube-system", "cilium-default", version="v2") is None
     counted = {k: v for k, v in sim.requests.counts().items() if k[0] != "watch"}
     assert counted == {}
+
+
+def test_unready_pods_of_a_namespace_direct_and_cached(sim, port) -> None:
+    """Pods not Ready, scheduled or not yet, from the API and from the cache, whose index follows
+    a pod as it turns Ready or goes."""
+    def unready(namespace: str = "shop") -> list[str]:
+        return [p.name for p in port.list_pods(namespace=namespace, unready=True)]
+
+    def eventually(condition) -> None:
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert condition()
+
+    sim.store.create("pods", {"metadata": {"name": "stuck", "namespace": "shop"},
+                              "spec": {"nodeSelector": {"pool": "nowhere"},
+                                       "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}]}})
+    direct = port.list_pods(namespace="shop", unready=True)
+    assert [(p.name, p.node, p.phase) for p in direct] == [("stuck", None, "Pending")]
+    port.start_watching(WatchScope(node_config_version="v2"))
+    sim.requests.reset()
+    assert unready() == ["stuck"] and unready("kube-system") == []
+    assert {k: v for k, v in sim.requests.counts().items() if k[0] != "watch"} == {}
+    sim.store.delete("pods", "shop", "stuck")
+    eventually(lambda: unready() == [])
+    sim.store.create("pods", {"metadata": {"name": "fresh", "namespace": "shop"},
+                              "spec": {"nodeName": "node-1",
+                                       "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}]}})
+    eventually(lambda: (pod := port.get_pod("shop", "fresh")) is not None and pod.ready)
+    assert unready() == []  # it entered the index unready, and left it once Ready
 
 
 def test_preflight_inventories(port) -> None:

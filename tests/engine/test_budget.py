@@ -13,7 +13,7 @@ from migrator.engine.results import record_results
 from migrator.engine.states import NodePhase
 from migrator.engine.steps import step_node
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord
-from migrator.model.observation import LabelSelector, PdbFacts
+from migrator.model.observation import ClusterObservation, LabelSelector, PdbFacts, PodFacts
 from tests.engine.loop import make_plan
 from tests.engine.toy import T0, ToyCluster
 
@@ -151,12 +151,12 @@ def _in_place_toy(*, healthy: int, desired: int, unready_age: timedelta | None) 
     return toy
 
 
-def _switch_decision(toy: ToyCluster) -> str:
+def _switch_decision(toy: ToyCluster, obs: ClusterObservation | None = None) -> str:
     """What node-1, about to be switched in place, does in one decision: "label" or its note."""
     record = NodeRecord(name="node-1", phase=NodePhase.PENDING, attempt=1, phase_started_at=NOW,
                         intent=Intent(step="label"))
     cp = Checkpoint(plan_name="p", plan_hash="h", run_id="r", started_at=T0, nodes=(record,))
-    out = step_node(record, StepContext.of(IN_PLACE, cp, toy.observe(), NOW))
+    out = step_node(record, StepContext.of(IN_PLACE, cp, obs or toy.observe(), NOW))
     return "label" if any(isinstance(a, LabelNode) for a in out.actions) else out.note
 
 
@@ -170,6 +170,22 @@ def test_in_place_switch_waits_for_a_budget_held_by_a_pod_that_stays_unready() -
     assert _switch_decision(toy).startswith("waiting before the switch: shop/web-node-1-0 is guarded")
     toy = _in_place_toy(healthy=2, desired=2, unready_age=None)
     assert _switch_decision(toy).startswith("waiting before the switch")
+
+
+def test_in_place_switch_counts_a_starting_replacement_off_the_nodes_in_flight() -> None:
+    """The replacement of a pod evicted on another node lands anywhere, or nowhere yet: only the
+    pods of the nodes in flight are observed, and ``budget_pods`` brings the budget's pods that
+    are not Ready from everywhere else."""
+    toy = _in_place_toy(healthy=2, desired=2, unready_age=None)
+    full = toy.observe()
+    scoped = full.model_copy(update={"pod_nodes": frozenset({"node-1"}), "pods": full.pods_on("node-1")})
+    assert _switch_decision(toy, scoped).startswith("waiting before the switch")
+    unscheduled = PodFacts(namespace="shop", name="web-new", uid="u-new", phase="Pending", labels={"app": "web"},
+                           owner_kind="ReplicaSet", owner_name="web", created_at=NOW - timedelta(seconds=1))
+    assert _switch_decision(toy, scoped.model_copy(update={"budget_pods": (unscheduled,)})) == "label"
+    stuck = unscheduled.model_copy(update={"created_at": NOW - timedelta(minutes=5)})
+    assert _switch_decision(toy, scoped.model_copy(update={"budget_pods": (stuck,)})).startswith(
+        "waiting before the switch")
 
 
 def test_in_place_switch_waits_when_the_starting_pods_would_not_give_the_budget_room() -> None:

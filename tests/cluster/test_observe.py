@@ -1,0 +1,33 @@
+"""The observation the engine decides on, taken through KubeCluster from the simulated cluster."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from migrator.cluster.port import WatchScope
+from migrator.model.plan import load_plan
+from migrator.observe import Observer
+
+PLAN = Path(__file__).resolve().parents[2] / "plans" / "example.yaml"
+PAUSE = {"name": "c", "image": "registry.k8s.io/pause:3.9"}
+
+
+def test_a_budget_allowing_no_disruption_brings_its_unready_pods_from_every_node(sim, port) -> None:
+    """Only the pods of the nodes in flight are observed, plus, for a budget at zero, the pods of
+    its namespace not Ready wherever they are: the replacements it waits for."""
+    sim.store.mutate("policy/poddisruptionbudgets", "shop", "web", lambda o: o["spec"].update(maxUnavailable=0))
+    sim.store.create("pods", {"metadata": {"name": "starting", "namespace": "shop"},
+                              "spec": {"nodeSelector": {"pool": "nowhere"}, "containers": [PAUSE]}})
+    sim.store.create("pods", {"metadata": {"name": "elsewhere", "namespace": "kube-system"},
+                              "spec": {"nodeSelector": {"pool": "nowhere"}, "containers": [PAUSE]}})
+    port.start_watching(WatchScope(node_config_version="v2"))
+    observer = Observer(load_plan(PLAN), port)
+    deadline = time.monotonic() + 10
+    while (obs := observer.observe(frozenset({"node-1"}))).budget_pods == () and time.monotonic() < deadline:
+        time.sleep(0.02)
+    web = next(p for p in obs.pdbs if p.name == "web")
+    assert web.disruptions_allowed == 0
+    assert [p.key for p in obs.budget_pods] == ["shop/starting"]   # kube-system's budget has room
+    assert {p.node for p in obs.pods} == {"node-1"}
+    assert observer.observe(None).budget_pods == ()   # every pod is observed already
