@@ -67,6 +67,7 @@ class DisruptionBudgets:
         self._observed = {_key(p): p.disruptions_allowed for p in obs.pdbs}
         self._room = dict(self._observed)
         self._holding: set[str] = set()  # uids whose sent eviction already holds a unit of room
+        self._coming: dict[tuple[str, str], int] = {}  # starting pods per budget, counted once
         pending = set(sent)
         if pending and self._room:
             for pod in obs.pods:
@@ -127,9 +128,11 @@ class DisruptionBudgets:
         (wherever they run: ``ClusterObservation.budget_pods`` holds those off the nodes in flight)."""
         if pdb.disruptions_allowed >= 1:
             return True
-        pods = {p.uid: p for p in (*self._obs.pods, *self._obs.budget_pods) if pdb.covers(p)}
-        coming = sum(1 for pod in pods.values() if starting(pod, now))
-        return pdb.current_healthy + coming - pdb.desired_healthy >= 1
+        key = _key(pdb)
+        if key not in self._coming:  # once per budget and decision: every node asks the same
+            pods = {p.uid: p for p in (*self._obs.pods, *self._obs.budget_pods) if pdb.covers(p)}
+            self._coming[key] = sum(1 for pod in pods.values() if starting(pod, now))
+        return pdb.current_healthy + self._coming[key] - pdb.desired_healthy >= 1
 
     def room(self, pdb: PdbFacts) -> int:
         return self._room.get(_key(pdb), pdb.disruptions_allowed)
