@@ -142,7 +142,7 @@ class NetworkModel:
         if rt.cilium.crashloop:
             return f"cilium agent is crash-looping on {node}"
         if not rt.cilium.healthy and not rt.cilium.datapath:
-            return f"cilium agent is not ready on {node}"
+            return f"no Cilium datapath on {node}: its cilium agent has not been Ready there"
         return None
 
     def _calico_address_problem(self, node: str) -> str | None:
