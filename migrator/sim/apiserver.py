@@ -123,6 +123,7 @@ def _http_version(text: str) -> tuple[int, int] | None:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    _unlogged = False  # True from the start of ``_handle`` until the request is in the log
     api: ApiServer
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -217,6 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ plumbing
     def _handle(self, method: str) -> None:
         self._entry = ("", "", "", "")
+        self._unlogged = True
         self._warnings: list[str] = []
         code = 500
         try:
@@ -237,6 +239,14 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 self.close_connection = True
                 return
+        self._record(code)
+
+    def _record(self, code: int) -> None:
+        """Log the request once, as its answer starts: a client that has read the answer (or
+        started reading a watch) finds it counted."""
+        if not self._unlogged:
+            return
+        self._unlogged = False
         verb, resource, ns, name = self._entry
         self.api.requests.add(RequestEntry(verb, resource, ns, name, code, self.headers.get("User-Agent", "")))
 
@@ -254,6 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
               headers: dict[str, str] | None = None) -> int:
         data = payload if isinstance(payload, bytes) else (
             payload.encode() if isinstance(payload, str) else wire.dumps(payload))
+        self._record(code)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -473,6 +484,7 @@ class _Handler(BaseHTTPRequestHandler):
                     cursor = int(rv_param)
                 except ValueError as exc:
                     raise BadRequest(f"invalid resourceVersion {rv_param!r}") from exc
+        self._record(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
