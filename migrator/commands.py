@@ -207,7 +207,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     plan = _setup(args)
     if not _confirm(args, "migrator resume"):
         return Exit.INVALID
-    return _finish(_runner(args, plan).run(resume=True, start_new=False))
+    return _finish(_runner(args, plan).run("resume"))
 
 
 @guarded
@@ -216,7 +216,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     if not args.yes:
         print("error: finalize is the point of no return (it removes Calico); pass --yes", file=sys.stderr)
         return Exit.INVALID
-    return _finish(_runner(args, plan).run(finalize=True, start_new=False))
+    return _finish(_runner(args, plan).run("finalize"))
 
 
 def _load_state(args: argparse.Namespace, plan: MigrationPlan) -> tuple[CheckpointStore, Checkpoint | None, str | None]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from migrator.cluster.port import ClusterPort
-from migrator.engine.decide import node_config_version
+from migrator.engine.node_config import node_config_version
 from migrator.engine.probes import SERVICE
 from migrator.model.observation import ClusterObservation, ObjectFacts, PodFacts
 from migrator.model.plan import MigrationPlan
@@ -53,7 +53,7 @@ class Observer:
             pods = tuple(port.list_pods())
         else:
             pods = tuple(p for node in sorted(pod_nodes) for p in port.list_pods(node=node))
-        blocking = ()
+        blocking: tuple[PodFacts, ...] = ()
         gate = plan.gates.blocking_pods
         if gate is not None:
             blocking = tuple(p for p in port.list_pods(namespace=gate.namespace, labels=dict(gate.selector.match_labels))

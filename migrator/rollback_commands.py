@@ -111,7 +111,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     print(f"rollback recorded in {store.where}; waiting for the run lock "
           f"(a live run stands aside at its next step boundary)", file=sys.stderr)
     wait = plan.state.lease_duration.total_seconds() + LOCK_MARGIN
-    outcome = _runner(args, plan).run(mode="rollback", start_new=False, lock_wait=wait)
+    outcome = _runner(args, plan).run("rollback", lock_wait=wait)
     if outcome.code == Exit.LOCKED:
         outcome.message += ("; the request stays recorded and the holder will stand aside when it reaches a step "
                             "boundary. If that run is hung, re-run with --force-takeover (audited)")
@@ -127,4 +127,4 @@ def cmd_canary(args: argparse.Namespace) -> int:
         return Exit.INVALID
     if not _confirm(args, "migrator canary"):
         return Exit.INVALID
-    return _finish(_runner(args, plan).run(mode="canary"))
+    return _finish(_runner(args, plan).run("canary"))

@@ -1,11 +1,13 @@
 """The reconcile loop: lease → checkpoint → observe → decide → persist → execute → repeat.
 
-One process drives a run at a time (the Lease). Each iteration observes the cluster from the
-watch cache, asks the pure engine for the next checkpoint and actions, **persists the new
-checkpoint before executing** (intent first, compare-and-swap on the ConfigMap's
-resourceVersion; a 409 means someone else wrote it — ``migrator pause``/``abort`` — so reload
-and decide again), executes the actions, folds their outcomes back in and persists again. It
-then sleeps until the cache sees a change or the engine's next deadline, never polling the API.
+One process drives a run at a time (the Lease). Each turn observes the cluster from the watch
+cache, asks the pure engine (``engine.decide``) for the next checkpoint, actions and whether
+to stop, **persists the new checkpoint before executing** (intent first, compare-and-swap on
+the ConfigMap's resourceVersion; a 409 means someone else wrote it — ``migrator pause``/
+``abort`` — so reload and decide again), executes the actions and hands their results to the
+next turn's decision through its inbox. It then sleeps until the cache sees a change or the
+engine's next deadline, never polling the API. The runner decides nothing itself: what the
+process was started for (its purpose) goes into the inbox, and the engine names the stop.
 
 A crash at any point is safe: the checkpoint holds every intent, every action is idempotent,
 and ``resume`` observes and decides again instead of replaying anything.
@@ -13,16 +15,15 @@ and ``resume`` observes and decides again instead of replaying anything.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
@@ -31,28 +32,15 @@ from migrator.cluster.errors import ClusterError, Conflict
 from migrator.cluster.lease import LockHeld, LockLost, RunLock, holder_identity
 from migrator.cluster.port import ClusterPort, WatchScope
 from migrator.cluster.store import CheckpointStore
-from migrator.engine.canary import decide_canary
-from migrator.engine.decide import (
-    Decision,
-    PlanMismatch,
-    decide,
-    new_checkpoint,
-    pod_scope,
-    resume_checkpoint,
-)
-from migrator.engine.finalize import decide_finalize, finalize_blockers
-from migrator.engine.oncall import decide_rollback, rollback_finished
-from migrator.engine.results import record_results
-from migrator.engine.states import NodePhase, RunPhase
+from migrator.engine.actions import ActionResult
+from migrator.engine.decide import Decision, Inbox, PlanMismatch, Purpose, decide, observe_scope
 from migrator.execute import Executor
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
-from migrator.model.plan import MigrationPlan, plan_hash
+from migrator.model.plan import MigrationPlan
 from migrator.observe import Observer
 
 log = structlog.get_logger("migrator.runner")
-Mode = Literal["forward", "finalize", "rollback", "canary"]
-STEPS = {"forward": decide, "finalize": decide_finalize, "rollback": decide_rollback, "canary": decide_canary}
 RELOAD_EVERY = 2.0       # seconds between checkpoint re-reads while idle (to see pause/abort requests)
 MAX_SLEEP = 1.0          # longest wait for a cache change before deciding again
 
@@ -64,6 +52,9 @@ class Exit(IntEnum):
     HALTED = 1
     INVALID = 2
     LOCKED = 3
+
+
+STOP_CODES = {"done": Exit.DONE, "halted": Exit.HALTED, "invalid": Exit.INVALID}
 
 
 @dataclass
@@ -106,13 +97,12 @@ class Runner:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
 
-    def run(self, *, finalize: bool = False, resume: bool = False, start_new: bool = True,
-            mode: Mode | None = None, lock_wait: float = 0.0) -> Outcome:
-        """Drive the run in ``mode`` (forward, finalize, rollback or canary) to a stopping point.
+    def run(self, purpose: Purpose = "run", *, lock_wait: float = 0.0) -> Outcome:
+        """Drive the run for ``purpose`` (run, resume, finalize, rollback or canary) to the
+        stopping point the engine names.
 
         ``lock_wait`` keeps trying for the Lease that long (a rollback waits for the forward run
         to stand aside, or for a dead run's lease to go stale)."""
-        mode = mode or ("finalize" if finalize else "forward")
         deadline = time.monotonic() + lock_wait
         while True:
             try:
@@ -126,7 +116,7 @@ class Runner:
             log.warning("run.takeover", previous=self.lock.taken_over_from, audited=self.force_takeover)
         self.lock.keep_alive()
         try:
-            return self._run(mode=mode, resume=resume, start_new=start_new)
+            return self._run(purpose)
         except LockLost as exc:
             return Outcome(Exit.HALTED, f"stopped: {exc}")
         except PlanMismatch as exc:
@@ -139,8 +129,7 @@ class Runner:
             self.port.close()
 
     # ------------------------------------------------------------------ loop
-    def _run(self, *, mode: Mode, resume: bool, start_new: bool) -> Outcome:  # noqa: C901 - the loop, flat
-        finalize = mode == "finalize"
+    def _run(self, purpose: Purpose) -> Outcome:
         plan = self.plan
         structlog.contextvars.bind_contextvars(run_id=self.run_id, plan=plan.name)
         observer = Observer(plan, self.port, output_dir=self.output_dir)
@@ -149,82 +138,48 @@ class Runner:
                                             node_config_namespace=plan.cilium.node_config.namespace,
                                             node_config_version=version.split("/", 1)[1] if version else None))
         cp, self._rv = self.store.load()
-        now = self.clock.now()
-        if mode == "canary" and cp is not None and cp.plan_hash == plan_hash(plan):
-            if cp.canary is not None and cp.canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:
-                return Outcome(Exit.DONE, "canary already kept: its nodes run on Cilium (see `migrator status`)", cp)
-            if cp.run_phase.terminal:  # a previous canary ended: start a new one in its place
-                fresh = new_checkpoint(plan, observer.observe(frozenset()), self.run_id, now)
-                self._rv = self.store.save(fresh, self._rv)
-                cp = fresh
-                log.info("canary.started", nodes=len(cp.nodes), replaced="previous canary")
-        if cp is not None and self.lock.taken_over_from and self.force_takeover:
-            note = (f"{now.isoformat(timespec='seconds')} lock taken over from {self.lock.taken_over_from} "
-                    f"with --force-takeover by {self.lock.identity}")
-            cp = cp.model_copy(update={"audit": (*cp.audit, note)[-20:]})
-            self._save(cp)
-        if mode == "rollback" and (cp is None or cp.rollback is None):
-            return Outcome(Exit.DONE, "no rollback recorded: nothing to do", cp)
-        if cp is None:
-            if finalize or not start_new:
-                return Outcome(Exit.INVALID, f"no migration state in {self.store.where}; start with `migrator run`")
-            cp = new_checkpoint(plan, observer.observe(frozenset()), self.run_id, now)
-            self._rv = self.store.save(cp, None)
-            log.info("run.started", nodes=len(cp.nodes), where=self.store.where)
-        elif cp.plan_hash != plan_hash(plan):
-            raise PlanMismatch(f"{self.store.where} holds the state of plan {cp.plan_name!r} ({cp.plan_hash}); "
-                               f"this plan is {plan.name!r} ({plan_hash(plan)}). Use the plan that started the run, "
-                               "or delete the state ConfigMap after finalize/abort to start anew.")
-        else:
-            log.info("run.resumed", run_id=cp.run_id, phase=cp.run_phase.value)
-            if resume and (cp.halted or cp.run_phase is RunPhase.PAUSED or cp.requested == "pause"):
-                cp = resume_checkpoint(cp, now)
-                self._save(cp)
-        if finalize:
-            blockers = finalize_blockers(cp)
-            if blockers and cp.run_phase is not RunPhase.FINALIZED:
-                return Outcome(Exit.HALTED, "finalize refused: " + "; ".join(blockers[:5]) +
-                               (f" (+{len(blockers) - 5} more)" if len(blockers) > 5 else ""), cp)
+        takeover = self.lock.taken_over_from if self.force_takeover else None
+        inbox = Inbox(purpose=purpose, run_id=self.run_id, by=self.lock.identity, first=True, takeover=takeover)
         last_reload = time.monotonic()
         last_reason = ""
         while True:
             self.lock.check()
             if self._stop.is_set():
                 return Outcome(Exit.HALTED, "interrupted; state saved — run `migrator resume` to continue", cp)
-            # finalize acts on every node (clean-up pods), so it sees every node's pods
-            obs = observer.observe(None if finalize else pod_scope(cp), finalizing=finalize)
-            now = self.clock.now()
-            decision: Decision = STEPS[mode](plan, cp, obs, now)
+            pods, finalizing = observe_scope(cp, purpose)
+            obs = observer.observe(pods, finalizing=finalizing)
+            decision: Decision = decide(plan, cp, obs, self.clock.now(), inbox)
             if decision.reason != last_reason:
-                log.info("run.decision", phase=decision.checkpoint.run_phase.value, reason=decision.reason[:300],
-                         actions=[a.kind for a in decision.actions])
+                log.info("run.decision", phase=decision.checkpoint.run_phase.value if decision.checkpoint else None,
+                         reason=decision.reason[:300], actions=[a.kind for a in decision.actions])
                 last_reason = decision.reason
+            results: tuple[ActionResult, ...] = ()
             try:
-                if decision.changed:
+                if decision.changed and decision.checkpoint is not None:
+                    if cp is None:
+                        log.info("run.started", nodes=len(decision.checkpoint.nodes), where=self.store.where)
                     self._log_transitions(cp, decision.checkpoint)
                     self._save(decision.checkpoint)
                 cp = decision.checkpoint
                 if decision.actions:
-                    results = self.executor.run(decision.actions)
-                    folded = record_results(cp, results, self.clock.now(), plan.drain.retry_interval)
-                    if folded != cp:
-                        self._save(folded)
-                        cp = folded
+                    results = tuple(self.executor.run(decision.actions))
             except Conflict:
                 cp, self._rv = self.store.load()
                 log.info("checkpoint.conflict", action="reloaded")
                 if cp is None:
                     return Outcome(Exit.HALTED, f"{self.store.where} was deleted while the run was going on")
+                inbox = replace(inbox, results=(), first=False)
                 continue
-            self.metrics.observe_checkpoint(cp)
-            if self.progress is not None:
-                self.progress.update(cp, decision.reason)
-            outcome = self._stopping_point(cp, mode)
-            if outcome is not None:
-                return outcome
+            inbox = replace(inbox, results=results, first=False, takeover=None)
+            if cp is not None:
+                self.metrics.observe_checkpoint(cp)
+                if self.progress is not None:
+                    self.progress.update(cp, decision.reason)
+            if decision.stop is not None:
+                return Outcome(STOP_CODES[decision.stop.code], decision.stop.message, cp)
             if not decision.actions:
                 self._wait(decision.wake_at)
-            if time.monotonic() - last_reload > RELOAD_EVERY:
+            if time.monotonic() - last_reload > RELOAD_EVERY and cp is not None:
                 last_reload = time.monotonic()
                 fresh, rv = self.store.load()
                 if fresh is not None and (fresh.requested != cp.requested or fresh.rollback != cp.rollback):
@@ -240,65 +195,13 @@ class Runner:
         if timeout > 0:
             self.port.wait_for_change(timeout)
 
-    def _stopping_point(self, cp: Checkpoint, mode: Mode) -> Outcome | None:
-        if mode == "rollback":
-            return _rollback_outcome(cp) if rollback_finished(cp) else None
-        if mode == "canary":
-            return _canary_outcome(cp)
-        if cp.rollback is not None:
-            return Outcome(Exit.HALTED, f"an on-call rollback was requested by {cp.rollback.by}: this run stopped "
-                                        "at a step boundary so it can proceed", cp)
-        finalize = mode == "finalize"
-        if cp.halted:
-            return Outcome(Exit.HALTED, f"halted: {cp.halted}. Fix the cause, then `migrator resume`", cp)
-        phase = cp.run_phase
-        if finalize:
-            return Outcome(Exit.DONE, "finalized: Calico removed, Cilium is the only CNI", cp) \
-                if phase is RunPhase.FINALIZED else None
-        if phase in (RunPhase.NODES_DONE, RunPhase.FINALIZING, RunPhase.FINALIZED):
-            return Outcome(Exit.DONE, "every node migrated; next: `migrator finalize --yes`", cp)
-        if phase is RunPhase.PAUSED:
-            return Outcome(Exit.HALTED, "paused at a step boundary; `migrator resume` continues", cp)
-        if phase is RunPhase.ABORTED:
-            return Outcome(Exit.HALTED, "aborted: no node is in flight; nodes not started stay on Calico", cp)
-        return None
-
-    def _log_transitions(self, old: Checkpoint, new: Checkpoint) -> None:
-        before = old.by_name
+    def _log_transitions(self, old: Checkpoint | None, new: Checkpoint) -> None:
+        before = old.by_name if old is not None else {}
         for record in new.nodes:
             prev = before.get(record.name)
             if prev is None or prev.phase != record.phase:
                 log.info("node.transition", node=record.name, phase=record.phase.value,
                          previous=prev.phase.value if prev else None, attempt=record.attempt,
                          error=record.last_error)
-        if old.run_phase != new.run_phase:
+        if old is not None and old.run_phase != new.run_phase:
             log.info("run.transition", phase=new.run_phase.value, previous=old.run_phase.value)
-
-
-def _rollback_outcome(cp: Checkpoint) -> Outcome:
-    if cp.halted:
-        return Outcome(Exit.HALTED, f"rollback halted: {cp.halted}", cp)
-    rolled = [r.name for r in cp.nodes if r.phase is NodePhase.ROLLED_BACK]
-    if cp.run_phase is RunPhase.ROLLED_BACK:
-        return Outcome(Exit.DONE, f"rolled back: every node is on Calico ({len(rolled)} rolled back); the "
-                                  "CiliumNodeConfig and the probe fleet are gone", cp)
-    return Outcome(Exit.DONE, f"rolled back: {', '.join(rolled) or 'none'} on Calico; the run is paused — "
-                              "`migrator resume` continues with the other nodes", cp)
-
-
-def _canary_outcome(cp: Checkpoint) -> Outcome | None:
-    canary = cp.canary
-    if canary is None or canary.outcome == "soaking":
-        return None
-    if canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:
-        return Outcome(Exit.DONE, f"canary kept: {canary.reason}", cp)
-    if cp.halted and cp.rollback is not None:
-        return Outcome(Exit.HALTED, f"canary {canary.outcome}, and its rollback halted: {cp.halted}", cp)
-    if cp.run_phase is RunPhase.ROLLED_BACK:
-        code = Exit.DONE if canary.outcome == "rolled-back" else Exit.HALTED
-        return Outcome(code, f"canary {canary.outcome}: {canary.reason}; every canary node is back on Calico", cp)
-    return None
-
-
-def process_identity() -> str:
-    return f"{os.uname().nodename}/{os.getpid()}"

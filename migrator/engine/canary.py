@@ -1,7 +1,7 @@
-"""``decide_canary``: migrate the plan's (canary) nodes, soak under continuous probes, then
+"""``canary_step``: migrate the plan's (canary) nodes, soak under continuous probes, then
 keep or roll back by policy.
 
-The forward run is ``decide`` unchanged. Once every node is done the run soaks
+The forward run is ``forward_step`` unchanged. Once every node is done the run soaks
 (``SOAKING``) for ``canary.soak`` with sampling rounds over the whole cluster; then, with
 ``on_success: keep``, the run goes back to ``NODES_DONE`` with the outcome ``kept``, and with
 ``on_success: rollback`` (a rehearsal) it rolls everything back. A failure — a sampled pair
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from migrator.engine.actions import Action
-from migrator.engine.decide import Decision, decide, sample_round
-from migrator.engine.oncall import decide_rollback
+from migrator.engine.forward import Step, forward_step, run_move, sample_round
+from migrator.engine.oncall import rollback_run_step
 from migrator.engine.states import RunPhase
-from migrator.engine.table import check_run_move
-from migrator.model.checkpoint import CanaryState, Checkpoint, RollbackRequest, truncate_error, utc
+from migrator.model.checkpoint import CanaryState, Checkpoint, RollbackRequest, truncate_error
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
 
@@ -32,56 +30,45 @@ def _roll_back(cp: Checkpoint, now: datetime, outcome: str, reason: str) -> Chec
     return cp.model_copy(update={"rollback": request, "canary": canary, "halted": None})
 
 
-def decide_canary(plan: MigrationPlan, checkpoint: Checkpoint, obs: ClusterObservation,
-                  now: datetime) -> Decision:
+def canary_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime) -> Step:
     """The next step of a canary run (see the module docstring)."""
     assert plan.canary is not None, "migrator canary needs a plan with a canary section"
-    now = utc(now)
-    cp = checkpoint
     if cp.rollback is not None:
-        return decide_rollback(plan, cp, obs, now)
-    if cp.run_phase is RunPhase.SOAKING:
-        return _soak(plan, checkpoint, obs, now)
-    decision = decide(plan, cp, obs, now)
-    cp = decision.checkpoint
+        return rollback_run_step(plan, cp, obs, now)
     if cp.halted is not None:
         halted = cp.halted
-        cp = _roll_back(cp, now, "failed", halted)
-        return Decision(cp, decision.actions, f"canary failed ({halted}); rolling every canary node back", True)
+        return (_roll_back(cp, now, "failed", halted), [], [f"canary failed ({halted}); rolling every canary node back"],
+                now)
+    if cp.run_phase is RunPhase.SOAKING:
+        return _soak(plan, cp, obs, now)
+    cp, actions, notes, wake = forward_step(plan, cp, obs, now)
+    if cp.halted is not None:
+        halted = cp.halted
+        return (_roll_back(cp, now, "failed", halted), actions,
+                [f"canary failed ({halted}); rolling every canary node back"], now)
     if cp.run_phase is RunPhase.NODES_DONE and cp.canary is None:
-        check_run_move(cp.run_phase, RunPhase.SOAKING)
-        cp = cp.model_copy(update={"run_phase": RunPhase.SOAKING, "run_phase_started_at": now,
-                                   "canary": CanaryState(soak_until=now + plan.canary.soak),
-                                   "sampling": cp.sampling.model_copy(update={"failures": (), "last_at": None})})
-        return Decision(cp, decision.actions, f"canary nodes migrated; soaking for "
-                        f"{format_duration(plan.canary.soak)}", True, now)
-    return decision
+        cp = run_move(cp, RunPhase.SOAKING, now).model_copy(update={
+            "canary": CanaryState(soak_until=now + plan.canary.soak),
+            "sampling": cp.sampling.model_copy(update={"failures": (), "last_at": None})})
+        return cp, actions, [f"canary nodes migrated; soaking for {format_duration(plan.canary.soak)}"], now
+    return cp, actions, notes, wake
 
 
-def _soak(plan: MigrationPlan, checkpoint: Checkpoint, obs: ClusterObservation, now: datetime) -> Decision:
+def _soak(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime) -> Step:
     assert plan.canary is not None
-    cp = checkpoint
     canary = cp.canary or CanaryState(soak_until=now)
     if cp.sampling.failures:
         cp = _roll_back(cp, now, "failed", "pairs failed during the soak: " + "; ".join(cp.sampling.failures[:3]))
-        return Decision(cp, (), "canary failed during the soak; rolling back", True, now)
+        return cp, [], ["canary failed during the soak; rolling back"], now
     if canary.soak_until is not None and now >= canary.soak_until:
         if plan.canary.on_success == "keep":
-            check_run_move(cp.run_phase, RunPhase.NODES_DONE)
-            cp = cp.model_copy(update={"run_phase": RunPhase.NODES_DONE, "run_phase_started_at": now,
-                                       "canary": canary.model_copy(update={
-                                           "outcome": "kept", "reason": "soak passed with every sample answered"})})
-            return Decision(cp, (), "canary soak passed: the canary nodes stay on Cilium", True)
+            cp = run_move(cp, RunPhase.NODES_DONE, now).model_copy(update={"canary": canary.model_copy(update={
+                "outcome": "kept", "reason": "soak passed with every sample answered"})})
+            return cp, [], ["canary soak passed: the canary nodes stay on Cilium"], None
         cp = _roll_back(cp, now, "rolled-back", "soak passed; canary.on_success is rollback (rehearsal)")
-        return Decision(cp, (), "canary soak passed; rolling back as the plan asks", True, now)
+        return cp, [], ["canary soak passed; rolling back as the plan asks"], now
     cp, actions, wake = sample_round(plan, cp, obs, now, frozenset())
     moments = [t for t in (wake, canary.soak_until) if t is not None]
     left = (canary.soak_until - now).total_seconds() if canary.soak_until else 0
-    more: list[Action] = list(actions)
-    return Decision(cp, tuple(more), f"soaking: {int(left)}s left, {cp.sampling.rounds} sampling rounds",
-                    cp != checkpoint, min(moments, default=None))
-
-
-def canary_exit_ok(cp: Checkpoint) -> bool:
-    """True when the canary passed (kept, or rolled back by policy after passing)."""
-    return cp.canary is not None and cp.canary.outcome in ("kept", "rolled-back")
+    return cp, list(actions), [f"soaking: {int(left)}s left, {cp.sampling.rounds} sampling rounds"], \
+        min(moments, default=None)

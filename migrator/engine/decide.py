@@ -1,39 +1,45 @@
-"""``decide(plan, checkpoint, observation, now) -> Decision``: the whole forward run, pure.
+"""``decide(plan, checkpoint, observation, now, inbox) -> Decision``: the whole engine, pure.
 
-The runner calls ``decide`` on every loop iteration, persists ``Decision.checkpoint`` (the
-intents are in it) and only then executes ``Decision.actions``. Nothing here does I/O or reads
-a clock, so a restarted process that loads the checkpoint and observes again reaches the same
-decision the dead one would have.
+The runner calls ``decide`` on every loop turn, persists ``Decision.checkpoint`` (the intents
+are in it), executes ``Decision.actions`` and hands their results back in the next turn's
+``Inbox``. ``decide`` folds those results in, applies this process's one-shot requests (start a
+run, resume, take over, start finalize or a canary), then dispatches on the checkpoint's own
+state: an on-call rollback recorded → the rollback; finalize begun → finalize; a canary run →
+the canary; otherwise the forward run. It also says when this process has reached its
+stopping point (``Decision.stop``) and with which outcome, so the runner decides nothing.
 
-Run level: PREFLIGHT → (CiliumNodeConfig ensured and observed) PREPARED → MIGRATING → every
-node terminal → NODES_DONE. A ``pause`` request stops new starts and becomes PAUSED once no
-node is in flight; ``abort`` also restores nodes that are not yet switched (cordoned or being
-cordoned: uncordon if we cordoned, mark SKIPPED) and ends in ABORTED. Halting (a blocked
-drain with ``on_pdb_blocked: halt``, more failed nodes than ``max_failures``, no served
-CiliumNodeConfig version) sets ``checkpoint.halted``: the run phase stays where it is, nothing
-further is decided until ``resume_checkpoint`` clears it, and the runner exits 1.
+Nothing here does I/O or reads a clock, so a restarted process that loads the checkpoint and
+observes again reaches the decision the dead one would have.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
-from migrator.engine import placement
-from migrator.engine.actions import Action, ApplyObject, EnsureNodeConfig, RunProbes
-from migrator.engine.gates import start_gate
-from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome, begin_restore, start
-from migrator.engine.ordering import in_flight, order_nodes, pod_scope, startable
-from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
+from migrator.engine.actions import Action, ActionResult
+from migrator.engine.canary import canary_step
+from migrator.engine.finalize import finalize_blockers, finalize_step
+from migrator.engine.forward import Step, forward_step
+from migrator.engine.node_config import node_config_spec, node_config_version
+from migrator.engine.oncall import rollback_finished, rollback_run_step
+from migrator.engine.ordering import in_flight, order_nodes, pod_scope
+from migrator.engine.results import record_results
 from migrator.engine.rollback import AUTOMATIC
 from migrator.engine.states import NodePhase, RunPhase
-from migrator.engine.steps import step_node
-from migrator.engine.table import check_run_move
-from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, truncate_error, utc
+from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, utc
 from migrator.model.observation import ClusterObservation
-from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, format_duration, plan_hash
+from migrator.model.plan import MigrationPlan, plan_hash
+
+__all__ = ["Decision", "Inbox", "PlanMismatch", "Purpose", "Stop", "decide", "new_checkpoint", "node_config_spec",
+           "node_config_version", "observe_scope", "pod_scope", "request", "resume_checkpoint"]
 
 NOTE_LIMIT = 5
+AUDIT_KEPT = 20
+#: What this process was started to do; it decides where the process stops.
+Purpose = Literal["run", "resume", "finalize", "rollback", "canary"]
 
 
 class PlanMismatch(ValueError):
@@ -41,50 +47,67 @@ class PlanMismatch(ValueError):
 
 
 @dataclass(frozen=True)
-class Decision:
-    """The engine's answer for one loop iteration."""
+class Inbox:
+    """What reaches ``decide`` besides the checkpoint and the observation.
 
-    checkpoint: Checkpoint
+    ``results`` are the outcomes of the previous turn's actions; ``first`` marks this
+    process's first turn, when its purpose's one-shot request applies (resume clears a halt,
+    finalize starts, a canary replaces an ended one); ``takeover`` names the holder whose
+    lease this process took with ``--force-takeover`` (audited)."""
+
+    purpose: Purpose = "run"
+    run_id: str = "run"
+    by: str = ""
+    results: tuple[ActionResult, ...] = ()
+    first: bool = False
+    takeover: str | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """This process has nothing more to do: ``done`` (exit 0), ``halted`` (exit 1, state
+    saved) or ``invalid`` (exit 2)."""
+
+    code: Literal["done", "halted", "invalid"]
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine's answer for one loop turn."""
+
+    checkpoint: Checkpoint | None
     actions: tuple[Action, ...]
     reason: str
     changed: bool
     wake_at: datetime | None = None
+    stop: Stop | None = None
 
     @property
     def halted(self) -> str | None:
         """Why the run halted, if it did."""
-        return self.checkpoint.halted
+        return self.checkpoint.halted if self.checkpoint is not None else None
 
     @property
     def finished(self) -> bool:
         """Nothing more will happen without an operator (done, paused, aborted or halted)."""
+        if self.checkpoint is None:
+            return True
         phase = self.checkpoint.run_phase
         return (self.checkpoint.halted is not None
-                or phase in (RunPhase.NODES_DONE, RunPhase.PAUSED, RunPhase.ABORTED,
-                             RunPhase.FINALIZED))
+                or phase in (RunPhase.NODES_DONE, RunPhase.PAUSED, RunPhase.ABORTED, RunPhase.FINALIZED))
 
 
-def node_config_spec() -> tuple[dict[str, str], dict[str, str]]:
-    """(nodeSelector.matchLabels, defaults) of the CiliumNodeConfig, exactly as the guide."""
-    return ({MIGRATION_LABEL: "true"},
-            {"write-cni-conf-when-ready": "/host/etc/cni/net.d/05-cilium.conflist",
-             "custom-cni-conf": "false", "cni-chaining-mode": "none", "cni-exclusive": "true"})
+def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> tuple[frozenset[str] | None, bool]:
+    """What the next observation must include: the nodes whose pods it lists (None: every
+    node's, as finalize acts on every node) and whether it reads what only finalize needs."""
+    if purpose == "finalize":
+        return None, True
+    return (frozenset() if checkpoint is None else pod_scope(checkpoint)), False
 
 
-def node_config_version(plan: MigrationPlan, served: tuple[str, ...]) -> str | None:
-    """The apiVersion to write: the plan's choice if served, or v2 preferred over v2alpha1."""
-    wanted = plan.cilium.node_config.api_version
-    if wanted != "auto":
-        return wanted if wanted.split("/", 1)[1] in served else None
-    for version in ("v2", "v2alpha1"):
-        if version in served:
-            return f"cilium.io/{version}"
-    return None
-
-
-def new_checkpoint(plan: MigrationPlan, obs: ClusterObservation, run_id: str,
-                   now: datetime) -> Checkpoint:
-    """The checkpoint of a new run (after preflight passed): order frozen, every node PENDING."""
+def new_checkpoint(plan: MigrationPlan, obs: ClusterObservation, run_id: str, now: datetime) -> Checkpoint:
+    """The checkpoint of a new run: order frozen, every node PENDING."""
     when = utc(now)
     return Checkpoint(plan_name=plan.name, plan_hash=plan_hash(plan), run_id=run_id,
                       run_phase=RunPhase.PREFLIGHT, run_phase_started_at=when, started_at=when,
@@ -109,10 +132,9 @@ def resume_checkpoint(checkpoint: Checkpoint, now: datetime) -> Checkpoint:
     updates: dict[str, NodeRecord] = {}
     for record in checkpoint.nodes:
         if in_flight(record) and record.last_error and record.intent is not None:
-            step = record.intent.step
             updates[record.name] = record.model_copy(update={
                 "attempt": record.attempt + 1, "phase_started_at": when,
-                "intent": Intent(step=step, agent_uid=record.intent.agent_uid), "last_error": None})
+                "intent": Intent(step=record.intent.step, agent_uid=record.intent.agent_uid), "last_error": None})
     automatic = sum(1 for r in checkpoint.nodes if r.phase is NodePhase.ROLLED_BACK
                     and (r.rollback_reason or "").startswith(AUTOMATIC))
     changes: dict[str, object] = {"halted": None, "last_error": None, "rollbacks_acknowledged": automatic,
@@ -125,219 +147,146 @@ def resume_checkpoint(checkpoint: Checkpoint, now: datetime) -> Checkpoint:
     return checkpoint.with_nodes(updates, **changes)
 
 
-def _run_move(cp: Checkpoint, target: RunPhase, now: datetime) -> Checkpoint:
-    check_run_move(cp.run_phase, target)
-    return cp.model_copy(update={"run_phase": target, "run_phase_started_at": now})
+def _where(plan: MigrationPlan) -> str:
+    return f"ConfigMap {plan.state.configmap_namespace}/{plan.state.configmap_name}"
 
 
-def _prepare(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
-             now: datetime) -> tuple[Checkpoint, list[Action], str, datetime | None]:
-    version = cp.node_config_version or node_config_version(plan, obs.served_cnc_versions)
-    if version is None:
-        reason = (f"CiliumNodeConfig {plan.cilium.node_config.api_version} is not served "
-                  f"(served: {list(obs.served_cnc_versions) or 'none'}); install Cilium ≥ 1.13")
-        return cp.model_copy(update={"halted": reason}), [], reason, None
-    selector, defaults = node_config_spec()
-    ref = plan.cilium.node_config
-    current = obs.node_config
-    if current is not None and current.node_selector == selector and current.defaults == defaults:
-        cp = _run_move(cp, RunPhase.PREPARED, now)
-        return _ready_fleet(plan, cp, obs, now)
-    cp = cp.model_copy(update={"node_config_version": version})
-    if cp.prepare_sent_at is None or now >= cp.prepare_sent_at + RESEND_AFTER:
-        action = EnsureNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version,
-                                  node_selector=selector, defaults=defaults)
-        cp = cp.model_copy(update={"prepare_sent_at": now})
-        return cp, [action], f"ensuring CiliumNodeConfig {ref.namespace}/{ref.name}", now + RESEND_AFTER
-    return cp, [], "waiting for the CiliumNodeConfig to be observed", cp.prepare_sent_at + RESEND_AFTER
+def _check_plan(plan: MigrationPlan, cp: Checkpoint) -> None:
+    if cp.plan_hash != plan_hash(plan):
+        raise PlanMismatch(f"{_where(plan)} holds the state of plan {cp.plan_name!r} ({cp.plan_hash}); "
+                           f"this plan is {plan.name!r} ({plan_hash(plan)}). Use the plan that started the run, "
+                           "or delete the state ConfigMap after finalize/abort to start anew.")
 
 
-def _ready_fleet(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
-                 now: datetime) -> tuple[Checkpoint, list[Action], str, datetime | None]:
-    """PREPARED → MIGRATING once the probe fleet runs Ready on every Ready node of the run."""
-    if not plan.probes.enabled:
-        return _run_move(cp, RunPhase.MIGRATING, now), [], "CiliumNodeConfig in place (probes disabled)", None
-    missing = fleet_missing(obs, plan, cp.order)
-    if not missing:
-        return _run_move(cp, RunPhase.MIGRATING, now), [], "CiliumNodeConfig and probe fleet in place", None
-    started = cp.run_phase_started_at or now
-    if now >= started + plan.probes.ready_timeout:
-        reason = (f"probe fleet not Ready within {format_duration(plan.probes.ready_timeout)} on "
-                  f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}: check "
-                  f"kubectl -n {plan.probes.namespace} get pods -o wide")
-        return cp.model_copy(update={"halted": reason}), [], reason, None
-    actions: list[Action] = []
-    if cp.fleet_sent_at is None or now >= cp.fleet_sent_at + RESEND_AFTER:
-        actions = [ApplyObject(manifest=m) for m in fleet_manifests(plan)]
-        cp = cp.model_copy(update={"fleet_sent_at": now})
-    wake = min(now + RESEND_AFTER, started + plan.probes.ready_timeout)
-    return cp, actions, f"waiting for the probe fleet on {len(missing)} node(s)", wake
+def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservation, now: datetime,
+                inbox: Inbox) -> tuple[Checkpoint | None, Stop | None, str]:
+    """This process's one-shot request, applied once before anything is decided."""
+    purpose = inbox.purpose
+    if cp is None:
+        if purpose in ("run", "canary"):
+            return new_checkpoint(plan, obs, inbox.run_id, now), None, "run started"
+        if purpose == "rollback":
+            return None, Stop("done", "no rollback recorded: nothing to do"), ""
+        return None, Stop("invalid", f"no migration state in {_where(plan)}; start with `migrator run`"), ""
+    _check_plan(plan, cp)
+    note = f"resumed run {cp.run_id} at {cp.run_phase.value}"
+    if inbox.takeover:
+        entry = (f"{now.isoformat(timespec='seconds')} lock taken over from {inbox.takeover} "
+                 f"with --force-takeover by {inbox.by}")
+        cp = cp.model_copy(update={"audit": (*cp.audit, entry)[-AUDIT_KEPT:]})
+    if purpose == "canary":
+        if cp.canary is not None and cp.canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:
+            return cp, Stop("done", "canary already kept: its nodes run on Cilium (see `migrator status`)"), ""
+        if cp.run_phase.terminal:   # a previous canary ended: a new one starts in its place
+            return new_checkpoint(plan, obs, inbox.run_id, now), None, "canary started in place of the previous one"
+    if purpose == "resume" and (cp.halted or cp.run_phase is RunPhase.PAUSED or cp.requested == "pause"):
+        cp = resume_checkpoint(cp, now)
+    if purpose == "finalize" and cp.run_phase is not RunPhase.FINALIZED:
+        blockers = finalize_blockers(cp)
+        if blockers:
+            more = f" (+{len(blockers) - 5} more)" if len(blockers) > 5 else ""
+            return cp, Stop("halted", "finalize refused: " + "; ".join(blockers[:5]) + more), ""
+    return cp, None, note
 
 
-def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
-            busy: frozenset[str]) -> tuple[Checkpoint, list[Action], datetime | None]:
-    """A round of continuous sampling when one is due."""
-    sampling = plan.probes.sampling
-    if not plan.probes.enabled or sampling.pairs == 0:
-        return cp, [], None
-    state = cp.sampling
-    if state.last_at is not None and now < state.last_at + sampling.interval:
-        return cp, [], state.last_at + sampling.interval
-    checks, cursor = sample_pairs(plan, obs, busy, state.cursor)
-    if not checks:
-        return cp, [], now + sampling.interval
-    cp = cp.model_copy(update={"sampling": state.model_copy(update={
-        "cursor": cursor, "last_at": now, "rounds": state.rounds + 1})})
-    return cp, [RunProbes(purpose="sample", checks=checks, threshold=plan.probes.checks.pass_threshold)], \
-        now + sampling.interval
+def _step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime, purpose: Purpose) -> Step:
+    """Dispatch on the checkpoint's own state."""
+    if purpose == "canary":
+        return canary_step(plan, cp, obs, now)
+    if cp.halted is not None:
+        return cp, [], [f"halted: {cp.halted}"], None
+    if cp.rollback is not None:
+        if purpose == "rollback":
+            return rollback_run_step(plan, cp, obs, now)
+        return cp, [], ["on-call rollback in progress: the forward run stands aside"], None
+    if purpose == "finalize" and cp.run_phase in (RunPhase.NODES_DONE, RunPhase.FINALIZING):
+        return finalize_step(plan, cp, obs, now)
+    if purpose == "rollback" or cp.run_phase.terminal or cp.finalize is not None:
+        return cp, [], [f"run {cp.run_phase.value.lower()}: nothing to do"], None
+    return forward_step(plan, cp, obs, now)
 
 
-def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
-             now: datetime) -> tuple[Checkpoint, list[Action], list[str], datetime | None]:
-    ctx = StepContext.of(plan, cp, obs, now)
-    actions: list[Action] = []
-    notes: list[str] = []
-    updates: dict[str, NodeRecord] = {}
-    wake: list[datetime] = []
-    halt: str | None = None
-    aborting = cp.requested == "abort"
-    done_at = cp.last_node_done_at
-
-    def run(record: NodeRecord) -> None:
-        nonlocal halt, done_at
-        outcome = step_node(record, ctx)
-        if outcome.record != record:
-            updates[record.name] = outcome.record
-            if outcome.record.phase is NodePhase.DONE:
-                done_at = now
-        actions.extend(outcome.actions)
-        if outcome.note:
-            notes.append(f"{record.name}: {outcome.note}")
-        if outcome.wake_at is not None:
-            wake.append(outcome.wake_at)
-        if outcome.halt and halt is None:
-            halt = outcome.halt
-
-    for record in cp.nodes:
-        if not in_flight(record):
-            continue
-        if aborting and record.phase in (NodePhase.PENDING, NodePhase.CORDONED) and (
-                record.intent is None or record.intent.step != "restore"):
-            outcome = StepOutcome(record=record)
-            begin_restore(outcome, ctx, "run aborted before the node was switched")
-            record = outcome.record
-            updates[record.name] = record
-            actions.extend(outcome.actions)
-        run(record)
-
-    cp = cp.with_nodes(updates, last_node_done_at=done_at)
-    failed = sum(1 for r in cp.nodes if r.phase is NodePhase.FAILED)
-    if halt is None and failed > plan.max_failures:
-        halt = f"{failed} node(s) failed, more than max_failures={plan.max_failures}"
-    limit = plan.rollback.halt_after
-    rolled = [r.name for r in cp.nodes if r.phase is NodePhase.ROLLED_BACK
-              and (r.rollback_reason or "").startswith(AUTOMATIC)]
-    if halt is None and limit is not None and len(rolled) >= limit and len(rolled) > cp.rollbacks_acknowledged:
-        halt = (f"{len(rolled)} node(s) rolled back automatically ({', '.join(rolled[:5])}), "
-                f"rollback.halt_after={limit}; see `migrator status`, fix the cause, then `migrator resume`")
-    if halt is not None:
-        return (cp.model_copy(update={"halted": halt}), actions,
-                [halt] + [n for n in notes if halt not in n], None)
-
-    cp, sample_actions, sample_wake = sample_round(plan, cp, obs, now, pod_scope(cp))
-    actions.extend(sample_actions)
-    if sample_wake is not None:
-        wake.append(sample_wake)
-    busy = any(in_flight(r) for r in cp.nodes)
-    if cp.requested is not None:
-        cp, taints = placement.reconcile(plan, cp, obs, now, winding_down=True)
-        actions.extend(taints)
-        if not busy and not cp.steered:
-            target = RunPhase.PAUSED if cp.requested == "pause" else RunPhase.ABORTED
-            cp = _run_move(cp, target, now)
-            notes.insert(0, f"run {target.value.lower()} at an operator's request")
-        else:
-            notes.insert(0, f"{cp.requested} requested: finishing nodes in flight"
-                         + (f", removing placement taints from {len(cp.steered)} node(s)" if cp.steered else ""))
-            if cp.steered:
-                wake.append(now + RESEND_AFTER)
-        return cp, actions, notes, min(wake, default=None)
-
-    gate, gate_wake = start_gate(plan, cp, obs, now)
-    if gate is not None:
-        if gate_wake is not None:
-            wake.append(gate_wake)
-        notes.append(f"no new node: {gate}")
-    else:
-        starting = startable(plan, cp, obs.node_by_name)
-        started: dict[str, NodeRecord] = {}
-        for name in starting:
-            record = start(cp.by_name[name], obs.node_by_name[name], ctx)
-            outcome = step_node(record, ctx)
-            started[name] = outcome.record
-            actions.extend(outcome.actions)
-            notes.append(f"{name}: started ({outcome.note})")
-            if outcome.wake_at is not None:
-                wake.append(outcome.wake_at)
-        cp = cp.with_nodes(started)
-    cp, taints = placement.reconcile(plan, cp, obs, now, winding_down=cp.all_nodes_finished)
-    actions.extend(taints)
-    if cp.all_nodes_finished and cp.steered:
-        notes.insert(0, f"every node finished; removing placement taints from {len(cp.steered)} node(s)")
-        wake.append(now + RESEND_AFTER)
-    elif cp.all_nodes_finished:
-        cp = _run_move(cp, RunPhase.NODES_DONE, now)
-        counts = cp.counts()
-        notes.insert(0, "every node finished: " + ", ".join(
-            f"{phase.value.lower()}={n}" for phase, n in counts.items()))
-    return cp, actions, notes, min(wake, default=None)
+def _stop(cp: Checkpoint, purpose: Purpose) -> Stop | None:
+    """Where this process stops, given what it was started for."""
+    if purpose == "rollback":
+        return _rollback_stop(cp) if rollback_finished(cp) else None
+    if purpose == "canary":
+        return _canary_stop(cp)
+    if cp.rollback is not None:
+        return Stop("halted", f"an on-call rollback was requested by {cp.rollback.by}: this run stopped "
+                              "at a step boundary so it can proceed")
+    if cp.halted:
+        return Stop("halted", f"halted: {cp.halted}. Fix the cause, then `migrator resume`")
+    phase = cp.run_phase
+    if purpose == "finalize":
+        return Stop("done", "finalized: Calico removed, Cilium is the only CNI") if phase is RunPhase.FINALIZED \
+            else None
+    if phase in (RunPhase.NODES_DONE, RunPhase.FINALIZING, RunPhase.FINALIZED):
+        return Stop("done", "every node migrated; next: `migrator finalize --yes`")
+    if phase is RunPhase.PAUSED:
+        return Stop("halted", "paused at a step boundary; `migrator resume` continues")
+    if phase is RunPhase.ABORTED:
+        return Stop("halted", "aborted: no node is in flight; nodes not started stay on Calico")
+    if phase is RunPhase.ROLLED_BACK:
+        return Stop("done", "rolled back: every node is on Calico")
+    return None
 
 
-def decide(plan: MigrationPlan, checkpoint: Checkpoint, observation: ClusterObservation,
-           now: datetime) -> Decision:
-    """The next checkpoint and actions of the forward run (see the module docstring)."""
-    if checkpoint.plan_hash != plan_hash(plan):
-        raise PlanMismatch(f"checkpoint was written for plan {checkpoint.plan_name} "
-                           f"({checkpoint.plan_hash}), not this one ({plan_hash(plan)}); "
-                           "run with the original plan or start a new run after finalize/abort")
+def _rollback_stop(cp: Checkpoint) -> Stop:
+    if cp.halted:
+        return Stop("halted", f"rollback halted: {cp.halted}")
+    rolled = [r.name for r in cp.nodes if r.phase is NodePhase.ROLLED_BACK]
+    if cp.run_phase is RunPhase.ROLLED_BACK:
+        return Stop("done", f"rolled back: every node is on Calico ({len(rolled)} rolled back); the "
+                            "CiliumNodeConfig and the probe fleet are gone")
+    return Stop("done", f"rolled back: {', '.join(rolled) or 'none'} on Calico; the run is paused — "
+                        "`migrator resume` continues with the other nodes")
+
+
+def _canary_stop(cp: Checkpoint) -> Stop | None:
+    canary = cp.canary
+    if canary is None or canary.outcome == "soaking":
+        return None
+    if canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:
+        return Stop("done", f"canary kept: {canary.reason}")
+    if cp.halted and cp.rollback is not None:
+        return Stop("halted", f"canary {canary.outcome}, and its rollback halted: {cp.halted}")
+    if cp.run_phase is RunPhase.ROLLED_BACK:
+        code: Literal["done", "halted"] = "done" if canary.outcome == "rolled-back" else "halted"
+        return Stop(code, f"canary {canary.outcome}: {canary.reason}; every canary node is back on Calico")
+    return None
+
+
+def _reason(notes: Sequence[str]) -> str:
+    shown = list(notes[:NOTE_LIMIT]) + ([f"(+{len(notes) - NOTE_LIMIT} more)"] if len(notes) > NOTE_LIMIT else [])
+    return "; ".join(n for n in shown if n)
+
+
+def decide(plan: MigrationPlan, checkpoint: Checkpoint | None, observation: ClusterObservation,
+           now: datetime, inbox: Inbox | None = None) -> Decision:
+    """The next checkpoint and actions, and whether this process stops (see the module docstring)."""
+    inbox = inbox or Inbox()
     now = utc(now)
     cp = checkpoint
-    if cp.halted is not None:
-        return Decision(cp, (), f"halted: {cp.halted}", False)
-    actions: list[Action] = []
     notes: list[str] = []
-    wake: datetime | None = None
-    if cp.run_phase in (RunPhase.PREFLIGHT, RunPhase.PREPARED) and cp.requested == "abort":
-        cp = _run_move(cp, RunPhase.ABORTED, now)
-        notes.append("run aborted before any node started")
-    elif cp.run_phase is RunPhase.PAUSED and cp.requested != "pause":
-        cp = _run_move(cp, RunPhase.MIGRATING, now) if cp.requested is None else cp
-        if cp.requested == "abort":
-            cp = _run_move(cp, RunPhase.ABORTED, now)
-    if cp.rollback is not None:
-        return Decision(cp, (), "on-call rollback in progress: the forward run stands aside", False)
-    if cp.run_phase is RunPhase.PREFLIGHT:
-        cp, actions, note, wake = _prepare(plan, cp, observation, now)
+    if inbox.first:
+        cp, stop, note = _first_turn(plan, cp, observation, now, inbox)
+        if stop is not None:
+            return Decision(cp, (), stop.message, cp != checkpoint, None, stop)
         notes.append(note)
-    elif cp.run_phase is RunPhase.PREPARED:
-        cp, actions, note, wake = _ready_fleet(plan, cp, observation, now)
-        notes.append(note)
-    if cp.run_phase is RunPhase.MIGRATING and cp.halted is None:
-        cp, more, migrate_notes, wake = _migrate(plan, cp, observation, now)
-        actions.extend(more)
-        notes.extend(migrate_notes)
-    if not notes:
+    if cp is None:
+        stop = Stop("invalid", f"no migration state in {_where(plan)}; start with `migrator run`")
+        return Decision(None, (), stop.message, False, None, stop)
+    _check_plan(plan, cp)
+    if inbox.results:
+        cp = record_results(cp, inbox.results, now, plan.drain.retry_interval)
+    cp, actions, more, wake = _step(plan, cp, observation, now, inbox.purpose)
+    notes.extend(more)
+    if not notes or not any(notes):
         notes.append(f"run {cp.run_phase.value.lower()}: nothing to do")
     changed = cp != checkpoint
     if changed:
         cp = cp.model_copy(update={"updated_at": now})
-    shown = notes[:NOTE_LIMIT] + ([f"(+{len(notes) - NOTE_LIMIT} more)"] if len(notes) > NOTE_LIMIT else [])
-    return Decision(cp, tuple(actions), "; ".join(shown), changed, wake)
+    stop = None if actions else _stop(cp, inbox.purpose)
+    return Decision(cp, tuple(actions), _reason(notes), changed, wake, stop)
 
-
-def fail_reason(checkpoint: Checkpoint) -> str | None:
-    """A one-line description of the first failed node, if any (for status output)."""
-    for record in checkpoint.nodes:
-        if record.phase is NodePhase.FAILED:
-            return f"{record.name}: {truncate_error(record.last_error or 'failed')}"
-    return None

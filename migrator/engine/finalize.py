@@ -11,12 +11,16 @@ Steps, each journaled in ``checkpoint.finalize`` before its actions run:
 5. ``remove-calico``: delete the Calico objects the plan lists — the point of no return;
 6. ``node-cleanup``: on each node, a pod with ``sim.migrator.io/node-action: cleanup-calico``
    removes Calico's leftovers (CNI files, binaries, state, tunnel devices, bird routes).
+Each step is a row (``FINALIZE``) run by ``rows.advance``; ``configmap`` and ``node-cleanup``
+are skipped when the plan turns them off, and a step that cannot succeed halts the run.
 Finalize is refused until every selected node is DONE.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import yaml
 
@@ -30,18 +34,18 @@ from migrator.engine.actions import (
     RestartDaemonSet,
     WriteFile,
 )
-from migrator.engine.decide import Decision, PlanMismatch, node_config_version
-from migrator.engine.node_steps import RESEND_AFTER
+from migrator.engine.node_config import node_config_version
+from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import cleanup_pod_name
 from migrator.engine.probes import fleet_removal
+from migrator.engine.rows import Row, advance, validate
 from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.table import check_run_move
-from migrator.model.checkpoint import Checkpoint, FinalizeProgress, FinalizeStep, truncate_error, utc
-from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservation
-from migrator.model.plan import MigrationPlan, format_duration, plan_hash
+from migrator.model.checkpoint import Checkpoint, FinalizeProgress, truncate_error
+from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservation, PodFacts
+from migrator.model.plan import MigrationPlan, format_duration
 
-STEPS: tuple[FinalizeStep, ...] = ("helm-values", "configmap", "restart-agents",
-                                   "delete-node-config", "remove-probes", "remove-calico", "node-cleanup", "done")
+HALT = "halt"
 FINAL_CONFIG = {"write-cni-conf-when-ready": "/host/etc/cni/net.d/05-cilium.conflist",
                 "cni-exclusive": "true", "custom-cni-conf": "false", "enable-policy": "default",
                 "enable-host-legacy-routing": "false", "unmanaged-pod-watcher-interval": "15s"}
@@ -82,19 +86,6 @@ def finalize_blockers(checkpoint: Checkpoint) -> list[str]:
     return blockers
 
 
-def _next(step: FinalizeStep, plan: MigrationPlan) -> FinalizeStep:
-    following = STEPS[STEPS.index(step) + 1]
-    if following == "configmap" and not plan.finalize.apply_configmap:
-        return "restart-agents"
-    if following == "node-cleanup" and not plan.finalize.node_cleanup:
-        return "done"
-    return following
-
-
-def _due(progress: FinalizeProgress, now: datetime) -> bool:
-    return progress.sent_at is None or now >= progress.sent_at + RESEND_AFTER
-
-
 def _same_time(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return False
@@ -104,101 +95,156 @@ def _same_time(a: str | None, b: str | None) -> bool:
         return a == b
 
 
-class _Step:
-    """Mutable scratch for one finalize decision."""
+@dataclass
+class FinalizeCursor:
+    """The finalize step being run by ``rows.advance``."""
 
-    def __init__(self, plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime):
-        self.plan, self.obs, self.now = plan, obs, now
-        assert cp.finalize is not None
-        self.progress = cp.finalize
-        self.actions: list[Action] = []
-        self.note = ""
-        self.halt: str | None = None
-        self.advance = False
+    plan: MigrationPlan
+    obs: ClusterObservation
+    now: datetime
+    cp: Checkpoint
+    progress: FinalizeProgress
+    actions: list[Action] = field(default_factory=list)
+    note: str = ""
+    wake_at: datetime | None = None
 
-    def send(self, *actions: Action, **changes: object) -> None:
+    @property
+    def pending(self) -> Pending:
+        return Pending(self.progress.sent_at)
+
+    @property
+    def started_at(self) -> datetime:
+        return self.progress.step_started_at or self.now
+
+    def emit(self, actions: Sequence[Action]) -> None:
+        self.actions.extend(actions)
+
+    def sent(self, actions: Sequence[Action], **changes: object) -> None:
         self.actions.extend(actions)
         self.progress = self.progress.model_copy(update={"sent_at": self.now, **changes})
 
+    def wake(self, moment: datetime | None) -> None:
+        if moment is not None and (self.wake_at is None or moment < self.wake_at):
+            self.wake_at = moment
 
-def _step(s: _Step, cp: Checkpoint) -> None:  # noqa: C901 - one branch per step, flat
-    plan, obs, now, progress = s.plan, s.obs, s.now, s.progress
-    step = progress.step
-    started = progress.step_started_at or now
-    if step == "helm-values":
-        if plan.finalize.helm_values_path in obs.files:
-            s.advance = True
-        elif _due(progress, now):
-            s.send(WriteFile(path=plan.finalize.helm_values_path, content=helm_values()))
-        s.note = f"writing {plan.finalize.helm_values_path}"
-    elif step == "configmap":
-        agent = plan.cilium.agent
-        current = obs.cilium_config
-        if not plan.finalize.apply_configmap or (
-                current is not None and all(current.get(k) == v for k, v in FINAL_CONFIG.items())):
-            s.advance = True
-        elif _due(progress, now):
-            s.send(PatchConfigMap(namespace=agent.namespace, name=agent.config_map, data=dict(FINAL_CONFIG)))
-        s.note = f"patching {agent.namespace}/{agent.config_map}"
-    elif step == "restart-agents":
-        agent = plan.cilium.agent
-        ds = obs.cilium_daemonset
-        stamp = progress.restarted_at or now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if ds is not None and _same_time(ds.restarted_at, stamp) and ds.rolled_out:
-            s.advance = True
-        elif now >= started + plan.finalize.timeout:
-            s.halt = f"finalize: DaemonSet {agent.namespace}/{agent.daemonset} did not roll out within {format_duration(plan.finalize.timeout)}"
-        elif progress.restarted_at is None or (
-                _due(progress, now) and (ds is None or not _same_time(ds.restarted_at, stamp))):
-            s.send(RestartDaemonSet(namespace=agent.namespace, name=agent.daemonset, restarted_at=stamp),
-                   restarted_at=stamp)
-        s.note = f"restarting DaemonSet {agent.namespace}/{agent.daemonset}"
-    elif step == "delete-node-config":
-        ref = plan.cilium.node_config
-        if obs.node_config is None:
-            s.advance = True
-        elif _due(progress, now):
-            version = (cp.node_config_version or obs.node_config.api_version
-                       or node_config_version(plan, obs.served_cnc_versions) or "cilium.io/v2")
-            s.send(DeleteNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version))
-        s.note = f"deleting CiliumNodeConfig {ref.namespace}/{ref.name}"
-    elif step == "remove-probes":
-        fleet = [p for p in obs.probe_pods if not p.deleting]
-        if not plan.probes.enabled or not fleet:
-            s.advance = True
-        elif _due(progress, now):
-            s.send(fleet_removal(plan))
-        s.note = f"removing the probe fleet (namespace {plan.probes.namespace})"
-    elif step == "remove-calico":
-        if not obs.calico_objects:
-            s.advance = True
-        elif _due(progress, now):
-            s.send(*(DeleteObject(group=o.group, version=o.version, plural=o.plural,
-                                  namespace=o.namespace, name=o.name) for o in obs.calico_objects))
-        s.note = f"removing {len(obs.calico_objects)} Calico objects"
-    elif step == "node-cleanup":
-        _cleanup(s, cp)
+    def say(self, note: str) -> None:
+        self.note = note
 
 
-def _cleanup(s: _Step, cp: Checkpoint) -> None:
-    plan, obs, progress = s.plan, s.obs, s.progress
-    namespace = plan.verify.namespace
+def _helm_values_written(c: FinalizeCursor) -> str | None:
+    path = c.plan.finalize.helm_values_path
+    return f"wrote {path}" if path in c.obs.files else None
+
+
+def _configmap_off(c: FinalizeCursor) -> str | None:
+    return None if c.plan.finalize.apply_configmap else "finalize.apply_configmap is false"
+
+
+def _configmap_patched(c: FinalizeCursor) -> str | None:
+    current = c.obs.cilium_config
+    if current is None or any(current.get(k) != v for k, v in FINAL_CONFIG.items()):
+        return None
+    return f"{c.plan.cilium.agent.config_map} has the final settings"
+
+
+def _send_configmap(c: FinalizeCursor) -> list[Action]:
+    agent = c.plan.cilium.agent
+    return [PatchConfigMap(namespace=agent.namespace, name=agent.config_map, data=dict(FINAL_CONFIG))]
+
+
+def _stamp(c: FinalizeCursor) -> str:
+    return c.progress.restarted_at or c.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rolled_out(c: FinalizeCursor) -> str | None:
+    ds = c.obs.cilium_daemonset
+    if ds is None or not _same_time(ds.restarted_at, _stamp(c)) or not ds.rolled_out:
+        return None
+    return "agents restarted with the final settings"
+
+
+def _restart_agents(c: FinalizeCursor) -> None:
+    agent, ds, stamp = c.plan.cilium.agent, c.obs.cilium_daemonset, _stamp(c)
+    if c.progress.restarted_at is None or (
+            c.pending.due(c.now) and (ds is None or not _same_time(ds.restarted_at, stamp))):
+        c.sent([RestartDaemonSet(namespace=agent.namespace, name=agent.daemonset, restarted_at=stamp)],
+               restarted_at=stamp)
+    c.wake(c.now + RESEND_AFTER)
+    c.say(f"restarting DaemonSet {agent.namespace}/{agent.daemonset}")
+
+
+def _rollout_timeout_error(c: FinalizeCursor) -> str:
+    agent = c.plan.cilium.agent
+    return (f"finalize: DaemonSet {agent.namespace}/{agent.daemonset} did not roll out within "
+            f"{format_duration(c.plan.finalize.timeout)}")
+
+
+def _node_config_gone(c: FinalizeCursor) -> str | None:
+    return "CiliumNodeConfig deleted" if c.obs.node_config is None else None
+
+
+def _send_node_config_delete(c: FinalizeCursor) -> list[Action]:
+    ref = c.plan.cilium.node_config
+    current = c.obs.node_config
+    version = (c.cp.node_config_version or (current.api_version if current else None)
+               or node_config_version(c.plan, c.obs.served_cnc_versions) or "cilium.io/v2")
+    return [DeleteNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version)]
+
+
+def _probes_off(c: FinalizeCursor) -> str | None:
+    return None if c.plan.probes.enabled else "probes disabled by the plan"
+
+
+def _fleet_gone(c: FinalizeCursor) -> str | None:
+    return None if any(not p.deleting for p in c.obs.probe_pods) else "probe fleet removed"
+
+
+def _calico_gone(c: FinalizeCursor) -> str | None:
+    return None if c.obs.calico_objects else "Calico objects removed"
+
+
+def _send_calico_removal(c: FinalizeCursor) -> list[Action]:
+    return [DeleteObject(group=o.group, version=o.version, plural=o.plural, namespace=o.namespace, name=o.name)
+            for o in c.obs.calico_objects]
+
+
+def _cleanup_off(c: FinalizeCursor) -> str | None:
+    return None if c.plan.finalize.node_cleanup else "finalize.node_cleanup is false"
+
+
+def _cleaned(c: FinalizeCursor) -> str | None:
+    return "every node cleaned up" if len(c.progress.cleaned) == len(c.cp.nodes) else None
+
+
+def _cleanup_pod_of(c: FinalizeCursor, node: str) -> PodFacts | None:
+    return c.obs.pod(c.plan.verify.namespace, cleanup_pod_name(node))
+
+
+def _cleanup_failed(c: FinalizeCursor) -> str | None:
+    for name in c.progress.active:
+        pod = _cleanup_pod_of(c, name)
+        if pod is not None and pod.phase == "Failed":
+            return f"finalize: clean-up pod {pod.namespace}/{pod.name} failed on node {name}"
+    return None
+
+
+def _cleanup(c: FinalizeCursor) -> None:
+    """Run the clean-up pods, ``concurrency`` nodes at a time; a finished pod is removed."""
+    plan, progress = c.plan, c.progress
     cleaned, active = list(progress.cleaned), list(progress.active)
     actions: list[Action] = []
     for name in list(active):
-        pod = obs.pod(namespace, cleanup_pod_name(name))
+        pod = _cleanup_pod_of(c, name)
         if pod is not None and pod.phase == "Succeeded":
             cleaned.append(name)
             active.remove(name)
-            actions.append(DeletePod(node=name, namespace=namespace, name=pod.name, uid=pod.uid,
+            actions.append(DeletePod(node=name, namespace=pod.namespace, name=pod.name, uid=pod.uid,
                                      reason="node-action-cleanup"))
-        elif pod is not None and pod.phase == "Failed":
-            s.halt = f"finalize: clean-up pod {namespace}/{pod.name} failed on node {name}"
-        elif pod is None and _due(progress, s.now):
+        elif pod is None and c.pending.due(c.now):
             actions.append(_cleanup_pod(plan, name))
     done = set(cleaned) | set(active)
-    room = plan.concurrency.limit(len(cp.nodes)) - len(active)
-    for name in cp.order:
+    room = plan.concurrency.limit(len(c.cp.nodes)) - len(active)
+    for name in c.cp.order:
         if room <= 0:
             break
         if name in done:
@@ -206,14 +252,13 @@ def _cleanup(s: _Step, cp: Checkpoint) -> None:
         actions.append(_cleanup_pod(plan, name))
         active.append(name)
         room -= 1
-    if s.halt is None:
-        s.actions.extend(actions)
-        changes: dict[str, object] = {"cleaned": tuple(cleaned), "active": tuple(active)}
-        if actions:
-            changes["sent_at"] = s.now
-        s.progress = s.progress.model_copy(update=changes)
-    s.advance = len(cleaned) == len(cp.nodes)
-    s.note = f"node clean-up: {len(cleaned)}/{len(cp.nodes)} done, {len(active)} running"
+    changes: dict[str, object] = {"cleaned": tuple(cleaned), "active": tuple(active)}
+    if actions:
+        c.sent(actions, **changes)
+    else:
+        c.progress = c.progress.model_copy(update=changes)
+    c.wake(c.now + RESEND_AFTER)
+    c.say(f"node clean-up: {len(cleaned)}/{len(c.cp.nodes)} done, {len(active)} running")
 
 
 def _cleanup_pod(plan: MigrationPlan, name: str) -> CreatePod:
@@ -231,49 +276,72 @@ def _cleanup_pod(plan: MigrationPlan, name: str) -> CreatePod:
                           ("/var/run/calico", "/host/var/run/calico")))
 
 
-def decide_finalize(plan: MigrationPlan, checkpoint: Checkpoint, observation: ClusterObservation,
-                    now: datetime) -> Decision:
-    """The next finalize checkpoint and actions (refused while a node is not DONE)."""
-    if checkpoint.plan_hash != plan_hash(plan):
-        raise PlanMismatch(f"checkpoint was written for plan {checkpoint.plan_name}; "
-                           "finalize with the plan that ran")
-    now = utc(now)
-    cp = checkpoint
-    if cp.run_phase is RunPhase.FINALIZED:
-        return Decision(cp, (), "finalized", False)
-    blockers = finalize_blockers(cp)
-    if blockers:
-        return Decision(cp, (), "finalize refused: " + "; ".join(blockers[:5]), False)
+def _finalize_timeout(c: FinalizeCursor) -> timedelta:
+    return c.plan.finalize.timeout
+
+
+ROWS: tuple[Row[FinalizeCursor], ...] = (
+    Row(step="helm-values", done=_helm_values_written, done_doc="the file exists in the output directory",
+        send=lambda c: [WriteFile(path=c.plan.finalize.helm_values_path, content=helm_values())],
+        sends=("write-file",), doing=lambda c: f"writing {c.plan.finalize.helm_values_path}", then="configmap"),
+    Row(step="configmap", done=_configmap_patched, done_doc="the agent ConfigMap holds the final settings",
+        skip=_configmap_off, skip_doc="`finalize.apply_configmap` is false", send=_send_configmap,
+        sends=("patch-configmap",), then="restart-agents",
+        doing=lambda c: f"patching {c.plan.cilium.agent.namespace}/{c.plan.cilium.agent.config_map}"),
+    Row(step="restart-agents", done=_rolled_out, done_doc="the DaemonSet carries our restartedAt and rolled out",
+        work=_restart_agents, sends=("restart-daemonset",), timeout=_finalize_timeout, on_timeout=HALT,
+        timeout_error=_rollout_timeout_error, timeout_doc="`finalize.timeout`", then="delete-node-config"),
+    Row(step="delete-node-config", done=_node_config_gone, done_doc="no CiliumNodeConfig observed",
+        send=_send_node_config_delete, sends=("delete-node-config",), then="remove-probes",
+        doing=lambda c: f"deleting CiliumNodeConfig {c.plan.cilium.node_config.namespace}/"
+                        f"{c.plan.cilium.node_config.name}"),
+    Row(step="remove-probes", done=_fleet_gone, done_doc="no probe pod left", skip=_probes_off,
+        skip_doc="`probes.enabled` is false", send=lambda c: [fleet_removal(c.plan)], sends=("delete-object",),
+        doing=lambda c: f"removing the probe fleet (namespace {c.plan.probes.namespace})", then="remove-calico"),
+    Row(step="remove-calico", done=_calico_gone, done_doc="none of the plan's Calico objects observed",
+        send=_send_calico_removal, sends=("delete-object",), then="node-cleanup",
+        doing=lambda c: f"removing {len(c.obs.calico_objects)} Calico objects"),
+    Row(step="node-cleanup", done=_cleaned, done_doc="every node's clean-up pod Succeeded",
+        skip=_cleanup_off, skip_doc="`finalize.node_cleanup` is false", work=_cleanup,
+        sends=("create-pod", "delete-pod"), failed=_cleanup_failed, on_failed=HALT,
+        failed_doc="a clean-up pod Failed", then="done"),
+)
+FINALIZE: dict[str, Row[FinalizeCursor]] = {row.step: row for row in ROWS}
+validate("finalize steps", FINALIZE, "helm-values", frozenset({"done", HALT}))
+
+
+def finalize_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
+                  now: datetime) -> tuple[Checkpoint, list[Action], list[str], datetime | None]:
+    """Run finalize's rows from the recorded step as far as the observation allows."""
     if cp.run_phase is RunPhase.NODES_DONE:
         check_run_move(cp.run_phase, RunPhase.FINALIZING)
         cp = cp.model_copy(update={"run_phase": RunPhase.FINALIZING, "run_phase_started_at": now,
                                    "finalize": FinalizeProgress(step="helm-values", step_started_at=now)})
     notes: list[str] = []
     actions: list[Action] = []
-    for _ in range(len(STEPS)):
-        assert cp.finalize is not None
-        if cp.finalize.step == "done":
+    wake: datetime | None = None
+    for _ in range(len(ROWS) + 1):
+        progress = cp.finalize
+        assert progress is not None
+        if progress.step == "done":
             check_run_move(cp.run_phase, RunPhase.FINALIZED)
             cp = cp.model_copy(update={"run_phase": RunPhase.FINALIZED, "run_phase_started_at": now})
             notes.append("finalized: Cilium is the only CNI")
             break
-        s = _Step(plan, cp, observation, now)
-        _step(s, cp)
-        notes.append(s.note)
-        if s.halt is not None:
-            cp = cp.model_copy(update={"halted": s.halt, "finalize": s.progress.model_copy(
-                update={"last_error": truncate_error(s.halt)})})
-            notes.insert(0, s.halt)
+        c = FinalizeCursor(plan=plan, obs=obs, now=now, cp=cp, progress=progress)
+        way = advance(FINALIZE[progress.step], c)
+        actions.extend(c.actions)
+        wake = c.wake_at if wake is None or (c.wake_at is not None and c.wake_at < wake) else wake
+        if way is None:
+            notes.append(c.note)
+            cp = cp.model_copy(update={"finalize": c.progress})
             break
-        actions.extend(s.actions)
-        if not s.advance:
-            cp = cp.model_copy(update={"finalize": s.progress})
+        if way.to == HALT:
+            cp = cp.model_copy(update={"halted": way.why, "finalize": c.progress.model_copy(
+                update={"last_error": truncate_error(way.why)})})
+            notes.insert(0, way.why)
             break
-        following = _next(s.progress.step, plan)
+        notes.append(way.why)
         cp = cp.model_copy(update={"finalize": FinalizeProgress(
-            step=following, step_started_at=now, cleaned=s.progress.cleaned)})
-    changed = cp != checkpoint
-    if changed:
-        cp = cp.model_copy(update={"updated_at": now})
-    wake = now + RESEND_AFTER if actions or not changed else None
-    return Decision(cp, tuple(actions), "; ".join(n for n in notes if n), changed, wake)
+            step=way.to, step_started_at=now, cleaned=c.progress.cleaned)})
+    return cp, actions, [n for n in notes if n], wake

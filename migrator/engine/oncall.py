@@ -1,8 +1,8 @@
-"""``decide_rollback``: an on-call rollback of some nodes, or of the whole run.
+"""``rollback_run_step``: an on-call rollback of some nodes, or of the whole run.
 
 ``migrator rollback`` records a ``RollbackRequest`` in the checkpoint; a live forward run sees
-it at its next step boundary and stands aside (``decide`` refuses to act while one is
-recorded), then the rollback process takes the Lease and calls ``decide_rollback`` until done.
+it at its next step boundary and stands aside (``decide`` stops it while one is recorded), then
+the rollback process takes the Lease and ``decide`` runs this step until done.
 
 Per node: a node with something to undo starts its rollback once (``engine.rollback``); the
 others are left as they are. With ``all``, once every node is terminal: the CiliumNodeConfig
@@ -17,17 +17,18 @@ from datetime import datetime
 
 from migrator.engine import placement
 from migrator.engine.actions import Action, DeleteNodeConfig, RunProbes
-from migrator.engine.decide import Decision, PlanMismatch, node_config_version
-from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome
+from migrator.engine.forward import Step, run_move
+from migrator.engine.node_config import node_config_version
+from migrator.engine.node_steps import StepContext, StepOutcome
 from migrator.engine.ordering import in_flight
+from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.probes import fleet_removal, sweep_checks
 from migrator.engine.rollback import begin_rollback, undoable
 from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.steps import step_node
-from migrator.engine.table import check_run_move
-from migrator.model.checkpoint import Checkpoint, NodeRecord, RollbackRequest, utc
+from migrator.model.checkpoint import Checkpoint, NodeRecord, RollbackRequest
 from migrator.model.observation import ClusterObservation
-from migrator.model.plan import MigrationPlan, format_duration, plan_hash
+from migrator.model.plan import MigrationPlan, format_duration
 
 N = NodePhase
 NOT_AFTER_FINALIZE = (
@@ -53,23 +54,13 @@ def nothing_to_undo(cp: Checkpoint, request: RollbackRequest) -> list[str]:
             for r in chosen]
 
 
-def _run_move(cp: Checkpoint, target: RunPhase, now: datetime) -> Checkpoint:
-    check_run_move(cp.run_phase, target)
-    return cp.model_copy(update={"run_phase": target, "run_phase_started_at": now})
-
-
-def decide_rollback(plan: MigrationPlan, checkpoint: Checkpoint, obs: ClusterObservation,
-                    now: datetime) -> Decision:
-    """The next checkpoint and actions of the on-call rollback recorded in ``checkpoint``."""
-    if checkpoint.plan_hash != plan_hash(plan):
-        raise PlanMismatch(f"checkpoint was written for plan {checkpoint.plan_name} ({checkpoint.plan_hash})")
-    now = utc(now)
-    cp = checkpoint
+def rollback_run_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime) -> Step:
+    """The next checkpoint and actions of the on-call rollback recorded in ``cp``."""
     request = cp.rollback
     if request is None:
-        return Decision(cp, (), "no rollback requested", False)
+        return cp, [], ["no rollback requested"], None
     if request.all and not cp.run_phase.terminal and cp.run_phase is not RunPhase.ROLLING_BACK:
-        cp = _run_move(cp, RunPhase.ROLLING_BACK, now)
+        cp = run_move(cp, RunPhase.ROLLING_BACK, now)
     ctx = StepContext.of(plan, cp, obs, now)
     actions: list[Action] = []
     notes: list[str] = []
@@ -98,13 +89,13 @@ def decide_rollback(plan: MigrationPlan, checkpoint: Checkpoint, obs: ClusterObs
     request = request.model_copy(update={"started": tuple(started)})
     cp = cp.with_nodes(updates, rollback=request)
     if any(r.phase is N.ROLLING_BACK for r in targets(cp, request)):
-        return _decision(checkpoint, cp, actions, notes, wake, now)
+        return _step(cp, actions, notes, wake)
     cp, taints = placement.reconcile(plan, cp, obs, now, winding_down=True)
     actions.extend(taints)
     if cp.steered:
         notes.insert(0, f"removing placement taints from {len(cp.steered)} node(s)")
         wake.append(now + RESEND_AFTER)
-        return _decision(checkpoint, cp, actions, notes, wake, now)
+        return _step(cp, actions, notes, wake)
     rolled = [r.name for r in targets(cp, request) if r.name in started]
     failed = [r.name for r in targets(cp, request) if r.name in started and r.phase is N.FAILED]
     if not request.all:
@@ -114,21 +105,21 @@ def decide_rollback(plan: MigrationPlan, checkpoint: Checkpoint, obs: ClusterObs
         if failed:
             cp = cp.model_copy(update={"halted": f"rollback failed on {', '.join(failed)}; see `migrator status`"})
         notes.insert(0, f"rollback finished: {len(rolled) - len(failed)} rolled back, {len(failed)} failed")
-        return _decision(checkpoint, cp, actions, notes, wake, now)
+        return _step(cp, actions, notes, wake)
     if failed:
         reason = f"rollback failed on {', '.join(failed)}: see `migrator status`; retry with `migrator rollback --all`"
         cp = cp.model_copy(update={"halted": reason, "rollback": request.model_copy(update={"started": tuple(
             n for n in started if n not in failed)})})
-        return _decision(checkpoint, cp, actions, [reason, *notes], wake, now)
-    return _finish_all(plan, checkpoint, cp, obs, now, actions, notes, wake)
+        return _step(cp, actions, [reason, *notes], wake)
+    return _finish_all(plan, cp, obs, now, actions, notes, wake)
 
 
-def _finish_all(plan: MigrationPlan, original: Checkpoint, cp: Checkpoint, obs: ClusterObservation,
-                now: datetime, actions: list[Action], notes: list[str], wake: list[datetime]) -> Decision:
+def _finish_all(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
+                now: datetime, actions: list[Action], notes: list[str], wake: list[datetime]) -> Step:
     """Every node is back: delete the CiliumNodeConfig, sweep, remove the fleet, end the run."""
     request = cp.rollback
     assert request is not None
-    resend = request.cleanup_sent_at is None or now >= request.cleanup_sent_at + RESEND_AFTER
+    resend = Pending(request.cleanup_sent_at).due(now)
     ref = plan.cilium.node_config
     version = cp.node_config_version or node_config_version(plan, obs.served_cnc_versions)
     if obs.node_config is not None:
@@ -137,18 +128,20 @@ def _finish_all(plan: MigrationPlan, original: Checkpoint, cp: Checkpoint, obs: 
             cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
         wake.append(now + RESEND_AFTER)
         notes.insert(0, f"every node back on Calico; deleting CiliumNodeConfig {ref.namespace}/{ref.name}")
-        return _decision(original, cp, actions, notes, wake, now)
+        return _step(cp, actions, notes, wake)
     if plan.probes.enabled and not request.swept:
         sampling = cp.sampling
         deadline = (cp.run_phase_started_at or now) + plan.rollback.timeout
-        answered = sampling.rounds > 0 and sampling.answered == sampling.rounds and sampling.last_at is not None
-        if answered and not sampling.failures and sampling.last_at >= (request.cleanup_sent_at or request.requested_at):
+        last = sampling.last_at
+        answered = sampling.rounds > 0 and sampling.answered == sampling.rounds
+        if answered and last is not None and not sampling.failures and \
+                last >= (request.cleanup_sent_at or request.requested_at):
             request = request.model_copy(update={"swept": True})
             cp = cp.model_copy(update={"rollback": request})
         elif now >= deadline:
             reason = (f"every node is back on Calico but the probe sweep still fails after "
                       f"{format_duration(plan.rollback.timeout)}: {'; '.join(sampling.failures[:3])}")
-            return _decision(original, cp.model_copy(update={"halted": reason}), actions, [reason], wake, now)
+            return _step(cp.model_copy(update={"halted": reason}), actions, [reason], wake)
         else:
             due = sampling.last_at is None or now >= sampling.last_at + plan.probes.checks.interval
             checks = sweep_checks(plan, obs)
@@ -160,7 +153,7 @@ def _finish_all(plan: MigrationPlan, original: Checkpoint, cp: Checkpoint, obs: 
             wake.append(now + plan.probes.checks.interval)
             notes.insert(0, "every node back on Calico; sweeping the cluster with probes"
                          + (f" (failing: {'; '.join(sampling.failures[:2])})" if sampling.failures else ""))
-            return _decision(original, cp, actions, notes, wake, now)
+            return _step(cp, actions, notes, wake)
     fleet = [p for p in obs.probe_pods if not p.deleting]
     if plan.probes.enabled and fleet:
         if resend:
@@ -168,20 +161,16 @@ def _finish_all(plan: MigrationPlan, original: Checkpoint, cp: Checkpoint, obs: 
             cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
         wake.append(now + RESEND_AFTER)
         notes.insert(0, f"sweep passed; removing the probe fleet ({len(fleet)} pods left)")
-        return _decision(original, cp, actions, notes, wake, now)
+        return _step(cp, actions, notes, wake)
     if cp.run_phase is RunPhase.ROLLING_BACK:
-        cp = _run_move(cp, RunPhase.ROLLED_BACK, now)
+        cp = run_move(cp, RunPhase.ROLLED_BACK, now)
     notes.insert(0, "rollback --all finished: every node is on Calico, the CiliumNodeConfig and the probe "
                     "fleet are gone")
-    return _decision(original, cp, actions, notes, wake, now)
+    return _step(cp, actions, notes, wake)
 
 
-def _decision(original: Checkpoint, cp: Checkpoint, actions: list[Action], notes: list[str],
-              wake: list[datetime], now: datetime) -> Decision:
-    changed = cp != original
-    if changed:
-        cp = cp.model_copy(update={"updated_at": now})
-    return Decision(cp, tuple(actions), "; ".join(notes[:5]) or "rolling back", changed, min(wake, default=None))
+def _step(cp: Checkpoint, actions: list[Action], notes: list[str], wake: list[datetime]) -> Step:
+    return cp, actions, notes[:5] or ["rolling back"], min(wake, default=None)
 
 
 def rollback_finished(cp: Checkpoint) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from migrator.engine.actions import Action, SetTaint
+from migrator.engine.pending import Pending
 from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import Checkpoint
 from migrator.model.observation import ClusterObservation
@@ -52,10 +53,10 @@ def _tainted(obs: ClusterObservation, name: str) -> bool | None:
 
 
 def reconcile(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime, *,
-              winding_down: bool, resend_after: float = 20.0) -> tuple[Checkpoint, list[Action]]:
+              winding_down: bool) -> tuple[Checkpoint, list[Action]]:
     """Add the taint where wanted, remove it elsewhere; the checkpoint records intent first."""
     want = wanted(plan, cp, winding_down=winding_down)
-    due = cp.steer_sent_at is None or (now - cp.steer_sent_at).total_seconds() >= resend_after
+    due = Pending(cp.steer_sent_at).due(now)
     steered = list(cp.steered)
     actions: list[Action] = []
     for name in sorted(want):

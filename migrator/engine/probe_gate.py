@@ -13,66 +13,70 @@ migrating meanwhile are dropped rather than blamed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from migrator.engine.actions import RunProbes
-from migrator.engine.node_steps import StepContext, StepOutcome
-from migrator.engine.probes import gate_checks
+from migrator.engine.node_steps import NodeCursor
+from migrator.engine.probes import Gate, gate_checks
 from migrator.model.checkpoint import truncate_error
-from migrator.model.observation import NodeFacts, PodFacts
+from migrator.model.observation import PodFacts
 
 SUMMARY_FAILURES = 3
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Where the gate stands after this decision."""
+    """Where the gate stands in this decision."""
 
-    passed: bool = False
-    failed: bool = False
-    summary: str = ""
+    gate: Gate
+    passed: bool
+    blocking: tuple[str, ...]
+    settled: int
+
+    def summary(self, failures: dict[str, str]) -> str:
+        """One line for the node's record: the pass count, or what still fails."""
+        if self.passed:
+            return f"ok {self.settled}/{len(self.gate.checks)}"
+        if self.gate.waiting is not None:
+            return f"never ran: {self.gate.waiting}"
+        shown = "; ".join(f"{n} {failures.get(n, 'no answer yet')}" for n in self.blocking[:SUMMARY_FAILURES])
+        more = f" (+{len(self.blocking) - SUMMARY_FAILURES} more)" if len(self.blocking) > SUMMARY_FAILURES else ""
+        return truncate_error(f"{len(self.blocking)} check(s) failing: {shown}{more}")
 
 
-def _failure_summary(failures: dict[str, str], blocking: list[str], waiting: str | None) -> str:
-    if waiting is not None:
-        return f"never ran: {waiting}"
-    shown = "; ".join(f"{n} {failures.get(n, 'no answer yet')}" for n in blocking[:SUMMARY_FAILURES])
-    more = f" (+{len(blocking) - SUMMARY_FAILURES} more)" if len(blocking) > SUMMARY_FAILURES else ""
-    return truncate_error(f"{len(blocking)} check(s) failing: {shown}{more}")
+def verdict(c: NodeCursor, *, expect_cilium: bool, same_node_peer: PodFacts | None) -> Verdict:
+    """The gate of the cursor's node against this observation (computed once per decision)."""
+    if "gate" not in c.memo:
+        gate = gate_checks(c.plan, c.ctx.obs, c.node.name, c.ctx.network, busy=c.ctx.busy - {c.node.name},
+                           same_node_peer=same_node_peer, expect_cilium=expect_cilium, suspects=c.ctx.suspects)
+        ok, blocking = gate.verdict(set(c.intent.passed))
+        settled = sum(1 for check in gate.checks if check.name in c.intent.passed)
+        c.memo["gate"] = Verdict(gate=gate, passed=bool(gate.checks) and ok, blocking=tuple(blocking),
+                                 settled=settled)
+    found: Verdict = c.memo["gate"]
+    return found
 
 
-def run_gate(out: StepOutcome, ctx: StepContext, node: NodeFacts, *, deadline: datetime,
-             expect_cilium: bool, same_node_peer: PodFacts | None) -> Verdict:
-    """Advance the gate of ``node`` by one decision (sending a round when one is due)."""
-    plan, now = ctx.plan, ctx.now
-    intent = out.record.intent
-    assert intent is not None
-    gate = gate_checks(plan, ctx.obs, node.name, ctx.network, busy=ctx.busy - {node.name},
-                       same_node_peer=same_node_peer, expect_cilium=expect_cilium, suspects=ctx.suspects)
-    ok, blocking = gate.verdict(set(intent.passed))
-    if gate.checks and ok:
-        done = sum(1 for c in gate.checks if c.name in intent.passed)
-        return Verdict(passed=True, summary=f"ok {done}/{len(gate.checks)}")
-    if now >= deadline:
-        return Verdict(failed=True, summary=_failure_summary(intent.failures, blocking, gate.waiting))
-    out.wake(deadline)
-    if gate.waiting is not None:
-        out.note = gate.waiting
-        return Verdict()
+def gate_round(c: NodeCursor, view: Verdict) -> None:
+    """Send the round of checks that is due: failing checks after the plan's interval, checks
+    never dialled at once."""
+    plan, now, intent = c.plan, c.now, c.intent
+    if view.gate.waiting is not None:
+        c.say(view.gate.waiting)
+        return
     interval = plan.probes.checks.interval
     next_round = now if intent.sent_at is None else intent.sent_at + interval
     retry = now >= next_round
-    todo = gate.todo(set(intent.passed), set(intent.failures))
+    todo = view.gate.todo(set(intent.passed), set(intent.failures))
     if not retry:  # only failing checks wait for the interval; never-dialled ones go now
-        todo = tuple(c for c in todo if c.name not in intent.failures)
+        todo = tuple(t for t in todo if t.name not in intent.failures)
     if todo:
-        out.actions.append(RunProbes(node=node.name, purpose="gate", checks=todo,
-                                     threshold=plan.probes.checks.pass_threshold))
+        c.emit([RunProbes(node=c.node.name, purpose="gate", checks=todo,
+                          threshold=plan.probes.checks.pass_threshold)])
     if retry:
-        out.record = out.record.model_copy(update={"intent": intent.model_copy(update={"sent_at": now})})
-        out.wake(now + interval)
+        c.out.record = c.record.model_copy(update={"intent": intent.model_copy(update={"sent_at": now})})
+        c.wake(now + interval)
     else:
-        out.wake(next_round)
-    out.note = f"probing: {len(gate.checks) - len(blocking)}/{len(gate.checks)} checks settled" + (
-        f", failing: {', '.join(sorted(intent.failures)[:3])}" if intent.failures else "")
-    return Verdict()
+        c.wake(next_round)
+    checks = view.gate.checks
+    c.say(f"probing: {len(checks) - len(view.blocking)}/{len(checks)} checks settled" + (
+        f", failing: {', '.join(sorted(intent.failures)[:3])}" if intent.failures else ""))

@@ -4,8 +4,8 @@ The engine moves phases only on what it *observes*; results matter for what cann
 observed: a refused eviction (back off until ``not_before`` — the server's Retry-After, else
 the plan's ``drain.retry_interval`` — remember when PDBs started
 blocking, forget the uid so the pod is tried again), a failed write (clear ``sent_at`` so the
-step is re-sent at once, keep the error for humans), and finalize steps whose effect is a local
-file or a ConfigMap the shell does not watch. "Already gone" and "already exists" count as
+step is re-sent at once, keep the error for humans), and the answers of probe rounds. "Already
+gone" and "already exists" count as
 success: every action is idempotent. Event failures are not journaled (they are logged).
 """
 
@@ -20,18 +20,15 @@ from migrator.engine.actions import (
     EmitEvent,
     EnsureNodeConfig,
     EvictPod,
-    PatchConfigMap,
     RunProbes,
-    WriteFile,
 )
 from migrator.engine.ordering import in_flight
 from migrator.engine.probes import pair_nodes
 from migrator.engine.states import RunPhase
-from migrator.model.checkpoint import Checkpoint, FinalizeProgress, NodeRecord, truncate_error, utc
+from migrator.model.checkpoint import Checkpoint, NodeRecord, truncate_error, utc
 
 DEFAULT_BACKOFF = timedelta(seconds=5)
 HARMLESS = frozenset({"NotFound", "AlreadyExists"})
-NEXT_FINALIZE_STEP = {"helm-values": "configmap", "configmap": "restart-agents"}
 
 
 def _fold_node(record: NodeRecord, result: ActionResult, now: datetime, backoff: timedelta) -> NodeRecord:
@@ -56,17 +53,10 @@ def _fold_node(record: NodeRecord, result: ActionResult, now: datetime, backoff:
                                      "last_error": message})
 
 
-def _fold_run(cp: Checkpoint, result: ActionResult, now: datetime) -> Checkpoint:
+def _fold_run(cp: Checkpoint, result: ActionResult) -> Checkpoint:
+    """A failed run-level action: re-send its step at once, keep the error for humans."""
     action = result.action
     progress = cp.finalize
-    if result.ok:
-        if progress is not None and isinstance(action, (WriteFile, PatchConfigMap)):
-            step = "helm-values" if isinstance(action, WriteFile) else "configmap"
-            if progress.step == step:
-                progress = FinalizeProgress(step=NEXT_FINALIZE_STEP[step],  # type: ignore[arg-type]
-                                            step_started_at=now, cleaned=progress.cleaned)
-                return cp.model_copy(update={"finalize": progress})
-        return cp
     message = truncate_error(f"{action.kind}: {result.error_kind}: {result.message}")
     if isinstance(action, EnsureNodeConfig):
         return cp.model_copy(update={"prepare_sent_at": None, "last_error": message})
@@ -138,6 +128,6 @@ def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult], now:
                 current = updates.get(action.node) or cp.by_name[action.node]
                 updates[action.node] = _fold_node(current, result, now, backoff)
             continue
-        if failed or result.ok:
-            cp = _fold_run(cp, result, now)
+        if failed:
+            cp = _fold_run(cp, result)
     return cp.with_nodes(updates)

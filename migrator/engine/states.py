@@ -33,11 +33,6 @@ class NodePhase(StrEnum):
         """No step follows this phase in a forward run."""
         return self in TERMINAL_NODE_PHASES
 
-    @property
-    def in_flight(self) -> bool:
-        """The node has started and is not finished: it counts against concurrency."""
-        return self not in TERMINAL_NODE_PHASES and self is not NodePhase.PENDING
-
 
 TERMINAL_NODE_PHASES = frozenset({NodePhase.DONE, NodePhase.SKIPPED, NodePhase.FAILED,
                                   NodePhase.ROLLED_BACK})

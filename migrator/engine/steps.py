@@ -1,87 +1,72 @@
-"""``step_node``: one node's next step, dispatched on its phase.
+"""``step_node``: drive one in-flight node through its rows as far as the observation allows.
 
-The forward steps live in ``engine.node_steps``, the connectivity gate's rounds in
-``engine.probe_gate`` and the rollback stages in ``engine.rollback``; this module ties them
-together (the gate's failure starts a rollback, so it sits above both).
+The node's forward row is the step recorded in its intent (``engine.node_rows.FORWARD``); a
+rolling-back node runs its rollback stage (``engine.rollback.ROLLBACK``). ``rows.advance``
+answers which way out of the row was taken; this driver applies it: a phase is a move along the
+transition table, ``blocked`` halts the run or skips the node, ``gate-failed`` starts the
+node's rollback (``rollback.automatic``) or fails it.
 """
 
 from __future__ import annotations
 
-from migrator.engine.node_steps import (
-    StepContext,
-    StepOutcome,
-    begin,
-    deadline_of,
-    drain,
-    label,
-    move,
-    recycle,
-    restart_agent,
-    restore,
-    uncordon,
-    verify,
-    verify_cleanup,
-)
-from migrator.engine.pods import verify_pod_name
-from migrator.engine.probe_gate import run_gate
+from migrator.engine.node_rows import BLOCKED, FORWARD, GATE_FAILED
+from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome, blocked, move
 from migrator.engine.rollback import AUTOMATIC, begin_rollback, rollback_step
+from migrator.engine.rows import Way, advance
 from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import NodeRecord
-from migrator.model.observation import NodeFacts
 
 N = NodePhase
 
 
-def probe(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
-    """The connectivity gate: every check passes before the node is handed back."""
-    plan = ctx.plan
-    if not plan.probes.enabled:
-        move(out, ctx, N.PROBED, "probes disabled by the plan")
-        out.actions.extend(verify_cleanup(ctx, node.name))
-        return
-    peer = ctx.obs.pod(plan.verify.namespace, verify_pod_name(node.name))
-    deadline = deadline_of(out.record, plan.probes.checks.deadline)
-    verdict = run_gate(out, ctx, node, deadline=deadline, expect_cilium=True,
-                       same_node_peer=peer if peer is not None and peer.ready and not peer.deleting else None)
-    if verdict.passed:
-        out.record = out.record.model_copy(update={"probes": verdict.summary})
-        move(out, ctx, N.PROBED, f"connectivity gate passed ({verdict.summary})")
-        out.actions.extend(verify_cleanup(ctx, node.name))
-    elif verdict.failed:
-        out.record = out.record.model_copy(update={"probes": verdict.summary})
-        out.actions.extend(verify_cleanup(ctx, node.name))
-        reason = f"connectivity gate failed: {verdict.summary}"
-        if plan.rollback.automatic:
-            begin_rollback(out, ctx, AUTOMATIC + reason)
+def _apply(out: StepOutcome, ctx: StepContext, way: Way) -> None:
+    if way.to == BLOCKED:
+        blocked(out, ctx, way.why)
+    elif way.to == GATE_FAILED:
+        out.record = out.record.model_copy(update={"probes": way.why})
+        if ctx.plan.rollback.automatic:
+            begin_rollback(out, ctx, AUTOMATIC + f"connectivity gate failed: {way.why}")
         else:
-            move(out, ctx, N.FAILED, "connectivity gate failed", error=verdict.summary)
+            move(out, ctx, N.FAILED, "connectivity gate failed", error=way.why)
+    elif way.kind in ("done", "skipped"):
+        target = NodePhase(way.to)   # a skipped node keeps the reason it was skipped
+        move(out, ctx, target, way.why, error=out.record.last_error if target is N.SKIPPED else None)
+    else:
+        step = out.record.intent.step if out.record.intent else "step"
+        move(out, ctx, NodePhase(way.to), f"{step} {'timed out' if way.kind == 'timeout' else 'failed'}",
+             error=way.why)
 
 
-HANDLERS = {N.PENDING: begin, N.CORDONED: drain, N.DRAINED: label, N.LABELED: restart_agent,
-            N.AGENT_RESTARTED: verify, N.CNI_VERIFIED: recycle, N.PODS_RECYCLED: probe, N.PROBED: uncordon}
+def _step(record: NodeRecord) -> str | None:
+    return record.intent.step if record.intent is not None else None
 
 
 def step_node(record: NodeRecord, ctx: StepContext) -> StepOutcome:
     """Advance one in-flight node as far as the observation allows."""
     out = StepOutcome(record=record)
-    for _ in range(len(N)):
+    for _ in range(len(N) + 2):
         current = out.record
         if current.phase.terminal:
             break
         node = ctx.obs.node_by_name.get(current.name)
+        restoring = current.intent is not None and current.intent.step == "restore"
         if current.phase is N.UNCORDONED:
             move(out, ctx, N.DONE, "migrated to Cilium")
             break
         if current.phase is N.ROLLING_BACK:
             rollback_step(out, ctx)
-        elif current.intent is not None and current.intent.step == "restore":
-            restore(out, ctx)
         elif node is None:
-            move(out, ctx, N.FAILED, "node vanished", error=f"node {current.name} no longer exists")
+            if restoring:
+                move(out, ctx, N.SKIPPED, f"skipped: {current.last_error or 'node vanished'}",
+                     error=current.last_error or "node vanished")
+            else:
+                move(out, ctx, N.FAILED, "node vanished", error=f"node {current.name} no longer exists")
         else:
-            HANDLERS[current.phase](out, ctx, node)
-        if out.halt is not None or out.record is current or out.record.phase is current.phase:
+            assert current.intent is not None, f"in-flight node {current.name} has no step"
+            row = FORWARD[current.intent.step]
+            way = advance(row, NodeCursor(out=out, ctx=ctx, node=node, row=row.step))
+            if way is not None:
+                _apply(out, ctx, way)
+        if out.halt is not None or (out.record.phase is current.phase and _step(out.record) == _step(current)):
             break
     return out
-
-

@@ -16,7 +16,6 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from migrator.engine.states import NodePhase, RunPhase
-from migrator.model.checkpoint import ROLLBACK_STAGES
 
 S = TypeVar("S", bound=Enum)
 N = NodePhase
@@ -178,13 +177,34 @@ def render_markdown() -> str:
     for source, exits in ROLLBACK_EDGES.items():
         for target, when in exits.items():
             lines.append(f"| `{source.name}` | `{target.name}` | {when} |")
-    lines += ["", "### Rollback stages", "",
-              "`ROLLING_BACK` works through stages recorded in the node's intent, each observed before "
-              "the next starts: " + ", ".join(f"`{s}`" for s in ROLLBACK_STAGES) + ". A node that was "
-              "never switched (its rollback began before `LABELED`) only has its prior state restored.",
-              ""]
+    lines += [""]
     lines += _section("Run phases", RUN_EDGES, RUN_INITIAL)
+    lines += _step_tables()
     return "\n".join(lines)
+
+
+def _step_tables() -> list[str]:
+    """The sub-machines' rows (imported here: they build on this module's moves)."""
+    from migrator.engine.finalize import FINALIZE
+    from migrator.engine.node_rows import FORWARD
+    from migrator.engine.rollback import ROLLBACK
+    from migrator.engine.rows import render
+
+    lines = ["## Steps", "",
+             "Each phase's work is a row run by one interpreter (`migrator/engine/rows.py`): it moves on "
+             "when the row's observation shows the step done, sends the row's actions (again only after "
+             "20 s without effect), and takes the failure or timeout way out when one applies. Deadlines "
+             "count from the phase's start, so they survive restarts.", ""]
+    lines += render("Node steps", "The step recorded in a node's intent; `blocked` halts the run or skips the "
+                    "node (`drain.on_pdb_blocked`), `gate-failed` rolls the node back (`rollback.automatic`) "
+                    "or fails it.", FORWARD)
+    lines += render("Rollback stages", "`ROLLING_BACK` works through these stages, recorded in the node's "
+                    "intent; a node never switched (its rollback began before `LABELED`) skips all but "
+                    "`unlabel` and `restore`. A failure or the timeout leaves the node `FAILED` and cordoned.",
+                    ROLLBACK, "`ROLLING_BACK`")
+    lines += render("Finalize steps", "`FINALIZING` works through these steps, recorded in the checkpoint's "
+                    "`finalize`; `halt` stops the run until `migrator resume`.", FINALIZE, "`FINALIZING`")
+    return lines
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through the golden-file test

@@ -11,8 +11,8 @@ from migrator.engine.actions import (
     RestartDaemonSet,
     WriteFile,
 )
-from migrator.engine.finalize import FINAL_CONFIG, decide_finalize, finalize_blockers, helm_values
-from migrator.engine.results import record_results
+from migrator.engine.decide import Decision, Inbox, decide
+from migrator.engine.finalize import FINAL_CONFIG, finalize_blockers, helm_values
 from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import from_configmap_data, to_configmap_data
 from tests.engine.loop import make_plan, run, start
@@ -25,14 +25,21 @@ def migrated(plan, toy):
     return cp, now
 
 
+def decide_finalize(plan, cp, obs, now, results=(), first: bool = False) -> Decision:
+    """One turn of a `migrator finalize` process."""
+    return decide(plan, cp, obs, now, Inbox(purpose="finalize", results=tuple(results), first=first))
+
+
 def finalize(plan, toy, cp, now, crash_every: int = 0):
     kinds = []
+    results = []
     for i in range(200):
-        decision = decide_finalize(plan, cp, toy.observe(), now)
+        decision = decide_finalize(plan, cp, toy.observe(), now, results, first=i == 0)
         cp = from_configmap_data(to_configmap_data(decision.checkpoint))
         kinds += [a.kind for a in decision.actions]
-        if not (crash_every and i % crash_every == 0):
-            cp = record_results(cp, [toy.apply(a) for a in decision.actions], now)
+        results = []
+        if not (crash_every and i % crash_every == 0):   # a crash loses the actions and their results
+            results = [toy.apply(a) for a in decision.actions]
         toy.settle()
         if cp.run_phase is RunPhase.FINALIZED or cp.halted:
             return cp, kinds
@@ -52,8 +59,9 @@ def test_refused_until_every_node_is_done() -> None:
     toy = ToyCluster(workers=2)
     plan = make_plan()
     cp = start(plan, toy)
-    decision = decide_finalize(plan, cp, toy.observe(), T0)
+    decision = decide_finalize(plan, cp, toy.observe(), T0, first=True)
     assert decision.actions == () and decision.reason.startswith("finalize refused")
+    assert decision.stop is not None and decision.stop.code == "halted"
     skipped = cp.with_nodes({"node-1": cp.node("node-1").model_copy(update={"phase": NodePhase.SKIPPED})},
                             run_phase=RunPhase.NODES_DONE)
     assert "node-1 is SKIPPED" in finalize_blockers(skipped)
@@ -91,10 +99,12 @@ def test_cleanup_pods_are_pinned_and_annotated() -> None:
     plan = make_plan(finalize={"remove_calico": []})
     cp, now = migrated(plan, toy)
     seen = []
+    results = []
     for _ in range(50):
-        decision = decide_finalize(plan, cp, toy.observe(), now)
+        decision = decide_finalize(plan, cp, toy.observe(), now, results)
         seen += [a for a in decision.actions if isinstance(a, CreatePod)]
-        cp = record_results(decision.checkpoint, [toy.apply(a) for a in decision.actions], now)
+        cp = decision.checkpoint
+        results = [toy.apply(a) for a in decision.actions]
         toy.settle()
         now += timedelta(seconds=1)
         if cp.run_phase is RunPhase.FINALIZED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import kubernetes_validate
@@ -10,8 +11,8 @@ import pytest
 
 from migrator.engine.actions import ActionResult, ProbeCheck, RunProbes
 from migrator.engine.budget import DisruptionBudgets
-from migrator.engine.node_steps import StepContext, StepOutcome
-from migrator.engine.probe_gate import run_gate
+from migrator.engine.node_rows import FORWARD
+from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome
 from migrator.engine.probes import (
     fleet_manifests,
     gate_checks,
@@ -22,6 +23,7 @@ from migrator.engine.probes import (
     sweep_checks,
 )
 from migrator.engine.results import record_results
+from migrator.engine.rows import advance
 from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord
 from migrator.model.observation import ClusterObservation, NodeFacts, PodFacts
@@ -188,12 +190,17 @@ def test_spares_are_dialled_only_after_a_peer_failed():
 
 
 def _gate_round(record: NodeRecord, obs: ClusterObservation, now: datetime, busy: frozenset[str]):
+    """One decision of the forward gate row for ``record`` (its deadline far away)."""
     ctx = StepContext(plan=PLAN, obs=obs, now=now, network=CILIUM, budgets=DisruptionBudgets(obs), busy=busy)
-    out = StepOutcome(record=record)
-    verdict = run_gate(out, ctx, NodeFacts(name=record.name), deadline=now + timedelta(minutes=2),
-                       expect_cilium=True, same_node_peer=None)
+    out = StepOutcome(record=record.model_copy(update={"phase_started_at": now}))
+    way = advance(FORWARD["probe"], NodeCursor(out=out, ctx=ctx, node=NodeFacts(name=record.name)))
     sent = [c.name for a in out.actions if isinstance(a, RunProbes) for c in a.checks]
-    return verdict, sent, out
+    return Gate(passed=way is not None and way.kind == "done"), sent, out
+
+
+@dataclass(frozen=True)
+class Gate:
+    passed: bool
 
 
 def test_a_peer_that_joins_the_gate_is_dialled_at_once_and_a_failing_check_waits_the_interval():

@@ -143,6 +143,8 @@ class ToyCluster:
                 if pod.labels.get("k8s-app") == "cilium":
                     if self.nodes[pod.node].labels.get(MIGRATION_LABEL) == "true" and self.agent_switches:
                         self.cilium_nodes.add(pod.node)
+                    elif MIGRATION_LABEL not in self.nodes[pod.node].labels:
+                        self.cilium_nodes.discard(pod.node)   # restarted without the per-node config
                     if self.agent_returns:
                         self._agent(pod.node)
                 else:
