@@ -9,9 +9,6 @@ and drives ``engine.oncall.decide_rollback`` to the end.
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
-import socket
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +23,7 @@ from migrator.commands import (
     _runner,
     _setup,
     guarded,
+    who,
 )
 from migrator.engine.oncall import NOT_AFTER_FINALIZE, nothing_to_undo
 from migrator.engine.states import RunPhase
@@ -53,15 +51,6 @@ def register(sub: Any) -> None:
     _common(p)
     _mutating(p)
     p.set_defaults(func=cmd_canary)
-
-
-def who() -> str:
-    """``user@host/pid`` of the person (or Job) asking."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}/{os.getpid()}"
 
 
 def _merge(cp: Checkpoint, request: RollbackRequest) -> RollbackRequest:

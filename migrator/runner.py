@@ -47,7 +47,8 @@ from migrator.engine.states import NodePhase, RunPhase
 from migrator.execute import Executor
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
-from migrator.model.plan import MigrationPlan, plan_hash
+from migrator.model.identity import adopt_plan, same_run
+from migrator.model.plan import MigrationPlan
 from migrator.observe import Observer
 
 log = structlog.get_logger("migrator.runner")
@@ -78,7 +79,7 @@ class Runner:
 
     def __init__(self, plan: MigrationPlan, port: ClusterPort, *, clock: Clock | None = None,
                  metrics: Metrics | None = None, output_dir: Path | None = None, progress: Any = None,
-                 force_takeover: bool = False) -> None:
+                 force_takeover: bool = False, operator: str | None = None) -> None:
         self.plan = plan
         self.port = port
         self.clock = clock or SystemClock()
@@ -93,6 +94,7 @@ class Runner:
                             name=st.lease_name, ttl_seconds=max(int(st.lease_duration.total_seconds()), 2),
                             clock=self.clock)
         self.executor = Executor(port, output_dir=self.output_dir, metrics=self.metrics)
+        self.operator = operator or self.lock.identity  # who changed the plan's tuning, in the audit
         self._stop = threading.Event()
         self._rv: str | None = None
 
@@ -150,7 +152,7 @@ class Runner:
                                             node_config_version=version.split("/", 1)[1] if version else None))
         cp, self._rv = self.store.load()
         now = self.clock.now()
-        if mode == "canary" and cp is not None and cp.plan_hash == plan_hash(plan):
+        if mode == "canary" and cp is not None and same_run(cp, plan):
             if cp.canary is not None and cp.canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:
                 return Outcome(Exit.DONE, "canary already kept: its nodes run on Cilium (see `migrator status`)", cp)
             if cp.run_phase.terminal:  # a previous canary ended: start a new one in its place
@@ -171,11 +173,10 @@ class Runner:
             cp = new_checkpoint(plan, observer.observe(frozenset()), self.run_id, now)
             self._rv = self.store.save(cp, None)
             log.info("run.started", nodes=len(cp.nodes), where=self.store.where)
-        elif cp.plan_hash != plan_hash(plan):
-            raise PlanMismatch(f"{self.store.where} holds the state of plan {cp.plan_name!r} ({cp.plan_hash}); "
-                               f"this plan is {plan.name!r} ({plan_hash(plan)}). Use the plan that started the run, "
-                               "or delete the state ConfigMap after finalize/abort to start anew.")
         else:
+            if (adopted := adopt_plan(cp, plan, self.operator, now)) is not cp:  # PlanMismatch: defining change
+                cp = adopted
+                self._save(cp)
             log.info("run.resumed", run_id=cp.run_id, phase=cp.run_phase.value)
             if resume and (cp.halted or cp.run_phase is RunPhase.PAUSED or cp.requested == "pause"):
                 cp = resume_checkpoint(cp, now)

@@ -30,14 +30,11 @@ from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.steps import step_node
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, truncate_error, utc
+from migrator.model.identity import PlanMismatch, identity_record, plan_identity
 from migrator.model.observation import ClusterObservation
-from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, format_duration, plan_hash
+from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, format_duration
 
 NOTE_LIMIT = 5
-
-
-class PlanMismatch(ValueError):
-    """The checkpoint was written for a different plan."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ def new_checkpoint(plan: MigrationPlan, obs: ClusterObservation, run_id: str,
                    now: datetime) -> Checkpoint:
     """The checkpoint of a new run (after preflight passed): order frozen, every node PENDING."""
     when = utc(now)
-    return Checkpoint(plan_name=plan.name, plan_hash=plan_hash(plan), run_id=run_id,
+    return Checkpoint(plan_name=plan.name, **identity_record(plan), run_id=run_id,
                       run_phase=RunPhase.PREFLIGHT, run_phase_started_at=when, started_at=when,
                       updated_at=when,
                       nodes=tuple(NodeRecord(name=name) for name in order_nodes(plan, obs.nodes)))
@@ -296,9 +293,9 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
 def decide(plan: MigrationPlan, checkpoint: Checkpoint, observation: ClusterObservation,
            now: datetime) -> Decision:
     """The next checkpoint and actions of the forward run (see the module docstring)."""
-    if checkpoint.plan_hash != plan_hash(plan):
+    if checkpoint.plan_hash != plan_identity(plan):
         raise PlanMismatch(f"checkpoint was written for plan {checkpoint.plan_name} "
-                           f"({checkpoint.plan_hash}), not this one ({plan_hash(plan)}); "
+                           f"({checkpoint.plan_hash}), not this one ({plan_identity(plan)}); "
                            "run with the original plan or start a new run after finalize/abort")
     now = utc(now)
     cp = checkpoint

@@ -37,8 +37,9 @@ from migrator.engine.probes import fleet_removal
 from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, FinalizeProgress, FinalizeStep, truncate_error, utc
+from migrator.model.identity import plan_identity
 from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservation
-from migrator.model.plan import MigrationPlan, format_duration, plan_hash
+from migrator.model.plan import MigrationPlan, format_duration
 
 STEPS: tuple[FinalizeStep, ...] = ("helm-values", "configmap", "restart-agents",
                                    "delete-node-config", "remove-probes", "remove-calico", "node-cleanup", "done")
@@ -234,7 +235,7 @@ def _cleanup_pod(plan: MigrationPlan, name: str) -> CreatePod:
 def decide_finalize(plan: MigrationPlan, checkpoint: Checkpoint, observation: ClusterObservation,
                     now: datetime) -> Decision:
     """The next finalize checkpoint and actions (refused while a node is not DONE)."""
-    if checkpoint.plan_hash != plan_hash(plan):
+    if checkpoint.plan_hash != plan_identity(plan):
         raise PlanMismatch(f"checkpoint was written for plan {checkpoint.plan_name}; "
                            "finalize with the plan that ran")
     now = utc(now)

@@ -26,8 +26,9 @@ from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.steps import step_node
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, NodeRecord, RollbackRequest, utc
+from migrator.model.identity import plan_identity
 from migrator.model.observation import ClusterObservation
-from migrator.model.plan import MigrationPlan, format_duration, plan_hash
+from migrator.model.plan import MigrationPlan, format_duration
 
 N = NodePhase
 NOT_AFTER_FINALIZE = (
@@ -61,7 +62,7 @@ def _run_move(cp: Checkpoint, target: RunPhase, now: datetime) -> Checkpoint:
 def decide_rollback(plan: MigrationPlan, checkpoint: Checkpoint, obs: ClusterObservation,
                     now: datetime) -> Decision:
     """The next checkpoint and actions of the on-call rollback recorded in ``checkpoint``."""
-    if checkpoint.plan_hash != plan_hash(plan):
+    if checkpoint.plan_hash != plan_identity(plan):
         raise PlanMismatch(f"checkpoint was written for plan {checkpoint.plan_name} ({checkpoint.plan_hash})")
     now = utc(now)
     cp = checkpoint
