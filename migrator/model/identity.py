@@ -139,9 +139,10 @@ def leaf_paths(model: type[BaseModel] = MigrationPlan, prefix: str = "") -> list
     return paths
 
 
-def unclassified() -> list[str]:
-    """Problems with the classification: leaves in neither table, in both, or not in the plan."""
-    leaves = set(leaf_paths())
+def unclassified(model: type[BaseModel] = MigrationPlan) -> list[str]:
+    """Problems with the classification of ``model``'s fields: leaves in neither table, in both,
+    or not in the plan."""
+    leaves = set(leaf_paths(model))
     defining, tuning = set(DEFINING), set(TUNING)
     return ([f"{p}: not classified (add it to DEFINING or TUNING)" for p in sorted(leaves - defining - tuning)]
             + [f"{p}: both defining and tuning" for p in sorted(defining & tuning)]
