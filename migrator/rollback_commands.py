@@ -28,6 +28,7 @@ from migrator.commands import (
 from migrator.engine.oncall import NOT_AFTER_FINALIZE, nothing_to_undo
 from migrator.engine.states import RunPhase
 from migrator.model.checkpoint import Checkpoint, RollbackRequest, truncate_error
+from migrator.model.identity import plan_changes, same_run
 from migrator.runner import Exit
 
 LOCK_MARGIN = 15.0  # seconds beyond the lease duration a rollback waits for the Lease
@@ -71,6 +72,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         if cp is None:
             print(f"nothing to roll back: no migration state in {store.where}")
             return Exit.DONE
+        if not same_run(cp, plan):  # refused before the request is recorded, not after
+            print(f"error: rollback refused: {' '.join(plan_changes(cp, plan).lines())}; use the plan that "
+                  "started the run (tuning may differ)", file=sys.stderr)
+            return Exit.INVALID
         if cp.run_phase in (RunPhase.FINALIZING, RunPhase.FINALIZED):
             print(f"error: rollback refused: {NOT_AFTER_FINALIZE}", file=sys.stderr)
             return Exit.HALTED

@@ -68,6 +68,11 @@ def test_resume_adopts_a_tuning_change_refuses_a_defining_one_and_finalize_follo
 def test_rollback_with_a_tuning_changed_plan(sim, kubeconfig, tmp_path):
     _killed_after_first_node(sim, kubeconfig, tmp_path)
     node = next(r.name for r in checkpoint(sim).nodes if r.phase.value == "DONE")  # type: ignore[union-attr]
+    moved = fast_plan(tmp_path, {"nodes.exclude": ["node-5"]}, name="moved.yaml")
+    written = _version(sim)
+    refused = migrator("rollback", "--node", node, "--plan", str(moved), "--kubeconfig", str(kubeconfig), "--yes")
+    assert refused.returncode == 2 and "nodes.exclude: differs" in refused.stderr, refused.stderr[-2000:]
+    assert _version(sim) == written                                   # the request was not recorded
     tuned = fast_plan(tmp_path, {"rollback.timeout": "9m"}, name="tuned.yaml")
     rolled = migrator("rollback", "--node", node, "--plan", str(tuned), "--kubeconfig", str(kubeconfig), "--yes")
     assert rolled.returncode == 0, rolled.stderr[-3000:]
