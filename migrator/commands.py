@@ -9,7 +9,10 @@ code — 0 done, 1 halted or blocking findings, 2 invalid input, 3 locked by ano
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from migrator.engine.decide import pod_scope, request
 from migrator.engine.forecast import forecast
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
+from migrator.model.identity import plan_changes
 from migrator.model.plan import MigrationPlan, PlanError, load_plan
 from migrator.observe import Observer
 from migrator.preflight import has_blocking, run_preflight
@@ -174,12 +178,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return Exit.HALTED if fc.blocked else Exit.DONE
 
 
+def who() -> str:
+    """``user@host/pid`` of the person (or Job) asking."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}/{os.getpid()}"
+
+
 def _runner(args: argparse.Namespace, plan: MigrationPlan) -> Runner:
     metrics = Metrics()
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     runner = Runner(plan, _connect(args), metrics=metrics, output_dir=args.output_dir,
-                    progress=Progress.for_stream(sys.stderr), force_takeover=args.force_takeover)
+                    progress=Progress.for_stream(sys.stderr), force_takeover=args.force_takeover,
+                    operator=who())
     runner.install_signal_handlers()
     return runner
 
@@ -247,6 +261,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no migration state in {store.where}: no run has started", file=sys.stderr)
         return Exit.HALTED
     print(render_status(cp, args.output))
+    if args.output == "table":
+        differs = plan_changes(cp, plan).lines()
+        if differs:
+            print(f"\nthis plan ({args.plan}) differs from the run's:\n" + "\n".join(f"  {d}" for d in differs))
     return Exit.DONE
 
 

@@ -9,9 +9,6 @@ and drives ``engine.oncall.decide_rollback`` to the end.
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
-import socket
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -26,10 +23,12 @@ from migrator.commands import (
     _runner,
     _setup,
     guarded,
+    who,
 )
 from migrator.engine.oncall import NOT_AFTER_FINALIZE, nothing_to_undo
 from migrator.engine.states import RunPhase
 from migrator.model.checkpoint import Checkpoint, RollbackRequest, truncate_error
+from migrator.model.identity import plan_changes, same_run
 from migrator.runner import Exit
 
 LOCK_MARGIN = 15.0  # seconds beyond the lease duration a rollback waits for the Lease
@@ -55,15 +54,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_canary)
 
 
-def who() -> str:
-    """``user@host/pid`` of the person (or Job) asking."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}/{os.getpid()}"
-
-
 def _merge(cp: Checkpoint, request: RollbackRequest) -> RollbackRequest:
     """A new request joins one already recorded (a rollback that died half-way is continued)."""
     old = cp.rollback
@@ -82,6 +72,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         if cp is None:
             print(f"nothing to roll back: no migration state in {store.where}")
             return Exit.DONE
+        if not same_run(cp, plan):  # refused before the request is recorded, not after
+            print(f"error: rollback refused: {' '.join(plan_changes(cp, plan).lines())}; use the plan that "
+                  "started the run (tuning may differ)", file=sys.stderr)
+            return Exit.INVALID
         if cp.run_phase in (RunPhase.FINALIZING, RunPhase.FINALIZED):
             print(f"error: rollback refused: {NOT_AFTER_FINALIZE}", file=sys.stderr)
             return Exit.HALTED

@@ -69,7 +69,7 @@ class Runner:
 
     def __init__(self, plan: MigrationPlan, port: ClusterPort, *, clock: Clock | None = None,
                  metrics: Metrics | None = None, output_dir: Path | None = None, progress: Any = None,
-                 force_takeover: bool = False) -> None:
+                 force_takeover: bool = False, operator: str | None = None) -> None:
         self.plan = plan
         self.port = port
         self.clock = clock or SystemClock()
@@ -84,6 +84,7 @@ class Runner:
                             name=st.lease_name, ttl_seconds=max(int(st.lease_duration.total_seconds()), 2),
                             clock=self.clock)
         self.executor = Executor(port, output_dir=self.output_dir, metrics=self.metrics)
+        self.operator = operator or self.lock.identity  # who changed the plan's tuning, in the audit
         self._stop = threading.Event()
         self._rv: str | None = None
 
@@ -139,7 +140,7 @@ class Runner:
                                             node_config_version=version.split("/", 1)[1] if version else None))
         cp, self._rv = self.store.load()
         takeover = self.lock.taken_over_from if self.force_takeover else None
-        inbox = Inbox(purpose=purpose, run_id=self.run_id, by=self.lock.identity, first=True, takeover=takeover)
+        inbox = Inbox(purpose=purpose, run_id=self.run_id, by=self.operator, first=True, takeover=takeover)
         last_reload = time.monotonic()
         last_reason = ""
         while True:

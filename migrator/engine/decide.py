@@ -30,8 +30,9 @@ from migrator.engine.results import record_results
 from migrator.engine.rollback import AUTOMATIC
 from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, utc
+from migrator.model.identity import PlanMismatch, adopt_plan, identity_record, plan_changes, plan_identity
 from migrator.model.observation import ClusterObservation
-from migrator.model.plan import MigrationPlan, plan_hash
+from migrator.model.plan import MigrationPlan
 
 __all__ = ["Decision", "Inbox", "PlanMismatch", "Purpose", "Stop", "decide", "new_checkpoint", "node_config_spec",
            "node_config_version", "observe_scope", "pod_scope", "request", "resume_checkpoint"]
@@ -40,10 +41,6 @@ NOTE_LIMIT = 5
 AUDIT_KEPT = 20
 #: What this process was started to do; it decides where the process stops.
 Purpose = Literal["run", "resume", "finalize", "rollback", "canary"]
-
-
-class PlanMismatch(ValueError):
-    """The checkpoint was written for a different plan."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +106,7 @@ def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> tuple[froz
 def new_checkpoint(plan: MigrationPlan, obs: ClusterObservation, run_id: str, now: datetime) -> Checkpoint:
     """The checkpoint of a new run: order frozen, every node PENDING."""
     when = utc(now)
-    return Checkpoint(plan_name=plan.name, plan_hash=plan_hash(plan), run_id=run_id,
+    return Checkpoint(plan_name=plan.name, **identity_record(plan), run_id=run_id,
                       run_phase=RunPhase.PREFLIGHT, run_phase_started_at=when, started_at=when,
                       updated_at=when,
                       nodes=tuple(NodeRecord(name=name) for name in order_nodes(plan, obs.nodes)))
@@ -151,11 +148,25 @@ def _where(plan: MigrationPlan) -> str:
     return f"ConfigMap {plan.state.configmap_namespace}/{plan.state.configmap_name}"
 
 
+_IDENTITIES: dict[int, tuple[MigrationPlan, str]] = {}
+
+
+def _identity(plan: MigrationPlan) -> str:
+    """``plan_identity`` once per plan object (plans are frozen; a plan of 5,000 names takes ms)."""
+    known = _IDENTITIES.get(id(plan))
+    if known is None or known[0] is not plan:
+        if len(_IDENTITIES) > 8:
+            _IDENTITIES.clear()
+        known = _IDENTITIES[id(plan)] = (plan, plan_identity(plan))
+    return known[1]
+
+
 def _check_plan(plan: MigrationPlan, cp: Checkpoint) -> None:
-    if cp.plan_hash != plan_hash(plan):
-        raise PlanMismatch(f"{_where(plan)} holds the state of plan {cp.plan_name!r} ({cp.plan_hash}); "
-                           f"this plan is {plan.name!r} ({plan_hash(plan)}). Use the plan that started the run, "
-                           "or delete the state ConfigMap after finalize/abort to start anew.")
+    """Every turn: the checkpoint is still the run this plan drives (it was adopted on the first)."""
+    if cp.plan_hash != _identity(plan):
+        differs = "; ".join(plan_changes(cp, plan).lines()[:5]) or "another run"
+        raise PlanMismatch(f"{_where(plan)} holds run {cp.run_id} of plan {cp.plan_name!r}, which this plan does "
+                           f"not drive: {differs}")
 
 
 def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservation, now: datetime,
@@ -168,7 +179,7 @@ def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservat
         if purpose == "rollback":
             return None, Stop("done", "no rollback recorded: nothing to do"), ""
         return None, Stop("invalid", f"no migration state in {_where(plan)}; start with `migrator run`"), ""
-    _check_plan(plan, cp)
+    cp = adopt_plan(cp, plan, inbox.by, now)   # tuning changes audited; a defining change raises
     note = f"resumed run {cp.run_id} at {cp.run_phase.value}"
     if inbox.takeover:
         entry = (f"{now.isoformat(timespec='seconds')} lock taken over from {inbox.takeover} "

@@ -32,7 +32,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from migrator.engine.states import NodePhase, RunPhase
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions ``from_configmap_data`` reads. Version 1 recorded a hash of the whole plan and no
+#: per-field digests; ``model.identity.adopt_plan`` upgrades such a record (see there).
+READABLE_VERSIONS = (1, 2)
 ERROR_LIMIT = 240
 
 
@@ -173,7 +176,13 @@ class Checkpoint(_Record):
 
     schema_version: int = Field(default=SCHEMA_VERSION, description="Encoding version.")
     plan_name: str = Field(description="Name of the plan being run.")
-    plan_hash: str = Field(description="plan_hash() of that plan; a different plan is refused.")
+    plan_hash: str = Field(description="Identity of the run: digest of its plan's defining fields "
+                                       "(model/identity.py; schema 1: of the whole plan).")
+    plan_digests: dict[str, str] = Field(
+        default_factory=dict, description="Per defining field, a digest of its value: names the field a "
+                                          "refused plan changed.")
+    plan_tuning: dict[str, Any] = Field(
+        default_factory=dict, description="The plan's tuning values, to audit a change on resume.")
     run_id: str = Field(description="Identifier of the run (stable across resumes).")
     run_phase: RunPhase = Field(default=RunPhase.PREFLIGHT, description="Run phase.")
     run_phase_started_at: Timestamp | None = Field(default=None, description="When run_phase began.")
@@ -321,8 +330,11 @@ def _parse_node_line(line: str, epoch: datetime, suffix: str = "") -> NodeRecord
         probes=extras.get("probes"), rollback_reason=extras.get("rb"))
 
 
+SUMMARY_AUDIT = 5  # latest run-level audit notes shown in the summary
+
+
 def render_summary(cp: Checkpoint) -> str:
-    """A few human-readable lines: plan, run, phase, counts, request, halt reason."""
+    """A few human-readable lines: plan, run, phase, counts, request, halt reason, latest audit notes."""
     counts = cp.counts()
     tally = ", ".join(f"{phase.value.lower()}={counts[phase]}" for phase in NodePhase if phase in counts)
     lines = [f"plan: {cp.plan_name} ({cp.plan_hash})", f"run: {cp.run_id}",
@@ -334,6 +346,7 @@ def render_summary(cp: Checkpoint) -> str:
         lines.append(f"halted: {cp.halted}")
     if cp.finalize is not None:
         lines.append(f"finalize: {cp.finalize.step}")
+    lines += [f"audit: {note}" for note in cp.audit[-SUMMARY_AUDIT:]]
     lines.append("node lines: NAME PHASE a=attempt t=seconds-after-start u=prior-unschedulable "
                  "[l=prior-label] [| json]; after a line '@names-end-with SUFFIX' every NAME lacks SUFFIX")
     return "\n".join(lines) + "\n"
@@ -358,8 +371,8 @@ def from_configmap_data(data: dict[str, str]) -> Checkpoint:
         raise ValueError("checkpoint ConfigMap has no run.json key")
     run = json.loads(data["run.json"])
     version = run.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"checkpoint schema_version {version!r} is not {SCHEMA_VERSION}; "
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"checkpoint schema_version {version!r} is not one of {READABLE_VERSIONS}; "
                          "use the migrator release that wrote it")
     epoch = _utc_seconds(datetime.fromisoformat(run["started_at"]))
     suffix = ""

@@ -503,7 +503,8 @@ def load_plan(path: str | Path) -> MigrationPlan:
 
 
 def plan_hash(plan: MigrationPlan) -> str:
-    """A short stable digest of the plan's meaning (not its formatting)."""
+    """A short stable digest of the whole plan's meaning (not its formatting). The run's identity,
+    which ignores tuning, is ``model.identity.plan_identity``; checkpoints of schema 1 hold this."""
     canonical = json.dumps(plan.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

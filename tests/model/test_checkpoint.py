@@ -8,6 +8,7 @@ import pytest
 
 from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import (
+    SCHEMA_VERSION,
     Checkpoint,
     FinalizeProgress,
     Intent,
@@ -115,7 +116,7 @@ def test_errors_are_truncated() -> None:
 
 def test_unknown_schema_version_is_refused() -> None:
     data = to_configmap_data(rich())
-    data["run.json"] = data["run.json"].replace('"schema_version":1', '"schema_version":99')
+    data["run.json"] = data["run.json"].replace(f'"schema_version":{SCHEMA_VERSION}', '"schema_version":99')
     with pytest.raises(ValueError, match="schema_version 99"):
         from_configmap_data(data)
     with pytest.raises(ValueError, match="run.json"):

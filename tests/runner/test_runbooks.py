@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.runner.helpers import LABEL, ROOT, checkpoint, fast_plan, kill_when, migrator, spawn
 from tests.runner.test_rollback import assert_on_calico, break_cross_overlay
@@ -25,16 +26,21 @@ BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 
 
-def blocks(name: str) -> list[str]:
-    return BLOCK.findall((RUNBOOKS / name).read_text())
+def blocks(name: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """The sh blocks of ``name``, leaving out those under a ``## `` heading starting with ``skip``."""
+    found = []
+    for section in re.split(r"^## ", (RUNBOOKS / name).read_text(), flags=re.M):
+        if not section.startswith(skip):
+            found += BLOCK.findall(section)
+    return found
 
 
-def run_runbook(name: str, kubeconfig: Path, plan: Path, **env: str) -> list[str]:
-    """Run every sh block of ``name``; the outputs, in order."""
+def run_runbook(name: str, kubeconfig: Path, plan: Path, skip: tuple[str, ...] = (), **env: str) -> list[str]:
+    """Run every sh block of ``name`` (but those under headings in ``skip``); the outputs, in order."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     environ = {**os.environ, "PATH": path, "KUBECONFIG": str(kubeconfig), "PLAN": str(plan), **env}
     outputs = []
-    found = blocks(name)
+    found = blocks(name, skip)
     assert found, f"{name} has no sh block"
     for script in found:
         result = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], capture_output=True, text=True,
@@ -100,10 +106,12 @@ def test_lease_held_by_a_dead_run(sim, kubeconfig, tmp_path):
     assert checkpoint(sim).run_phase.value == "NODES_DONE"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("strategy", "stuck_phase", "says"), [
-    ("drain", "CORDONED", "drain timed out"), ("in-place", "PENDING", "in-place recycle blocked")])
-def test_drain_stuck_on_pdb(sim_factory, tmp_path, strategy, stuck_phase, says):
-    sim = sim_factory(scenario="pdb-blocked")
+STUCK = [("drain", "CORDONED", "drain timed out"), ("in-place", "PENDING", "in-place recycle blocked")]
+OVERRIDE = "Or: change the plan"
+YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.S | re.M)
+
+
+def _stuck_on_pdb(sim, tmp_path, strategy, stuck_phase, says) -> tuple[Path, Path, str]:
     kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
     plan = fast_plan(tmp_path, {"drain.timeout": "6s", "placement.strategy": strategy})
     halted = migrator("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
@@ -111,8 +119,40 @@ def test_drain_stuck_on_pdb(sim_factory, tmp_path, strategy, stuck_phase, says):
     stuck = next(r.name for r in checkpoint(sim).nodes  # type: ignore[union-attr]
                  if r.phase.value == stuck_phase and r.intent is not None)
     assert LABEL not in sim.store.get("nodes", None, stuck)["metadata"]["labels"]
-    run_runbook("drain-stuck-on-pdb.md", kubeconfig, plan, NODE=stuck)
+    return kubeconfig, plan, stuck
+
+
+@pytest.mark.parametrize(("strategy", "stuck_phase", "says"), STUCK)
+def test_drain_stuck_on_pdb(sim_factory, tmp_path, strategy, stuck_phase, says):
+    sim = sim_factory(scenario="pdb-blocked")
+    kubeconfig, plan, stuck = _stuck_on_pdb(sim, tmp_path, strategy, stuck_phase, says)
+    run_runbook("drain-stuck-on-pdb.md", kubeconfig, plan, skip=(OVERRIDE,), NODE=stuck)
     assert checkpoint(sim).run_phase.value == "NODES_DONE"  # type: ignore[union-attr]
+
+
+def _merge(into: dict, change: dict) -> None:
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+@pytest.mark.parametrize(("strategy", "stuck_phase", "says"), STUCK)
+def test_drain_stuck_on_pdb_overridden_by_editing_the_plan(sim_factory, tmp_path, strategy, stuck_phase, says):
+    sim = sim_factory(scenario="pdb-blocked")
+    kubeconfig, plan, stuck = _stuck_on_pdb(sim, tmp_path, strategy, stuck_phase, says)
+    section = (RUNBOOKS / "drain-stuck-on-pdb.md").read_text().split("## " + OVERRIDE, 1)[1].split("\n## ", 1)[0]
+    (snippet,) = YAML_BLOCK.findall(section)
+    edited = yaml.safe_load(plan.read_text())
+    _merge(edited, yaml.safe_load(snippet))             # the operator's edit, exactly as the runbook shows it
+    plan.write_text(yaml.safe_dump(edited))
+    outputs = run_runbook("drain-stuck-on-pdb.md", kubeconfig, plan, skip=("Act",), NODE=stuck)
+    assert "drain.pdb_override.reason: unset → " in outputs[1]        # status: what differs, before the write
+    assert "audit: drain.pdb_override.approved_by: unset → jane.doe (by " in outputs[1]
+    cp = checkpoint(sim)
+    assert cp is not None and cp.run_phase.value == "NODES_DONE"
+    assert any("pdb-override" in note for note in cp.node(stuck).audit), cp.node(stuck)  # type: ignore[union-attr]
 
 
 def test_failing_probe(sim, kubeconfig, tmp_path):
