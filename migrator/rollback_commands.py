@@ -28,8 +28,8 @@ from migrator.commands import (
     guarded,
 )
 from migrator.engine.oncall import NOT_AFTER_FINALIZE, nothing_to_undo
-from migrator.engine.states import RunPhase
 from migrator.model.checkpoint import Checkpoint, RollbackRequest, truncate_error
+from migrator.model.states import RunPhase
 from migrator.runner import Exit
 
 LOCK_MARGIN = 15.0  # seconds beyond the lease duration a rollback waits for the Lease

@@ -43,11 +43,11 @@ from migrator.engine.decide import (
 from migrator.engine.finalize import decide_finalize, finalize_blockers
 from migrator.engine.oncall import decide_rollback, rollback_finished
 from migrator.engine.results import record_results
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.execute import Executor
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
 from migrator.model.plan import MigrationPlan, plan_hash
+from migrator.model.states import NodePhase, RunPhase
 from migrator.observe import Observer
 
 log = structlog.get_logger("migrator.runner")

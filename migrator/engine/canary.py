@@ -17,11 +17,11 @@ from datetime import datetime
 from migrator.engine.actions import Action
 from migrator.engine.decide import Decision, decide, sample_round
 from migrator.engine.oncall import decide_rollback
-from migrator.engine.states import RunPhase
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import CanaryState, Checkpoint, RollbackRequest, truncate_error, utc
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
+from migrator.model.states import RunPhase
 
 CANARY_BY = "migrator canary"
 

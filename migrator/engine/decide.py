@@ -26,12 +26,12 @@ from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome, b
 from migrator.engine.ordering import in_flight, order_nodes, pod_scope, startable
 from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
 from migrator.engine.rollback import AUTOMATIC
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.steps import step_node
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, truncate_error, utc
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, format_duration, plan_hash
+from migrator.model.states import NodePhase, RunPhase
 
 NOTE_LIMIT = 5
 

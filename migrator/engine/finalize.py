@@ -34,11 +34,11 @@ from migrator.engine.decide import Decision, PlanMismatch, node_config_version
 from migrator.engine.node_steps import RESEND_AFTER
 from migrator.engine.pods import cleanup_pod_name
 from migrator.engine.probes import fleet_removal
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, FinalizeProgress, FinalizeStep, truncate_error, utc
 from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration, plan_hash
+from migrator.model.states import NodePhase, RunPhase
 
 STEPS: tuple[FinalizeStep, ...] = ("helm-values", "configmap", "restart-agents",
                                    "delete-node-config", "remove-probes", "remove-calico", "node-cleanup", "done")

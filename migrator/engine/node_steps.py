@@ -30,7 +30,6 @@ from migrator.engine.budget import DisruptionBudgets
 from migrator.engine.ordering import pod_scope
 from migrator.engine.pods import drain_view, is_agent, owner_key, recycle_view, replaced, verify_pod_name
 from migrator.engine.probes import sampled_suspects
-from migrator.engine.states import NodePhase
 from migrator.engine.table import check_node_move
 from migrator.model.checkpoint import (
     Checkpoint,
@@ -42,6 +41,7 @@ from migrator.model.checkpoint import (
 )
 from migrator.model.observation import ClusterObservation, NodeFacts, PodFacts
 from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, format_duration
+from migrator.model.states import NodePhase
 
 RESEND_AFTER = timedelta(seconds=20)
 AUDIT_LIMIT = 20

@@ -22,12 +22,12 @@ from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome
 from migrator.engine.ordering import in_flight
 from migrator.engine.probes import fleet_removal, sweep_checks
 from migrator.engine.rollback import begin_rollback, undoable
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.steps import step_node
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, NodeRecord, RollbackRequest, utc
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration, plan_hash
+from migrator.model.states import NodePhase, RunPhase
 
 N = NodePhase
 NOT_AFTER_FINALIZE = (

@@ -25,9 +25,9 @@ from migrator.engine.node_steps import (
 from migrator.engine.pods import verify_pod_name
 from migrator.engine.probe_gate import run_gate
 from migrator.engine.rollback import AUTOMATIC, begin_rollback, rollback_step
-from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import NodeRecord
 from migrator.model.observation import NodeFacts
+from migrator.model.states import NodePhase
 
 N = NodePhase
 

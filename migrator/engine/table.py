@@ -15,8 +15,8 @@ from enum import Enum
 from types import MappingProxyType
 from typing import TypeVar
 
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import ROLLBACK_STAGES
+from migrator.model.states import NodePhase, RunPhase
 
 S = TypeVar("S", bound=Enum)
 N = NodePhase
