@@ -1,4 +1,4 @@
-"""The migration commands: preflight, plan, run, status, resume, pause, abort, finalize, demo
+"""The migration commands: preflight, plan, run, status, resume, pause, abort, finalize, manifests
 (rollback and canary live in ``rollback_commands``).
 
 Wiring only: parse flags, load the plan (exit 2 on any problem, before touching the cluster),
@@ -89,10 +89,8 @@ def register(sub: Any) -> None:
         p = sub.add_parser(name, help=text)
         _common(p)
         p.set_defaults(func=cmd_request, request=name)
-    from migrator.demo import register as register_demo
     from migrator.rollback_commands import register as register_rollback
     register_rollback(sub)
-    register_demo(sub)
 
 
 # ------------------------------------------------------------------ helpers
