@@ -9,12 +9,9 @@ code — 0 done, 1 halted or blocking findings, 2 invalid input, 3 locked by ano
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from migrator import log as logsetup
 from migrator.cluster.errors import ClusterError
@@ -262,7 +259,3 @@ def cmd_request(args: argparse.Namespace) -> int:
     print(f"{args.request} requested: the running migration honours it at the next step boundary "
           f"(in flight: {', '.join(sorted(pod_scope(cp))) or 'none'})")
     return Exit.DONE
-
-
-def dump(data: Any, fmt: str) -> str:
-    return json.dumps(data, indent=2, default=str) if fmt == "json" else yaml.safe_dump(data, sort_keys=False)

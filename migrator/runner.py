@@ -13,7 +13,6 @@ and ``resume`` observes and decides again instead of replaying anything.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -298,7 +297,3 @@ def _canary_outcome(cp: Checkpoint) -> Outcome | None:
         code = Exit.DONE if canary.outcome == "rolled-back" else Exit.HALTED
         return Outcome(code, f"canary {canary.outcome}: {canary.reason}; every canary node is back on Calico", cp)
     return None
-
-
-def process_identity() -> str:
-    return f"{os.uname().nodename}/{os.getpid()}"

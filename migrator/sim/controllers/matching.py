@@ -86,10 +86,6 @@ def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> boo
     return all(_expression_matches(labels, e) for e in selector.get("matchExpressions") or [])
 
 
-def selector_is_empty(selector: Obj | None) -> bool:
-    return not selector or (not selector.get("matchLabels") and not selector.get("matchExpressions"))
-
-
 def node_term_matches(term: Obj, node: Obj) -> bool:
     exprs = term.get("matchExpressions") or []
     fields = term.get("matchFields") or []
