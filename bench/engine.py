@@ -27,7 +27,6 @@ import yaml
 
 from migrator import log as logsetup
 from migrator.cluster.kube import KubeCluster
-from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import (
     Checkpoint,
     NodeRecord,
@@ -36,6 +35,7 @@ from migrator.model.checkpoint import (
     to_configmap_data,
 )
 from migrator.model.plan import load_plan
+from migrator.model.states import NodePhase
 from migrator.runner import Runner
 from migrator.sim.cluster import SimCluster
 from migrator.sim.config import Latencies, SimConfig

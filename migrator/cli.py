@@ -4,6 +4,11 @@ Each command family lives in its own module and contributes its subcommands thro
 ``register(subparsers)`` function; each subcommand sets ``func`` (returning an exit
 code) with ``set_defaults``. Exit codes are documented in the README:
 0 done, 1 halted or blocking findings, 2 invalid input, 3 locked by another run.
+
+The simulated cluster (``migrator sim``, ``migrator demo``) is an optional extra,
+``pip install 'migrator[sim]'``. Its commands are listed here so ``--help`` shows them, and
+``sim_command`` reaches the sim through one lazy import only when one of them runs: without
+the extra, that import fails and the command exits 2 saying what to install.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ import sys
 from migrator import __version__
 
 COMMAND_MODULES = (
-    "migrator.commands",   # preflight, plan, run, status, resume, pause, abort, finalize, demo
-    "migrator.sim.cli",    # sim serve
+    "migrator.commands",   # preflight, plan, run, status, resume, pause, abort, finalize, rollback, canary
 )
+SIM_COMMANDS = {
+    "sim": "run the simulated cluster",
+    "demo": "run the whole migration on an embedded simulated cluster",
+}
+SIM_HINT = "needs the simulated cluster, an optional extra: pip install 'migrator[sim]'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for name, text in SIM_COMMANDS.items():
+        # The sim parses its own flags: this parser takes everything after the command as is
+        # (no prefix character it could mistake for an option, no -h of its own).
+        p = sub.add_parser(name, help=f"{text} (sim extra)", add_help=False, prefix_chars="\0")
+        p.add_argument("argv", nargs=argparse.REMAINDER)
+        p.set_defaults(func=sim_command)
     return parser
+
+
+def sim_command(args: argparse.Namespace) -> int:
+    """Hand ``migrator sim ...`` or ``migrator demo ...`` to the simulated cluster, if installed."""
+    try:
+        from migrator.sim import cli as sim_cli  # the product's only door to the sim
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name == "migrator" or exc.name.startswith("migrator."):
+            raise
+        print(f"migrator {args.command}: {SIM_HINT} (missing module {exc.name})", file=sys.stderr)
+        return 2
+    return sim_cli.main([args.command, *args.argv])
 
 
 def main(argv: list[str] | None = None) -> int:

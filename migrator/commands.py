@@ -1,4 +1,4 @@
-"""The migration commands: preflight, plan, run, status, resume, pause, abort, finalize, demo
+"""The migration commands: preflight, plan, run, status, resume, pause, abort, finalize, manifests
 (rollback and canary live in ``rollback_commands``).
 
 Wiring only: parse flags, load the plan (exit 2 on any problem, before touching the cluster),
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import socket
 import sys
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from migrator import log as logsetup
 from migrator.cluster.errors import ClusterError
@@ -93,10 +90,8 @@ def register(sub: Any) -> None:
         p = sub.add_parser(name, help=text)
         _common(p)
         p.set_defaults(func=cmd_request, request=name)
-    from migrator.demo import register as register_demo
     from migrator.rollback_commands import register as register_rollback
     register_rollback(sub)
-    register_demo(sub)
 
 
 # ------------------------------------------------------------------ helpers
@@ -282,7 +277,3 @@ def cmd_request(args: argparse.Namespace) -> int:
     print(f"{args.request} requested: the running migration honours it at the next step boundary "
           f"(in flight: {', '.join(sorted(pod_scope(cp))) or 'none'})")
     return Exit.DONE
-
-
-def dump(data: Any, fmt: str) -> str:
-    return json.dumps(data, indent=2, default=str) if fmt == "json" else yaml.safe_dump(data, sort_keys=False)

@@ -9,8 +9,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import Checkpoint
+from migrator.model.states import NodePhase
 
 
 class Progress:

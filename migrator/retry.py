@@ -11,9 +11,7 @@ live in the checkpoint, not here.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
 
 import structlog
 import tenacity
@@ -22,9 +20,6 @@ from migrator.clock import Clock, SystemClock
 from migrator.cluster.errors import Throttled, Unavailable
 
 log = structlog.get_logger(__name__)
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,8 +75,3 @@ def retrying(settings: RetrySettings | None = None, *, clock: Clock | None = Non
         before_sleep=_log_retry,
         reraise=True,
     )
-
-
-def call_with_retry(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Call ``fn`` under the default policy (use ``retrying(...)`` to choose settings)."""
-    return retrying()(fn, *args, **kwargs)

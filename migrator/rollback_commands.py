@@ -26,9 +26,9 @@ from migrator.commands import (
     who,
 )
 from migrator.engine.oncall import NOT_AFTER_FINALIZE, nothing_to_undo
-from migrator.engine.states import RunPhase
 from migrator.model.checkpoint import Checkpoint, RollbackRequest, truncate_error
 from migrator.model.identity import plan_changes, same_run
+from migrator.model.states import RunPhase
 from migrator.runner import Exit
 
 LOCK_MARGIN = 15.0  # seconds beyond the lease duration a rollback waits for the Lease

@@ -16,10 +16,10 @@ from datetime import datetime
 
 from migrator.engine.forward import Step, forward_step, run_move, sample_round
 from migrator.engine.oncall import rollback_run_step
-from migrator.engine.states import RunPhase
 from migrator.model.checkpoint import CanaryState, Checkpoint, RollbackRequest, truncate_error
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
+from migrator.model.states import RunPhase
 
 CANARY_BY = "migrator canary"
 

@@ -28,11 +28,11 @@ from migrator.engine.oncall import rollback_finished, rollback_run_step
 from migrator.engine.ordering import in_flight, order_nodes, pod_scope
 from migrator.engine.results import record_results
 from migrator.engine.rollback import AUTOMATIC
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, utc
 from migrator.model.identity import PlanMismatch, adopt_plan, identity_record, plan_changes, plan_identity
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan
+from migrator.model.states import NodePhase, RunPhase
 
 __all__ = ["Decision", "Inbox", "PlanMismatch", "Purpose", "Stop", "decide", "new_checkpoint", "node_config_spec",
            "node_config_version", "observe_scope", "pod_scope", "request", "resume_checkpoint"]

@@ -39,11 +39,11 @@ from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import cleanup_pod_name
 from migrator.engine.probes import fleet_removal
 from migrator.engine.rows import Row, advance, validate
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, FinalizeProgress, truncate_error
 from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservation, PodFacts
 from migrator.model.plan import MigrationPlan, format_duration
+from migrator.model.states import NodePhase, RunPhase
 
 HALT = "halt"
 FINAL_CONFIG = {"write-cni-conf-when-ready": "/host/etc/cni/net.d/05-cilium.conflist",

@@ -22,12 +22,12 @@ from migrator.engine.ordering import in_flight, pod_scope, startable
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
 from migrator.engine.rollback import AUTOMATIC
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.steps import step_node
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, NodeRecord
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
+from migrator.model.states import NodePhase, RunPhase
 
 Step = tuple[Checkpoint, list[Action], list[str], datetime | None]
 

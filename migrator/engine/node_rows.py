@@ -29,11 +29,11 @@ from migrator.engine.node_steps import (
 from migrator.engine.pods import DrainView, drain_view, verify_pod_name
 from migrator.engine.probe_gate import gate_round, verdict
 from migrator.engine.rows import Row, validate
-from migrator.engine.states import NodePhase
 from migrator.engine.table import check_node_move
 from migrator.model.checkpoint import PriorNodeState
 from migrator.model.observation import PodFacts
 from migrator.model.plan import MIGRATION_LABEL, format_duration
+from migrator.model.states import NodePhase
 
 N = NodePhase
 BLOCKED = "blocked"

@@ -23,7 +23,6 @@ from migrator.engine.ordering import pod_scope
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import is_agent, owner_key, recycle_view, replaced, verify_pod_name
 from migrator.engine.probes import sampled_suspects
-from migrator.engine.states import NodePhase
 from migrator.engine.table import check_node_move
 from migrator.model.checkpoint import (
     Checkpoint,
@@ -35,6 +34,7 @@ from migrator.model.checkpoint import (
 )
 from migrator.model.observation import ClusterObservation, NodeFacts, PodFacts
 from migrator.model.plan import MIGRATION_LABEL, MigrationPlan
+from migrator.model.states import NodePhase
 
 AUDIT_LIMIT = 20
 N = NodePhase

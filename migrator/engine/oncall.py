@@ -24,11 +24,11 @@ from migrator.engine.ordering import in_flight
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.probes import fleet_removal, sweep_checks
 from migrator.engine.rollback import begin_rollback, undoable
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.steps import step_node
 from migrator.model.checkpoint import Checkpoint, NodeRecord, RollbackRequest
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
+from migrator.model.states import NodePhase, RunPhase
 
 N = NodePhase
 NOT_AFTER_FINALIZE = (

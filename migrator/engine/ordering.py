@@ -17,10 +17,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import Checkpoint, NodeRecord
 from migrator.model.observation import NodeFacts
 from migrator.model.plan import MigrationPlan
+from migrator.model.states import NodePhase
 
 
 def natural_key(name: str) -> tuple[object, ...]:

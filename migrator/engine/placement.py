@@ -22,10 +22,10 @@ from datetime import datetime
 
 from migrator.engine.actions import Action, SetTaint
 from migrator.engine.pending import Pending
-from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import Checkpoint
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import STEER_TAINT, MigrationPlan
+from migrator.model.states import NodePhase
 
 EFFECT = "PreferNoSchedule"
 

@@ -24,8 +24,8 @@ from migrator.engine.actions import (
 )
 from migrator.engine.ordering import in_flight
 from migrator.engine.probes import pair_nodes
-from migrator.engine.states import RunPhase
 from migrator.model.checkpoint import Checkpoint, NodeRecord, truncate_error, utc
+from migrator.model.states import RunPhase
 
 DEFAULT_BACKOFF = timedelta(seconds=5)
 HARMLESS = frozenset({"NotFound", "AlreadyExists"})

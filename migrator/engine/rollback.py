@@ -42,10 +42,10 @@ from migrator.engine.node_steps import (
 from migrator.engine.pods import rollback_pod_name
 from migrator.engine.probe_gate import gate_round, verdict
 from migrator.engine.rows import Row, advance, validate
-from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import ROLLBACK_STAGES, Intent, PriorNodeState, RollbackStage, truncate_error
 from migrator.model.observation import NODE_ACTION_ANNOTATION, PodFacts
 from migrator.model.plan import MIGRATION_LABEL, format_duration
+from migrator.model.states import NodePhase
 
 N = NodePhase
 AUTOMATIC = "automatic: "      # prefix of the reason of a rollback the forward run started itself

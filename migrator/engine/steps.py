@@ -13,8 +13,8 @@ from migrator.engine.node_rows import BLOCKED, FORWARD, GATE_FAILED
 from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome, blocked, move
 from migrator.engine.rollback import AUTOMATIC, begin_rollback, rollback_step
 from migrator.engine.rows import Way, advance
-from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import NodeRecord
+from migrator.model.states import NodePhase
 
 N = NodePhase
 

@@ -15,7 +15,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import TypeVar
 
-from migrator.engine.states import NodePhase, RunPhase
+from migrator.model.states import NodePhase, RunPhase
 
 S = TypeVar("S", bound=Enum)
 N = NodePhase

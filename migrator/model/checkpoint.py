@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
-from migrator.engine.states import NodePhase, RunPhase
+from migrator.model.states import NodePhase, RunPhase
 
 SCHEMA_VERSION = 2
 #: Versions ``from_configmap_data`` reads. Version 1 recorded a hash of the whole plan and no

@@ -299,6 +299,3 @@ class ClusterObservation(_Fact):
         """Does ``pod`` have an IP inside the Cilium pod CIDR ``cidr``?"""
         network = ipaddress.ip_network(cidr) if isinstance(cidr, str) else cidr
         return pod.ip_in(network)
-
-
-EventType = Literal["Normal", "Warning"]

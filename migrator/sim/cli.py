@@ -1,5 +1,7 @@
-"""`migrator sim ...`: the simulated cluster from the command line.
+"""`migrator sim ...` and `migrator demo`: the simulated cluster from the command line.
 
+The product CLI hands these commands to ``main`` after importing this module, which loads the
+whole sim and so fails at once, with the CLI's install hint, when the ``sim`` extra is missing.
 ``migrator sim serve`` builds a cluster, writes a kubeconfig once it has converged,
 prints one line saying where it is, and serves until SIGINT or SIGTERM, then stops
 cleanly (exit 0). ``--list-scenarios`` prints the scenario names with descriptions.
@@ -15,12 +17,33 @@ import threading
 from pathlib import Path
 from typing import Any
 
+# The sim extra's libraries (pyproject.toml, optional dependencies "sim"). The sim loads most of
+# them only when a cluster starts; importing them here makes a missing one fail the product
+# CLI's import of this module, where it becomes the install hint, not a traceback mid-command.
+import cryptography  # noqa: F401
+import jsonpatch  # noqa: F401
+import jsonschema  # noqa: F401
+import kubernetes_validate  # noqa: F401
+import orjson  # noqa: F401
+
+from migrator.sim import demo
+from migrator.sim.cluster import SimCluster
 from migrator.sim.config import SimConfig
 from migrator.sim.scenarios import SCENARIOS, describe
 
 
+def main(argv: list[str]) -> int:
+    """Run ``migrator sim ...`` or ``migrator demo ...``; ``argv`` starts with the command."""
+    parser = argparse.ArgumentParser(prog="migrator")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    register(sub)
+    demo.register(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
 def register(sub: Any) -> None:
-    """Add the sim subcommands to the CLI."""
+    """Add the sim subcommands to a parser."""
     sim = sub.add_parser("sim", help="run the simulated cluster",
                          description="The simulated Kubernetes cluster the migrator is tested against.")
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
@@ -58,8 +81,6 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.nodes < 1 or args.control_plane_nodes < 0 or args.time_scale <= 0:
         print("migrator sim serve: --nodes must be >= 1 and --time-scale > 0", file=sys.stderr)
         return 2
-    from migrator.sim.cluster import SimCluster
-
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     config = SimConfig(nodes=args.nodes, control_plane_nodes=args.control_plane_nodes)

@@ -23,7 +23,7 @@ from typing import Any
 from migrator.sim.controllers.matching import pod_is_ready
 from migrator.sim.errors import InternalError, TooManyRequests
 from migrator.sim.operations import Target, delete
-from migrator.sim.selectors import label_selector_matches
+from migrator.sim.selectors import selects_or_not
 from migrator.sim.store import Store, now_rfc3339
 
 Obj = dict[str, Any]
@@ -43,8 +43,7 @@ def evict(store: Store, pods: Target, body: Obj) -> Obj:
         exempt = meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed", "Pending")
         if not exempt:
             budgets = [p for p in store.list(PDB, meta.get("namespace"))
-                       if label_selector_matches((p.get("spec") or {}).get("selector") or {}, meta.get("labels"))
-                       and (p.get("spec") or {}).get("selector") is not None]
+                       if selects_or_not((p.get("spec") or {}).get("selector"), meta.get("labels"))]
             if len(budgets) > 1:
                 raise InternalError("This pod has more than one PodDisruptionBudget, which the eviction "
                                     "subresource does not support.")

@@ -1,12 +1,16 @@
 """Label and field selectors as the API server parses them from query strings.
 
 Label selectors: ``a=b``, ``a==b``, ``a!=b``, ``a in (x,y)``, ``a notin (x)``, ``a``, ``!a``,
-comma-separated (all must hold). Field selectors: ``path=value``, ``path==value``,
-``path!=value`` over any dotted path (``metadata.name``, ``spec.nodeName``,
-``status.phase``...). A malformed selector is a 400, as on a real server.
+comma-separated (all must hold); keys and values must be valid label keys and values. Field
+selectors: ``path=value``, ``path==value``, ``path!=value`` over any dotted path
+(``metadata.name``, ``spec.nodeName``, ``status.phase``...). A malformed selector is a 400, as on
+a real server.
 
-``label_selector_matches`` also evaluates a structured ``LabelSelector`` (``matchLabels`` +
-``matchExpressions``), which PDBs, Services and CiliumNodeConfigs carry.
+``label_selector_matches`` evaluates a structured ``LabelSelector`` (``matchLabels`` +
+``matchExpressions``), which PDBs, ReplicaSets, NetworkPolicies and CiliumNodeConfigs carry,
+through the same requirements as the query string: the one label-selector evaluator of the sim.
+An operator other than In, NotIn, Exists and DoesNotExist is a 400 (``BadRequest``), as
+apimachinery's ``LabelSelectorAsSelector`` refuses it, never a silent match or miss.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ Obj = dict[str, Any]
 Requirement = tuple[str, str, tuple[str, ...]]  # key, op (= != in notin exists !exists), values
 
 _SET = re.compile(r"^\s*(!?)\s*([A-Za-z0-9./_-]+)\s*(?:(notin|in)\s*\(([^)]*)\))?\s*$")
+# apimachinery's validation.IsQualifiedName (an optional DNS-subdomain prefix) and IsValidLabelValue
+_NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_KEY = re.compile(rf"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?{_NAME}$")
+_VALUE = re.compile(rf"^(?:{_NAME})?$")
+# LabelSelector operators and the requirement each becomes
+_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!exists"}
 
 
 def _split_top(text: str) -> list[str]:
@@ -39,6 +49,15 @@ def _split_top(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def _requirement(part: str, key: str, op: str, values: tuple[str, ...]) -> Requirement:
+    if len(key.rpartition("/")[0]) > 253 or not _KEY.match(key):
+        raise BadRequest(f"unable to parse requirement: {part!r}: invalid label key {key!r}")
+    for value in values:
+        if not _VALUE.match(value):
+            raise BadRequest(f"unable to parse requirement: {part!r}: invalid label value {value!r}")
+    return key, op, values
+
+
 def parse_label_selector(text: str | None) -> list[Requirement]:
     if not text:
         return []
@@ -50,7 +69,7 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
                 key, value = key.strip(), value.strip()
                 if not key:
                     raise BadRequest(f"unable to parse requirement: {part!r}")
-                reqs.append((key, "!=" if op == "!=" else "=", (value,)))
+                reqs.append(_requirement(part, key, "!=" if op == "!=" else "=", (value,)))
                 break
         else:
             m = _SET.match(part)
@@ -60,9 +79,9 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
             if op:
                 if neg:
                     raise BadRequest(f"unable to parse requirement: {part!r}")
-                reqs.append((key, op, tuple(v.strip() for v in values.split(",") if v.strip())))
+                reqs.append(_requirement(part, key, op, tuple(v.strip() for v in values.split(",") if v.strip())))
             else:
-                reqs.append((key, "!exists" if neg else "exists", ()))
+                reqs.append(_requirement(part, key, "!exists" if neg else "exists", ()))
     return reqs
 
 
@@ -142,23 +161,29 @@ def node_name_from_fields(field_selector: str | None) -> str | None:
     return None
 
 
-def label_selector_matches(selector: dict[str, Any] | None, labels: dict[str, str] | None) -> bool:
+def label_selector_requirements(selector: Obj) -> list[Requirement]:
+    """A structured LabelSelector as requirements; an unknown operator is a ``BadRequest``."""
+    reqs: list[Requirement] = [(key, "=", (value,)) for key, value in (selector.get("matchLabels") or {}).items()]
+    for expr in selector.get("matchExpressions") or []:
+        op = _OPERATORS.get(expr.get("operator"))
+        if op is None:
+            raise BadRequest(f"{expr.get('operator')!r} is not a valid label selector operator")
+        reqs.append((expr.get("key") or "", op, tuple(expr.get("values") or ())))
+    return reqs
+
+
+def label_selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> bool:
     """Evaluate a structured LabelSelector. ``None`` selects nothing; ``{}`` selects everything."""
     if selector is None:
         return False
-    labels = labels or {}
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        present = key in labels
-        if op == "In" and (not present or labels[key] not in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
+    return labels_match(label_selector_requirements(selector), labels)
+
+
+def selects_or_not(selector: Obj | None, labels: dict[str, str] | None) -> bool:
+    """``label_selector_matches``, where a selector it refuses selects nothing: how the eviction
+    subresource and the disruption controller ask which PDBs cover a pod ("this object has an
+    invalid selector, it does not match the pod")."""
+    try:
+        return label_selector_matches(selector, labels)
+    except BadRequest:
+        return False

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, PriorNodeState
+from migrator.model.states import NodePhase, RunPhase
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -10,10 +10,10 @@ from migrator.engine.actions import ActionResult, EvictPod, LabelNode
 from migrator.engine.budget import DisruptionBudgets
 from migrator.engine.node_steps import UNSEEN_ROOM_RECHECK, StepContext
 from migrator.engine.results import record_results
-from migrator.engine.states import NodePhase
 from migrator.engine.steps import step_node
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord
 from migrator.model.observation import ClusterObservation, LabelSelector, PdbFacts, PodFacts
+from migrator.model.states import NodePhase
 from tests.engine.loop import make_plan
 from tests.engine.toy import T0, ToyCluster
 

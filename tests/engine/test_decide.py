@@ -11,9 +11,9 @@ from migrator.engine.actions import DeletePod, EmitEvent, EnsureNodeConfig, Evic
 from migrator.engine.decide import PlanMismatch, decide, node_config_version, request, resume_checkpoint
 from migrator.engine.ordering import in_flight
 from migrator.engine.results import record_results
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import from_configmap_data, to_configmap_data
 from migrator.model.plan import MIGRATION_LABEL
+from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import iterate, make_plan, run, start
 from tests.engine.toy import T0, ToyCluster
 

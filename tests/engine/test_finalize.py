@@ -13,8 +13,8 @@ from migrator.engine.actions import (
 )
 from migrator.engine.decide import Decision, Inbox, decide
 from migrator.engine.finalize import FINAL_CONFIG, finalize_blockers, helm_values
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import from_configmap_data, to_configmap_data
+from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import make_plan, run, start
 from tests.engine.toy import T0, ToyCluster
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from migrator.engine.ordering import order_nodes, startable, unknown_nodes
-from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord
 from migrator.model.observation import NodeFacts
+from migrator.model.states import NodePhase
 from tests.engine.loop import make_plan
 from tests.engine.toy import T0
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from migrator.engine.placement import reconcile
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord
 from migrator.model.observation import ClusterObservation, NodeFacts, Taint
 from migrator.model.plan import STEER_TAINT
+from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import make_plan
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -24,9 +24,9 @@ from migrator.engine.probes import (
 )
 from migrator.engine.results import record_results
 from migrator.engine.rows import advance
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord
 from migrator.model.observation import ClusterObservation, NodeFacts, PodFacts
+from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import make_plan
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

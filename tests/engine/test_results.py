@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from migrator.engine.actions import ActionResult, Cordon, DeletePod, EmitEvent, EnsureNodeConfig, EvictPod
 from migrator.engine.results import record_results
-from migrator.engine.states import NodePhase
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord
+from migrator.model.states import NodePhase
 from tests.engine.toy import T0
 
 

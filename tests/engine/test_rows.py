@@ -25,8 +25,8 @@ from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome
 from migrator.engine.results import record_results
 from migrator.engine.rollback import ROLLBACK
 from migrator.engine.rows import Row, RowError, validate
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import FinalizeProgress, Intent, NodeRecord, RollbackRequest
+from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import iterate, make_plan, run, start
 from tests.engine.test_probes import CILIUM, PLAN, cluster
 from tests.engine.toy import T0, ToyCluster

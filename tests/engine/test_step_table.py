@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 
 from migrator.engine.decide import decide
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, PriorNodeState
 from migrator.model.plan import MIGRATION_LABEL
+from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import make_plan, start
 from tests.engine.toy import T0, ToyCluster
 

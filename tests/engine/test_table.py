@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.engine.table import (
     NODE_EDGES,
     NODE_INITIAL,
@@ -16,6 +15,7 @@ from migrator.engine.table import (
     render_markdown,
     validate_table,
 )
+from migrator.model.states import NodePhase, RunPhase
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model.checkpoint import (
     SCHEMA_VERSION,
     Checkpoint,
@@ -19,6 +18,7 @@ from migrator.model.checkpoint import (
     to_configmap_data,
     truncate_error,
 )
+from migrator.model.states import NodePhase, RunPhase
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 

@@ -10,7 +10,6 @@ import pytest
 import yaml
 from pydantic import Field
 
-from migrator.engine.states import NodePhase, RunPhase
 from migrator.model import identity
 from migrator.model.checkpoint import (
     SCHEMA_VERSION,
@@ -33,6 +32,7 @@ from migrator.model.identity import (
     unclassified,
 )
 from migrator.model.plan import DrainSection, MigrationPlan, parse_plan, plan_hash
+from migrator.model.states import NodePhase, RunPhase
 from tests.model.test_plan import EXAMPLE
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)

@@ -64,6 +64,10 @@ def test_label_and_field_selectors(api, sim):
     agents = core.list_namespaced_pod("kube-system", label_selector="k8s-app in (cilium)").items
     assert len(agents) == len(sim.store.list("nodes"))
     assert not core.list_namespaced_pod("kube-system", label_selector="k8s-app=cilium,k8s-app!=cilium").items
+    for bad in ("k8s-app=>cilium", "k8s-app~=cilium", "k8s-app in cilium"):   # an unknown operator
+        with pytest.raises(ApiException) as refused:
+            core.list_namespaced_pod("kube-system", label_selector=bad)
+        assert refused.value.status == 400, bad
 
 
 def test_watch_resumes_from_a_resource_version(api):
@@ -93,6 +97,20 @@ def test_eviction_is_refused_under_a_pdb_that_allows_none(api, sim):
                                         {"metadata": {"name": pod["metadata"]["name"], "namespace": "shop"}})
     evicted = sim.store.try_get("pods", "shop", pod["metadata"]["name"])
     assert evicted is None or evicted["metadata"].get("deletionTimestamp")   # terminating, or already gone
+
+
+def test_eviction_ignores_a_pdb_whose_selector_has_an_unknown_operator(api, sim):
+    """As the real eviction subresource: a PDB with an invalid selector does not match the pod."""
+    policy, core = client.PolicyV1Api(api), client.CoreV1Api(api)
+    pod = next(p for p in sim.store.list("pods", "shop") if p["metadata"]["name"].startswith("api-"))
+    policy.delete_namespaced_pod_disruption_budget("api", "shop")
+    policy.create_namespaced_pod_disruption_budget("shop", {
+        "metadata": {"name": "odd"}, "spec": {"maxUnavailable": 0, "selector": {
+            "matchExpressions": [{"key": "app", "operator": "Equals", "values": ["api"]}]}}})
+    core.create_namespaced_pod_eviction(pod["metadata"]["name"], "shop",
+                                        {"metadata": {"name": pod["metadata"]["name"], "namespace": "shop"}})
+    evicted = sim.store.try_get("pods", "shop", pod["metadata"]["name"])
+    assert evicted is None or evicted["metadata"].get("deletionTimestamp")
 
 
 def test_ciliumnodeconfig_at_both_versions_and_validated(api):

@@ -1,7 +1,7 @@
-"""Pure predicates the simulated controllers share: selectors, affinity, taints, pod state.
+"""Pure predicates the simulated controllers share: node affinity, taints, pod state.
 
-Label selectors (``matchLabels`` + ``matchExpressions``), node selector terms (required
-node affinity, including ``matchFields`` on ``metadata.name``), taints against
+Node selector terms (required node affinity, including ``matchFields`` on
+``metadata.name``; label selectors are ``sim.selectors``'s), taints against
 tolerations, and the questions every controller asks about a pod (is it Ready? still
 active? who is its controller?). They live in one module so the scheduler, the DaemonSet
 controller and the PDB controller answer them identically, as the real components do
@@ -53,7 +53,7 @@ def template_hash(template: Obj, *, salt: int = 0) -> str:
     return "".join(out)
 
 
-# ---------------------------------------------------------------------------- selectors
+# ---------------------------------------------------------------------------- node affinity
 def _expression_matches(values: dict[str, str], expr: Obj) -> bool:
     key, op = expr.get("key", ""), expr.get("operator", "")
     wanted = expr.get("values") or []
@@ -73,21 +73,6 @@ def _expression_matches(values: dict[str, str], expr: Obj) -> bool:
             return False
         return have > limit if op == "Gt" else have < limit
     return False
-
-
-def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> bool:
-    """A ``metav1.LabelSelector`` against labels. An empty selector matches everything."""
-    if selector is None:
-        return False
-    labels = labels or {}
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    return all(_expression_matches(labels, e) for e in selector.get("matchExpressions") or [])
-
-
-def selector_is_empty(selector: Obj | None) -> bool:
-    return not selector or (not selector.get("matchLabels") and not selector.get("matchExpressions"))
 
 
 def node_term_matches(term: Obj, node: Obj) -> bool:

@@ -29,10 +29,10 @@ from migrator.sim.controllers.matching import (
     controller_ref,
     pod_is_ready,
     pod_is_terminating,
-    selector_matches,
     set_condition,
 )
 from migrator.sim.errors import NotFound
+from migrator.sim.selectors import label_selector_matches, selects_or_not
 from migrator.sim.store import Event, now_rfc3339
 from migrator.sim.world import World
 
@@ -74,7 +74,7 @@ class DisruptionController:
         if event.old is not None:
             labels.append(event.old["metadata"].get("labels"))
         for pdb in self.store.list(RESOURCE, ns):
-            if any(selector_matches(pdb["spec"].get("selector") or {}, lbl) for lbl in labels):
+            if any(selects_or_not(pdb["spec"].get("selector") or {}, lbl) for lbl in labels):
                 self._sync.mark((ns, pdb["metadata"]["name"]))
 
     def _on_scaler(self, event: Event) -> None:
@@ -93,7 +93,7 @@ class DisruptionController:
         spec = pdb.get("spec") or {}
         selector = spec.get("selector")   # policy/v1: null selects no pod, {} every pod of the namespace
         pods = [] if selector is None else [p for p in self.store.list("pods", key[0])
-                                            if selector_matches(selector, p["metadata"].get("labels"))]
+                                            if label_selector_matches(selector, p["metadata"].get("labels"))]
         disrupted, next_expiry = self._live_disruptions(pdb, pods)
         healthy = sum(1 for p in pods if pod_is_ready(p) and not pod_is_terminating(p)
                       and p["metadata"]["name"] not in disrupted)

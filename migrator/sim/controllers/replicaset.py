@@ -24,10 +24,10 @@ from migrator.sim.controllers.matching import (
     pod_is_active,
     pod_is_available,
     pod_is_ready,
-    selector_matches,
 )
 from migrator.sim.controllers.podfactory import PodNames, create_named, delete_pod, pod_from_template
 from migrator.sim.errors import NotFound
+from migrator.sim.selectors import label_selector_matches
 from migrator.sim.store import Event
 from migrator.sim.world import World
 
@@ -88,7 +88,7 @@ class ReplicaSetController:
         selector = rs["spec"].get("selector")
         status = {
             "replicas": len(active),
-            "fullyLabeledReplicas": sum(selector_matches(selector, p["metadata"].get("labels")) for p in active),
+            "fullyLabeledReplicas": sum(label_selector_matches(selector, p["metadata"].get("labels")) for p in active),
             "readyReplicas": sum(pod_is_ready(p) for p in active),
             "availableReplicas": sum(pod_is_available(p) for p in active),
             "observedGeneration": rs["metadata"].get("generation", 1),

@@ -2,7 +2,7 @@
 
 A phase names the last step that is *done* (``CORDONED`` = the node is cordoned); the work
 towards the next phase is described by the intent recorded in the node's checkpoint record.
-The allowed moves between phases live in ``engine.table``.
+The allowed moves between phases live in ``migrator.engine.table``.
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from migrator import log as logsetup
+from migrator.sim.cluster import SimCluster
+from migrator.sim.config import SimConfig
 
-DEFAULT_PLAN = Path(__file__).resolve().parent.parent / "plans" / "example.yaml"
+DEFAULT_PLAN = Path(__file__).resolve().parents[2] / "plans" / "example.yaml"
 
 
 def register(sub: Any) -> None:
@@ -37,8 +39,6 @@ def _run(argv: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from migrator.sim.cluster import SimCluster
-    from migrator.sim.config import SimConfig
     logsetup.quiet()
     if args.nodes < 2:
         print("error: --nodes must be at least 2 (a control-plane node and a worker)", file=sys.stderr)
@@ -70,7 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sim.stop()
 
 
-def summary(sim: Any, elapsed: float, workdir: Path) -> str:
+def summary(sim: SimCluster, elapsed: float, workdir: Path) -> str:
     pods = sim.store.list("pods")
     cilium = sum(1 for p in pods if (p.get("status") or {}).get("podIP", "").startswith("10.245."))
     host = sum(1 for p in pods if (p.get("spec") or {}).get("hostNetwork"))
