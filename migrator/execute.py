@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from migrator.cluster import errors as E
-from migrator.cluster.port import ClusterPort, ObjectRef, PodRequest
+from migrator.cluster.port import ClusterPort, ObjectRef
 from migrator.engine import actions as A
 from migrator.engine.probes import passed
 from migrator.metrics import Metrics
@@ -149,12 +149,7 @@ class Executor:
             return r(p.set_node_label, a.node, a.key, None)
         if isinstance(a, A.CreatePod):
             try:
-                r(p.create_pod, PodRequest(
-                    name=a.name, namespace=a.namespace, image=a.image, node_name=a.node, args=tuple(a.args),
-                    command=tuple(a.command), labels=dict(a.labels), annotations=dict(a.annotations),
-                    host_network=a.host_network, privileged=a.privileged, tolerate_all=a.tolerate_all,
-                    restart_policy=a.restart_policy,
-                    host_path_mounts=tuple(tuple(m) for m in a.host_path_mounts)))  # type: ignore[misc]
+                r(p.create_pod, a.pod)
             except E.AlreadyExists:
                 return False
             return True

@@ -219,16 +219,17 @@ def _cleanup(s: _Step, cp: Checkpoint) -> None:
 def _cleanup_pod(plan: MigrationPlan, name: str) -> CreatePod:
     """The node-local Calico clean-up pod for node ``name``."""
     return CreatePod(
-        node=name, purpose="node-action", namespace=plan.verify.namespace, name=cleanup_pod_name(name),
-        image=plan.finalize.cleanup_image, command=("/bin/sh", "-c", CLEANUP_SCRIPT),
-        annotations={NODE_ACTION_ANNOTATION: "cleanup-calico", "migrator.io/node": name},
-        labels={"app.kubernetes.io/name": "migrator-cleanup",
-                "app.kubernetes.io/managed-by": "migrator"},
-        host_network=True, privileged=True,
-        host_path_mounts=(("/etc/cni/net.d", "/host/etc/cni/net.d"),
-                          ("/opt/cni/bin", "/host/opt/cni/bin"),
-                          ("/var/lib/calico", "/host/var/lib/calico"),
-                          ("/var/run/calico", "/host/var/run/calico")))
+        node=name, purpose="node-action", pod=dict(
+            node_name=name, namespace=plan.verify.namespace, name=cleanup_pod_name(name),
+            image=plan.finalize.cleanup_image, command=("/bin/sh", "-c", CLEANUP_SCRIPT),
+            annotations={NODE_ACTION_ANNOTATION: "cleanup-calico", "migrator.io/node": name},
+            labels={"app.kubernetes.io/name": "migrator-cleanup",
+                    "app.kubernetes.io/managed-by": "migrator"},
+            host_network=True, privileged=True,
+            host_path_mounts=(("/etc/cni/net.d", "/host/etc/cni/net.d"),
+                              ("/opt/cni/bin", "/host/opt/cni/bin"),
+                              ("/var/lib/calico", "/host/var/lib/calico"),
+                              ("/var/run/calico", "/host/var/run/calico"))))
 
 
 def decide_finalize(plan: MigrationPlan, checkpoint: Checkpoint, observation: ClusterObservation,

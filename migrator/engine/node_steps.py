@@ -445,10 +445,11 @@ def verify(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> None:
     out.wake(deadline)
     if pod is None and due(intent, ctx.now):
         out.actions.append(CreatePod(
-            node=node.name, purpose="verify", namespace=plan.verify.namespace, name=name,
-            image=plan.verify.image, args=plan.verify.args,
-            labels={"app.kubernetes.io/name": "migrator-verify",
-                    "app.kubernetes.io/managed-by": "migrator"}))
+            node=node.name, purpose="verify", pod=dict(
+                node_name=node.name, namespace=plan.verify.namespace, name=name,
+                image=plan.verify.image, args=plan.verify.args,
+                labels={"app.kubernetes.io/name": "migrator-verify",
+                        "app.kubernetes.io/managed-by": "migrator"})))
         sent(out, ctx)
     out.note = "verifying" if pod is None or not pod.deleting else "waiting for an old verification pod to go"
 

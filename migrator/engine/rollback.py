@@ -177,11 +177,12 @@ def _restore_cni(out: StepOutcome, ctx: StepContext, node: NodeFacts) -> bool:
         raise StageFailed(f"pod {pod.key} failed; read its log: kubectl -n {pod.namespace} logs {pod.name}")
     if pod is None and due(intent, ctx.now):
         out.actions.append(CreatePod(
-            node=node.name, purpose="node-action", namespace=plan.verify.namespace, name=name,
-            image=plan.rollback.image, command=("/bin/sh", "-c", RESTORE_CNI_SCRIPT),
-            annotations={NODE_ACTION_ANNOTATION: "restore-calico-cni", "migrator.io/node": node.name},
-            labels={"app.kubernetes.io/name": "migrator-rollback", "app.kubernetes.io/managed-by": "migrator"},
-            host_network=True, privileged=True, host_path_mounts=(("/etc/cni/net.d", "/host/etc/cni/net.d"),)))
+            node=node.name, purpose="node-action", pod=dict(
+                node_name=node.name, namespace=plan.verify.namespace, name=name,
+                image=plan.rollback.image, command=("/bin/sh", "-c", RESTORE_CNI_SCRIPT),
+                annotations={NODE_ACTION_ANNOTATION: "restore-calico-cni", "migrator.io/node": node.name},
+                labels={"app.kubernetes.io/name": "migrator-rollback", "app.kubernetes.io/managed-by": "migrator"},
+                host_network=True, privileged=True, host_path_mounts=(("/etc/cni/net.d", "/host/etc/cni/net.d"),))))
         sent(out, ctx)
     out.note = "restoring Calico's CNI config on the node"
     return False
