@@ -140,7 +140,7 @@ class Executor:
         if isinstance(a, A.EvictPod):
             return r(p.evict_pod, a.namespace, a.name, uid=a.uid, grace_period_seconds=a.grace_period_seconds)
         if isinstance(a, A.DeletePod):
-            return r(p.delete_pod, a.namespace, a.name, uid=a.uid)
+            return r(p.delete_pod, a.namespace, a.name, uid=a.uid, grace_period_seconds=a.grace_period_seconds)
         if isinstance(a, A.LabelNode):
             return r(p.set_node_label, a.node, a.key, a.value)
         if isinstance(a, A.SetTaint):
