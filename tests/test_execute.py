@@ -247,3 +247,11 @@ def test_every_field_of_an_action_reaches_the_port(cls: type[BaseModel], tmp_pat
 def test_the_list_of_fields_not_sent_names_real_fields() -> None:
     fields = {(owner, name) for cls in ACTIONS for owner, name, _ in _leaves(cls)}
     assert set(NOT_SENT) - fields == set() and set(DERIVED) - fields == set()
+
+
+def test_an_action_type_without_a_handler_is_a_clear_error() -> None:
+    class Reboot(A._Action):
+        kind: Literal["reboot"] = "reboot"
+
+    with pytest.raises(TypeError, match="no handler for Reboot"):
+        Executor(RecordingPort()).run_one(Reboot(node="node-1"))  # type: ignore[arg-type]
