@@ -1,9 +1,12 @@
 """Apply the engine's actions through the cluster port; report outcomes, decide nothing.
 
-Each action maps to one idempotent port call, retried here (and only here, through
+Each action type has one handler (``Executor._apply``, registered per type) making its
+idempotent port call with the action's own values, retried here (and only here, through
 ``retry.py``) when the API server is briefly unavailable or throttling. Every other failure
 becomes an ``ActionResult`` the engine folds into the checkpoint; nothing is raised past this
-module except a lost lock. ``WriteFile`` writes into the output directory (the Helm values).
+module except a lost lock, or a ``TypeError`` for an action type without a handler (a
+member of ``Action`` without one already fails at import). ``WriteFile`` writes into the
+output directory (the Helm values).
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import singledispatchmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import structlog
 
 from migrator.cluster import errors as E
-from migrator.cluster.port import ClusterPort, ObjectRef, PodRequest
+from migrator.cluster.port import ClusterPort, ObjectRef
 from migrator.engine import actions as A
 from migrator.engine.probes import passed
 from migrator.metrics import Metrics
@@ -68,7 +72,7 @@ class Executor:
         if isinstance(action, A.RunProbes):
             return self._probes(action)
         try:
-            changed = self._call(action)
+            changed = self._apply(action)
             result = A.ActionResult.success(action, changed=bool(changed) if changed is not None else True)
         except E.ClusterError as exc:
             kind = type(exc).__name__
@@ -123,57 +127,102 @@ class Executor:
             return fn(*a, **k)
         return retrying(self._retry)(counted, *args, **kwargs)
 
-    def _call(self, a: A.Action) -> Any:  # noqa: C901 - one branch per action kind, flat
-        p, r = self.port, self._retrying
-        if isinstance(a, A.EnsureNodeConfig):
-            return r(p.ensure_node_config, a.namespace, a.name, version=_version(a.api_version),
-                     node_selector=dict(a.node_selector), defaults=dict(a.defaults))
-        if isinstance(a, A.DeleteNodeConfig):
-            return r(p.delete_node_config, a.namespace, a.name, version=_version(a.api_version))
-        if isinstance(a, A.Cordon):
-            return r(p.cordon_node, a.node)
-        if isinstance(a, A.Uncordon):
-            return r(p.uncordon_node, a.node)
-        if isinstance(a, A.RestoreNodeState):
-            changed = r(p.cordon_node if a.unschedulable else p.uncordon_node, a.node)
-            return r(p.set_node_label, a.node, a.label_key, a.label_value) or changed
-        if isinstance(a, A.EvictPod):
-            return r(p.evict_pod, a.namespace, a.name, uid=a.uid, grace_period_seconds=a.grace_period_seconds)
-        if isinstance(a, A.DeletePod):
-            return r(p.delete_pod, a.namespace, a.name, uid=a.uid)
-        if isinstance(a, A.LabelNode):
-            return r(p.set_node_label, a.node, a.key, a.value)
-        if isinstance(a, A.SetTaint):
-            return r(p.set_node_taint, a.node, a.key, a.effect, a.present)
-        if isinstance(a, A.UnlabelNode):
-            return r(p.set_node_label, a.node, a.key, None)
-        if isinstance(a, A.CreatePod):
-            try:
-                r(p.create_pod, PodRequest(
-                    name=a.name, namespace=a.namespace, image=a.image, node_name=a.node, args=tuple(a.args),
-                    command=tuple(a.command), labels=dict(a.labels), annotations=dict(a.annotations),
-                    host_network=a.host_network, privileged=a.privileged, tolerate_all=a.tolerate_all,
-                    restart_policy=a.restart_policy,
-                    host_path_mounts=tuple(tuple(m) for m in a.host_path_mounts)))  # type: ignore[misc]
-            except E.AlreadyExists:
-                return False
-            return True
-        if isinstance(a, A.EmitEvent):
-            return r(p.emit_node_event, a.node, reason=a.reason, message=a.message, type=a.type)
-        if isinstance(a, A.PatchConfigMap):
-            return r(p.patch_configmap, a.namespace, a.name, dict(a.data))
-        if isinstance(a, A.RestartDaemonSet):
-            when = datetime.fromisoformat(a.restarted_at.replace("Z", "+00:00"))
-            return r(p.restart_daemonset, a.namespace, a.name, restarted_at=when)
-        if isinstance(a, A.DeleteObject):
-            return r(p.delete_object, ObjectRef(a.group, a.version, a.plural, a.name, a.namespace))
-        if isinstance(a, A.ApplyObject):
-            return r(p.apply_object, dict(a.manifest))
-        if isinstance(a, A.WriteFile):
-            target = self.output_dir / a.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_text(a.content, encoding="utf-8")
-            os.replace(tmp, target)
-            return True
-        raise E.ClusterError(f"no executor for action {a.kind}")
+    # -- one handler per action type: its port call, through ``_retrying`` ----------------
+    @singledispatchmethod
+    def _apply(self, action: A.Action) -> bool | None:
+        """Make the port call ``action`` stands for; the result is whether something changed
+        (None: the port does not say)."""
+        raise TypeError(f"the executor has no handler for {type(action).__name__} ({action.kind}); "
+                        "register one with @Executor._apply.register")
+
+    @_apply.register
+    def _(self, a: A.EnsureNodeConfig) -> bool:
+        return self._retrying(self.port.ensure_node_config, a.namespace, a.name, version=_version(a.api_version),
+                              node_selector=dict(a.node_selector), defaults=dict(a.defaults))
+
+    @_apply.register
+    def _(self, a: A.DeleteNodeConfig) -> bool:
+        return self._retrying(self.port.delete_node_config, a.namespace, a.name, version=_version(a.api_version))
+
+    @_apply.register
+    def _(self, a: A.Cordon) -> bool:
+        return self._retrying(self.port.cordon_node, a.node)
+
+    @_apply.register
+    def _(self, a: A.Uncordon) -> bool:
+        return self._retrying(self.port.uncordon_node, a.node)
+
+    @_apply.register
+    def _(self, a: A.RestoreNodeState) -> bool:
+        changed = self._retrying(self.port.cordon_node if a.unschedulable else self.port.uncordon_node, a.node)
+        return self._retrying(self.port.set_node_label, a.node, a.label_key, a.label_value) or changed
+
+    @_apply.register
+    def _(self, a: A.EvictPod) -> bool:
+        return self._retrying(self.port.evict_pod, a.namespace, a.name, uid=a.uid,
+                              grace_period_seconds=a.grace_period_seconds)
+
+    @_apply.register
+    def _(self, a: A.DeletePod) -> bool:
+        return self._retrying(self.port.delete_pod, a.namespace, a.name, uid=a.uid,
+                              grace_period_seconds=a.grace_period_seconds)
+
+    @_apply.register
+    def _(self, a: A.LabelNode) -> bool:
+        return self._retrying(self.port.set_node_label, a.node, a.key, a.value)
+
+    @_apply.register
+    def _(self, a: A.UnlabelNode) -> bool:
+        return self._retrying(self.port.set_node_label, a.node, a.key, None)
+
+    @_apply.register
+    def _(self, a: A.SetTaint) -> bool:
+        return self._retrying(self.port.set_node_taint, a.node, a.key, a.effect, a.present)
+
+    @_apply.register
+    def _(self, a: A.CreatePod) -> bool:
+        try:
+            self._retrying(self.port.create_pod, a.pod)
+        except E.AlreadyExists:
+            return False
+        return True
+
+    @_apply.register
+    def _(self, a: A.EmitEvent) -> None:
+        self._retrying(self.port.emit_node_event, a.node, reason=a.reason, message=a.message, type=a.type)
+
+    @_apply.register
+    def _(self, a: A.PatchConfigMap) -> bool:
+        return self._retrying(self.port.patch_configmap, a.namespace, a.name, dict(a.data))
+
+    @_apply.register
+    def _(self, a: A.RestartDaemonSet) -> bool:
+        when = datetime.fromisoformat(a.restarted_at.replace("Z", "+00:00"))
+        return self._retrying(self.port.restart_daemonset, a.namespace, a.name, restarted_at=when)
+
+    @_apply.register
+    def _(self, a: A.DeleteObject) -> bool:
+        return self._retrying(self.port.delete_object, ObjectRef(a.group, a.version, a.plural, a.name, a.namespace))
+
+    @_apply.register
+    def _(self, a: A.ApplyObject) -> bool:
+        return self._retrying(self.port.apply_object, dict(a.manifest))
+
+    @_apply.register
+    def _(self, a: A.WriteFile) -> bool:
+        target = self.output_dir / a.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(a.content, encoding="utf-8")
+        os.replace(tmp, target)
+        return True
+
+
+def _unhandled() -> list[str]:
+    """Action types with no handler (``RunProbes`` is answered by ``_probes``, not the port)."""
+    registry = Executor.__dict__["_apply"].dispatcher.registry
+    return [t.__name__ for t in get_args(get_args(A.Action)[0]) if t not in registry and t is not A.RunProbes]
+
+
+if _unhandled():  # a new action type without a handler fails at import, not mid-migration
+    raise TypeError(f"the executor has no handler for {', '.join(_unhandled())}")

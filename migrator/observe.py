@@ -5,8 +5,8 @@ watch-driven cache once watching started, so observing costs no API request. Onl
 the nodes the engine has in flight are included (``pod_scope``), which keeps an observation
 small at 5,000 nodes, plus, for budgets allowing no disruption, the pods of their namespaces
 that are not Ready (on any node, or none yet), so the engine sees the replacements they wait
-for. Objects only finalize needs (cilium-config, the Calico objects to remove)
-are read directly, and only while finalizing.
+for. Objects only finalize needs (the plan's Cilium ConfigMap, the Calico objects to
+remove) are read directly, and only while finalizing.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Observer:
                 "probe_service_ip": self._cluster_ip(plan.probes.namespace, SERVICE) if probes else None})
         if not finalizing:
             return obs
-        cm = port.read_configmap(plan.cilium.agent.namespace, "cilium-config")
+        cm = port.read_configmap(plan.cilium.agent.namespace, plan.cilium.agent.config_map)
         calico: list[ObjectFacts] = []
         for item in plan.finalize.remove_calico:
             for ref in port.list_objects(item.group, item.version, item.plural, namespace=item.namespace):

@@ -30,6 +30,7 @@ from migrator.model.observation import (
     PdbFacts,
     PodFacts,
 )
+from migrator.model.pod import PodRequest as PodRequest  # what create_pod takes; CreatePod carries it
 
 # --------------------------------------------------------------------------------------------
 # Records the port returns or accepts that are not part of the engine's observation model.
@@ -67,25 +68,6 @@ class WatchScope:
     agent_namespace: str = "kube-system"
     node_config_namespace: str = "kube-system"
     node_config_version: str | None = None  # served CiliumNodeConfig version; None = not watched
-
-
-@dataclass(frozen=True)
-class PodRequest:
-    """A pod the migrator creates (verification pods, node-local action pods)."""
-
-    name: str
-    namespace: str
-    image: str
-    node_name: str | None = None
-    args: tuple[str, ...] = ()
-    command: tuple[str, ...] = ()
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    tolerate_all: bool = True          # tolerations: [{operator: Exists}]
-    restart_policy: str = "Never"
-    host_network: bool = False
-    privileged: bool = False
-    host_path_mounts: tuple[tuple[str, str], ...] = ()  # (host path, mount path)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from migrator.model.pod import PodRequest
 
 ErrorKind = Literal["NotFound", "Conflict", "AlreadyExists", "Throttled", "Forbidden", "Invalid",
                     "Unavailable", "DisruptionBudgetBlocked", "Timeout", "Error"]
@@ -128,20 +130,18 @@ class CreatePod(_Action):
     """Create a pod pinned to a node (verification pod or node-local action pod)."""
 
     kind: Literal["create-pod"] = "create-pod"
+    node: str = Field(description="Node the pod is pinned to (the pod's node_name).")
     purpose: Literal["verify", "node-action"] = Field(description="What the pod is for.")
-    namespace: str = Field(description="Pod namespace.")
-    name: str = Field(description="Pod name (deterministic, so a retry finds the same pod).")
-    image: str = Field(description="Container image.")
-    args: tuple[str, ...] = Field(default=(), description="Container args.")
-    command: tuple[str, ...] = Field(default=(), description="Container command.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Pod labels.")
-    annotations: dict[str, str] = Field(default_factory=dict, description="Pod annotations.")
-    tolerate_all: bool = Field(default=True, description="tolerations: [{operator: Exists}].")
-    host_network: bool = Field(default=False, description="spec.hostNetwork.")
-    privileged: bool = Field(default=False, description="Run the container privileged.")
-    host_path_mounts: tuple[tuple[str, str], ...] = Field(
-        default=(), description="(host path, mount path) pairs.")
-    restart_policy: str = Field(default="Never", description="spec.restartPolicy.")
+    pod: PodRequest = Field(description="The pod, exactly as the cluster port creates it.")
+
+    @model_validator(mode="after")
+    def _pinned_to_node(self) -> CreatePod:
+        if self.pod.node_name != self.node:
+            raise ValueError(f"pod {self.pod.name} is pinned to {self.pod.node_name!r}, not to node {self.node!r}")
+        return self
+
+    def describe(self) -> str:
+        return f"create-pod purpose={self.purpose} node={self.node} pod={self.pod.namespace}/{self.pod.name}"
 
 
 class EmitEvent(_Action):

@@ -43,6 +43,7 @@ from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, FinalizeProgress, truncate_error
 from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservation, PodFacts
 from migrator.model.plan import MigrationPlan, format_duration
+from migrator.model.pod import PodRequest
 from migrator.model.states import NodePhase, RunPhase
 
 HALT = "halt"
@@ -264,16 +265,17 @@ def _cleanup(c: FinalizeCursor) -> None:
 def _cleanup_pod(plan: MigrationPlan, name: str) -> CreatePod:
     """The node-local Calico clean-up pod for node ``name``."""
     return CreatePod(
-        node=name, purpose="node-action", namespace=plan.verify.namespace, name=cleanup_pod_name(name),
-        image=plan.finalize.cleanup_image, command=("/bin/sh", "-c", CLEANUP_SCRIPT),
-        annotations={NODE_ACTION_ANNOTATION: "cleanup-calico", "migrator.io/node": name},
-        labels={"app.kubernetes.io/name": "migrator-cleanup",
-                "app.kubernetes.io/managed-by": "migrator"},
-        host_network=True, privileged=True,
-        host_path_mounts=(("/etc/cni/net.d", "/host/etc/cni/net.d"),
-                          ("/opt/cni/bin", "/host/opt/cni/bin"),
-                          ("/var/lib/calico", "/host/var/lib/calico"),
-                          ("/var/run/calico", "/host/var/run/calico")))
+        node=name, purpose="node-action", pod=PodRequest(
+            node_name=name, namespace=plan.verify.namespace, name=cleanup_pod_name(name),
+            image=plan.finalize.cleanup_image, command=("/bin/sh", "-c", CLEANUP_SCRIPT),
+            annotations={NODE_ACTION_ANNOTATION: "cleanup-calico", "migrator.io/node": name},
+            labels={"app.kubernetes.io/name": "migrator-cleanup",
+                    "app.kubernetes.io/managed-by": "migrator"},
+            host_network=True, privileged=True,
+            host_path_mounts=(("/etc/cni/net.d", "/host/etc/cni/net.d"),
+                              ("/opt/cni/bin", "/host/opt/cni/bin"),
+                              ("/var/lib/calico", "/host/var/lib/calico"),
+                              ("/var/run/calico", "/host/var/run/calico"))))
 
 
 def _finalize_timeout(c: FinalizeCursor) -> timedelta:

@@ -33,6 +33,7 @@ from migrator.engine.table import check_node_move
 from migrator.model.checkpoint import PriorNodeState
 from migrator.model.observation import PodFacts
 from migrator.model.plan import MIGRATION_LABEL, format_duration
+from migrator.model.pod import PodRequest
 from migrator.model.states import NodePhase
 
 N = NodePhase
@@ -219,10 +220,10 @@ def _verify(c: NodeCursor) -> None:
     plan = c.plan
     pod = _verify_pod(c)
     if pod is None and c.pending.due(c.now):
-        c.sent([CreatePod(
-            node=c.node.name, purpose="verify", namespace=plan.verify.namespace, name=verify_pod_name(c.node.name),
+        c.sent([CreatePod(node=c.node.name, purpose="verify", pod=PodRequest(
+            node_name=c.node.name, namespace=plan.verify.namespace, name=verify_pod_name(c.node.name),
             image=plan.verify.image, args=plan.verify.args,
-            labels={"app.kubernetes.io/name": "migrator-verify", "app.kubernetes.io/managed-by": "migrator"})])
+            labels={"app.kubernetes.io/name": "migrator-verify", "app.kubernetes.io/managed-by": "migrator"}))])
     c.say("verifying" if pod is None or not pod.deleting else "waiting for an old verification pod to go")
 
 

@@ -45,6 +45,7 @@ from migrator.engine.rows import Row, advance, validate
 from migrator.model.checkpoint import ROLLBACK_STAGES, Intent, PriorNodeState, RollbackStage, truncate_error
 from migrator.model.observation import NODE_ACTION_ANNOTATION, PodFacts
 from migrator.model.plan import MIGRATION_LABEL, format_duration
+from migrator.model.pod import PodRequest
 from migrator.model.states import NodePhase
 
 N = NodePhase
@@ -160,12 +161,12 @@ def _restore_cni(c: NodeCursor) -> None:
         c.say("removing an earlier restore pod")
         return
     if pod is None and c.pending.due(c.now):
-        c.sent([CreatePod(
-            node=node.name, purpose="node-action", namespace=plan.verify.namespace, name=rollback_pod_name(node.name),
+        c.sent([CreatePod(node=node.name, purpose="node-action", pod=PodRequest(
+            node_name=node.name, namespace=plan.verify.namespace, name=rollback_pod_name(node.name),
             image=plan.rollback.image, command=("/bin/sh", "-c", RESTORE_CNI_SCRIPT),
             annotations={NODE_ACTION_ANNOTATION: "restore-calico-cni", "migrator.io/node": node.name},
             labels={"app.kubernetes.io/name": "migrator-rollback", "app.kubernetes.io/managed-by": "migrator"},
-            host_network=True, privileged=True, host_path_mounts=(("/etc/cni/net.d", "/host/etc/cni/net.d"),))])
+            host_network=True, privileged=True, host_path_mounts=(("/etc/cni/net.d", "/host/etc/cni/net.d"),)))])
     c.say("restoring Calico's CNI config on the node")
 
 

@@ -31,3 +31,13 @@ def test_a_budget_allowing_no_disruption_brings_its_unready_pods_from_every_node
     assert [p.key for p in obs.budget_pods] == ["shop/starting"]   # kube-system's budget has room
     assert {p.node for p in obs.pods} == {"node-1"}
     assert observer.observe(None).budget_pods == ()   # every pod is observed already
+
+
+def test_finalizing_reads_the_configmap_the_plan_names(sim, port) -> None:
+    """Finalize patches ``cilium.agent.config_map``; the observation must read that one too."""
+    sim.store.create("configmaps", {"metadata": {"name": "cilium-settings", "namespace": "kube-system"},
+                                    "data": {"enable-policy": "never"}})
+    plan = load_plan(PLAN)
+    agent = plan.cilium.agent.model_copy(update={"config_map": "cilium-settings"})
+    plan = plan.model_copy(update={"cilium": plan.cilium.model_copy(update={"agent": agent})})
+    assert Observer(plan, port).observe(None, finalizing=True).cilium_config == {"enable-policy": "never"}

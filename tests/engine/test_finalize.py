@@ -110,10 +110,11 @@ def test_cleanup_pods_are_pinned_and_annotated() -> None:
         if cp.run_phase is RunPhase.FINALIZED:
             break
     assert {a.node for a in seen} == {"node-1", "cp-1"}
-    pod = seen[0]
+    action = seen[0]
+    pod = action.pod
     assert pod.annotations["sim.migrator.io/node-action"] == "cleanup-calico"
-    assert pod.purpose == "node-action" and pod.privileged and pod.host_network
-    assert pod.name == f"migrator-cleanup-{pod.node}"
+    assert action.purpose == "node-action" and pod.privileged and pod.host_network
+    assert pod.name == f"migrator-cleanup-{action.node}" and pod.node_name == action.node
 
 
 def test_rollout_that_never_finishes_halts_finalize() -> None:

@@ -201,14 +201,15 @@ class ToyCluster:
                 return ActionResult.failure(action, "DisruptionBudgetBlocked", "PDB", retry_after=1)
             self.pods[key] = pod.model_copy(update={"deleting": True})
         elif isinstance(action, CreatePod):
-            key = f"{action.namespace}/{action.name}"
+            spec = action.pod
+            key = f"{spec.namespace}/{spec.name}"
             if key in self.pods:
                 return ActionResult.failure(action, "AlreadyExists", "exists")
             node = action.node or ""
             uid = self._uid()
-            self.pods[key] = PodFacts(namespace=action.namespace, name=action.name, uid=uid, node=node,
+            self.pods[key] = PodFacts(namespace=spec.namespace, name=spec.name, uid=uid, node=node,
                                       phase="Succeeded" if action.purpose == "node-action" else "Pending",
-                                      labels=dict(action.labels), node_action=action.annotations.get(
+                                      labels=dict(spec.labels), node_action=spec.annotations.get(
                                           "sim.migrator.io/node-action"))
         elif isinstance(action, PatchConfigMap):
             self.cilium_config.update(action.data)
