@@ -12,10 +12,15 @@ exit code (0 kept or rehearsed, 1 failed).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from migrator.engine.actions import Action
 from migrator.engine.forward import Step, forward_step, run_move, sample_round
 from migrator.engine.oncall import rollback_run_step
+from migrator.engine.pending import Pending
+from migrator.engine.rows import Row, advance, validate
 from migrator.model.checkpoint import CanaryState, Checkpoint, RollbackRequest, truncate_error
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
@@ -54,21 +59,85 @@ def canary_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, no
     return cp, actions, notes, wake
 
 
+@dataclass
+class SoakCursor:
+    """The soak being run by ``rows.advance``: sampling rounds over the whole cluster."""
+
+    plan: MigrationPlan
+    obs: ClusterObservation
+    now: datetime
+    cp: Checkpoint
+    actions: list[Action] = field(default_factory=list)
+    note: str = ""
+    wake_at: datetime | None = None
+
+    @property
+    def pending(self) -> Pending:
+        return Pending(self.cp.sampling.last_at)
+
+    @property
+    def started_at(self) -> datetime:
+        return self.cp.run_phase_started_at or self.now
+
+    def emit(self, actions: Sequence[Action]) -> None:
+        self.actions.extend(actions)
+
+    def sent(self, actions: Sequence[Action]) -> None:
+        self.actions.extend(actions)
+
+    def wake(self, moment: datetime | None) -> None:
+        if moment is not None and (self.wake_at is None or moment < self.wake_at):
+            self.wake_at = moment
+
+    def say(self, note: str) -> None:
+        self.note = note
+
+
+def _soaked(c: SoakCursor) -> str | None:
+    """The soak is over and no sample failed (a failure seen at the last moment still fails it)."""
+    until = c.cp.canary.soak_until if c.cp.canary else None
+    if until is None or c.now < until or c.cp.sampling.failures:
+        return None
+    return "soak passed with every sample answered"
+
+
+def _sample_failed(c: SoakCursor) -> str | None:
+    failures = c.cp.sampling.failures
+    return "pairs failed during the soak: " + "; ".join(failures[:3]) if failures else None
+
+
+def _sample(c: SoakCursor) -> None:
+    c.cp, actions, wake = sample_round(c.plan, c.cp, c.obs, c.now, frozenset())
+    c.emit(actions)
+    c.wake(wake)
+    until = c.cp.canary.soak_until if c.cp.canary else None
+    c.wake(until)
+    left = (until - c.now).total_seconds() if until else 0
+    c.say(f"soaking: {int(left)}s left, {c.cp.sampling.rounds} sampling rounds")
+
+
+PASSED, FAILED = "passed", "failed"
+SOAK: dict[str, Row[SoakCursor]] = {"soak": Row(
+    step="soak", runs_in="`SOAKING`", done=_soaked, done_doc="`canary.soak` has passed", work=_sample,
+    sends=("run-probes",), failed=_sample_failed, on_failed=FAILED,
+    failed_doc="a sampled pod-to-pod pair failed", then=PASSED)}
+validate("canary soak", SOAK, "soak", frozenset({PASSED, FAILED}))
+
+
 def _soak(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime) -> Step:
+    """The soak row; its way out keeps the canary nodes or rolls them back, per the plan."""
     assert plan.canary is not None
-    canary = cp.canary or CanaryState(soak_until=now)
-    if cp.sampling.failures:
-        cp = _roll_back(cp, now, "failed", "pairs failed during the soak: " + "; ".join(cp.sampling.failures[:3]))
-        return cp, [], ["canary failed during the soak; rolling back"], now
-    if canary.soak_until is not None and now >= canary.soak_until:
-        if plan.canary.on_success == "keep":
-            cp = run_move(cp, RunPhase.NODES_DONE, now).model_copy(update={"canary": canary.model_copy(update={
-                "outcome": "kept", "reason": "soak passed with every sample answered"})})
-            return cp, [], ["canary soak passed: the canary nodes stay on Cilium"], None
-        cp = _roll_back(cp, now, "rolled-back", "soak passed; canary.on_success is rollback (rehearsal)")
-        return cp, [], ["canary soak passed; rolling back as the plan asks"], now
-    cp, actions, wake = sample_round(plan, cp, obs, now, frozenset())
-    moments = [t for t in (wake, canary.soak_until) if t is not None]
-    left = (canary.soak_until - now).total_seconds() if canary.soak_until else 0
-    return cp, list(actions), [f"soaking: {int(left)}s left, {cp.sampling.rounds} sampling rounds"], \
-        min(moments, default=None)
+    cursor = SoakCursor(plan=plan, obs=obs, now=now, cp=cp)
+    way = advance(SOAK["soak"], cursor)
+    cp = cursor.cp
+    if way is None:
+        return cp, cursor.actions, [cursor.note], cursor.wake_at
+    if way.kind == "failed":
+        return _roll_back(cp, now, "failed", way.why), [], ["canary failed during the soak; rolling back"], now
+    if plan.canary.on_success == "keep":
+        canary = cp.canary or CanaryState()
+        cp = run_move(cp, RunPhase.NODES_DONE, now).model_copy(update={"canary": canary.model_copy(update={
+            "outcome": "kept", "reason": way.why})})
+        return cp, [], ["canary soak passed: the canary nodes stay on Cilium"], None
+    cp = _roll_back(cp, now, "rolled-back", "soak passed; canary.on_success is rollback (rehearsal)")
+    return cp, [], ["canary soak passed; rolling back as the plan asks"], now

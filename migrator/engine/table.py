@@ -185,6 +185,7 @@ def render_markdown() -> str:
 
 def _step_tables() -> list[str]:
     """The sub-machines' rows (imported here: they build on this module's moves)."""
+    from migrator.engine.canary import SOAK
     from migrator.engine.finalize import FINALIZE
     from migrator.engine.node_rows import FORWARD
     from migrator.engine.rollback import ROLLBACK
@@ -204,6 +205,9 @@ def _step_tables() -> list[str]:
                     ROLLBACK, "`ROLLING_BACK`")
     lines += render("Finalize steps", "`FINALIZING` works through these steps, recorded in the checkpoint's "
                     "`finalize`; `halt` stops the run until `migrator resume`.", FINALIZE, "`FINALIZING`")
+    lines += render("Canary soak", "After every canary node is `DONE`, the run soaks; `passed` keeps the nodes "
+                    "(`canary.on_success: keep`, back to `NODES_DONE`) or rolls them back as a rehearsal, "
+                    "`failed` rolls every canary node back and the canary exits 1.", SOAK)
     return lines
 
 

@@ -14,10 +14,12 @@ from datetime import timedelta
 
 import pytest
 
+from migrator.engine import canary as canary_module
 from migrator.engine import finalize as finalize_module
 from migrator.engine import rollback as rollback_module
 from migrator.engine import rows, steps
 from migrator.engine.budget import DisruptionBudgets
+from migrator.engine.canary import SOAK, SoakCursor
 from migrator.engine.decide import Inbox, decide, new_checkpoint, request
 from migrator.engine.finalize import FINALIZE, FinalizeCursor
 from migrator.engine.node_rows import FORWARD
@@ -25,20 +27,21 @@ from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome
 from migrator.engine.results import record_results
 from migrator.engine.rollback import ROLLBACK
 from migrator.engine.rows import Row, RowError, validate
-from migrator.model.checkpoint import FinalizeProgress, Intent, NodeRecord, RollbackRequest
+from migrator.model.checkpoint import CanaryState, FinalizeProgress, Intent, NodeRecord, RollbackRequest
 from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import iterate, make_plan, run, start
 from tests.engine.test_probes import CILIUM, PLAN, cluster
 from tests.engine.toy import T0, ToyCluster
 
-TABLES: dict[str, dict[str, Row]] = {"forward": FORWARD, "rollback": ROLLBACK, "finalize": FINALIZE}
+TABLES: dict[str, dict[str, Row]] = {"forward": FORWARD, "rollback": ROLLBACK, "finalize": FINALIZE,
+                                     "canary": SOAK}
 Seen = dict[tuple[str, str], set[str]]
 
 
 def _table_of(cursor: object) -> str:
     if isinstance(cursor, NodeCursor):
         return "rollback" if cursor.row.startswith("rollback:") else "forward"
-    return "finalize"
+    return "canary" if isinstance(cursor, SoakCursor) else "finalize"
 
 
 @pytest.fixture
@@ -55,7 +58,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
         found[(_table_of(cursor), row.step)].update(a.kind for a in after[before:] if a.kind != "emit-event")
         return way
 
-    for module in (steps, rollback_module, finalize_module):
+    for module in (steps, rollback_module, finalize_module, canary_module):
         monkeypatch.setattr(module, "advance", recording)
     yield found
 
@@ -102,6 +105,8 @@ def _gate_rounds() -> None:
     cp = new_checkpoint(PLAN, obs, "run-1", T0)
     fleet = FinalizeCursor(plan=PLAN, obs=obs, now=T0, cp=cp, progress=FinalizeProgress(step="remove-probes"))
     finalize_module.advance(FINALIZE["remove-probes"], fleet)
+    soaking = cp.model_copy(update={"canary": CanaryState(soak_until=T0 + timedelta(minutes=5))})
+    canary_module.advance(SOAK["soak"], SoakCursor(plan=PLAN, obs=obs, now=T0, cp=soaking))
 
 
 def test_every_row_sends_what_it_declares_and_nothing_else(seen: Seen) -> None:
