@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 NODES   ?= 6
 SEED    ?= 7
 
-.PHONY: venv test demo bench lint clean
+.PHONY: venv test demo bench lint typecheck clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH"; exit 2; }
@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## test: the whole suite (what CI runs). Most tests wait on the simulated cluster's latencies
-## rather than compute, so four workers keep two cores busy.
-test: $(STAMP)
+## test: the type check, then the whole suite (what CI runs). Most tests wait on the simulated
+## cluster's latencies rather than compute, so four workers keep two cores busy.
+test: typecheck
 	$(BIN)/python -m pytest -n 4 -q
 
 ## demo: the whole migration on the embedded simulated cluster
@@ -30,8 +30,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+## lint: ruff, then the type check
 lint: $(STAMP)
 	$(BIN)/ruff check migrator tests bench chaos
+	$(BIN)/mypy
+
+## typecheck: mypy over migrator/ (settings in pyproject.toml)
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache

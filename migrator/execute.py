@@ -32,8 +32,8 @@ from migrator.retry import RetrySettings, retrying
 log = structlog.get_logger("migrator.execute")
 #: Nodes whose actions run at once; one node's actions always run in order.
 PARALLEL_NODES = 8
-KNOWN_ERRORS = {"NotFound", "Conflict", "AlreadyExists", "Throttled", "Forbidden", "Invalid", "Unavailable",
-                "DisruptionBudgetBlocked"}
+#: Our cluster errors by class name, as the engine reads them in a result (others are "Error").
+KNOWN_ERRORS: dict[str, A.ErrorKind] = {kind: kind for kind in get_args(A.ErrorKind)}
 
 
 def _version(api_version: str) -> str:
@@ -76,8 +76,8 @@ class Executor:
             result = A.ActionResult.success(action, changed=bool(changed) if changed is not None else True)
         except E.ClusterError as exc:
             kind = type(exc).__name__
-            result = A.ActionResult.failure(action, kind if kind in KNOWN_ERRORS else "Error",  # type: ignore[arg-type]
-                                            str(exc), getattr(exc, "retry_after", None))
+            result = A.ActionResult.failure(action, KNOWN_ERRORS.get(kind, "Error"), str(exc),
+                                            getattr(exc, "retry_after", None))
         except OSError as exc:
             result = A.ActionResult.failure(action, "Error", f"{type(exc).__name__}: {exc}")
         outcome = "ok" if result.ok else (result.error_kind or "error")

@@ -7,6 +7,7 @@ by outcome, API retries, rollbacks.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
 from prometheus_client import Counter as PCounter
@@ -32,7 +33,7 @@ class Metrics:
         self.rollbacks = PCounter("migrator_rollbacks_total", "Nodes rolled back.", registry=self.registry)
         self.probes = PCounter("migrator_probe_checks_total", "Connectivity checks by purpose (gate, sample) "
                                "and outcome (ok, fail).", ["purpose", "outcome"], registry=self.registry)
-        self._seen: dict[str, tuple[str, object]] = {}   # node -> (phase, phase_started_at)
+        self._seen: dict[str, tuple[str, datetime | None]] = {}   # node -> (phase, phase_started_at)
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)
@@ -48,7 +49,7 @@ class Metrics:
             if previous is not None and previous[0] != current[0]:
                 started, ended = previous[1], record.phase_started_at
                 if started is not None and ended is not None:
-                    self.step_done(previous[0], (ended - started).total_seconds())  # type: ignore[operator]
+                    self.step_done(previous[0], (ended - started).total_seconds())
                 if current[0] == "ROLLED_BACK":
                     self.rollbacks.inc()
             self._seen[record.name] = current

@@ -42,7 +42,7 @@ def render_status(cp: Checkpoint, fmt: str = "table") -> str:
         head += "\nsample failures: " + "; ".join(cp.sampling.failures[:3])
     lines = [head, "", f"{'NODE':{width}}  {'PHASE':15} {'ATTEMPT':7} {'SINCE':6} {'PROBES':12} STEP / LAST ERROR"]
     for r in cp.nodes:
-        step = r.intent.step if r.intent is not None else ""
+        step: str = r.intent.step if r.intent is not None else ""
         if r.intent is not None and r.intent.stage:
             step += f" ({r.intent.stage})"
         note = r.last_error or r.rollback_reason or step

@@ -31,7 +31,7 @@ class _Action(BaseModel):
         """One line for logs and the dry-run forecast."""
         fields = self.model_dump(exclude={"kind"}, exclude_none=True)
         args = " ".join(f"{k}={v}" for k, v in fields.items() if not isinstance(v, (dict, list)))
-        return f"{self.kind} {args}".strip()  # type: ignore[attr-defined]
+        return f"{type(self).model_fields['kind'].default} {args}".strip()
 
 
 class EnsureNodeConfig(_Action):

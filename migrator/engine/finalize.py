@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import get_args
 
 import yaml
 
@@ -40,13 +41,14 @@ from migrator.engine.pods import cleanup_pod_name
 from migrator.engine.probes import fleet_removal
 from migrator.engine.rows import Row, advance, validate
 from migrator.engine.table import check_run_move
-from migrator.model.checkpoint import Checkpoint, FinalizeProgress, truncate_error
+from migrator.model.checkpoint import Checkpoint, FinalizeProgress, FinalizeStep, truncate_error
 from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservation, PodFacts
 from migrator.model.plan import MigrationPlan, format_duration
 from migrator.model.pod import PodRequest
 from migrator.model.states import NodePhase, RunPhase
 
 HALT = "halt"
+STEP_NAMED: dict[str, FinalizeStep] = {step: step for step in get_args(FinalizeStep)}
 FINAL_CONFIG = {"write-cni-conf-when-ready": "/host/etc/cni/net.d/05-cilium.conflist",
                 "cni-exclusive": "true", "custom-cni-conf": "false", "enable-policy": "default",
                 "enable-host-legacy-routing": "false", "unmanaged-pod-watcher-interval": "15s"}
@@ -345,5 +347,5 @@ def finalize_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             break
         notes.append(way.why)
         cp = cp.model_copy(update={"finalize": FinalizeProgress(
-            step=way.to, step_started_at=now, cleaned=c.progress.cleaned)})
+            step=STEP_NAMED[way.to], step_started_at=now, cleaned=c.progress.cleaned)})
     return cp, actions, [n for n in notes if n], wake

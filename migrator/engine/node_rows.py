@@ -27,7 +27,7 @@ from migrator.engine.node_steps import (
     wake_for_recheck,
 )
 from migrator.engine.pods import DrainView, drain_view, verify_pod_name
-from migrator.engine.probe_gate import gate_round, verdict
+from migrator.engine.probe_gate import Verdict, gate_round, verdict
 from migrator.engine.rows import Row, validate
 from migrator.engine.table import check_node_move
 from migrator.model.checkpoint import PriorNodeState
@@ -259,7 +259,7 @@ def _probes_off(c: NodeCursor) -> str | None:
     return None if c.plan.probes.enabled else "probes disabled by the plan"
 
 
-def _forward_gate(c: NodeCursor):  # noqa: ANN202 - the gate's Verdict
+def _forward_gate(c: NodeCursor) -> Verdict:
     peer = _verify_pod(c)
     usable = peer if peer is not None and peer.ready and not peer.deleting else None
     return verdict(c, expect_cilium=True, same_node_peer=usable)

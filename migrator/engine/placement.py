@@ -19,6 +19,7 @@ does not report NODES_DONE, PAUSED or ABORTED (nor a rollback as finished) until
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from migrator.engine.actions import Action, SetTaint
 from migrator.engine.pending import Pending
@@ -27,7 +28,7 @@ from migrator.model.observation import ClusterObservation
 from migrator.model.plan import STEER_TAINT, MigrationPlan
 from migrator.model.states import NodePhase
 
-EFFECT = "PreferNoSchedule"
+EFFECT: Literal["PreferNoSchedule"] = "PreferNoSchedule"
 
 
 #: In place, a started node keeps the taint until its new agent is Ready (its new pods get Cilium IPs).

@@ -25,7 +25,7 @@ leaves it cordoned — a person must look.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 from migrator.engine.actions import Action, Cordon, CreatePod, DeletePod, RestoreNodeState, UnlabelNode
 from migrator.engine.node_steps import (
@@ -51,6 +51,7 @@ from migrator.model.states import NodePhase
 N = NodePhase
 AUTOMATIC = "automatic: "      # prefix of the reason of a rollback the forward run started itself
 NOT_SWITCHED = (N.PENDING, N.CORDONED, N.DRAINED)
+STAGE_NAMED: dict[str, RollbackStage] = {stage: stage for stage in get_args(RollbackStage)}
 RESTORE_CNI_SCRIPT = """set -eu
 cd /host/etc/cni/net.d
 for f in *.cilium_bak; do
@@ -108,7 +109,7 @@ def rollback_step(out: StepOutcome, ctx: StepContext) -> None:
             move(out, ctx, N.ROLLED_BACK, f"rolled back to Calico: {out.record.rollback_reason or 'rolled back'}")
             return
         out.record = out.record.model_copy(update={
-            "intent": Intent(step="rollback", stage=way.to, switched=intent.switched)})
+            "intent": Intent(step="rollback", stage=STAGE_NAMED[way.to], switched=intent.switched)})
 
 
 def _not_switched(c: NodeCursor) -> str | None:

@@ -30,6 +30,7 @@ from migrator.model.units import (
     Duration,
     K8sName,
     Port,
+    Weekday,
     check_label_key,
     format_duration,
     parse_duration,
@@ -307,7 +308,7 @@ class WindowGate(_Section):
     start: ClockTime = Field(description='Local start time, "HH:MM".')
     end: ClockTime = Field(description='Local end time, "HH:MM" (may be before start: overnight).')
     timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin.")
-    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(
+    days: tuple[Weekday, ...] = Field(
         default=DAYS, description="Days (of the window's start) on which it opens.")
 
     @field_validator("timezone")

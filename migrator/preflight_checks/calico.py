@@ -25,6 +25,16 @@ def _net(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         return None
 
 
+def _subnet_of(inner: ipaddress.IPv4Network | ipaddress.IPv6Network,
+               outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """``inner.subnet_of(outer)``, false across address families (where the stdlib raises)."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
+
+
 def check_present(inputs: PreflightInputs, facts: PreflightFacts) -> list[Finding]:
     if facts.calico_node is None and not facts.ippools:
         return [finding("calico.present", S.BLOCKING,
@@ -63,7 +73,7 @@ def check_mode(inputs: PreflightInputs, facts: PreflightFacts) -> list[Finding]:
 def check_nat_outgoing(inputs: PreflightInputs, facts: PreflightFacts) -> list[Finding]:
     cilium = _net(inputs.cilium_pod_cidr)
     shielded = any(p.disabled and (n := _net(p.cidr)) is not None and cilium is not None
-                   and n.version == cilium.version and cilium.subnet_of(n) for p in facts.ippools)
+                   and _subnet_of(cilium, n) for p in facts.ippools)
     nat = [p.name for p in facts.ippools if p.nat_outgoing and not p.disabled]
     if not nat or shielded:
         return []

@@ -39,7 +39,7 @@ from migrator.sim.errors import (
 )
 from migrator.sim.eviction import evict
 from migrator.sim.faults import ApiFaults
-from migrator.sim.httpparse import read_headers
+from migrator.sim.httpparse import Headers, read_headers
 from migrator.sim.operations import Target, present
 from migrator.sim.registry import ApiResource, Registry, registry_for
 from migrator.sim.requestlog import RequestEntry, RequestLog
@@ -91,6 +91,7 @@ class ApiServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET socket's address is (str, int); bytes only for AF_UNIX
         return f"{'https' if self.ca_pem else 'http'}://{host}:{port}"
 
     def start(self) -> ApiServer:
@@ -125,6 +126,9 @@ def _http_version(text: str) -> tuple[int, int] | None:
 class _Handler(BaseHTTPRequestHandler):
     _unlogged = False  # True from the start of ``_handle`` until the request is in the log
     api: ApiServer
+    headers: Headers  # type: ignore[assignment]  # read_headers' lean Headers stand in for email.message.Message
+    raw_requestline: bytes  # set by handle_one_request, undeclared in the stdlib's stubs
+    _warnings: list[str]
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     # Buffer each response and send it whole (handle_one_request flushes after the handler):
@@ -162,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """The request line and headers, as the standard library's, minus its email parser."""
-        self.command = None
+        self.command = ""
         self.request_version = self.default_request_version
         self.close_connection = True
         self.requestline = requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
@@ -184,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = number < (1, 1)
         self.command, self.path = command, "/" + path.lstrip("/") if path.startswith("//") else path
         try:
-            self.headers = read_headers(self.rfile)  # type: ignore[assignment]
+            self.headers = read_headers(self.rfile)
         except http.client.LineTooLong as err:
             self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
             return False
@@ -219,7 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         self._entry = ("", "", "", "")
         self._unlogged = True
-        self._warnings: list[str] = []
+        self._warnings = []
         code = 500
         try:
             length = int(self.headers.get("Content-Length") or 0)

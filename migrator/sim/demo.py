@@ -75,7 +75,7 @@ def summary(sim: SimCluster, elapsed: float, workdir: Path) -> str:
     cilium = sum(1 for p in pods if (p.get("status") or {}).get("podIP", "").startswith("10.245."))
     host = sum(1 for p in pods if (p.get("spec") or {}).get("hostNetwork"))
     other = len(pods) - cilium - host
-    counts = Counter()
+    counts: Counter[tuple[str, str]] = Counter()
     for e in sim.requests.entries:
         counts[(e.verb, e.resource)] += 1
     evictions = counts[("create", "pods/eviction")]

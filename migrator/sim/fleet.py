@@ -98,7 +98,7 @@ class NodeFleet:
         def status(o: Obj) -> None:
             st = o.setdefault("status", {})
             conds = [c for c in st.get("conditions") or [] if c.get("type") != "Ready"]
-            old = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
+            old: Obj = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
             flag = "True" if ready else "Unknown"
             since = old.get("lastTransitionTime") if old.get("status") == flag else now
             conds.append({"type": "Ready", "status": flag, "lastHeartbeatTime": now, "lastTransitionTime": since,

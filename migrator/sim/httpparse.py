@@ -10,10 +10,14 @@ malformed requests as before.
 from __future__ import annotations
 
 import http.client
-from typing import BinaryIO
+from typing import Protocol, overload
 
 MAX_LINE = 65536
 MAX_HEADERS = 100
+
+
+class _LineReader(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
 
 
 class Headers:
@@ -27,6 +31,10 @@ class Headers:
         for name, value in pairs:
             self._values.setdefault(name.lower(), value)
 
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
     def get(self, name: str, default: str | None = None) -> str | None:
         return self._values.get(name.lower(), default)
 
@@ -40,7 +48,7 @@ class Headers:
         return list(self._values.items())
 
 
-def read_headers(rfile: BinaryIO) -> Headers:
+def read_headers(rfile: _LineReader) -> Headers:
     """Read header lines up to the blank line. Raises ``http.client.LineTooLong`` or
     ``http.client.HTTPException`` (too many headers) like ``http.client.parse_headers``."""
     pairs: list[tuple[str, str]] = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class _Block:
-    cidr: ipaddress.IPv4Network
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
     used: set[str] = field(default_factory=set)
 
     def take(self) -> str | None:

@@ -91,6 +91,8 @@ class Kubelets:
             self.world.call_later(RETRY, lambda: self._sandbox(ns, name, uid))
             return
         annotations: dict[str, str] = {}
+        ip: str | None
+        network: str | None
         if pod["spec"].get("hostNetwork"):
             ip, network = rt.ip, "host"
         else:
@@ -105,7 +107,7 @@ class Kubelets:
                                    "cni.projectcalico.org/containerID": uid.replace("-", "")[:32]}
             elif network == "cilium" and rt.cilium.running and rt.cilium.healthy:
                 ip = self.fleet.cilium_ipam.allocate(node)
-            if ip is None:
+            if ip is None or network is None:
                 reason = "no CNI configuration file in /etc/cni/net.d" if conf is None else \
                     f"plugin type={network!r} failed (add): agent not ready on {node}"
                 self._set_waiting(ns, name, "ContainerCreating", f"NetworkPluginNotReady: {reason}")

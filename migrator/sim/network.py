@@ -114,7 +114,7 @@ class NetworkModel:
         felix = self.store.try_get("crd.projectcalico.org/felixconfigurations", None, "default")
         return int(((felix or {}).get("spec") or {}).get("vxlanPort") or 4789)
 
-    def calico_pools(self) -> list[ipaddress.IPv4Network]:
+    def calico_pools(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         out = []
         for pool in self.store.list("crd.projectcalico.org/ippools"):
             cidr = (pool.get("spec") or {}).get("cidr")

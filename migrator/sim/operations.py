@@ -97,7 +97,7 @@ def _allocate_cluster_ip(store: Store, obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     if spec.get("type") == "ExternalName" or spec.get("clusterIP") == "None":
         return
-    cidr = ipaddress.ip_network(getattr(store, "service_cidr", "10.96.0.0/12"))
+    cidr = ipaddress.ip_network(store.service_cidr)
     used = {s.get("spec", {}).get("clusterIP") for s in store.list("services")}
     wanted = spec.get("clusterIP")
     if wanted:

@@ -205,7 +205,7 @@ def install_api(store: Store, *, service_cidr: str = "10.96.0.0/12",
     _REGISTRIES[id(store)] = reg
     from migrator.sim.admission import apply_defaults
     store.defaulter = apply_defaults
-    store.service_cidr = service_cidr  # type: ignore[attr-defined]
+    store.service_cidr = service_cidr
     for crd in reg.crds:
         obj = dict(crd)
         obj.pop("status", None)

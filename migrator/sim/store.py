@@ -27,6 +27,7 @@ use ``mutate`` (which hands the callback a private copy) or deep-copy first.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import itertools
 import threading
@@ -100,6 +101,8 @@ class Store:
         self._subscribers: list[Callable[[Event], None]] = []
         #: called as ``defaulter(rtype, obj)`` on every create (server-side defaulting)
         self.defaulter: Callable[[ResourceType, Obj], None] | None = None
+        #: the cluster's Service ClusterIP range, set with the API (``registry.install_api``)
+        self.service_cidr = "10.96.0.0/12"
 
     # ------------------------------------------------------------------ registry
     def register(self, rtype: ResourceType) -> None:
@@ -158,7 +161,7 @@ class Store:
         *,
         predicate: Predicate | None = None,
         index: tuple[str, str] | None = None,
-    ) -> list[Obj]:
+    ) -> builtins.list[Obj]:
         """Objects of ``resource``, sorted by namespace and name.
 
         ``namespace=None`` lists every namespace. ``index=(name, value)`` restricts to the
@@ -180,7 +183,7 @@ class Store:
                     out.append(obj)
             return out
 
-    def events_since(self, rv: int) -> list[Event]:
+    def events_since(self, rv: int) -> builtins.list[Event]:
         """Events newer than ``rv``; ``Gone`` when the history no longer reaches back to it."""
         with self.lock:
             if rv >= self._last_rv:

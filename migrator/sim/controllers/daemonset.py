@@ -143,12 +143,12 @@ class DaemonSetController:
             to_delete += live[1:]
             if should_run:
                 desired += 1
-            pod = live[0] if live else None
-            if pod is None:
+            if not live:
                 if should_run and len(pods) == len([p for p in pods if pod_is_finished(p)]):
                     to_create.append(name)  # nothing left terminating on the node
                 unavailable += 1
                 continue
+            pod = live[0]
             current += 1
             is_available = pod_is_available(pod)
             ready += is_available

@@ -126,7 +126,7 @@ class DeploymentController:
         selector.setdefault("matchLabels", {})["pod-template-hash"] = pod_hash
         revision = 1 + max((int(rs["metadata"].get("annotations", {}).get(REVISION, "0")) for rs in owned),
                            default=0)
-        rs = {
+        rs: Obj = {
             "apiVersion": "apps/v1", "kind": "ReplicaSet",
             "metadata": {
                 "name": f"{meta['name']}-{pod_hash}", "namespace": meta["namespace"],

@@ -71,7 +71,7 @@ class Scheduler:
         self._node_pods: Counter[str] = Counter()
         self._owner_pods: Counter[tuple[str, str]] = Counter()
         self._random = config.scheduler_scoring == "random"
-        self._pass = Coalescer(world, lambda _: self.schedule_pending(), delay=config.latencies.schedule)
+        self._pass: Coalescer[str] = Coalescer(world, lambda _: self.schedule_pending(), delay=config.latencies.schedule)
         world.on("pods", self._on_pod)
         world.on("nodes", self._on_node)
         for pod in self.store.list("pods"):
