@@ -9,9 +9,6 @@ and drives ``engine.oncall.decide_rollback`` to the end.
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
-import socket
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +23,9 @@ from migrator.commands import (
     _runner,
     _setup,
     guarded,
+    skip_check_option,
+    skipped,
+    who,
 )
 from migrator.engine.oncall import NOT_AFTER_FINALIZE, nothing_to_undo
 from migrator.engine.states import RunPhase
@@ -52,16 +52,8 @@ def register(sub: Any) -> None:
                                                         f"1: canary failed and was rolled back. {EXIT_HELP}.")
     _common(p)
     _mutating(p)
+    skip_check_option(p)
     p.set_defaults(func=cmd_canary)
-
-
-def who() -> str:
-    """``user@host/pid`` of the person (or Job) asking."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}/{os.getpid()}"
 
 
 def _merge(cp: Checkpoint, request: RollbackRequest) -> RollbackRequest:
@@ -125,6 +117,7 @@ def cmd_canary(args: argparse.Namespace) -> int:
         print(f"error: invalid plan {args.plan}: canary: required by `migrator canary`; add a canary section "
               "(see plans/canary.yaml)", file=sys.stderr)
         return Exit.INVALID
-    if not _confirm(args, "migrator canary"):
+    if skipped(args) is None or not _confirm(args, "migrator canary"):
         return Exit.INVALID
-    return _finish(_runner(args, plan).run(mode="canary"))
+    runner = _runner(args, plan)
+    return _finish(runner.run(mode="canary"), runner)

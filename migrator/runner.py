@@ -42,6 +42,7 @@ from migrator.engine.decide import (
 )
 from migrator.engine.finalize import decide_finalize, finalize_blockers
 from migrator.engine.oncall import decide_rollback, rollback_finished
+from migrator.engine.preflight_gate import request_skips
 from migrator.engine.results import record_results
 from migrator.engine.states import NodePhase, RunPhase
 from migrator.execute import Executor
@@ -78,7 +79,7 @@ class Runner:
 
     def __init__(self, plan: MigrationPlan, port: ClusterPort, *, clock: Clock | None = None,
                  metrics: Metrics | None = None, output_dir: Path | None = None, progress: Any = None,
-                 force_takeover: bool = False) -> None:
+                 force_takeover: bool = False, skip_checks: tuple[str, ...] = (), requested_by: str = "") -> None:
         self.plan = plan
         self.port = port
         self.clock = clock or SystemClock()
@@ -95,6 +96,8 @@ class Runner:
         self.executor = Executor(port, output_dir=self.output_dir, metrics=self.metrics)
         self._stop = threading.Event()
         self._rv: str | None = None
+        self.skip_checks, self.requested_by = skip_checks, requested_by  # --skip-check (engine.preflight_gate)
+        self.observer: Observer | None = None  # its preflight findings are printed when the run halts on them
 
     # ------------------------------------------------------------------ public
     def request_stop(self, *_: Any) -> None:
@@ -143,7 +146,7 @@ class Runner:
         finalize = mode == "finalize"
         plan = self.plan
         structlog.contextvars.bind_contextvars(run_id=self.run_id, plan=plan.name)
-        observer = Observer(plan, self.port, output_dir=self.output_dir)
+        observer = self.observer = Observer(plan, self.port, output_dir=self.output_dir)
         version = observer.cnc_version
         self.port.start_watching(WatchScope(agent_namespace=plan.cilium.agent.namespace,
                                             node_config_namespace=plan.cilium.node_config.namespace,
@@ -180,6 +183,10 @@ class Runner:
             if resume and (cp.halted or cp.run_phase is RunPhase.PAUSED or cp.requested == "pause"):
                 cp = resume_checkpoint(cp, now)
                 self._save(cp)
+        skipped = request_skips(cp, self.skip_checks, self.requested_by, now)
+        if skipped is not cp:
+            cp = skipped
+            self._save(cp)
         if finalize:
             blockers = finalize_blockers(cp)
             if blockers and cp.run_phase is not RunPhase.FINALIZED:
@@ -192,7 +199,8 @@ class Runner:
             if self._stop.is_set():
                 return Outcome(Exit.HALTED, "interrupted; state saved — run `migrator resume` to continue", cp)
             # finalize acts on every node (clean-up pods), so it sees every node's pods
-            obs = observer.observe(None if finalize else pod_scope(cp), finalizing=finalize)
+            obs = observer.observe(None if finalize else pod_scope(cp), finalizing=finalize,
+                                   preflight=mode in ("forward", "canary") and cp.run_phase is RunPhase.PREFLIGHT)
             now = self.clock.now()
             decision: Decision = STEPS[mode](plan, cp, obs, now)
             if decision.reason != last_reason:
@@ -288,6 +296,8 @@ def _rollback_outcome(cp: Checkpoint) -> Outcome:
 
 def _canary_outcome(cp: Checkpoint) -> Outcome | None:
     canary = cp.canary
+    if canary is not None and cp.rollback is None and cp.run_phase is RunPhase.ABORTED:  # preflight_gate.end_canary
+        return Outcome(Exit.HALTED, f"canary {canary.outcome}: {canary.reason}", cp)
     if canary is None or canary.outcome == "soaking":
         return None
     if canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:

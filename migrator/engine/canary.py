@@ -6,8 +6,9 @@ The forward run is ``decide`` unchanged. Once every node is done the run soaks
 ``on_success: keep``, the run goes back to ``NODES_DONE`` with the outcome ``kept``, and with
 ``on_success: rollback`` (a rehearsal) it rolls everything back. A failure — a sampled pair
 failing during the soak, a node rolled back by its gate, any halt of the forward run — rolls
-everything back and ends ``failed``. The outcome is in the checkpoint (``canary``) and in the
-exit code (0 kept or rehearsed, 1 failed).
+everything back and ends ``failed``; a halt before anything changed (a blocking preflight
+finding) ends the run ABORTED and ``failed``, with nothing to roll back. The outcome is in the
+checkpoint (``canary``) and in the exit code (0 kept or rehearsed, 1 failed).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime
 from migrator.engine.actions import Action
 from migrator.engine.decide import Decision, decide, sample_round
 from migrator.engine.oncall import decide_rollback
+from migrator.engine.preflight_gate import end_canary, halted_in_preflight
 from migrator.engine.states import RunPhase
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import CanaryState, Checkpoint, RollbackRequest, truncate_error, utc
@@ -44,6 +46,8 @@ def decide_canary(plan: MigrationPlan, checkpoint: Checkpoint, obs: ClusterObser
         return _soak(plan, checkpoint, obs, now)
     decision = decide(plan, cp, obs, now)
     cp = decision.checkpoint
+    if halted_in_preflight(cp):  # nothing was changed: no rollback, the canary ends here
+        return Decision(end_canary(cp, now), decision.actions, f"canary failed before any change: {cp.halted}", True)
     if cp.halted is not None:
         halted = cp.halted
         cp = _roll_back(cp, now, "failed", halted)

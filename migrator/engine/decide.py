@@ -24,6 +24,7 @@ from migrator.engine.actions import Action, ApplyObject, EnsureNodeConfig, RunPr
 from migrator.engine.gates import start_gate
 from migrator.engine.node_steps import RESEND_AFTER, StepContext, StepOutcome, begin_restore, start
 from migrator.engine.ordering import in_flight, order_nodes, pod_scope, startable
+from migrator.engine.preflight_gate import preflight_gate
 from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
 from migrator.engine.rollback import AUTOMATIC
 from migrator.engine.states import NodePhase, RunPhase
@@ -317,6 +318,9 @@ def decide(plan: MigrationPlan, checkpoint: Checkpoint, observation: ClusterObse
     if cp.rollback is not None:
         return Decision(cp, (), "on-call rollback in progress: the forward run stands aside", False)
     if cp.run_phase is RunPhase.PREFLIGHT:
+        cp, clear = preflight_gate(cp, observation.findings, now)  # blocking findings: halt, write nothing
+        if not clear:
+            return Decision(cp.model_copy(update={"updated_at": now}), (), f"halted: {cp.halted}", True)
         cp, actions, note, wake = _prepare(plan, cp, observation, now)
         notes.append(note)
     elif cp.run_phase is RunPhase.PREPARED:
