@@ -22,12 +22,13 @@ from migrator.cluster.kube import KubeCluster
 from migrator.cluster.store import CheckpointStore
 from migrator.engine.decide import pod_scope, request
 from migrator.engine.forecast import forecast
+from migrator.engine.preflight_gate import blocking
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
 from migrator.model.identity import plan_changes
 from migrator.model.plan import MigrationPlan, PlanError, load_plan
 from migrator.observe import Observer
-from migrator.preflight import has_blocking, run_preflight
+from migrator.preflight import CHECK_IDS, has_blocking, run_preflight, unknown_checks
 from migrator.progress import Progress
 from migrator.runner import Exit, Runner
 from migrator.status import render_status
@@ -55,6 +56,32 @@ def _mutating(p: argparse.ArgumentParser) -> None:
                    help="take the run lock even if its holder looks alive (audited; use when that run is hung)")
 
 
+def skip_check_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-check", action="append", default=[], metavar="ID",
+                   help="run past the blocking findings of this preflight check (repeatable; recorded and "
+                        "audited in the checkpoint)")
+
+
+def skipped(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The ``--skip-check`` IDs, or None (after saying so) when one names no check."""
+    ids = tuple(dict.fromkeys(getattr(args, "skip_check", None) or ()))
+    unknown = unknown_checks(ids)
+    if unknown:
+        print(f"error: --skip-check {', '.join(unknown)}: no such preflight check; known checks: "
+              f"{', '.join(CHECK_IDS)}", file=sys.stderr)
+        return None
+    return ids
+
+
+def who() -> str:
+    """``user@host/pid`` of the person (or Job) asking."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}/{os.getpid()}"
+
+
 def register(sub: Any) -> None:
     """Add the migration subcommands to the CLI."""
     specs = [
@@ -72,6 +99,8 @@ def register(sub: Any) -> None:
             _mutating(p)
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="same as `migrator plan`")
+        if name in ("plan", "run", "resume"):
+            skip_check_option(p)
         p.set_defaults(func=fn)
     p = sub.add_parser("manifests", help="print what runs the tool in the cluster: ServiceAccount, least-privilege "
                                          "ClusterRole and binding, the plan as a ConfigMap, a Job, a canary CronJob")
@@ -80,6 +109,7 @@ def register(sub: Any) -> None:
                                                      "(default: the plan's state namespace)")
     p.add_argument("--image", help="migrator image (default: ghcr.io/migrator/migrator:<version>)")
     p.add_argument("--schedule", default="0 3 * * 1", help="cron schedule of the canary CronJob")
+    skip_check_option(p)
     p.set_defaults(func=cmd_manifests)
     p = sub.add_parser("status", help="show the run's state from its checkpoint")
     _common(p)
@@ -144,42 +174,45 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     return Exit.HALTED if has_blocking(findings) else Exit.DONE
 
 
-def render_findings(findings: list[Any]) -> str:
+def render_findings(findings: Any, skipped: tuple[str, ...] = ()) -> str:
+    """The findings table; a blocking finding of a skipped check shows as ``skipped``."""
     if not findings:
         return "preflight: no findings"
-    order = {"blocking": 0, "warning": 1, "info": 2}
-    rows = sorted(findings, key=lambda f: (order.get(str(f.severity), 3), f.check))
+    order = {"blocking": 0, "skipped": 0, "warning": 1, "info": 2}
+
+    def severity(f: Any) -> str:
+        return "skipped" if str(f.severity) == "blocking" and f.check in skipped else str(f.severity)
+
+    rows = sorted(findings, key=lambda f: (order.get(severity(f), 3), f.check))
     width = max(len(f.check) for f in rows)
     lines = [f"{'SEVERITY':9} {'CHECK':{width}}  FINDING"]
     for f in rows:
-        lines.append(f"{str(f.severity):9} {f.check:{width}}  {f.message}")
+        lines.append(f"{severity(f):9} {f.check:{width}}  {f.message}")
         if f.fix_command:
             lines.append(f"{'':9} {'':{width}}  fix: {f.fix_command}")
-    blocking = sum(1 for f in rows if str(f.severity) == "blocking")
-    lines.append(f"\n{blocking} blocking, {len(rows) - blocking} other finding(s)")
+    blocked = sum(1 for f in rows if severity(f) == "blocking")
+    passed = sum(1 for f in rows if severity(f) == "skipped")
+    lines.append(f"\n{blocked} blocking, " + (f"{passed} skipped (--skip-check), " if passed else "")
+                 + f"{len(rows) - blocked - passed} other finding(s)")
     return "\n".join(lines)
 
 
 @guarded
 def cmd_plan(args: argparse.Namespace) -> int:
     plan = _setup(args)
+    skips = skipped(args)
+    if skips is None:
+        return Exit.INVALID
     port = _connect(args)
     try:
-        obs = Observer(plan, port).observe(None)
+        obs = Observer(plan, port).observe(None, preflight=True)
     finally:
         port.close()
+    findings = obs.findings or ()
+    print(render_findings(findings, skips) + "\n")
     fc = forecast(plan, obs)
     print(fc.render())
-    return Exit.HALTED if fc.blocked else Exit.DONE
-
-
-def who() -> str:
-    """``user@host/pid`` of the person (or Job) asking."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}/{os.getpid()}"
+    return Exit.HALTED if fc.blocked or blocking(findings, skips) else Exit.DONE
 
 
 def _runner(args: argparse.Namespace, plan: MigrationPlan) -> Runner:
@@ -188,12 +221,16 @@ def _runner(args: argparse.Namespace, plan: MigrationPlan) -> Runner:
         metrics.serve(args.metrics_port)
     runner = Runner(plan, _connect(args), metrics=metrics, output_dir=args.output_dir,
                     progress=Progress.for_stream(sys.stderr), force_takeover=args.force_takeover,
-                    operator=who())
+                    operator=who(), skip_checks=tuple(getattr(args, "skip_check", None) or ()))
     runner.install_signal_handlers()
     return runner
 
 
-def _finish(outcome: Any) -> int:
+def _finish(outcome: Any, runner: Runner | None = None) -> int:
+    findings = runner.observer.findings if runner is not None and runner.observer is not None else None
+    cp = outcome.checkpoint
+    if findings and cp is not None and blocking(findings, [s.check for s in cp.skipped_checks]):
+        print(render_findings(findings, tuple(s.check for s in cp.skipped_checks)) + "\n")  # the run halted on them
     stream = sys.stdout if outcome.code == Exit.DONE else sys.stderr
     print(outcome.message, file=stream)
     if outcome.checkpoint is not None and outcome.code != Exit.LOCKED:
@@ -206,17 +243,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return cmd_plan(args)
     plan = _setup(args)
-    if not _confirm(args, "migrator run"):
+    if skipped(args) is None or not _confirm(args, "migrator run"):
         return Exit.INVALID
-    return _finish(_runner(args, plan).run())
+    runner = _runner(args, plan)
+    return _finish(runner.run(), runner)
 
 
 @guarded
 def cmd_resume(args: argparse.Namespace) -> int:
     plan = _setup(args)
-    if not _confirm(args, "migrator resume"):
+    if skipped(args) is None or not _confirm(args, "migrator resume"):
         return Exit.INVALID
-    return _finish(_runner(args, plan).run("resume"))
+    runner = _runner(args, plan)
+    return _finish(runner.run("resume"), runner)
 
 
 @guarded
@@ -242,8 +281,11 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     except PlanError as exc:
         print(f"error: invalid plan {args.plan}: {exc}", file=sys.stderr)
         return Exit.INVALID
+    skips = skipped(args)
+    if skips is None:
+        return Exit.INVALID
     print(render(Path(args.plan), namespace=args.namespace or plan.state.configmap_namespace,
-                 image=args.image or default_image(), schedule=args.schedule), end="")
+                 image=args.image or default_image(), schedule=args.schedule, skip_checks=skips), end="")
     return Exit.DONE
 
 

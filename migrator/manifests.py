@@ -1,7 +1,9 @@
 """``migrator manifests``: what it takes to run the tool inside the cluster.
 
 A ServiceAccount bound to the least-privilege ClusterRole of ``migrator.rbac``, the plan in a
-ConfigMap, a Job for a one-shot run and a CronJob for scheduled canaries. The tool resumes
+ConfigMap, a Job for a one-shot run and a CronJob for scheduled canaries. Both run preflight
+first (the run's PREFLIGHT phase) and halt on a blocking finding unless ``--skip-check ID``
+was given to ``manifests``, which passes it on. The tool resumes
 itself from its checkpoint, so neither retries by itself (``backoffLimit: 0``): a failed Job
 is looked at, then resumed with ``migrator resume`` (a new Job with that command).
 """
@@ -56,11 +58,13 @@ def _pod_spec(image: str, args: list[str]) -> dict[str, Any]:
     }
 
 
-def manifests(plan_text: str, *, namespace: str, image: str, schedule: str) -> list[dict[str, Any]]:
+def manifests(plan_text: str, *, namespace: str, image: str, schedule: str,
+              skip_checks: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The objects, in the order to apply them."""
     plan_file = f"{PLAN_MOUNT}/plan.yaml"
-    run = ["run", "--plan", plan_file, "--yes", "--log-format", "json", "--output-dir", "/work"]
-    canary = ["canary", "--plan", plan_file, "--yes", "--log-format", "json", "--output-dir", "/work"]
+    skips = [arg for check in skip_checks for arg in ("--skip-check", check)]
+    run = ["run", "--plan", plan_file, "--yes", "--log-format", "json", "--output-dir", "/work", *skips]
+    canary = ["canary", "--plan", plan_file, "--yes", "--log-format", "json", "--output-dir", "/work", *skips]
     note = {"migrator.io/retry": "a failed run is resumed, not retried: start a Job with "
                                  "`migrator resume --plan /etc/migrator/plan.yaml --yes`"}
     return [
@@ -83,7 +87,8 @@ def manifests(plan_text: str, *, namespace: str, image: str, schedule: str) -> l
     ]
 
 
-def render(plan_path: Path, *, namespace: str, image: str, schedule: str) -> str:
+def render(plan_path: Path, *, namespace: str, image: str, schedule: str, skip_checks: tuple[str, ...] = ()) -> str:
     """A multi-document YAML stream."""
-    docs = manifests(plan_path.read_text(encoding="utf-8"), namespace=namespace, image=image, schedule=schedule)
+    docs = manifests(plan_path.read_text(encoding="utf-8"), namespace=namespace, image=image, schedule=schedule,
+                     skip_checks=skip_checks)
     return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)

@@ -6,7 +6,9 @@ the nodes the engine has in flight are included (``pod_scope``), which keeps an 
 small at 5,000 nodes, plus, for budgets allowing no disruption, the pods of their namespaces
 that are not Ready (on any node, or none yet), so the engine sees the replacements they wait
 for. Objects only finalize needs (the plan's Cilium ConfigMap, the Calico objects to
-remove) are read directly, and only while finalizing.
+remove) are read directly, and only while finalizing. Preflight findings (``preflight=True``,
+asked while the run is in PREFLIGHT) are gathered and evaluated once per process: the phase
+lasts several loop turns, and a fresh process (``migrator resume``) reads fresh facts.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 from migrator.cluster.port import ClusterPort
 from migrator.engine.node_config import node_config_version
 from migrator.engine.probes import SERVICE
+from migrator.model.findings import Finding
 from migrator.model.observation import ClusterObservation, ObjectFacts, PodFacts
 from migrator.model.plan import MigrationPlan
+from migrator.preflight import run_preflight
 
 CNC_CRD = "ciliumnodeconfigs.cilium.io"
 
@@ -31,6 +35,18 @@ class Observer:
         self.output_dir = output_dir or Path.cwd()
         self.served: tuple[str, ...] = tuple(port.served_versions(CNC_CRD))
         self._service_ips: dict[tuple[str, str], str] = {}  # ClusterIPs never change: read once
+        self._findings: tuple[Finding, ...] | None = None
+
+    @property
+    def findings(self) -> tuple[Finding, ...] | None:
+        """Preflight findings, once an observation asked for them (None before)."""
+        return self._findings
+
+    def preflight(self) -> tuple[Finding, ...]:
+        """Gather and evaluate preflight, the first time only."""
+        if self._findings is None:
+            self._findings = tuple(run_preflight(self.plan, self.port))
+        return self._findings
 
     def _cluster_ip(self, namespace: str, name: str) -> str | None:
         key = (namespace, name)
@@ -45,7 +61,8 @@ class Observer:
     def cnc_version(self) -> str | None:
         return node_config_version(self.plan, self.served)
 
-    def observe(self, pod_nodes: frozenset[str] | None, *, finalizing: bool = False) -> ClusterObservation:
+    def observe(self, pod_nodes: frozenset[str] | None, *, finalizing: bool = False,
+                preflight: bool = False) -> ClusterObservation:
         plan, port = self.plan, self.port
         cnc = plan.cilium.node_config
         version = self.cnc_version
@@ -70,7 +87,8 @@ class Observer:
             node_config=port.get_node_config(cnc.namespace, cnc.name, version=version.split("/", 1)[1])
             if version else None,
             served_cnc_versions=self.served,
-            cilium_daemonset=ds.as_facts() if ds else None)
+            cilium_daemonset=ds.as_facts() if ds else None,
+            findings=self.preflight() if preflight else None)
         if plan.probes.enabled:
             probes = tuple(port.list_pods(namespace=plan.probes.namespace))
             obs = obs.model_copy(update={

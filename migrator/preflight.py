@@ -5,6 +5,10 @@
 over it. Each ``Finding`` names the check, a severity (blocking findings make ``migrator
 preflight`` exit 1), a message saying what is wrong and why it matters, and the exact command
 that fixes it. The checks follow the envelope and pitfalls of the Cilium migration guide.
+
+``migrator preflight`` prints the findings; ``plan``, ``run``, ``resume`` and ``canary`` gather
+them too (``Observer.observe(..., preflight=True)``) and the run's PREFLIGHT phase halts on a
+blocking one (``engine/preflight_gate.py``) unless ``--skip-check ID`` names its check.
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ from migrator.preflight_checks.facts import (
 )
 from migrator.preflight_checks.plan_inputs import extract, node_addresses, pdb_states
 
-__all__ = ["Finding", "NodeAddress", "PdbState", "PreflightFacts", "PreflightInputs", "Severity",
-           "evaluate", "gather", "has_blocking", "inputs_from_plan", "run_preflight"]
+__all__ = ["CHECK_IDS", "Finding", "NodeAddress", "PdbState", "PreflightFacts", "PreflightInputs", "Severity",
+           "evaluate", "gather", "has_blocking", "inputs_from_plan", "run_preflight", "unknown_checks"]
 
 log = structlog.get_logger(__name__)
 
 CNC_CRD = "ciliumnodeconfigs.cilium.io"
 CALICO_NAMESPACES = ("kube-system", "calico-system")
 CHECKS = calico.CHECKS + cilium.CHECKS + workloads.CHECKS
+#: Every check ID a finding can carry, in check order.
+CHECK_IDS: tuple[str, ...] = calico.IDS + cilium.IDS + workloads.IDS
 
 
 def inputs_from_plan(plan: Any) -> PreflightInputs:
@@ -82,3 +88,8 @@ def run_preflight(plan: Any, port: ClusterPort) -> list[Finding]:
 
 def has_blocking(findings: list[Finding]) -> bool:
     return any(f.severity is Severity.BLOCKING for f in findings)
+
+
+def unknown_checks(ids: list[str] | tuple[str, ...]) -> list[str]:
+    """The IDs among ``ids`` that no check reports (``--skip-check`` refuses them)."""
+    return [i for i in dict.fromkeys(ids) if i not in CHECK_IDS]

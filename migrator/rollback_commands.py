@@ -3,7 +3,7 @@
 ``rollback`` records the request in the checkpoint first (compare-and-swap), so a live forward
 run sees it at its next step boundary and stands aside; then it waits for the Lease (a dead or
 hung run's lease goes stale after its duration; ``--force-takeover`` takes it at once, audited)
-and drives ``engine.oncall.decide_rollback`` to the end.
+and drives the recorded rollback (``engine.oncall``) to the end.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from migrator.commands import (
     _runner,
     _setup,
     guarded,
+    skip_check_option,
+    skipped,
     who,
 )
 from migrator.engine.oncall import NOT_AFTER_FINALIZE, nothing_to_undo
@@ -51,6 +53,7 @@ def register(sub: Any) -> None:
                                                         f"1: canary failed and was rolled back. {EXIT_HELP}.")
     _common(p)
     _mutating(p)
+    skip_check_option(p)
     p.set_defaults(func=cmd_canary)
 
 
@@ -119,6 +122,7 @@ def cmd_canary(args: argparse.Namespace) -> int:
         print(f"error: invalid plan {args.plan}: canary: required by `migrator canary`; add a canary section "
               "(see plans/canary.yaml)", file=sys.stderr)
         return Exit.INVALID
-    if not _confirm(args, "migrator canary"):
+    if skipped(args) is None or not _confirm(args, "migrator canary"):
         return Exit.INVALID
-    return _finish(_runner(args, plan).run("canary"))
+    runner = _runner(args, plan)
+    return _finish(runner.run("canary"), runner)

@@ -69,7 +69,8 @@ class Runner:
 
     def __init__(self, plan: MigrationPlan, port: ClusterPort, *, clock: Clock | None = None,
                  metrics: Metrics | None = None, output_dir: Path | None = None, progress: Any = None,
-                 force_takeover: bool = False, operator: str | None = None) -> None:
+                 force_takeover: bool = False, operator: str | None = None,
+                 skip_checks: tuple[str, ...] = ()) -> None:
         self.plan = plan
         self.port = port
         self.clock = clock or SystemClock()
@@ -85,6 +86,8 @@ class Runner:
                             clock=self.clock)
         self.executor = Executor(port, output_dir=self.output_dir, metrics=self.metrics)
         self.operator = operator or self.lock.identity  # who changed the plan's tuning, in the audit
+        self.skip_checks = skip_checks  # --skip-check IDs (engine.preflight_gate), recorded and audited
+        self.observer: Observer | None = None  # its preflight findings are printed when the run halts on them
         self._stop = threading.Event()
         self._rv: str | None = None
 
@@ -133,22 +136,23 @@ class Runner:
     def _run(self, purpose: Purpose) -> Outcome:
         plan = self.plan
         structlog.contextvars.bind_contextvars(run_id=self.run_id, plan=plan.name)
-        observer = Observer(plan, self.port, output_dir=self.output_dir)
+        observer = self.observer = Observer(plan, self.port, output_dir=self.output_dir)
         version = observer.cnc_version
         self.port.start_watching(WatchScope(agent_namespace=plan.cilium.agent.namespace,
                                             node_config_namespace=plan.cilium.node_config.namespace,
                                             node_config_version=version.split("/", 1)[1] if version else None))
         cp, self._rv = self.store.load()
         takeover = self.lock.taken_over_from if self.force_takeover else None
-        inbox = Inbox(purpose=purpose, run_id=self.run_id, by=self.operator, first=True, takeover=takeover)
+        inbox = Inbox(purpose=purpose, run_id=self.run_id, by=self.operator, first=True, takeover=takeover,
+                      skip_checks=self.skip_checks)
         last_reload = time.monotonic()
         last_reason = ""
         while True:
             self.lock.check()
             if self._stop.is_set():
                 return Outcome(Exit.HALTED, "interrupted; state saved — run `migrator resume` to continue", cp)
-            pods, finalizing = observe_scope(cp, purpose)
-            obs = observer.observe(pods, finalizing=finalizing)
+            scope = observe_scope(cp, purpose)
+            obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight)
             decision: Decision = decide(plan, cp, obs, self.clock.now(), inbox)
             if decision.reason != last_reason:
                 log.info("run.decision", phase=decision.checkpoint.run_phase.value if decision.checkpoint else None,

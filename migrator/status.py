@@ -38,6 +38,8 @@ def render_status(cp: Checkpoint, fmt: str = "table") -> str:
         head += f"\nrollback: {'--all' if cp.rollback.all else ', '.join(cp.rollback.nodes)} by {cp.rollback.by}"
     if cp.canary is not None:
         head += f"\ncanary: {cp.canary.outcome}" + (f" ({cp.canary.reason})" if cp.canary.reason else "")
+    if cp.skipped_checks:
+        head += "\nskipped checks: " + ", ".join(f"{s.check} (by {s.by})" for s in cp.skipped_checks)
     if cp.sampling.failures:
         head += "\nsample failures: " + "; ".join(cp.sampling.failures[:3])
     lines = [head, "", f"{'NODE':{width}}  {'PHASE':15} {'ATTEMPT':7} {'SINCE':6} {'PROBES':12} STEP / LAST ERROR"]

@@ -5,14 +5,18 @@ scenario produces the blocking finding the guide predicts, with a fix command).
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from migrator.cluster.port import DaemonSetInfo, FelixInfo, IPPoolInfo, PolicyInfo, WorkloadInfo
+from migrator.commands import render_findings
 from migrator.model.observation import PdbFacts
 from migrator.model.selector import LabelSelector
 from migrator.preflight import (
+    CHECK_IDS,
     NodeAddress,
     PdbState,
     PreflightFacts,
@@ -20,6 +24,7 @@ from migrator.preflight import (
     Severity,
     evaluate,
     has_blocking,
+    unknown_checks,
 )
 from migrator.preflight_checks.plan_inputs import pdb_states
 
@@ -217,3 +222,21 @@ def test_cilium_pool_must_hold_every_node(nodes: int, mask: str | None, severity
     if severity is Severity.BLOCKING:
         assert "room for 256 node(s); the cluster has 257" in found[0].message
         assert found[0].fix_command.endswith("--set ipam.operator.clusterPoolIPv4MaskSize=25")
+
+
+def test_every_check_id_is_known_to_skip_check() -> None:
+    """``--skip-check`` accepts exactly the IDs the checks report."""
+    source = "".join(p.read_text() for p in (Path(__file__).parents[1] / "migrator" / "preflight_checks").glob("*.py"))
+    emitted = set(re.findall(r'finding\(\s*"([a-z0-9.-]+)"', source))
+    assert emitted == set(CHECK_IDS) and len(CHECK_IDS) == len(emitted)
+    assert unknown_checks(["cidr.overlap", "cidr.overlaps", "cidr.overlaps"]) == ["cidr.overlaps"]
+
+
+def test_findings_table_shows_skipped_checks() -> None:
+    findings = evaluate(PreflightInputs(), replace(healthy(), node_config_versions=(),
+                                                   felix=FelixInfo("default", 8473, True, False)))
+    plain = render_findings(findings)
+    assert "blocking  calico.vxlan-port" in plain and "\n2 blocking, " in plain
+    skipped = render_findings(findings, ("calico.vxlan-port",))
+    assert "skipped   calico.vxlan-port" in skipped and "blocking  cilium.nodeconfig-version" in skipped
+    assert "\n1 blocking, 1 skipped (--skip-check), " in skipped

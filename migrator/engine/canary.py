@@ -6,7 +6,8 @@ The forward run is ``forward_step`` unchanged. Once every node is done the run s
 ``on_success: keep``, the run goes back to ``NODES_DONE`` with the outcome ``kept``, and with
 ``on_success: rollback`` (a rehearsal) it rolls everything back. A failure — a sampled pair
 failing during the soak, a node rolled back by its gate, any halt of the forward run — rolls
-everything back and ends ``failed``. The outcome is in the checkpoint (``canary``) and in the
+everything back and ends ``failed``; a halt before anything changed (a blocking preflight
+finding) ends the run ABORTED and ``failed``, with nothing to roll back. The outcome is in the checkpoint (``canary``) and in the
 exit code (0 kept or rehearsed, 1 failed).
 """
 
@@ -20,6 +21,7 @@ from migrator.engine.actions import Action
 from migrator.engine.forward import Step, forward_step, run_move, sample_round
 from migrator.engine.oncall import rollback_run_step
 from migrator.engine.pending import Pending
+from migrator.engine.preflight_gate import end_canary, halted_in_preflight
 from migrator.engine.rows import Row, advance, validate
 from migrator.model.checkpoint import CanaryState, Checkpoint, RollbackRequest, truncate_error
 from migrator.model.observation import ClusterObservation
@@ -40,6 +42,8 @@ def canary_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, no
     assert plan.canary is not None, "migrator canary needs a plan with a canary section"
     if cp.rollback is not None:
         return rollback_run_step(plan, cp, obs, now)
+    if cp.run_phase.terminal:
+        return cp, [], [f"canary run {cp.run_phase.value.lower()}"], None
     if cp.halted is not None:
         halted = cp.halted
         return (_roll_back(cp, now, "failed", halted), [], [f"canary failed ({halted}); rolling every canary node back"],
@@ -47,6 +51,8 @@ def canary_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, no
     if cp.run_phase is RunPhase.SOAKING:
         return _soak(plan, cp, obs, now)
     cp, actions, notes, wake = forward_step(plan, cp, obs, now)
+    if halted_in_preflight(cp):   # nothing was changed: no rollback, the canary ends here
+        return end_canary(cp, now), actions, [f"canary failed before any change: {cp.halted}"], None
     if cp.halted is not None:
         halted = cp.halted
         return (_roll_back(cp, now, "failed", halted), actions,

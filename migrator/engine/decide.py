@@ -26,6 +26,7 @@ from migrator.engine.forward import Step, forward_step
 from migrator.engine.node_config import node_config_spec, node_config_version
 from migrator.engine.oncall import rollback_finished, rollback_run_step
 from migrator.engine.ordering import in_flight, order_nodes, pod_scope
+from migrator.engine.preflight_gate import request_skips
 from migrator.engine.results import record_results
 from migrator.engine.rollback import AUTOMATIC
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, utc
@@ -34,7 +35,7 @@ from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan
 from migrator.model.states import NodePhase, RunPhase
 
-__all__ = ["Decision", "Inbox", "PlanMismatch", "Purpose", "Stop", "decide", "new_checkpoint", "node_config_spec",
+__all__ = ["Decision", "Inbox", "PlanMismatch", "Purpose", "Scope", "Stop", "decide", "new_checkpoint", "node_config_spec",
            "node_config_version", "observe_scope", "pod_scope", "request", "resume_checkpoint"]
 
 NOTE_LIMIT = 5
@@ -50,7 +51,8 @@ class Inbox:
     ``results`` are the outcomes of the previous turn's actions; ``first`` marks this
     process's first turn, when its purpose's one-shot request applies (resume clears a halt,
     finalize starts, a canary replaces an ended one); ``takeover`` names the holder whose
-    lease this process took with ``--force-takeover`` (audited)."""
+    lease this process took with ``--force-takeover`` (audited); ``skip_checks`` are the
+    ``--skip-check`` IDs of this process, recorded while the run is in PREFLIGHT."""
 
     purpose: Purpose = "run"
     run_id: str = "run"
@@ -58,6 +60,7 @@ class Inbox:
     results: tuple[ActionResult, ...] = ()
     first: bool = False
     takeover: str | None = None
+    skip_checks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,12 +98,24 @@ class Decision:
                 or phase in (RunPhase.NODES_DONE, RunPhase.PAUSED, RunPhase.ABORTED, RunPhase.FINALIZED))
 
 
-def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> tuple[frozenset[str] | None, bool]:
-    """What the next observation must include: the nodes whose pods it lists (None: every
-    node's, as finalize acts on every node) and whether it reads what only finalize needs."""
+@dataclass(frozen=True)
+class Scope:
+    """What the next observation must include."""
+
+    pods_of: frozenset[str] | None   # the nodes whose pods it lists (None: every node's)
+    finalizing: bool = False          # what only finalize reads (the agent ConfigMap, Calico objects)
+    preflight: bool = False           # the preflight findings (gathered once per process)
+
+
+def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
+    """What the next observation must include for ``purpose`` (finalize acts on every node; a
+    run that has not left PREFLIGHT, or is about to start, needs the findings)."""
     if purpose == "finalize":
-        return None, True
-    return (frozenset() if checkpoint is None else pod_scope(checkpoint)), False
+        return Scope(None, finalizing=True)
+    checking = purpose in ("run", "resume", "canary") and (
+        checkpoint is None or checkpoint.run_phase is RunPhase.PREFLIGHT or purpose == "canary"
+        and checkpoint.run_phase.terminal)
+    return Scope(frozenset() if checkpoint is None else pod_scope(checkpoint), preflight=checking)
 
 
 def new_checkpoint(plan: MigrationPlan, obs: ClusterObservation, run_id: str, now: datetime) -> Checkpoint:
@@ -175,7 +190,8 @@ def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservat
     purpose = inbox.purpose
     if cp is None:
         if purpose in ("run", "canary"):
-            return new_checkpoint(plan, obs, inbox.run_id, now), None, "run started"
+            fresh = request_skips(new_checkpoint(plan, obs, inbox.run_id, now), inbox.skip_checks, inbox.by, now)
+            return fresh, None, "run started"
         if purpose == "rollback":
             return None, Stop("done", "no rollback recorded: nothing to do"), ""
         return None, Stop("invalid", f"no migration state in {_where(plan)}; start with `migrator run`"), ""
@@ -185,11 +201,13 @@ def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservat
         entry = (f"{now.isoformat(timespec='seconds')} lock taken over from {inbox.takeover} "
                  f"with --force-takeover by {inbox.by}")
         cp = cp.model_copy(update={"audit": (*cp.audit, entry)[-AUDIT_KEPT:]})
+    cp = request_skips(cp, inbox.skip_checks, inbox.by, now)
     if purpose == "canary":
         if cp.canary is not None and cp.canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:
             return cp, Stop("done", "canary already kept: its nodes run on Cilium (see `migrator status`)"), ""
         if cp.run_phase.terminal:   # a previous canary ended: a new one starts in its place
-            return new_checkpoint(plan, obs, inbox.run_id, now), None, "canary started in place of the previous one"
+            fresh = request_skips(new_checkpoint(plan, obs, inbox.run_id, now), inbox.skip_checks, inbox.by, now)
+            return fresh, None, "canary started in place of the previous one"
     if purpose == "resume" and (cp.halted or cp.run_phase is RunPhase.PAUSED or cp.requested == "pause"):
         cp = resume_checkpoint(cp, now)
     if purpose == "finalize" and cp.run_phase is not RunPhase.FINALIZED:
@@ -256,6 +274,9 @@ def _rollback_stop(cp: Checkpoint) -> Stop:
 
 def _canary_stop(cp: Checkpoint) -> Stop | None:
     canary = cp.canary
+    if cp.run_phase is RunPhase.ABORTED and cp.rollback is None:   # before any change, or on request
+        return Stop("halted", f"canary {canary.outcome}: {canary.reason}" if canary is not None
+                    else "canary aborted at an operator's request: no node is in flight")
     if canary is None or canary.outcome == "soaking":
         return None
     if canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:

@@ -1,6 +1,6 @@
 """The forward run at run level: prepare the cluster, then start and step nodes.
 
-PREFLIGHT → (CiliumNodeConfig ensured and observed) PREPARED → (probe fleet Ready) MIGRATING →
+PREFLIGHT → (no blocking preflight finding; CiliumNodeConfig ensured and observed) PREPARED → (probe fleet Ready) MIGRATING →
 every node terminal → NODES_DONE. A ``pause`` request stops new starts and becomes PAUSED once
 no node is in flight; ``abort`` also restores nodes that are not yet switched (cordoned or
 being cordoned: uncordon if we cordoned, mark SKIPPED) and ends in ABORTED. Halting (a blocked
@@ -20,6 +20,7 @@ from migrator.engine.node_config import node_config_spec, node_config_version
 from migrator.engine.node_steps import StepContext, StepOutcome, begin_restore, start
 from migrator.engine.ordering import in_flight, pod_scope, startable
 from migrator.engine.pending import RESEND_AFTER, Pending
+from migrator.engine.preflight_gate import preflight_gate
 from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
 from migrator.engine.rollback import AUTOMATIC
 from migrator.engine.steps import step_node
@@ -214,6 +215,9 @@ def forward_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
         if cp.requested == "abort":
             cp = run_move(cp, RunPhase.ABORTED, now)
     if cp.run_phase is RunPhase.PREFLIGHT:
+        cp, clear = preflight_gate(cp, obs.findings, now)   # a blocking finding: halt before any write
+        if not clear:
+            return cp, [], [f"halted: {cp.halted}"], None
         cp, actions, note, wake = _prepare(plan, cp, obs, now)
         notes.append(note)
     elif cp.run_phase is RunPhase.PREPARED:

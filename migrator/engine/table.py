@@ -75,8 +75,9 @@ ROLLBACK_EDGES: Mapping[NodePhase, Mapping[NodePhase, str]] = MappingProxyType({
 
 #: Run edges with the condition that takes each one.
 RUN_EDGES: Mapping[RunPhase, Mapping[RunPhase, str]] = MappingProxyType({
-    R.PREFLIGHT: {R.PREPARED: "CiliumNodeConfig observed with the guide's spec",
-                  R.ABORTED: "abort requested",
+    R.PREFLIGHT: {R.PREPARED: "no blocking preflight finding (or its check skipped), then the "
+                              "CiliumNodeConfig observed with the guide's spec",
+                  R.ABORTED: "abort requested; or a canary's preflight found a blocking problem",
                   R.ROLLING_BACK: "rollback --all requested"},
     R.PREPARED: {R.MIGRATING: "probe fleet Ready (or probes disabled)", R.ABORTED: "abort requested",
                  R.ROLLING_BACK: "rollback --all requested"},

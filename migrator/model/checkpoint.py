@@ -154,6 +154,16 @@ class CanaryState(_Record):
     reason: str | None = Field(default=None, description="Why the canary ended as it did.")
 
 
+class SkippedCheck(_Record):
+    """A preflight check whose blocking findings an operator chose to run past (``--skip-check``)."""
+
+    check: str = Field(description="The check ID, e.g. calico.vxlan-port.")
+    by: str = Field(description="Who asked (user@host/pid).")
+    at: Timestamp = Field(description="When it was asked for.")
+    applied: bool = Field(default=False, description="A blocking finding of this check was skipped "
+                                                     "(and audited, once).")
+
+
 FinalizeStep = Literal["helm-values", "configmap", "restart-agents", "delete-node-config",
                        "remove-probes", "remove-calico", "node-cleanup", "done"]
 
@@ -212,6 +222,8 @@ class Checkpoint(_Record):
         default=0, ge=0, description="Automatic rollbacks an operator resumed past (rollback.halt_after).")
     sampling: SamplingState = Field(default_factory=SamplingState, description="Continuous sampling.")
     canary: CanaryState | None = Field(default=None, description="Canary soak and outcome.")
+    skipped_checks: tuple[SkippedCheck, ...] = Field(
+        default=(), description="Preflight checks whose blocking findings do not stop the run (--skip-check).")
 
     @property
     def order(self) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from migrator.model.findings import Finding
 from migrator.model.selector import LabelSelector
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -214,6 +215,9 @@ class ClusterObservation(_Fact):
         default=(), description="Every pod of the probe fleet (both DaemonSets), on every node.")
     probe_service_ip: str | None = Field(default=None, description="ClusterIP of the probe Service.")
     apiserver_ip: str | None = Field(default=None, description="ClusterIP of default/kubernetes.")
+    findings: tuple[Finding, ...] | None = Field(
+        default=None, description="Preflight findings, gathered once per process while the run is in "
+                                  "PREFLIGHT; None when not gathered.")
 
     _memo: dict[str, tuple[Any, Any]] = PrivateAttr(default_factory=dict)
 

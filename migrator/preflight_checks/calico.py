@@ -164,3 +164,6 @@ def check_autodetection(inputs: PreflightInputs, facts: PreflightFacts) -> list[
 
 CHECKS: tuple[Check, ...] = (check_present, check_mode, check_nat_outgoing, check_vxlan_port,
                              check_cidr_overlap, check_autodetection)
+#: The IDs its findings carry (``--skip-check`` accepts these).
+IDS: tuple[str, ...] = ("calico.present", "calico.mode", "calico.nat-outgoing", "calico.vxlan-port",
+                        "cidr.overlap", "calico.autodetection")

@@ -131,3 +131,5 @@ def check_node_config_version(inputs: PreflightInputs, facts: PreflightFacts) ->
 
 
 CHECKS: tuple[Check, ...] = (check_installed, check_config, check_pool_capacity, check_node_config_version)
+#: The IDs its findings carry (``--skip-check`` accepts these).
+IDS: tuple[str, ...] = ("cilium.installed", "cilium.config", "cilium.pool-capacity", "cilium.nodeconfig-version")

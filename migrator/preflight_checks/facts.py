@@ -2,38 +2,21 @@
 
 Kept apart from ``migrator/preflight.py`` so the check modules can import them without a
 cycle. ``PreflightFacts`` is a read-once snapshot, so every check is a pure function of
-``(PreflightInputs, PreflightFacts)`` and can be tested on literal values.
+``(PreflightInputs, PreflightFacts)`` and can be tested on literal values. ``Finding`` and
+``Severity`` live in ``migrator/model/findings.py`` (the engine reads them) and are re-exported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from migrator.cluster.port import DaemonSetInfo, FelixInfo, IPPoolInfo, PolicyInfo, WorkloadInfo
+from migrator.model.findings import Finding, Severity
 
-
-class Severity(StrEnum):
-    """How much a finding matters."""
-
-    BLOCKING = "blocking"
-    WARNING = "warning"
-    INFO = "info"
-
-
-class Finding(BaseModel):
-    """One preflight result."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    check: str = Field(description="Dotted name of the check, e.g. calico.vxlan-port.")
-    severity: Severity = Field(description="blocking stops the run; warning and info inform.")
-    message: str = Field(description="What was found and why it matters.")
-    fix_command: str = Field(default="", description="The command that fixes it, if any.")
+__all__ = ["Check", "Finding", "NodeAddress", "PdbState", "PreflightFacts", "PreflightInputs", "Severity",
+           "finding"]
 
 
 @dataclass(frozen=True)

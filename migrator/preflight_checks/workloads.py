@@ -83,3 +83,6 @@ def check_policies(inputs: PreflightInputs, facts: PreflightFacts) -> list[Findi
 
 
 CHECKS: tuple[Check, ...] = (check_pdbs, check_single_replica, check_policies)
+#: The IDs its findings carry (``--skip-check`` accepts these).
+IDS: tuple[str, ...] = ("pdb.zero-disruptions", "workloads.single-replica", "policy.kubernetes", "policy.calico",
+                        "policy.cilium")

@@ -30,6 +30,7 @@ from migrator.engine.actions import (
     UnlabelNode,
     WriteFile,
 )
+from migrator.model.findings import Finding
 from migrator.model.observation import (
     ClusterObservation,
     DaemonSetFacts,
@@ -62,6 +63,7 @@ class ToyCluster:
         self.restarted_at: str | None = None
         self.files: set[str] = set()
         self.blocked: set[str] = set()
+        self.findings: tuple[Finding, ...] | None = ()  # preflight found nothing (None: not gathered)
         self.counts: Counter[tuple[str, str]] = Counter()
         self.serial = 0
         self.agent_switches = True      # a restarted agent applies the CiliumNodeConfig
@@ -131,7 +133,7 @@ class ToyCluster:
             pods=tuple(self.pods[k] for k in sorted(self.pods)), pdbs=tuple(self.pdbs),
             node_config=self.node_config, served_cnc_versions=self.served, cilium_daemonset=ds,
             cilium_config=dict(self.cilium_config), calico_objects=tuple(self.calico),
-            files=frozenset(self.files))
+            files=frozenset(self.files), findings=self.findings)
 
     def settle(self) -> None:
         """Let controllers act: deleting pods go away and are replaced, new pods start."""
