@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from migrator.model.states import RunPhase
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import CanaryState, Checkpoint, SkippedCheck, truncate_error, utc
 from migrator.model.findings import Finding, Severity
+from migrator.model.states import RunPhase
 
 AUDIT_LIMIT = 20
 NOT_GATHERED = "preflight findings were not gathered, so nothing was changed"
