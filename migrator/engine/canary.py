@@ -14,7 +14,7 @@ exit code (0 kept or rehearsed, 1 failed).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from migrator.engine.actions import Action
@@ -22,7 +22,7 @@ from migrator.engine.forward import Step, forward_step, run_move, sample_round
 from migrator.engine.oncall import rollback_run_step
 from migrator.engine.pending import Pending
 from migrator.engine.preflight_gate import end_canary, halted_in_preflight
-from migrator.engine.rows import Row, advance, validate
+from migrator.engine.rows import Gathered, Row, advance, validate
 from migrator.model.checkpoint import CanaryState, Checkpoint, RollbackRequest, truncate_error
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
@@ -65,17 +65,14 @@ def canary_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, no
     return cp, actions, notes, wake
 
 
-@dataclass
-class SoakCursor:
+@dataclass(kw_only=True)
+class SoakCursor(Gathered):
     """The soak being run by ``rows.advance``: sampling rounds over the whole cluster."""
 
     plan: MigrationPlan
     obs: ClusterObservation
     now: datetime
     cp: Checkpoint
-    actions: list[Action] = field(default_factory=list)
-    note: str = ""
-    wake_at: datetime | None = None
 
     @property
     def pending(self) -> Pending:
@@ -85,18 +82,8 @@ class SoakCursor:
     def started_at(self) -> datetime:
         return self.cp.run_phase_started_at or self.now
 
-    def emit(self, actions: Sequence[Action]) -> None:
-        self.actions.extend(actions)
-
     def sent(self, actions: Sequence[Action]) -> None:
         self.actions.extend(actions)
-
-    def wake(self, moment: datetime | None) -> None:
-        if moment is not None and (self.wake_at is None or moment < self.wake_at):
-            self.wake_at = moment
-
-    def say(self, note: str) -> None:
-        self.note = note
 
 
 def _soaked(c: SoakCursor) -> str | None:

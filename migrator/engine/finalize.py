@@ -19,7 +19,7 @@ Finalize is refused until every selected node is DONE.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import get_args
 
@@ -39,7 +39,7 @@ from migrator.engine.node_config import node_config_version
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import cleanup_pod_name
 from migrator.engine.probes import fleet_removal
-from migrator.engine.rows import Row, advance, validate
+from migrator.engine.rows import Gathered, Row, advance, validate
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, FinalizeProgress, FinalizeStep, truncate_error
 from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservation, PodFacts
@@ -98,8 +98,8 @@ def _same_time(a: str | None, b: str | None) -> bool:
         return a == b
 
 
-@dataclass
-class FinalizeCursor:
+@dataclass(kw_only=True)
+class FinalizeCursor(Gathered):
     """The finalize step being run by ``rows.advance``."""
 
     plan: MigrationPlan
@@ -107,9 +107,6 @@ class FinalizeCursor:
     now: datetime
     cp: Checkpoint
     progress: FinalizeProgress
-    actions: list[Action] = field(default_factory=list)
-    note: str = ""
-    wake_at: datetime | None = None
 
     @property
     def pending(self) -> Pending:
@@ -119,19 +116,9 @@ class FinalizeCursor:
     def started_at(self) -> datetime:
         return self.progress.step_started_at or self.now
 
-    def emit(self, actions: Sequence[Action]) -> None:
-        self.actions.extend(actions)
-
     def sent(self, actions: Sequence[Action], **changes: object) -> None:
         self.actions.extend(actions)
         self.progress = self.progress.model_copy(update={"sent_at": self.now, **changes})
-
-    def wake(self, moment: datetime | None) -> None:
-        if moment is not None and (self.wake_at is None or moment < self.wake_at):
-            self.wake_at = moment
-
-    def say(self, note: str) -> None:
-        self.note = note
 
 
 def _helm_values_written(c: FinalizeCursor) -> str | None:

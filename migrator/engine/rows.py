@@ -16,12 +16,13 @@ The interpreter owns the three things every step used to repeat: "effect observe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from migrator.engine.actions import Action
 from migrator.engine.pending import Pending
+from migrator.engine.table import reaching
 from migrator.model.plan import MigrationPlan
 
 C = TypeVar("C", bound="Cursor")
@@ -62,6 +63,26 @@ class Cursor(Protocol):
 
     def say(self, note: str) -> None:
         """Set the note that says what the step is doing."""
+
+
+@dataclass(kw_only=True)
+class Gathered:
+    """What a run-level row (finalize, the canary soak) gathers in one decision: its actions,
+    the note saying what it does, and when to look again."""
+
+    actions: list[Action] = field(default_factory=list)
+    note: str = ""
+    wake_at: datetime | None = None
+
+    def emit(self, actions: Sequence[Action]) -> None:
+        self.actions.extend(actions)
+
+    def wake(self, moment: datetime | None) -> None:
+        if moment is not None and (self.wake_at is None or moment < self.wake_at):
+            self.wake_at = moment
+
+    def say(self, note: str) -> None:
+        self.note = note
 
 
 @dataclass(frozen=True)
@@ -202,14 +223,7 @@ def validate(name: str, rows: Mapping[str, Row[Any]], first: str | Sequence[str]
     unreachable = sorted(set(rows) - seen)
     if unreachable:
         raise RowError(f"{name}: rows {unreachable} are unreachable from {firsts}")
-    reaches = set(ends)
-    changed = True
-    while changed:
-        changed = False
-        for key, row in rows.items():
-            if key not in reaches and any(t in reaches or t in ends for t in nexts(row)):
-                reaches.add(key)
-                changed = True
+    reaches = reaching(ends, {key: nexts(row) for key, row in rows.items()})
     stuck = sorted(set(rows) - reaches)
     if stuck:
         raise RowError(f"{name}: rows {stuck} never reach an end")

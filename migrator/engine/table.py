@@ -10,7 +10,7 @@ a test keeps the committed copy current.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from enum import Enum
 from types import MappingProxyType
 from typing import TypeVar
@@ -18,6 +18,7 @@ from typing import TypeVar
 from migrator.model.states import NodePhase, RunPhase
 
 S = TypeVar("S", bound=Enum)
+K = TypeVar("K", bound=Hashable)
 N = NodePhase
 R = RunPhase
 
@@ -101,6 +102,19 @@ NODE_INITIAL = N.PENDING
 RUN_INITIAL = R.PREFLIGHT
 
 
+def reaching(ends: Iterable[K], successors: Mapping[K, Iterable[K]]) -> set[K]:
+    """Every key from which some path through ``successors`` arrives at one of ``ends``."""
+    reaches = set(ends)
+    changed = True
+    while changed:
+        changed = False
+        for key, following in successors.items():
+            if key not in reaches and any(t in reaches for t in following):
+                reaches.add(key)
+                changed = True
+    return reaches
+
+
 def validate_table(edges: Mapping[S, Mapping[S, str]], initial: S, terminals: frozenset[S]) -> None:
     """Raise ``TransitionError`` unless the table is well formed."""
     states = set(type(initial))
@@ -118,14 +132,7 @@ def validate_table(edges: Mapping[S, Mapping[S, str]], initial: S, terminals: fr
     for state in states - terminals:
         if not edges[state]:
             raise TransitionError(f"non-terminal state {state.name} has no exit")
-    reaches = set(terminals)
-    changed = True
-    while changed:
-        changed = False
-        for state, exits in edges.items():
-            if state not in reaches and any(t in reaches for t in exits):
-                reaches.add(state)
-                changed = True
+    reaches = reaching(terminals, {state: list(exits) for state, exits in edges.items()})
     stuck = states - reaches
     if stuck:
         raise TransitionError(f"states {sorted(s.name for s in stuck)} cannot reach a terminal")

@@ -63,32 +63,24 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
     yield found
 
 
+def _drive(plan, toy, cp, now, purpose):  # noqa: ANN001, ANN202
+    """A process of ``purpose`` until the engine names its stop, results handed back each turn."""
+    results: list = []
+    for turn in range(300):
+        decision = decide(plan, cp, toy.observe(), now, Inbox(purpose=purpose, results=tuple(results),
+                                                              first=turn == 0))
+        cp = decision.checkpoint
+        results = [toy.apply(a) for a in decision.actions]
+        toy.settle()
+        if decision.stop is not None:
+            return cp
+        now += timedelta(seconds=1)
+    raise AssertionError(decision.reason)
+
+
 def _roll_back_everything(plan, toy, cp, now):  # noqa: ANN001, ANN202
     cp = cp.model_copy(update={"rollback": RollbackRequest(all=True, requested_at=now, by="test")})
-    results: list = []
-    for _ in range(300):
-        decision = decide(plan, cp, toy.observe(), now, Inbox(purpose="rollback", results=tuple(results)))
-        cp = decision.checkpoint
-        results = [toy.apply(a) for a in decision.actions]
-        toy.settle()
-        if decision.stop is not None:
-            return cp
-        now += timedelta(seconds=1)
-    raise AssertionError(decision.reason)
-
-
-def _finalize(plan, toy, cp, now):  # noqa: ANN001, ANN202
-    results: list = []
-    for i in range(300):
-        decision = decide(plan, cp, toy.observe(), now, Inbox(purpose="finalize", results=tuple(results),
-                                                              first=i == 0))
-        cp = decision.checkpoint
-        results = [toy.apply(a) for a in decision.actions]
-        toy.settle()
-        if decision.stop is not None:
-            return cp
-        now += timedelta(seconds=1)
-    raise AssertionError(decision.reason)
+    return _drive(plan, toy, cp, now, "rollback")
 
 
 def _gate_rounds() -> None:
@@ -120,7 +112,7 @@ def test_every_row_sends_what_it_declares_and_nothing_else(seen: Seen) -> None:
     toy = ToyCluster(workers=2)
     in_place = make_plan(placement={"strategy": "in-place"}, finalize={"apply_configmap": True})
     cp, now = run(in_place, toy, start(in_place, toy))
-    assert _finalize(in_place, toy, cp, now).run_phase is RunPhase.FINALIZED
+    assert _drive(in_place, toy, cp, now, "finalize").run_phase is RunPhase.FINALIZED
 
     toy = ToyCluster(workers=3)   # an abort restores a cordoned node
     aborting = make_plan(concurrency={"max_unavailable": 2}, drain={"timeout": "10m"})
