@@ -176,12 +176,17 @@ def in_place(plan: MigrationPlan) -> bool:
     return plan.placement.strategy == "in-place"
 
 
+def first_step(plan: MigrationPlan) -> IntentStep:
+    """A started node's first step: the label in place, else the cordon."""
+    return "label" if in_place(plan) else "cordon"
+
+
 def start(record: NodeRecord, node: NodeFacts, ctx: StepContext) -> NodeRecord:
     """Start a pending node: remember its prior state and write the first intent."""
     prior = PriorNodeState(unschedulable=node.unschedulable, label=node.labels.get(MIGRATION_LABEL))
     return record.model_copy(update={
         "attempt": record.attempt + 1, "phase_started_at": ctx.now, "prior": prior,
-        "intent": Intent(step="label" if in_place(ctx.plan) else "cordon"), "last_error": None})
+        "intent": Intent(step=first_step(ctx.plan)), "last_error": None})
 
 
 def begin_restore(out: StepOutcome, reason: str) -> None:

@@ -10,10 +10,10 @@ node's rollback (``rollback.automatic``) or fails it.
 from __future__ import annotations
 
 from migrator.engine.node_rows import BLOCKED, FORWARD, GATE_FAILED
-from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome, blocked, move
+from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome, blocked, first_step, move
 from migrator.engine.rollback import AUTOMATIC, begin_rollback, rollback_step
 from migrator.engine.rows import Way, advance
-from migrator.model.checkpoint import NodeRecord
+from migrator.model.checkpoint import Intent, NodeRecord
 from migrator.model.states import NodePhase
 
 N = NodePhase
@@ -63,7 +63,12 @@ def step_node(record: NodeRecord, ctx: StepContext) -> StepOutcome:
                 move(out, ctx, N.FAILED, "node vanished", error=f"node {current.name} no longer exists")
         else:
             assert current.intent is not None, f"in-flight node {current.name} has no step"
-            row = FORWARD[current.intent.step]
+            step, first = current.intent.step, first_step(ctx.plan)
+            if current.phase is N.PENDING and step in ("cordon", "label") and step != first:
+                # the placement changed on resume (a node blocked in place is drained instead)
+                out.record = current = current.model_copy(update={"intent": Intent(step=first)})
+                step = first
+            row = FORWARD[step]
             way = advance(row, NodeCursor(out=out, ctx=ctx, node=node, row=row.step))
             if way is not None:
                 _apply(out, ctx, way)

@@ -11,7 +11,7 @@ from migrator.engine.actions import DeletePod, EmitEvent, EnsureNodeConfig, Evic
 from migrator.engine.decide import PlanMismatch, decide, node_config_version, request, resume_checkpoint
 from migrator.engine.ordering import in_flight
 from migrator.engine.results import record_results
-from migrator.model.checkpoint import from_configmap_data, to_configmap_data
+from migrator.model.checkpoint import Intent, PriorNodeState, from_configmap_data, to_configmap_data
 from migrator.model.plan import MIGRATION_LABEL
 from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import iterate, make_plan, run, start
@@ -392,3 +392,20 @@ def test_in_place_waits_for_a_pdb_before_the_switch_then_halts_or_skips(on_block
         assert cp.halted and "in-place recycle blocked" in cp.halted and record.phase is NodePhase.PENDING
     else:
         assert cp.run_phase is RunPhase.NODES_DONE and record.phase is NodePhase.SKIPPED
+
+
+def test_a_node_started_in_place_is_cordoned_when_the_plan_changes_to_drain() -> None:
+    """A node held before its switch in place, resumed with ``placement.strategy: drain``, takes
+    the drain's first step instead of waiting on its old label step."""
+    toy = ToyCluster(workers=1)
+    in_place = make_plan(placement={"strategy": "in-place"})
+    cp = start(in_place, toy)
+    record = cp.node("node-1").model_copy(update={
+        "attempt": 1, "phase_started_at": T0, "intent": Intent(step="label"),
+        "prior": PriorNodeState(unschedulable=False)})
+    cp = cp.with_nodes({"node-1": record}, run_phase=RunPhase.MIGRATING)
+    drain = make_plan(placement={"strategy": "drain"})
+    decision = decide(drain, cp, toy.observe(), T0)   # placement is tuning: the identity is the same
+    node = decision.checkpoint.node("node-1")
+    assert node.intent is not None and node.intent.step == "cordon"
+    assert [a.kind for a in decision.actions if a.node == "node-1" and a.kind != "emit-event"] == ["cordon"]
