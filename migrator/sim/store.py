@@ -110,6 +110,11 @@ GENERATION: dict[tuple[str, str], Callable[[Obj], object]] = {
     ("apiextensions.k8s.io", "CustomResourceDefinition"): _spec,
 }
 
+#: Kinds whose status writes also carry ``metadata.annotations``: kube-apiserver's Deployment
+#: status strategy resets only spec and labels (deployment/strategy.go), and the deployment
+#: controller records its revision annotation with UpdateStatus, so without a new generation.
+STATUS_WRITES_ANNOTATIONS = frozenset({("apps", "Deployment")})
+
 
 @dataclass(frozen=True)
 class Event:
@@ -352,6 +357,12 @@ class Store:
                 merged["status"] = new["status"]
             else:
                 merged.pop("status", None)
+            if (rtype.group, rtype.kind) in STATUS_WRITES_ANNOTATIONS:
+                annotations = (new.get("metadata") or {}).get("annotations")
+                if annotations:
+                    merged["metadata"]["annotations"] = copy.deepcopy(annotations)
+                else:
+                    merged["metadata"].pop("annotations", None)
             new = merged
         else:
             if rtype.has_status:
