@@ -39,7 +39,7 @@ from migrator.sim.errors import (
 )
 from migrator.sim.eviction import evict
 from migrator.sim.faults import ApiFaults
-from migrator.sim.httpparse import Headers, read_headers
+from migrator.sim.httpparse import BodyError, FramingError, Headers, read_body, read_headers
 from migrator.sim.operations import Target, present
 from migrator.sim.registry import ApiResource, Registry, registry_for
 from migrator.sim.requestlog import RequestEntry, RequestLog
@@ -226,10 +226,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._warnings = []
         code = 500
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                body = self._read_chunked()
+            try:
+                body = read_body(self.rfile, self.headers)
+            except FramingError as err:
+                self.send_error(err.code, str(err))
+                return
+            except BodyError as err:
+                self._refuse_body(err)
+                return
             code = self._dispatch(method, body)
         except ApiError as err:
             code = self._send_status(err)
@@ -254,15 +258,16 @@ class _Handler(BaseHTTPRequestHandler):
         verb, resource, ns, name = self._entry
         self.api.requests.add(RequestEntry(verb, resource, ns, name, code, self.headers.get("User-Agent", "")))
 
-    def _read_chunked(self) -> bytes:
-        out = b""
-        while True:
-            size = int(self.rfile.readline().strip() or b"0", 16)
-            if size == 0:
-                self.rfile.readline()
-                return out
-            out += self.rfile.read(size)
-            self.rfile.readline()
+    def _refuse_body(self, err: BodyError) -> int:
+        """A body that ended early (the client died inside it) is never decoded, let alone
+        executed. kube-apiserver's handlers read the whole body first; Go's reader fails with
+        ``unexpected EOF``, the handler passes that error to its error writer, which answers any
+        error that is not a Status as a 500 with the error's text and no reason (apimachinery's
+        ErrorToAPIStatus), and Go's server closes the connection whose body it could not finish."""
+        self.close_connection = True
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": str(err), "code": 500}
+        return self._send(500, status, headers={"Connection": "close"})
 
     def _send(self, code: int, payload: Any, content_type: str = "application/json",
               headers: dict[str, str] | None = None) -> int:
@@ -365,9 +370,9 @@ class _Handler(BaseHTTPRequestHandler):
         if t.subresource == "eviction":
             if method != "POST":
                 raise MethodNotAllowed("eviction only accepts POST")
-            return self._send(201, evict(store, Target(res, t.namespace, t.name), self._json(body)))
+            return self._send(201, evict(store, Target(res, t.namespace, t.name), self._decode(body, "Eviction")))
         if t.subresource == "binding":
-            return self._bind(t, self._json(body))
+            return self._bind(t, self._decode(body, "Binding"))
         if t.subresource == "log":
             pod = store.get("pods", t.namespace, t.name or "")
             text = (pod["metadata"].get("annotations") or {}).get("sim.migrator.io/log", "")
@@ -389,9 +394,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"kind": f"{res.kind}List", "apiVersion": res.group_version,
                                     "metadata": meta, "items": items})
         if method == "POST":
-            return self._send_obj(operations.create(store, t, self._json(body), query), 201)
+            return self._send_obj(operations.create(store, t, self._decode(body, res.kind), query), 201)
         if method == "PUT":
-            return self._send_obj(operations.update(store, t, self._json(body), query))
+            return self._send_obj(operations.update(store, t, self._decode(body, res.kind), query))
         if method == "PATCH":
             return self._send_obj(operations.patch(store, t, body, self.headers.get("Content-Type", ""), query))
         if method == "DELETE":
@@ -407,6 +412,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(code, tables.table(obj.get("kind", ""), [obj],
                                                  resource_version=obj["metadata"].get("resourceVersion", "")))
         return self._send(code, obj)
+
+    @staticmethod
+    def _decode(body: bytes, kind: str) -> Any:
+        """The object a create or update sends, decoded as kube-apiserver's handlers decode it."""
+        if not body.strip():
+            raise BadRequest(operations.unrecognized_body(kind, body))
+        return _Handler._json(body)
 
     @staticmethod
     def _json(body: bytes) -> Any:
@@ -448,8 +460,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _scale(self, method: str, t: Target, body: bytes, query: dict[str, str]) -> int:
         store = self.api.store
         if method in ("PUT", "PATCH"):
-            data = self._json(body)
-            replicas = ((data or {}).get("spec") or {}).get("replicas")
+            data = self._decode(body, "Scale") if method == "PUT" else \
+                operations.decode_patch(body, self.headers.get("Content-Type", ""))
+            replicas = ((data if isinstance(data, dict) else {}).get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
                 raise BadRequest("scale requires spec.replicas as a non-negative integer")
             store.mutate(t.res.key, t.namespace, t.name or "", lambda o: o["spec"].update(replicas=replicas))

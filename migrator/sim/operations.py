@@ -198,12 +198,39 @@ def _write(store: Store, t: Target, current: Obj, obj: Obj, query: dict[str, str
     return present(t.res, store.update(t.res.key, obj, subresource=sub, check_version=check_version))
 
 
-def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[str, str]) -> Obj:
+def unrecognized_body(kind: str, body: bytes) -> str:
+    """kube-apiserver's answer to a create or update whose body holds no object (empty or blank):
+    its JSON decoder cannot find the kind, and transformDecodeError (apiserver
+    pkg/endpoints/handlers/rest.go) words it, summarising the body as summarizeData does."""
+    summary = "<empty>" if not body else body[:30].hex() + (" ..." if len(body) > 30 else "")
+    return (f"the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; "
+            f"json parse error: unexpected end of JSON input ({summary})")
+
+
+# kube-apiserver's patch handler (apiserver pkg/endpoints/handlers/patch.go) with field validation
+# Warn, the default, or Strict: JSON and merge patches are strict-decoded first, a strategic merge
+# patch is decoded as it is applied. Each answers a patch with no JSON in it so.
+_EMPTY_PATCH = {
+    "application/json-patch+json": "error decoding patch: unexpected end of JSON input",
+    "application/merge-patch+json": "error decoding patch: unexpected end of JSON input",
+    "application/strategic-merge-patch+json": "unexpected end of JSON input",
+}
+
+
+def decode_patch(body: bytes, content_type: str) -> Any:
+    """A PATCH body decoded for its content type (YAML for server-side apply, JSON otherwise)."""
     ctype = content_type.split(";")[0].strip()
+    if not body.strip() and ctype in _EMPTY_PATCH:
+        raise BadRequest(_EMPTY_PATCH[ctype])
     try:
-        data = yaml.safe_load(body) if ctype == "application/apply-patch+yaml" else json.loads(body or b"null")
+        return yaml.safe_load(body) if ctype == "application/apply-patch+yaml" else json.loads(body or b"null")
     except (ValueError, yaml.YAMLError) as exc:
         raise BadRequest(f"error decoding patch: {exc}") from exc
+
+
+def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[str, str]) -> Obj:
+    ctype = content_type.split(";")[0].strip()
+    data = decode_patch(body, ctype)
     with store.lock:
         current = store.try_get(t.res.key, t.namespace, t.name or "")
         if ctype == "application/apply-patch+yaml":

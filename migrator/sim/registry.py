@@ -200,7 +200,8 @@ def install_api(store: Store, *, service_cidr: str = "10.96.0.0/12",
     """Register every served resource on ``store`` and create a new cluster's first objects."""
     reg = build_registry(crds)
     for res in reg.all():
-        store.register(ResourceType(res.group, res.plural, res.kind, res.namespaced, res.has_status))
+        store.register(ResourceType(res.group, res.plural, res.kind, res.namespaced, res.has_status,
+                                    custom=res.is_custom))
     store.add_index("pods", "nodeName", lambda o: (o.get("spec") or {}).get("nodeName") or None)
     _REGISTRIES[id(store)] = reg
     from migrator.sim.admission import apply_defaults

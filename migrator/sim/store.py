@@ -4,8 +4,8 @@ One ``Store`` holds every object of the simulated cluster, keyed by resource, na
 and name. It owns the semantics that every resource shares on a real API server:
 
 * a global, monotonically increasing ``resourceVersion`` (an int rendered as a string);
-* ``uid``, ``creationTimestamp`` and ``generation`` (bumped when anything outside
-  ``metadata`` and ``status`` changes);
+* ``uid``, ``creationTimestamp`` and, on the kinds that have one (``GENERATION``),
+  ``generation``, bumped when what that kind's strategy watches changes;
 * compare-and-swap: an update carrying a ``resourceVersion`` that is not the current one
   raises ``Conflict``; a no-op update does not bump the version;
 * status subresources: a write to the main resource keeps the stored ``status``, a write
@@ -63,10 +63,57 @@ class ResourceType:
     kind: str
     namespaced: bool
     has_status: bool = False
+    custom: bool = False   # served from a CustomResourceDefinition
 
     @property
     def key(self) -> str:
         return f"{self.group}/{self.plural}" if self.group else self.plural
+
+    @property
+    def generation_source(self) -> Callable[[Obj], object] | None:
+        """What of an object must change for ``metadata.generation`` to move; None for the kinds
+        kube-apiserver keeps no generation for."""
+        if self.custom:
+            return _all_but_metadata
+        return GENERATION.get((self.group, self.kind))
+
+
+def _spec(obj: Obj) -> object:
+    return obj.get("spec") or {}
+
+
+def _spec_and_annotations(obj: Obj) -> object:
+    return _spec(obj), (obj.get("metadata") or {}).get("annotations") or {}
+
+
+def _all_but_metadata(obj: Obj) -> object:
+    return {k: v for k, v in obj.items() if k != "metadata"}
+
+
+#: The built-in kinds kube-apiserver v1.32 keeps ``metadata.generation`` for, and what a write must
+#: change to bump it: each kind's registry strategy sets 1 in PrepareForCreate and adds one in
+#: PrepareForUpdate (pkg/registry/<group>/<kind>/strategy.go). Deployments count annotations too,
+#: as they are copied to ReplicaSets (deployment/strategy.go). Custom resources count everything
+#: but metadata (apiextensions-apiserver customresource/strategy.go; a status subresource keeps
+#: status out, as the store does). Every other kind has none: ConfigMap, Secret, Service,
+#: Endpoints, Event, Lease, Namespace, Node, ServiceAccount, ControllerRevision, RBAC, and Pod,
+#: which gets one only from v1.33 (KEP-5067). A client cannot set it either way.
+GENERATION: dict[tuple[str, str], Callable[[Obj], object]] = {
+    ("apps", "Deployment"): _spec_and_annotations,
+    ("apps", "DaemonSet"): _spec,
+    ("apps", "ReplicaSet"): _spec,
+    ("apps", "StatefulSet"): _spec,
+    ("batch", "Job"): _spec,
+    ("batch", "CronJob"): _spec,
+    ("policy", "PodDisruptionBudget"): _spec,
+    ("networking.k8s.io", "NetworkPolicy"): _spec,
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): _spec,
+}
+
+#: Kinds whose status writes also carry ``metadata.annotations``: kube-apiserver's Deployment
+#: status strategy resets only spec and labels (deployment/strategy.go), and the deployment
+#: controller records its revision annotation with UpdateStatus, so without a new generation.
+STATUS_WRITES_ANNOTATIONS = frozenset({("apps", "Deployment")})
 
 
 @dataclass(frozen=True)
@@ -218,7 +265,9 @@ class Store:
                 self.defaulter(rtype, new)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_rfc3339()
-            meta["generation"] = 1
+            meta.pop("generation", None)
+            if rtype.generation_source is not None:
+                meta["generation"] = 1
             meta.pop("deletionTimestamp", None)
             meta.pop("resourceVersion", None)
             self._commit(table, key, new, "ADDED")
@@ -308,6 +357,12 @@ class Store:
                 merged["status"] = new["status"]
             else:
                 merged.pop("status", None)
+            if (rtype.group, rtype.kind) in STATUS_WRITES_ANNOTATIONS:
+                annotations = (new.get("metadata") or {}).get("annotations")
+                if annotations:
+                    merged["metadata"]["annotations"] = copy.deepcopy(annotations)
+                else:
+                    merged["metadata"].pop("annotations", None)
             new = merged
         else:
             if rtype.has_status:
@@ -323,9 +378,12 @@ class Store:
                     meta.pop(fixed, None)
             if rtype.namespaced:
                 meta["namespace"] = cmeta.get("namespace", "")
-            meta["generation"] = cmeta.get("generation", 1)
-            if _spec_of(new) != _spec_of(current):
-                meta["generation"] = cmeta.get("generation", 1) + 1
+            meta.pop("generation", None)
+            if "generation" in cmeta:
+                meta["generation"] = cmeta["generation"]
+                source = rtype.generation_source
+                if source is not None and source(new) != source(current):
+                    meta["generation"] = cmeta["generation"] + 1
         new["metadata"]["resourceVersion"] = cmeta["resourceVersion"]
         if new == current:
             return current
@@ -373,8 +431,3 @@ class Store:
         for cb in self._subscribers:
             cb(event)
         self.changed.notify_all()
-
-
-def _spec_of(obj: Obj) -> Obj:
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
-

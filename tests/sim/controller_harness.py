@@ -36,10 +36,10 @@ TYPES = [
     ResourceType("batch", "jobs", "Job", True, True),
     ResourceType("policy", "poddisruptionbudgets", "PodDisruptionBudget", True, True),
     ResourceType("networking.k8s.io", "networkpolicies", "NetworkPolicy", True, False),
-    ResourceType("crd.projectcalico.org", "ippools", "IPPool", False, False),
-    ResourceType("crd.projectcalico.org", "felixconfigurations", "FelixConfiguration", False, False),
-    ResourceType("crd.projectcalico.org", "networkpolicies", "NetworkPolicy", True, False),
-    ResourceType("cilium.io", "ciliumnodeconfigs", "CiliumNodeConfig", True, False),
+    ResourceType("crd.projectcalico.org", "ippools", "IPPool", False, False, custom=True),
+    ResourceType("crd.projectcalico.org", "felixconfigurations", "FelixConfiguration", False, False, custom=True),
+    ResourceType("crd.projectcalico.org", "networkpolicies", "NetworkPolicy", True, False, custom=True),
+    ResourceType("cilium.io", "ciliumnodeconfigs", "CiliumNodeConfig", True, False, custom=True),
 ]
 
 FAST = Latencies(schedule=0.0, sandbox=0.0, ready=0.0, terminate=0.0, agent_start=0.0, calico_start=0.0,

@@ -147,7 +147,8 @@ class DeploymentController:
             draft["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
             return draft
 
-        self.store.mutate("apps/deployments", meta["namespace"], meta["name"], annotate)
+        # through status, as the deployment controller does: a new generation would be a spec change
+        self.store.mutate("apps/deployments", meta["namespace"], meta["name"], annotate, subresource="status")
         log.info("sim.deployment.replicaset_created", deployment=f"{meta['namespace']}/{meta['name']}",
                  replicaset=created["metadata"]["name"], revision=revision)
         return created
