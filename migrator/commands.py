@@ -25,9 +25,9 @@ from migrator.engine.forecast import forecast
 from migrator.engine.preflight_gate import blocking
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
-from migrator.model.states import RunPhase
 from migrator.model.identity import plan_changes, same_run
 from migrator.model.plan import MigrationPlan, PlanError, load_plan
+from migrator.model.states import RunPhase
 from migrator.observe import Observer
 from migrator.preflight import CHECK_IDS, has_blocking, run_preflight, unknown_checks
 from migrator.progress import Progress

@@ -126,7 +126,7 @@ def waiting_reason(cp: Checkpoint, record: NodeRecord, plan: MigrationPlan | Non
             why.append(f"waiting for replacement pods of {', '.join(intent.owners[:3])}")
     run = cp.run_phase
     if cp.halted:
-        why.insert(0, f"run halted: {cp.halted}")
+        why.insert(0, "run halted (see halted: above; fix it, then `migrator resume`)")
     elif cp.rollback is not None:
         why.insert(0, "on-call rollback in progress")
     elif run is RunPhase.PAUSED or cp.requested == "pause":

@@ -10,7 +10,6 @@ the sim's request log: create/update/patch/delete sent with the tool's user agen
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -25,11 +24,11 @@ from typing import Any
 import pytest
 import yaml
 
-from migrator.cli import main
 from migrator.cluster.kube import USER_AGENT
 from migrator.model.checkpoint import from_configmap_data
 from migrator.sim.cluster import SimCluster
 from migrator.sim.requestlog import RequestEntry
+from tests.chaos.incli import run_cli
 from tests.conftest import fast_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,42 +139,6 @@ def reset(sim: SimCluster) -> None:
     for resource, (ns, name) in (("configmaps", STATE), (LEASES, LOCK)):
         if sim.store.try_get(resource, ns, name) is not None:
             sim.store.delete(resource, ns, name)
-
-
-def run_cli(args: list[str]) -> tuple[int, str]:
-    """``migrator ARGS`` in this process: exit code and everything it printed."""
-    out, err = _Capture(), _Capture()
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(args)
-            except SystemExit as exc:  # argparse refusing a flag
-                code = int(exc.code or 0)
-    finally:
-        for s, h in handlers.items():
-            signal.signal(s, h)
-    return code, out.getvalue() + err.getvalue()
-
-
-class _Capture:
-    """A text stream that is not a terminal (so logs are JSON lines and nothing prompts)."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-    def getvalue(self) -> str:
-        return "".join(self.parts)
 
 
 def tool_writes(entries: list[RequestEntry]) -> list[RequestEntry]:
