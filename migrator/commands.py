@@ -83,12 +83,17 @@ def skip_check_option(p: argparse.ArgumentParser) -> None:
 def skipped(args: argparse.Namespace) -> tuple[str, ...] | None:
     """The ``--skip-check`` IDs, or None (after saying so) when one names no check."""
     ids = tuple(dict.fromkeys(getattr(args, "skip_check", None) or ()))
-    unknown = unknown_checks(ids)
-    if unknown:
-        print(f"error: --skip-check {', '.join(unknown)}: no such preflight check; known checks: "
-              f"{', '.join(CHECK_IDS)}", file=sys.stderr)
+    problem = _unknown_skips(ids)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return None
     return ids
+
+
+def _unknown_skips(ids: tuple[str, ...]) -> str:
+    unknown = unknown_checks(ids)
+    return (f"--skip-check {', '.join(unknown)}: no such preflight check; known checks: {', '.join(CHECK_IDS)}"
+            if unknown else "")
 
 
 def who() -> str:
@@ -144,10 +149,13 @@ def register(sub: Any) -> None:
 
 # ------------------------------------------------------------------ helpers
 def _setup(args: argparse.Namespace) -> MigrationPlan:
-    """Load the plan, then read the kubeconfig far enough to name the server, context and user
-    (both refused in one line, exit 2, before anything is sent)."""
+    """Load the plan, check the ``--skip-check`` IDs, then read the kubeconfig far enough to name
+    the server, context and user (each refused in one line, exit 2, before anything is sent)."""
     logsetup.configure(fmt=args.log_format, level=args.log_level)
     plan = load_plan(args.plan)
+    problem = _unknown_skips(tuple(getattr(args, "skip_check", None) or ()))
+    if problem:  # flags before the kubeconfig: both are input, the flags are the cheaper to fix
+        raise UsageError(problem)
     args.target = read_target(args.kubeconfig, args.context)
     return plan
 
