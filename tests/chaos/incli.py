@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import signal
 
+import structlog
+
 from migrator.cli import main
 
 
@@ -21,6 +23,7 @@ def run_cli(args: list[str]) -> tuple[int, str]:
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
+        structlog.contextvars.clear_contextvars()  # a run binds its run_id and plan for its process
     return code, out.getvalue() + err.getvalue()
 
 

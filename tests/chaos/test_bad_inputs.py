@@ -38,8 +38,8 @@ ROWS: list[dict[str, Any]] = yaml.safe_load(TABLE.read_text(encoding="utf-8"))
 STATE = ("kube-system", "cni-migration-state")
 LOCK = ("kube-system", "cni-migration-lock")
 LEASES = "coordination.k8s.io/leases"
-KNOWN_KEYS = {"id", "args", "plan", "other_plan", "kubeconfig", "cluster", "setup", "signal", "exit", "message",
-              "writes"}
+KNOWN_KEYS = {"id", "args", "plan", "other_plan", "kubeconfig", "cluster", "scenario", "setup", "signal", "exit",
+              "message", "writes"}
 
 
 def test_table_is_well_formed() -> None:
@@ -49,6 +49,7 @@ def test_table_is_well_formed() -> None:
     for row in ROWS:
         assert set(row) <= KNOWN_KEYS, f"{row['id']}: unknown keys {set(row) - KNOWN_KEYS}"
         assert row["exit"] in (0, 1, 2, 3) and row["writes"] in ("none", "lease", "lease+checkpoint", "any")
+        assert row.get("setup", "none") in SETUPS, f"{row['id']}: unknown setup {row.get('setup')}"
         re.compile(row["message"])
 
 
@@ -156,17 +157,25 @@ def allowed(entry: RequestEntry, writes: str) -> bool:
     return (writes in ("lease", "lease+checkpoint") and lease) or (writes == "lease+checkpoint" and state)
 
 
-def setup_state(sim: SimCluster, setup: str, other_plan: Path, kubeconfig: Path, out: Path) -> None:
-    if setup == "garbage-checkpoint":
-        sim.store.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
-                                        "metadata": {"namespace": STATE[0], "name": STATE[1]},
-                                        "data": {"run.json": "{this is not json", "summary": "edited by hand"}})
-    elif setup == "halted-run-of-other-plan":
-        code, text = run_cli(["run", "--yes", "--plan", str(other_plan), "--kubeconfig", str(kubeconfig),
-                              "--output-dir", str(out), "--log-level", "error"])
-        assert code == 1 and sim.store.try_get("configmaps", *STATE) is not None, text[-2000:]
-    elif setup != "none":
-        raise AssertionError(f"unknown setup {setup}")
+def _garbage_checkpoint(sim: SimCluster, ctx: dict[str, Path]) -> None:
+    sim.store.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"namespace": STATE[0], "name": STATE[1]},
+                                    "data": {"run.json": "{this is not json", "summary": "edited by hand"}})
+
+
+def _halted_run_of_other_plan(sim: SimCluster, ctx: dict[str, Path]) -> None:
+    code, text = run_cli(["run", "--yes", "--plan", str(ctx["other_plan"]), "--kubeconfig", str(ctx["kubeconfig"]),
+                          "--output-dir", str(ctx["output_dir"]), "--log-level", "error"])
+    assert code == 1 and sim.store.try_get("configmaps", *STATE) is not None, text[-2000:]
+
+
+#: ``setup:`` names, each a function of the cluster and the row's files (plan, other_plan,
+#: kubeconfig — a good one —, output_dir) run before the command. Add a row's setup here.
+SETUPS: dict[str, Callable[[SimCluster, dict[str, Path]], None]] = {
+    "none": lambda sim, ctx: None,
+    "garbage-checkpoint": _garbage_checkpoint,
+    "halted-run-of-other-plan": _halted_run_of_other_plan,
+}
 
 
 def spawn_and_signal(args: list[str], sim: SimCluster, signum: int) -> tuple[int, str]:
@@ -204,8 +213,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
 # ------------------------------------------------------------------ the table
 @pytest.mark.parametrize("row", ROWS, ids=[row["id"] for row in ROWS])
 def test_bad_input(row: dict[str, Any], shared_sim: SimCluster, tmp_path: Path) -> None:
-    fresh = row.get("cluster", "shared") == "fresh" or "signal" in row
-    sim = SimCluster(config=fast_config(4), seed=11).start() if fresh else shared_sim
+    fresh = row.get("cluster", "shared") == "fresh" or "signal" in row or "scenario" in row
+    sim = SimCluster(config=fast_config(4), seed=11, scenario=row.get("scenario", "default")).start() \
+        if fresh else shared_sim
     try:
         reset(sim)
         out = tmp_path / "out"
@@ -214,7 +224,8 @@ def test_bad_input(row: dict[str, Any], shared_sim: SimCluster, tmp_path: Path) 
         other = write_plan(row.get("other_plan"), tmp_path / "other-plan.yaml")
         good = write_kubeconfig(sim, "good", tmp_path / "setup-kubeconfig")
         kubeconfig = write_kubeconfig(sim, row.get("kubeconfig", "good"), tmp_path / "kubeconfig")
-        setup_state(sim, row.get("setup", "none"), other, good, out)
+        SETUPS[row.get("setup", "none")](sim, {"plan": plan, "other_plan": other, "kubeconfig": good,
+                                               "output_dir": out})
         fill = {"plan": str(plan), "other_plan": str(other), "kubeconfig": str(kubeconfig), "output_dir": str(out)}
         args = [str(a).format(**fill) for a in row["args"]]
         before = len(sim.requests.entries)
