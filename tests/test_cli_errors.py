@@ -141,3 +141,14 @@ def test_metrics_port_in_use_and_unwritable_output_are_exit_2_before_any_write(s
                           "--output-dir", str(tmp_path / "out")])
     assert code == 2 and "finalize.helm_values_path" in text and "is a directory" in text
     assert not [e for e in sim.requests.entries if e.is_write and e.user_agent.startswith("migrator/")]
+
+
+def test_ctrl_c_outside_a_run_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    import migrator.commands
+
+    def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(migrator.commands, "cmd_preflight", interrupted)
+    code, text = run_cli(["preflight", "--plan", str(EXAMPLE)])
+    assert code == 1 and text == "migrator preflight: interrupted; `migrator status` shows where the run stands\n"
