@@ -65,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # before a run installs its own handler (which stops at a step boundary)
+        print(f"migrator {args.command}: interrupted; `migrator status` shows where the run stands",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -25,15 +25,32 @@ from migrator.engine.forecast import forecast
 from migrator.engine.preflight_gate import blocking
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
-from migrator.model.identity import plan_changes
+from migrator.model.identity import plan_changes, same_run
 from migrator.model.plan import MigrationPlan, PlanError, load_plan
+from migrator.model.states import RunPhase
 from migrator.observe import Observer
 from migrator.preflight import CHECK_IDS, has_blocking, run_preflight, unknown_checks
 from migrator.progress import Progress
 from migrator.runner import Exit, Runner
-from migrator.status import render_status
+from migrator.status import LockView, render_status
+from migrator.target import Target, explain, read_target
 
 EXIT_HELP = "exit codes: 0 done, 1 halted or blocking findings, 2 invalid input, 3 locked by another run"
+
+
+class UsageError(Exception):
+    """A flag that cannot work (a port out of range, an output directory that cannot be written): exit 2."""
+
+
+def port_number(text: str) -> int:
+    """``--metrics-port``: a TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; pass 1-65535") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; pass a port from 1 to 65535")
+    return value
 
 
 def _common(p: argparse.ArgumentParser, *, plan: bool = True) -> None:
@@ -49,7 +66,8 @@ def _common(p: argparse.ArgumentParser, *, plan: bool = True) -> None:
 
 def _mutating(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port")
+    p.add_argument("--metrics-port", type=port_number, metavar="PORT",
+                   help="serve Prometheus metrics on this port (1-65535)")
     p.add_argument("--output-dir", type=Path, default=Path.cwd(), metavar="DIR",
                    help="where files such as the final Helm values are written (default: current directory)")
     p.add_argument("--force-takeover", action="store_true",
@@ -65,12 +83,17 @@ def skip_check_option(p: argparse.ArgumentParser) -> None:
 def skipped(args: argparse.Namespace) -> tuple[str, ...] | None:
     """The ``--skip-check`` IDs, or None (after saying so) when one names no check."""
     ids = tuple(dict.fromkeys(getattr(args, "skip_check", None) or ()))
-    unknown = unknown_checks(ids)
-    if unknown:
-        print(f"error: --skip-check {', '.join(unknown)}: no such preflight check; known checks: "
-              f"{', '.join(CHECK_IDS)}", file=sys.stderr)
+    problem = _unknown_skips(ids)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return None
     return ids
+
+
+def _unknown_skips(ids: tuple[str, ...]) -> str:
+    unknown = unknown_checks(ids)
+    return (f"--skip-check {', '.join(unknown)}: no such preflight check; known checks: {', '.join(CHECK_IDS)}"
+            if unknown else "")
 
 
 def who() -> str:
@@ -126,8 +149,15 @@ def register(sub: Any) -> None:
 
 # ------------------------------------------------------------------ helpers
 def _setup(args: argparse.Namespace) -> MigrationPlan:
+    """Load the plan, check the ``--skip-check`` IDs, then read the kubeconfig far enough to name
+    the server, context and user (each refused in one line, exit 2, before anything is sent)."""
     logsetup.configure(fmt=args.log_format, level=args.log_level)
-    return load_plan(args.plan)
+    plan = load_plan(args.plan)
+    problem = _unknown_skips(tuple(getattr(args, "skip_check", None) or ()))
+    if problem:  # flags before the kubeconfig: both are input, the flags are the cheaper to fix
+        raise UsageError(problem)
+    args.target = read_target(args.kubeconfig, args.context)
+    return plan
 
 
 def _connect(args: argparse.Namespace) -> KubeCluster:
@@ -140,15 +170,41 @@ def guarded(fn: Any) -> Any:
         try:
             return int(fn(args))
         except PlanError as exc:
-            print(f"error: invalid plan {args.plan}: {exc}", file=sys.stderr)
+            print(f"error: {plan_message(args.plan, exc)}", file=sys.stderr)
+            return Exit.INVALID
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return Exit.INVALID
         except ClusterError as exc:
-            text = str(exc)
-            code = Exit.INVALID if type(exc).__name__ == "ConfigError" else Exit.HALTED
+            text, code = explain(exc, getattr(args, "target", None))
             print(f"error: {text}", file=sys.stderr)
-            return code
+            return Exit(code)
     wrapper.__name__ = fn.__name__
     return wrapper
+
+
+def plan_message(path: str, exc: PlanError) -> str:
+    """The plan's error on one line, naming the file once."""
+    text = " ".join(str(exc).split())
+    return text if text.startswith("plan file ") else f"plan {path}: {text.removeprefix('invalid plan: ')}"
+
+
+def check_output_paths(args: argparse.Namespace, plan: MigrationPlan) -> None:
+    """Every file the run may write (finalize's Helm values, under ``--output-dir``) can be written:
+    checked at start, so a bad directory is exit 2 before any cluster write, not a failure at finalize."""
+    target = Path(args.output_dir) / plan.finalize.helm_values_path
+    if target.is_dir():
+        raise UsageError(f"--output-dir {args.output_dir}: finalize.helm_values_path {target} is a directory; "
+                         "point finalize.helm_values_path or --output-dir at a file location")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"--output-dir {args.output_dir}: {ancestor} is not a directory, so {target} cannot be "
+                         "written; pass a writable --output-dir")
+    if not os.access(ancestor, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"--output-dir {args.output_dir}: {target} cannot be written (no write permission on "
+                         f"{target if target.exists() else ancestor}); pass a writable --output-dir")
 
 
 def _confirm(args: argparse.Namespace, what: str) -> bool:
@@ -218,7 +274,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _runner(args: argparse.Namespace, plan: MigrationPlan) -> Runner:
     metrics = Metrics()
     if args.metrics_port:
-        metrics.serve(args.metrics_port)
+        try:
+            metrics.serve(args.metrics_port)
+        except OSError as exc:
+            raise UsageError(f"--metrics-port {args.metrics_port}: cannot serve metrics there ({exc.strerror}); "
+                             "pass a free port") from exc
     runner = Runner(plan, _connect(args), metrics=metrics, output_dir=args.output_dir,
                     progress=Progress.for_stream(sys.stderr), force_takeover=args.force_takeover,
                     operator=who(), skip_checks=tuple(getattr(args, "skip_check", None) or ()))
@@ -241,9 +301,15 @@ def _finish(outcome: Any, runner: Runner | None = None) -> int:
 @guarded
 def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
+        if args.force_takeover:
+            print("error: --dry-run takes no lock and writes nothing; drop --force-takeover", file=sys.stderr)
+            return Exit.INVALID
         return cmd_plan(args)
     plan = _setup(args)
-    if skipped(args) is None or not _confirm(args, "migrator run"):
+    if skipped(args) is None:
+        return Exit.INVALID
+    check_output_paths(args, plan)
+    if not _confirm(args, "migrator run"):
         return Exit.INVALID
     runner = _runner(args, plan)
     return _finish(runner.run(), runner)
@@ -252,7 +318,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 @guarded
 def cmd_resume(args: argparse.Namespace) -> int:
     plan = _setup(args)
-    if skipped(args) is None or not _confirm(args, "migrator resume"):
+    if skipped(args) is None:
+        return Exit.INVALID
+    check_output_paths(args, plan)
+    if not _confirm(args, "migrator resume"):
         return Exit.INVALID
     runner = _runner(args, plan)
     return _finish(runner.run("resume"), runner)
@@ -264,6 +333,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     if not args.yes:
         print("error: finalize is the point of no return (it removes Calico); pass --yes", file=sys.stderr)
         return Exit.INVALID
+    check_output_paths(args, plan)
     return _finish(_runner(args, plan).run("finalize"))
 
 
@@ -279,7 +349,7 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     try:
         plan = load_plan(args.plan)
     except PlanError as exc:
-        print(f"error: invalid plan {args.plan}: {exc}", file=sys.stderr)
+        print(f"error: {plan_message(args.plan, exc)}", file=sys.stderr)
         return Exit.INVALID
     skips = skipped(args)
     if skips is None:
@@ -289,15 +359,33 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     return Exit.DONE
 
 
+def no_run(store: CheckpointStore, args: argparse.Namespace, what: str) -> int:
+    """No checkpoint where the plan says: exit 2, naming where it was looked for."""
+    target: Target | None = getattr(args, "target", None)
+    on = f" on {target.describe()}" if target is not None else ""
+    print(f"error: no migration state in {store.where}{on}: {what}; start a run with `migrator run`, or check "
+          "--context and the plan's state section", file=sys.stderr)
+    return Exit.INVALID
+
+
+def _lock_view(store: CheckpointStore, plan: MigrationPlan) -> LockView:
+    st = plan.state
+    record = store.port.read_lease(st.lease_namespace, st.lease_name)
+    return LockView.of(record, where=f"lease {st.lease_namespace}/{st.lease_name}",
+                       default_seconds=int(st.lease_duration.total_seconds()))
+
+
 @guarded
 def cmd_status(args: argparse.Namespace) -> int:
     plan = _setup(args)
     store, cp, _ = _load_state(args, plan)
-    store.port.close()
-    if cp is None:
-        print(f"no migration state in {store.where}: no run has started", file=sys.stderr)
-        return Exit.HALTED
-    print(render_status(cp, args.output))
+    try:
+        if cp is None:
+            return no_run(store, args, "no run has started")
+        lock = _lock_view(store, plan)
+    finally:
+        store.port.close()
+    print(render_status(cp, args.output, lock=lock, plan=plan))
     if args.output == "table":
         differs = plan_changes(cp, plan).lines()
         if differs:
@@ -311,11 +399,30 @@ def cmd_request(args: argparse.Namespace) -> int:
     store, cp, rv = _load_state(args, plan)
     try:
         if cp is None:
-            print(f"error: no migration state in {store.where}; nothing to {args.request}", file=sys.stderr)
-            return Exit.HALTED
+            return no_run(store, args, f"nothing to {args.request}")
+        if cp.run_phase.terminal or cp.run_phase in (RunPhase.NODES_DONE, RunPhase.FINALIZING):
+            print(f"nothing to {args.request}: run {cp.run_id} is {cp.run_phase.value} (see `migrator status`)")
+            return Exit.DONE
+        if not same_run(cp, plan):
+            print(f"error: {args.request} refused: {' '.join(plan_changes(cp, plan).lines())}; use the plan that "
+                  "started the run (tuning may differ)", file=sys.stderr)
+            return Exit.INVALID
+        lock = _lock_view(store, plan)
         cp = store.update(lambda current: request(current, args.request), cp, rv, attempts=5)
     finally:
         store.port.close()
-    print(f"{args.request} requested: the running migration honours it at the next step boundary "
-          f"(in flight: {', '.join(sorted(pod_scope(cp))) or 'none'})")
+    in_flight = ", ".join(sorted(pod_scope(cp))) or "none"
+    if lock.live:
+        print(f"{args.request} requested: recorded in {store.where}; the running migration ({lock.holder}, "
+              f"{lock.where} renewed {lock.age_text} ago) honours it at its next step boundary "
+              f"(in flight: {in_flight})")
+    elif args.request == "pause":
+        print(f"pause recorded in {store.where}, but no process is running this migration ({lock.summary()}). "
+              f"The run stays stopped at {cp.run_phase.value} (in flight: {in_flight}); a `migrator run` of this "
+              "plan (or its Job's next attempt) pauses at its first step boundary, and `migrator resume` clears "
+              "the pause and continues")
+    else:
+        print(f"abort recorded in {store.where}, but no process is running this migration ({lock.summary()}). "
+              f"The next `migrator run` or `migrator resume` starts no new node, finishes the ones in flight "
+              f"({in_flight}) and ends the run as aborted")
     return Exit.DONE

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from migrator.model.plan_file import PlanFileError, read_plan_document
 from migrator.model.selector import LabelSelector
 from migrator.model.units import (
     DAYS,
@@ -488,18 +488,12 @@ def parse_plan(data: Any) -> MigrationPlan:
 
 
 def load_plan(path: str | Path) -> MigrationPlan:
-    """Read and validate a plan file. Raises ``PlanError`` naming the field and what to do."""
-    file = Path(path)
+    """Read and validate a plan file. Raises ``PlanError`` naming the field and what to do (the
+    file itself — size, encoding, YAML, duplicate keys — is checked by ``plan_file``)."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise PlanError(f"plan file {file}: not found; pass an existing --plan path") from exc
-    except OSError as exc:
-        raise PlanError(f"plan file {file}: cannot be read ({exc.strerror})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PlanError(f"plan file {file}: not valid YAML ({exc}); fix the syntax") from exc
+        data = read_plan_document(path)
+    except PlanFileError as exc:
+        raise PlanError(str(exc)) from exc
     return parse_plan(data)
 
 
