@@ -146,14 +146,15 @@ def transport_error(what: str, exc: BaseException, server: str = "") -> Unavaila
             isinstance(cause.args[-1], BaseException):
         cause = cause.args[-1]
     where = f" {server}" if server else ""
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first
     if isinstance(cause, urllib3.exceptions.NameResolutionError):
         text = f"cannot resolve the API server{where}"
-    elif isinstance(cause, urllib3.exceptions.ConnectTimeoutError):
-        text = f"connecting to the API server{where} timed out"
     elif isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
         text = f"connection to the API server{where} refused"
     elif isinstance(cause, urllib3.exceptions.NewConnectionError):
         text = f"cannot connect to the API server{where}"
+    elif isinstance(cause, urllib3.exceptions.ConnectTimeoutError):
+        text = f"connecting to the API server{where} timed out"
     elif isinstance(cause, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
         text = f"the API server{where} did not answer in time"
     elif isinstance(cause, ConnectionResetError) or "reset" in str(cause).lower():
