@@ -148,7 +148,7 @@ class RunLock:
 
     def acquire(self, *, force_takeover: bool = False) -> LeaseRecord:
         """Take the lease, or raise ``LockHeld`` naming the live holder."""
-        now, taken_at = self.clock.now(), self.clock.monotonic()
+        now, taken_at = self.clock.now(), self.fence.clock.monotonic()  # the fence judges on its own clock
         current = self.port.read_lease(self.namespace, self.name)
         mine = LeaseRecord(namespace=self.namespace, name=self.name, holder=self.identity,
                            duration_seconds=self.ttl_seconds, acquire_time=now, renew_time=now)
@@ -189,7 +189,7 @@ class RunLock:
                 raise LockLost(f"{self.where} was never acquired")
             if self.lost:
                 raise LockLost(self.lost)
-            taken_at = self.clock.monotonic()
+            taken_at = self.fence.clock.monotonic()
             try:
                 self.record = self.port.replace_lease(replace(self.record, renew_time=self.clock.now()))
             except (Conflict, NotFound) as exc:
@@ -199,7 +199,7 @@ class RunLock:
                     self.lost = f"{self.where} is now held by {holder or 'nobody'}"
                     self.fence.lose(self.lost)
                     raise LockLost(self.lost) from exc
-                taken_at = self.clock.monotonic()
+                taken_at = self.fence.clock.monotonic()
                 self.record = self.port.replace_lease(replace(current, renew_time=self.clock.now()))
             self.fence.arm(taken_at, self.record.duration_seconds or self.ttl_seconds, where=self.where)
             return self.record
