@@ -18,6 +18,7 @@ from typing import Any
 
 from migrator import log as logsetup
 from migrator.cluster.errors import ClusterError
+from migrator.cluster.guard import GuardedPort
 from migrator.cluster.kube import KubeCluster
 from migrator.cluster.store import CheckpointStore
 from migrator.engine.decide import pod_scope, request
@@ -160,8 +161,10 @@ def _setup(args: argparse.Namespace) -> MigrationPlan:
     return plan
 
 
-def _connect(args: argparse.Namespace) -> KubeCluster:
-    return KubeCluster.from_kubeconfig(args.kubeconfig, args.context)
+def _connect(args: argparse.Namespace, metrics: Metrics | None = None) -> GuardedPort:
+    """The one port every command uses: HTTP, wrapped once for retries and lease fencing."""
+    on_retry = (lambda _exc: metrics.retries.inc()) if metrics is not None else None
+    return GuardedPort(KubeCluster.from_kubeconfig(args.kubeconfig, args.context), on_retry=on_retry)
 
 
 def guarded(fn: Any) -> Any:
@@ -279,7 +282,7 @@ def _runner(args: argparse.Namespace, plan: MigrationPlan) -> Runner:
         except OSError as exc:
             raise UsageError(f"--metrics-port {args.metrics_port}: cannot serve metrics there ({exc.strerror}); "
                              "pass a free port") from exc
-    runner = Runner(plan, _connect(args), metrics=metrics, output_dir=args.output_dir,
+    runner = Runner(plan, _connect(args, metrics), metrics=metrics, output_dir=args.output_dir,
                     progress=Progress.for_stream(sys.stderr), force_takeover=args.force_takeover,
                     operator=who(), skip_checks=tuple(getattr(args, "skip_check", None) or ()))
     runner.install_signal_handlers()

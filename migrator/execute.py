@@ -1,10 +1,10 @@
 """Apply the engine's actions through the cluster port; report outcomes, decide nothing.
 
 Each action type has one handler (``Executor._apply``, registered per type) making its
-idempotent port call with the action's own values, retried here (and only here, through
-``retry.py``) when the API server is briefly unavailable or throttling. Every other failure
-becomes an ``ActionResult`` the engine folds into the checkpoint; nothing is raised past this
-module except a lost lock, or a ``TypeError`` for an action type without a handler (a
+idempotent port call with the action's own values. Retrying a briefly unavailable or
+throttling API server is the port's job (``cluster/guard.py``, wired once), not this module's.
+Every failure becomes an ``ActionResult`` the engine folds into the checkpoint; nothing is
+raised past this module except a lost lock, or a ``TypeError`` for an action type without a handler (a
 member of ``Action`` without one already fails at import). ``WriteFile`` writes into the
 output directory (the Helm values).
 """
@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import singledispatchmethod
 from pathlib import Path
-from typing import Any, get_args
+from typing import get_args
 
 import structlog
 
@@ -27,7 +26,6 @@ from migrator.cluster.port import ClusterPort, ObjectRef
 from migrator.engine import actions as A
 from migrator.engine.probes import passed
 from migrator.metrics import Metrics
-from migrator.retry import RetrySettings, retrying
 
 log = structlog.get_logger("migrator.execute")
 #: Nodes whose actions run at once; one node's actions always run in order.
@@ -43,12 +41,11 @@ def _version(api_version: str) -> str:
 class Executor:
     """Runs actions against one cluster."""
 
-    def __init__(self, port: ClusterPort, *, output_dir: Path | None = None, metrics: Metrics | None = None,
-                 retry: RetrySettings | None = None) -> None:
+    def __init__(self, port: ClusterPort, *, output_dir: Path | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.port = port
         self.output_dir = output_dir or Path.cwd()
         self.metrics = metrics
-        self._retry = retry or RetrySettings()
 
     def run(self, actions: tuple[A.Action, ...] | list[A.Action]) -> list[A.ActionResult]:
         """Results in the order of ``actions``. The actions of one node (and those of the run,
@@ -75,8 +72,7 @@ class Executor:
             changed = self._apply(action)
             result = A.ActionResult.success(action, changed=bool(changed) if changed is not None else True)
         except E.ClusterError as exc:
-            kind = type(exc).__name__
-            result = A.ActionResult.failure(action, KNOWN_ERRORS.get(kind, "Error"), str(exc),
+            result = A.ActionResult.failure(action, KNOWN_ERRORS.get(exc.kind, "Error"), str(exc),
                                             getattr(exc, "retry_after", None))
         except OSError as exc:
             result = A.ActionResult.failure(action, "Error", f"{type(exc).__name__}: {exc}")
@@ -117,17 +113,7 @@ class Executor:
             return f"ok {got}/{check.tries}"
         return f"fail {got}/{check.tries}: {(errors or ['no answer'])[0][:160]}"
 
-    def _retrying(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        attempts = {"n": 0}
-
-        def counted(*a: Any, **k: Any) -> Any:
-            attempts["n"] += 1
-            if attempts["n"] > 1 and self.metrics is not None:
-                self.metrics.retries.inc()
-            return fn(*a, **k)
-        return retrying(self._retry)(counted, *args, **kwargs)
-
-    # -- one handler per action type: its port call, through ``_retrying`` ----------------
+    # -- one handler per action type: its port call ------------------------------------------
     @singledispatchmethod
     def _apply(self, action: A.Action) -> bool | None:
         """Make the port call ``action`` stands for; the result is whether something changed
@@ -137,76 +123,76 @@ class Executor:
 
     @_apply.register
     def _(self, a: A.EnsureNodeConfig) -> bool:
-        return self._retrying(self.port.ensure_node_config, a.namespace, a.name, version=_version(a.api_version),
-                              node_selector=dict(a.node_selector), defaults=dict(a.defaults))
+        return self.port.ensure_node_config(a.namespace, a.name, version=_version(a.api_version),
+                                            node_selector=dict(a.node_selector), defaults=dict(a.defaults))
 
     @_apply.register
     def _(self, a: A.DeleteNodeConfig) -> bool:
-        return self._retrying(self.port.delete_node_config, a.namespace, a.name, version=_version(a.api_version))
+        return self.port.delete_node_config(a.namespace, a.name, version=_version(a.api_version))
 
     @_apply.register
     def _(self, a: A.Cordon) -> bool:
-        return self._retrying(self.port.cordon_node, a.node)
+        return self.port.cordon_node(a.node)
 
     @_apply.register
     def _(self, a: A.Uncordon) -> bool:
-        return self._retrying(self.port.uncordon_node, a.node)
+        return self.port.uncordon_node(a.node)
 
     @_apply.register
     def _(self, a: A.RestoreNodeState) -> bool:
-        changed = self._retrying(self.port.cordon_node if a.unschedulable else self.port.uncordon_node, a.node)
-        return self._retrying(self.port.set_node_label, a.node, a.label_key, a.label_value) or changed
+        changed = (self.port.cordon_node if a.unschedulable else self.port.uncordon_node)(a.node)
+        return self.port.set_node_label(a.node, a.label_key, a.label_value) or changed
 
     @_apply.register
     def _(self, a: A.EvictPod) -> bool:
-        return self._retrying(self.port.evict_pod, a.namespace, a.name, uid=a.uid,
-                              grace_period_seconds=a.grace_period_seconds)
+        return self.port.evict_pod(a.namespace, a.name, uid=a.uid,
+                                   grace_period_seconds=a.grace_period_seconds)
 
     @_apply.register
     def _(self, a: A.DeletePod) -> bool:
-        return self._retrying(self.port.delete_pod, a.namespace, a.name, uid=a.uid,
-                              grace_period_seconds=a.grace_period_seconds)
+        return self.port.delete_pod(a.namespace, a.name, uid=a.uid,
+                                    grace_period_seconds=a.grace_period_seconds)
 
     @_apply.register
     def _(self, a: A.LabelNode) -> bool:
-        return self._retrying(self.port.set_node_label, a.node, a.key, a.value)
+        return self.port.set_node_label(a.node, a.key, a.value)
 
     @_apply.register
     def _(self, a: A.UnlabelNode) -> bool:
-        return self._retrying(self.port.set_node_label, a.node, a.key, None)
+        return self.port.set_node_label(a.node, a.key, None)
 
     @_apply.register
     def _(self, a: A.SetTaint) -> bool:
-        return self._retrying(self.port.set_node_taint, a.node, a.key, a.effect, a.present)
+        return self.port.set_node_taint(a.node, a.key, a.effect, a.present)
 
     @_apply.register
     def _(self, a: A.CreatePod) -> bool:
         try:
-            self._retrying(self.port.create_pod, a.pod)
+            self.port.create_pod(a.pod)
         except E.AlreadyExists:
             return False
         return True
 
     @_apply.register
     def _(self, a: A.EmitEvent) -> None:
-        self._retrying(self.port.emit_node_event, a.node, reason=a.reason, message=a.message, type=a.type)
+        self.port.emit_node_event(a.node, reason=a.reason, message=a.message, type=a.type)
 
     @_apply.register
     def _(self, a: A.PatchConfigMap) -> bool:
-        return self._retrying(self.port.patch_configmap, a.namespace, a.name, dict(a.data))
+        return self.port.patch_configmap(a.namespace, a.name, dict(a.data))
 
     @_apply.register
     def _(self, a: A.RestartDaemonSet) -> bool:
         when = datetime.fromisoformat(a.restarted_at.replace("Z", "+00:00"))
-        return self._retrying(self.port.restart_daemonset, a.namespace, a.name, restarted_at=when)
+        return self.port.restart_daemonset(a.namespace, a.name, restarted_at=when)
 
     @_apply.register
     def _(self, a: A.DeleteObject) -> bool:
-        return self._retrying(self.port.delete_object, ObjectRef(a.group, a.version, a.plural, a.name, a.namespace))
+        return self.port.delete_object(ObjectRef(a.group, a.version, a.plural, a.name, a.namespace))
 
     @_apply.register
     def _(self, a: A.ApplyObject) -> bool:
-        return self._retrying(self.port.apply_object, dict(a.manifest))
+        return self.port.apply_object(dict(a.manifest))
 
     @_apply.register
     def _(self, a: A.WriteFile) -> bool:

@@ -3,8 +3,12 @@
 The runner observes the cluster on every loop iteration; asking the API server each time
 would cost O(nodes) requests per iteration. Instead each resource kind the migrator needs has
 a daemon thread that lists once, then watches from the list's resourceVersion, resumes from
-the last resourceVersion it saw when a watch ends, and re-lists on 410 Gone. The threads only
-fill the cache. Readers get converted facts (converted once per object version, not per
+the last resourceVersion it saw when a watch ends, and re-lists on 410 Gone. A watch that
+drops or fails (a reset connection, a 5xx, an unreachable server) is reconnected by its thread
+with jittered exponential back-off (``error_backoff`` doubling up to ``max_backoff``, back to
+the start once a list or an event gets through); meanwhile readers keep the last state and
+``wait_for_change`` still returns at its timeout, so a dead watch never stalls the runner. The
+threads only fill the cache. Readers get converted facts (converted once per object version, not per
 read), and ``wait_for_change`` lets the runner sleep until something changed.
 
 This module never imports ``kubernetes``: it reads through ``ResourceSource``, which
@@ -13,6 +17,7 @@ This module never imports ``kubernetes``: it reads through ``ResourceSource``, w
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +25,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from migrator.cluster.errors import ClusterError, Expired
+from migrator.cluster.errors import Expired, Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +74,7 @@ class _Kind:
         self.synced = threading.Event()
         self.resource_version = ""
         self.relists = 0
+        self.errors = 0
         self.error: str | None = None
 
     def put(self, obj: Raw) -> None:
@@ -100,7 +106,8 @@ class _Kind:
 class WatchCache:
     """Caches of several resource kinds fed by daemon watch threads."""
 
-    def __init__(self, *, watch_timeout_seconds: int = 60, error_backoff: float = 0.5) -> None:
+    def __init__(self, *, watch_timeout_seconds: int = 60, error_backoff: float = 0.5,
+                 max_backoff: float = 10.0, rng: random.Random | None = None) -> None:
         self._cond = threading.Condition()
         self._kinds: dict[str, _Kind] = {}
         self._sources: dict[str, ResourceSource] = {}
@@ -110,6 +117,8 @@ class WatchCache:
         self._seen = 0
         self.watch_timeout_seconds = watch_timeout_seconds
         self.error_backoff = error_backoff
+        self.max_backoff = max_backoff
+        self._rng = rng or random.Random()
 
     # -- setup -----------------------------------------------------------------------------
     def add(self, source: ResourceSource, convert: Callable[[Raw], Any], *,
@@ -130,8 +139,9 @@ class WatchCache:
             self._threads.append(t)
         for name, kind in self._kinds.items():
             if not kind.synced.wait(timeout):
-                raise ClusterError(f"cache for {name} did not sync within {timeout:.0f}s: "
-                                   f"{kind.error or 'no answer'}")
+                self.stop(join_timeout=0.0)
+                raise Unavailable(f"cache for {name} did not sync within {timeout:.0f}s: "
+                                  f"{kind.error or 'no answer'}")
 
     def stop(self, *, join_timeout: float = 2.0) -> None:
         """End the watches in flight and wait briefly for the threads (they are daemons)."""
@@ -177,6 +187,14 @@ class WatchCache:
                 return None
             return self._kinds[kind].objects.get(key)
 
+    def errors(self, kind: str) -> int:
+        """How many times the kind's list or watch failed (other than 410 Gone)."""
+        return self._kinds[kind].errors
+
+    def healthy(self, kind: str) -> bool:
+        """False while the kind's last list or watch attempt failed."""
+        return self._kinds[kind].error is None
+
     def relists(self, kind: str) -> int:
         """How many times the kind was listed (1 after start; more after 410 Gone)."""
         return self._kinds[kind].relists
@@ -197,6 +215,7 @@ class WatchCache:
         kind = self._kinds[name]
         rv: str | None = None
         expired_in_a_row = 0
+        failed_in_a_row = 0
         while not self._stop.is_set():
             try:
                 if rv is None:
@@ -208,9 +227,13 @@ class WatchCache:
                         kind.error = None
                         self._changed()
                     kind.synced.set()
+                    failed_in_a_row = 0
                     log.debug("cache.listed", kind=name, items=len(items), resource_version=rv)
                 for etype, obj in source.watch(rv, self.watch_timeout_seconds):
-                    expired_in_a_row = 0
+                    expired_in_a_row = failed_in_a_row = 0
+                    if kind.error is not None:
+                        kind.error = None
+                        log.info("cache.watch.recovered", kind=name)
                     if self._stop.is_set():
                         return
                     rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
@@ -231,8 +254,17 @@ class WatchCache:
                     self._stop.wait(min(self.error_backoff * expired_in_a_row, 5.0))
             except Exception as exc:  # noqa: BLE001 - a watch thread must survive any failure
                 kind.error = f"{type(exc).__name__}: {exc}"[:200]
-                log.warning("cache.watch.error", kind=name, error=kind.error)
-                self._stop.wait(self.error_backoff)
+                kind.errors += 1
+                failed_in_a_row += 1
+                delay = self._backoff(failed_in_a_row)
+                log.warning("cache.watch.error", kind=name, error=kind.error, attempt=failed_in_a_row,
+                            retry_in=round(delay, 2))
+                self._stop.wait(delay)
+
+    def _backoff(self, failures: int) -> float:
+        """Seconds before reconnecting after ``failures`` failures in a row: doubling, capped, jittered."""
+        base = min(self.error_backoff * 2 ** max(failures - 1, 0), self.max_backoff)
+        return base * (0.5 + 0.5 * self._rng.random())
 
     def _changed(self) -> None:
         self._version += 1

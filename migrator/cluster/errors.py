@@ -89,14 +89,37 @@ class DisruptionBudgetBlocked(ClusterError):
 
 
 class Unavailable(ClusterError):
-    """5xx, a timeout or a refused connection: the server could not answer. Retryable."""
+    """5xx, a timeout or a refused connection: the server could not answer. Retryable.
+
+    ``sent`` is False when the request provably never reached the server (connection refused,
+    connect timeout, name resolution), so it was not executed; True when it may have been
+    (a read timeout, a connection reset mid-answer, a 500/502/504): its outcome is unknown.
+    """
 
     retryable = True
 
     def __init__(self, message: str, *, retry_after: float | None = None,
-                 status: int | None = None, reason: str = "ServiceUnavailable") -> None:
+                 status: int | None = None, reason: str = "ServiceUnavailable",
+                 sent: bool = True) -> None:
         super().__init__(message, status=status, reason=reason)
         self.retry_after = retry_after
+        self.sent = sent
+
+    @property
+    def kind(self) -> str:
+        return "Unavailable"
+
+
+class LeaseExpired(Unavailable):
+    """Refused locally, never sent: our run lease passed its ``renewTime + leaseDuration`` (on
+    this process's monotonic clock) without a successful renewal, so another process may
+    already hold it. Writes resume once a renewal succeeds; reads are unaffected. Not retried
+    by ``retry.py`` (waiting is the runner's outage tolerance)."""
+
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="LeaseExpired", sent=False)
 
 
 class ConfigError(ClusterError):

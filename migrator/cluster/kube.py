@@ -5,7 +5,9 @@ typed APIs of the official client with dict bodies, and reads responses as plain
 (``_preload_content=False``) so that conversion to our facts happens once, in
 ``cluster/convert.py``. Every ``ApiException`` (and every transport failure) is mapped once
 here into ``cluster/errors.py`` with ``raise ... from``; messages come from the ``Status`` body,
-capped at 256 characters. Nothing here retries.
+capped at 256 characters. A transport failure (refused, reset, timed out) becomes one line
+naming the server, with ``Unavailable.sent`` telling whether the request may have been
+executed. Nothing here retries (``cluster/guard.py`` does, once, for every caller).
 """
 
 from __future__ import annotations
@@ -127,15 +129,52 @@ def map_api_exception(exc: ApiException) -> ClusterError:
                       retry_after=_retry_after(exc, status))
 
 
+_NOT_SENT = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
+             urllib3.exceptions.NameResolutionError, ConnectionRefusedError)
+
+
+def transport_error(what: str, exc: BaseException, server: str = "") -> Unavailable:
+    """One line for a failure below HTTP: what was asked, of which server, and what happened.
+
+    ``sent`` says whether the request may have reached the server: a refused connection, a
+    connect timeout or an unknown host did not; a read timeout or a reset mid-answer may have
+    (the outcome is unknown). urllib3's nested repr (pool, object address, retries) is dropped."""
+    cause: BaseException = exc
+    while isinstance(cause, urllib3.exceptions.MaxRetryError) and cause.reason is not None:
+        cause = cause.reason
+    if isinstance(cause, urllib3.exceptions.ProtocolError) and cause.args and \
+            isinstance(cause.args[-1], BaseException):
+        cause = cause.args[-1]
+    where = f" {server}" if server else ""
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first
+    if isinstance(cause, urllib3.exceptions.NameResolutionError):
+        text = f"cannot resolve the API server{where}"
+    elif isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
+        text = f"connection to the API server{where} refused"
+    elif isinstance(cause, urllib3.exceptions.NewConnectionError):
+        text = f"cannot connect to the API server{where}"
+    elif isinstance(cause, urllib3.exceptions.ConnectTimeoutError):
+        text = f"connecting to the API server{where} timed out"
+    elif isinstance(cause, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+        text = f"the API server{where} did not answer in time"
+    elif isinstance(cause, ConnectionResetError) or "reset" in str(cause).lower():
+        text = f"connection to the API server{where} reset"
+    else:
+        text = f"connection to the API server{where} failed ({type(cause).__name__})"
+    sent = not isinstance(cause, _NOT_SENT)
+    return Unavailable(f"{what}: {text}; check that it is up and reachable from here",
+                       status=None, reason="ConnectionFailed", sent=sent)
+
+
 @contextmanager
-def translate(what: str) -> Iterator[None]:
+def translate(what: str, server: str = "") -> Iterator[None]:
     """Map client and transport failures into our errors, chained."""
     try:
         yield
     except ApiException as exc:
         raise map_api_exception(exc) from exc
     except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
-        raise Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        raise transport_error(what, exc, server) from exc
     except pydantic.ValidationError as exc:
         raise Invalid(f"{what}: request rejected by the client: {exc}") from exc
 
@@ -154,8 +193,10 @@ def read_json(response: Any) -> Raw:
 class _Source:
     """Lists and watches one resource kind through a typed list function."""
 
-    def __init__(self, name: str, list_fn: Any, *args: Any, request_timeout: float = 60.0) -> None:
+    def __init__(self, name: str, list_fn: Any, *args: Any, request_timeout: float = 60.0,
+                 server: str = "") -> None:
         self.name, self._list_fn, self._args = name, list_fn, args
+        self.server = server
         self._request_timeout = request_timeout
         self._response: Any = None
         self._aborted = False
@@ -171,14 +212,14 @@ class _Source:
                 pass
 
     def list(self) -> tuple[list[Raw], str]:
-        with translate(f"list {self.name}"):
+        with translate(f"list {self.name}", self.server):
             body = read_json(self._list_fn(*self._args, _preload_content=False,
                                            _request_timeout=self._request_timeout))
         return body.get("items") or [], (body.get("metadata") or {}).get("resourceVersion") or ""
 
     def watch(self, resource_version: str, timeout_seconds: int) -> Iterator[tuple[str, Raw]]:
         """Stream watch events as dicts. An ERROR event carries a Status: 410 → ``Expired``."""
-        with translate(f"watch {self.name}"):
+        with translate(f"watch {self.name}", self.server):
             response = self._list_fn(
                 *self._args, watch=True, resource_version=resource_version,
                 timeout_seconds=timeout_seconds, allow_watch_bookmarks=True,
@@ -236,8 +277,10 @@ class KubeCluster(KubeReads):
     """``ClusterPort`` implementation over the official client. Reads live in ``KubeReads``."""
 
     def __init__(self, api: kubernetes.client.ApiClient, *, field_manager: str = "migrator",
-                 watch_timeout_seconds: int = 60, request_timeout: float = 30.0) -> None:
+                 watch_timeout_seconds: int = 60,
+                 request_timeout: float | tuple[float, float] = (5.0, 30.0)) -> None:
         self.api = api
+        self.server = str(getattr(api.configuration, "host", "") or "")
         self.core = kubernetes.client.CoreV1Api(api)
         self.apps = kubernetes.client.AppsV1Api(api)
         self.policy = kubernetes.client.PolicyV1Api(api)
@@ -254,7 +297,7 @@ class KubeCluster(KubeReads):
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Raw:
         """Call a typed client function and return the JSON body, errors mapped."""
-        with translate(what):
+        with translate(what, self.server):
             return read_json(fn(*args, _preload_content=False,
                                 _request_timeout=self.request_timeout, **kwargs))
 
@@ -271,7 +314,7 @@ class KubeCluster(KubeReads):
                      query: list[tuple[str, Any]] | None = None, content_type: str = "application/json",
                      accept: str = "application/json") -> str:
         """One request on an API path; the body as text, errors mapped."""
-        with translate(what):
+        with translate(what, self.server):
             params = self.api.param_serialize(method=method, resource_path=path,
                                               query_params=query or [], body=body,
                                               header_params={"Accept": accept, "Content-Type": content_type},
@@ -293,16 +336,18 @@ class KubeCluster(KubeReads):
         if self.cache is not None:
             return
         cache = WatchCache(watch_timeout_seconds=self._watch_timeout)
-        cache.add(_Source("nodes", self.core.list_node), convert.node_facts)
-        cache.add(_Source("pods", self.core.list_pod_for_all_namespaces), convert.pod_facts,
+        at = self.server
+        cache.add(_Source("nodes", self.core.list_node, server=at), convert.node_facts)
+        cache.add(_Source("pods", self.core.list_pod_for_all_namespaces, server=at), convert.pod_facts,
                   indexes={"node": lambda p: p.node, "unready": lambda p: p.namespace if p.unready else None})
-        cache.add(_Source("pdbs", self.policy.list_pod_disruption_budget_for_all_namespaces),
+        cache.add(_Source("pdbs", self.policy.list_pod_disruption_budget_for_all_namespaces, server=at),
                   convert.pdb_facts)
         cache.add(_Source("daemonsets", self.apps.list_namespaced_daemon_set,
-                          scope.agent_namespace), convert.daemonset_info)
+                          scope.agent_namespace, server=at), convert.daemonset_info)
         if scope.node_config_version:
             cache.add(_Source("nodeconfigs", self.custom.list_namespaced_custom_object, CNC_GROUP,
-                              scope.node_config_version, scope.node_config_namespace, CNC_PLURAL),
+                              scope.node_config_version, scope.node_config_namespace, CNC_PLURAL,
+                              server=at),
                       convert.node_config_facts)
         cache.start()
         self.cache, self.scope = cache, scope

@@ -7,6 +7,15 @@ its duration is stale and may be taken over; so may a lease whose holder is a pr
 very host that no longer exists (a crashed run being resumed). ``force_takeover`` takes a live
 lease and is audited: logged, and reported through ``taken_over_from`` so the caller can
 record it in the checkpoint and an Event.
+
+Fencing: the lock keeps a ``Fence`` that the guarded port (``cluster/guard.py``) consults
+before every mutating call, so no call site can forget. After each successful acquire or
+renewal the fence is good until that renewal's ``renewTime + leaseDuration`` measured on this
+process's monotonic clock (from the moment the renewTime was taken, so never later than what
+other processes see). Past it, writes are refused with ``LeaseExpired`` until a renewal
+succeeds; once a renewal finds another holder (a ``--force-takeover``, or a takeover of the
+expired lease) they are refused with ``LockLost`` naming that holder, for good. Reads and the
+lease's own requests are never fenced.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from migrator.clock import Clock, SystemClock
-from migrator.cluster.errors import AlreadyExists, Conflict, NotFound
+from migrator.cluster.errors import AlreadyExists, Conflict, LeaseExpired, NotFound
 from migrator.cluster.port import ClusterPort, LeaseRecord
 
 log = structlog.get_logger(__name__)
@@ -66,6 +75,48 @@ class LockLost(Exception):
     """Our lease was taken by someone else (or deleted) while we ran; stop acting."""
 
 
+class Fence:
+    """Whether this process may still write: armed by ``RunLock``, checked by the guarded port.
+
+    Unarmed (no lease taken, as for ``status``, ``pause`` or ``abort``) it allows everything."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
+        self._mutex = threading.Lock()
+        self.valid_until: float | None = None   # monotonic seconds; None = not armed
+        self.lost: str | None = None
+        self.where = "the run lease"
+
+    def arm(self, taken_at: float, duration_seconds: float, *, where: str = "") -> None:
+        """A renewal stamped at monotonic ``taken_at`` succeeded: writes allowed for its duration."""
+        with self._mutex:
+            if self.lost is None:
+                self.valid_until = taken_at + duration_seconds
+                self.where = where or self.where
+
+    def lose(self, message: str) -> None:
+        """Someone else holds the lease: no write from this process, ever again."""
+        with self._mutex:
+            self.lost = message
+
+    def disarm(self) -> None:
+        """The lease was released: the fence no longer judges this process's writes."""
+        with self._mutex:
+            if self.lost is None:
+                self.valid_until = None
+
+    def check_write(self, what: str) -> None:
+        """Raise ``LockLost`` or ``LeaseExpired`` if a write (``what``) must not be sent now."""
+        with self._mutex:
+            lost, until = self.lost, self.valid_until
+        if lost is not None:
+            raise LockLost(f"{lost}; refused to {what}")
+        if until is not None and self.clock.monotonic() > until:
+            late = self.clock.monotonic() - until
+            raise LeaseExpired(f"{self.where} expired {late:.1f}s ago and could not be renewed; "
+                               f"refused to {what} until it is renewed")
+
+
 class RunLock:
     """Acquire, renew and release the run lease."""
 
@@ -83,6 +134,8 @@ class RunLock:
         self._keepalive: threading.Thread | None = None
         self._stop = threading.Event()
         self._mutex = threading.Lock()
+        shared = getattr(port, "fence", None)  # the guarded port's, so its writes are fenced
+        self.fence: Fence = shared if isinstance(shared, Fence) else Fence(self.clock)
 
     @property
     def where(self) -> str:
@@ -95,13 +148,14 @@ class RunLock:
 
     def acquire(self, *, force_takeover: bool = False) -> LeaseRecord:
         """Take the lease, or raise ``LockHeld`` naming the live holder."""
-        now = self.clock.now()
+        now, taken_at = self.clock.now(), self.fence.clock.monotonic()  # the fence judges on its own clock
         current = self.port.read_lease(self.namespace, self.name)
         mine = LeaseRecord(namespace=self.namespace, name=self.name, holder=self.identity,
                            duration_seconds=self.ttl_seconds, acquire_time=now, renew_time=now)
         try:
             if current is None:
                 self.record = self.port.create_lease(mine)
+                self.fence.arm(taken_at, self.ttl_seconds, where=self.where)
                 log.info("lease.acquired", where=self.where, holder=self.identity)
                 return self.record
             if current.holder and current.holder != self.identity:
@@ -118,8 +172,13 @@ class RunLock:
                 resource_version=current.resource_version))
         except (AlreadyExists, Conflict) as exc:
             winner = self.port.read_lease(self.namespace, self.name)
-            raise LockHeld(winner.holder if winner and winner.holder else "unknown",
-                           winner.renew_time if winner else None, where=self.where) from exc
+            if winner is not None and winner.holder == self.identity:
+                # our own request, retried after an unknown outcome, found itself applied
+                self.record = winner
+            else:
+                raise LockHeld(winner.holder if winner and winner.holder else "unknown",
+                               winner.renew_time if winner else None, where=self.where) from exc
+        self.fence.arm(taken_at, self.ttl_seconds, where=self.where)
         log.info("lease.acquired", where=self.where, holder=self.identity)
         return self.record
 
@@ -128,6 +187,9 @@ class RunLock:
         with self._mutex:
             if self.record is None:
                 raise LockLost(f"{self.where} was never acquired")
+            if self.lost:
+                raise LockLost(self.lost)
+            taken_at = self.fence.clock.monotonic()
             try:
                 self.record = self.port.replace_lease(replace(self.record, renew_time=self.clock.now()))
             except (Conflict, NotFound) as exc:
@@ -135,8 +197,11 @@ class RunLock:
                 holder = current.holder if current else None
                 if current is None or holder != self.identity:
                     self.lost = f"{self.where} is now held by {holder or 'nobody'}"
+                    self.fence.lose(self.lost)
                     raise LockLost(self.lost) from exc
+                taken_at = self.fence.clock.monotonic()
                 self.record = self.port.replace_lease(replace(current, renew_time=self.clock.now()))
+            self.fence.arm(taken_at, self.record.duration_seconds or self.ttl_seconds, where=self.where)
             return self.record
 
     def check(self) -> None:
@@ -170,6 +235,7 @@ class RunLock:
             self._keepalive.join(timeout=5)
             self._keepalive = None
         with self._mutex:
+            self.fence.disarm()
             current = self.port.read_lease(self.namespace, self.name)
             if current is None or current.holder != self.identity:
                 return False

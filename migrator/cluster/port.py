@@ -7,7 +7,8 @@ implements it over HTTP; tests of the shell may pass an in-memory implementation
 Rules every implementation keeps:
 - Raw Kubernetes dicts never cross this boundary: reads return the observation facts of
   ``migrator/model/observation.py`` or the small frozen records declared here.
-- Errors are the classes of ``cluster/errors.py``; nothing here retries (``retry.py`` does).
+- Errors are the classes of ``cluster/errors.py``; implementations never retry: ``cluster/guard.py``
+  wraps the port once, where it is wired, with the policy of ``retry.py``.
 - Writes are idempotent where Kubernetes allows it: cordoning a cordoned node, setting a label
   to the value it has, deleting something already gone are no-ops that report ``False``
   ("nothing changed") instead of raising.

@@ -1,6 +1,7 @@
 """The watch-driven cache against the simulated cluster: one LIST then WATCH per kind,
 ``wait_for_change`` wakes on a change and times out on silence, watches resume from the
-last resourceVersion without re-listing, and a 410 Gone makes the cache re-list.
+last resourceVersion without re-listing, a 410 Gone makes the cache re-list, and a watch that
+is reset, refused or answered 5xx backs off, keeps the last state and recovers by itself.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import time
 
 from migrator.cluster.kube import KubeCluster
 from migrator.cluster.port import WatchScope
+
+from .tcpcut import Relay
 
 LABEL = "io.cilium.migration/cilium-default"
 
@@ -79,3 +82,70 @@ def test_gone_makes_the_cache_relist(sim, kubeconfig) -> None:
         assert port.cache.relists("pods") == 1  # other kinds were not disturbed
     finally:
         port.close()
+
+
+def relayed_kubeconfig(sim, relay: Relay, tmp_path) -> str:
+    from migrator.sim.kubeconfig import write_kubeconfig
+
+    path = tmp_path / "relayed-kubeconfig"
+    write_kubeconfig(path, relay.url, sim.token, context="sim", ca_pem=sim.server.ca_pem)
+    return str(path)
+
+
+def node(port: KubeCluster, name: str):
+    return next(n for n in port.list_nodes() if n.name == name)
+
+
+def test_a_cut_connection_and_an_unreachable_server_never_stall_the_cache(sim, tmp_path) -> None:
+    """Every watch is reset and the server refuses connections for a while: readers keep the
+    last state, ``wait_for_change`` returns at its timeout, and once the server is back the
+    watches resume from their resourceVersion and deliver what changed meanwhile."""
+    relay = Relay(sim.url)
+    port = KubeCluster.from_kubeconfig(relayed_kubeconfig(sim, relay, tmp_path), watch_timeout_seconds=30)
+    writer = KubeCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "direct")))
+    try:
+        port.start_watching(WatchScope())
+        drain_changes(port)
+        relay.cut()
+        assert eventually(lambda: port.cache.errors("nodes") >= 2, timeout=10)  # it keeps reconnecting
+        assert not port.cache.healthy("nodes")
+        writer.cordon_node("node-2")
+        started = time.monotonic()
+        assert port.wait_for_change(0.3) is False
+        assert time.monotonic() - started < 2.0  # returned at its timeout, not held by the dead watch
+        assert node(port, "node-2").unschedulable is False  # the last state, served without a request
+        relay.restore()
+        assert eventually(lambda: node(port, "node-2").unschedulable, timeout=30)
+        assert port.cache.relists("nodes") == 1  # resumed from its resourceVersion, no re-list
+        assert port.cache.healthy("nodes")
+    finally:
+        port.close()
+        relay.close()
+
+
+def test_a_watch_answered_with_5xx_backs_off_and_recovers(sim, kubeconfig) -> None:
+    port = KubeCluster.from_kubeconfig(str(kubeconfig), watch_timeout_seconds=1)
+    try:
+        port.start_watching(WatchScope())
+        sim.faults.add(verb="watch", resource="nodes", error_rate=1.0, code=503)
+        assert eventually(lambda: port.cache.errors("nodes") >= 3, timeout=15)
+        refused = [e for e in sim.requests.entries if e.verb == "watch" and e.resource == "nodes" and e.code == 503]
+        assert len(refused) <= port.cache.errors("nodes") + 1  # one try per back-off, no hot loop
+        sim.faults.clear()
+        KubeCluster.from_kubeconfig(str(kubeconfig)).cordon_node("node-1")
+        assert eventually(lambda: node(port, "node-1").unschedulable, timeout=30)
+        assert port.cache.relists("pods") == 1
+    finally:
+        port.close()
+
+
+def test_backoff_doubles_up_to_its_cap_with_jitter() -> None:
+    import random
+
+    from migrator.cluster.cache import WatchCache
+
+    cache = WatchCache(error_backoff=0.5, max_backoff=10.0, rng=random.Random(1))
+    waits = [cache._backoff(n) for n in range(1, 9)]
+    assert all(0.25 <= w <= 0.5 for w in waits[:1])
+    assert all(5.0 <= w <= 10.0 for w in waits[5:])
+    assert waits[3] > waits[0]

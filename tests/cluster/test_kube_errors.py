@@ -24,6 +24,8 @@ from migrator.cluster.errors import (
 from migrator.cluster.kube import KubeCluster
 from migrator.cluster.port import PodRequest
 
+from .tcpcut import listener
+
 
 def test_404_is_not_found_chained(port) -> None:
     with pytest.raises(NotFound) as info:
@@ -84,19 +86,57 @@ def test_503_is_unavailable_with_retry_after(sim, port) -> None:
     assert port.cordon_node("node-1") is True
 
 
-def test_refused_connection_is_unavailable(tmp_path) -> None:
+def http_kubeconfig(tmp_path, port: int):
+    path = tmp_path / "kc"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n")
+    return path
+
+
+def assert_one_clean_line(text: str, port: int) -> None:
+    assert "\n" not in text
+    assert f"127.0.0.1:{port}" in text  # names the server
+    for noise in ("urllib3", "object at 0x", "Max retries", "HTTPConnectionPool", "Caused by"):
+        assert noise not in text
+
+
+def test_refused_connection_is_unavailable_never_sent_and_one_line(tmp_path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
-    (tmp_path / "kc").write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{free}'}}}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: c, context: {cluster: c, user: u}}]\n")
-    port = KubeCluster.from_kubeconfig(str(tmp_path / "kc"))
-    port.api.configuration.retries = 0
-    with pytest.raises(Unavailable):
-        port.server_version()
+    port = KubeCluster.from_kubeconfig(str(http_kubeconfig(tmp_path, free)))
+    for call in (port.server_version, lambda: port.cordon_node("node-1"),
+                 lambda: port.evict_pod("default", "web", uid="u")):
+        with pytest.raises(Unavailable) as info:
+            call()
+        assert "refused" in str(info.value)
+        assert info.value.sent is False  # provably not executed: safe to send again
+        assert_one_clean_line(str(info.value), free)
+
+
+def test_a_server_that_never_answers_is_unavailable_with_an_unknown_outcome(tmp_path) -> None:
+    with listener("silent") as free:
+        port = KubeCluster.from_kubeconfig(str(http_kubeconfig(tmp_path, free)), request_timeout=(2.0, 0.3))
+        for call in (port.server_version, lambda: port.create_pod(
+                PodRequest(namespace="default", name="p", image="agnhost"))):
+            with pytest.raises(Unavailable) as info:
+                call()
+            assert "did not answer in time" in str(info.value)
+            assert info.value.sent is True  # it may have been executed
+            assert_one_clean_line(str(info.value), free)
+
+
+def test_a_reset_connection_is_unavailable_with_an_unknown_outcome(tmp_path) -> None:
+    with listener("reset") as free:
+        port = KubeCluster.from_kubeconfig(str(http_kubeconfig(tmp_path, free)))
+        for call in (port.server_version, lambda: port.emit_node_event("node-1", reason="R", message="m")):
+            with pytest.raises(Unavailable) as info:
+                call()
+            assert info.value.sent is True
+            assert_one_clean_line(str(info.value), free)
 
 
 def test_messages_are_capped(sim, port) -> None:
