@@ -23,8 +23,8 @@ from migrator.engine.actions import Action, ActionResult
 from migrator.engine.canary import canary_step
 from migrator.engine.finalize import finalize_blockers, finalize_step
 from migrator.engine.forward import Step, forward_step
-from migrator.engine.node_steps import GONE
 from migrator.engine.node_config import node_config_spec, node_config_version
+from migrator.engine.node_steps import GONE
 from migrator.engine.oncall import rollback_finished, rollback_run_step
 from migrator.engine.ordering import in_flight, order_nodes, pod_scope, selection_problem
 from migrator.engine.preflight_gate import request_skips

@@ -62,15 +62,15 @@ def retry_node(cp: Checkpoint, name: str, by: str, now: datetime, reason: str = 
     when = utc(now)
     record = cp.by_name[name]
     check_node_move(record.phase, NodePhase.PENDING)
-    note = truncate_error(f"{when.isoformat(timespec='seconds')} retry by {by} after {record.phase.value}"
-                          + (f" ({record.last_error or record.rollback_reason})"
+    note = truncate_error(f"{when.isoformat(timespec='seconds')} retry by {by} after {record.phase.value} "
+                          f"(attempt {record.attempt})"
+                          + (f": {record.last_error or record.rollback_reason}"
                              if record.last_error or record.rollback_reason else "")
-                          + (f": {reason}" if reason else ""))
+                          + (f"; fixed: {reason}" if reason else ""))
     fresh = record.model_copy(update={
         "phase": NodePhase.PENDING, "phase_started_at": when, "intent": None, "last_error": None,
         "probes": None, "audit": (*record.audit, note)[-AUDIT_KEPT:]})
-    changes: dict[str, object] = {"audit": (*cp.audit, f"{name}: {note}")[-AUDIT_KEPT:], "halted": None
-                                  if cp.run_phase is RunPhase.NODES_DONE else cp.halted}
+    changes: dict[str, object] = {"audit": (*cp.audit, f"{name}: {note}")[-AUDIT_KEPT:]}
     if cp.run_phase is RunPhase.NODES_DONE:
         check_run_move(cp.run_phase, RunPhase.MIGRATING)
         changes.update(run_phase=RunPhase.MIGRATING, run_phase_started_at=when)

@@ -58,7 +58,6 @@ def step_node(record: NodeRecord, ctx: StepContext) -> StepOutcome:
         if current.phase.terminal:
             break
         node = ctx.obs.node_by_name.get(current.name)
-        restoring = current.intent is not None and current.intent.step == "restore"
         if current.phase is N.UNCORDONED:
             move(out, ctx, N.DONE, "migrated to Cilium")
             break
