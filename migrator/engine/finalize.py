@@ -253,8 +253,13 @@ def _cleanup_off(c: FinalizeCursor) -> str | None:
     return None if c.plan.finalize.node_cleanup else "finalize.node_cleanup is false"
 
 
+def _to_clean(c: FinalizeCursor) -> list[str]:
+    """The run's nodes still in the cluster (a node deleted during the run has nothing to clean)."""
+    return [name for name in c.cp.order if name in c.obs.node_by_name]
+
+
 def _cleaned(c: FinalizeCursor) -> str | None:
-    return "every node cleaned up" if len(c.progress.cleaned) == len(c.cp.nodes) else None
+    return "every node cleaned up" if set(_to_clean(c)) <= set(c.progress.cleaned) else None
 
 
 def _cleanup_pod_of(c: FinalizeCursor, node: str) -> PodFacts | None:
@@ -276,7 +281,9 @@ def _cleanup(c: FinalizeCursor) -> None:
     actions: list[Action] = []
     for name in list(active):
         pod = _cleanup_pod_of(c, name)
-        if pod is not None and pod.phase == "Succeeded":
+        if name not in c.obs.node_by_name:   # deleted meanwhile: nothing left to clean there
+            active.remove(name)
+        elif pod is not None and pod.phase == "Succeeded":
             cleaned.append(name)
             active.remove(name)
             actions.append(DeletePod(node=name, namespace=pod.namespace, name=pod.name, uid=pod.uid,
@@ -285,7 +292,7 @@ def _cleanup(c: FinalizeCursor) -> None:
             actions.append(_cleanup_pod(plan, name))
     done = set(cleaned) | set(active)
     room = plan.concurrency.limit(len(c.cp.nodes)) - len(active)
-    for name in c.cp.order:
+    for name in _to_clean(c):
         if room <= 0:
             break
         if name in done:
@@ -299,7 +306,7 @@ def _cleanup(c: FinalizeCursor) -> None:
     else:
         c.progress = c.progress.model_copy(update=changes)
     c.wake(c.now + RESEND_AFTER)
-    c.say(f"node clean-up: {len(cleaned)}/{len(c.cp.nodes)} done, {len(active)} running")
+    c.say(f"node clean-up: {len(cleaned)}/{len(_to_clean(c))} done, {len(active)} running")
 
 
 def _cleanup_pod(plan: MigrationPlan, name: str) -> CreatePod:

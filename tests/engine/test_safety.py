@@ -103,6 +103,9 @@ def test_a_node_deleted_mid_run_is_recorded_and_the_run_ends(phase: NodePhase) -
     assert "every node migrated" in stop.message and "finalize" in stop.message
     assert all(r.phase is N.DONE for r in cp.nodes if r.name != victim)
     assert finalize_blockers(cp, toy.observe(), plan) == []   # a node that is gone runs nothing
+    cp, final, _ = drive(plan, toy, cp, "finalize", now)
+    assert final.code == "done" and cp.run_phase is RunPhase.FINALIZED, final.message
+    assert cp.finalize is not None and victim not in cp.finalize.cleaned
 
 
 def test_a_node_deleted_while_rolling_back_ends_skipped() -> None:
