@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from migrator.engine.decide import Inbox, decide
+from migrator.engine.decide import Inbox, Purpose, decide
 from migrator.engine.finalize import finalize_blockers
 from migrator.engine.node_steps import GONE
 from migrator.engine.recover import cordoned_nodes, from_cluster, switched_nodes
@@ -26,12 +26,12 @@ from tests.engine.toy import T0, ToyCluster
 N = NodePhase
 
 
-def drive(plan: MigrationPlan, toy: ToyCluster, cp: Checkpoint | None, purpose: str = "resume",
+def drive(plan: MigrationPlan, toy: ToyCluster, cp: Checkpoint | None, purpose: Purpose = "resume",
           now=T0, limit: int = 300):  # noqa: ANN001, ANN201
     """One process of ``purpose`` until the engine names its stop: (checkpoint, stop, now)."""
     results: list = []
     for turn in range(limit):
-        decision = decide(plan, cp, toy.observe(), now, Inbox(purpose=purpose, results=tuple(results),  # type: ignore[arg-type]
+        decision = decide(plan, cp, toy.observe(), now, Inbox(purpose=purpose, results=tuple(results),
                                                               first=turn == 0, by="oncall@host/1"))
         cp = from_configmap_data(to_configmap_data(decision.checkpoint)) if decision.checkpoint else None
         results = [toy.apply(a) for a in decision.actions]
@@ -58,8 +58,9 @@ def delete_node(toy: ToyCluster, name: str) -> None:
 def test_a_selection_that_misses_is_invalid_before_anything_is_written(nodes, named) -> None:  # noqa: ANN001
     toy = ToyCluster(workers=3)
     plan = make_plan(nodes=nodes, order={"strategy": "name"})
-    for purpose in ("run", "canary"):
-        decision = decide(plan, None, toy.observe(), T0, Inbox(purpose=purpose, first=True))  # type: ignore[arg-type]
+    purposes: tuple[Purpose, ...] = ("run", "canary")
+    for purpose in purposes:
+        decision = decide(plan, None, toy.observe(), T0, Inbox(purpose=purpose, first=True))
         assert decision.stop is not None and decision.stop.code == "invalid", decision.reason
         assert named in decision.stop.message and "fix" in decision.stop.message
         assert decision.checkpoint is None and not decision.changed and decision.actions == ()

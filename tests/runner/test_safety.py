@@ -72,11 +72,13 @@ def test_deleted_node_retry_after_rollback_and_finalize(sim, kubeconfig, tmp_pat
                      "--kubeconfig", str(kubeconfig))
     assert retry.returncode == 0 and "migrator resume" in retry.stdout, retry.stderr[-2000:]
     cp = checkpoint(sim)
-    assert cp is not None and cp.node("node-1").phase.value == "PENDING"  # type: ignore[union-attr]
+    pending = cp.node("node-1") if cp is not None else None
+    assert cp is not None and pending is not None and pending.phase.value == "PENDING"
     assert any("retry by" in a and "MTU fixed" in a for a in cp.audit)
     again = migrator("resume", *args(plan, kubeconfig, tmp_path))
     assert again.returncode == 0 and "every node migrated" in again.stdout, again.stderr[-3000:]
-    node1 = checkpoint(sim).node("node-1")  # type: ignore[union-attr]
+    cp = checkpoint(sim)
+    node1 = cp.node("node-1") if cp is not None else None
     assert node1 is not None and node1.phase.value == "DONE" and node1.attempt == 2
     assert sim.store.get("nodes", None, "node-1")["metadata"]["labels"].get(LABEL) == "true"
     final = migrator("finalize", *args(plan, kubeconfig, tmp_path))
