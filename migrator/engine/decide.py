@@ -305,7 +305,7 @@ def nodes_done_message(cp: Checkpoint) -> str:
         notes.append(f"{_listed(gone)} deleted from the cluster during the run (nothing left to migrate there)")
     done = len(by_phase.get(NodePhase.DONE, []))
     if not (rolled or skipped or failed):
-        return ("every node migrated" + (f" ({done}; " + notes[0] + ")" if notes else "")
+        return ("every node migrated" + (f" ({done} DONE; " + notes[0] + ")" if notes else "")
                 + "; next: `migrator finalize --yes`")
     return f"{done} of {len(cp.nodes)} nodes migrated; " + "; ".join(notes)
 

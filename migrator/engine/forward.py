@@ -95,8 +95,8 @@ def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
     state = cp.sampling
     if state.last_at is not None and now < state.last_at + sampling.interval:
         return cp, [], state.last_at + sampling.interval
-    gone = frozenset(p.node for p in obs.probe_pods if p.node is not None and p.node not in obs.node_by_name)
-    checks, cursor = sample_pairs(plan, obs, busy | gone, state.cursor)   # a deleted node's probe pod lingers
+    vanished = frozenset(p.node for p in obs.probe_pods if p.node is not None and p.node not in obs.node_by_name)
+    checks, cursor = sample_pairs(plan, obs, busy | vanished, state.cursor)   # a deleted node's probe pod lingers
     if not checks:
         return cp, [], now + sampling.interval
     cp = cp.model_copy(update={"sampling": state.model_copy(update={
