@@ -352,6 +352,8 @@ def decide(plan: MigrationPlan, checkpoint: Checkpoint | None, observation: Clus
     notes: list[str] = []
     if inbox.first:
         cp, stop, note = _first_turn(plan, cp, observation, now, inbox)
+        if stop is not None and stop.code == "invalid":   # bad input: nothing is written
+            return Decision(checkpoint, (), stop.message, False, None, stop)
         if stop is not None:
             return Decision(cp, (), stop.message, cp != checkpoint, None, stop)
         notes.append(note)

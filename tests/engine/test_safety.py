@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from migrator.engine.decide import Inbox, Purpose, decide
+from migrator.engine.decide import Inbox, Purpose, decide, new_checkpoint
 from migrator.engine.finalize import finalize_blockers
 from migrator.engine.node_steps import GONE
 from migrator.engine.recover import cordoned_nodes, from_cluster, switched_nodes
@@ -64,6 +64,16 @@ def test_a_selection_that_misses_is_invalid_before_anything_is_written(nodes, na
         assert decision.stop is not None and decision.stop.code == "invalid", decision.reason
         assert named in decision.stop.message and "fix" in decision.stop.message
         assert decision.checkpoint is None and not decision.changed and decision.actions == ()
+
+
+def test_a_new_canary_in_place_of_an_ended_one_checks_the_selection_and_writes_nothing() -> None:
+    toy = ToyCluster(workers=3)
+    plan = make_plan(nodes={"names": ["node-1", "node-4"]}, order={"strategy": "explicit"},
+                     canary={"soak": "1m"})
+    ended = new_checkpoint(plan, toy.observe(), "run-0", T0).model_copy(update={"run_phase": RunPhase.ROLLED_BACK})
+    decision = decide(plan, ended, toy.observe(), T0, Inbox(purpose="canary", first=True, by="cron"))
+    assert decision.stop is not None and decision.stop.code == "invalid" and "node-4" in decision.stop.message
+    assert decision.checkpoint is ended and not decision.changed
 
 
 def test_a_selection_that_matches_starts_as_before() -> None:
