@@ -105,6 +105,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(f"error: {exc}. To roll back from the cluster's own state instead: `migrator rollback --all "
               "--from-cluster` (runbooks/rollback-all.md)", file=sys.stderr)
         return Exit.HALTED
+    if args.from_cluster and cp is None:   # the journal was deleted: the cluster's state is all there is
+        return _from_cluster(args, plan, store)
     try:
         if args.from_cluster:
             print(f"error: --from-cluster is for an unreadable checkpoint, and {store.where} is readable: use "
