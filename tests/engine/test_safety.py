@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 
+from migrator.engine.actions import ActionResult, RunProbes
 from migrator.engine.decide import Inbox, Purpose, decide, new_checkpoint
 from migrator.engine.finalize import finalize_blockers
 from migrator.engine.node_steps import GONE
@@ -238,3 +239,19 @@ def test_rollback_from_the_cluster_state_undoes_what_it_shows_and_leaves_cordons
     # cordons seen when the checkpoint was rebuilt stay: the cluster cannot say whose they are
     assert toy.nodes["node-2"].unschedulable and toy.nodes["node-3"].unschedulable
     assert not toy.nodes["node-1"].unschedulable
+
+
+def test_a_sampled_pair_with_a_deleted_node_does_not_pause_the_run() -> None:
+    toy = ToyCluster(workers=3)
+    plan = make_plan(order={"strategy": "name"})
+    cp = start(plan, toy).model_copy(update={"run_phase": RunPhase.MIGRATING})
+    cp = cp.model_copy(update={"sampling": cp.sampling.model_copy(update={"rounds": 1})})
+    sample = RunProbes(purpose="sample", checks=(), threshold=0.66)
+    result = ActionResult.success(sample, detail={"node-1->node-3": "failed: connection refused",
+                                                  "node-2->node-1": "ok"})
+    delete_node(toy, "node-3")
+    decision = decide(plan, cp, toy.observe(), T0, Inbox(purpose="resume", results=(result,)))
+    assert decision.checkpoint is not None and decision.checkpoint.requested is None
+    assert decision.checkpoint.by_name["node-3"].last_error == GONE
+    kept = decide(plan, cp, ToyCluster(workers=3).observe(), T0, Inbox(purpose="resume", results=(result,)))
+    assert kept.checkpoint is not None and kept.checkpoint.requested == "pause"   # node-3 there: evidence
