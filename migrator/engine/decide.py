@@ -24,8 +24,9 @@ from migrator.engine.canary import canary_step
 from migrator.engine.finalize import finalize_blockers, finalize_step
 from migrator.engine.forward import Step, forward_step
 from migrator.engine.node_config import node_config_spec, node_config_version
+from migrator.engine.node_steps import GONE
 from migrator.engine.oncall import rollback_finished, rollback_run_step
-from migrator.engine.ordering import in_flight, order_nodes, pod_scope
+from migrator.engine.ordering import in_flight, order_nodes, pod_scope, selection_problem
 from migrator.engine.preflight_gate import request_skips
 from migrator.engine.results import record_results
 from migrator.engine.rollback import AUTOMATIC
@@ -190,6 +191,9 @@ def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservat
     purpose = inbox.purpose
     if cp is None:
         if purpose in ("run", "canary"):
+            problem = selection_problem(plan, obs.nodes)
+            if problem is not None:   # nothing written: no checkpoint is created
+                return None, Stop("invalid", f"invalid plan: {problem}"), ""
             fresh = request_skips(new_checkpoint(plan, obs, inbox.run_id, now), inbox.skip_checks, inbox.by, now)
             return fresh, None, "run started"
         if purpose == "rollback":
@@ -206,12 +210,15 @@ def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservat
         if cp.canary is not None and cp.canary.outcome == "kept" and cp.run_phase is RunPhase.NODES_DONE:
             return cp, Stop("done", "canary already kept: its nodes run on Cilium (see `migrator status`)"), ""
         if cp.run_phase.terminal:   # a previous canary ended: a new one starts in its place
+            problem = selection_problem(plan, obs.nodes)
+            if problem is not None:
+                return cp, Stop("invalid", f"invalid plan: {problem}"), ""
             fresh = request_skips(new_checkpoint(plan, obs, inbox.run_id, now), inbox.skip_checks, inbox.by, now)
             return fresh, None, "canary started in place of the previous one"
     if purpose == "resume" and (cp.halted or cp.run_phase is RunPhase.PAUSED or cp.requested == "pause"):
         cp = resume_checkpoint(cp, now)
     if purpose == "finalize" and cp.run_phase is not RunPhase.FINALIZED:
-        blockers = finalize_blockers(cp)
+        blockers = finalize_blockers(cp, obs, plan)
         if blockers:
             more = f" (+{len(blockers) - 5} more)" if len(blockers) > 5 else ""
             return cp, Stop("halted", "finalize refused: " + "; ".join(blockers[:5]) + more), ""
@@ -250,8 +257,10 @@ def _stop(cp: Checkpoint, purpose: Purpose) -> Stop | None:
     if purpose == "finalize":
         return Stop("done", "finalized: Calico removed, Cilium is the only CNI") if phase is RunPhase.FINALIZED \
             else None
-    if phase in (RunPhase.NODES_DONE, RunPhase.FINALIZING, RunPhase.FINALIZED):
-        return Stop("done", "every node migrated; next: `migrator finalize --yes`")
+    if phase is RunPhase.NODES_DONE:
+        return Stop("done", nodes_done_message(cp))
+    if phase in (RunPhase.FINALIZING, RunPhase.FINALIZED):
+        return Stop("done", "every node migrated; finalize has begun: `migrator finalize --yes` continues it")
     if phase is RunPhase.PAUSED:
         return Stop("halted", "paused at a step boundary; `migrator resume` continues")
     if phase is RunPhase.ABORTED:
@@ -259,6 +268,46 @@ def _stop(cp: Checkpoint, purpose: Purpose) -> Stop | None:
     if phase is RunPhase.ROLLED_BACK:
         return Stop("done", "rolled back: every node is on Calico")
     return None
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names[:NOTE_LIMIT]) + (f" (+{len(names) - NOTE_LIMIT} more)" if len(names) > NOTE_LIMIT else "")
+
+
+def nodes_done_message(cp: Checkpoint) -> str:
+    """What a run whose nodes all finished says, true to how they finished, with the way forward.
+
+    The exit code stays 0 (the run reached its end as the plan configured it: nodes rolled back
+    automatically below ``rollback.halt_after``, drains skipped with ``on_pdb_blocked: skip``);
+    what is left to do is named here, and finalize refuses until it is done."""
+    by_phase: dict[NodePhase, list[str]] = {}
+    gone: list[str] = []
+    for record in cp.nodes:
+        if record.phase is NodePhase.SKIPPED and record.last_error == GONE:
+            gone.append(record.name)
+        else:
+            by_phase.setdefault(record.phase, []).append(record.name)
+    notes: list[str] = []
+    rolled = by_phase.get(NodePhase.ROLLED_BACK, [])
+    if rolled:
+        verb = "was" if len(rolled) == 1 else "were"
+        notes.append(f"{_listed(rolled)} {verb} rolled back; run `migrator retry --node NAME` for each once the cause "
+                     "is fixed, then `migrator resume`")
+    skipped = by_phase.get(NodePhase.SKIPPED, [])
+    if skipped:
+        notes.append(f"{_listed(skipped)} skipped (see `migrator status` for why); `migrator retry --node NAME` "
+                     "once the cause is fixed, then `migrator resume`")
+    failed = by_phase.get(NodePhase.FAILED, [])
+    if failed:
+        notes.append(f"{_listed(failed)} failed; roll back with `migrator rollback --node NAME`, fix the cause, "
+                     "then `migrator retry --node NAME` and `migrator resume`")
+    if gone:
+        notes.append(f"{_listed(gone)} deleted from the cluster during the run (nothing left to migrate there)")
+    done = len(by_phase.get(NodePhase.DONE, []))
+    if not (rolled or skipped or failed):
+        return ("every node migrated" + (f" ({done} DONE; " + notes[0] + ")" if notes else "")
+                + "; next: `migrator finalize --yes`")
+    return f"{done} of {len(cp.nodes)} nodes migrated; " + "; ".join(notes)
 
 
 def _rollback_stop(cp: Checkpoint) -> Stop:
@@ -303,6 +352,8 @@ def decide(plan: MigrationPlan, checkpoint: Checkpoint | None, observation: Clus
     notes: list[str] = []
     if inbox.first:
         cp, stop, note = _first_turn(plan, cp, observation, now, inbox)
+        if stop is not None and stop.code == "invalid":   # bad input: nothing is written
+            return Decision(checkpoint, (), stop.message, False, None, stop)
         if stop is not None:
             return Decision(cp, (), stop.message, cp != checkpoint, None, stop)
         notes.append(note)
@@ -311,7 +362,8 @@ def decide(plan: MigrationPlan, checkpoint: Checkpoint | None, observation: Clus
         return Decision(None, (), stop.message, False, None, stop)
     _check_plan(plan, cp)
     if inbox.results:
-        cp = record_results(cp, inbox.results, now, plan.drain.retry_interval)
+        gone = frozenset(name for name in cp.order if name not in observation.node_by_name)
+        cp = record_results(cp, inbox.results, now, plan.drain.retry_interval, gone)
     cp, actions, more, wake = _step(plan, cp, observation, now, inbox.purpose)
     notes.extend(more)
     if not notes or not any(notes):

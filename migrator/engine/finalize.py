@@ -13,11 +13,13 @@ Steps, each journaled in ``checkpoint.finalize`` before its actions run:
    removes Calico's leftovers (CNI files, binaries, state, tunnel devices, bird routes).
 Each step is a row (``FINALIZE``) run by ``rows.advance``; ``configmap`` and ``node-cleanup``
 are skipped when the plan turns them off, and a step that cannot succeed halts the run.
-Finalize is refused until every selected node is DONE.
+Finalize is refused until every selected node is DONE and no node or pod in the cluster is
+left on Calico (``finalize_blockers``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,7 +45,7 @@ from migrator.engine.rows import Gathered, Row, advance, validate
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, FinalizeProgress, FinalizeStep, truncate_error
 from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservation, PodFacts
-from migrator.model.plan import MigrationPlan, format_duration
+from migrator.model.plan import MIGRATION_LABEL, MigrationPlan, format_duration
 from migrator.model.pod import PodRequest
 from migrator.model.states import NodePhase, RunPhase
 
@@ -79,13 +81,62 @@ def helm_values() -> str:
     return header + yaml.safe_dump(values, sort_keys=True)
 
 
-def finalize_blockers(checkpoint: Checkpoint) -> list[str]:
-    """Why finalize may not start (empty when it may)."""
-    blockers = [f"{r.name} is {r.phase.value}" for r in checkpoint.nodes if r.phase is not NodePhase.DONE]
-    if checkpoint.run_phase not in (RunPhase.NODES_DONE, RunPhase.FINALIZING, RunPhase.FINALIZED):
-        blockers.insert(0, f"run is {checkpoint.run_phase.value}, not NODES_DONE")
+SHOWN = 5
+
+
+def _names(items: Sequence[str]) -> str:
+    return ", ".join(items[:SHOWN]) + (f" (+{len(items) - SHOWN} more)" if len(items) > SHOWN else "")
+
+
+def finalize_blockers(checkpoint: Checkpoint, obs: ClusterObservation | None = None,
+                      plan: MigrationPlan | None = None) -> list[str]:
+    """Why finalize may not start (empty when it may), each with what to do.
+
+    The run's own nodes must be ``DONE`` (a node deleted from the cluster during the run does
+    not block: it runs nothing). Removing Calico is cluster-wide, so with an observation of every
+    node and pod (finalize observes them all) it is also refused while any node in the cluster —
+    in the run or not (a selector that missed it, a name misspelt, a node that joined later) —
+    still runs on Calico (no migration label), or any pod still holds an address outside
+    Cilium's pod CIDR. Lists are capped; the counts say how many there are."""
+    blockers: list[str] = []
     if checkpoint.halted:
-        blockers.insert(0, f"run is halted: {checkpoint.halted}")
+        blockers.append(f"run is halted: {checkpoint.halted}")
+    if checkpoint.run_phase not in (RunPhase.NODES_DONE, RunPhase.FINALIZING, RunPhase.FINALIZED):
+        blockers.append(f"run is {checkpoint.run_phase.value}, not NODES_DONE")
+    present = obs.node_by_name if obs is not None else None
+    retry: list[str] = []
+    waiting: list[str] = []
+    for r in checkpoint.nodes:
+        if r.phase is NodePhase.DONE:
+            continue
+        if present is not None and r.name not in present and r.phase is NodePhase.SKIPPED:
+            continue   # deleted from the cluster: nothing runs there
+        if r.phase in (NodePhase.ROLLED_BACK, NodePhase.SKIPPED):
+            retry.append(r.name)
+        waiting.append(f"{r.name} is {r.phase.value}")
+    if retry:   # the way forward first: the list after it may be cut short
+        blockers.append(f"{_names(retry)} rolled back or skipped: run `migrator retry --node NAME` for each once "
+                        "the cause is fixed, then `migrator resume`")
+    blockers.extend(waiting)
+    if obs is None or plan is None:
+        return blockers
+    finished = {r.name for r in checkpoint.nodes if r.phase is NodePhase.DONE}
+    outside = [n.name for n in obs.nodes if n.name not in checkpoint.by_name and n.labels.get(MIGRATION_LABEL) != "true"]
+    unlabelled = [n.name for n in obs.nodes if n.name in finished and n.labels.get(MIGRATION_LABEL) != "true"]
+    if outside:
+        blockers.append(f"{len(outside)} node(s) outside the run still on Calico: {_names(outside)}; migrate them "
+                        "first (a plan that selects them, then `migrator run`), or drain and delete them")
+    if unlabelled:
+        blockers.append(f"{_names(unlabelled)} DONE but without the {MIGRATION_LABEL}=true label (removed by "
+                        "hand?): put it back (kubectl label node NAME " + MIGRATION_LABEL + "=true), or roll "
+                        "the node back and retry it")
+    cilium = ipaddress.ip_network(plan.cilium.pod_cidr)
+    stale = [f"{p.namespace}/{p.name} on {p.node}" for p in obs.pods
+             if p.node is not None and not p.host_network and p.ip and not p.terminal and not p.deleting
+             and not p.ip_in(cilium)]
+    if stale:
+        blockers.append(f"{len(stale)} pod(s) still on Calico addresses: {_names(stale)}; migrate their node, or "
+                        "delete the pods so they restart on Cilium, then finalize again")
     return blockers
 
 
@@ -202,8 +253,13 @@ def _cleanup_off(c: FinalizeCursor) -> str | None:
     return None if c.plan.finalize.node_cleanup else "finalize.node_cleanup is false"
 
 
+def _to_clean(c: FinalizeCursor) -> list[str]:
+    """The run's nodes still in the cluster (a node deleted during the run has nothing to clean)."""
+    return [name for name in c.cp.order if name in c.obs.node_by_name]
+
+
 def _cleaned(c: FinalizeCursor) -> str | None:
-    return "every node cleaned up" if len(c.progress.cleaned) == len(c.cp.nodes) else None
+    return "every node cleaned up" if set(_to_clean(c)) <= set(c.progress.cleaned) else None
 
 
 def _cleanup_pod_of(c: FinalizeCursor, node: str) -> PodFacts | None:
@@ -225,7 +281,9 @@ def _cleanup(c: FinalizeCursor) -> None:
     actions: list[Action] = []
     for name in list(active):
         pod = _cleanup_pod_of(c, name)
-        if pod is not None and pod.phase == "Succeeded":
+        if name not in c.obs.node_by_name:   # deleted meanwhile: nothing left to clean there
+            active.remove(name)
+        elif pod is not None and pod.phase == "Succeeded":
             cleaned.append(name)
             active.remove(name)
             actions.append(DeletePod(node=name, namespace=pod.namespace, name=pod.name, uid=pod.uid,
@@ -234,7 +292,7 @@ def _cleanup(c: FinalizeCursor) -> None:
             actions.append(_cleanup_pod(plan, name))
     done = set(cleaned) | set(active)
     room = plan.concurrency.limit(len(c.cp.nodes)) - len(active)
-    for name in c.cp.order:
+    for name in _to_clean(c):
         if room <= 0:
             break
         if name in done:
@@ -248,7 +306,7 @@ def _cleanup(c: FinalizeCursor) -> None:
     else:
         c.progress = c.progress.model_copy(update=changes)
     c.wake(c.now + RESEND_AFTER)
-    c.say(f"node clean-up: {len(cleaned)}/{len(c.cp.nodes)} done, {len(active)} running")
+    c.say(f"node clean-up: {len(cleaned)}/{len(_to_clean(c))} done, {len(active)} running")
 
 
 def _cleanup_pod(plan: MigrationPlan, name: str) -> CreatePod:

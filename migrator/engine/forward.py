@@ -6,7 +6,9 @@ no node is in flight; ``abort`` also restores nodes that are not yet switched (c
 being cordoned: uncordon if we cordoned, mark SKIPPED) and ends in ABORTED. Halting (a blocked
 drain with ``on_pdb_blocked: halt``, more failed nodes than ``max_failures``, more automatic
 rollbacks than ``rollback.halt_after``, no served CiliumNodeConfig version) sets
-``checkpoint.halted``: nothing further is decided until a resume clears it.
+``checkpoint.halted``: nothing further is decided until a resume clears it. A node deleted
+from the cluster, started or not, ends ``SKIPPED`` with its reason (``steps.gone``) and the
+run goes on with the others; it neither halts the run nor counts as a failure.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from migrator.engine import placement
 from migrator.engine.actions import Action, ApplyObject, EnsureNodeConfig, RunProbes
 from migrator.engine.gates import start_gate
 from migrator.engine.node_config import node_config_spec, node_config_version
-from migrator.engine.node_steps import StepContext, StepOutcome, begin_restore, start
+from migrator.engine.node_steps import GONE, StepContext, StepOutcome, begin_restore, start
 from migrator.engine.ordering import in_flight, pod_scope, startable
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.preflight_gate import preflight_gate
 from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
 from migrator.engine.rollback import AUTOMATIC
-from migrator.engine.steps import step_node
+from migrator.engine.steps import gone, step_node
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, NodeRecord
 from migrator.model.observation import ClusterObservation
@@ -93,7 +95,8 @@ def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
     state = cp.sampling
     if state.last_at is not None and now < state.last_at + sampling.interval:
         return cp, [], state.last_at + sampling.interval
-    checks, cursor = sample_pairs(plan, obs, busy, state.cursor)
+    vanished = frozenset(p.node for p in obs.probe_pods if p.node is not None and p.node not in obs.node_by_name)
+    checks, cursor = sample_pairs(plan, obs, busy | vanished, state.cursor)   # a deleted node's probe pod lingers
     if not checks:
         return cp, [], now + sampling.interval
     cp = cp.model_copy(update={"sampling": state.model_copy(update={
@@ -129,6 +132,12 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             halt = outcome.halt
 
     for record in cp.nodes:
+        if record.phase is NodePhase.PENDING and record.intent is None and record.name not in obs.node_by_name:
+            out = StepOutcome(record=record)   # never started and deleted: it would wait forever
+            gone(out, ctx)
+            updates[record.name] = out.record
+            notes.append(f"{record.name}: {GONE}")
+            continue
         if not in_flight(record):
             continue
         if aborting and record.phase in (NodePhase.PENDING, NodePhase.CORDONED) and (

@@ -38,6 +38,8 @@ from migrator.model.states import NodePhase
 
 AUDIT_LIMIT = 20
 N = NodePhase
+#: The error recorded on a node deleted from the cluster while the run was going on.
+GONE = "node deleted from the cluster during the run"
 
 STEP_OF: dict[NodePhase, IntentStep] = {
     N.PENDING: "cordon", N.CORDONED: "drain", N.DRAINED: "label", N.LABELED: "restart-agent",

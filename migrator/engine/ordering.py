@@ -47,6 +47,34 @@ def unknown_nodes(plan: MigrationPlan, nodes: Iterable[NodeFacts]) -> list[str]:
     return sorted({name for name in named if name not in present})
 
 
+NAMES_SHOWN = 5
+
+
+def selection_problem(plan: MigrationPlan, nodes: Sequence[NodeFacts]) -> str | None:
+    """Why the plan's selection cannot start a run on this cluster (None when it can).
+
+    A names list naming a node the cluster does not have (a typo, a node already gone), a
+    canary that does not exist, or a selection that matches no node at all: each is bad input,
+    found before anything is written, so a run never starts on a selection other than the one
+    the operator meant (and finalize never removes Calico from nodes nobody looked at)."""
+    missing = unknown_nodes(plan, nodes)
+    if missing:
+        shown = ", ".join(missing[:NAMES_SHOWN]) + (f" (+{len(missing) - NAMES_SHOWN} more)"
+                                                     if len(missing) > NAMES_SHOWN else "")
+        where = "nodes.names or order.canaries" if plan.order.canaries else "nodes.names"
+        return (f"{where} names node(s) the cluster does not have: {shown}; fix the names "
+                "(kubectl get nodes lists them) or remove them from the plan")
+    if select_nodes(plan, nodes):
+        return None
+    if plan.nodes.selector is not None:
+        what = f"nodes.selector {plan.nodes.selector.render() or '(empty)'} matches no node"
+    elif plan.nodes.names is not None:
+        what = "every node in nodes.names is listed in nodes.exclude"
+    else:
+        what = "the cluster has no node" + (" outside nodes.exclude" if plan.nodes.exclude else "")
+    return f"{what}; fix the plan's node selection (kubectl get nodes --show-labels lists the nodes)"
+
+
 def _round_robin(nodes: Sequence[NodeFacts]) -> list[NodeFacts]:
     zones: dict[str, list[NodeFacts]] = {}
     for node in sorted(nodes, key=lambda n: natural_key(n.name)):

@@ -83,10 +83,11 @@ def _fold_gate(record: NodeRecord, result: ActionResult) -> NodeRecord:
         "passed": tuple(dict.fromkeys(intent.passed + tuple(ok))), "failures": failures})})
 
 
-def _fold_sample(cp: Checkpoint, result: ActionResult) -> Checkpoint:
-    """Failures between two nodes that are not in flight pause the run (or fail a canary soak)."""
+def _fold_sample(cp: Checkpoint, result: ActionResult, gone: frozenset[str]) -> Checkpoint:
+    """Failures between two nodes that are not in flight pause the run (or fail a canary soak);
+    a pair with a node deleted from the cluster (``gone``) says nothing about the network."""
     cp = cp.model_copy(update={"sampling": cp.sampling.model_copy(update={"answered": cp.sampling.rounds})})
-    busy = {r.name for r in cp.nodes if in_flight(r)}
+    busy = {r.name for r in cp.nodes if in_flight(r)} | gone
     bad = [f"{name} {outcome}" for name, outcome in sorted(result.detail.items())
            if not outcome.startswith("ok") and not set(pair_nodes(name)) & busy]
     if not bad:
@@ -102,11 +103,12 @@ def _fold_sample(cp: Checkpoint, result: ActionResult) -> Checkpoint:
 
 
 def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult], now: datetime,
-                   backoff: timedelta = DEFAULT_BACKOFF) -> Checkpoint:
+                   backoff: timedelta = DEFAULT_BACKOFF, gone: frozenset[str] = frozenset()) -> Checkpoint:
     """The checkpoint with the outcomes of executed actions folded in (pure).
 
     ``backoff`` is how long a refused request waits when the server names no Retry-After
-    (the runner passes the plan's ``drain.retry_interval``)."""
+    (the runner passes the plan's ``drain.retry_interval``); ``gone`` names the nodes deleted
+    from the cluster since (their sampled pairs are not evidence)."""
     now = utc(now)
     cp = checkpoint
     updates: dict[str, NodeRecord] = {}
@@ -116,7 +118,7 @@ def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult], now:
             continue
         if isinstance(action, RunProbes):
             if action.purpose == "sample":
-                cp = _fold_sample(cp.with_nodes(updates), result)
+                cp = _fold_sample(cp.with_nodes(updates), result, gone)
                 updates = {}
             elif action.node is not None and cp.node(action.node) is not None:
                 updates[action.node] = _fold_gate(updates.get(action.node) or cp.by_name[action.node], result)

@@ -29,6 +29,7 @@ from typing import Any, get_args
 
 from migrator.engine.actions import Action, Cordon, CreatePod, DeletePod, RestoreNodeState, UnlabelNode
 from migrator.engine.node_steps import (
+    GONE,
     NodeCursor,
     StepContext,
     StepOutcome,
@@ -92,9 +93,8 @@ def rollback_step(out: StepOutcome, ctx: StepContext) -> None:
         intent = out.record.intent
         assert intent is not None and intent.stage is not None
         node = ctx.obs.node_by_name.get(out.record.name)
-        if node is None:
-            move(out, ctx, N.FAILED, "node vanished while rolling back",
-                 error=f"node {out.record.name} no longer exists")
+        if node is None:   # deleted from the cluster: nothing left to put back on Calico
+            move(out, ctx, N.SKIPPED, GONE, error=GONE)
             return
         row = ROLLBACK[intent.stage]
         way = advance(row, NodeCursor(out=out, ctx=ctx, node=node, row=f"rollback:{row.step}"))

@@ -10,7 +10,7 @@ node's rollback (``rollback.automatic``) or fails it.
 from __future__ import annotations
 
 from migrator.engine.node_rows import BLOCKED, FORWARD, GATE_FAILED
-from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome, blocked, first_step, move
+from migrator.engine.node_steps import GONE, NodeCursor, StepContext, StepOutcome, blocked, first_step, move
 from migrator.engine.rollback import AUTOMATIC, begin_rollback, rollback_step
 from migrator.engine.rows import Way, advance
 from migrator.model.checkpoint import Intent, NodeRecord
@@ -37,30 +37,34 @@ def _apply(out: StepOutcome, ctx: StepContext, way: Way) -> None:
              error=way.why)
 
 
+def gone(out: StepOutcome, ctx: StepContext) -> None:
+    """The node was deleted from the cluster: nothing is left to migrate, undo or restore on
+    it, so it ends ``SKIPPED`` with ``GONE`` as its error (``migrator status`` shows why; the
+    run goes on with the other nodes). If a node of that name joins again it starts on Calico,
+    and ``migrator retry --node`` sends it through the migration afresh."""
+    move(out, ctx, N.SKIPPED, GONE, error=GONE)
+
+
 def _step(record: NodeRecord) -> str | None:
     return record.intent.step if record.intent is not None else None
 
 
 def step_node(record: NodeRecord, ctx: StepContext) -> StepOutcome:
-    """Advance one in-flight node as far as the observation allows."""
+    """Advance one in-flight node as far as the observation allows (a node no longer in the
+    cluster ends ``SKIPPED``, see ``gone``)."""
     out = StepOutcome(record=record)
     for _ in range(len(N) + 2):
         current = out.record
         if current.phase.terminal:
             break
         node = ctx.obs.node_by_name.get(current.name)
-        restoring = current.intent is not None and current.intent.step == "restore"
         if current.phase is N.UNCORDONED:
             move(out, ctx, N.DONE, "migrated to Cilium")
             break
         if current.phase is N.ROLLING_BACK:
             rollback_step(out, ctx)
         elif node is None:
-            if restoring:
-                move(out, ctx, N.SKIPPED, f"skipped: {current.last_error or 'node vanished'}",
-                     error=current.last_error or "node vanished")
-            else:
-                move(out, ctx, N.FAILED, "node vanished", error=f"node {current.name} no longer exists")
+            gone(out, ctx)
         else:
             assert current.intent is not None, f"in-flight node {current.name} has no step"
             step, first = current.intent.step, first_step(ctx.plan)

@@ -28,43 +28,47 @@ class TransitionError(RuntimeError):
 
 
 ROLLBACK_ASKED = "rollback requested (automatic after a failed gate, or on call)"
+GONE_WHEN = "node deleted from the cluster (last_error says so; nothing left to undo)"
 
 #: Node edges with the condition that takes each one.
 NODE_EDGES: Mapping[NodePhase, Mapping[NodePhase, str]] = MappingProxyType({
     N.PENDING: {N.CORDONED: "node observed unschedulable after our cordon",
                 N.LABELED: "placement in-place: migration label observed (the node is neither cordoned nor "
                            "drained; no pod a drain would refuse is on it)",
-                N.SKIPPED: "abort before the cordon was observed, or the node vanished; prior state restored",
-                N.FAILED: "node vanished while starting",
+                N.SKIPPED: "abort before the cordon was observed (prior state restored), or the node was "
+                           "deleted from the cluster (last_error says so)",
                 N.ROLLING_BACK: ROLLBACK_ASKED},
     N.CORDONED: {N.DRAINED: "no evictable pod left on the node",
-                 N.SKIPPED: "drain blocked past the deadline with on_pdb_blocked=skip, or abort; "
-                            "prior state restored",
-                 N.FAILED: "node vanished",
+                 N.SKIPPED: "drain blocked past the deadline with on_pdb_blocked=skip, or abort "
+                            "(prior state restored); or " + GONE_WHEN,
                  N.ROLLING_BACK: ROLLBACK_ASKED},
     N.DRAINED: {N.LABELED: "migration label observed on the node",
-                N.FAILED: "node vanished",
+                N.SKIPPED: GONE_WHEN,
                 N.ROLLING_BACK: ROLLBACK_ASKED},
     N.LABELED: {N.AGENT_RESTARTED: "a new agent pod (not the recorded uid) is Ready",
                 N.FAILED: "agent restart deadline passed",
+                N.SKIPPED: GONE_WHEN,
                 N.ROLLING_BACK: ROLLBACK_ASKED},
     N.AGENT_RESTARTED: {N.CNI_VERIFIED: "verification pod Running with an IP in the Cilium CIDR",
                         N.FAILED: "verification pod got a non-Cilium IP or the deadline passed",
+                        N.SKIPPED: GONE_WHEN,
                         N.ROLLING_BACK: ROLLBACK_ASKED},
     N.CNI_VERIFIED: {N.PODS_RECYCLED: "every pod on the node has a Cilium IP, replacements Ready",
                      N.FAILED: "recycle deadline passed",
+                     N.SKIPPED: GONE_WHEN,
                      N.ROLLING_BACK: ROLLBACK_ASKED},
     N.PODS_RECYCLED: {N.PROBED: "every connectivity check passed from the node's probe pods",
                       N.ROLLING_BACK: "a check still failed at the gate's deadline (rollback.automatic), "
                                       "or " + ROLLBACK_ASKED,
-                      N.FAILED: "a check still failed at the deadline and rollback.automatic is false, "
-                                "or the node vanished"},
+                      N.FAILED: "a check still failed at the deadline and rollback.automatic is false",
+                      N.SKIPPED: GONE_WHEN},
     N.PROBED: {N.UNCORDONED: "node observed schedulable (or it was cordoned before us)",
-               N.FAILED: "node vanished",
+               N.SKIPPED: GONE_WHEN,
                N.ROLLING_BACK: ROLLBACK_ASKED},
     N.UNCORDONED: {N.DONE: "always (bookkeeping)"},
     N.ROLLING_BACK: {N.ROLLED_BACK: "node back on Calico, probes pass, prior state restored",
-                     N.FAILED: "a rollback stage failed or the rollback deadline passed"},
+                     N.FAILED: "a rollback stage failed or the rollback deadline passed",
+                     N.SKIPPED: GONE_WHEN},
     N.DONE: {}, N.SKIPPED: {}, N.FAILED: {}, N.ROLLED_BACK: {},
 })
 
@@ -72,6 +76,13 @@ NODE_EDGES: Mapping[NodePhase, Mapping[NodePhase, str]] = MappingProxyType({
 ROLLBACK_EDGES: Mapping[NodePhase, Mapping[NodePhase, str]] = MappingProxyType({
     N.DONE: {N.ROLLING_BACK: "on-call rollback of a migrated node"},
     N.FAILED: {N.ROLLING_BACK: "on-call rollback of a failed node (or a retry of a failed rollback)"},
+})
+
+#: Moves back to the start: only an operator's `migrator retry --node` takes them (engine.retry).
+RETRY_EDGES: Mapping[NodePhase, Mapping[NodePhase, str]] = MappingProxyType({
+    N.ROLLED_BACK: {N.PENDING: "`migrator retry --node` once the cause is fixed (audited; attempt kept)"},
+    N.SKIPPED: {N.PENDING: "`migrator retry --node` once the cause is fixed, or the node joined again "
+                           "(audited; attempt kept)"},
 })
 
 #: Run edges with the condition that takes each one.
@@ -87,7 +98,8 @@ RUN_EDGES: Mapping[RunPhase, Mapping[RunPhase, str]] = MappingProxyType({
                   R.ROLLING_BACK: "rollback --all requested"},
     R.PAUSED: {R.MIGRATING: "resumed", R.ABORTED: "abort requested",
                R.ROLLING_BACK: "rollback --all requested"},
-    R.NODES_DONE: {R.FINALIZING: "finalize started (every node DONE)",
+    R.NODES_DONE: {R.FINALIZING: "finalize started (every node DONE, none in the cluster left on Calico)",
+                   R.MIGRATING: "`migrator retry --node` sent a node back for a fresh attempt",
                    R.SOAKING: "canary: soak started",
                    R.ROLLING_BACK: "rollback --all requested"},
     R.SOAKING: {R.NODES_DONE: "canary: soak passed and canary.on_success is keep",
@@ -149,9 +161,16 @@ for _source, _exits in ROLLBACK_EDGES.items():
         raise TransitionError(f"rollback edges may only lead from a terminal phase to ROLLING_BACK ({_source.name})")
 
 
+for _source, _exits in RETRY_EDGES.items():
+    if _source not in NODE_TERMINALS or any(t is not NODE_INITIAL for t in _exits):
+        raise TransitionError(f"retry edges may only lead from a terminal phase to {NODE_INITIAL.name} "
+                              f"({_source.name})")
+
+
 def check_node_move(source: NodePhase, target: NodePhase) -> None:
-    """Raise ``TransitionError`` when neither table has an edge ``source → target``."""
-    if target not in NODE_EDGES[source] and target not in ROLLBACK_EDGES.get(source, {}):
+    """Raise ``TransitionError`` when no table has an edge ``source → target``."""
+    if target not in NODE_EDGES[source] and target not in ROLLBACK_EDGES.get(source, {}) \
+            and target not in RETRY_EDGES.get(source, {}):
         raise TransitionError(f"node move {source.name} → {target.name} is not in the table")
 
 
@@ -183,6 +202,11 @@ def render_markdown() -> str:
     lines += ["### Leaving a terminal phase", "", "Only an on-call `migrator rollback` takes these.", "",
               "| From | To | When |", "|---|---|---|"]
     for source, exits in ROLLBACK_EDGES.items():
+        for target, when in exits.items():
+            lines.append(f"| `{source.name}` | `{target.name}` | {when} |")
+    lines += ["", "### Back to the start", "", "Only an operator's `migrator retry --node` takes these "
+              "(a `FAILED` node is rolled back first).", "", "| From | To | When |", "|---|---|---|"]
+    for source, exits in RETRY_EDGES.items():
         for target, when in exits.items():
             lines.append(f"| `{source.name}` | `{target.name}` | {when} |")
     lines += [""]

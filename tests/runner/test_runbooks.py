@@ -82,7 +82,25 @@ def test_rollback_node_then_rollback_all(sim, kubeconfig, tmp_path):
     run_runbook("rollback-node.md", kubeconfig, plan, NODE=first)
     assert checkpoint(sim).node(first).phase.value == "ROLLED_BACK"  # type: ignore[union-attr]
     assert_on_calico(sim, first)
-    run_runbook("rollback-all.md", kubeconfig, plan)
+    run_runbook("rollback-all.md", kubeconfig, plan, skip=(UNREADABLE,))
+    cp = checkpoint(sim)
+    assert cp is not None and cp.run_phase.value == "ROLLED_BACK"
+    sim.settle(timeout=20)
+    for node in sim.store.list("nodes"):
+        assert LABEL not in node["metadata"]["labels"]
+        assert_on_calico(sim, node["metadata"]["name"])
+
+
+UNREADABLE = "When the checkpoint is unreadable"
+
+
+def test_rollback_all_from_the_cluster_when_the_checkpoint_is_unreadable(sim, kubeconfig, tmp_path):
+    plan = _killed_run(sim, kubeconfig, tmp_path, done=2)
+    sim.store.mutate("configmaps", "kube-system", "cni-migration-state", lambda d: d["data"].update(nodes="?"))
+    section = (RUNBOOKS / "rollback-all.md").read_text().split("## " + UNREADABLE, 1)[1]
+    assert BLOCK.findall(section)
+    outputs = run_runbook("rollback-all.md", kubeconfig, plan, skip=("Look", "Act", "Verify"))
+    assert "cni-migration-state-unreadable-" in outputs[-1]
     cp = checkpoint(sim)
     assert cp is not None and cp.run_phase.value == "ROLLED_BACK"
     sim.settle(timeout=20)
