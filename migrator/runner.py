@@ -11,6 +11,14 @@ process was started for (its purpose) goes into the inbox, and the engine names 
 
 A crash at any point is safe: the checkpoint holds every intent, every action is idempotent,
 and ``resume`` observes and decides again instead of replaying anything.
+
+An API server that stays unreachable or failing after the port's own retries (``Unavailable``,
+``Throttled`` escaping a turn: observing, saving or reloading the checkpoint, or every action
+of the turn) does not end the run: the turn is tried again with the same checkpoint,
+resourceVersion and inbox, up to ``api.outage_tolerance`` (``migrator.outage``), then the run
+halts with exit 1, resumable. A save whose outcome is unknown needs nothing special: the next
+save carries the same resourceVersion, so it goes through if the lost one did not, and is
+refused (409, reload: our own write comes back) if it did.
 """
 
 from __future__ import annotations
@@ -187,7 +195,13 @@ class Runner:
                     where = "actions"
                     results = tuple(self.executor.run(decision.actions))
             except Conflict:
-                cp, self._rv = self.store.load()
+                try:
+                    cp, self._rv = self.store.load()
+                except API_DOWN as exc:   # the next save meets the same 409 and reloads again
+                    if (halt := self._outage(exc, "checkpoint read", cp)) is not None:
+                        return halt
+                    continue
+                outage.recovered()
                 log.info("checkpoint.conflict", action="reloaded")
                 if cp is None:
                     return Outcome(Exit.HALTED, f"{self.store.where} was deleted while the run was going on")

@@ -4,6 +4,7 @@ compare-and-swap of the next one."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from typing import Any, cast
@@ -13,6 +14,7 @@ import pytest
 from migrator.cluster.errors import Conflict, Unavailable
 from migrator.cluster.kube import KubeCluster
 from migrator.cluster.store import CheckpointStore
+from migrator.log import configure
 from migrator.model.plan import load_plan
 from migrator.runner import Exit, Runner
 from tests.cluster.checkpoints import sample_checkpoint
@@ -131,7 +133,8 @@ def test_a_save_with_an_unknown_outcome_is_either_ours_or_the_previous_one(sim, 
     port.close()
 
 
-def test_the_runner_settles_lost_checkpoint_writes_and_finishes(sim, kubeconfig, tmp_path) -> None:
+def test_the_runner_settles_lost_checkpoint_writes_and_finishes(sim, kubeconfig, tmp_path, capsys) -> None:
+    configure(fmt="json", stream=sys.stderr)   # this test's stderr, not one an earlier test closed
     plan = load_plan(fast_plan(tmp_path, {"api.outage_tolerance": "5m"}))
     port = _Flaky(KubeCluster.from_kubeconfig(str(kubeconfig), watch_timeout_seconds=5),
                   {3: True, 4: False, 9: True, 15: False, 16: True})
