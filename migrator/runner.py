@@ -184,11 +184,11 @@ class Runner:
                 results: tuple[ActionResult, ...] = ()
                 if decision.changed and decision.checkpoint is not None:
                     where = "checkpoint save"
+                    self._save(decision.checkpoint)
+                    outage.recovered()
                     if cp is None:
                         log.info("run.started", nodes=len(decision.checkpoint.nodes), where=self.store.where)
                     self._log_transitions(cp, decision.checkpoint)
-                    self._save(decision.checkpoint)
-                    outage.recovered()
                 # the intent is saved (or unchanged): from here the turn's state moves on
                 cp = decision.checkpoint
                 if decision.actions:
@@ -266,6 +266,7 @@ class Runner:
         message = self.outage.failed(error, where="actions")
         if message is not None:
             return Outcome(Exit.HALTED, message, cp)
+        self._stop.wait(self.outage.pause(error))
         return None
 
     def _save(self, cp: Checkpoint) -> None:

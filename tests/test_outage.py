@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 
+from structlog.testing import capture_logs
+
 from migrator.cluster.errors import Throttled, Unavailable
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
@@ -33,22 +35,30 @@ def test_an_episode_is_counted_waited_out_and_ended_by_a_call_that_succeeds() ->
     outage.recovered()                                    # nothing to end
     assert not outage.active and _value(metrics, "migrator_api_outages_total") == 0
     error = Unavailable("connection refused")
-    assert outage.failed(error, where="observe") is None
+    with capture_logs() as logs:
+        assert outage.failed(error, where="observe") is None
+    assert logs == [{"event": "api.unavailable", "log_level": "warning", "since": "2026-01-01T03:00:00+00:00",
+                     "for": 0.0, "where": "observe", "error": "Unavailable", "message": "connection refused",
+                     "tolerance": "1m"}]
     assert outage.since == START and _value(metrics, "migrator_api_unavailable") == 1
     assert "API server unavailable since 03:00:00Z" in progress.line(cp)
     pauses = []
-    for _ in range(6):
-        pauses.append(outage.pause(error))
-        clock.advance(pauses[-1])
-        assert outage.failed(error, where="checkpoint save") is None
+    with capture_logs() as logs:
+        for _ in range(6):
+            pauses.append(outage.pause(error))
+            clock.advance(pauses[-1])
+            assert outage.failed(error, where="checkpoint save") is None
+        assert outage.pause(Throttled("slow down", retry_after=3)) == 3           # the server's Retry-After
+        outage.recovered()
     assert pauses == sorted(pauses) and pauses[0] < pauses[-1] == MAX_PAUSE       # backs off, capped
-    assert outage.pause(Throttled("slow down", retry_after=3)) == 3               # the server's Retry-After
-    outage.recovered()
+    assert [e["event"] for e in logs] == ["api.unavailable", "api.recovered"]     # repeated lines are paced
+    assert logs[-1]["for"] == sum(pauses) and logs[-1]["failed_turns"] == 7
     assert not outage.active and _value(metrics, "migrator_api_unavailable") == 0
     assert _value(metrics, "migrator_api_unavailable_seconds_total") == sum(pauses)
     assert "unavailable" not in progress.line(cp)
     clock.advance(30)
-    outage.failed(error, where="actions")
+    with capture_logs():
+        outage.failed(error, where="actions")
     assert outage.since == START + timedelta(seconds=sum(pauses) + 30)
     assert _value(metrics, "migrator_api_outages_total") == 2
 
@@ -56,12 +66,13 @@ def test_an_episode_is_counted_waited_out_and_ended_by_a_call_that_succeeds() ->
 def test_past_the_tolerance_the_message_says_since_when_and_what_to_do() -> None:
     clock = FakeClock(START)
     outage = ApiOutage(timedelta(seconds=90), clock=clock, metrics=Metrics())
-    assert outage.failed(Throttled("too many requests"), where="observe") is None
-    clock.advance(90)
-    assert outage.failed(Throttled("too many requests"), where="observe") is None   # not longer yet
-    assert outage.pause(Throttled("too many requests", retry_after=60)) <= 0.05 + 1e-9  # the next try decides
-    clock.advance(1)
-    message = outage.failed(Unavailable("503"), where="checkpoint save")
+    with capture_logs():
+        assert outage.failed(Throttled("too many requests"), where="observe") is None
+        clock.advance(90)
+        assert outage.failed(Throttled("too many requests"), where="observe") is None   # not longer yet
+        assert outage.pause(Throttled("too many requests", retry_after=60)) <= 0.05 + 1e-9  # the next try decides
+        clock.advance(1)
+        message = outage.failed(Unavailable("503"), where="checkpoint save")
     assert message is not None
     assert "the API server has been unavailable since 2026-01-01 03:00:00Z (for 1m31s)" in message
     assert "longer than api.outage_tolerance=1m30s" in message and "checkpoint save: Unavailable: 503" in message
