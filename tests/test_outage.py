@@ -4,11 +4,15 @@ when it gives up, and what the metrics and the progress line say."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from migrator.cluster.errors import Throttled, Unavailable
+from migrator.log import configure
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
 from migrator.outage import MAX_PAUSE, ApiOutage
@@ -16,6 +20,16 @@ from migrator.progress import Progress
 from tests.cluster.fakeclock import FakeClock
 
 START = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def every_level_logged() -> Iterator[None]:
+    """Log at every level here (an earlier test may have set ``--log-level warning``), then
+    put the logging configuration back."""
+    saved = structlog.get_config()
+    configure(level="debug", stream=io.StringIO())
+    yield
+    structlog.configure(**saved)
 
 
 def _value(metrics: Metrics, name: str) -> float:

@@ -4,16 +4,19 @@ compare-and-swap of the next one."""
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import Counter
 from typing import Any, cast
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from migrator.cluster.errors import Conflict, Unavailable
 from migrator.cluster.kube import KubeCluster
 from migrator.cluster.store import CheckpointStore
+from migrator.log import configure
 from migrator.model.plan import load_plan
 from migrator.runner import Exit, Runner
 from tests.cluster.checkpoints import sample_checkpoint
@@ -133,11 +136,16 @@ def test_a_save_with_an_unknown_outcome_is_either_ours_or_the_previous_one(sim, 
 
 
 def test_the_runner_settles_lost_checkpoint_writes_and_finishes(sim, kubeconfig, tmp_path) -> None:
+    saved = structlog.get_config()   # an earlier test may have set --log-level warning
+    configure(level="debug", stream=io.StringIO())
     plan = load_plan(fast_plan(tmp_path, {"api.outage_tolerance": "5m"}))
     port = _Flaky(KubeCluster.from_kubeconfig(str(kubeconfig), watch_timeout_seconds=5),
                   {3: True, 4: False, 9: True, 15: False, 16: True})
-    with capture_logs() as logs:
-        outcome = Runner(plan, cast(KubeCluster, port), output_dir=tmp_path).run()
+    try:
+        with capture_logs() as logs:
+            outcome = Runner(plan, cast(KubeCluster, port), output_dir=tmp_path).run()
+    finally:
+        structlog.configure(**saved)
     assert outcome.code == Exit.DONE, outcome.message
     assert port.failed == 5
     waited = [e for e in logs if e["event"] == "api.unavailable"]
