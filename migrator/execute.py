@@ -24,7 +24,7 @@ import structlog
 from migrator.cluster import errors as E
 from migrator.cluster.port import ClusterPort, ObjectRef
 from migrator.engine import actions as A
-from migrator.engine.probes import passed
+from migrator.engine.probes import UNKNOWN, passed
 from migrator.metrics import Metrics
 
 log = structlog.get_logger("migrator.execute")
@@ -32,6 +32,19 @@ log = structlog.get_logger("migrator.execute")
 PARALLEL_NODES = 8
 #: Our cluster errors by class name, as the engine reads them in a result (others are "Error").
 KNOWN_ERRORS: dict[str, A.ErrorKind] = {kind: kind for kind in get_args(A.ErrorKind)}
+
+
+#: How kube-apiserver's proxy says it could not reach the pod (a network answer, not an API error).
+UNREACHABLE = "error trying to reach service"
+
+
+def api_error(exc: E.ClusterError) -> bool:
+    """True when a pods/proxy request failed in the API server rather than at the probe pod:
+    throttled, a 5xx other than the proxy's "could not reach the pod", a timeout or a broken
+    connection to the API server (see ``Executor._dial``)."""
+    if isinstance(exc, E.Throttled):
+        return True
+    return isinstance(exc, E.Unavailable) and UNREACHABLE not in exc.message.lower()
 
 
 def _version(api_version: str) -> str:
@@ -87,7 +100,7 @@ class Executor:
         return result
 
     def _probes(self, action: A.RunProbes) -> A.ActionResult:
-        """One round of checks; a check that cannot even be sent counts as failed, never raises."""
+        """One round of checks, each ``ok``, ``fail`` or ``unknown`` (see ``_dial``); never raises."""
         detail: dict[str, str] = {}
         for check in action.checks:
             detail[check.name] = self._dial(check, action.threshold)
@@ -97,11 +110,27 @@ class Executor:
         return A.ActionResult.success(action, changed=False, detail=detail)
 
     def _dial(self, check: A.ProbeCheck, threshold: float) -> str:
+        """One check through pods/proxy: ``ok n/t``, ``fail n/t: why`` or ``unknown 0/t: why``.
+
+        Who answered decides. kube-apiserver relays the probe pod's own answer, status and body
+        as the pod sent them: netexec's ``/dial`` answers 200 with the tries that connected and
+        the errors of those that did not, or 400 when the target's name does not resolve — both
+        are evidence about the network. When the API server cannot reach the probe pod itself,
+        its proxy transport answers ``503 ServiceUnavailable`` with a message starting "error
+        trying to reach service:" (k8s.io/apimachinery ``pkg/util/proxy``): the pod is not
+        reachable on the pod network, also evidence (``fail``). Anything else that fails is
+        the API server's (or a load balancer's in front of it) own trouble and says nothing
+        about the network — 429 (API Priority and Fairness), any other 5xx, a timeout, a
+        refused or reset connection: the check is ``unknown``, dialled again later, and never
+        counts toward a failed gate, a rollback or a sampling pause.
+        """
         query = {"host": check.host, "port": str(check.port), "request": "hostname",
                  "protocol": "http", "tries": str(check.tries)}
         try:
             body = self.port.proxy_get(check.namespace, check.pod, check.pod_port, "dial", query)
         except E.ClusterError as exc:
+            if api_error(exc):
+                return f"{UNKNOWN} 0/{check.tries}: the API server did not relay it: {str(exc)[:140]}"
             return f"fail 0/{check.tries}: proxy to {check.namespace}/{check.pod}: {str(exc)[:160]}"
         try:
             answer = json.loads(body)

@@ -1,7 +1,7 @@
 """Prometheus metrics of a run, on a private registry (served with ``--metrics-port``).
 
 Counted on transitions and outcomes, never per loop: nodes by phase, step durations, evictions
-by outcome, API retries, rollbacks.
+by outcome, API retries, rollbacks, API server outages the run waited out.
 """
 
 from __future__ import annotations
@@ -32,7 +32,16 @@ class Metrics:
                                 registry=self.registry)
         self.rollbacks = PCounter("migrator_rollbacks_total", "Nodes rolled back.", registry=self.registry)
         self.probes = PCounter("migrator_probe_checks_total", "Connectivity checks by purpose (gate, sample) "
-                               "and outcome (ok, fail).", ["purpose", "outcome"], registry=self.registry)
+                               "and outcome (ok, fail, unknown: the API server did not relay an answer).",
+                               ["purpose", "outcome"], registry=self.registry)
+        self.api_outages = PCounter("migrator_api_outages_total", "Episodes of the API server unavailable "
+                                    "(a turn failed after the port's own retries) that the run waited out.",
+                                    registry=self.registry)
+        self.api_unavailable_seconds = PCounter("migrator_api_unavailable_seconds_total",
+                                                "Seconds the run waited for an unavailable API server.",
+                                                registry=self.registry)
+        self.api_unavailable = Gauge("migrator_api_unavailable", "1 while the run waits for an unavailable "
+                                     "API server, else 0.", registry=self.registry)
         self._seen: dict[str, tuple[str, datetime | None]] = {}   # node -> (phase, phase_started_at)
 
     def serve(self, port: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 from typing import Any, TextIO
 
 from migrator.model.checkpoint import Checkpoint
@@ -18,6 +19,8 @@ class Progress:
         self.stream = stream
         self.started = time.monotonic()
         self._last = ""
+        self._cp: Checkpoint | None = None
+        self.unavailable_since: datetime | None = None
 
     @classmethod
     def for_stream(cls, stream: TextIO = sys.stderr) -> Progress | None:
@@ -29,10 +32,19 @@ class Progress:
         flying = [f"{r.name}:{r.phase.value.lower()}" for r in cp.nodes
                   if not r.phase.terminal and r.phase is not NodePhase.PENDING]
         shown = ", ".join(flying[:4]) + (f" +{len(flying) - 4}" if len(flying) > 4 else "")
+        outage = "" if self.unavailable_since is None else \
+            f"  API server unavailable since {self.unavailable_since.strftime('%H:%M:%SZ')}"
         return (f"[{time.monotonic() - self.started:6.1f}s] {cp.run_phase.value.lower():10} "
-                f"{done}/{len(cp.nodes)} done  {shown}")
+                f"{done}/{len(cp.nodes)} done  {shown}{outage}")
+
+    def unavailable(self, since: datetime | None) -> None:
+        """Say the API server has been unavailable since ``since`` (None: it is back)."""
+        self.unavailable_since = since
+        if self._cp is not None:
+            self.update(self._cp)
 
     def update(self, cp: Checkpoint, reason: Any = None) -> None:
+        self._cp = cp
         text = self.line(cp)
         if text != self._last:
             self.stream.write("\r\033[K" + text)

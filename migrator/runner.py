@@ -11,6 +11,14 @@ process was started for (its purpose) goes into the inbox, and the engine names 
 
 A crash at any point is safe: the checkpoint holds every intent, every action is idempotent,
 and ``resume`` observes and decides again instead of replaying anything.
+
+An API server that stays unreachable or failing after the port's own retries (``Unavailable``,
+``Throttled`` escaping a turn: observing, saving or reloading the checkpoint, or every action
+of the turn) does not end the run: the turn is tried again with the same checkpoint,
+resourceVersion and inbox, up to ``api.outage_tolerance`` (``migrator.outage``), then the run
+halts with exit 1, resumable. A save whose outcome is unknown needs nothing special: the next
+save carries the same resourceVersion, so it goes through if the lost one did not, and is
+refused (409, reload: our own write comes back) if it did.
 """
 
 from __future__ import annotations
@@ -28,17 +36,18 @@ from typing import Any
 import structlog
 
 from migrator.clock import Clock, SystemClock
-from migrator.cluster.errors import ClusterError, Conflict
+from migrator.cluster.errors import ClusterError, Conflict, Throttled, Unavailable
 from migrator.cluster.lease import LockHeld, LockLost, RunLock, holder_identity
 from migrator.cluster.port import ClusterPort, WatchScope
 from migrator.cluster.store import CheckpointStore
-from migrator.engine.actions import ActionResult
+from migrator.engine.actions import ActionResult, RunProbes, WriteFile
 from migrator.engine.decide import Decision, Inbox, PlanMismatch, Purpose, decide, observe_scope
 from migrator.execute import Executor
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
 from migrator.model.plan import MigrationPlan
 from migrator.observe import Observer
+from migrator.outage import API_DOWN, ApiOutage
 
 log = structlog.get_logger("migrator.runner")
 RELOAD_EVERY = 2.0       # seconds between checkpoint re-reads while idle (to see pause/abort requests)
@@ -88,6 +97,8 @@ class Runner:
         self.operator = operator or self.lock.identity  # who changed the plan's tuning, in the audit
         self.skip_checks = skip_checks  # --skip-check IDs (engine.preflight_gate), recorded and audited
         self.observer: Observer | None = None  # its preflight findings are printed when the run halts on them
+        # waits out an unavailable API server, up to the plan's api.outage_tolerance
+        self.outage = ApiOutage(plan.api.outage_tolerance, clock=self.clock, metrics=self.metrics, progress=progress)
         self._stop = threading.Event()
         self._rv: str | None = None
 
@@ -141,7 +152,16 @@ class Runner:
         self.port.start_watching(WatchScope(agent_namespace=plan.cilium.agent.namespace,
                                             node_config_namespace=plan.cilium.node_config.namespace,
                                             node_config_version=version.split("/", 1)[1] if version else None))
-        cp, self._rv = self.store.load()
+        outage = self.outage
+        cp: Checkpoint | None = None
+        while True:
+            try:
+                cp, self._rv = self.store.load()
+                outage.recovered()
+                break
+            except API_DOWN as exc:
+                if (halt := self._outage(exc, "checkpoint read", None)) is not None:
+                    return halt
         takeover = self.lock.taken_over_from if self.force_takeover else None
         inbox = Inbox(purpose=purpose, run_id=self.run_id, by=self.operator, first=True, takeover=takeover,
                       skip_checks=self.skip_checks)
@@ -151,31 +171,52 @@ class Runner:
             self.lock.check()
             if self._stop.is_set():
                 return Outcome(Exit.HALTED, "interrupted; state saved — run `migrator resume` to continue", cp)
-            scope = observe_scope(cp, purpose)
-            obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight)
-            decision: Decision = decide(plan, cp, obs, self.clock.now(), inbox)
-            if decision.reason != last_reason:
-                log.info("run.decision", phase=decision.checkpoint.run_phase.value if decision.checkpoint else None,
-                         reason=decision.reason[:300], actions=[a.kind for a in decision.actions])
-                last_reason = decision.reason
-            results: tuple[ActionResult, ...] = ()
+            where = "observe"
             try:
+                scope = observe_scope(cp, purpose)
+                obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight)
+                decision: Decision = decide(plan, cp, obs, self.clock.now(), inbox)
+                if decision.reason != last_reason:
+                    log.info("run.decision",
+                             phase=decision.checkpoint.run_phase.value if decision.checkpoint else None,
+                             reason=decision.reason[:300], actions=[a.kind for a in decision.actions])
+                    last_reason = decision.reason
+                results: tuple[ActionResult, ...] = ()
                 if decision.changed and decision.checkpoint is not None:
+                    where = "checkpoint save"
+                    self._save(decision.checkpoint)
+                    outage.recovered()
                     if cp is None:
                         log.info("run.started", nodes=len(decision.checkpoint.nodes), where=self.store.where)
                     self._log_transitions(cp, decision.checkpoint)
-                    self._save(decision.checkpoint)
+                # the intent is saved (or unchanged): from here the turn's state moves on
                 cp = decision.checkpoint
                 if decision.actions:
+                    where = "actions"
                     results = tuple(self.executor.run(decision.actions))
             except Conflict:
-                cp, self._rv = self.store.load()
+                try:
+                    cp, self._rv = self.store.load()
+                except API_DOWN as exc:   # the next save meets the same 409 and reloads again
+                    if (halt := self._outage(exc, "checkpoint read", cp)) is not None:
+                        return halt
+                    continue
+                outage.recovered()
                 log.info("checkpoint.conflict", action="reloaded")
                 if cp is None:
                     return Outcome(Exit.HALTED, f"{self.store.where} was deleted while the run was going on")
                 inbox = replace(inbox, results=(), first=False)
                 continue
+            except API_DOWN as exc:
+                # Keep the checkpoint, its resourceVersion and the inbox as they were: a save whose
+                # outcome is unknown is settled by the compare-and-swap of the next one (applied:
+                # 409, reload, our own write comes back; not applied: it goes through).
+                if (halt := self._outage(exc, where, cp)) is not None:
+                    return halt
+                continue
             inbox = replace(inbox, results=results, first=False, takeover=None)
+            if (halt := self._settle(results, cp)) is not None:
+                return halt
             if cp is not None:
                 self.metrics.observe_checkpoint(cp)
                 if self.progress is not None:
@@ -184,11 +225,49 @@ class Runner:
                 return Outcome(STOP_CODES[decision.stop.code], decision.stop.message, cp)
             if not decision.actions:
                 self._wait(decision.wake_at)
-            if time.monotonic() - last_reload > RELOAD_EVERY and cp is not None:
+            if (time.monotonic() - last_reload > RELOAD_EVERY or outage.active) and cp is not None:
                 last_reload = time.monotonic()
-                fresh, rv = self.store.load()
+                try:
+                    fresh, rv = self.store.load()
+                except API_DOWN as exc:
+                    if (halt := self._outage(exc, "checkpoint read", cp)) is not None:
+                        return halt
+                    continue
+                outage.recovered()
                 if fresh is not None and (fresh.requested != cp.requested or fresh.rollback != cp.rollback):
                     cp, self._rv = fresh, rv
+
+    def _outage(self, exc: ClusterError, where: str, cp: Checkpoint | None) -> Outcome | None:
+        """A turn failed with an API error: the halt past ``api.outage_tolerance``, else None
+        after pausing (a stop request ends the pause early; the loop then honours it)."""
+        message = self.outage.failed(exc, where=where)
+        if message is not None:
+            log.error("api.outage_tolerance_exceeded", since=self.outage.since.isoformat() if self.outage.since
+                      else None, **{"for": round(self.outage.unavailable_for(), 1)},
+                      tolerance=self.plan.api.outage_tolerance.total_seconds())
+            return Outcome(Exit.HALTED, message, cp)
+        self._stop.wait(self.outage.pause(exc))
+        return None
+
+    def _settle(self, results: tuple[ActionResult, ...], cp: Checkpoint | None) -> Outcome | None:
+        """Read the API server's health from the turn's action results: one call that went
+        through ends an outage; when every call failed with an API error, that is a failed turn
+        (its results still go to the engine, which tries the actions again)."""
+        calls = [r for r in results if not isinstance(r.action, (RunProbes, WriteFile))]
+        if not calls:
+            return None
+        down = [r for r in calls if not r.ok and r.error_kind in ("Unavailable", "Throttled")]
+        if len(down) < len(calls):
+            self.outage.recovered()
+            return None
+        first = down[0]
+        error: ClusterError = (Throttled if first.error_kind == "Throttled" else Unavailable)(
+            first.message, retry_after=first.retry_after)
+        message = self.outage.failed(error, where="actions")
+        if message is not None:
+            return Outcome(Exit.HALTED, message, cp)
+        self._stop.wait(self.outage.pause(error))
+        return None
 
     def _save(self, cp: Checkpoint) -> None:
         self._rv = self.store.save(cp, self._rv)

@@ -27,7 +27,7 @@ from migrator.engine.node_steps import (
     wake_for_recheck,
 )
 from migrator.engine.pods import DrainView, drain_view, verify_pod_name
-from migrator.engine.probe_gate import Verdict, gate_round, verdict
+from migrator.engine.probe_gate import Verdict, gate_deadline, gate_round, verdict
 from migrator.engine.rows import Row, validate
 from migrator.engine.table import check_node_move
 from migrator.model.checkpoint import PriorNodeState
@@ -349,8 +349,10 @@ ROWS: tuple[Row[NodeCursor], ...] = (
     Row(step="probe", runs_in="`PODS_RECYCLED`", done=_gate_passed,
         done_doc="every connectivity check passed from the node's probe pods",
         skip=_probes_off, skip_doc="`probes.enabled` is false", work=_probe, sends=("run-probes",),
-        timeout=lambda c: c.plan.probes.checks.deadline, on_timeout=GATE_FAILED, timeout_error=_gate_failure,
-        timeout_doc="`probes.checks.deadline`", then=N.PROBED),
+        timeout=lambda c: gate_deadline(_forward_gate(c), c.plan.probes.checks.deadline), on_timeout=GATE_FAILED,
+        timeout_error=_gate_failure,
+        timeout_doc="`probes.checks.deadline` (none while only checks the API server did not relay stand in the way)",
+        then=N.PROBED),
     Row(step="uncordon", runs_in="`PROBED`", done=_uncordoned,
         done_doc="node observed schedulable (or it was cordoned before us)",
         send=_send_uncordon, sends=("uncordon", "delete-pod"), doing="uncordoning", then=N.UNCORDONED),

@@ -8,15 +8,23 @@ it was asked does not wait an interval because the set grew. The gate passes whe
 of the current set has passed, and fails when the deadline comes with any still failing. The
 check set is recomputed from each observation (``probes.gate_checks``), so peers that start
 migrating meanwhile are dropped rather than blamed.
+
+A check the API server did not relay (``unknown``: see ``execute.Executor._dial``) is no
+evidence about the network: it is kept in ``failures`` only so that it waits for the interval
+like a failing check, a genuine failure recorded before it is kept instead, and it never makes
+a spare peer necessary. While every check standing in the way is unknown the gate has no
+deadline (``gate_deadline``): it keeps dialling and says that it waits for answers, so an API
+server that fails pods/proxy never fails a gate or rolls a node back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from migrator.engine.actions import RunProbes
 from migrator.engine.node_steps import NodeCursor
-from migrator.engine.probes import Gate, gate_checks
+from migrator.engine.probes import Gate, gate_checks, unknown
 from migrator.model.checkpoint import truncate_error
 from migrator.model.observation import PodFacts
 
@@ -31,6 +39,12 @@ class Verdict:
     passed: bool
     blocking: tuple[str, ...]
     settled: int
+    unanswered: tuple[str, ...] = ()   # blocking checks whose last outcome is unknown (API errors)
+
+    @property
+    def no_evidence(self) -> bool:
+        """Nothing in the way is a genuine failure: only checks the API server did not relay."""
+        return bool(self.unanswered) and len(self.unanswered) == len(self.blocking)
 
     def summary(self, failures: dict[str, str]) -> str:
         """One line for the node's record: the pass count, or what still fails."""
@@ -50,10 +64,17 @@ def verdict(c: NodeCursor, *, expect_cilium: bool, same_node_peer: PodFacts | No
                            same_node_peer=same_node_peer, expect_cilium=expect_cilium, suspects=c.ctx.suspects)
         ok, blocking = gate.verdict(set(c.intent.passed))
         settled = sum(1 for check in gate.checks if check.name in c.intent.passed)
+        unanswered = tuple(n for n in blocking if unknown(c.intent.failures.get(n)))
         c.memo["gate"] = Verdict(gate=gate, passed=bool(gate.checks) and ok, blocking=tuple(blocking),
-                                 settled=settled)
+                                 settled=settled, unanswered=unanswered)
     found: Verdict = c.memo["gate"]
     return found
+
+
+def gate_deadline(view: Verdict, deadline: timedelta) -> timedelta | None:
+    """The gate's deadline for this decision: none while only unanswered checks stand in the
+    way (an API error is never evidence about the network)."""
+    return None if view.no_evidence else deadline
 
 
 def gate_round(c: NodeCursor, view: Verdict) -> None:
@@ -66,7 +87,8 @@ def gate_round(c: NodeCursor, view: Verdict) -> None:
     interval = plan.probes.checks.interval
     next_round = now if intent.sent_at is None else intent.sent_at + interval
     retry = now >= next_round
-    todo = view.gate.todo(set(intent.passed), set(intent.failures))
+    genuine = {name for name, outcome in intent.failures.items() if not unknown(outcome)}
+    todo = view.gate.todo(set(intent.passed), genuine)
     if not retry:  # only failing checks wait for the interval; never-dialled ones go now
         todo = tuple(t for t in todo if t.name not in intent.failures)
     if todo:
@@ -78,5 +100,7 @@ def gate_round(c: NodeCursor, view: Verdict) -> None:
     else:
         c.wake(next_round)
     checks = view.gate.checks
+    failing = sorted(genuine)
     c.say(f"probing: {len(checks) - len(view.blocking)}/{len(checks)} checks settled" + (
-        f", failing: {', '.join(sorted(intent.failures)[:3])}" if intent.failures else ""))
+        f", failing: {', '.join(failing[:3])}" if failing else "") + (
+        f", waiting for the API server to relay {len(view.unanswered)} check(s)" if view.unanswered else ""))

@@ -5,7 +5,9 @@ The fleet is agnhost ``netexec`` in its own namespace: a DaemonSet of pods on th
 (``migrator-probe``), a hostNetwork variant (``migrator-probe-host``) and a ClusterIP Service in
 front of the pod variant. Every check is a request through the API server's pods/proxy
 subresource to ``/dial`` on a source probe pod, which connects ``tries`` times to the target
-and reports the answers, so checks work the same on any cluster the tool can reach.
+and reports the answers, so checks work the same on any cluster the tool can reach. A check's
+outcome is ``ok …``, ``fail …`` (the probe answered, or the API server could not reach the
+probe pod) or ``unknown …`` (the API server itself failed: no evidence about the network).
 
 The gate of a node (after its pods were recycled, before uncordon) dials, from the node's new
 probe pod: the verification pod on the same node, probe pods on Calico nodes and on Cilium
@@ -263,6 +265,15 @@ def sampled_suspects(failures: Iterable[str]) -> frozenset[str]:
         repeat = {n for n in pair if len(partners[n]) >= 2}
         suspects |= repeat or set(pair)
     return frozenset(n for n in suspects if n)
+
+
+#: How a check's outcome starts when the API server did not relay the probe's answer.
+UNKNOWN = "unknown"
+
+
+def unknown(outcome: str | None) -> bool:
+    """True for the outcome of a check the API server did not relay (no evidence either way)."""
+    return outcome is not None and outcome.startswith(UNKNOWN)
 
 
 def passed(answered: int, tries: int, threshold: float) -> bool:

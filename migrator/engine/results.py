@@ -4,7 +4,10 @@ The engine moves phases only on what it *observes*; results matter for what cann
 observed: a refused eviction (back off until ``not_before`` — the server's Retry-After, else
 the plan's ``drain.retry_interval`` — remember when PDBs started
 blocking, forget the uid so the pod is tried again), a failed write (clear ``sent_at`` so the
-step is re-sent at once, keep the error for humans), and the answers of probe rounds. "Already
+step is re-sent at once, keep the error for humans; an API error — ``Unavailable``,
+``Throttled`` — is an unknown outcome, re-sent after the back-off and never recorded as the
+node's error), and the answers of probe rounds (a check the API server did not relay is
+``unknown``: neither passed nor failed, dialled again after the interval). "Already
 gone" and "already exists" count as
 success: every action is idempotent. Event failures are not journaled (they are logged).
 """
@@ -23,12 +26,15 @@ from migrator.engine.actions import (
     RunProbes,
 )
 from migrator.engine.ordering import in_flight
-from migrator.engine.probes import pair_nodes
+from migrator.engine.probes import pair_nodes, unknown
 from migrator.model.checkpoint import Checkpoint, NodeRecord, truncate_error, utc
 from migrator.model.states import RunPhase
 
 DEFAULT_BACKOFF = timedelta(seconds=5)
 HARMLESS = frozenset({"NotFound", "AlreadyExists"})
+#: The API server could not answer: the outcome is unknown, not a failure of the node or the
+#: step. The action is sent again after a back-off unless the next observation shows its effect.
+API_ERRORS = frozenset({"Unavailable", "Throttled"})
 
 
 def _fold_node(record: NodeRecord, result: ActionResult, now: datetime, backoff: timedelta) -> NodeRecord:
@@ -49,6 +55,8 @@ def _fold_node(record: NodeRecord, result: ActionResult, now: datetime, backoff:
         changes["not_before"] = now + delay
     if result.error_kind == "DisruptionBudgetBlocked" and intent.blocked_since is None:
         changes["blocked_since"] = now
+    if result.error_kind in API_ERRORS:  # unknown outcome: try again, the node did nothing wrong
+        return record.model_copy(update={"intent": intent.model_copy(update=changes)})
     return record.model_copy(update={"intent": intent.model_copy(update=changes),
                                      "last_error": message})
 
@@ -57,6 +65,12 @@ def _fold_run(cp: Checkpoint, result: ActionResult) -> Checkpoint:
     """A failed run-level action: re-send its step at once, keep the error for humans."""
     action = result.action
     progress = cp.finalize
+    if result.error_kind in API_ERRORS:  # unknown outcome: re-send, but it is no error of the run
+        if isinstance(action, EnsureNodeConfig):
+            return cp.model_copy(update={"prepare_sent_at": None})
+        if progress is not None:
+            return cp.model_copy(update={"finalize": progress.model_copy(update={"sent_at": None})})
+        return cp
     message = truncate_error(f"{action.kind}: {result.error_kind}: {result.message}")
     if isinstance(action, EnsureNodeConfig):
         return cp.model_copy(update={"prepare_sent_at": None, "last_error": message})
@@ -70,13 +84,17 @@ SAMPLE_FAILURES_KEPT = 10
 
 
 def _fold_gate(record: NodeRecord, result: ActionResult) -> NodeRecord:
-    """Checks that passed join ``intent.passed``; the others' last failure is kept."""
+    """Checks that passed join ``intent.passed``; the others' last failure is kept. An unknown
+    outcome (the API server did not relay the answer) never replaces a genuine failure."""
     intent = record.intent
     if intent is None or (intent.step != "probe" and intent.stage != "probe"):
         return record  # the gate moved on meanwhile
     ok = [name for name, outcome in result.detail.items() if outcome.startswith("ok")]
     failures = {**intent.failures, **{n: truncate_error(o)[:120] for n, o in result.detail.items()
-                                      if not o.startswith("ok")}}
+                                      if not o.startswith("ok") and not unknown(o)}}
+    for name, outcome in result.detail.items():
+        if unknown(outcome) and (name not in failures or unknown(failures[name])):
+            failures[name] = truncate_error(outcome)[:120]
     for name in ok:
         failures.pop(name, None)
     return record.model_copy(update={"intent": intent.model_copy(update={
@@ -84,12 +102,15 @@ def _fold_gate(record: NodeRecord, result: ActionResult) -> NodeRecord:
 
 
 def _fold_sample(cp: Checkpoint, result: ActionResult, gone: frozenset[str]) -> Checkpoint:
-    """Failures between two nodes that are not in flight pause the run (or fail a canary soak);
-    a pair with a node deleted from the cluster (``gone``) says nothing about the network."""
-    cp = cp.model_copy(update={"sampling": cp.sampling.model_copy(update={"answered": cp.sampling.rounds})})
+    """Failures between two nodes that are not in flight pause the run (or fail a canary soak).
+    A pair with a node deleted from the cluster (``gone``) says nothing about the network; a pair
+    the API server did not relay is neither, and a round with such a pair does not count as
+    answered (a rollback's sweep passes only on a round answered whole)."""
+    if not any(unknown(outcome) for outcome in result.detail.values()):
+        cp = cp.model_copy(update={"sampling": cp.sampling.model_copy(update={"answered": cp.sampling.rounds})})
     busy = {r.name for r in cp.nodes if in_flight(r)} | gone
     bad = [f"{name} {outcome}" for name, outcome in sorted(result.detail.items())
-           if not outcome.startswith("ok") and not set(pair_nodes(name)) & busy]
+           if not outcome.startswith("ok") and not unknown(outcome) and not set(pair_nodes(name)) & busy]
     if not bad:
         return cp
     kept = tuple(truncate_error(b)[:160] for b in bad)[:SAMPLE_FAILURES_KEPT]

@@ -41,7 +41,7 @@ from migrator.engine.node_steps import (
     send_recycle,
 )
 from migrator.engine.pods import rollback_pod_name
-from migrator.engine.probe_gate import gate_round, verdict
+from migrator.engine.probe_gate import gate_deadline, gate_round, verdict
 from migrator.engine.rows import Row, advance, validate
 from migrator.model.checkpoint import ROLLBACK_STAGES, Intent, PriorNodeState, RollbackStage, truncate_error
 from migrator.model.observation import NODE_ACTION_ANNOTATION, PodFacts
@@ -257,7 +257,8 @@ ROWS: tuple[Row[NodeCursor], ...] = (
         sends=("evict-pod", "delete-pod"), then="probe"),
     _stage(step="probe", done=_gate_passed, done_doc="every check passes with the node's probe pod on Calico",
         skip=_probes_off, skip_doc="never switched, or `probes.enabled` is false", work=_probe,
-        sends=("run-probes",), then="restore", timeout_error=_gate_failure),
+        sends=("run-probes",), then="restore", timeout_error=_gate_failure,
+        timeout=lambda c: gate_deadline(verdict(c, expect_cilium=False, same_node_peer=None), _limit(c))),
     _stage(step="restore", done=_prior_restored, done_doc="the node's prior cordon and label observed, after our restore",
         send=_send_restore, sends=("restore-node-state",), doing="restoring the node's prior state",
         then=N.ROLLED_BACK),

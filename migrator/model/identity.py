@@ -73,6 +73,8 @@ TUNING: tuple[str, ...] = (
     "cilium.agent.restart_timeout", "drain.timeout", "drain.retry_interval", "recycle.timeout",
     "verify.timeout", "probes.ready_timeout", "rollback.timeout", "finalize.timeout",
     "state.lease_duration",
+    # How long an API server outage is waited out: read by the runner at each failed turn.
+    "api.outage_tolerance",
     # How many nodes at once and how many failures are tolerated.
     "concurrency.max_unavailable", "concurrency.per_zone", "max_failures",
     # Drain policy, including the audited PDB override (every forced deletion is audited too).

@@ -400,6 +400,15 @@ class StateSection(_Section):
         return value
 
 
+class ApiSection(_Section):
+    """How the run treats a faulty API server."""
+
+    outage_tolerance: Duration = Field(
+        default=timedelta(minutes=10),
+        description="How long the run keeps its state and waits while the API server is unreachable or "
+                    "failing (after each call's own retries) before it halts, resumable.")
+
+
 class MigrationPlan(_Section):
     """A complete migration plan (``kind: MigrationPlan``)."""
 
@@ -422,6 +431,7 @@ class MigrationPlan(_Section):
     canary: CanarySection | None = Field(default=None,
                                          description="Canary settings (required by `migrator canary`).")
     state: StateSection = Field(default_factory=StateSection, description="Checkpoint and lock.")
+    api: ApiSection = Field(default_factory=ApiSection, description="API server outages.")
     max_failures: int = Field(default=0, ge=0,
                               description="Failed nodes tolerated before the run halts.")
 

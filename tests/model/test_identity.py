@@ -89,6 +89,7 @@ def test_a_field_in_both_tables_is_caught(monkeypatch: pytest.MonkeyPatch) -> No
 
 @pytest.mark.parametrize("change", [{"drain.timeout": "20m"}, {"concurrency.max_unavailable": 3},
                                     {"probes.checks.deadline": "5m"}, {"placement.strategy": "drain"},
+                                    {"api.outage_tolerance": "30m"},
                                     {"gates.window": {"start": "22:00", "end": "06:00"}}])
 def test_tuning_leaves_the_identity_alone(change: dict[str, Any]) -> None:
     assert plan_identity(plan(change)) == plan_identity(plan())
@@ -128,6 +129,13 @@ def test_a_tuning_change_is_audited_with_old_new_who_and_when() -> None:
     back = adopt_plan(adopted, plan(), "carol@desk/7", LATER)        # and back: audited again
     assert back.audit[-1] == f"placement.strategy: drain → in-place (by carol@desk/7 at {when})"
     assert back.plan_tuning == cp.plan_tuning
+
+
+def test_the_outage_tolerance_may_change_on_resume_and_is_audited() -> None:
+    cp = run_of(plan())
+    adopted = adopt_plan(cp, plan({"api.outage_tolerance": "30m"}), WHO, LATER)
+    assert adopted.audit == (f"api.outage_tolerance: 10m → 30m (by {WHO} at 2026-11-22T11:00:00+00:00)",)
+    assert adopted.plan_hash == cp.plan_hash and adopted.plan_tuning["api.outage_tolerance"] == "30m"
 
 
 def test_many_tuning_changes_are_summed_up_and_the_audit_stays_capped() -> None:
