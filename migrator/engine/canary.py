@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from migrator.engine.actions import Action
 from migrator.engine.forward import Step, forward_step, run_move, sample_round
@@ -59,7 +59,7 @@ def canary_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, no
                 [f"canary failed ({halted}); rolling every canary node back"], now)
     if cp.run_phase is RunPhase.NODES_DONE and cp.canary is None:
         cp = run_move(cp, RunPhase.SOAKING, now).model_copy(update={
-            "canary": CanaryState(soak_until=now + plan.canary.soak),
+            "canary": CanaryState(soak_until=now + plan.canary.soak, rounds_before=cp.sampling.rounds),
             "sampling": cp.sampling.model_copy(update={"failures": (), "last_at": None})})
         return cp, actions, [f"canary nodes migrated; soaking for {format_duration(plan.canary.soak)}"], now
     return cp, actions, notes, wake
@@ -87,11 +87,26 @@ class SoakCursor(Gathered):
 
 
 def _soaked(c: SoakCursor) -> str | None:
-    """The soak is over and no sample failed (a failure seen at the last moment still fails it)."""
-    until = c.cp.canary.soak_until if c.cp.canary else None
-    if until is None or c.now < until or c.cp.sampling.failures:
+    """The soak is over, no sample failed (a failure seen at the last moment still fails it) and
+    at least one round of the soak was answered in full: checks the API server did not relay
+    are unknown, so a soak whose every round had one proves nothing and goes on sampling."""
+    canary = c.cp.canary
+    if canary is None or canary.soak_until is None or c.now < canary.soak_until or c.cp.sampling.failures:
         return None
-    return "soak passed with every sample answered"
+    if c.cp.sampling.answered <= canary.rounds_before:
+        return None
+    return "soak passed: no sampled pair failed, and its rounds were answered"
+
+
+def _soak_limit(c: SoakCursor) -> timedelta:
+    """The soak, then up to ``api.outage_tolerance`` more for one round answered in full."""
+    assert c.plan.canary is not None
+    return c.plan.canary.soak + c.plan.api.outage_tolerance
+
+
+def _unjudged(c: SoakCursor) -> str:
+    return ("the canary could not be judged: no sampling round was relayed in full by the API server "
+            f"during the soak and api.outage_tolerance ({format_duration(c.plan.api.outage_tolerance)}) after it")
 
 
 def _sample_failed(c: SoakCursor) -> str | None:
@@ -113,7 +128,9 @@ PASSED, FAILED = "passed", "failed"
 SOAK: dict[str, Row[SoakCursor]] = {"soak": Row(
     step="soak", runs_in="`SOAKING`", done=_soaked, done_doc="`canary.soak` has passed", work=_sample,
     sends=("run-probes",), failed=_sample_failed, on_failed=FAILED,
-    failed_doc="a sampled pod-to-pod pair failed", then=PASSED)}
+    failed_doc="a sampled pod-to-pod pair failed", timeout=_soak_limit, on_timeout=FAILED,
+    timeout_doc="`canary.soak` + `api.outage_tolerance` passed with no round answered in full",
+    timeout_error=_unjudged, then=PASSED)}
 validate("canary soak", SOAK, "soak", frozenset({PASSED, FAILED}))
 
 
@@ -125,8 +142,8 @@ def _soak(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: dat
     cp = cursor.cp
     if way is None:
         return cp, cursor.actions, [cursor.note], cursor.wake_at
-    if way.kind == "failed":
-        return _roll_back(cp, now, "failed", way.why), [], ["canary failed during the soak; rolling back"], now
+    if way.kind in ("failed", "timeout"):
+        return _roll_back(cp, now, "failed", way.why), [], [f"canary failed during the soak ({way.why}); rolling back"], now
     if plan.canary.on_success == "keep":
         canary = cp.canary or CanaryState()
         cp = run_move(cp, RunPhase.NODES_DONE, now).model_copy(update={"canary": canary.model_copy(update={

@@ -152,6 +152,8 @@ class CanaryState(_Record):
     outcome: Literal["soaking", "kept", "rolled-back", "failed"] = Field(
         default="soaking", description="kept / rolled-back (by policy) / failed (rolled back after a failure).")
     reason: str | None = Field(default=None, description="Why the canary ended as it did.")
+    rounds_before: int = Field(default=0, ge=0, description="Sampling rounds sent before the soak began: "
+                               "the soak passes only once a later round was answered in full.")
 
 
 class SkippedCheck(_Record):
