@@ -38,8 +38,8 @@ ROWS: list[dict[str, Any]] = yaml.safe_load(TABLE.read_text(encoding="utf-8"))
 STATE = ("kube-system", "cni-migration-state")
 LOCK = ("kube-system", "cni-migration-lock")
 LEASES = "coordination.k8s.io/leases"
-KNOWN_KEYS = {"id", "args", "plan", "other_plan", "kubeconfig", "cluster", "scenario", "setup", "signal", "exit",
-              "message", "writes"}
+KNOWN_KEYS = {"id", "args", "plan", "other_plan", "kubeconfig", "cluster", "scenario", "setup", "signal",
+              "delete_node", "exit", "message", "writes"}
 
 
 def test_table_is_well_formed() -> None:
@@ -178,16 +178,17 @@ SETUPS: dict[str, Callable[[SimCluster, dict[str, Path]], None]] = {
 }
 
 
-def spawn_and_signal(args: list[str], sim: SimCluster, signum: int) -> tuple[int, str]:
-    """Run the CLI as a process, send ``signum`` once a node is in flight, return its exit and output."""
+def spawn_and_disturb(args: list[str], sim: SimCluster, disturb: Callable[[int], None]) -> tuple[int, str]:
+    """Run the CLI as a process, call ``disturb(pid)`` once a node is in flight, return its exit
+    and output."""
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=out, stderr=out, text=True,
                                 cwd=ROOT)
         try:
             wait_until(lambda: _started(sim) or proc.poll() is not None, 120)
             assert proc.poll() is None, "the run ended before a node was in flight"
-            os.kill(proc.pid, signum)
-            code = proc.wait(timeout=120)
+            disturb(proc.pid)
+            code = proc.wait(timeout=180)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -213,7 +214,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
 # ------------------------------------------------------------------ the table
 @pytest.mark.parametrize("row", ROWS, ids=[row["id"] for row in ROWS])
 def test_bad_input(row: dict[str, Any], shared_sim: SimCluster, tmp_path: Path) -> None:
-    fresh = row.get("cluster", "shared") == "fresh" or "signal" in row or "scenario" in row
+    spawned = "signal" in row or "delete_node" in row   # disturbed while it runs: a process of its own
+    fresh = row.get("cluster", "shared") == "fresh" or spawned or "scenario" in row
     sim = SimCluster(config=fast_config(4), seed=11, scenario=row.get("scenario", "default")).start() \
         if fresh else shared_sim
     try:
@@ -230,7 +232,11 @@ def test_bad_input(row: dict[str, Any], shared_sim: SimCluster, tmp_path: Path) 
         args = [str(a).format(**fill) for a in row["args"]]
         before = len(sim.requests.entries)
         if "signal" in row:
-            code, text = spawn_and_signal([*args, "--log-level", "warning"], sim, getattr(signal, row["signal"]))
+            signum = getattr(signal, row["signal"])
+            code, text = spawn_and_disturb([*args, "--log-level", "warning"], sim, lambda pid: os.kill(pid, signum))
+        elif "delete_node" in row:   # `kubectl delete node` while the run is going on
+            code, text = spawn_and_disturb([*args, "--log-level", "warning"], sim,
+                                           lambda _pid: sim.store.delete("nodes", None, row["delete_node"]))
         else:
             code, text = run_cli(args)
         writes = tool_writes(sim.requests.entries[before:])
