@@ -197,3 +197,26 @@ def test_serve_refuses_bad_fault_options_with_exit_2_and_one_line(tmp_path, args
 def test_outage_option_parses_durations():
     assert parse_outage("30s:2m") == Outage(after=30.0, duration=120.0, mode="refuse")
     assert parse_outage("0:500ms", "503") == Outage(after=0.0, duration=0.5, mode="503")
+
+
+def test_serve_applies_fault_options_to_its_clients(tmp_path):
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from tests.sim.test_sim_serve import migrator, read_line
+
+    kubeconfig = tmp_path / "kc"
+    proc = migrator("sim", "serve", "--nodes", "2", "--seed", "5", "--time-scale", "10", "--kubeconfig",
+                    str(kubeconfig), "--fault-rate", "1", "--fault-verbs", "list", "--fault-codes", "429",
+                    "--outage", "1h:1m")
+    try:
+        line = read_line(proc, timeout=90)
+        assert "faults 1 of list requests (429)" in line and "outage (refuse) 60s from 3600s" in line
+        api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+        with pytest.raises(ApiException) as refused:
+            api.list_node()
+        assert refused.value.status == 429
+        assert api.read_node("node-1").metadata.name == "node-1"     # a get is not a list
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
