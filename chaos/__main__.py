@@ -13,8 +13,11 @@ write of a 4-node run, then resume), ``takeover`` (``--force-takeover`` of a liv
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
+from pathlib import Path
 
 from chaos import crashes, faults, lease, report
 from migrator import log as logsetup
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outage-seconds", type=float, default=60.0)
     parser.add_argument("--outage-modes", nargs="+", choices=("refuse", "503"), default=["refuse", "503"])
     parser.add_argument("--jobs", type=int, default=1, help="crash points run at once (default 1)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every result as JSON to FILE")
     args = parser.parse_args(argv)
     logsetup.quiet()
     began = time.monotonic()
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"concurrency: exit codes {results.concurrency.codes}")
 
     rows = report.summary(results)
+    if args.json is not None:
+        args.json.write_text(json.dumps(dataclasses.asdict(results), indent=1, default=str))
     print(f"\n## Chaos results ({time.monotonic() - began:.0f} s)\n")
     print(report.markdown(("check", "result", "target", "met"), rows))
     if results.cells:

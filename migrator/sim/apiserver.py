@@ -175,7 +175,14 @@ class ApiServer:
             if self._outage == "refuse":
                 host, port = self._httpd.server_address[:2]
                 assert isinstance(host, str)
-                self._httpd = self._listen(host, port)
+                for attempt in range(50):   # the same port again (a lingering socket may hold it briefly)
+                    try:
+                        self._httpd = self._listen(host, port)
+                        break
+                    except OSError:
+                        if attempt == 49:
+                            raise
+                        time.sleep(0.1)
                 self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                                 name="sim-apiserver", daemon=True)
                 self._thread.start()
