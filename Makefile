@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 NODES   ?= 6
 SEED    ?= 7
 
-.PHONY: venv test demo bench lint typecheck clean
+.PHONY: venv test demo bench chaos lint typecheck clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH"; exit 2; }
@@ -29,6 +29,11 @@ demo: $(STAMP)
 ## bench: performance figures (printed, not asserted)
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+## chaos: the chaos suite (faults, outage, crash sweep, takeover, concurrency), then its table;
+## CHAOS_ARGS passes options, e.g. CHAOS_ARGS="--only faults --seeds 1"
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 ## lint: ruff, then the type check
 lint: $(STAMP)

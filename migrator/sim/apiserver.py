@@ -8,13 +8,19 @@ ACKs), one thread per connection, chunked watch streams, and every failure answe
 ``operations.py``; discovery documents in ``discovery.py``; kubectl's Tables in ``tables.py``.
 
 Hooks: ``proxy`` answers the pods/proxy subresource (the simulated agnhost netexec);
-``faults`` injects errors and latency by verb and resource; ``requests`` records every answer.
+``faults`` injects errors and latency by verb and resource, decided before a request is
+executed; ``requests`` records every answer. ``outage`` / ``schedule_outage`` make the server
+unavailable for a while (``faults.Outage``): ``refuse`` stops listening and closes every
+connection, ``503`` answers everything 503 and ends open watches. ``add_user`` issues another
+bearer token, so that the request log can tell two clients apart by user.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import secrets
+import socket
 import threading
 import time
 import traceback
@@ -38,7 +44,7 @@ from migrator.sim.errors import (
     Unauthorized,
 )
 from migrator.sim.eviction import evict
-from migrator.sim.faults import ApiFaults
+from migrator.sim.faults import ApiFaults, Outage, OutageMode
 from migrator.sim.httpparse import BodyError, FramingError, Headers, read_body, read_headers
 from migrator.sim.operations import Target, present
 from migrator.sim.registry import ApiResource, Registry, registry_for
@@ -71,22 +77,40 @@ class ApiServer:
         self.store = store
         self.registry: Registry = registry_for(store)
         self.token = token
+        self.users: dict[str, str] = {token: "sim-admin"}   # bearer token -> user name
         self.proxy = proxy
         self.faults = faults
         self.version = version
         self.requests = RequestLog()
         self._stopping = threading.Event()
-        handler = type("BoundHandler", (_Handler,), {"api": self})
-        self._httpd = _Server((host, port), handler)
+        self._handler = type("BoundHandler", (_Handler,), {"api": self})
         self.ca_pem: bytes | None = None
+        self._ssl = None
         if tls:
             cert = serving_cert()
             self.ca_pem = cert.ca_pem
-            ctx = cert.server_context()
-            # handshake lazily, on the connection's own thread, so one stuck client cannot block accept()
-            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True,
-                                                 do_handshake_on_connect=False)
+            self._ssl = cert.server_context()
+        self._httpd = self._listen(host, port)
         self._thread: threading.Thread | None = None
+        self._outage_lock = threading.Lock()
+        self._outage: OutageMode | None = None
+        self._outage_timers: list[threading.Timer] = []
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        self.outages = 0
+
+    def _listen(self, host: str, port: int) -> _Server:
+        httpd = _Server((host, port), self._handler)
+        if self._ssl is not None:
+            # handshake lazily, on the connection's own thread, so one stuck client cannot block accept()
+            httpd.socket = self._ssl.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
+        return httpd
+
+    def add_user(self, name: str) -> str:
+        """Issue a bearer token for another user (with the same rights) and return it."""
+        token = secrets.token_hex(16)
+        self.users[token] = name
+        return token
 
     @property
     def url(self) -> str:
@@ -102,12 +126,83 @@ class ApiServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        with self._outage_lock:
+            for timer in self._outage_timers:
+                timer.cancel()
         with self.store.changed:
             self.store.changed.notify_all()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread:
             self._thread.join(timeout=5)
+
+    # ------------------------------------------------------------------ outages
+    @property
+    def unavailable(self) -> OutageMode | None:
+        """The mode of the outage under way, or None while serving."""
+        return self._outage
+
+    def schedule_outage(self, outage: Outage) -> None:
+        """Begin ``outage`` ``outage.after`` wall seconds from now."""
+        self._timer(outage.after, lambda: self.outage(outage.duration, outage.mode))
+
+    def outage(self, duration: float, mode: OutageMode = "refuse") -> None:
+        """Become unavailable now, for ``duration`` wall seconds (no-op during another outage)."""
+        with self._outage_lock:
+            if self._outage is not None or self.stopping:
+                return
+            self._outage = mode
+            self.outages += 1
+        log.info("sim.apiserver.outage.begin", mode=mode, seconds=duration)
+        if mode == "refuse":
+            self._httpd.shutdown()           # stop accepting: new connections are refused
+            self._httpd.server_close()
+            with self._connections_lock:
+                open_now = list(self._connections)
+            for conn in open_now:            # and every open one is cut, watches included
+                try:
+                    socket.socket.shutdown(conn, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        with self.store.changed:             # wake watches so that they end
+            self.store.changed.notify_all()
+        self._timer(duration, self._end_outage)
+
+    def _end_outage(self) -> None:
+        with self._outage_lock:
+            if self._outage is None or self.stopping:
+                return
+            if self._outage == "refuse":
+                host, port = self._httpd.server_address[:2]
+                assert isinstance(host, str)
+                for attempt in range(50):   # the same port again (a lingering socket may hold it briefly)
+                    try:
+                        self._httpd = self._listen(host, port)
+                        break
+                    except OSError:
+                        if attempt == 49:
+                            raise
+                        time.sleep(0.1)
+                self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                                name="sim-apiserver", daemon=True)
+                self._thread.start()
+            self._outage = None
+        log.info("sim.apiserver.outage.end")
+
+    def _timer(self, delay: float, action: Callable[[], None]) -> None:
+        timer = threading.Timer(delay, action)
+        timer.daemon = True
+        with self._outage_lock:
+            self._outage_timers = [t for t in self._outage_timers if t.is_alive()] + [timer]
+        timer.start()
+
+    def _opened(self, conn: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(conn)
+
+    def _closed(self, conn: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(conn)
 
     @property
     def stopping(self) -> bool:
@@ -141,12 +236,14 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def handle(self) -> None:
+        self.api._opened(self.connection)
         try:
             super().handle()
         except OSError:  # TLS handshake or read failed: the client is gone
             self.close_connection = True
 
     def finish(self) -> None:
+        self.api._closed(self.connection)
         try:
             super().finish()
         except OSError:  # the client left with a response still buffered: nothing to deliver it to
@@ -222,9 +319,13 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ plumbing
     def _handle(self, method: str) -> None:
         self._entry = ("", "", "", "")
+        self._user = ""
         self._unlogged = True
         self._warnings = []
         code = 500
+        if self.api.unavailable == "refuse":  # arrived as the server went down: never served
+            self.close_connection = True
+            return
         try:
             try:
                 body = read_body(self.rfile, self.headers)
@@ -256,7 +357,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._unlogged = False
         verb, resource, ns, name = self._entry
-        self.api.requests.add(RequestEntry(verb, resource, ns, name, code, self.headers.get("User-Agent", "")))
+        self.api.requests.add(RequestEntry(verb, resource, ns, name, code, self.headers.get("User-Agent", ""),
+                                           self._user))
 
     def _refuse_body(self, err: BodyError) -> int:
         """A body that ended early (the client died inside it) is never decoded, let alone
@@ -299,20 +401,26 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path.rstrip("/") or "/"
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             self._entry = ("get", "", "", path)
+            self._unavailable()
             return self._send(200, "ok", "text/plain; charset=utf-8")
         auth = self.headers.get("Authorization", "")
-        if auth != f"Bearer {api.token}":
+        user = api.users.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+        if user is None:
             raise Unauthorized("Unauthorized")
+        self._user = user
+        segs = [s for s in path.split("/") if s]
+        if not segs or not ((segs[0] == "api" and len(segs) >= 3) or (segs[0] == "apis" and len(segs) >= 4)):
+            self._entry = ("get", "", "", path)   # discovery and /version: non-resource gets
+            self._fault("get", "")
         if path == "/version":
             return self._send(200, discovery.version_doc(api.version))
         if path == "/api":
             return self._send(200, discovery.core_versions(self.headers.get("Host", "")))
         if path == "/apis":
             return self._send(200, discovery.group_list(api.registry))
-        segs = [s for s in path.split("/") if s]
-        if segs[0] == "api" and len(segs) >= 2:
+        if segs and segs[0] == "api" and len(segs) >= 2:
             group, version, rest = "", segs[1], segs[2:]
-        elif segs[0] == "apis" and len(segs) >= 2:
+        elif segs and segs[0] == "apis" and len(segs) >= 2:
             if len(segs) == 2:
                 doc = discovery.group_doc(api.registry, segs[1])
                 if doc is None:
@@ -359,12 +467,7 @@ class _Handler(BaseHTTPRequestHandler):
         if t.subresource == "proxy":
             verb = "get" if method == "GET" else verb
         self._entry = (verb, resource, t.namespace or "", (t.name or "").split(":")[0])
-        if self.api.faults is not None:
-            delay, err = self.api.faults.decide(verb, resource)
-            if delay:
-                time.sleep(delay)
-            if err is not None:
-                raise err
+        self._fault(verb, resource)   # decided before anything is executed: a fault has no effect
         if t.subresource == "proxy":
             return self._proxy(t, tail, method)
         if t.subresource == "eviction":
@@ -406,6 +509,22 @@ class _Handler(BaseHTTPRequestHandler):
             obj, pending = operations.delete(store, t, options, query)
             return self._send(202 if pending and res.kind != "Pod" else 200, obj)
         raise MethodNotAllowed(f"method {method} is not supported")
+
+    def _unavailable(self) -> None:
+        """Answer 503 during an outage in ``503`` mode (``refuse`` never gets this far)."""
+        if self.api.unavailable is not None:
+            raise ServiceUnavailable("the server is currently unable to handle the request "
+                                     "(control plane unavailable)", retry_after=1)
+
+    def _fault(self, verb: str, resource: str) -> None:
+        """The outage, then the fault rules, for one request about to be executed."""
+        self._unavailable()
+        if self.api.faults is not None:
+            delay, err = self.api.faults.decide(verb, resource)
+            if delay:
+                time.sleep(delay)
+            if err is not None:
+                raise err
 
     def _send_obj(self, obj: Obj, code: int = 200) -> int:
         if tables.wants_table(self.headers.get("Accept", "")):
@@ -510,7 +629,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for obj in initial:
                 self._chunk("ADDED", present(res, obj), as_table)
-            while not self.api.stopping:
+            while not self.api.stopping and self.api.unavailable is None:
                 try:
                     events = store.events_since(cursor)
                 except Gone as err:
@@ -543,7 +662,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 200
         # A finished chunked response leaves the connection reusable, as kube-apiserver's does:
         # closing it here raced with clients that had already pooled it for their next watch.
-        self.close_connection = self.api.stopping
+        self.close_connection = self.api.stopping or self.api.unavailable is not None
         return 200
 
     def _chunk(self, kind: str, obj: Obj, as_table: bool) -> None:

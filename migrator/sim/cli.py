@@ -6,6 +6,14 @@ whole sim and so fails at once, with the CLI's install hint, when the ``sim`` ex
 prints one line saying where it is, and serves until SIGINT or SIGTERM, then stops
 cleanly (exit 0). ``--list-scenarios`` prints the scenario names with descriptions.
 Exit codes follow the CLI's: 0 done, 2 invalid input.
+
+Rehearsing a faulty control plane: ``--fault-rate 0.05`` answers 5 % of the requests (of
+``--fault-verbs``, every verb by default; pods/proxy and watches included) with an error drawn
+from ``--fault-codes`` (default 503,500,429), seeded by ``--seed``; ``--outage 30s:1m`` makes
+the API server unavailable one minute, 30 s after the ready line, either refusing connections
+(``--outage-mode refuse``, the default: a kube-apiserver restarting during an upgrade) or
+answering 503 (``--outage-mode 503``: a load balancer in front of it). The cluster's own
+controllers and kubelets are not affected; only clients are.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import orjson  # noqa: F401
 from migrator.sim import demo
 from migrator.sim.cluster import SimCluster
 from migrator.sim.config import SimConfig
+from migrator.sim.faults import OUTAGE_MODES, parse_codes, parse_outage, parse_rate, parse_verbs
 from migrator.sim.scenarios import SCENARIOS, describe
 
 
@@ -60,6 +69,17 @@ def register(sub: Any) -> None:
     serve.add_argument("--pods-per-node", type=int, default=0,
                        help="add a filler Deployment to reach this many pods per worker")
     serve.add_argument("--kubeconfig", type=Path, help="where to write the kubeconfig (required to serve)")
+    serve.add_argument("--fault-rate", default="0", metavar="RATE",
+                       help="probability (0..1) that a request is answered with an error instead (default 0)")
+    serve.add_argument("--fault-codes", default="503,500,429", metavar="CODES",
+                       help="errors a faulted request gets, drawn at random (seeded) (default 503,500,429)")
+    serve.add_argument("--fault-verbs", default="all", metavar="VERBS",
+                       help="verbs subject to faults, e.g. get,list,patch (default all)")
+    serve.add_argument("--outage", metavar="AFTER:DURATION",
+                       help="API server unavailable for DURATION, AFTER the ready line (e.g. 30s:1m)")
+    serve.add_argument("--outage-mode", default="refuse", metavar="|".join(OUTAGE_MODES),
+                       help="refuse: connections refused and cut (an apiserver restarting); "
+                            "503: every request answered 503 (a load balancer in front) (default refuse)")
     serve.set_defaults(func=serve_command)
     sim.set_defaults(func=lambda args: (sim.print_help(), 2)[1])
 
@@ -81,6 +101,16 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.nodes < 1 or args.control_plane_nodes < 0 or args.time_scale <= 0:
         print("migrator sim serve: --nodes must be >= 1 and --time-scale > 0", file=sys.stderr)
         return 2
+    try:
+        rate = parse_rate(args.fault_rate)
+        codes = parse_codes(args.fault_codes)
+        verbs = parse_verbs(args.fault_verbs)
+        outage = parse_outage(args.outage, args.outage_mode) if args.outage else None
+        if args.outage_mode not in OUTAGE_MODES:
+            raise ValueError(f"--outage-mode {args.outage_mode!r} must be one of {', '.join(OUTAGE_MODES)}")
+    except ValueError as err:
+        print(f"migrator sim serve: {err}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     config = SimConfig(nodes=args.nodes, control_plane_nodes=args.control_plane_nodes)
@@ -88,8 +118,15 @@ def serve_command(args: argparse.Namespace) -> int:
                      port=args.port, host=args.host, pods_per_node=args.pods_per_node)
     try:
         sim.start()
+        if rate:
+            sim.faults.add_mixed(rate, codes, verbs)
         path = sim.write_kubeconfig(args.kubeconfig)
         details = "".join(f" {k}={v}" for k, v in sim.scenario_details.items())
+        if rate:
+            details += f", faults {rate:g} of {','.join(verbs) or 'all'} requests ({','.join(map(str, codes))})"
+        if outage is not None:
+            sim.server.schedule_outage(outage)
+            details += f", outage ({outage.mode}) {outage.duration:g}s from {outage.after:g}s"
         print(f"sim cluster ready: {config.nodes} nodes, scenario {args.scenario}{details}, serving {sim.url}; "
               f"export KUBECONFIG={path.resolve()}", flush=True)
         while not stop.wait(0.5):

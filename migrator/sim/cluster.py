@@ -65,6 +65,7 @@ class SimCluster:
         self.faults: Any = None
         self.boot_seconds: float | None = None
         self._started = False
+        self._user_tokens: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> SimCluster:
@@ -127,12 +128,19 @@ class SimCluster:
     def requests(self) -> Any:
         return self.server.requests
 
-    def write_kubeconfig(self, path: str | Path, *, context: str = "sim") -> Path:
+    def write_kubeconfig(self, path: str | Path, *, context: str = "sim", user: str | None = None) -> Path:
+        """A kubeconfig for this cluster; ``user`` gives it its own token, so that the request
+        log (``RequestEntry.user``) tells its requests from everyone else's."""
         from migrator.sim.kubeconfig import write_kubeconfig
 
+        token = self.token
+        if user is not None:
+            if user not in self._user_tokens:
+                self._user_tokens[user] = self.server.add_user(user)
+            token = self._user_tokens[user]
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_kubeconfig(path, self.url, self.token, context=context, ca_pem=self.server.ca_pem)
+        write_kubeconfig(path, self.url, token, context=context, ca_pem=self.server.ca_pem)
         return path
 
     # ------------------------------------------------------------------ convergence

@@ -4,13 +4,20 @@ Tests and benchmarks read it to prove what a command did and did not do: a dry r
 write, a drain uses evictions and never a DELETE, a resumed run deletes each agent pod once.
 Verbs are the Kubernetes audit verbs (get, list, watch, create, update, patch, delete,
 deletecollection); the resource is the store key plus the subresource (``pods/eviction``).
+Each entry names its client twice, as an audit log does: the ``User-Agent`` it sent and the
+user its bearer token authenticated as (give two processes two users to tell them apart).
+
+``on_nth`` calls back when the n-th matching request is recorded, on the thread serving it and
+before its answer is sent: a chaos test that SIGKILLs the client there kills it exactly after
+its n-th write was executed and before it learnt the outcome.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
@@ -23,6 +30,7 @@ class RequestEntry:
     name: str
     code: int
     user_agent: str = ""
+    user: str = ""           # the authenticated user ("" when the request carried no valid token)
 
     @property
     def is_write(self) -> bool:
@@ -35,10 +43,30 @@ class RequestLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[RequestEntry] = []
+        self._hooks: list[_Hook] = []
 
     def add(self, entry: RequestEntry) -> None:
+        fire: list[_Hook] = []
         with self._lock:
             self._entries.append(entry)
+            for hook in self._hooks:
+                if hook.match(entry):
+                    hook.seen += 1
+                    if hook.seen == hook.n:
+                        fire.append(hook)
+            if fire:
+                self._hooks = [h for h in self._hooks if h not in fire]
+        for hook in fire:
+            hook.callback(entry)
+
+    def on_nth(self, n: int, callback: Callable[[RequestEntry], None],
+               match: Callable[[RequestEntry], bool] = lambda e: e.is_write) -> None:
+        """Call ``callback(entry)`` once, when the ``n``-th request matching ``match`` (from now
+        on; by default a write) is recorded: on the serving thread, before its answer is sent."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        with self._lock:
+            self._hooks.append(_Hook(n, callback, match))
 
     @property
     def entries(self) -> list[RequestEntry]:
@@ -58,3 +86,11 @@ class RequestLog:
     def reset(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+@dataclass(eq=False)
+class _Hook:
+    n: int
+    callback: Callable[[RequestEntry], None]
+    match: Callable[[RequestEntry], bool]
+    seen: int = field(default=0)

@@ -1,0 +1,100 @@
+"""Chaos against a faulty control plane: API errors at a rate, and an outage mid-run.
+
+``fault_cell(rate, seed)``: a fresh cluster whose API server answers ``rate`` of all requests
+(every verb, pods/proxy and watches included) with 503, 500 or 429 drawn from the seed; one
+``migrator run``; did it finish, in that one invocation, with every invariant holding?
+
+``outage(seed)``: one ``migrator run`` during which, right after the tool's n-th write, the API
+server becomes unavailable for ``seconds`` (``refuse``: connections cut and refused, as a
+kube-apiserver restarting; ``503``: answered 503, as a load balancer in front of it). Did the
+run wait it out and finish in that one invocation?
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaos.harness import fast_plan, invoke, is_tool_write, start_sim
+from chaos.invariants import baseline, check
+from migrator.sim.faults import OutageMode
+
+CODES = (503, 500, 429)
+
+
+@dataclass
+class FaultCell:
+    """One run at one fault rate and seed."""
+
+    rate: float
+    seed: int
+    nodes: int
+    code: int                 # the run's exit code
+    wall: float               # seconds
+    injected: int             # faults the server answered
+    requests: int             # requests from the tool (watches included)
+    writes: int               # write requests from the tool
+    problems: list[str] = field(default_factory=list)
+    last_words: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """Done in this one invocation, every invariant holding."""
+        return self.code == 0 and not self.problems
+
+
+def fault_cell(rate: float, seed: int, nodes: int = 6, codes: tuple[int, ...] = CODES) -> FaultCell:
+    with tempfile.TemporaryDirectory(prefix="chaos-faults-") as tmp:
+        out = Path(tmp)
+        sim = start_sim(nodes, seed)
+        try:
+            base = baseline(sim)
+            kubeconfig = sim.write_kubeconfig(out / "kubeconfig", user="run")
+            if rate:
+                sim.faults.add_mixed(rate, codes)
+            done = invoke("run", fast_plan(out), kubeconfig, out)
+            sim.faults.clear()
+            entries = [e for e in sim.requests.entries if e.user == "run"]
+            return FaultCell(rate, seed, nodes, done.code, done.wall, sim.faults.injected, len(entries),
+                             sum(is_tool_write(e) for e in entries), check(sim, base), done.last_words)
+        finally:
+            sim.stop()
+
+
+@dataclass
+class OutageResult:
+    """One run through an outage."""
+
+    seed: int
+    nodes: int
+    seconds: float
+    mode: str
+    after_writes: int
+    began: bool               # the outage happened (the run reached that write)
+    code: int
+    wall: float
+    problems: list[str] = field(default_factory=list)
+    last_words: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.began and self.code == 0 and not self.problems
+
+
+def outage(seed: int, nodes: int = 6, seconds: float = 60.0, mode: OutageMode = "refuse",
+           after_writes: int = 60) -> OutageResult:
+    with tempfile.TemporaryDirectory(prefix="chaos-outage-") as tmp:
+        out = Path(tmp)
+        sim = start_sim(nodes, seed)
+        try:
+            base = baseline(sim)
+            kubeconfig = sim.write_kubeconfig(out / "kubeconfig", user="run")
+            # on the serving thread, before that write is answered: in refuse mode its answer is lost
+            sim.requests.on_nth(after_writes, lambda _e: sim.server.outage(seconds, mode),
+                                match=lambda e: is_tool_write(e, "run"))
+            done = invoke("run", fast_plan(out), kubeconfig, out, timeout=seconds + 600)
+            return OutageResult(seed, nodes, seconds, mode, after_writes, sim.server.outages > 0, done.code,
+                                done.wall, check(sim, base), done.last_words)
+        finally:
+            sim.stop()
