@@ -37,8 +37,10 @@ def start_sim(nodes: int, seed: int) -> SimCluster:
     return SimCluster(config=SimConfig(nodes=nodes, latencies=FAST), seed=seed).start()
 
 
-def fast_plan(directory: Path, changes: dict[str, Any] | None = None) -> Path:
-    """The example plan with quick waits, plus ``changes`` by dotted path, written into ``directory``."""
+def fast_plan(directory: Path, changes: dict[str, Any] | None = None, name: str = "plan.yaml") -> Path:
+    """The example plan with short retry and probe intervals (same steps, quicker waits), plus
+    ``changes`` given as dotted paths (``{"rollback.halt_after": None}``), written into
+    ``directory`` as ``name``."""
     data = yaml.safe_load(EXAMPLE.read_text())
     data["drain"]["retry_interval"] = "1s"
     data.setdefault("probes", {}).update({"checks": {"interval": "1s", "deadline": "20s"},
@@ -49,7 +51,7 @@ def fast_plan(directory: Path, changes: dict[str, Any] | None = None) -> Path:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    path = directory / "plan.yaml"
+    path = directory / name
     path.write_text(yaml.safe_dump(data))
     return path
 

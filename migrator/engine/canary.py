@@ -98,10 +98,10 @@ def _soaked(c: SoakCursor) -> str | None:
     return "soak passed: no sampled pair failed, and its rounds were answered"
 
 
-def _soak_limit(c: SoakCursor) -> timedelta:
+def _soak_limit(c: SoakCursor) -> timedelta | None:
     """The soak, then up to ``api.outage_tolerance`` more for one round answered in full."""
-    assert c.plan.canary is not None
-    return c.plan.canary.soak + c.plan.api.outage_tolerance
+    until = c.cp.canary.soak_until if c.cp.canary else None
+    return None if until is None else until - c.started_at + c.plan.api.outage_tolerance
 
 
 def _unjudged(c: SoakCursor) -> str:

@@ -9,11 +9,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
+from chaos.harness import (
+    fast_plan as fast_plan,  # the example plan with quicker waits, as the chaos suite runs it
+)
 from migrator.model.checkpoint import Checkpoint, from_configmap_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,24 +54,6 @@ class Spawned(subprocess.Popen[str]):
 
 def spawn(*args: str) -> Spawned:
     return Spawned(*args)
-
-
-def fast_plan(tmp_path: Path, changes: dict[str, Any] | None = None, name: str = "plan.yaml") -> Path:
-    """The example plan with short retry and probe intervals (same steps, quicker waits), plus
-    ``changes`` given as dotted paths (``{"rollback.halt_after": None}``)."""
-    data = yaml.safe_load(EXAMPLE.read_text())
-    data["drain"]["retry_interval"] = "1s"
-    data.setdefault("probes", {}).update({"checks": {"interval": "1s", "deadline": "20s"},
-                                          "sampling": {"interval": "2s"}})
-    for dotted, value in (changes or {}).items():
-        *parents, leaf = dotted.split(".")
-        node = data
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def checkpoint(sim) -> Checkpoint | None:
