@@ -311,6 +311,7 @@ class RunLock:
             return "renew", since
         finally:
             self._watch = None
+            watch.stop()  # left early: end the request now
         if time.monotonic() - opened < min(RENEW_GAP, timeout) and not self._stop.is_set():
             return "renew", since  # the server ended it at once: do not spin re-opening it
         return "ended", since
