@@ -4,7 +4,8 @@ One process drives a run at a time (the Lease). Each turn observes the cluster f
 cache, asks the pure engine (``engine.decide``) for the next checkpoint, actions and whether
 to stop, **persists the new checkpoint before executing** (intent first, compare-and-swap on
 the ConfigMap's resourceVersion; a 409 means someone else wrote it — ``migrator pause``/
-``abort`` — so reload and decide again), executes the actions and hands their results to the
+``abort``, or a process that took the Lease over, so check that the Lease is still ours, then
+reload and decide again), executes the actions and hands their results to the
 next turn's decision through its inbox. It then sleeps until the cache sees a change or the
 engine's next deadline, never polling the API. The runner decides nothing itself: what the
 process was started for (its purpose) goes into the inbox, and the engine names the stop.
@@ -195,6 +196,7 @@ class Runner:
                     where = "actions"
                     results = tuple(self.executor.run(decision.actions))
             except Conflict:
+                self.lock.confirm()  # the 409 may be a new holder's first save: then stop here
                 try:
                     cp, self._rv = self.store.load()
                 except API_DOWN as exc:   # the next save meets the same 409 and reloads again

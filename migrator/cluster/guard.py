@@ -15,6 +15,8 @@ behaviour and no call site retries on its own:
   call checks it before each attempt, so once the lease is expired on this process's
   monotonic clock (``LeaseExpired``) or known to be held by someone else (``LockLost``) this
   process sends no write at all. Reads and the lease's own requests are never fenced.
+- **Watches** pass through, not retried: the cache reconnects its own, and the lease's keep-alive
+  renews (or waits for its next renewal) when its watch cannot be opened or breaks.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from migrator.cluster.port import (
     FelixInfo,
     IPPoolInfo,
     LeaseRecord,
+    LeaseWatch,
     ObjectRef,
     PodRequest,
     PolicyInfo,
@@ -93,7 +96,8 @@ CALLS: dict[str, Rule] = {
     "replace_lease": Rule(S, False, "compare-and-swap on resourceVersion", lease=True),
     "delete_lease": Rule(S, False, "resourceVersion precondition; already gone is False", lease=True),
 }
-UNGUARDED = ("start_watching", "wait_for_change", "close")  # the cache keeps its own watch loop
+# the cache keeps its own watch loop; the lease's keep-alive loops over its watch (cluster/lease.py)
+UNGUARDED = ("start_watching", "wait_for_change", "close", "watch_lease")
 
 
 class GuardedPort:
@@ -280,3 +284,8 @@ class GuardedPort:
     def delete_lease(self, namespace: str, name: str, *, resource_version: str) -> bool:
         return self._guard("delete_lease", self.inner.delete_lease, namespace, name,
                            resource_version=resource_version)
+
+    def watch_lease(self, namespace: str, name: str, *, resource_version: str,
+                    timeout: float) -> LeaseWatch:
+        """A read, never fenced; not retried: the keep-alive renews or waits when it fails."""
+        return self.inner.watch_lease(namespace, name, resource_version=resource_version, timeout=timeout)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -43,6 +45,7 @@ from migrator.cluster.errors import (
 from migrator.cluster.kube_reads import KubeReads
 from migrator.cluster.port import (
     ConfigMapSnapshot,
+    LeaseEvent,
     LeaseRecord,
     ObjectRef,
     PodRequest,
@@ -242,6 +245,64 @@ class _Source:
                     raise
             finally:
                 self._response = None
+                response.close()
+                response.release_conn()
+
+
+class _LeaseWatch:
+    """``LeaseWatch`` over one WATCH response that ``KubeCluster.watch_lease`` opened.
+
+    The server ends the stream at its ``timeoutSeconds`` (whole seconds); a timer ends it at
+    the caller's exact ``timeout`` too, and ``stop`` ends it from any thread at once."""
+
+    def __init__(self, response: Any, *, what: str, server: str, timeout: float) -> None:
+        self._response = response
+        self._what, self._server = what, server
+        self._stopped = False
+        self._closed = False
+        self._mutex = threading.Lock()
+        self._timer = threading.Timer(max(timeout, 0.0), self.stop)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._timer.cancel()
+        with self._mutex:
+            if self._closed:  # the connection went back to the pool: never touch it again
+                return
+            try:
+                self._response.shutdown()  # wakes a read blocked on the socket
+            except Exception:  # noqa: BLE001 - best effort: the server ends the watch at its timeout anyway
+                pass
+
+    def __iter__(self) -> Iterator[LeaseEvent]:
+        response = self._response
+        try:
+            with translate(self._what, self._server):
+                for line in iter_resp_lines(response):
+                    if self._stopped:
+                        return
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    obj = event.get("object") or {}
+                    kind = event.get("type", "")
+                    if kind == "ERROR":
+                        raise map_status(obj, code=int(obj.get("code") or 500))
+                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+                    if kind == "BOOKMARK":
+                        yield LeaseEvent("BOOKMARK", rv, None)
+                    elif kind in ("ADDED", "MODIFIED", "DELETED"):
+                        yield LeaseEvent(kind, rv, convert.lease_record(obj))
+        except (ClusterError, urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError):
+            if not self._stopped:  # a stream cut by stop() ends quietly
+                raise
+        finally:
+            self._stopped = True
+            self._timer.cancel()
+            with self._mutex:
+                self._closed = True
                 response.close()
                 response.release_conn()
 
@@ -595,3 +656,18 @@ class KubeCluster(KubeReads):
             return True
         except NotFound:
             return False
+
+    def watch_lease(self, namespace: str, name: str, *, resource_version: str,
+                    timeout: float) -> _LeaseWatch:
+        """One WATCH on the Lease's collection narrowed to it by ``metadata.name``, as client-go's
+        informers follow a single object; it is open (headers received) when this returns."""
+        what = f"watch lease {namespace}/{name}"
+        seconds = max(1, math.ceil(timeout))
+        timeouts = self.request_timeout
+        connect = timeouts[0] if isinstance(timeouts, tuple) else timeouts
+        with translate(what, self.server):
+            response = self.coordination.list_namespaced_lease(
+                namespace, field_selector=f"metadata.name={name}", watch=True,
+                resource_version=resource_version, timeout_seconds=seconds, allow_watch_bookmarks=True,
+                _preload_content=False, _request_timeout=(connect, seconds + 30))
+        return _LeaseWatch(response, what=what, server=self.server, timeout=timeout)

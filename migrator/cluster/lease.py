@@ -16,6 +16,15 @@ other processes see). Past it, writes are refused with ``LeaseExpired`` until a 
 succeeds; once a renewal finds another holder (a ``--force-takeover``, or a takeover of the
 expired lease) they are refused with ``LockLost`` naming that holder, for good. Reads and the
 lease's own requests are never fenced.
+
+Following the Lease: between renewals the keep-alive thread does not sleep, it waits on one
+WATCH of the Lease (``ClusterPort.watch_lease``, as client-go's informers follow one object) up
+to the next renewal. An event naming another holder loses the fence at once, so after a
+``--force-takeover`` the old holder learns it within milliseconds instead of at its next
+renewal, and sends no further write. A DELETED event, or a watch that breaks, renews at once
+(at most every ``RENEW_GAP`` seconds; a deleted lease is then found lost as on any renewal); a
+watch that cannot be opened (the server down, or no such grant) leaves the keep-alive renewing
+every period as without it.
 """
 
 from __future__ import annotations
@@ -23,19 +32,21 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
 
 from migrator.clock import Clock, SystemClock
-from migrator.cluster.errors import AlreadyExists, Conflict, LeaseExpired, NotFound
-from migrator.cluster.port import ClusterPort, LeaseRecord
+from migrator.cluster.errors import AlreadyExists, ClusterError, Conflict, LeaseExpired, NotFound
+from migrator.cluster.port import ClusterPort, LeaseRecord, LeaseWatch
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_NAMESPACE = "kube-system"
 DEFAULT_NAME = "cni-migration-lock"
+RENEW_GAP = 1.0  # seconds: a watch that keeps breaking renews the lease at most this often
 
 
 def holder_identity(run_id: str, *, hostname: str | None = None, pid: int | None = None) -> str:
@@ -132,6 +143,7 @@ class RunLock:
         self.taken_over_from: str | None = None
         self.lost: str | None = None
         self._keepalive: threading.Thread | None = None
+        self._watch: LeaseWatch | None = None   # the keep-alive's watch in flight, stopped by release
         self._stop = threading.Event()
         self._mutex = threading.Lock()
         shared = getattr(port, "fence", None)  # the guarded port's, so its writes are fenced
@@ -196,41 +208,120 @@ class RunLock:
                 current = self.port.read_lease(self.namespace, self.name)
                 holder = current.holder if current else None
                 if current is None or holder != self.identity:
-                    self.lost = f"{self.where} is now held by {holder or 'nobody'}"
-                    self.fence.lose(self.lost)
-                    raise LockLost(self.lost) from exc
+                    raise LockLost(self._lose(holder)) from exc
                 taken_at = self.fence.clock.monotonic()
                 self.record = self.port.replace_lease(replace(current, renew_time=self.clock.now()))
             self.fence.arm(taken_at, self.record.duration_seconds or self.ttl_seconds, where=self.where)
             return self.record
+
+    def _lose(self, holder: str | None) -> str:
+        """Someone else holds the lease: lose the fence (no further write) and say who."""
+        lost = self.lost = f"{self.where} is now held by {holder or 'nobody'}"
+        self.fence.lose(lost)
+        return lost
 
     def check(self) -> None:
         """Raise ``LockLost`` if the keep-alive thread found the lease taken."""
         if self.lost:
             raise LockLost(self.lost)
 
+    def confirm(self) -> None:
+        """Raise ``LockLost`` unless the lease is still ours, reading it afresh (one GET): for a
+        compare-and-swap refused by someone else's write, which may be a new holder's. A read
+        that fails proves nothing either way; the fence keeps judging the writes."""
+        self.check()
+        if self.record is None:
+            return
+        try:
+            current = self.port.read_lease(self.namespace, self.name)
+        except ClusterError as exc:
+            log.info("lease.confirm.failed", where=self.where, error=str(exc)[:200])
+            return
+        if current is None or current.holder != self.identity:
+            lost = self._lose(current.holder if current else None)
+            log.error("lease.lost", where=self.where, error=lost, seen="read")
+            raise LockLost(lost)
+
     def keep_alive(self, interval: float | None = None) -> None:
-        """Renew from a daemon thread every ``interval`` (default a third of the TTL)."""
+        """Keep the lease from a daemon thread: renew every ``interval`` (default a third of the
+        TTL) and in between follow the Lease through a watch (see the module docstring)."""
         if self._keepalive is not None:
             return
         period = interval if interval is not None else max(self.ttl_seconds / 3.0, 0.05)
+        gap = min(RENEW_GAP, period)
 
         def loop() -> None:
-            while not self._stop.wait(period):
-                try:
-                    self.renew()
-                except LockLost as exc:
-                    log.error("lease.lost", where=self.where, error=str(exc))
+            due = time.monotonic() + period      # the next renewal
+            renewed = time.monotonic()           # the last renewal tried
+            since: str | None = None             # last resourceVersion the watch saw since then
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= due:
+                    renewed, due, since = now, now + period, None
+                    try:
+                        self.renew()
+                    except LockLost as exc:
+                        log.error("lease.lost", where=self.where, error=str(exc), seen="renewal")
+                        return
+                    except Exception as exc:  # noqa: BLE001 - keep trying until the TTL says otherwise
+                        log.warning("lease.renew.failed", where=self.where, error=str(exc)[:200])
+                    continue
+                record = self.record
+                if record is None:
                     return
-                except Exception as exc:  # noqa: BLE001 - keep trying until the TTL says otherwise
-                    log.warning("lease.renew.failed", where=self.where, error=str(exc)[:200])
+                outcome, since = self._follow(due - now, since or record.resource_version)
+                if outcome == "lost":
+                    return
+                if outcome == "failed":          # no watch: renew every period as without one
+                    self._stop.wait(max(due - time.monotonic(), 0.0))
+                elif outcome == "renew":         # deleted, or the watch broke: renew now
+                    due = min(due, renewed + gap)
+                    self._stop.wait(max(due - time.monotonic(), 0.0))
 
         self._keepalive = threading.Thread(target=loop, name="lease-keepalive", daemon=True)
         self._keepalive.start()
 
+    def _follow(self, timeout: float, since: str) -> tuple[str, str]:
+        """Wait on a watch of the Lease for up to ``timeout`` seconds after ``since``. Returns
+        ``lost`` (another holder: the fence is lost), ``renew`` (deleted, broken, or ended much
+        too early), ``failed`` (could not be opened) or ``ended``, with the resourceVersion to
+        resume from."""
+        opened = time.monotonic()
+        try:
+            watch = self.port.watch_lease(self.namespace, self.name, resource_version=since,
+                                          timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - renewal goes on without the watch
+            log.info("lease.watch.unavailable", where=self.where, error=str(exc)[:200])
+            return "failed", since
+        self._watch = watch
+        if self._stop.is_set():  # released while the watch was being opened
+            watch.stop()
+        try:
+            for event in watch:
+                since = event.resource_version or since
+                if event.type == "DELETED":
+                    log.warning("lease.watch.deleted", where=self.where)
+                    return "renew", since
+                if event.record is not None and event.record.holder != self.identity:
+                    lost = self._lose(event.record.holder)
+                    log.error("lease.lost", where=self.where, error=lost, seen="watch")
+                    return "lost", since
+        except Exception as exc:  # noqa: BLE001 - a broken watch: renewing finds out where we stand
+            log.info("lease.watch.broken", where=self.where, error=str(exc)[:200])
+            return "renew", since
+        finally:
+            self._watch = None
+            watch.stop()  # left early: end the request now
+        if time.monotonic() - opened < min(RENEW_GAP, timeout) and not self._stop.is_set():
+            return "renew", since  # the server ended it at once: do not spin re-opening it
+        return "ended", since
+
     def release(self) -> bool:
         """Stop renewing and delete the lease if it is still ours. False if it was not."""
         self._stop.set()
+        watch = self._watch
+        if watch is not None:
+            watch.stop()
         if self._keepalive is not None:
             self._keepalive.join(timeout=5)
             self._keepalive = None

@@ -19,9 +19,10 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from migrator.model.observation import (
     DaemonSetFacts,
@@ -93,6 +94,31 @@ class LeaseRecord:
     renew_time: datetime | None
     transitions: int = 0
     resource_version: str = ""
+
+
+@dataclass(frozen=True)
+class LeaseEvent:
+    """One event of a watch on a single Lease.
+
+    ``BOOKMARK`` carries only a resourceVersion to resume from (``record`` is None);
+    ``DELETED`` carries the Lease as it was last stored."""
+
+    type: Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
+    resource_version: str
+    record: LeaseRecord | None
+
+
+class LeaseWatch(Protocol):
+    """An open watch on one Lease (``ClusterPort.watch_lease``): iterate it for events.
+
+    Iteration ends when the watch's timeout has passed, when the server ends the stream, or
+    once ``stop`` was called (from any thread); a stream that breaks or an ``ERROR`` event
+    raises the error of ``cluster/errors.py`` (410 Gone is ``Expired``)."""
+
+    def __iter__(self) -> Iterator[LeaseEvent]: ...
+
+    def stop(self) -> None:
+        """End the watch now (another thread may be iterating it). Idempotent."""
 
 
 @dataclass(frozen=True)
@@ -305,6 +331,12 @@ class ClusterPort(Protocol):
 
     def delete_lease(self, namespace: str, name: str, *, resource_version: str) -> bool:
         """Delete the Lease if unchanged since ``resource_version``. False if already gone."""
+
+    def watch_lease(self, namespace: str, name: str, *, resource_version: str,
+                    timeout: float) -> LeaseWatch:
+        """Open one WATCH on this Lease alone (field selector ``metadata.name``) for the changes
+        after ``resource_version``, ending after ``timeout`` seconds. Raises when the watch
+        cannot be opened; never retried (the caller decides what to do meanwhile)."""
 
     # -- preflight reads -----------------------------------------------------------------
     def list_ippools(self) -> list[IPPoolInfo]:

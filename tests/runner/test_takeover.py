@@ -1,7 +1,7 @@
 """A forced takeover, end to end: the real CLI twice against the simulated cluster.
 
 The first run holds the lease (paused between nodes); a second process takes it with
-``--force-takeover``. The first notices at its next renewal, sends no further write, and
+``--force-takeover``. The first sees it through its watch on the Lease, sends no further write, and
 exits 1 (halted, resumable) naming the new holder; the second carries the run on.
 """
 
