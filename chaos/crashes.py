@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from chaos.harness import Invocation, fast_plan, invoke, is_tool_write, start_sim
+from chaos.harness import Invocation, fast_plan, invoke, is_tool_write, scenario
 from chaos.invariants import STATE, baseline, check
 
 
@@ -51,53 +49,43 @@ class CrashPoint:
 
 def reference(seed: int, nodes: int = 4) -> int:
     """The number of writes an uninterrupted run makes (the sweep's range)."""
-    with tempfile.TemporaryDirectory(prefix="chaos-ref-") as tmp:
-        out = Path(tmp)
-        sim = start_sim(nodes, seed)
-        try:
-            done = invoke("run", fast_plan(out), sim.write_kubeconfig(out / "kubeconfig", user="run"), out)
-            if done.code != 0:
-                raise RuntimeError(f"the reference run exited {done.code}: {done.last_words}")
-            return sum(is_tool_write(e, "run") for e in sim.requests.entries)
-        finally:
-            sim.stop()
+    with scenario("ref", nodes, seed) as (out, sim):
+        done = invoke("run", fast_plan(out), sim.write_kubeconfig(out / "kubeconfig", user="run"), out)
+        if done.code != 0:
+            raise RuntimeError(f"the reference run exited {done.code}: {done.last_words}")
+        return sum(is_tool_write(e, "run") for e in sim.requests.entries)
 
 
 def crash_point(k: int, seed: int, nodes: int = 4) -> CrashPoint:
-    with tempfile.TemporaryDirectory(prefix="chaos-crash-") as tmp:
-        out = Path(tmp)
-        sim = start_sim(nodes, seed)
-        try:
-            base = baseline(sim)
-            plan = fast_plan(out)
-            pid: list[int] = []
-            started, killed = threading.Event(), threading.Event()
-            where: list[str] = []
+    with scenario("crash", nodes, seed) as (out, sim):
+        base = baseline(sim)
+        plan = fast_plan(out)
+        pid: list[int] = []
+        started, killed = threading.Event(), threading.Event()
+        where: list[str] = []
 
-            def kill(entry: object) -> None:
-                started.wait(10)
-                os.kill(pid[0], signal.SIGKILL)
-                where.append(f"{getattr(entry, 'verb', '')} {getattr(entry, 'resource', '')}/"
-                             f"{getattr(entry, 'name', '')}")
-                killed.set()
+        def kill(entry: object) -> None:
+            started.wait(10)
+            os.kill(pid[0], signal.SIGKILL)
+            where.append(f"{getattr(entry, 'verb', '')} {getattr(entry, 'resource', '')}/"
+                         f"{getattr(entry, 'name', '')}")
+            killed.set()
 
-            sim.requests.on_nth(k, kill, match=lambda e: is_tool_write(e, "run"))
-            run = Invocation("run", plan, sim.write_kubeconfig(out / "kubeconfig", user="run"), out)
-            pid.append(run.pid)
-            started.set()
-            first = run.finish()
-            if not killed.is_set():
-                return CrashPoint(k, False, "", first.code, None, check(sim, base), first.last_words)
-            kubeconfig = sim.write_kubeconfig(out / "kubeconfig-resume", user="resume")
-            resumed = invoke("resume", plan, kubeconfig, out)
-            if resumed.code == 2 and sim.store.try_get("configmaps", *STATE) is None:
-                # killed before the checkpoint existed: resume says so and to start with `run`
-                started_again = invoke("run", plan, kubeconfig, out)
-                return CrashPoint(k, True, where[0], first.code, resumed.code, check(sim, base),
-                                  started_again.last_words, then_run=started_again.code)
-            return CrashPoint(k, True, where[0], first.code, resumed.code, check(sim, base), resumed.last_words)
-        finally:
-            sim.stop()
+        sim.requests.on_nth(k, kill, match=lambda e: is_tool_write(e, "run"))
+        run = Invocation("run", plan, sim.write_kubeconfig(out / "kubeconfig", user="run"), out)
+        pid.append(run.pid)
+        started.set()
+        first = run.finish()
+        if not killed.is_set():
+            return CrashPoint(k, False, "", first.code, None, check(sim, base), first.last_words)
+        kubeconfig = sim.write_kubeconfig(out / "kubeconfig-resume", user="resume")
+        resumed = invoke("resume", plan, kubeconfig, out)
+        if resumed.code == 2 and sim.store.try_get("configmaps", *STATE) is None:
+            # killed before the checkpoint existed: resume says so and to start with `run`
+            started_again = invoke("run", plan, kubeconfig, out)
+            return CrashPoint(k, True, where[0], first.code, resumed.code, check(sim, base),
+                              started_again.last_words, then_run=started_again.code)
+        return CrashPoint(k, True, where[0], first.code, resumed.code, check(sim, base), resumed.last_words)
 
 
 def sweep(seed: int, points: Iterable[int], nodes: int = 4, jobs: int = 1,

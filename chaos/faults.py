@@ -12,11 +12,9 @@ run wait it out and finish in that one invocation?
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from chaos.harness import fast_plan, invoke, is_tool_write, start_sim
+from chaos.harness import fast_plan, invoke, is_tool_write, scenario
 from chaos.invariants import baseline, check
 from migrator.sim.faults import OutageMode
 
@@ -45,21 +43,16 @@ class FaultCell:
 
 
 def fault_cell(rate: float, seed: int, nodes: int = 6, codes: tuple[int, ...] = CODES) -> FaultCell:
-    with tempfile.TemporaryDirectory(prefix="chaos-faults-") as tmp:
-        out = Path(tmp)
-        sim = start_sim(nodes, seed)
-        try:
-            base = baseline(sim)
-            kubeconfig = sim.write_kubeconfig(out / "kubeconfig", user="run")
-            if rate:
-                sim.faults.add_mixed(rate, codes)
-            done = invoke("run", fast_plan(out), kubeconfig, out)
-            sim.faults.clear()
-            entries = [e for e in sim.requests.entries if e.user == "run"]
-            return FaultCell(rate, seed, nodes, done.code, done.wall, sim.faults.injected, len(entries),
-                             sum(is_tool_write(e) for e in entries), check(sim, base), done.last_words)
-        finally:
-            sim.stop()
+    with scenario("faults", nodes, seed) as (out, sim):
+        base = baseline(sim)
+        kubeconfig = sim.write_kubeconfig(out / "kubeconfig", user="run")
+        if rate:
+            sim.faults.add_mixed(rate, codes)
+        done = invoke("run", fast_plan(out), kubeconfig, out)
+        sim.faults.clear()
+        entries = [e for e in sim.requests.entries if e.user == "run"]
+        return FaultCell(rate, seed, nodes, done.code, done.wall, sim.faults.injected, len(entries),
+                         sum(is_tool_write(e) for e in entries), check(sim, base), done.last_words)
 
 
 @dataclass
@@ -84,17 +77,12 @@ class OutageResult:
 
 def outage(seed: int, nodes: int = 6, seconds: float = 60.0, mode: OutageMode = "refuse",
            after_writes: int = 60) -> OutageResult:
-    with tempfile.TemporaryDirectory(prefix="chaos-outage-") as tmp:
-        out = Path(tmp)
-        sim = start_sim(nodes, seed)
-        try:
-            base = baseline(sim)
-            kubeconfig = sim.write_kubeconfig(out / "kubeconfig", user="run")
-            # on the serving thread, before that write is answered: in refuse mode its answer is lost
-            sim.requests.on_nth(after_writes, lambda _e: sim.server.outage(seconds, mode),
-                                match=lambda e: is_tool_write(e, "run"))
-            done = invoke("run", fast_plan(out), kubeconfig, out, timeout=seconds + 600)
-            return OutageResult(seed, nodes, seconds, mode, after_writes, sim.server.outages > 0, done.code,
-                                done.wall, check(sim, base), done.last_words)
-        finally:
-            sim.stop()
+    with scenario("outage", nodes, seed) as (out, sim):
+        base = baseline(sim)
+        kubeconfig = sim.write_kubeconfig(out / "kubeconfig", user="run")
+        # on the serving thread, before that write is answered: in refuse mode its answer is lost
+        sim.requests.on_nth(after_writes, lambda _e: sim.server.outage(seconds, mode),
+                            match=lambda e: is_tool_write(e, "run"))
+        done = invoke("run", fast_plan(out), kubeconfig, out, timeout=seconds + 600)
+        return OutageResult(seed, nodes, seconds, mode, after_writes, sim.server.outages > 0, done.code,
+                            done.wall, check(sim, base), done.last_words)

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,17 @@ RUN_TIMEOUT = 600.0
 def start_sim(nodes: int, seed: int) -> SimCluster:
     """A converged default cluster of ``nodes`` nodes (one control plane) with fast latencies."""
     return SimCluster(config=SimConfig(nodes=nodes, latencies=FAST), seed=seed).start()
+
+
+@contextmanager
+def scenario(name: str, nodes: int, seed: int) -> Iterator[tuple[Path, SimCluster]]:
+    """A scenario's working directory and its cluster (``start_sim``), both gone at the end."""
+    with tempfile.TemporaryDirectory(prefix=f"chaos-{name}-") as tmp:
+        sim = start_sim(nodes, seed)
+        try:
+            yield Path(tmp), sim
+        finally:
+            sim.stop()
 
 
 def fast_plan(directory: Path, changes: dict[str, Any] | None = None, name: str = "plan.yaml") -> Path:

@@ -13,12 +13,10 @@ exactly one proceeds and finishes; the four others exit 3 naming the holder (the
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from chaos.harness import Invocation, fast_plan, is_tool_write, start_sim
+from chaos.harness import Invocation, fast_plan, is_tool_write, scenario
 from chaos.invariants import baseline, check
 
 LEASES = "coordination.k8s.io/leases"
@@ -42,40 +40,35 @@ class TakeoverResult:
 
 
 def takeover(seed: int, nodes: int = 6, after_writes: int = 30) -> TakeoverResult:
-    with tempfile.TemporaryDirectory(prefix="chaos-takeover-") as tmp:
-        out = Path(tmp)
-        sim = start_sim(nodes, seed)
-        try:
-            base = baseline(sim)
-            # a pause between nodes keeps the first alive (and due to write again) while the
-            # second process starts, as a hung or slow run is when on-call takes over
-            plan = fast_plan(out, {"gates.pause_between_nodes": "5s"})
-            go = threading.Event()
-            sim.requests.on_nth(after_writes, lambda _e: go.set(), match=lambda e: is_tool_write(e, "first"))
-            first = Invocation("run", plan, sim.write_kubeconfig(out / "kc-first", user="first"), out)
-            while not go.wait(0.1):
-                if first.proc.poll() is not None:
-                    break
-            second = Invocation("run", plan, sim.write_kubeconfig(out / "kc-second", user="second"), out,
-                                "--force-takeover")
-            second_done = second.finish()
-            first_done = first.finish()
-            entries = sim.requests.entries
-            at = next((i for i, e in enumerate(entries) if e.user == "second" and e.resource == LEASES
-                       and e.is_write and 200 <= e.code < 300), None)
-            # a takeover replaces the first's live Lease; a Lease created after the first released
-            # its own (the first had finished) is no takeover
-            released = any(e.user == "first" and e.resource == LEASES and e.verb == "delete"
-                           for e in entries[:at])
-            taken = at is not None and go.is_set() and entries[at].verb != "create" and not released
-            after = [e for e in entries[at + 1:] if e.user == "first" and e.is_write] \
-                if taken and at is not None else []
-            executed = [f"{e.verb} {e.resource}/{e.name} {e.code}" for e in after if 200 <= e.code < 300]
-            return TakeoverResult(seed, taken, first_done.code,
-                                  f"/{second.pid}/" in first_done.stderr, second_done.code, executed, len(after),
-                                  check(sim, base), second_done.last_words)
-        finally:
-            sim.stop()
+    with scenario("takeover", nodes, seed) as (out, sim):
+        base = baseline(sim)
+        # a pause between nodes keeps the first alive (and due to write again) while the
+        # second process starts, as a hung or slow run is when on-call takes over
+        plan = fast_plan(out, {"gates.pause_between_nodes": "5s"})
+        go = threading.Event()
+        sim.requests.on_nth(after_writes, lambda _e: go.set(), match=lambda e: is_tool_write(e, "first"))
+        first = Invocation("run", plan, sim.write_kubeconfig(out / "kc-first", user="first"), out)
+        while not go.wait(0.1):
+            if first.proc.poll() is not None:
+                break
+        second = Invocation("run", plan, sim.write_kubeconfig(out / "kc-second", user="second"), out,
+                            "--force-takeover")
+        second_done = second.finish()
+        first_done = first.finish()
+        entries = sim.requests.entries
+        at = next((i for i, e in enumerate(entries) if e.user == "second" and e.resource == LEASES
+                   and e.is_write and 200 <= e.code < 300), None)
+        # a takeover replaces the first's live Lease; a Lease created after the first released
+        # its own (the first had finished) is no takeover
+        released = any(e.user == "first" and e.resource == LEASES and e.verb == "delete"
+                       for e in entries[:at])
+        taken = at is not None and go.is_set() and entries[at].verb != "create" and not released
+        after = [e for e in entries[at + 1:] if e.user == "first" and e.is_write] \
+            if taken and at is not None else []
+        executed = [f"{e.verb} {e.resource}/{e.name} {e.code}" for e in after if 200 <= e.code < 300]
+        return TakeoverResult(seed, taken, first_done.code,
+                              f"/{second.pid}/" in first_done.stderr, second_done.code, executed, len(after),
+                              check(sim, base), second_done.last_words)
 
 
 @dataclass
@@ -95,27 +88,22 @@ class ConcurrencyResult:
 
 
 def concurrent_runs(seed: int, nodes: int = 4, count: int = 5) -> ConcurrencyResult:
-    with tempfile.TemporaryDirectory(prefix="chaos-concurrent-") as tmp:
-        out = Path(tmp)
-        sim = start_sim(nodes, seed)
-        try:
-            base = baseline(sim)
-            # a pause between nodes keeps the winner holding the lock while the others start
-            plan = fast_plan(out, {"gates.pause_between_nodes": "3s"})
-            users = [f"run-{i}" for i in range(1, count + 1)]
-            kubeconfigs = [sim.write_kubeconfig(out / f"kc-{u}", user=u) for u in users]
-            runs = [Invocation("run", plan, kc, out) for kc in kubeconfigs]
-            done = [r.finish() for r in runs]
-            winners = [i for i, d in enumerate(done) if d.code == 0]
-            named = 0
-            loser_writes: list[str] = []
-            if len(winners) == 1:
-                mark = f"/{runs[winners[0]].pid}/"
-                named = sum(1 for i, d in enumerate(done) if i not in winners and d.code == 3 and mark in d.stderr)
-            losers = {users[i] for i, d in enumerate(done) if d.code != 0}
-            loser_writes = [f"{e.user}: {e.verb} {e.resource}/{e.name}" for e in sim.requests.entries
-                            if e.user in losers and e.is_write and 200 <= e.code < 300]
-            return ConcurrencyResult(seed, [d.code for d in done], len(winners), named, loser_writes,
-                                     check(sim, base), [d.last_words for d in done])
-        finally:
-            sim.stop()
+    with scenario("concurrent", nodes, seed) as (out, sim):
+        base = baseline(sim)
+        # a pause between nodes keeps the winner holding the lock while the others start
+        plan = fast_plan(out, {"gates.pause_between_nodes": "3s"})
+        users = [f"run-{i}" for i in range(1, count + 1)]
+        kubeconfigs = [sim.write_kubeconfig(out / f"kc-{u}", user=u) for u in users]
+        runs = [Invocation("run", plan, kc, out) for kc in kubeconfigs]
+        done = [r.finish() for r in runs]
+        winners = [i for i, d in enumerate(done) if d.code == 0]
+        named = 0
+        loser_writes: list[str] = []
+        if len(winners) == 1:
+            mark = f"/{runs[winners[0]].pid}/"
+            named = sum(1 for i, d in enumerate(done) if i not in winners and d.code == 3 and mark in d.stderr)
+        losers = {users[i] for i, d in enumerate(done) if d.code != 0}
+        loser_writes = [f"{e.user}: {e.verb} {e.resource}/{e.name}" for e in sim.requests.entries
+                        if e.user in losers and e.is_write and 200 <= e.code < 300]
+        return ConcurrencyResult(seed, [d.code for d in done], len(winners), named, loser_writes,
+                                 check(sim, base), [d.last_words for d in done])
