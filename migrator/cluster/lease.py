@@ -47,6 +47,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_NAMESPACE = "kube-system"
 DEFAULT_NAME = "cni-migration-lock"
 RENEW_GAP = 1.0  # seconds: a watch that keeps breaking renews the lease at most this often
+TAKEOVER_ATTEMPTS = 5  # a forced takeover racing the renewals of the holder it takes over from
 
 
 def holder_identity(run_id: str, *, hostname: str | None = None, pid: int | None = None) -> str:
@@ -159,7 +160,20 @@ class RunLock:
         return last is None or now > last + timedelta(seconds=duration)
 
     def acquire(self, *, force_takeover: bool = False) -> LeaseRecord:
-        """Take the lease, or raise ``LockHeld`` naming the live holder."""
+        """Take the lease, or raise ``LockHeld`` naming the live holder.
+
+        A forced takeover that loses the compare-and-swap to the very holder it is taking over
+        from (a renewal landed in between) reads the lease again and takes it, a few times at
+        most; losing to anyone else is ``LockHeld``."""
+        for _ in range(TAKEOVER_ATTEMPTS - 1):
+            try:
+                return self._acquire(force_takeover=force_takeover)
+            except LockHeld as exc:
+                if not (force_takeover and self.taken_over_from and exc.holder == self.taken_over_from):
+                    raise
+        return self._acquire(force_takeover=force_takeover)
+
+    def _acquire(self, *, force_takeover: bool) -> LeaseRecord:
         now, taken_at = self.clock.now(), self.fence.clock.monotonic()  # the fence judges on its own clock
         current = self.port.read_lease(self.namespace, self.name)
         mine = LeaseRecord(namespace=self.namespace, name=self.name, holder=self.identity,

@@ -93,3 +93,50 @@ def test_checkpoint_compare_and_swap_in_memory() -> None:
     loaded, loaded_rv = store.load()
     assert loaded.halted == "operator" and loaded_rv == newer
     assert store.last_size > 0
+
+
+class _RenewsFirst(MemoryPort):
+    """A port on which the live holder's renewal lands just before each of the first ``n``
+    lease replacements by someone else (the takeover's compare-and-swap then loses)."""
+
+    def __init__(self, holder: RunLock | None = None, n: int = 0) -> None:
+        super().__init__()
+        self.holder, self.n = holder, n
+
+    def replace_lease(self, record):
+        if self.holder is not None and self.n > 0 and record.holder != self.holder.identity:
+            self.n -= 1
+            self.holder.renew()
+        return super().replace_lease(record)
+
+
+def test_a_forced_takeover_racing_the_holders_renewals_still_takes_the_lease() -> None:
+    port, clock = _RenewsFirst(), FakeClock()
+    old = RunLock(port, identity="a/1/r1", clock=clock, ttl_seconds=30)
+    old.acquire()
+    port.holder, port.n = old, 2
+    new = RunLock(port, identity="b/2/r2", clock=clock, ttl_seconds=30)
+    new.acquire(force_takeover=True)
+    assert port.read_lease(new.namespace, new.name).holder == "b/2/r2"
+    assert new.taken_over_from == "a/1/r1"
+    with pytest.raises(LockLost, match="b/2/r2"):
+        old.renew()
+
+
+def test_a_forced_takeover_that_loses_to_a_third_run_is_refused_naming_it() -> None:
+    port, clock = MemoryPort(), FakeClock()
+    old = RunLock(port, identity="a/1/r1", clock=clock, ttl_seconds=30)
+    old.acquire()
+    third = RunLock(port, identity="c/3/r3", clock=clock, ttl_seconds=30)
+    new = RunLock(port, identity="b/2/r2", clock=clock, ttl_seconds=30)
+    real = port.replace_lease
+
+    def third_first(record):
+        if record.holder == "b/2/r2":
+            port.replace_lease = real
+            third.acquire(force_takeover=True)
+        return real(record)
+
+    port.replace_lease = third_first
+    with pytest.raises(LockHeld, match="c/3/r3"):
+        new.acquire(force_takeover=True)
