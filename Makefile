@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## test: the type check, then the whole suite (what CI runs). Most tests wait on the simulated
-## cluster's latencies rather than compute, so four workers keep two cores busy.
+## cluster's latencies rather than compute, so four workers keep two cores busy; the longest
+## tests are collected first (tests/conftest.py) and idle workers steal queued ones.
 test: typecheck
-	$(BIN)/python -m pytest -n 4 -q
+	$(BIN)/python -m pytest -n 4 --dist worksteal -q
 
 ## demo: the whole migration on the embedded simulated cluster
 demo: $(STAMP)

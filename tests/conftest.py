@@ -79,3 +79,18 @@ def kubectl(kubeconfig: Path) -> Callable[..., subprocess.CompletedProcess[str]]
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed")
     return lambda *args, timeout=60.0: run_kubectl(kubeconfig, *args, timeout=timeout)
+
+
+#: Tests that drive whole runs in subprocesses, longest first: started first, they overlap the
+#: many quick ones instead of running alone at the end of the suite (pytest-xdist hands tests
+#: out in collection order).
+LONG_FIRST = ("tests/runner/test_manifests.py", "tests/chaos/test_chaos_subset.py", "tests/runner/",
+              "tests/chaos/", "tests/sim/test_kubectl")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid
+        return next((i for i, prefix in enumerate(LONG_FIRST) if path.startswith(prefix)), len(LONG_FIRST))
+
+    items.sort(key=rank)   # stable: the order within each group is kept
