@@ -18,6 +18,7 @@ from migrator.cluster.errors import Unavailable
 from migrator.cluster.guard import GuardedPort
 from migrator.cluster.kube import KubeCluster
 from migrator.cluster.lease import LockLost, RunLock
+from migrator.cluster.port import LeaseRecord
 
 from .memport import MemoryPort
 
@@ -78,12 +79,17 @@ def test_a_takeover_reaches_the_old_holder_through_its_watch_not_a_renewal(sim, 
 
 # -- the same rules on the in-memory port ------------------------------------------------------
 
-def test_the_watch_loses_the_fence_before_any_renewal_in_memory() -> None:
+def _held_and_watched() -> tuple[MemoryPort, RunLock, LeaseRecord]:
+    """A lease held with a long TTL, its keep-alive already watching it."""
     port = MemoryPort()
     mine = RunLock(port, identity="a/1/r", ttl_seconds=LONG)
-    acquired = mine.acquire()
+    record = mine.acquire()
     mine.keep_alive()
     until(lambda: port.watches > 0, "no watch was opened")
+    return port, mine, record
+
+def test_the_watch_loses_the_fence_before_any_renewal_in_memory() -> None:
+    port, mine, acquired = _held_and_watched()
     RunLock(port, identity="b/2/r", ttl_seconds=LONG).acquire(force_takeover=True)
     until(lambda: mine.lost is not None, "the takeover was not seen")
     assert mine.record == acquired  # never renewed
@@ -93,11 +99,7 @@ def test_the_watch_loses_the_fence_before_any_renewal_in_memory() -> None:
 
 
 def test_a_deleted_lease_is_renewed_at_once_and_found_lost() -> None:
-    port = MemoryPort()
-    mine = RunLock(port, identity="a/1/r", ttl_seconds=LONG)
-    record = mine.acquire()
-    mine.keep_alive()
-    until(lambda: port.watches > 0, "no watch was opened")
+    port, mine, record = _held_and_watched()
     assert port.delete_lease(record.namespace, record.name, resource_version=record.resource_version)
     until(lambda: mine.lost is not None, "the deletion was not seen")
     assert mine.lost is not None and "held by nobody" in mine.lost

@@ -83,15 +83,20 @@ def test_rollback_node_then_rollback_all(sim, kubeconfig, tmp_path):
     assert checkpoint(sim).node(first).phase.value == "ROLLED_BACK"  # type: ignore[union-attr]
     assert_on_calico(sim, first)
     run_runbook("rollback-all.md", kubeconfig, plan, skip=(UNREADABLE,))
+    assert_everything_rolled_back(sim)
+
+
+UNREADABLE = "When the checkpoint is unreadable"
+
+
+def assert_everything_rolled_back(sim) -> None:
+    """The run ended ROLLED_BACK and every node is unlabelled and back on Calico."""
     cp = checkpoint(sim)
     assert cp is not None and cp.run_phase.value == "ROLLED_BACK"
     sim.settle(timeout=20)
     for node in sim.store.list("nodes"):
         assert LABEL not in node["metadata"]["labels"]
         assert_on_calico(sim, node["metadata"]["name"])
-
-
-UNREADABLE = "When the checkpoint is unreadable"
 
 
 def test_rollback_all_from_the_cluster_when_the_checkpoint_is_unreadable(sim, kubeconfig, tmp_path):
@@ -101,12 +106,7 @@ def test_rollback_all_from_the_cluster_when_the_checkpoint_is_unreadable(sim, ku
     assert BLOCK.findall(section)
     outputs = run_runbook("rollback-all.md", kubeconfig, plan, skip=("Look", "Act", "Verify"))
     assert "cni-migration-state-unreadable-" in outputs[-1]
-    cp = checkpoint(sim)
-    assert cp is not None and cp.run_phase.value == "ROLLED_BACK"
-    sim.settle(timeout=20)
-    for node in sim.store.list("nodes"):
-        assert LABEL not in node["metadata"]["labels"]
-        assert_on_calico(sim, node["metadata"]["name"])
+    assert_everything_rolled_back(sim)
 
 
 def test_lease_held_by_a_dead_run(sim, kubeconfig, tmp_path):
