@@ -2,7 +2,10 @@
 
 ``fault_cell(rate, seed)``: a fresh cluster whose API server answers ``rate`` of all requests
 (every verb, pods/proxy and watches included) with 503, 500 or 429 drawn from the seed; one
-``migrator run``; did it finish, in that one invocation, with every invariant holding?
+``migrator run``; did it finish, in that one invocation, with every invariant holding? The
+cells run at the fast pace (a 6-node run in seconds) to show correctness; ``pace="real"``
+runs them at a real cluster's pace with the example plan as it is, to measure what the faults
+cost in wall time (``timing_cells``: with and without faults, side by side).
 
 ``outage(seed)``: one ``migrator run`` during which, right after the tool's n-th write, the API
 server becomes unavailable for ``seconds`` (``refuse``: connections cut and refused, as a
@@ -12,13 +15,16 @@ run wait it out and finish in that one invocation?
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
-from chaos.harness import fast_plan, invoke, is_tool_write, scenario
+from chaos.harness import FAST, REALISTIC, example_plan, fast_plan, invoke, is_tool_write, scenario
 from chaos.invariants import baseline, check
 from migrator.sim.faults import OutageMode
 
 CODES = (503, 500, 429)
+Pace = Literal["fast", "real"]
 
 
 @dataclass
@@ -35,6 +41,7 @@ class FaultCell:
     writes: int               # write requests from the tool
     problems: list[str] = field(default_factory=list)
     last_words: str = ""
+    pace: Pace = "fast"
 
     @property
     def finished(self) -> bool:
@@ -42,17 +49,26 @@ class FaultCell:
         return self.code == 0 and not self.problems
 
 
-def fault_cell(rate: float, seed: int, nodes: int = 6, codes: tuple[int, ...] = CODES) -> FaultCell:
-    with scenario("faults", nodes, seed) as (out, sim):
+def fault_cell(rate: float, seed: int, nodes: int = 6, codes: tuple[int, ...] = CODES,
+               pace: Pace = "fast") -> FaultCell:
+    with scenario("faults", nodes, seed, FAST if pace == "fast" else REALISTIC) as (out, sim):
         base = baseline(sim)
         kubeconfig = sim.write_kubeconfig(out / "kubeconfig", user="run")
         if rate:
             sim.faults.add_mixed(rate, codes)
-        done = invoke("run", fast_plan(out), kubeconfig, out)
+        done = invoke("run", fast_plan(out) if pace == "fast" else example_plan(out), kubeconfig, out)
         sim.faults.clear()
         entries = [e for e in sim.requests.entries if e.user == "run"]
         return FaultCell(rate, seed, nodes, done.code, done.wall, sim.faults.injected, len(entries),
-                         sum(is_tool_write(e) for e in entries), check(sim, base), done.last_words)
+                         sum(is_tool_write(e) for e in entries), check(sim, base), done.last_words, pace)
+
+
+def timing_cells(rate: float, seeds: list[int], nodes: int = 6) -> list[FaultCell]:
+    """A run at ``rate`` and a fault-free run per seed, at a real cluster's pace, all side by
+    side (they wait far more than they compute, and share the machine's load alike)."""
+    jobs = [(r, seed) for seed in seeds for r in (0.0, rate)]
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="timing") as pool:
+        return list(pool.map(lambda job: fault_cell(job[0], job[1], nodes, pace="real"), jobs))
 
 
 @dataclass

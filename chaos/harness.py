@@ -6,6 +6,9 @@ scenarios read. Each process gets its own kubeconfig user (``SimCluster.write_ku
 so that the request log tells its requests apart, as an audit log does. The plan is
 ``plans/example.yaml`` with short retry and probe intervals (the same steps, quicker waits),
 and the cluster's latencies are a few simulated milliseconds, so a 6-node run takes seconds.
+Scenarios that measure wall time run at a real cluster's pace instead (``REALISTIC`` latencies,
+the example plan as it is): in a migration compressed into seconds, every second the tool waits
+on a server's ``Retry-After`` would be a large share of the run, which it is not on a real one.
 """
 
 from __future__ import annotations
@@ -31,19 +34,26 @@ EXAMPLE = ROOT / "plans" / "example.yaml"
 TOOL_AGENT = "migrator/"   # the prefix of the tool's User-Agent (cluster/kube.py)
 FAST = Latencies(schedule=0.0, sandbox=0.005, ready=0.01, terminate=0.005, agent_start=0.01,
                  calico_start=0.005, node_action=0.01, controller=0.0)
+#: A real cluster's pace, in seconds, for the scenarios that measure wall time: the sim at time
+#: scale 1 with kubelet and agent timings of the order a real cluster shows. Pod start-up within
+#: a few seconds (the Kubernetes pod start-up SLO is 5 s at the 99th percentile, image pulls
+#: excluded), a short shutdown after SIGTERM, a cilium agent ready some 15 s after its
+#: container starts (cache sync and BPF programs), calico-node about 10 s.
+REALISTIC = Latencies(schedule=0.0, sandbox=2.0, ready=3.0, terminate=2.0, agent_start=15.0,
+                      calico_start=10.0, node_action=3.0, controller=0.0)
 RUN_TIMEOUT = 600.0
 
 
-def start_sim(nodes: int, seed: int) -> SimCluster:
-    """A converged default cluster of ``nodes`` nodes (one control plane) with fast latencies."""
-    return SimCluster(config=SimConfig(nodes=nodes, latencies=FAST), seed=seed).start()
+def start_sim(nodes: int, seed: int, latencies: Latencies = FAST) -> SimCluster:
+    """A converged default cluster of ``nodes`` nodes (one control plane), fast unless told."""
+    return SimCluster(config=SimConfig(nodes=nodes, latencies=latencies), seed=seed).start()
 
 
 @contextmanager
-def scenario(name: str, nodes: int, seed: int) -> Iterator[tuple[Path, SimCluster]]:
+def scenario(name: str, nodes: int, seed: int, latencies: Latencies = FAST) -> Iterator[tuple[Path, SimCluster]]:
     """A scenario's working directory and its cluster (``start_sim``), both gone at the end."""
     with tempfile.TemporaryDirectory(prefix=f"chaos-{name}-") as tmp:
-        sim = start_sim(nodes, seed)
+        sim = start_sim(nodes, seed, latencies)
         try:
             yield Path(tmp), sim
         finally:
@@ -66,6 +76,13 @@ def fast_plan(directory: Path, changes: dict[str, Any] | None = None, name: str 
         node[leaf] = value
     path = directory / name
     path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def example_plan(directory: Path, name: str = "plan.yaml") -> Path:
+    """``plans/example.yaml`` as it is (its own retry and probe intervals), copied into ``directory``."""
+    path = directory / name
+    path.write_text(EXAMPLE.read_text())
     return path
 
 

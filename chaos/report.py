@@ -20,6 +20,7 @@ class Results:
     """Everything one ``python -m chaos`` gathered (a scenario not run stays empty)."""
 
     cells: list[FaultCell] = field(default_factory=list)
+    timing: list[FaultCell] = field(default_factory=list)   # the same runs at a real cluster's pace
     outages: list[OutageResult] = field(default_factory=list)
     sweep: list[CrashPoint] = field(default_factory=list)
     sweep_writes: int | None = None
@@ -70,8 +71,13 @@ def summary(r: Results) -> list[tuple[str, str, str, str]]:
                      f"{_pct(best) if best else 'none'} ({notes})", "10 %",
                      _met(best is not None and best >= 0.1)))
         ratio, note = wall_ratio(r.cells)
-        rows.append(("wall time at 5 % faults vs none", f"{f'{ratio:.2f}x' if ratio else 'n/a'} ({note})",
-                     "<= 1.3x", _met(ratio is not None and ratio <= 1.3)))
+        rows.append(("wall time at 5 % faults vs none, fast pace (6 nodes in seconds)",
+                     f"{f'{ratio:.2f}x' if ratio else 'n/a'} ({note})", "(shown, not a target)", INFO))
+    if r.timing:
+        ratio, note = wall_ratio(r.timing)
+        rows.append(("wall time at 5 % faults vs none, a real cluster's pace",
+                     f"{f'{ratio:.2f}x' if ratio else 'n/a'} ({note})", "<= 1.3x",
+                     _met(ratio is not None and ratio <= 1.3)))
     for o in r.outages:
         result = "done in one invocation" if o.finished else \
             (f"exit {o.code}" + (f", {len(o.problems)} invariants broken" if o.problems else "")
@@ -106,8 +112,15 @@ def summary(r: Results) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+INFO = "-"   # a row shown for context, with no target of its own
+
+
 def _met(ok: bool) -> str:
     return "yes" if ok else "NO"
+
+
+def all_met(rows: list[tuple[str, str, str, str]]) -> bool:
+    return all(row[3] in ("yes", INFO) for row in rows)
 
 
 def markdown(header: tuple[str, ...], rows: Sequence[Sequence[str]]) -> str:
@@ -117,11 +130,11 @@ def markdown(header: tuple[str, ...], rows: Sequence[Sequence[str]]) -> str:
 
 
 def fault_table(cells: list[FaultCell]) -> str:
-    rows = [(_pct(c.rate), str(c.seed), str(c.nodes), str(c.code), f"{c.wall:.1f}", str(c.injected),
+    rows = [(_pct(c.rate), c.pace, str(c.seed), str(c.nodes), str(c.code), f"{c.wall:.1f}", str(c.injected),
              str(c.requests), "hold" if not c.problems else f"{len(c.problems)} broken: {c.problems[0]}",
              "" if c.code == 0 else c.last_words[:120])
-            for c in sorted(cells, key=lambda c: (c.rate, c.seed))]
-    return markdown(("faults", "seed", "nodes", "exit", "wall s", "injected", "requests", "invariants",
+            for c in sorted(cells, key=lambda c: (c.pace, c.rate, c.seed))]
+    return markdown(("faults", "pace", "seed", "nodes", "exit", "wall s", "injected", "requests", "invariants",
                      "last words"), rows)
 
 
