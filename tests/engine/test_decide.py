@@ -326,25 +326,18 @@ def test_agent_pod_recorded_before_delete_is_not_deleted_twice_after_restart() -
         assert not [a for a in again.actions if isinstance(a, (DeletePod, EvictPod))]
 
 
-def test_decide_stays_linear_at_5000_nodes() -> None:
-    import time
-
+def test_decide_keeps_50_nodes_in_flight_at_5000_nodes() -> None:
+    """Correctness at scale; how long a turn takes is a benchmark figure (``make bench``)."""
     toy = ToyCluster(workers=5000, control_plane=3, zones=3)
     plan = make_plan(concurrency={"max_unavailable": 50})
     cp = start(plan, toy)
-    elapsed = []
     now = T0
     for _ in range(8):
-        observation = toy.observe()
-        began = time.perf_counter()
-        decision = decide(plan, cp, observation, now)
-        elapsed.append(time.perf_counter() - began)
+        decision = decide(plan, cp, toy.observe(), now)
         cp = record_results(decision.checkpoint, [toy.apply(a) for a in decision.actions], now)
         toy.settle()
         now += timedelta(seconds=1)
     assert sum(1 for r in cp.nodes if in_flight(r) or r.phase is NodePhase.DONE) >= 50
-    print(f"decide at 5000 nodes: max {max(elapsed) * 1000:.1f} ms")
-    assert max(elapsed) < 1.0
 
 
 def test_in_place_switches_first_then_evicts_and_never_cordons() -> None:
