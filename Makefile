@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 NODES   ?= 6
 SEED    ?= 7
 
-.PHONY: venv test demo bench chaos lint typecheck clean
+.PHONY: venv test demo bench chaos lint typecheck clean image image-check image-lock
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH"; exit 2; }
@@ -36,9 +36,25 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
+## image: build the container image (Containerfile) with docker, podman or buildah, the first that
+## works here (IMAGE_ENGINE=podman picks one), tagged as `migrator manifests` names it:
+## ghcr.io/migrator/migrator:<version in pyproject.toml> (IMAGE=name:tag overrides)
+image:
+	$(PY) tools/image.py build $(if $(IMAGE),--tag $(IMAGE))
+
+## image-check: what the image holds, proven without an engine or a registry: the wheel installed
+## without extras into a clean venv (exactly tools/image.lock), the ENTRYPOINT run from it
+## (tests/test_image.py runs it too, so `make test` does)
+image-check: $(STAMP)
+	$(BIN)/python tools/image.py check
+
+## image-lock: rewrite tools/image.lock (the image's exact packages) after a dependency change
+image-lock: $(STAMP)
+	$(BIN)/python tools/image.py lock
+
 ## lint: ruff, then the type check
 lint: $(STAMP)
-	$(BIN)/ruff check migrator tests bench chaos
+	$(BIN)/ruff check migrator tests bench chaos tools
 	$(BIN)/mypy
 
 ## typecheck: mypy over migrator/ (settings in pyproject.toml)

@@ -9,6 +9,10 @@ The simulated cluster (``migrator sim``, ``migrator demo``) is an optional extra
 ``pip install 'migrator[sim]'``. Its commands are listed here so ``--help`` shows them, and
 ``sim_command`` reaches the sim through one lazy import only when one of them runs: without
 the extra, that import fails and the command exits 2 saying what to install.
+
+The same parser is also the kubectl plugin ``kubectl migrate-cni``: kubectl runs the executable
+``kubectl-migrate_cni`` it finds on PATH (installed beside ``migrator``) with the arguments that
+follow the plugin's name, and ``kubectl_plugin`` only changes the program name help shows.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ SIM_COMMANDS = {
     "demo": "run the whole migration on an embedded simulated cluster",
 }
 SIM_HINT = "needs the simulated cluster, an optional extra: pip install 'migrator[sim]'"
+PROG = "migrator"
+PLUGIN_PROG = "kubectl migrate-cni"   # kubectl's name for an executable kubectl-migrate_cni on PATH
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="migrator",
+        prog=prog,
         description="Live-migrate a running Kubernetes cluster from Calico to Cilium, node by node.",
     )
     parser.add_argument("--version", action="version", version=f"migrator {__version__}")
@@ -59,8 +65,8 @@ def sim_command(args: argparse.Namespace) -> int:
     return sim_cli.main([args.command, *args.argv])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -71,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"migrator {args.command}: interrupted; `migrator status` shows where the run stands",
               file=sys.stderr)
         return 1
+
+
+def kubectl_plugin() -> int:
+    """``kubectl migrate-cni ARGS``: the ``kubectl-migrate_cni`` entry point, ``migrator ARGS`` by another name."""
+    return main(prog=PLUGIN_PROG)
 
 
 if __name__ == "__main__":
