@@ -23,7 +23,8 @@ the ``ProgressivePerGroup`` strategy:
   for scheduling, after which a cluster counts as failed.
 * Resources are orphaned when the replica set is deleted (``propagationPolicy: Orphan``), so
   deleting the rollout never kills a migration in flight; and the Job is created, never updated
-  (``CreateOnly``: a Job's pod template cannot change).
+  (``CreateOnly``: a Job's pod template cannot change) and has no TTL (the ManifestWork owns it;
+  a Job deleted after its TTL would be created again by the work agent, starting a new run).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from migrator.manifests import (
     Request,
     bounded,
     deadline,
-    job,
     manifests,
     node_count,
     object_name,
@@ -80,7 +80,9 @@ def placement(req: Request, fleet: Fleet) -> dict[str, Any]:
 
 def replica_set(req: Request, fleet: Fleet) -> dict[str, Any]:
     workload = manifests(replace(req, job=True, cronjob=False))
-    the_job = job(req)
+    the_job = workload[-1]
+    # the ManifestWork owns the Job's life: a TTL would delete it and the work agent create it again
+    del the_job["spec"]["ttlSecondsAfterFinished"]
     seconds = int(deadline(req.plan, node_count(req.plan, req.nodes), canary=False).total_seconds())
     job_config = {
         "resourceIdentifier": {"group": "batch", "resource": "jobs", "name": the_job["metadata"]["name"],

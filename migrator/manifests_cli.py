@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="a CronJob that runs the plan's canary on --schedule (the plan needs a canary section)")
     what.add_argument("--fleet", action="store_true",
                       help="an Open Cluster Management Placement and ManifestWorkReplicaSet that roll the Job "
-                           "across clusters, canary group first (for the hub; see runbooks/fleet-rollout.md)")
+                           "across clusters, canary group first (for the hub; see deploy/fleet/README.md)")
     p.add_argument("--namespace", metavar="NS", help="namespace of the namespaced objects "
                                                      "(default: the plan's state namespace)")
     p.add_argument("--image", help="migrator image (default: ghcr.io/migrator/migrator:<version>)")
@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="soak after a group succeeds before the next starts, e.g. 90m (default: 1h)")
 
 
-def _problem(args: argparse.Namespace, plan: MigrationPlan) -> str:
+def _problem(args: argparse.Namespace) -> str:
     """The first bad flag, as the line to print, or ``""``."""
     if not (args.job or args.cronjob or args.fleet):
         return ("choose what to print: --job (a one-shot run), --cronjob (a scheduled canary) or --fleet "
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace, plan: MigrationPlan, skips: tuple[str, ...]) -
     from migrator.fleet_rollout import Fleet, fleet_manifests
     from migrator.manifests import ManifestError, Request, default_image, dump, manifests
 
-    problem = _problem(args, plan)
+    problem = _problem(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

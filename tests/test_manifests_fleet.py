@@ -91,6 +91,7 @@ def test_the_workload_is_the_job_and_its_completion_is_the_success_condition():
     for manifest in manifests:
         kubernetes_validate.validate(manifest, "1.32", strict=True)
     job = manifests[-1]
+    assert job["kind"] == "Job" and "ttlSecondsAfterFinished" not in job["spec"]
     (config,) = template["manifestConfigs"]
     assert config["resourceIdentifier"] == {"group": "batch", "resource": "jobs", "name": job["metadata"]["name"],
                                             "namespace": job["metadata"]["namespace"]}
