@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ def strict(schema: Any) -> Any:
     return out
 
 
+@functools.cache
 def crd_schema(kind: str) -> tuple[str, dict]:
     for path in CRDS.glob("*.yaml"):
         crd = yaml.safe_load(path.read_text())
