@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator import log as logsetup
+from migrator import manifests_cli
 from migrator.cluster.errors import ClusterError
 from migrator.cluster.guard import GuardedPort
 from migrator.cluster.kube import KubeCluster
@@ -126,13 +127,10 @@ def register(sub: Any) -> None:
         if name in ("plan", "run", "resume"):
             skip_check_option(p)
         p.set_defaults(func=fn)
-    p = sub.add_parser("manifests", help="print what runs the tool in the cluster: ServiceAccount, least-privilege "
-                                         "ClusterRole and binding, the plan as a ConfigMap, a Job, a canary CronJob")
-    p.add_argument("--plan", required=True, metavar="FILE", help="migration plan (YAML; see plans/)")
-    p.add_argument("--namespace", metavar="NS", help="namespace of the namespaced objects "
-                                                     "(default: the plan's state namespace)")
-    p.add_argument("--image", help="migrator image (default: ghcr.io/migrator/migrator:<version>)")
-    p.add_argument("--schedule", default="0 3 * * 1", help="cron schedule of the canary CronJob")
+    p = sub.add_parser("manifests", help="print what runs the tool in the cluster: a one-shot Job, a canary CronJob "
+                                         "or a fleet rollout, with its least-privilege RBAC and the plan as a "
+                                         "ConfigMap", description=f"{EXIT_HELP}.")
+    manifests_cli.add_arguments(p)
     skip_check_option(p)
     p.set_defaults(func=cmd_manifests)
     p = sub.add_parser("status", help="show the run's state from its checkpoint")
@@ -348,7 +346,6 @@ def _load_state(args: argparse.Namespace, plan: MigrationPlan) -> tuple[Checkpoi
 
 
 def cmd_manifests(args: argparse.Namespace) -> int:
-    from migrator.manifests import default_image, render
     try:
         plan = load_plan(args.plan)
     except PlanError as exc:
@@ -357,9 +354,7 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     skips = skipped(args)
     if skips is None:
         return Exit.INVALID
-    print(render(Path(args.plan), namespace=args.namespace or plan.state.configmap_namespace,
-                 image=args.image or default_image(), schedule=args.schedule, skip_checks=skips), end="")
-    return Exit.DONE
+    return manifests_cli.run(args, plan, skips)
 
 
 def no_run(store: CheckpointStore, args: argparse.Namespace, what: str) -> int:

@@ -1,4 +1,5 @@
-"""``migrator manifests``: valid objects, and a ClusterRole granting exactly what the tool uses.
+"""``migrator manifests``: a ClusterRole granting exactly what the tool uses (the objects themselves:
+``tests/test_manifests*.py``).
 
 The exactness test runs every flow of the tool (preflight, plan, run with an automatic rollback,
 status, pause, on-call rollback of a node and of everything, a canary, and run + finalize on a
@@ -8,45 +9,14 @@ second cluster) against the sim, takes every request the tool made from the sim'
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import kubernetes
-import kubernetes_validate
-import yaml
 
 from migrator.cluster.kube import USER_AGENT
 from migrator.rbac import grants
-from tests.runner.helpers import EXAMPLE, ROOT, fast_plan, migrator
+from tests.runner.helpers import fast_plan, migrator
 from tests.runner.test_rollback import break_cross_overlay
 
 GROUPED = ("apps", "policy", "batch")
-
-
-def test_manifests_are_valid_objects_with_the_plan_inside(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "migrator", "manifests", "--plan", str(EXAMPLE),
-                          "--namespace", "migration", "--image", "example.org/migrator:1", "--schedule", "0 4 * * *"],
-                         capture_output=True, text=True, cwd=ROOT, check=True).stdout
-    docs = list(yaml.safe_load_all(out))
-    assert [d["kind"] for d in docs] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Job",
-                                         "CronJob"]
-    for doc in docs:
-        kubernetes_validate.validate(doc, "1.32", strict=True)
-    by_kind = {d["kind"]: d for d in docs}
-    assert by_kind["ConfigMap"]["data"]["plan.yaml"] == EXAMPLE.read_text()
-    assert by_kind["ClusterRoleBinding"]["subjects"][0] == {"kind": "ServiceAccount", "name": "cni-migrator",
-                                                            "namespace": "migration"}
-    job = by_kind["Job"]["spec"]
-    assert job["backoffLimit"] == 0
-    container = job["template"]["spec"]["containers"][0]
-    assert container["image"] == "example.org/migrator:1" and container["args"][:3] == [
-        "run", "--plan", "/etc/migrator/plan.yaml"]
-    cron = by_kind["CronJob"]["spec"]
-    assert cron["schedule"] == "0 4 * * *" and cron["concurrencyPolicy"] == "Forbid"
-    assert cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][0] == "canary"
-    bad = subprocess.run([sys.executable, "-m", "migrator", "manifests", "--plan", str(tmp_path / "none.yaml")],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "not found" in bad.stderr
 
 
 def _used(sim) -> set[tuple[str, str, str]]:

@@ -149,7 +149,8 @@ def test_unknown_check_is_refused_with_the_known_ones(tmp_path):
 
 
 def test_manifests_pass_skips_to_the_job_and_the_cronjob():
-    out = migrator("manifests", "--plan", str(EXAMPLE), "--skip-check", "pdb.zero-disruptions")
+    out = migrator("manifests", "--plan", str(ROOT / "plans" / "canary.yaml"), "--job", "--cronjob",
+                   "--skip-check", "pdb.zero-disruptions")
     assert out.returncode == 0, out.stderr
     docs = {d["kind"]: d for d in yaml.safe_load_all(out.stdout)}
     job = docs["Job"]["spec"]["template"]["spec"]["containers"][0]["args"]
