@@ -87,7 +87,8 @@ def _chart(report: RunReport) -> str:
         seconds = span * i / 4
         parts.append(f'<line x1="{moment_x:.1f}" y1="{top - 4}" x2="{moment_x:.1f}" y2="{height - 8}" '
                      'stroke="#eee"/>')
-        parts.append(f'<text x="{moment_x:.1f}" y="12" text-anchor="middle">+{seconds:.0f}s</text>')
+        label = f"+{seconds:.1f}s" if span < 60 else f"+{seconds / 60:.0f}m" if span < 7200 else f"+{seconds / 3600:.1f}h"
+        parts.append(f'<text x="{moment_x:.1f}" y="12" text-anchor="middle">{label}</text>')
     for index, (kind, name, segments) in enumerate(rows):
         y = top + ROW * index
         attr = ' data-row="run"' if kind == "run" else f' data-node="{esc(name)}"'
