@@ -49,8 +49,11 @@ def output_format(args: argparse.Namespace) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     plan = _setup(args)
     out: Path | None = args.output
-    if out is not None and str(out) != "-" and out.is_dir():
-        raise UsageError(f"-o {out}: is a directory; name a file, e.g. -o {out / 'report.html'}")
+    if out is not None and str(out) != "-":
+        if out.is_dir():
+            raise UsageError(f"-o {out}: is a directory; name a file, e.g. -o {out / 'report.html'}")
+        if not out.parent.is_dir():
+            raise UsageError(f"-o {out}: {out.parent} is not a directory; name a file in an existing directory")
     store, cp, _ = _load_state(args, plan)
     try:
         if cp is None:

@@ -287,8 +287,8 @@ class Runner:
             try:
                 path = write_run_report(cp, self.plan, output_dir=self.output_dir, now=self.clock.now())
                 log.info("report.written", path=str(path))
-            except (OSError, ValueError) as exc:
-                log.warning("report.failed", error=str(exc)[:200])
+            except Exception as exc:  # noqa: BLE001 - the report is an account of the run, never its outcome
+                log.warning("report.failed", error=f"{type(exc).__name__}: {exc}"[:200])
         return outcome
 
     def _save(self, cp: Checkpoint) -> None:

@@ -23,6 +23,8 @@ def test_report_of_a_short_run(sim_factory, tmp_path, capsys):
     assert main(["report", *common, "-o", str(tmp_path / "early.html")]) == 2
     assert "no migration state in" in capsys.readouterr().err
     assert not (tmp_path / "early.html").exists()
+    assert main(["report", *common, "-o", str(tmp_path / "no-such-dir" / "r.html")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
 
     assert main(["run", *common, "--yes", "--output-dir", str(out)]) == 0
     cp = checkpoint(sim)

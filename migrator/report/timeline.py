@@ -15,7 +15,9 @@ last and appends one line per fact —
 - ``pod``       an eviction or pod deletion the turn executed: node, pod, its workload, outcome;
 - ``findings``  the preflight findings the run's PREFLIGHT phase gathered, and the skipped checks;
 - ``counters``  this process's API actions by kind and outcome, retries, outages (from its
-                metrics, cumulative per process, written when they changed);
+                metrics, cumulative per process; written when they changed, at most every
+                ``COUNTERS_EVERY`` seconds, and when the process ends — a killed process loses the
+                counts of its last seconds);
 - ``end``       the process stopped: exit code and message.
 
 The file is ``migrator-timeline-<run id>.jsonl`` in ``--output-dir``. It is opened in append mode
@@ -30,6 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,6 +47,7 @@ from migrator.model.observation import ClusterObservation
 from migrator.model.states import NodePhase
 
 log = structlog.get_logger("migrator.report.timeline")
+COUNTERS_EVERY = 10.0   # seconds between two counters records of one process (a long run has many turns)
 PREFIX = "migrator-timeline-"
 SUFFIX = ".jsonl"
 
@@ -151,13 +155,25 @@ class TimelineRecorder:
         self._run_phase: str | None = None
         self._findings: list[dict[str, Any]] | None = None
         self._counters: dict[str, Any] | None = None
+        self._counted_at: datetime | None = None
 
     # ------------------------------------------------------------------ the runner's hook
     def turn(self, cp: Checkpoint | None, results: tuple[ActionResult, ...] = (),
              obs: ClusterObservation | None = None) -> None:
-        """Record what changed in this turn: phases, waves, probes, rollbacks, pods, findings, counters."""
-        if cp is None:
+        """Record what changed in this turn: phases, waves, probes, rollbacks, pods, findings, counters.
+
+        Never raises: an account of the run that fails stops being written (logged once), and
+        the migration goes on."""
+        if cp is None or self._failed:
             return
+        try:
+            self._turn(cp, results, obs)
+        except Exception as exc:  # noqa: BLE001 - the timeline must never stop a migration
+            log.warning("report.timeline_failed", error=f"{type(exc).__name__}: {exc}"[:200])
+            self.close()
+            self._failed = True
+
+    def _turn(self, cp: Checkpoint, results: tuple[ActionResult, ...], obs: ClusterObservation | None) -> None:
         self.checkpoint = cp
         if self._file is None and not self._open(cp):
             return
@@ -194,7 +210,7 @@ class TimelineRecorder:
             if findings != self._findings:
                 self._write({"kind": "findings", "t": now, "findings": findings, "skipped": sorted(skipped)})
                 self._findings = findings
-        self._count(now)
+        self._count(now, final=False)
 
     def end(self, code: int, message: str, cp: Checkpoint | None) -> None:
         """The process stops: its last counters and how it ended."""
@@ -203,7 +219,7 @@ class TimelineRecorder:
         if self._file is None:
             return
         now = self.clock.now().isoformat()
-        self._count(now)
+        self._count(now, final=True)
         self._write({"kind": "end", "t": now, "process": self.process, "code": int(code), "message": message})
         self.close()
 
@@ -233,13 +249,17 @@ class TimelineRecorder:
                          "workload": owners.get(uid), "outcome": "ok" if result.ok else (result.error_kind or "Error"),
                          "message": "" if result.ok else result.message[:240]})
 
-    def _count(self, now: str) -> None:
+    def _count(self, now: str, *, final: bool) -> None:
         if self.metrics is None or self._file is None:
+            return
+        at = datetime.fromisoformat(now)
+        if not final and self._counted_at is not None and (at - self._counted_at).total_seconds() < COUNTERS_EVERY:
             return
         counters = _counters(self.metrics)
         if counters != self._counters:
             self._write({"kind": "counters", "t": now, "process": self.process, **counters})
             self._counters = counters
+            self._counted_at = at
 
     def _open(self, cp: Checkpoint) -> bool:
         if self._failed:
