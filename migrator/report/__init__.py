@@ -15,8 +15,10 @@ Where its facts come from (details in ``data.py``):
 - **the plan** as given.
 
 Kubernetes Events are not read: they repeat the timeline's phase transitions and expire after
-an hour on a real cluster. Reads the run served from its watch cache are not counted as API
-requests; each action is one write request, and retries are counted apart.
+an hour on a real cluster (and the port has no call to list them). API requests are the
+process's own metrics: each action the engine asked for is one write request, retries are
+counted apart; checkpoint saves, lease renewals and reads served by the watch cache are not
+counted (the port keeps no per-call count).
 
 When ``run``, ``resume``, ``canary``, ``rollback`` or ``finalize`` ends, the runner writes
 ``migrator-report-<run id>.html`` into ``--output-dir`` (``write_run_report``).

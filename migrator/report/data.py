@@ -31,6 +31,8 @@ from migrator.model.states import NodePhase
 from migrator.report.timeline import TimelineRead
 
 FORMAT_VERSION = 1
+#: Actions that send nothing to the API server (the final Helm values file).
+LOCAL_ACTIONS = frozenset({"write-file"})
 
 
 class _Model(BaseModel):
@@ -324,7 +326,8 @@ def _api(records: list[dict[str, Any]]) -> ApiSummary:
     for r in last.values():
         for key, value in (r.get("actions") or {}).items():
             kind, _, outcome = str(key).partition("/")
-            actions[(kind, outcome)] += int(value)
+            if kind not in LOCAL_ACTIONS:
+                actions[(kind, outcome)] += int(value)
         for key, value in (r.get("probe_checks") or {}).items():
             probes[str(key)] += int(value)
         retries += int(r.get("retries") or 0)

@@ -153,7 +153,8 @@ def render_html(report: RunReport) -> str:
     if api.recorded:
         api_html = (f"<p>{api.processes} process(es); {api.retries} retried request(s); {api.outages} API server "
                     f"outage(s) waited out ({api.unavailable_seconds:.1f} s). Each action is one write request "
-                    "through the guarded port; reads come from the watch cache and are not counted.</p>"
+                    "through the guarded port; checkpoint saves, lease renewals and the reads served by the "
+                    "watch cache are not counted.</p>"
                     + _table(["action", "outcome", "requests"],
                              [[td(a.kind), td(a.outcome, "" if a.outcome == "ok" else "bad"), td(a.count, "n")]
                               for a in api.actions], empty="No action was sent.")
