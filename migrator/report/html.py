@@ -115,6 +115,13 @@ def _chart(report: RunReport) -> str:
     return f'<div class="legend">{legend}</div>{"".join(parts)}{more}'
 
 
+def _bad(report: RunReport) -> bool:
+    """The run did not go as planned: halted, aborted, rolled back, a node failed, a canary failed."""
+    o = report.overview
+    return bool(o.halted) or o.run_phase in ("ABORTED", "ROLLED_BACK") or bool(
+        o.canary and o.canary.startswith("failed")) or any(n.phase in ("FAILED", "ROLLED_BACK") for n in report.nodes)
+
+
 def render_html(report: RunReport) -> str:
     """The whole page."""
     o = report.overview
@@ -125,7 +132,7 @@ def render_html(report: RunReport) -> str:
         "<dl>"
         f"<dt>Run</dt><dd>{esc(o.run_id)}</dd><dt>Plan</dt><dd>{esc(o.plan_name)} ({esc(o.plan_hash)})</dd>"
         f"<dt>Started</dt><dd>{esc(_when(o.started_at))}</dd><dt>Last known</dt><dd>{esc(_when(o.ended_at))}</dd>"
-        f'<dt>Outcome</dt><dd class="{"bad" if o.halted else "ok"}">{esc(o.outcome)}</dd>'
+        f'<dt>Outcome</dt><dd class="{"bad" if _bad(report) else "ok"}">{esc(o.outcome)}</dd>'
         f"<dt>Run phase</dt><dd>{esc(o.run_phase)}</dd>"
         + (f"<dt>Canary</dt><dd>{esc(o.canary)}</dd>" if o.canary else "")
         + f"<dt>Nodes</dt><dd>{len(report.nodes)} ({counts})</dd>"
