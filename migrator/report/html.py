@@ -22,6 +22,8 @@ CHART_ROWS = 1000        # nodes drawn in the chart (the tables list every node)
 ROW = 18
 LABEL_WIDTH = 200
 PLOT_WIDTH = 900
+LABEL_CHARS = 30         # longer node names are cut in the chart (the tooltip and the tables have them whole)
+STUB = 0.04              # share of the plot past the last known moment
 PHASE_COLORS = {
     "PENDING": "#d9d9d9", "CORDONED": "#9ecae1", "DRAINED": "#6baed6", "LABELED": "#4292c6",
     "AGENT_RESTARTED": "#2171b5", "CNI_VERIFIED": "#807dba", "PODS_RECYCLED": "#6a51a3",
@@ -71,7 +73,8 @@ def td(value: object, cls: str = "") -> str:
 
 def _chart(report: RunReport) -> str:
     start, end = report.overview.started_at, report.overview.ended_at
-    span = max((end - start).total_seconds(), 1.0)
+    # a stub past the last known moment shows each row's final phase, however late it began
+    span = max((end - start).total_seconds(), 1.0) * (1 + STUB)
 
     def x(moment: datetime) -> float:
         return LABEL_WIDTH + PLOT_WIDTH * min(max((moment - start).total_seconds() / span, 0.0), 1.0)
@@ -93,9 +96,12 @@ def _chart(report: RunReport) -> str:
         y = top + ROW * index
         attr = ' data-row="run"' if kind == "run" else f' data-node="{esc(name)}"'
         parts.append(f"<g{attr}>")
-        parts.append(f'<text x="{LABEL_WIDTH - 6}" y="{y + 12}" text-anchor="end">{esc(name)}</text>')
-        for seg in segments:
-            x1, x2 = x(seg.start), x(seg.end)
+        label = name if len(name) <= LABEL_CHARS else name[:LABEL_CHARS - 1] + "…"
+        parts.append(f'<text x="{LABEL_WIDTH - 6}" y="{y + 12}" text-anchor="end">{esc(label)}<title>{esc(name)}'
+                     "</title></text>")
+        for index_seg, seg in enumerate(segments):
+            x1 = x(seg.start)
+            x2 = LABEL_WIDTH + PLOT_WIDTH if index_seg == len(segments) - 1 else x(seg.end)
             width = max(x2 - x1, 1.5)
             parts.append(f'<rect x="{x1:.1f}" y="{y + 2}" width="{width:.1f}" height="{ROW - 4}" '
                          f'fill="{_color(seg.phase)}" data-phase="{esc(seg.phase)}"><title>{esc(name)}: '
