@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 NODES   ?= 6
 SEED    ?= 7
 
-.PHONY: venv test demo bench chaos lint typecheck clean image image-check image-lock
+.PHONY: venv test demo bench chaos lint typecheck clean image image-check image-lock report-screenshot
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH"; exit 2; }
@@ -60,6 +60,12 @@ lint: $(STAMP)
 ## typecheck: mypy over migrator/ (settings in pyproject.toml)
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## report-screenshot: render a run report to PNG with a headless browser (chromium), when one is
+## installed; without one it says so and exits 0. REPORT=file.html (default: the newest
+## migrator-report-*.html here), SCREENSHOT=file.png (default: REPORT with .png)
+report-screenshot: $(STAMP)
+	$(BIN)/python -m migrator.report.screenshot "$(REPORT)" "$(SCREENSHOT)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -25,6 +25,7 @@ from migrator import __version__
 
 COMMAND_MODULES = (
     "migrator.commands",   # preflight, plan, run, status, resume, pause, abort, finalize, rollback, canary
+    "migrator.report_command",   # report
 )
 SIM_COMMANDS = {
     "sim": "run the simulated cluster",

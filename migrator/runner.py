@@ -49,6 +49,8 @@ from migrator.model.checkpoint import Checkpoint
 from migrator.model.plan import MigrationPlan
 from migrator.observe import Observer
 from migrator.outage import API_DOWN, ApiOutage
+from migrator.report import write_run_report
+from migrator.report.timeline import TimelineRecorder
 
 log = structlog.get_logger("migrator.runner")
 RELOAD_EVERY = 2.0       # seconds between checkpoint re-reads while idle (to see pause/abort requests)
@@ -102,6 +104,9 @@ class Runner:
         self.outage = ApiOutage(plan.api.outage_tolerance, clock=self.clock, metrics=self.metrics, progress=progress)
         self._stop = threading.Event()
         self._rv: str | None = None
+        # the run's history for its report (migrator/report): appended each turn, read by `migrator report`
+        self.timeline = TimelineRecorder(self.output_dir, process=self.run_id, purpose="run", metrics=self.metrics,
+                                         clock=self.clock)
 
     # ------------------------------------------------------------------ public
     def request_stop(self, *_: Any) -> None:
@@ -131,10 +136,11 @@ class Runner:
         if self.lock.taken_over_from:
             log.warning("run.takeover", previous=self.lock.taken_over_from, audited=self.force_takeover)
         self.lock.keep_alive()
+        self.timeline.purpose = purpose
         try:
-            return self._run(purpose)
+            return self._report(self._run(purpose))
         except LockLost as exc:
-            return Outcome(Exit.HALTED, f"stopped: {exc}")
+            return self._report(Outcome(Exit.HALTED, f"stopped: {exc}"))
         except PlanMismatch as exc:
             return Outcome(Exit.INVALID, str(exc))
         finally:
@@ -217,6 +223,7 @@ class Runner:
                     return halt
                 continue
             inbox = replace(inbox, results=results, first=False, takeover=None)
+            self.timeline.turn(cp, results, obs)
             if (halt := self._settle(results, cp)) is not None:
                 return halt
             if cp is not None:
@@ -270,6 +277,19 @@ class Runner:
             return Outcome(Exit.HALTED, message, cp)
         self._stop.wait(self.outage.pause(error))
         return None
+
+    def _report(self, outcome: Outcome) -> Outcome:
+        """The process ends: close its timeline and write the run's report into the output directory
+        (a report that cannot be written is logged; it never changes the outcome)."""
+        cp = outcome.checkpoint or self.timeline.checkpoint
+        self.timeline.end(int(outcome.code), outcome.message, cp)
+        if cp is not None and outcome.code != Exit.LOCKED:
+            try:
+                path = write_run_report(cp, self.plan, output_dir=self.output_dir, now=self.clock.now())
+                log.info("report.written", path=str(path))
+            except Exception as exc:  # noqa: BLE001 - the report is an account of the run, never its outcome
+                log.warning("report.failed", error=f"{type(exc).__name__}: {exc}"[:200])
+        return outcome
 
     def _save(self, cp: Checkpoint) -> None:
         self._rv = self.store.save(cp, self._rv)
