@@ -93,11 +93,16 @@ def pod_security(docs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[
 
 
 def manifests() -> list[dict[str, Any]]:
-    out = io.StringIO()
-    with redirect_stdout(out):
-        code = migrator_main(["manifests", "--plan", str(ROOT / "plans" / "example.yaml")])
-    assert code == 0
-    return [d for d in yaml.safe_load_all(out.getvalue()) if d]
+    """The Job and the CronJob (the example plan selects nodes by label: its size is given)."""
+    docs = []
+    for plan, flags in (("example.yaml", ["--job", "--nodes", "5"]), ("canary.yaml", ["--cronjob"])):
+        out = io.StringIO()
+        with redirect_stdout(out):
+            code = migrator_main(["manifests", "--plan", str(ROOT / "plans" / plan), *flags])
+        assert code == 0
+        docs += [d for d in yaml.safe_load_all(out.getvalue()) if d]
+    assert {d["kind"] for d in docs} >= {"Job", "CronJob"}
+    return docs
 
 
 def test_the_image_runs_as_the_numeric_non_root_uid_the_manifests_ask_for() -> None:
