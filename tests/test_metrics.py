@@ -119,7 +119,7 @@ def test_the_run_state_is_read_from_each_checkpoint(plan: Any) -> None:
 def test_linger_waits_only_when_asked_and_a_stop_ends_it() -> None:
     metrics, stop = Metrics(), threading.Event()
     metrics.linger(stop)                       # no --metrics-linger: returns at once
-    metrics._linger = 30.0
+    metrics.serve(0, linger=300.0)             # any free port
     stop.set()
     metrics.linger(stop)                       # SIGTERM already asked to stop: no wait either
 
