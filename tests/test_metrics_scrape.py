@@ -1,7 +1,8 @@
 """The dashboard and the alert rules against a real run: ``migrator run --metrics-port`` on the
 simulated cluster, scraped over HTTP all along, as Prometheus would scrape the Job's pod.
 
-One short run (three nodes, the chaos suite's quick plan): every query of
+One short run (three nodes, the chaos suite's quick plan), after one that halts at once in its
+own state (a blocking preflight finding): every query of
 ``deploy/grafana/migrator-dashboard.json`` and ``deploy/prometheus/migrator-rules.yaml`` must
 find the series and labels it uses among the scrapes (``tests/promql_check.py`` says what that
 covers), and the values at the end must agree with the checkpoint and the API server's request
@@ -11,6 +12,7 @@ it ended; refused first in one line (exit 2), before anything is sent to the sam
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 import urllib.request
@@ -44,17 +46,22 @@ def values(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     return out
 
 
-def scrape_run(port: int, run: Invocation) -> list[str]:
-    """Scrape ``port`` every few milliseconds until the process ends; every answer, in order."""
+def scraped_run(plan: Path, kubeconfig: Path, directory: Path) -> tuple[Invocation, int, list[str]]:
+    """``migrator run`` with metrics, scraped every few milliseconds until the process ends: the
+    run, its exit code and every answer, in order."""
+    port = free_port()
+    run = Invocation("run", plan, kubeconfig, directory, "--metrics-port", str(port), "--metrics-linger", str(LINGER))
     texts = []
     while run.proc.poll() is None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
                 texts.append(answer.read().decode())
-        except OSError:
-            pass   # not serving yet, or gone
+        except (OSError, http.client.HTTPException):
+            pass   # not serving yet, or gone (mid-answer, as the process exits)
         time.sleep(0.02)
-    return texts
+    outcome = run.finish(timeout=120)
+    assert texts, f"no scrape answered; the run said: {outcome.stderr}"
+    return run, outcome.code, texts
 
 
 def test_every_query_finds_its_series_in_a_scraped_run(sim_factory: Callable[..., Any], tmp_path: Path) -> None:
@@ -71,17 +78,22 @@ def test_every_query_finds_its_series_in_a_scraped_run(sim_factory: Callable[...
         assert code == 2 and message in text, text
     assert not [e for e in sim.requests.entries if e.is_write]
 
-    port = free_port()
+    # a run that halts at once (a blocking preflight finding), in its own state: seen halted at the end
     began = time.time()
-    run = Invocation("run", plan, kubeconfig, tmp_path, "--metrics-port", str(port),
-                     "--metrics-linger", str(LINGER))
-    texts = scrape_run(port, run)
-    outcome = run.finish(timeout=120)
-    assert outcome.code == 0, outcome.stderr
-    assert len(texts) > 10, f"only {len(texts)} scrapes answered"
+    clash = fast_plan(tmp_path, {"name": "clash", "cilium.tunnel_port": 4789, "state.configmap_name": "clash-state",
+                                 "state.lease_name": "clash-lock"}, name="clash.yaml")
+    _, code, halted = scraped_run(clash, kubeconfig, tmp_path)
+    assert code == 1
+    assert values(halted[-1], "migrator_run_phase")[(("phase", "PREFLIGHT"),)] == 1
+    assert values(halted[-1], "migrator_run_halted") == {(): 1.0}
+    stopped = values(halted[-1], "migrator_run_halted_timestamp_seconds")[()]
+    assert stopped > values(halted[-1], "migrator_run_started_timestamp_seconds")[()] >= began - 1
+    assert all('plan="clash"' in line for line in halted[-1].splitlines() if line.startswith("migrator_"))
 
+    run, code, texts = scraped_run(plan, kubeconfig, tmp_path)
+    assert code == 0 and len(texts) > 10, f"exit {code}, {len(texts)} scrapes answered"
     series: Series = {}
-    for text in texts:
+    for text in halted + texts:
         add_scrape(series, text)
     assert check_all(load_artefacts(), series) == []
 
@@ -102,12 +114,12 @@ def test_every_query_finds_its_series_in_a_scraped_run(sim_factory: Callable[...
     nodes = values(last, "migrator_nodes")
     assert sum(nodes.values()) == len(cp.nodes) == 3 and nodes[(("phase", "DONE"),)] == 3
     assert values(last, "migrator_run_halted") == {(): 0.0}
-    assert values(last, "migrator_run_halted_timestamp_seconds") == {(): 0.0}
+    assert values(last, "migrator_run_halted_timestamp_seconds") == {(): 0.0}   # never halted: 0 < started
     assert values(last, "migrator_lease_info") == {} and values(last, "migrator_phase_oldest_start_timestamp_seconds") == {}
     assert values(last, "migrator_run_info") == {(("purpose", "run"), ("run_id", cp.run_id)): 1.0}
     started = values(last, "migrator_run_started_timestamp_seconds")[()]
     progress = values(last, "migrator_last_progress_timestamp_seconds")[()]
-    assert began - 1 <= started <= progress <= time.time()
+    assert began - 1 <= started <= time.time() and int(started) <= progress <= time.time()   # whole seconds
     assert cp.updated_at is not None and progress <= cp.updated_at.timestamp()
     evictions = values(last, "migrator_evictions_total")
     sent = [e for e in sim.requests.entries if e.verb == "create" and e.resource == "pods/eviction"]
