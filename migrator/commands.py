@@ -55,6 +55,17 @@ def port_number(text: str) -> int:
     return value
 
 
+def linger_seconds(text: str) -> float:
+    """``--metrics-linger``: seconds, 0 to 3600."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds; pass 0-3600") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; pass 0 to 3600 seconds")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, plan: bool = True) -> None:
     if plan:
         p.add_argument("--plan", required=True, metavar="FILE", help="migration plan (YAML; see plans/)")
@@ -70,6 +81,9 @@ def _mutating(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--metrics-port", type=port_number, metavar="PORT",
                    help="serve Prometheus metrics on this port (1-65535)")
+    p.add_argument("--metrics-linger", type=linger_seconds, default=0.0, metavar="SECONDS",
+                   help="after the run stops, keep serving metrics this long so a scrape sees how it ended "
+                        "(at least the scrape interval, in a Job's pod; default 0)")
     p.add_argument("--output-dir", type=Path, default=Path.cwd(), metavar="DIR",
                    help="where files such as the final Helm values are written (default: current directory)")
     p.add_argument("--force-takeover", action="store_true",
@@ -274,9 +288,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _runner(args: argparse.Namespace, plan: MigrationPlan) -> Runner:
     metrics = Metrics()
+    if args.metrics_linger and not args.metrics_port:
+        raise UsageError("--metrics-linger keeps serving metrics after the run: pass --metrics-port too")
     if args.metrics_port:
         try:
-            metrics.serve(args.metrics_port)
+            metrics.serve(args.metrics_port, linger=args.metrics_linger)
         except OSError as exc:
             raise UsageError(f"--metrics-port {args.metrics_port}: cannot serve metrics there ({exc.strerror}); "
                              "pass a free port") from exc

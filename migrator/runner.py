@@ -87,6 +87,7 @@ class Runner:
         self.port = port
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
+        self.metrics.bind_plan(plan)
         self.output_dir = output_dir or Path.cwd()
         self.progress = progress
         self.force_takeover = force_takeover
@@ -137,18 +138,23 @@ class Runner:
             log.warning("run.takeover", previous=self.lock.taken_over_from, audited=self.force_takeover)
         self.lock.keep_alive()
         self.timeline.purpose = purpose
+        self.metrics.run_started(purpose, self.lock.identity)
+        outcome = Outcome(Exit.HALTED, "stopped")
         try:
-            return self._report(self._run(purpose))
+            outcome = self._report(self._run(purpose))
         except LockLost as exc:
-            return self._report(Outcome(Exit.HALTED, f"stopped: {exc}"))
+            outcome = self._report(Outcome(Exit.HALTED, f"stopped: {exc}"))
         except PlanMismatch as exc:
-            return Outcome(Exit.INVALID, str(exc))
+            outcome = Outcome(Exit.INVALID, str(exc))
         finally:
             try:
                 self.lock.release()
             except ClusterError as exc:
                 log.warning("lease.release_failed", error=str(exc)[:200])
             self.port.close()
+            self.metrics.run_stopped(halted=outcome.code == Exit.HALTED)
+        self.metrics.linger(self._stop)
+        return outcome
 
     # ------------------------------------------------------------------ loop
     def _run(self, purpose: Purpose) -> Outcome:

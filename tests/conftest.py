@@ -85,7 +85,7 @@ def kubectl(kubeconfig: Path) -> Callable[..., subprocess.CompletedProcess[str]]
 #: many quick ones instead of running alone at the end of the suite (pytest-xdist hands tests
 #: out in collection order).
 LONG_FIRST = ("tests/runner/test_manifests.py", "tests/chaos/test_chaos_subset.py", "tests/runner/",
-              "tests/chaos/", "tests/sim/test_kubectl", "tests/test_image.py")
+              "tests/chaos/", "tests/sim/test_kubectl", "tests/test_image.py", "tests/test_metrics_scrape.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
