@@ -55,6 +55,8 @@ MAX_NAME = 52                      # a CronJob's name leaves 11 characters for i
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # what the API server lets a ConfigMap hold
 SETUP_ALLOWANCE = timedelta(minutes=10)
 UID = 65532
+METRICS_PORT = 9090          # the pod's metrics port (named "metrics", for a PodMonitor or a scrape config)
+METRICS_LINGER = 60          # seconds the metrics stay up after the run: at least one scrape interval
 WEEK = timedelta(days=7)
 _DAY_INDEX = {day: i for i, day in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
 
@@ -162,6 +164,7 @@ def pod_spec(req: Request, args: list[str]) -> dict[str, Any]:
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [{
             "name": "migrator", "image": req.image, "args": args,
+            "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
             "env": [{"name": "HOME", "value": "/tmp"}],
             "volumeMounts": [{"name": "plan", "mountPath": PLAN_MOUNT, "readOnly": True},
                              {"name": "work", "mountPath": "/work"},
@@ -179,8 +182,11 @@ def pod_spec(req: Request, args: list[str]) -> dict[str, Any]:
 
 
 def _args(req: Request, command: str) -> list[str]:
+    """The run's command line: metrics served on ``METRICS_PORT`` and kept up ``METRICS_LINGER``
+    seconds after the run ends, so that Prometheus scrapes how it ended before the pod is gone."""
     skips = [arg for check in req.skip_checks for arg in ("--skip-check", check)]
-    return [command, "--plan", PLAN_FILE, "--yes", "--log-format", "json", "--output-dir", "/work", *skips]
+    return [command, "--plan", PLAN_FILE, "--yes", "--log-format", "json", "--output-dir", "/work",
+            "--metrics-port", str(METRICS_PORT), "--metrics-linger", str(METRICS_LINGER), *skips]
 
 
 def cluster_role() -> dict[str, Any]:

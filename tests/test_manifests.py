@@ -78,6 +78,10 @@ def test_job_alone_is_valid_hardened_and_carries_the_plan():
     # a read-only root: every path the tool writes (HOME, the working directory) is an emptyDir
     writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
     assert {"/tmp", "/work"} <= writable and container["workingDir"] == "/work"
+    # metrics on the named port, kept up after the run so Prometheus sees how it ended
+    args = container["args"]
+    assert args[args.index("--metrics-port") + 1] == "9090" and int(args[args.index("--metrics-linger") + 1]) > 0
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
 
 
 def test_cronjob_alone_runs_the_canary_and_forbids_overlap():
