@@ -39,6 +39,7 @@ from migrator.sim.errors import (
     Gone,
     InternalError,
     MethodNotAllowed,
+    NotAcceptable,
     NotFound,
     ServiceUnavailable,
     Unauthorized,
@@ -46,6 +47,7 @@ from migrator.sim.errors import (
 from migrator.sim.eviction import evict
 from migrator.sim.faults import ApiFaults, Outage, OutageMode
 from migrator.sim.httpparse import BodyError, FramingError, Headers, read_body, read_headers
+from migrator.sim.openapi import OpenApi
 from migrator.sim.operations import Target, present
 from migrator.sim.registry import ApiResource, Registry, registry_for
 from migrator.sim.requestlog import RequestEntry, RequestLog
@@ -82,6 +84,7 @@ class ApiServer:
         self.faults = faults
         self.version = version
         self.requests = RequestLog()
+        self.openapi = OpenApi(self.registry, version)   # documents built on first request
         self._stopping = threading.Event()
         self._handler = type("BoundHandler", (_Handler,), {"api": self})
         self.ca_pem: bytes | None = None
@@ -379,7 +382,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-cache, private")
+        if "Cache-Control" not in (headers or {}):
+            self.send_header("Cache-Control", "no-cache, private")
         for w in self._warnings:
             self.send_header("Warning", f'299 - "{w}"')
         for k, v in (headers or {}).items():
@@ -418,6 +422,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, discovery.core_versions(self.headers.get("Host", "")))
         if path == "/apis":
             return self._send(200, discovery.group_list(api.registry))
+        if segs and segs[0] == "openapi":
+            return self._openapi(segs[1:], query)
         if segs and segs[0] == "api" and len(segs) >= 2:
             group, version, rest = "", segs[1], segs[2:]
         elif segs and segs[0] == "apis" and len(segs) >= 2:
@@ -509,6 +515,32 @@ class _Handler(BaseHTTPRequestHandler):
             obj, pending = operations.delete(store, t, options, query)
             return self._send(202 if pending and res.kind != "Pod" else 200, obj)
         raise MethodNotAllowed(f"method {method} is not supported")
+
+    def _openapi(self, rest: list[str], query: dict[str, str]) -> int:
+        """``/openapi/v2`` and ``/openapi/v3[/<group-version>]``, as kube-openapi's handlers serve
+        them: a v3 document asked for by its current hash is immutable, an outdated hash is
+        redirected to the current one."""
+        openapi = self.api.openapi
+        if rest == ["v2"]:
+            accept = self.headers.get("Accept", "") or "*/*"
+            if not any(t.split(";")[0].strip() in ("application/json", "*/*", "application/*")
+                       for t in accept.split(",")):
+                raise NotAcceptable("only the following media types are accepted: application/json")
+            return self._send(200, openapi.v2())
+        if rest == ["v3"]:
+            return self._send(200, openapi.v3_index())
+        if rest[:1] == ["v3"]:
+            found = openapi.v3_documents().get("/".join(rest[1:]))
+            if found is not None:
+                data, digest = found
+                wanted = query.get("hash")
+                if wanted and wanted != digest:
+                    location = f"/openapi/v3/{'/'.join(rest[1:])}?hash={digest}"
+                    return self._send(301, b"", headers={"Location": location})
+                cache = {"Cache-Control": "public, immutable", "Expires": "Thu, 31 Dec 2099 00:00:00 GMT"} \
+                    if wanted else {"Etag": f'"{digest}"'}
+                return self._send(200, data, headers=cache)
+        raise NotFound(f"the server could not find the requested resource ({self.path})")
 
     def _unavailable(self) -> None:
         """Answer 503 during an outage in ``503`` mode (``refuse`` never gets this far)."""
