@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from migrator.sim import discovery, operations, tables, wire
+from migrator.sim import discovery, fields, operations, tables, wire
 from migrator.sim.errors import (
     ApiError,
     BadRequest,
@@ -385,7 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
         if "Cache-Control" not in (headers or {}):
             self.send_header("Cache-Control", "no-cache, private")
         for w in self._warnings:
-            self.send_header("Warning", f'299 - "{w}"')
+            quoted = w.replace("\\", "\\\\").replace('"', '\\"')   # a quoted-string (RFC 7230)
+            self.send_header("Warning", f'299 - "{quoted}"')
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -503,11 +504,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"kind": f"{res.kind}List", "apiVersion": res.group_version,
                                     "metadata": meta, "items": items})
         if method == "POST":
-            return self._send_obj(operations.create(store, t, self._decode(body, res.kind), query), 201)
+            return self._send_obj(operations.create(store, t, self._decode(body, res.kind), query, self._warnings),
+                                  201)
         if method == "PUT":
-            return self._send_obj(operations.update(store, t, self._decode(body, res.kind), query))
+            return self._send_obj(operations.update(store, t, self._decode(body, res.kind), query, self._warnings))
         if method == "PATCH":
-            return self._send_obj(operations.patch(store, t, body, self.headers.get("Content-Type", ""), query))
+            return self._send_obj(operations.patch(store, t, body, self.headers.get("Content-Type", ""), query,
+                                                   self._warnings))
         if method == "DELETE":
             options = self._json(body) if body else {}
             if not t.name:
@@ -569,7 +572,10 @@ class _Handler(BaseHTTPRequestHandler):
         """The object a create or update sends, decoded as kube-apiserver's handlers decode it."""
         if not body.strip():
             raise BadRequest(operations.unrecognized_body(kind, body))
-        return _Handler._json(body)
+        try:
+            return fields.loads(body)
+        except ValueError as exc:
+            raise BadRequest(f"error decoding request body as JSON: {exc}") from exc
 
     @staticmethod
     def _json(body: bytes) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from migrator.sim import fields
 from migrator.sim.admission import check_pod_update, validate
 from migrator.sim.errors import (
     BadRequest,
@@ -140,10 +141,10 @@ def _prepare(t: Target, obj: Any) -> Obj:
     return obj
 
 
-def create(store: Store, t: Target, body: Any, query: dict[str, str]) -> Obj:
+def create(store: Store, t: Target, body: Any, query: dict[str, str], warnings: list[str] | None = None) -> Obj:
     if t.name and t.subresource is None:
         raise MethodNotAllowed(f"POST to a named {t.res.kind} is not allowed; POST to the collection")
-    obj = _prepare(t, body)
+    obj = _prepare(t, fields.check_body(t.res, body, query, warnings))
     _require_namespace(store, t)
     ns = store.try_get("namespaces", None, t.namespace) if t.res.namespaced and t.namespace else None
     if ns is not None and ns["metadata"].get("deletionTimestamp"):
@@ -168,8 +169,8 @@ def _create_or_dry_run(store: Store, t: Target, obj: Obj, query: dict[str, str])
     return present(t.res, store.create(t.res.key, obj))
 
 
-def update(store: Store, t: Target, body: Any, query: dict[str, str]) -> Obj:
-    obj = _prepare(t, body)
+def update(store: Store, t: Target, body: Any, query: dict[str, str], warnings: list[str] | None = None) -> Obj:
+    obj = _prepare(t, fields.check_body(t.res, body, query, warnings))
     if obj["metadata"].get("name") and obj["metadata"]["name"] != t.name:
         raise BadRequest("the name of the object does not match the name on the URL")
     obj["metadata"]["name"] = t.name
@@ -223,14 +224,17 @@ def decode_patch(body: bytes, content_type: str) -> Any:
     if not body.strip() and ctype in _EMPTY_PATCH:
         raise BadRequest(_EMPTY_PATCH[ctype])
     try:
-        return yaml.safe_load(body) if ctype == "application/apply-patch+yaml" else json.loads(body or b"null")
+        return yaml.safe_load(body) if ctype == "application/apply-patch+yaml" else fields.loads(body or b"null")
     except (ValueError, yaml.YAMLError) as exc:
         raise BadRequest(f"error decoding patch: {exc}") from exc
 
 
-def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[str, str]) -> Obj:
+def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[str, str],
+          warnings: list[str] | None = None) -> Obj:
     ctype = content_type.split(";")[0].strip()
     data = decode_patch(body, ctype)
+    fields.directive(query)
+    duplicates = fields.patch_duplicates(data) if ctype != "application/json-patch+json" else []
     with store.lock:
         current = store.try_get(t.res.key, t.namespace, t.name or "")
         if ctype == "application/apply-patch+yaml":
@@ -261,6 +265,8 @@ def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[s
                 raise UnsupportedMediaType(f"the body of the request was in an unknown format - {ctype!r}")
         if not isinstance(new, dict):
             raise BadRequest("the patch did not produce an object")
+        if ctype != "application/apply-patch+yaml":
+            fields.check_patched(t.res, current, new, duplicates, query, warnings)
         wanted_rv = (new.get("metadata") or {}).get("resourceVersion")
         if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
             raise Conflict.stale(t.res.plural, t.name or "", t.res.group)
