@@ -491,6 +491,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._scale(method, t, body, query)
         if watching:
             return self._watch(t, query)
+        if method in ("POST", "PUT", "PATCH") and not query.get("fieldManager") \
+                and not self.headers.get("Content-Type", "").startswith("application/apply-patch"):
+            # kube-apiserver names an unnamed writer after its User-Agent, up to the first "/"
+            query = dict(query, fieldManager=self.headers.get("User-Agent", "").split("/")[0][:128] or "unknown")
         if method == "GET":
             if t.name:
                 return self._send_obj(operations.get(store, t))

@@ -35,6 +35,7 @@ class _Duplicates(dict[str, Any]):
     """A decoded JSON object that held some keys more than once (the last value kept)."""
 
     __slots__ = ("duplicates",)
+    duplicates: list[str]
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

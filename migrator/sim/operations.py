@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from migrator.sim import fields
+from migrator.sim import apply, fields
 from migrator.sim.admission import check_pod_update, validate
 from migrator.sim.errors import (
     BadRequest,
@@ -141,15 +141,18 @@ def _prepare(t: Target, obj: Any) -> Obj:
     return obj
 
 
-def create(store: Store, t: Target, body: Any, query: dict[str, str], warnings: list[str] | None = None) -> Obj:
+def create(store: Store, t: Target, body: Any, query: dict[str, str], warnings: list[str] | None = None, *,
+           applied: bool = False) -> Obj:
     if t.name and t.subresource is None:
         raise MethodNotAllowed(f"POST to a named {t.res.kind} is not allowed; POST to the collection")
-    obj = _prepare(t, fields.check_body(t.res, body, query, warnings))
+    obj = _prepare(t, body if applied else fields.check_body(t.res, body, query, warnings))
     _require_namespace(store, t)
     ns = store.try_get("namespaces", None, t.namespace) if t.res.namespaced and t.namespace else None
     if ns is not None and ns["metadata"].get("deletionTimestamp"):
         raise _forbidden_terminating(t, obj)
     obj = validate(t.res, obj)
+    if query.get("fieldManager") and not applied:
+        apply.record_update(t.res, None, obj, query["fieldManager"])
     if t.res.kind == "Service":
         with store.lock:
             _allocate_cluster_ip(store, obj)
@@ -179,7 +182,8 @@ def update(store: Store, t: Target, body: Any, query: dict[str, str], warnings: 
         return _write(store, t, current, obj, query, check_version=True)
 
 
-def _write(store: Store, t: Target, current: Obj, obj: Obj, query: dict[str, str], *, check_version: bool) -> Obj:
+def _write(store: Store, t: Target, current: Obj, obj: Obj, query: dict[str, str], *, check_version: bool,
+           applied: bool = False) -> Obj:
     sub = t.subresource if t.subresource == "status" else None
     candidate = dict(obj)
     if sub == "status":
@@ -194,6 +198,8 @@ def _write(store: Store, t: Target, current: Obj, obj: Obj, query: dict[str, str
         obj["metadata"] = dict(obj.get("metadata") or {}, name=t.name)
     else:
         obj = candidate
+        if query.get("fieldManager") and not applied:
+            apply.record_update(t.res, current, obj, query["fieldManager"])
     if query.get("dryRun") == "All":
         return present(t.res, obj)
     return present(t.res, store.update(t.res.key, obj, subresource=sub, check_version=check_version))
@@ -238,15 +244,20 @@ def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[s
     with store.lock:
         current = store.try_get(t.res.key, t.namespace, t.name or "")
         if ctype == "application/apply-patch+yaml":
-            if not query.get("fieldManager"):
+            manager = query.get("fieldManager")
+            if not manager:
                 raise BadRequest("PATCH with application/apply-patch+yaml requires the fieldManager parameter")
+            if not isinstance(data, dict):
+                raise BadRequest("error decoding YAML: the applied configuration must be an object")
+            force = query.get("force") == "true"
             if current is None:
                 if t.subresource:
                     raise NotFound.of(t.res.plural, t.name or "", t.res.group)
                 data = _prepare(t, data)
                 data["metadata"]["name"] = t.name
-                return create(store, Target(t.res, t.namespace, None), data, query)
-            new = merge_patch(current, data)
+                obj = apply.apply(t.res, None, data, manager, force, namespace=t.namespace, name=t.name or "")
+                return create(store, Target(t.res, t.namespace, None), obj, query, warnings, applied=True)
+            new = apply.apply(t.res, current, data, manager, force, namespace=t.namespace, name=t.name or "")
         else:
             if current is None:
                 raise NotFound.of(t.res.plural, t.name or "", t.res.group)
@@ -272,7 +283,8 @@ def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[s
             raise Conflict.stale(t.res.plural, t.name or "", t.res.group)
         new = _prepare(t, new)
         new["metadata"]["name"] = t.name
-        return _write(store, t, current, new, query, check_version=False)
+        return _write(store, t, current, new, query, check_version=False,
+                      applied=ctype == "application/apply-patch+yaml")
 
 
 def delete(store: Store, t: Target, options: Obj, query: dict[str, str]) -> tuple[Obj, bool]:
