@@ -331,11 +331,28 @@ def apply(res: ApiResource, live: Obj | None, applied: Obj, manager: str, force:
     return result
 
 
+def _requested(new: Obj) -> list[tuple[Obj, set[Path]]] | None:
+    """The managedFields a write sets itself (a client may edit them: kubectl does when it moves
+    an object from client-side to server-side apply); None when it sets none that decode, and
+    then the live object's are kept. ``[{}]`` clears them, as documented."""
+    entries = (new.get("metadata") or {}).get("managedFields")
+    if not entries or not isinstance(entries, list):
+        return None
+    if entries == [{}]:
+        return []
+    try:
+        return [(e, decode(e.get("fieldsV1"))) for e in entries if isinstance(e, dict)]
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
 def record_update(res: ApiResource, old: Obj | None, new: Obj, manager: str) -> None:
     """Set ``new``'s managedFields after a non-apply write by ``manager``: it owns what it changed."""
     meta = new.setdefault("metadata", {})
+    requested = _requested(new)
+    base = requested if requested is not None else _managers(old)
     if old is not None and _owned_view(old) == _owned_view(new):
-        meta["managedFields"] = copy.deepcopy((old.get("metadata") or {}).get("managedFields") or [])
+        meta["managedFields"] = _entries(base)
         if not meta["managedFields"]:
             meta.pop("managedFields")
         return
@@ -345,7 +362,7 @@ def record_update(res: ApiResource, old: Obj | None, new: Obj, manager: str) -> 
     gone = before - now
     owned = []
     mine: tuple[Obj, set[Path]] | None = None
-    for entry, fields in _managers(old):
+    for entry, fields in base:
         if entry.get("manager") == manager and entry.get("operation") == "Update" \
                 and entry.get("apiVersion") == res.group_version and not entry.get("subresource"):
             mine = (entry, fields)
