@@ -66,8 +66,15 @@ def _list_kind(schema: Schema) -> tuple[str, list[str]]:
     return "atomic", []
 
 
+# Defaults of associative-list keys, which kube-openapi publishes in the schemas and
+# structured-merge-diff fills in before matching items (the definitions kubernetes-validate
+# ships have dropped them): a port applied without ``protocol`` is the live ``TCP`` one.
+_KEY_DEFAULTS = {"protocol": "TCP"}
+
+
 def _key(item: Any, keys: list[str]) -> str:
-    fields = {k: item.get(k) for k in keys if isinstance(item, dict) and k in item}
+    fields = {k: item.get(k, _KEY_DEFAULTS.get(k)) for k in keys
+              if isinstance(item, dict) and (k in item or k in _KEY_DEFAULTS)}
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 

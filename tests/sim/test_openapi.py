@@ -252,7 +252,8 @@ def test_fields_v1_keys_associative_lists_by_their_merge_key():
     paths = apply.field_set(pods, pod)
     web = (("f", "spec"), ("f", "containers"), ("k", '{"name":"web"}'))
     assert web in paths and web + (("f", "image"),) in paths
-    port = web + (("f", "ports"), ("k", '{"containerPort":80}'))
+    # ports are keyed by port and protocol, the protocol's default filled in as managedFields show it
+    port = web + (("f", "ports"), ("k", '{"containerPort":80,"protocol":"TCP"}'))
     assert port + (("f", "containerPort"),) in paths
     assert apply.decode(apply.encode(paths)) == paths
     tree = apply.encode(paths)
