@@ -195,6 +195,19 @@ _FORCE = ("Force is going to \"force\" Apply requests. It means user will re-acq
           "by other people. Force flag must be unset for non-apply patch requests.")
 
 
+_LIST_PARAMS = (
+    ("continue", "The continue option should be set when retrieving more results from the server.", "string"),
+    ("fieldSelector", "A selector to restrict the list of returned objects by their fields.", "string"),
+    ("labelSelector", "A selector to restrict the list of returned objects by their labels.", "string"),
+    ("limit", "limit is a maximum number of responses to return for a list call.", "integer"),
+    ("resourceVersion", "resourceVersion sets a constraint on what resource versions a request may be served "
+                        "from.", "string"),
+    ("timeoutSeconds", "Timeout for the list/watch call.", "integer"),
+    ("watch", "Watch for changes to the described resources and return them as a stream of add, update, and "
+              "remove notifications.", "boolean"),
+)
+
+
 def _write_params(v3: bool, patch: bool = False) -> list[Schema]:
     params = [_query("dryRun", _DRY_RUN, v3), _query("fieldManager", _FIELD_MANAGER, v3),
               _query("fieldValidation", _FIELD_VALIDATION, v3)]
@@ -249,8 +262,7 @@ def _resource_paths(res: ApiResource, kind_schema: str, prefix: str, v3: bool) -
     pretty = _query("pretty", "If 'true', then the output is pretty printed.", v3)
     name_param = _path_param("name", f"name of the {res.kind}", v3)
     patch_types = _PATCH_TYPES if not res.is_custom else tuple(t for t in _PATCH_TYPES if "strategic" not in t)
-    list_params = [_query(n, n, v3) for n in ("continue", "fieldSelector", "labelSelector", "limit",
-                                                "resourceVersion", "timeoutSeconds", "watch")]
+    list_params = [_query(n, d, v3, k) for n, d, k in _LIST_PARAMS]
     verb = f"{gv}{scope}{res.kind}"
     collection: Schema = {
         "get": _operation(res, "list", f"list{verb}", f"{kind_schema}List", prefix, v3, list_params),
@@ -265,8 +277,11 @@ def _resource_paths(res: ApiResource, kind_schema: str, prefix: str, v3: bool) -
         "patch": _operation(res, "patch", f"patch{verb}", kind_schema, prefix, v3, _write_params(v3, patch=True),
                             f"{META}.Patch", patch_types),
         "delete": _operation(res, "delete", f"delete{verb}", f"{META}.Status", prefix, v3,
-                             [_query("dryRun", _DRY_RUN, v3), _query("gracePeriodSeconds", "seconds", v3, "integer"),
-                              _query("propagationPolicy", "policy", v3)], f"{META}.DeleteOptions"),
+                             [_query("dryRun", _DRY_RUN, v3),
+                              _query("gracePeriodSeconds", "The duration in seconds before the object should be "
+                                     "deleted.", v3, "integer"),
+                              _query("propagationPolicy", "Whether and how garbage collection will be performed: "
+                                     "'Orphan', 'Background' or 'Foreground'.", v3)], f"{META}.DeleteOptions"),
         "parameters": [name_param, *common, pretty],
     }
     paths = {where: collection, f"{where}/{{name}}": item}
