@@ -82,15 +82,15 @@ def _value(item: Any) -> str:
     return json.dumps(item, sort_keys=True, separators=(",", ":"))
 
 
-def _walk(value: Any, schema: Schema | None, path: Path, out: set[Path], unknown: list[Path] | None) -> None:
+def _walk(value: Any, schema: Schema | None, path: Path, out: dict[Path, Any], unknown: list[Path] | None) -> None:
     schema = resolve(schema) if schema else {}
     if schema.get("x-kubernetes-map-type") == "atomic" or schema.get("x-kubernetes-preserve-unknown-fields") \
             and not isinstance(value, dict):
-        out.add(path)
+        out[path] = value
         return
     if isinstance(value, dict):
         if not value:
-            out.add(path)
+            out[path] = value
             return
         props, addl = schema.get("properties"), schema.get("additionalProperties")
         for k, v in value.items():
@@ -111,14 +111,14 @@ def _walk(value: Any, schema: Schema | None, path: Path, out: set[Path], unknown
         if kind == "map":
             for item in value:
                 here = path + (("k", _key(item, keys)),)
-                out.add(here)
+                out[here] = item
                 if isinstance(item, dict):
                     _walk(item, schema.get("items"), here, out, unknown)
             return
         if kind == "set":
-            out.update(path + (("v", _value(item)),) for item in value)
+            out.update((path + (("v", _value(item)),), item) for item in value)
             return
-    out.add(path)
+    out[path] = value
 
 
 def _owned_view(obj: Obj) -> Obj:
@@ -131,12 +131,17 @@ def _owned_view(obj: Obj) -> Obj:
     return view
 
 
-def field_set(res: ApiResource, obj: Obj, unknown: list[Path] | None = None) -> set[Path]:
-    """Every owned field of ``obj`` (leaves, associative-list items and set members)."""
-    out: set[Path] = set()
+def field_values(res: ApiResource, obj: Obj, unknown: list[Path] | None = None) -> dict[Path, Any]:
+    """Every owned field of ``obj`` (leaves, associative-list items and set members) -> its value."""
+    out: dict[Path, Any] = {}
     _walk(_owned_view(obj), root_schema(res), (), out, unknown)
-    out.discard(())
+    out.pop((), None)
     return out
+
+
+def field_set(res: ApiResource, obj: Obj, unknown: list[Path] | None = None) -> set[Path]:
+    """Every owned field of ``obj``."""
+    return set(field_values(res, obj, unknown))
 
 
 def path_string(path: Path) -> str:
@@ -363,10 +368,10 @@ def record_update(res: ApiResource, old: Obj | None, new: Obj, manager: str) -> 
         if not meta["managedFields"]:
             meta.pop("managedFields")
         return
-    now = field_set(res, new)
-    before = field_set(res, old) if old is not None else set()
-    changed = {p for p in now if p not in before or value_at(old, p) != value_at(new, p)}
-    gone = before - now
+    now = field_values(res, new)
+    before = field_values(res, old) if old is not None else {}
+    changed = {p for p, v in now.items() if before.get(p, _MISSING) != v}
+    gone = set(before) - set(now)
     owned = []
     mine: tuple[Obj, set[Path]] | None = None
     for entry, fields in base:

@@ -172,8 +172,10 @@ def check_patched(res: ApiResource, current: Obj, patched: Obj, body_duplicates:
     doing) are dropped; warned about or refused with the patch body's duplicates."""
     mode = directive(query)
     schema = root_schema(res)
-    before = set(problems(current, schema, drop=False, duplicates=False))
-    found = [p for p in problems(patched, schema, duplicates=False) if p not in before]
+    found = problems(patched, schema, drop=False, duplicates=False)
+    if found:   # rare: only then is the object before the patch walked too
+        before = set(problems(current, schema, drop=False, duplicates=False))
+        found = [p for p in problems(patched, schema, duplicates=False) if p not in before]
     found = body_duplicates + sorted(found)
     if not found or mode == "Ignore":
         return
