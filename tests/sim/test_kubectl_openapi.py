@@ -15,6 +15,7 @@ applied field the schema lacks ``failed to create typed patch object (<ns>/<name
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -95,6 +96,37 @@ def test_apply_creates_then_leaves_unchanged_then_configures(kubectl: Kubectl, t
     assert changed.stdout.strip() == "configmap/settings configured"
     got = kubectl("get", "configmap", "settings", "-o", "jsonpath={.data.mode}")
     assert got.stdout == "b"
+
+
+def test_apply_of_a_custom_resource_merges_its_changes_and_validates_against_the_crd(kubectl: Kubectl,
+                                                                                      tmp_path: Path) -> None:
+    # No strategic merge patch for custom resources: kubectl falls back to a JSON merge patch.
+    text = """\
+        apiVersion: cilium.io/v2
+        kind: CiliumNodeConfig
+        metadata:
+          name: cilium-default
+          namespace: kube-system
+        spec:
+          nodeSelector:
+            matchLabels: {{io.cilium.migration/cilium-default: "true"}}
+          defaults:
+            write-cni-conf-when-ready: /host/etc/cni/net.d/05-cilium.conflist
+            {extra}
+        """
+    created = kubectl("apply", "-f", manifest(tmp_path, "cnc.yaml", text.format(extra="")))
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "ciliumnodeconfig.cilium.io/cilium-default created"
+    changed = kubectl("apply", "-f", manifest(tmp_path, "cnc2.yaml", text.format(extra='cni-exclusive: "false"')))
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.strip() == "ciliumnodeconfig.cilium.io/cilium-default configured"
+    got = kubectl("-n", "kube-system", "get", "ciliumnodeconfig", "cilium-default", "-o", "jsonpath={.spec.defaults}")
+    assert json.loads(got.stdout) == {"write-cni-conf-when-ready": "/host/etc/cni/net.d/05-cilium.conflist",
+                                      "cni-exclusive": "false"}
+    unknown = text.format(extra="").replace("  defaults:", "  colour: blue\n          defaults:")
+    refused = kubectl("apply", "-f", manifest(tmp_path, "cnc3.yaml", unknown))
+    assert refused.returncode == 1
+    assert 'strict decoding error: unknown field "spec.colour"' in refused.stderr
 
 
 def test_strict_validation_refuses_an_unknown_field_on_create_and_on_patch(kubectl: Kubectl, tmp_path: Path) -> None:
