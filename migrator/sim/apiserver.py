@@ -513,8 +513,9 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "PUT":
             return self._send_obj(operations.update(store, t, self._decode(body, res.kind), query, self._warnings))
         if method == "PATCH":
-            return self._send_obj(operations.patch(store, t, body, self.headers.get("Content-Type", ""), query,
-                                                   self._warnings))
+            patched, created = operations.patch(store, t, body, self.headers.get("Content-Type", ""), query,
+                                                self._warnings)
+            return self._send_obj(patched, 201 if created else 200)
         if method == "DELETE":
             options = self._json(body) if body else {}
             if not t.name:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import yaml
+
 from migrator.sim.errors import BadRequest
 from migrator.sim.patch import definition_for, resolve
 from migrator.sim.registry import ApiResource
@@ -56,6 +58,52 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def loads(body: bytes) -> Any:
     """JSON as kube-apiserver reads it, remembering which objects held a key twice."""
     return json.loads(body, object_pairs_hook=_pairs)
+
+
+class _ApplyLoader(yaml.SafeLoader):
+    """YAML that notes each key set twice in a map, in the words of the Go YAML decoder."""
+
+    duplicates: list[str]
+
+
+def _yaml_map(loader: _ApplyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        try:
+            key = loader.construct_object(key_node, deep=True)
+            if key in seen:
+                loader.duplicates.append(f"line {key_node.start_mark.line + 1}: key {json.dumps(str(key))} "
+                                         "already set in map")
+            seen.add(key)
+        except TypeError:   # an unhashable key: the constructor below reports it
+            pass
+    return loader.construct_mapping(node, deep=True)
+
+
+_ApplyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _yaml_map)
+
+
+def load_applied(body: bytes) -> tuple[Any, list[str]]:
+    """An apply body (YAML or JSON) and the keys it sets twice."""
+    loader = _ApplyLoader(body)
+    loader.duplicates = []
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
+
+
+def check_applied_yaml(duplicates: list[str], query: dict[str, str], warnings: list[str] | None) -> None:
+    """An apply whose YAML sets a key twice: refused with Strict, warned about with Warn
+    (kube-apiserver's applyPatcher strict-decodes the YAML once the apply has succeeded)."""
+    mode = directive(query)
+    if not duplicates or mode == "Ignore":
+        return
+    if mode == "Strict":
+        raise BadRequest("error strict decoding YAML: error converting YAML to JSON: yaml: unmarshal errors:\n"
+                         + "\n".join(f"  {d}" for d in duplicates))
+    if warnings is not None:
+        warnings.extend(duplicates)
 
 
 def directive(query: dict[str, str]) -> str:

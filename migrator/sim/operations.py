@@ -224,21 +224,29 @@ _EMPTY_PATCH = {
 }
 
 
-def decode_patch(body: bytes, content_type: str) -> Any:
-    """A PATCH body decoded for its content type (YAML for server-side apply, JSON otherwise)."""
+def decode_patch(body: bytes, content_type: str, yaml_duplicates: list[str] | None = None) -> Any:
+    """A PATCH body decoded for its content type (YAML for server-side apply, JSON otherwise);
+    the keys an apply sets twice are added to ``yaml_duplicates``."""
     ctype = content_type.split(";")[0].strip()
     if not body.strip() and ctype in _EMPTY_PATCH:
         raise BadRequest(_EMPTY_PATCH[ctype])
     try:
-        return yaml.safe_load(body) if ctype == "application/apply-patch+yaml" else fields.loads(body or b"null")
+        if ctype == "application/apply-patch+yaml":
+            data, duplicates = fields.load_applied(body)
+            if yaml_duplicates is not None:
+                yaml_duplicates.extend(duplicates)
+            return data
+        return fields.loads(body or b"null")
     except (ValueError, yaml.YAMLError) as exc:
         raise BadRequest(f"error decoding patch: {exc}") from exc
 
 
 def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[str, str],
-          warnings: list[str] | None = None) -> Obj:
+          warnings: list[str] | None = None) -> tuple[Obj, bool]:
+    """(the patched object, whether an apply created it: kube-apiserver then answers 201)."""
     ctype = content_type.split(";")[0].strip()
-    data = decode_patch(body, ctype)
+    yaml_duplicates: list[str] = []
+    data = decode_patch(body, ctype, yaml_duplicates)
     fields.directive(query)
     duplicates = fields.patch_duplicates(data) if ctype != "application/json-patch+json" else []
     with store.lock:
@@ -256,8 +264,10 @@ def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[s
                 data = _prepare(t, data)
                 data["metadata"]["name"] = t.name
                 obj = apply.apply(t.res, None, data, manager, force, namespace=t.namespace, name=t.name or "")
-                return create(store, Target(t.res, t.namespace, None), obj, query, warnings, applied=True)
+                fields.check_applied_yaml(yaml_duplicates, query, warnings)
+                return create(store, Target(t.res, t.namespace, None), obj, query, warnings, applied=True), True
             new = apply.apply(t.res, current, data, manager, force, namespace=t.namespace, name=t.name or "")
+            fields.check_applied_yaml(yaml_duplicates, query, warnings)
         else:
             if current is None:
                 raise NotFound.of(t.res.plural, t.name or "", t.res.group)
@@ -284,7 +294,7 @@ def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[s
         new = _prepare(t, new)
         new["metadata"]["name"] = t.name
         return _write(store, t, current, new, query, check_version=False,
-                      applied=ctype == "application/apply-patch+yaml")
+                      applied=ctype == "application/apply-patch+yaml"), False
 
 
 def delete(store: Store, t: Target, options: Obj, query: dict[str, str]) -> tuple[Obj, bool]:

@@ -259,3 +259,16 @@ def test_fields_v1_keys_associative_lists_by_their_merge_key():
     tree = apply.encode(paths)
     assert tree["f:spec"]["f:containers"]['k:{"name":"web"}']["."] == {}
     assert apply.path_string(web + (("f", "image"),)) == '.spec.containers[name="web"].image'
+
+
+def test_an_apply_that_sets_a_key_twice_is_refused_when_strict_and_warned_about_otherwise(api):
+    body = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  a: '1'\n  a: '2'\n"
+    code, _, status = call(api, "PATCH", f"{CMS}/cm?fieldManager=gitops&fieldValidation=Strict", body,
+                           "application/apply-patch+yaml")
+    assert code == 400
+    assert status["message"] == ("error strict decoding YAML: error converting YAML to JSON: yaml: unmarshal errors:\n"
+                                 '  line 7: key "a" already set in map')
+    assert api.store.try_get("configmaps", "default", "cm") is None
+    code, headers, obj = call(api, "PATCH", f"{CMS}/cm?fieldManager=gitops", body, "application/apply-patch+yaml")
+    assert code == 201 and obj["data"] == {"a": "2"}
+    assert warnings(headers) == ['line 7: key "a" already set in map']
