@@ -32,13 +32,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from migrator.sim import discovery, operations, tables, wire
+from migrator.sim import discovery, fields, operations, tables, wire
 from migrator.sim.errors import (
     ApiError,
     BadRequest,
     Gone,
     InternalError,
     MethodNotAllowed,
+    NotAcceptable,
     NotFound,
     ServiceUnavailable,
     Unauthorized,
@@ -46,6 +47,7 @@ from migrator.sim.errors import (
 from migrator.sim.eviction import evict
 from migrator.sim.faults import ApiFaults, Outage, OutageMode
 from migrator.sim.httpparse import BodyError, FramingError, Headers, read_body, read_headers
+from migrator.sim.openapi import OpenApi
 from migrator.sim.operations import Target, present
 from migrator.sim.registry import ApiResource, Registry, registry_for
 from migrator.sim.requestlog import RequestEntry, RequestLog
@@ -82,6 +84,7 @@ class ApiServer:
         self.faults = faults
         self.version = version
         self.requests = RequestLog()
+        self.openapi = OpenApi(self.registry, version)   # documents built on first request
         self._stopping = threading.Event()
         self._handler = type("BoundHandler", (_Handler,), {"api": self})
         self.ca_pem: bytes | None = None
@@ -379,9 +382,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-cache, private")
+        if "Cache-Control" not in (headers or {}):
+            self.send_header("Cache-Control", "no-cache, private")
         for w in self._warnings:
-            self.send_header("Warning", f'299 - "{w}"')
+            quoted = w.replace("\\", "\\\\").replace('"', '\\"')   # a quoted-string (RFC 7230)
+            self.send_header("Warning", f'299 - "{quoted}"')
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -418,6 +423,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, discovery.core_versions(self.headers.get("Host", "")))
         if path == "/apis":
             return self._send(200, discovery.group_list(api.registry))
+        if segs and segs[0] == "openapi":
+            return self._openapi(segs[1:], query)
         if segs and segs[0] == "api" and len(segs) >= 2:
             group, version, rest = "", segs[1], segs[2:]
         elif segs and segs[0] == "apis" and len(segs) >= 2:
@@ -484,6 +491,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._scale(method, t, body, query)
         if watching:
             return self._watch(t, query)
+        if method in ("POST", "PUT", "PATCH") and not query.get("fieldManager") \
+                and not self.headers.get("Content-Type", "").startswith("application/apply-patch"):
+            # kube-apiserver names an unnamed writer after its User-Agent, up to the first "/"
+            query = dict(query, fieldManager=self.headers.get("User-Agent", "").split("/")[0][:128] or "unknown")
         if method == "GET":
             if t.name:
                 return self._send_obj(operations.get(store, t))
@@ -497,11 +508,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"kind": f"{res.kind}List", "apiVersion": res.group_version,
                                     "metadata": meta, "items": items})
         if method == "POST":
-            return self._send_obj(operations.create(store, t, self._decode(body, res.kind), query), 201)
+            return self._send_obj(operations.create(store, t, self._decode(body, res.kind), query, self._warnings),
+                                  201)
         if method == "PUT":
-            return self._send_obj(operations.update(store, t, self._decode(body, res.kind), query))
+            return self._send_obj(operations.update(store, t, self._decode(body, res.kind), query, self._warnings))
         if method == "PATCH":
-            return self._send_obj(operations.patch(store, t, body, self.headers.get("Content-Type", ""), query))
+            patched, created = operations.patch(store, t, body, self.headers.get("Content-Type", ""), query,
+                                                self._warnings)
+            return self._send_obj(patched, 201 if created else 200)
         if method == "DELETE":
             options = self._json(body) if body else {}
             if not t.name:
@@ -509,6 +523,32 @@ class _Handler(BaseHTTPRequestHandler):
             obj, pending = operations.delete(store, t, options, query)
             return self._send(202 if pending and res.kind != "Pod" else 200, obj)
         raise MethodNotAllowed(f"method {method} is not supported")
+
+    def _openapi(self, rest: list[str], query: dict[str, str]) -> int:
+        """``/openapi/v2`` and ``/openapi/v3[/<group-version>]``, as kube-openapi's handlers serve
+        them: a v3 document asked for by its current hash is immutable, an outdated hash is
+        redirected to the current one."""
+        openapi = self.api.openapi
+        if rest == ["v2"]:
+            accept = self.headers.get("Accept", "") or "*/*"
+            if not any(t.split(";")[0].strip() in ("application/json", "*/*", "application/*")
+                       for t in accept.split(",")):
+                raise NotAcceptable("only the following media types are accepted: application/json")
+            return self._send(200, openapi.v2())
+        if rest == ["v3"]:
+            return self._send(200, openapi.v3_index())
+        if rest[:1] == ["v3"]:
+            found = openapi.v3_documents().get("/".join(rest[1:]))
+            if found is not None:
+                data, digest = found
+                wanted = query.get("hash")
+                if wanted and wanted != digest:
+                    location = f"/openapi/v3/{'/'.join(rest[1:])}?hash={digest}"
+                    return self._send(301, b"", headers={"Location": location})
+                cache = {"Cache-Control": "public, immutable", "Expires": "Thu, 31 Dec 2099 00:00:00 GMT"} \
+                    if wanted else {"Etag": f'"{digest}"'}
+                return self._send(200, data, headers=cache)
+        raise NotFound(f"the server could not find the requested resource ({self.path})")
 
     def _unavailable(self) -> None:
         """Answer 503 during an outage in ``503`` mode (``refuse`` never gets this far)."""
@@ -537,7 +577,10 @@ class _Handler(BaseHTTPRequestHandler):
         """The object a create or update sends, decoded as kube-apiserver's handlers decode it."""
         if not body.strip():
             raise BadRequest(operations.unrecognized_body(kind, body))
-        return _Handler._json(body)
+        try:
+            return fields.loads(body)
+        except ValueError as exc:
+            raise BadRequest(f"error decoding request body as JSON: {exc}") from exc
 
     @staticmethod
     def _json(body: bytes) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from migrator.sim import apply, fields
 from migrator.sim.admission import check_pod_update, validate
 from migrator.sim.errors import (
     BadRequest,
@@ -140,15 +141,18 @@ def _prepare(t: Target, obj: Any) -> Obj:
     return obj
 
 
-def create(store: Store, t: Target, body: Any, query: dict[str, str]) -> Obj:
+def create(store: Store, t: Target, body: Any, query: dict[str, str], warnings: list[str] | None = None, *,
+           applied: bool = False) -> Obj:
     if t.name and t.subresource is None:
         raise MethodNotAllowed(f"POST to a named {t.res.kind} is not allowed; POST to the collection")
-    obj = _prepare(t, body)
+    obj = _prepare(t, body if applied else fields.check_body(t.res, body, query, warnings))
     _require_namespace(store, t)
     ns = store.try_get("namespaces", None, t.namespace) if t.res.namespaced and t.namespace else None
     if ns is not None and ns["metadata"].get("deletionTimestamp"):
         raise _forbidden_terminating(t, obj)
     obj = validate(t.res, obj)
+    if query.get("fieldManager") and not applied:
+        apply.record_update(t.res, None, obj, query["fieldManager"])
     if t.res.kind == "Service":
         with store.lock:
             _allocate_cluster_ip(store, obj)
@@ -168,8 +172,8 @@ def _create_or_dry_run(store: Store, t: Target, obj: Obj, query: dict[str, str])
     return present(t.res, store.create(t.res.key, obj))
 
 
-def update(store: Store, t: Target, body: Any, query: dict[str, str]) -> Obj:
-    obj = _prepare(t, body)
+def update(store: Store, t: Target, body: Any, query: dict[str, str], warnings: list[str] | None = None) -> Obj:
+    obj = _prepare(t, fields.check_body(t.res, body, query, warnings))
     if obj["metadata"].get("name") and obj["metadata"]["name"] != t.name:
         raise BadRequest("the name of the object does not match the name on the URL")
     obj["metadata"]["name"] = t.name
@@ -178,7 +182,8 @@ def update(store: Store, t: Target, body: Any, query: dict[str, str]) -> Obj:
         return _write(store, t, current, obj, query, check_version=True)
 
 
-def _write(store: Store, t: Target, current: Obj, obj: Obj, query: dict[str, str], *, check_version: bool) -> Obj:
+def _write(store: Store, t: Target, current: Obj, obj: Obj, query: dict[str, str], *, check_version: bool,
+           applied: bool = False) -> Obj:
     sub = t.subresource if t.subresource == "status" else None
     candidate = dict(obj)
     if sub == "status":
@@ -193,6 +198,8 @@ def _write(store: Store, t: Target, current: Obj, obj: Obj, query: dict[str, str
         obj["metadata"] = dict(obj.get("metadata") or {}, name=t.name)
     else:
         obj = candidate
+        if query.get("fieldManager") and not applied:
+            apply.record_update(t.res, current, obj, query["fieldManager"])
     if query.get("dryRun") == "All":
         return present(t.res, obj)
     return present(t.res, store.update(t.res.key, obj, subresource=sub, check_version=check_version))
@@ -217,32 +224,50 @@ _EMPTY_PATCH = {
 }
 
 
-def decode_patch(body: bytes, content_type: str) -> Any:
-    """A PATCH body decoded for its content type (YAML for server-side apply, JSON otherwise)."""
+def decode_patch(body: bytes, content_type: str, yaml_duplicates: list[str] | None = None) -> Any:
+    """A PATCH body decoded for its content type (YAML for server-side apply, JSON otherwise);
+    the keys an apply sets twice are added to ``yaml_duplicates``."""
     ctype = content_type.split(";")[0].strip()
     if not body.strip() and ctype in _EMPTY_PATCH:
         raise BadRequest(_EMPTY_PATCH[ctype])
     try:
-        return yaml.safe_load(body) if ctype == "application/apply-patch+yaml" else json.loads(body or b"null")
+        if ctype == "application/apply-patch+yaml":
+            data, duplicates = fields.load_applied(body)
+            if yaml_duplicates is not None:
+                yaml_duplicates.extend(duplicates)
+            return data
+        return fields.loads(body or b"null")
     except (ValueError, yaml.YAMLError) as exc:
         raise BadRequest(f"error decoding patch: {exc}") from exc
 
 
-def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[str, str]) -> Obj:
+def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[str, str],
+          warnings: list[str] | None = None) -> tuple[Obj, bool]:
+    """(the patched object, whether an apply created it: kube-apiserver then answers 201)."""
     ctype = content_type.split(";")[0].strip()
-    data = decode_patch(body, ctype)
+    yaml_duplicates: list[str] = []
+    data = decode_patch(body, ctype, yaml_duplicates)
+    fields.directive(query)
+    duplicates = fields.patch_duplicates(data) if ctype != "application/json-patch+json" else []
     with store.lock:
         current = store.try_get(t.res.key, t.namespace, t.name or "")
         if ctype == "application/apply-patch+yaml":
-            if not query.get("fieldManager"):
+            manager = query.get("fieldManager")
+            if not manager:
                 raise BadRequest("PATCH with application/apply-patch+yaml requires the fieldManager parameter")
+            if not isinstance(data, dict):
+                raise BadRequest("error decoding YAML: the applied configuration must be an object")
+            force = query.get("force") == "true"
             if current is None:
                 if t.subresource:
                     raise NotFound.of(t.res.plural, t.name or "", t.res.group)
                 data = _prepare(t, data)
                 data["metadata"]["name"] = t.name
-                return create(store, Target(t.res, t.namespace, None), data, query)
-            new = merge_patch(current, data)
+                obj = apply.apply(t.res, None, data, manager, force, namespace=t.namespace, name=t.name or "")
+                fields.check_applied_yaml(yaml_duplicates, query, warnings)
+                return create(store, Target(t.res, t.namespace, None), obj, query, warnings, applied=True), True
+            new = apply.apply(t.res, current, data, manager, force, namespace=t.namespace, name=t.name or "")
+            fields.check_applied_yaml(yaml_duplicates, query, warnings)
         else:
             if current is None:
                 raise NotFound.of(t.res.plural, t.name or "", t.res.group)
@@ -261,12 +286,15 @@ def patch(store: Store, t: Target, body: bytes, content_type: str, query: dict[s
                 raise UnsupportedMediaType(f"the body of the request was in an unknown format - {ctype!r}")
         if not isinstance(new, dict):
             raise BadRequest("the patch did not produce an object")
+        if ctype != "application/apply-patch+yaml":
+            fields.check_patched(t.res, current, new, duplicates, query, warnings)
         wanted_rv = (new.get("metadata") or {}).get("resourceVersion")
         if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
             raise Conflict.stale(t.res.plural, t.name or "", t.res.group)
         new = _prepare(t, new)
         new["metadata"]["name"] = t.name
-        return _write(store, t, current, new, query, check_version=False)
+        return _write(store, t, current, new, query, check_version=False,
+                      applied=ctype == "application/apply-patch+yaml"), False
 
 
 def delete(store: Store, t: Target, options: Obj, query: dict[str, str]) -> tuple[Obj, bool]:

@@ -46,13 +46,13 @@ def definition_for(group: str, version: str, kind: str) -> str | None:
     return None
 
 
-def _resolve(schema: dict[str, Any] | None) -> dict[str, Any]:
+def resolve(schema: dict[str, Any] | None) -> dict[str, Any]:
     seen = 0
     while schema and "$ref" in schema and seen < 20:
         schema = definitions().get(schema["$ref"].rsplit("/", 1)[-1], {})
         seen += 1
     if schema and "allOf" in schema and len(schema["allOf"]) == 1:
-        return _resolve(schema["allOf"][0])
+        return resolve(schema["allOf"][0])
     return schema or {}
 
 
@@ -90,7 +90,7 @@ def strategic_merge_patch(target: Obj, patch: Any, group: str, version: str, kin
 
 
 def _smp(target: Any, patch: Any, schema: dict[str, Any]) -> Any:
-    schema = _resolve(schema)
+    schema = resolve(schema)
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     directive = patch.get("$patch")
@@ -112,7 +112,7 @@ def _smp(target: Any, patch: Any, schema: dict[str, Any]) -> Any:
             result.pop(key, None)
             continue
         prop = props.get(key) or {}
-        sub = _resolve(prop) if props else _resolve(schema.get("additionalProperties") or {})
+        sub = resolve(prop) if props else resolve(schema.get("additionalProperties") or {})
         if isinstance(value, list):
             result[key] = _merge_list(result.get(key), value, prop)
         elif isinstance(value, dict):
@@ -140,7 +140,7 @@ def _merge_list(current: Any, patch: list[Any], prop: dict[str, Any]) -> list[An
             if item not in out:
                 out.append(copy.deepcopy(item))
         return out
-    item_schema = _resolve(prop.get("items") or {})
+    item_schema = resolve(prop.get("items") or {})
     out = [copy.deepcopy(x) for x in current]
     for item in patch:
         if not isinstance(item, dict):
