@@ -51,9 +51,8 @@ def test_kustomize_renders_each_overlay_to_the_commands_objects():
 @pytest.mark.kubectl
 def test_both_overlays_pass_a_server_side_dry_run(kubectl, tmp_path):
     for overlay in OVERLAYS:
-        # --validate=false: the simulated API server serves no /openapi document yet, which kubectl's
-        # client-side schema check downloads first; the server still validates every object itself.
-        applied = kubectl("apply", "--dry-run=server", "--validate=false", "-k", str(DEPLOY / "overlays" / overlay))
+        # kubectl's default validation: strict field validation by the API server (its OpenAPI)
+        applied = kubectl("apply", "--dry-run=server", "-k", str(DEPLOY / "overlays" / overlay))
         assert applied.returncode == 0, applied.stderr
         kinds = {line.split("/")[0] for line in applied.stdout.splitlines()}
         assert {"serviceaccount", "clusterrole.rbac.authorization.k8s.io", "configmap"} <= kinds, applied.stdout
@@ -65,5 +64,12 @@ def test_both_overlays_pass_a_server_side_dry_run(kubectl, tmp_path):
     job["spec"]["activeDeadlineSeconds"] = "soon"
     path = tmp_path / "bad-job.yaml"
     path.write_text(yaml.safe_dump(job))
-    refused = kubectl("apply", "--dry-run=server", "--validate=false", "-f", str(path))
+    refused = kubectl("apply", "--dry-run=server", "-f", str(path))
     assert refused.returncode != 0 and "activeDeadlineSeconds" in refused.stderr, (refused.stdout, refused.stderr)
+    # and so is a misspelt field, which strict validation names
+    job["spec"]["activeDeadlineSeconds"] = 60
+    job["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    path.write_text(yaml.safe_dump(job))
+    refused = kubectl("apply", "--dry-run=server", "-f", str(path))
+    assert refused.returncode != 0 and 'unknown field "spec.template.spec.containers[0].imagePullPolicyy"' in \
+        refused.stderr, (refused.stdout, refused.stderr)
