@@ -15,6 +15,7 @@ objects every cluster starts with (the four namespaces, the ``kubernetes`` Servi
 from __future__ import annotations
 
 import ipaddress
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,14 +144,24 @@ class Registry:
         return [r for (g, v, _), r in self._by_gvr.items() if g == group and v == version]
 
 
+#: libyaml's loader where PyYAML was built with it: the CRDs are megabytes of YAML, which the
+#: pure-Python loader takes seconds to read and libyaml a tenth of that.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_PARSED: dict[Path, bytes] = {}   # directory -> its CRDs, pickled: parsed once per process
+
+
 def load_crds(directory: Path = CRD_DIR) -> list[dict[str, Any]]:
-    """Parse every CustomResourceDefinition YAML shipped with the simulator."""
-    crds = []
-    for path in sorted(directory.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if doc and doc.get("kind") == "CustomResourceDefinition":
-                crds.append(doc)
-    return crds
+    """Every CustomResourceDefinition YAML shipped with the simulator, parsed once per process;
+    each call gets its own copy (a cluster may change what it was given)."""
+    if directory not in _PARSED:
+        crds = []
+        for path in sorted(directory.glob("*.yaml")):
+            for doc in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_LOADER):
+                if doc and doc.get("kind") == "CustomResourceDefinition":
+                    crds.append(doc)
+        _PARSED[directory] = pickle.dumps(crds)
+    crds_copy: list[dict[str, Any]] = pickle.loads(_PARSED[directory])
+    return crds_copy
 
 
 def crd_resources(crd: dict[str, Any]) -> list[ApiResource]:
