@@ -13,8 +13,9 @@ import getpass
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from migrator import log as logsetup
 from migrator import manifests_cli
@@ -44,26 +45,28 @@ class UsageError(Exception):
     """A flag that cannot work (a port out of range, an output directory that cannot be written): exit 2."""
 
 
+N = TypeVar("N", int, float)
+
+
+def _ranged(text: str, parse: Callable[[str], N], low: N, high: N, noun: str, out_of_range: str) -> N:
+    """An argparse value of ``parse`` within ``low``..``high``, refused in one line naming what to pass."""
+    try:
+        value = parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}; pass {low:g}-{high:g}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; pass {out_of_range}")
+    return value
+
+
 def port_number(text: str) -> int:
     """``--metrics-port``: a TCP port, 1 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; pass 1-65535") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; pass a port from 1 to 65535")
-    return value
+    return _ranged(text, int, 1, 65535, "a port number", "a port from 1 to 65535")
 
 
 def linger_seconds(text: str) -> float:
     """``--metrics-linger``: seconds, 0 to 3600."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds; pass 0-3600") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text} is out of range; pass 0 to 3600 seconds")
-    return value
+    return _ranged(text, float, 0.0, 3600.0, "a number of seconds", "0 to 3600 seconds")
 
 
 def _common(p: argparse.ArgumentParser, *, plan: bool = True) -> None:
