@@ -30,6 +30,7 @@ from migrator.sim.cluster import SimCluster
 from migrator.sim.requestlog import RequestEntry
 from tests.chaos.incli import run_cli
 from tests.conftest import fast_config
+from tests.runner.helpers import WORKDIR
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "chaos" / "bad_inputs.yaml"
@@ -183,7 +184,7 @@ def spawn_and_disturb(args: list[str], sim: SimCluster, disturb: Callable[[int],
     and output."""
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=out, stderr=out, text=True,
-                                cwd=ROOT)
+                                cwd=WORKDIR)
         try:
             wait_until(lambda: _started(sim) or proc.poll() is not None, 120)
             assert proc.poll() is None, "the run ended before a node was in flight"

@@ -19,12 +19,15 @@ from migrator.model.checkpoint import Checkpoint, from_configmap_data
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "plans" / "example.yaml"
+#: Where CLI processes run: a command given no --output-dir writes its files (the run's timeline
+#: and report, finalize's Helm values) into its working directory, never into the checkout.
+WORKDIR = Path(tempfile.mkdtemp(prefix="migrator-cli-"))
 LABEL = "io.cilium.migration/cilium-default"
 
 
 def migrator(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "migrator", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout, cwd=WORKDIR)
 
 
 class Spawned(subprocess.Popen[str]):
@@ -35,7 +38,7 @@ class Spawned(subprocess.Popen[str]):
         self._out = tempfile.TemporaryFile("w+")
         self._err = tempfile.TemporaryFile("w+")
         super().__init__([sys.executable, "-m", "migrator", *args], stdout=self._out, stderr=self._err,
-                         text=True, cwd=ROOT)
+                         text=True, cwd=WORKDIR)
 
     def finish(self, timeout: float) -> int:
         """Wait for the run to end; past ``timeout`` kill it and fail with its last words."""
