@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +24,7 @@ EXAMPLE = ROOT / "plans" / "example.yaml"
 #: Where CLI processes run: a command given no --output-dir writes its files (the run's timeline
 #: and report, finalize's Helm values) into its working directory, never into the checkout.
 WORKDIR = Path(tempfile.mkdtemp(prefix="migrator-cli-"))
+atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)
 LABEL = "io.cilium.migration/cilium-default"
 
 
