@@ -258,7 +258,8 @@ def _event_object(ev: Obj, now: datetime) -> str:
 
 def _event_source(ev: Obj, now: datetime) -> str:
     source = ev.get("source") or ev.get("deprecatedSource") or {}
-    component = source.get("component") or ev.get("reportingController") or ""
+    # core/v1 spells the reporting controller ``reportingComponent``, events.k8s.io/v1 ``reportingController``
+    component = source.get("component") or ev.get("reportingComponent") or ev.get("reportingController") or ""
     host = source.get("host") or ev.get("reportingInstance") or ""
     return f"{component}, {host}" if host else component
 
