@@ -11,7 +11,8 @@ to an earlier template renumbers that template's revision instead of making a ne
 beyond ``revisionHistoryLimit`` (default 10) that no live pod still runs are deleted, oldest first.
 
 The controller only looks at the history when a DaemonSet's template hash changed since it
-last did, so a sync that changes nothing costs no listing.
+last did, or while it keeps more revisions than its limit because pods still run them, so a
+sync that changes nothing costs no listing.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ DEFAULT_HISTORY_LIMIT = 10
 
 
 def revision_name(owner: str, template_hash: str) -> str:
-    """``<owner>-<hash>``, the owner's name cut so that the whole stays a valid object name."""
-    return f"{owner[:223]}-{template_hash}"
+    return f"{owner}-{template_hash}"
 
 
 def template_patch(ds: Obj) -> Obj:
@@ -60,11 +60,12 @@ class DaemonSetHistory:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._seen: dict[str, str] = {}   # DaemonSet uid -> the template hash last recorded
+        self._over_limit: set[str] = set()  # DaemonSets keeping too many revisions for their live pods
 
     def record(self, ds: Obj, template_hash: str, live_hashes: set[str]) -> None:
         """Make ``template_hash`` the DaemonSet's newest revision and trim the old ones."""
         meta = ds["metadata"]
-        if self._seen.get(meta["uid"]) == template_hash:
+        if self._seen.get(meta["uid"]) == template_hash and meta["uid"] not in self._over_limit:
             return
         owned = [r for r in self.store.list(RESOURCE, meta["namespace"], index=("controller-uid", meta["uid"]))]
         name = revision_name(meta["name"], template_hash)
@@ -75,11 +76,15 @@ class DaemonSetHistory:
             self._create(ds, name, template_hash, next_revision)
         elif int(current.get("revision") or 0) < next_revision:
             self._renumber(current, next_revision)
-        self._trim(ds, old, live_hashes | {template_hash})
+        if self._trim(ds, old, live_hashes | {template_hash}):
+            self._over_limit.add(meta["uid"])
+        else:
+            self._over_limit.discard(meta["uid"])
         self._seen[meta["uid"]] = template_hash
 
     def forget(self, uid: str) -> None:
         self._seen.pop(uid, None)
+        self._over_limit.discard(uid)
 
     def _create(self, ds: Obj, name: str, template_hash: str, revision: int) -> None:
         meta = ds["metadata"]
@@ -106,13 +111,17 @@ class DaemonSetHistory:
         except NotFound:
             return
 
-    def _trim(self, ds: Obj, old: list[Obj], live_hashes: set[str]) -> None:
+    def _trim(self, ds: Obj, old: list[Obj], live_hashes: set[str]) -> bool:
+        """Delete the oldest revisions beyond the limit that no live pod runs; True when more than
+        the limit are left (kept for their pods), so that the next syncs look again."""
         limit = ds["spec"].get("revisionHistoryLimit")
         limit = DEFAULT_HISTORY_LIMIT if limit is None else int(limit)
         removable = sorted((r for r in old if (r["metadata"].get("labels") or {}).get(HASH_LABEL) not in live_hashes),
                            key=lambda r: int(r.get("revision") or 0))
-        for rev in removable[:max(0, len(old) - limit)]:
+        excess = max(0, len(old) - limit)
+        for rev in removable[:excess]:
             try:
                 self.store.delete(RESOURCE, rev["metadata"]["namespace"], rev["metadata"]["name"])
             except NotFound:
                 continue
+        return excess > len(removable)
