@@ -34,7 +34,8 @@ SOURCES: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "modelaapi-0.7.16.tar.gz": (
         "c5c2a2ce1a385290627e595d15357c90c8df043dad6a5b124e92ee997c44d462",
-        {"k8s.io/api/apps/v1/generated.proto": "modelaapi-0.7.16/k8s/io/api/apps/v1/generated_pb2.py"},
+        {f"k8s.io/api/{gv}/generated.proto": f"modelaapi-0.7.16/k8s/io/api/{gv}/generated_pb2.py"
+         for gv in ("apps/v1", "rbac/v1")},
     ),
 }
 

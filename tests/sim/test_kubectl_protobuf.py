@@ -17,13 +17,17 @@ import pytest
 pytestmark = pytest.mark.kubectl
 
 
-def test_create_namespace_configmap_secret_and_deployment(sim, kubectl):
+def test_create_namespace_configmap_secret_deployment_and_rbac(sim, kubectl):
     commands = {
         ("create", "namespace", "x"): "namespace/x created",
         ("create", "configmap", "c", "--from-literal=a=b"): "configmap/c created",
         ("create", "secret", "generic", "s", "--from-literal=k=v"): "secret/s created",
         ("create", "deployment", "d", "--image=nginx"): "deployment.apps/d created",
         ("create", "deployment", "none", "--image=nginx", "--replicas=0"): "deployment.apps/none created",
+        ("create", "clusterrole", "reader", "--verb=get,list", "--resource=pods"):
+            "clusterrole.rbac.authorization.k8s.io/reader created",
+        ("create", "rolebinding", "read", "--clusterrole=reader", "--serviceaccount=default:app"):
+            "rolebinding.rbac.authorization.k8s.io/read created",
     }
     for args, printed in commands.items():
         done = kubectl(*args)
@@ -37,6 +41,11 @@ def test_create_namespace_configmap_secret_and_deployment(sim, kubectl):
     assert [(c["name"], c["image"]) for c in d["spec"]["template"]["spec"]["containers"]] == [("nginx", "nginx")]
     assert d["metadata"]["labels"] == {"app": "d"} and "uid" in d["metadata"] and d["metadata"]["uid"]
     assert store.get("apps/deployments", "default", "none")["spec"]["replicas"] == 0   # an explicit zero stays
+    role = store.get("rbac.authorization.k8s.io/clusterroles", None, "reader")
+    assert role["rules"] == [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]
+    binding = store.get("rbac.authorization.k8s.io/rolebindings", "default", "read")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "app", "namespace": "default"}]
     listed = kubectl("get", "configmap", "c", "-o", "jsonpath={.data.a}")
     assert (listed.returncode, listed.stdout) == (0, "b")
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from importlib import resources
 from typing import Any
 
 import pytest
+from google.protobuf import descriptor_pb2
 
-from migrator.sim import protobody
+from migrator.sim import patch, protobody
 from migrator.sim.apiserver import ApiServer
 from migrator.sim.registry import install_api, load_crds
 from migrator.sim.store import Store
@@ -238,6 +240,35 @@ def test_the_inline_fields_are_the_ones_go_embeds():
                      "SecretKeySelector.localObjectReference", "ConfigMapEnvSource.localObjectReference",
                      "SecretEnvSource.localObjectReference", "ConfigMapVolumeSource.localObjectReference",
                      "ConfigMapProjection.localObjectReference", "SecretProjection.localObjectReference"}
+
+
+def test_every_shipped_message_has_the_fields_of_its_v1_32_definition():
+    """The descriptors against the OpenAPI definitions of the version the sim serves: a field the
+    descriptors lack would make kubectl's bodies carrying it a 415; one the definitions lack would
+    be stored although kube-apiserver does not know it."""
+    pool = protobody._pool()
+    differences = {}
+    for fdp in descriptor_pb2.FileDescriptorSet.FromString(
+            resources.files("migrator.sim").joinpath("kubeproto/descriptors.binpb").read_bytes()).file:
+        for desc in pool.FindFileByName(fdp.name).message_types_by_name.values():
+            definition = patch.definitions().get("io.k8s." + desc.full_name.removeprefix("k8s.io."))
+            if definition is None or desc.full_name in PROTO_SHAPED:
+                continue
+            names = set()
+            for f in desc.fields:
+                names |= ({g.name for g in f.message_type.fields} if f.name in protobody._inline_fields(desc)
+                          else {f.name})
+            # apiVersion and kind of a top-level object travel in runtime.Unknown, not in its message
+            props = set(definition.get("properties", {})) - ({"apiVersion", "kind"} - {f.name for f in desc.fields})
+            if names != props:
+                differences[desc.full_name] = (sorted(names - props), sorted(props - names))
+    assert differences == {"k8s.io.api.apps.v1.StatefulSetSpec": ([], ["ordinals"])}
+
+
+#: apimachinery types whose JSON form is not their message (converted by ``protobody._SPECIAL``)
+PROTO_SHAPED = {"k8s.io.apimachinery.pkg.apis.meta.v1." + n for n in ("Time", "MicroTime", "Duration", "FieldsV1")} | {
+    "k8s.io.apimachinery.pkg.util.intstr.IntOrString", "k8s.io.apimachinery.pkg.api.resource.Quantity",
+    "k8s.io.apimachinery.pkg.runtime.RawExtension"}
 
 
 def status_of(code: int, answer: dict[str, Any]) -> tuple[int, str, str]:
