@@ -95,7 +95,9 @@ def read(body: bytes, kind: str, custom: bool) -> dict[str, Any]:
     CRD), in its JSON form; the errors kube-apiserver's handlers answer such a body with.
 
     kube-apiserver's CRD handler lists protobuf among its media types (for the meta types it returns),
-    so a custom resource's protobuf body gets past negotiation and fails in decoding: 400, not 415."""
+    so a custom resource's protobuf body gets past negotiation and fails in decoding: the versioning
+    codec decodes into a fresh, kindless ``Unstructured``, which the CRD typer cannot name (a 400 from
+    handlers/rest.go ``transformDecodeError``, not a 415)."""
     try:
         return _read(body, kind, custom)
     except Undecodable as exc:
@@ -111,8 +113,7 @@ def _read(body: bytes, kind: str, custom: bool) -> dict[str, Any]:
     api_version, sent_kind = envelope.typeMeta.apiVersion, envelope.typeMeta.kind or kind
     if custom:
         raise BadRequest(f"{sent_kind} in version {json.dumps(api_version.rpartition('/')[2])} cannot be handled "
-                         f"as a {kind}: object *unstructured.Unstructured does not implement the protobuf "
-                         "marshalling interface and cannot be encoded to a protobuf message")
+                         f"as a {kind}: Object 'Kind' is missing in 'object has no kind field '")
     return _object(envelope, api_version, sent_kind)
 
 

@@ -9,8 +9,9 @@ RawExtension: their raw JSON; Go's ``time.Duration.String``). Errors follow kube
 a media type the server cannot decode is a 415 ``UnsupportedMediaType`` Status whose message is
 negotiation's ``the body of the request was in an unknown format - accepted media types include:
 ...``; a custom resource's protobuf body passes negotiation (the CRD handler lists protobuf for the
-meta types it returns) and fails decoding into ``*unstructured.Unstructured``: a 400 from
-handlers/rest.go ``transformDecodeError``.
+meta types it returns) and fails decoding: the versioning codec decodes into a fresh ``Unstructured``
+without a kind, which the CRD handler's typer refuses (``Object 'Kind' is missing in 'object has no
+kind field '``, crdserverscheme), a 400 from handlers/rest.go ``transformDecodeError``.
 """
 
 from __future__ import annotations
@@ -308,9 +309,9 @@ def test_a_custom_resources_protobuf_body_is_a_400_from_the_decoder(api):
     body = envelope("cilium.io/v2", "CiliumNodeConfig", b"\x0a\x03\x0a\x01c")
     code, _, answer = post(api, "/apis/cilium.io/v2/namespaces/kube-system/ciliumnodeconfigs", body, PB)
     assert status_of(code, answer) == (
-        400, "BadRequest", 'CiliumNodeConfig in version "v2" cannot be handled as a CiliumNodeConfig: object '
-        "*unstructured.Unstructured does not implement the protobuf marshalling interface and cannot be "
-        "encoded to a protobuf message")
+        400, "BadRequest", 'CiliumNodeConfig in version "v2" cannot be handled as a CiliumNodeConfig: '
+        "Object 'Kind' is missing in 'object has no kind field '")
+    assert api.store.try_get("cilium.io/ciliumnodeconfigs", "kube-system", "c") is None
 
 
 def test_a_body_without_the_protobuf_prefix_is_a_400(api):
