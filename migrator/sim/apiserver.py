@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from migrator.sim import discovery, fields, operations, tables, wire
+from migrator.sim import discovery, fields, operations, protobody, tables, wire
 from migrator.sim.errors import (
     ApiError,
     BadRequest,
@@ -509,10 +509,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"kind": f"{res.kind}List", "apiVersion": res.group_version,
                                     "metadata": meta, "items": items})
         if method == "POST":
-            return self._send_obj(res, operations.create(store, t, self._decode(body, res.kind), query,
+            return self._send_obj(res, operations.create(store, t, self._decode(body, res.kind, res), query,
                                                          self._warnings), 201, query=query)
         if method == "PUT":
-            return self._send_obj(res, operations.update(store, t, self._decode(body, res.kind), query,
+            return self._send_obj(res, operations.update(store, t, self._decode(body, res.kind, res), query,
                                                          self._warnings), query=query)
         if method == "PATCH":
             patched, created = operations.patch(store, t, body, self.headers.get("Content-Type", ""), query,
@@ -583,11 +583,13 @@ class _Handler(BaseHTTPRequestHandler):
                              f'"{tables.INCLUDE_OBJECT[0]}", "{tables.INCLUDE_OBJECT[1]}", "{tables.INCLUDE_OBJECT[2]}"')
         return include
 
-    @staticmethod
-    def _decode(body: bytes, kind: str) -> Any:
-        """The object a create or update sends, decoded as kube-apiserver's handlers decode it."""
+    def _decode(self, body: bytes, kind: str, res: ApiResource | None = None) -> Any:
+        """The object a create or update sends (to ``res``, when not a subresource), decoded as
+        kube-apiserver's handlers decode it: JSON, or protobuf (``protobody``)."""
         if not body.strip():
             raise BadRequest(operations.unrecognized_body(kind, body))
+        if self.headers.get("Content-Type", "").split(";")[0].strip() == protobody.MEDIA_TYPE:
+            return protobody.read(body, kind, custom=res is not None and res.crd_schema is not None)
         try:
             return fields.loads(body)
         except ValueError as exc:
