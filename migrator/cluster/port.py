@@ -33,6 +33,7 @@ from migrator.model.observation import (
     PodFacts,
 )
 from migrator.model.pod import PodRequest as PodRequest  # what create_pod takes; CreatePod carries it
+from migrator.policy.model import Inventory as PolicyInventory
 
 # --------------------------------------------------------------------------------------------
 # Records the port returns or accepts that are not part of the engine's observation model.
@@ -354,3 +355,10 @@ class ClusterPort(Protocol):
 
     def list_workloads(self) -> list[WorkloadInfo]:
         """Deployments and StatefulSets with their desired replicas."""
+
+    def read_policy_inventory(self) -> PolicyInventory:
+        """What policy translation reads: Calico NetworkPolicies, GlobalNetworkPolicies, NetworkSets,
+        GlobalNetworkSets, HostEndpoints and Tiers (``projectcalico.org/v3`` when its CRDs are served,
+        else ``crd.projectcalico.org/v1``; kinds not served are empty), Kubernetes NetworkPolicies,
+        pods with an address (labels, service account, named ports) and namespace labels. Raises
+        ``PolicyInputError`` for an object whose spec cannot be read."""
