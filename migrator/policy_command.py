@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
     inner = p.add_subparsers(dest="policy_command", metavar="SUBCOMMAND", required=True)
     t = inner.add_parser("translate", help="print the Cilium policies that carry the cluster's Calico policies, "
                                            "and each policy's class (writes nothing)",
-                         description=f"Objects on stdout, the summary table on stderr. Exit codes: 0 every "
+                         description="Objects on stdout, the summary table on stderr. Exit codes: 0 every "
                                      "policy translated, 1 a policy is untranslatable, 2 invalid input.")
     _common(t)
     t.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
