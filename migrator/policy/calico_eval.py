@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from functools import lru_cache
 
 from migrator.policy import selector as sel
 from migrator.policy.endpoints import Endpoint, Probe
@@ -25,6 +26,7 @@ PROTOCOL_NUMBERS = {"TCP": "6", "UDP": "17", "ICMP": "1", "SCTP": "132"}
 EPHEMERAL_SOURCE_PORT = 40000
 
 
+@lru_cache(maxsize=65536)
 def _in(ip: str, nets: tuple[str, ...]) -> bool:
     addr = ipaddress.ip_address(ip)
     for n in nets:
@@ -40,6 +42,7 @@ class CalicoModel:
         self.tier_order = {t.name: t.order for t in inv.tiers}
         self.tier_default = {t.name: t.default_action for t in inv.tiers}
         self._applying: dict[tuple[str, str], list[tuple[str, list[Policy]]]] = {}
+        self._peer_cache: dict[tuple[int, str | None, str, bool], bool] = {}
 
     # -- labels -------------------------------------------------------------------------------
     @staticmethod
@@ -116,6 +119,21 @@ class CalicoModel:
 
     def entity_matches(self, p: Policy, e: EntityRule, ep: Endpoint, port: int | None, proto: str,
                        *, destination: bool) -> bool:
+        key = (id(e), p.namespace, ep.key, destination)
+        found = self._peer_cache.get(key)
+        if found is None:
+            found = self._peer_cache[key] = self._addresses_match(p, e, ep)
+        if not found:
+            return False
+        actual = port if destination else EPHEMERAL_SOURCE_PORT
+        if e.ports and not any(self._port_matches(x, actual, proto, ep) for x in e.ports):
+            return False
+        if e.not_ports and any(self._port_matches(x, actual, proto, ep) for x in e.not_ports):
+            return False
+        return True
+
+    def _addresses_match(self, p: Policy, e: EntityRule, ep: Endpoint) -> bool:
+        """The entity's label, namespace, service-account and address tests (ports aside)."""
         labelled = e.selector is not None or e.namespace_selector is not None or e.sa_names or e.sa_selector
         if labelled and not self._label_match(p, e, e.selector, ep):
             return False
@@ -125,14 +143,7 @@ class CalicoModel:
             return False
         if e.not_nets and _in(ep.ip, e.not_nets):
             return False
-        if e.services:
-            return False
-        actual = port if destination else EPHEMERAL_SOURCE_PORT
-        if e.ports and not any(self._port_matches(x, actual, proto, ep) for x in e.ports):
-            return False
-        if e.not_ports and any(self._port_matches(x, actual, proto, ep) for x in e.not_ports):
-            return False
-        return True
+        return not e.services
 
     @staticmethod
     def _port_matches(x: str, port: int | None, proto: str, ep: Endpoint) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from migrator.policy.endpoints import Endpoint, Probe
@@ -67,6 +68,7 @@ class _Rule:
     source: str
 
 
+@lru_cache(maxsize=65536)
 def _in(ip: str, cidr: str) -> bool:
     a, n = ipaddress.ip_address(ip), ipaddress.ip_network(cidr, strict=False)
     return a.version == n.version and a in n
@@ -133,8 +135,16 @@ class CiliumModel:
             if p.source is not None and p.namespace:
                 self.rules.append(_Rule(p.namespace, knp_spec(p.source), f"NetworkPolicy/{p.namespace}/{p.name}"))
         self._selected: dict[tuple[str, str], list[_Rule]] = {}
+        self._identities: dict[str, dict[str, str] | None] = {}
+        self._peers: dict[tuple[int, str | None, str], bool] = {}
+        self._l4s: dict[tuple[int, Probe, str], bool] = {}
 
     def identity(self, ep: Endpoint) -> dict[str, str] | None:
+        if ep.key not in self._identities:
+            self._identities[ep.key] = self._identity(ep)
+        return self._identities[ep.key]
+
+    def _identity(self, ep: Endpoint) -> dict[str, str] | None:
         if ep.pod is None:
             return None
         labels = {k: v for k, v in ep.pod.labels.items() if not excluded(k)}
@@ -156,6 +166,18 @@ class CiliumModel:
         return selector_matches(selector, labels)
 
     def _peer(self, rule: _Rule, entry: Mapping[str, Any], side: str, peer: Endpoint) -> bool:
+        key = (id(entry), rule.namespace, peer.key)
+        if key not in self._peers:
+            self._peers[key] = self._peer_matches(rule, entry, side, peer)
+        return self._peers[key]
+
+    def _l4_cached(self, entry: Mapping[str, Any], probe: Probe, dst: Endpoint) -> bool:
+        key = (id(entry), probe, dst.key)
+        if key not in self._l4s:
+            self._l4s[key] = self._l4(entry, probe, dst)
+        return self._l4s[key]
+
+    def _peer_matches(self, rule: _Rule, entry: Mapping[str, Any], side: str, peer: Endpoint) -> bool:
         labels = self.identity(peer)
         fields = [f for f in ("Endpoints", "CIDR", "CIDRSet", "Entities") if f"{side}{f}" in entry]
         if not fields:
@@ -219,11 +241,11 @@ class CiliumModel:
             if explicit is True or (explicit is None and has_section):
                 default_deny = True
             for entry in spec.get(deny_key) or ():
-                if self._peer(rule, entry, side, peer) and self._l4(entry, probe, dst):
+                if self._peer(rule, entry, side, peer) and self._l4_cached(entry, probe, dst):
                     return False, f"{rule.source} {deny_key}"
             if not allowed_by:
                 for entry in spec.get(allow_key) or ():
-                    if self._peer(rule, entry, side, peer) and self._l4(entry, probe, dst):
+                    if self._peer(rule, entry, side, peer) and self._l4_cached(entry, probe, dst):
                         allowed_by = f"{rule.source} {allow_key}"
                         break
         if allowed_by:

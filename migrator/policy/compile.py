@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from migrator.policy.constructs import constructs
+from migrator.policy.constructs import constructs, pod_addresses
 from migrator.policy.cubes import L4, AnyPeer, Approx, Cube, subtract_all
 from migrator.policy.emit import CiliumVersions, emit_groups, emit_policy, emit_tier
 from migrator.policy.findings import APPROXIMATE, UNTRANSLATABLE, Finding, policy_class
@@ -159,11 +159,12 @@ def translate(inv: Inventory, versions: CiliumVersions | None = None) -> Transla
     versions = versions or CiliumVersions()
     findings: list[Finding] = []
     usable: list[Policy] = []
+    pod_ips = pod_addresses(inv)
     for p in inv.policies:
         if p.native:
             usable.append(p)
             continue
-        found = constructs(p, inv)
+        found = constructs(p, inv, pod_ips)
         if any(f.klass == UNTRANSLATABLE for f in found):
             findings += found
             continue

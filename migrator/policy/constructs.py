@@ -134,8 +134,21 @@ def _local_findings(p: Policy, e: EntityRule, where: str) -> Iterator[Finding]:
                       "has no Cilium rule field", where)
 
 
-def constructs(p: Policy, inv: Inventory) -> list[Finding]:
-    """Every construct finding of one policy (empty: nothing stands in the way of an exact translation)."""
+def pod_addresses(inv: Inventory) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    out = []
+    for pod in inv.pods:
+        if pod.ip:
+            try:
+                out.append(ipaddress.ip_address(pod.ip))
+            except ValueError:
+                continue
+    return out
+
+
+def constructs(p: Policy, inv: Inventory,
+               pod_ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] | None = None) -> list[Finding]:
+    """Every construct finding of one policy (empty: nothing stands in the way of an exact translation).
+    ``pod_ips``: the inventory's pod addresses, when the caller already parsed them."""
     out: list[Finding] = []
     for flag, name in ((p.do_not_track, "doNotTrack"), (p.pre_dnat, "preDNAT"), (p.apply_on_forward, "applyOnForward")):
         if flag:
@@ -156,13 +169,8 @@ def constructs(p: Policy, inv: Inventory) -> list[Finding]:
             out.append(Finding(p.ident, APPROXIMATE, "host-endpoints",
                                f"also selects host endpoints ({', '.join(hit[:3])}): Cilium host policies need "
                                "the host firewall and are not emitted"))
-    pod_ips = []
-    for pod in inv.pods:
-        if pod.ip:
-            try:
-                pod_ips.append(ipaddress.ip_address(pod.ip))
-            except ValueError:
-                continue
+    if pod_ips is None:
+        pod_ips = pod_addresses(inv)
     for direction in ("Ingress", "Egress"):
         for i, r in enumerate(p.rules(direction)):
             out += _rule_findings(p, r, f"{direction.lower()}[{i}]", pod_ips, direction == "Egress")
