@@ -22,6 +22,17 @@ from migrator.policy import selector as sel
 from migrator.policy.endpoints import Endpoint, Probe
 from migrator.policy.model import DEFAULT_TIER, EntityRule, Inventory, NetworkSet, Policy, Rule
 
+NOTHING = sel.Not(sel.All())
+
+
+def _parse(text: str) -> sel.Node:
+    """A selector's AST; one that does not parse selects nothing (it is reported by the translation)."""
+    try:
+        return sel.parse(text)
+    except sel.SelectorError:
+        return NOTHING
+
+
 PROTOCOL_NUMBERS = {"TCP": "6", "UDP": "17", "ICMP": "1", "SCTP": "132"}
 EPHEMERAL_SOURCE_PORT = 40000
 
@@ -60,13 +71,13 @@ class CalicoModel:
             return False
         if p.namespace is not None and ep.pod.namespace != p.namespace:
             return False
-        if p.namespace_selector and not sel.matches(sel.parse(p.namespace_selector),
+        if p.namespace_selector and not sel.matches(_parse(p.namespace_selector),
                                                     self.namespace_labels(ep.pod.namespace)):
             return False
-        if p.sa_selector and not sel.matches(sel.parse(p.sa_selector),
+        if p.sa_selector and not sel.matches(_parse(p.sa_selector),
                                              {"projectcalico.org/name": ep.pod.service_account}):
             return False
-        return sel.matches(sel.parse(p.selector), self.pod_labels(ep))
+        return sel.matches(_parse(p.selector), self.pod_labels(ep))
 
     def applying(self, ep: Endpoint, direction: str) -> list[tuple[str, list[Policy]]]:
         key = (ep.key, direction)
@@ -91,8 +102,8 @@ class CalicoModel:
         return [n for n in self.inv.network_sets if _in(ip, n.nets)]
 
     def _label_match(self, p: Policy, e: EntityRule, text: str | None, ep: Endpoint) -> bool:
-        node = sel.parse(text or "")
-        ns_node = sel.parse(e.namespace_selector) if e.namespace_selector is not None else None
+        node = _parse(text or "")
+        ns_node = _parse(e.namespace_selector) if e.namespace_selector is not None else None
         if ep.pod is not None:
             if ns_node is not None:
                 if not sel.matches(ns_node, self.namespace_labels(ep.pod.namespace)):
@@ -101,7 +112,7 @@ class CalicoModel:
                 return False
             if e.sa_names and ep.pod.service_account not in e.sa_names:
                 return False
-            if e.sa_selector and not sel.matches(sel.parse(e.sa_selector),
+            if e.sa_selector and not sel.matches(_parse(e.sa_selector),
                                                  {"projectcalico.org/name": ep.pod.service_account}):
                 return False
             return sel.matches(node, self.pod_labels(ep))
@@ -185,7 +196,7 @@ class CalicoModel:
                 if passed:
                     break
             if not passed and self.tier_default.get(tier, "Deny") != "Pass":
-                return False, f"tier {tier}: end of tier"
+                return False, f"tier {tier}: end of tier ({', '.join(p.ident for p in policies[:3])})"
         return True, ""
 
     def verdict(self, src: Endpoint, dst: Endpoint, probe: Probe) -> tuple[bool, list[str]]:

@@ -291,3 +291,22 @@ def test_kubernetes_policies_stay_native() -> None:
     t = translate(inventory(knp("k", podSelector={}, ingress=[{}])))
     assert t.classes == {}
     assert [o["kind"] for o in t.objects] == ["CiliumCIDRGroup", "CiliumCIDRGroup"]
+
+
+def test_served_versions_pick_what_the_cluster_serves() -> None:
+    from migrator.policy.emit import served
+    chosen = served({"ciliumnetworkpolicies.cilium.io": ["v2"], "ciliumclusterwidenetworkpolicies.cilium.io": ["v2"],
+                     "ciliumcidrgroups.cilium.io": ["v2alpha1"]})
+    assert (chosen.policy, chosen.cidr_group) == ("v2", "v2alpha1")
+    t = translate(inventory(), chosen)
+    assert {o["apiVersion"] for o in t.objects} == {"cilium.io/v2alpha1"}
+    with pytest.raises(ValueError, match="ciliumnetworkpolicies.cilium.io serves v3; install Cilium's CRDs"):
+        served({"ciliumnetworkpolicies.cilium.io": ["v3"], "ciliumclusterwidenetworkpolicies.cilium.io": ["v2"],
+                "ciliumcidrgroups.cilium.io": ["v2"]})
+
+
+def test_a_selector_syntax_error_is_untranslatable_naming_the_column() -> None:
+    t = translate(inventory(gnp("bad", selector="app == 'web' &&", ingress=[{"action": "Allow"}])))
+    (f,) = t.findings
+    assert (t.classes["gnp/bad"], f.construct, f.rule) == ("untranslatable", "selector-syntax", "selector")
+    assert "unexpected end at column 16" in f.reason

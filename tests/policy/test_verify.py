@@ -112,3 +112,14 @@ def test_cost_is_bounded_by_groups_not_pods() -> None:
                                       for i in range(20) for n, p in enumerate(inv.pods)))
     assert len(endpoint_groups(many)) == len(endpoint_groups(inv))
     assert verify(many, translate(many).objects).flows == verify(inv, translate(inv).objects).flows
+
+
+def test_an_untranslatable_policy_shows_as_the_flows_only_calico_enforces() -> None:
+    inv = inventory(gnp("logged-deny", selector="app == 'db'", ingress=[
+        {"action": "Log"}, {"action": "Deny", "source": {"selector": "role == 'fe'"}}]))
+    t = translate(inv)
+    assert t.classes["gnp/logged-deny"] == "untranslatable"
+    result = verify(inv, t.objects)
+    assert result.differences and all((d.calico, d.cilium) == (False, True) for d in result.differences)
+    why = {d.responsible[0] for d in result.differences}
+    assert why == {"gnp/logged-deny ingress[1]", "tier default: end of tier (gnp/logged-deny)"}
