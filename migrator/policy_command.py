@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -58,13 +59,16 @@ def _translation(args: argparse.Namespace) -> tuple[Any, Translation] | int:
             print(f"error: {exc}; fix or remove that object", file=sys.stderr)
             return Exit.INVALID
         versions = {crd: port.served_versions(crd) for crd in CILIUM_CRDS}
+        try:
+            chosen = served(versions) if any(versions.values()) else CiliumVersions()
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return Exit.INVALID
+        if any(versions.values()):
+            chosen = replace(chosen, end_port=port.crd_has_field(
+                CILIUM_CRDS[0], chosen.policy, "spec.ingress.toPorts.ports.endPort"))
     finally:
         port.close()
-    try:
-        chosen = served(versions) if any(versions.values()) else CiliumVersions()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return Exit.INVALID
     return inv, translate(inv, chosen)
 
 

@@ -67,7 +67,7 @@ _READ = Rule(S, False, "a read")
 CALLS: dict[str, Rule] = {
     # reads
     **{name: _READ for name in (
-        "server_version", "served_versions", "list_nodes", "list_pods", "list_pdbs", "get_node_config",
+        "server_version", "served_versions", "crd_has_field", "list_nodes", "list_pods", "list_pdbs", "get_node_config",
         "get_daemonset", "get_pod", "read_configmap", "list_objects", "list_ippools",
         "get_felix_configuration", "get_service_cluster_ip", "list_policies", "list_workloads",
         "read_policy_inventory")},
@@ -157,6 +157,9 @@ class GuardedPort:
 
     def served_versions(self, crd_name: str) -> list[str]:
         return self._guard("served_versions", self.inner.served_versions, crd_name)
+
+    def crd_has_field(self, crd_name: str, version: str, path: str) -> bool:
+        return self._guard("crd_has_field", self.inner.crd_has_field, crd_name, version, path)
 
     def list_nodes(self) -> list[NodeFacts]:
         return self._guard("list_nodes", self.inner.list_nodes)

@@ -80,6 +80,23 @@ class KubeReads:
         versions.sort(key=lambda v: not v.get("storage"))  # stable: storage first, then CRD order
         return [str(v["name"]) for v in versions]
 
+    def crd_has_field(self, crd_name: str, version: str, path: str) -> bool:
+        crd = self._get_or_none(f"get crd {crd_name}",
+                                self.extensions.read_custom_resource_definition, crd_name)
+        found = [v for v in ((crd or {}).get("spec") or {}).get("versions") or []
+                 if v.get("name") == version and v.get("served")]
+        if not found:
+            return False
+        node = (found[0].get("schema") or {}).get("openAPIV3Schema") or {}
+        for name in path.split("."):
+            while node.get("type") == "array":
+                node = node.get("items") or {}
+            props = node.get("properties") or {}
+            if name not in props:
+                return False
+            node = props[name]
+        return True
+
     # -- cached kinds ------------------------------------------------------------------------
     def _cached(self, kind: str) -> WatchCache | None:
         return self.cache if self.cache is not None and self.cache.has(kind) else None

@@ -212,6 +212,11 @@ class ClusterPort(Protocol):
         """Served versions of a CRD (e.g. ``ciliumnodeconfigs.cilium.io``), storage version
         first then in the CRD's order; ``[]`` if the CRD is not installed."""
 
+    def crd_has_field(self, crd_name: str, version: str, path: str) -> bool:
+        """Whether a served version of a CRD declares a field in its schema, ``path`` dotted through
+        object properties (array items are stepped through), e.g. ``spec.ingress.toPorts.ports.endPort``;
+        False when the CRD or the version is absent (the API server prunes undeclared fields)."""
+
     # -- watch-driven cache -----------------------------------------------------------------
     def start_watching(self, scope: WatchScope) -> None:
         """LIST then WATCH nodes, pods, PDBs, DaemonSets in the agent namespace and the

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from migrator.policy.constructs import constructs, pod_addresses
 from migrator.policy.cubes import L4, AnyPeer, Approx, Cube, subtract_all
-from migrator.policy.emit import CiliumVersions, emit_groups, emit_policy, emit_tier
+from migrator.policy.emit import CiliumVersions, emit_groups, emit_policy, emit_tier, range_fits
 from migrator.policy.findings import APPROXIMATE, UNTRANSLATABLE, Finding, policy_class
 from migrator.policy.labelsel import DNF, Inexpressible, conj_and
 from migrator.policy.model import Inventory, Policy
@@ -154,6 +154,19 @@ def _tier_ends(direction: str, order: list[str], by_tier: Mapping[str, list[Poli
         out.tier_deny[key] = list(dict.fromkeys(cubes))
 
 
+def _wide_ranges(compiled: Compiled, versions: CiliumVersions) -> dict[str, tuple[int, int]]:
+    """Per policy (or ``tier/<name>``), a port range the served schema cannot carry, if any."""
+    out: dict[str, tuple[int, int]] = {}
+    for table in (compiled.allow, compiled.deny, compiled.tier_deny):
+        for (owner, _direction), cubes in table.items():
+            key = owner if table is not compiled.tier_deny else f"tier/{owner}"
+            for c in cubes:
+                r = c.l4.ports
+                if r is not None and c.l4.named is None and not range_fits(r[0], r[1], versions):
+                    out.setdefault(key, r)
+    return out
+
+
 def translate(inv: Inventory, versions: CiliumVersions | None = None) -> Translation:
     """Translate every Calico policy of the inventory; Kubernetes NetworkPolicies stay as they are."""
     versions = versions or CiliumVersions()
@@ -181,13 +194,22 @@ def translate(inv: Inventory, versions: CiliumVersions | None = None) -> Transla
         usable.append(p)
     compiled = compile_inventory(inv, usable)
     objects: list[dict] = []
+    wide = _wide_ranges(compiled, versions)
     for p in usable:
         if p.native:
+            continue
+        blocked = wide.get(p.ident) or wide.get(f"tier/{p.tier}")
+        if blocked:
+            findings.append(Finding(p.ident, UNTRANSLATABLE, "port-range",
+                                    f"port range {blocked[0]}-{blocked[1]} needs endPort, which the served "
+                                    "CiliumNetworkPolicy schema lacks (Cilium >= 1.16 has it; the API server "
+                                    "would prune it and leave the first port)"))
             continue
         for note in dict.fromkeys(compiled.notes.get(p.ident, ())):
             findings.append(Finding(p.ident, APPROXIMATE, "narrowing", note))
         objects.append(emit_policy(p, subject_dnf(p), compiled.allow, compiled.deny, versions))
-    tiers_done = sorted({t for (t, _d) in compiled.tier_deny if compiled.tier_deny[(t, _d)]})
+    tiers_done = sorted({t for (t, _d) in compiled.tier_deny if compiled.tier_deny[(t, _d)]
+                         and f"tier/{t}" not in wide})
     for tier in tiers_done:
         objects.append(emit_tier(tier, compiled.tier_deny, versions))
         for note in dict.fromkeys(compiled.notes.get(f"tier/{tier}", ())):

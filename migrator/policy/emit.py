@@ -33,6 +33,14 @@ class CiliumVersions:
 
     policy: str = "v2"
     cidr_group: str = "v2"
+    end_port: bool = True        # the policy schema has ``endPort`` (Cilium >= 1.16); else ranges are listed
+
+
+MAX_LISTED_PORTS = 64   # without endPort, a range up to this wide is listed port by port
+
+
+def range_fits(lo: int, hi: int, versions: CiliumVersions) -> bool:
+    return versions.end_port or hi - lo < MAX_LISTED_PORTS
 
 
 def served(versions: Mapping[str, list[str]]) -> CiliumVersions:
@@ -54,7 +62,7 @@ def selector(conj: Conj) -> dict[str, Any]:
     return as_label_selector(conj, prefix="k8s:")
 
 
-def _l4(cube: Cube) -> dict[str, Any]:
+def _l4(cube: Cube, versions: CiliumVersions) -> dict[str, Any]:
     x = cube.l4
     if x.proto is None:
         return {}
@@ -65,14 +73,17 @@ def _l4(cube: Cube) -> dict[str, Any]:
         port: dict[str, Any] = {"port": x.named, "protocol": x.proto}
     elif x.ports is None:
         port = {"port": "0", "protocol": x.proto}
-    else:
+    elif versions.end_port or x.ports[0] == x.ports[1]:
         port = {"port": str(x.ports[0]), "protocol": x.proto}
         if x.ports[1] > x.ports[0]:
             port["endPort"] = x.ports[1]
+    else:   # no endPort in the served schema: the API server would prune it and leave the first port
+        return {"toPorts": [{"ports": [{"port": str(n), "protocol": x.proto}
+                                       for n in range(x.ports[0], x.ports[1] + 1)]}]}
     return {"toPorts": [{"ports": [port]}]}
 
 
-def entry(cube: Cube, direction: str) -> dict[str, Any]:
+def entry(cube: Cube, direction: str, versions: CiliumVersions) -> dict[str, Any]:
     side = "from" if direction == "Ingress" else "to"
     p = cube.peer
     if isinstance(p, Sel):
@@ -83,20 +94,21 @@ def entry(cube: Cube, direction: str) -> dict[str, Any]:
         out = {f"{side}CIDRSet": [{"cidr": p.cidr, **({"except": list(p.excepts)} if p.excepts else {})}]}
     else:
         out = {f"{side}Entities": ["all"]}
-    return {**out, **_l4(cube)}
+    return {**out, **_l4(cube, versions)}
 
 
 SECTIONS = {("Ingress", False): "ingress", ("Ingress", True): "ingressDeny",
             ("Egress", False): "egress", ("Egress", True): "egressDeny"}
 
 
-def _specs(items: Iterable[tuple[Cube, str, bool]], base: DNF, types: tuple[str, ...]) -> list[dict[str, Any]]:
+def _specs(items: Iterable[tuple[Cube, str, bool]], base: DNF, types: tuple[str, ...],
+           versions: CiliumVersions) -> list[dict[str, Any]]:
     by_subject: dict[Conj, dict[str, list[dict[str, Any]]]] = {}
     for s in base:
         by_subject.setdefault(s, {})
     for cube, direction, deny in items:
         section = by_subject.setdefault(cube.subject, {}).setdefault(SECTIONS[(direction, deny)], [])
-        e = entry(cube, direction)
+        e = entry(cube, direction, versions)
         if e not in section:
             section.append(e)
     specs = []
@@ -135,7 +147,7 @@ def emit_policy(p: Policy, subject: DNF, allow: Mapping[tuple[str, str], list[Cu
                 deny: Mapping[tuple[str, str], list[Cube]], versions: CiliumVersions) -> dict[str, Any]:
     items = [(c, d, False) for d in ("Ingress", "Egress") for c in allow.get((p.ident, d), ())]
     items += [(c, d, True) for d in ("Ingress", "Egress") for c in deny.get((p.ident, d), ())]
-    specs = _specs(items, subject, p.types)
+    specs = _specs(items, subject, p.types, versions)
     note = {"policy.migrator.io/source": p.ident}
     if p.namespace and _namespaced_peers_only((c for c, _d, _x in items), p.namespace):
         return _object("CiliumNetworkPolicy", f"calico.{p.name}", p.namespace, specs, versions, note)
@@ -147,7 +159,7 @@ def emit_tier(tier: str, tier_deny: Mapping[tuple[str, str], list[Cube]], versio
     """The explicit end-of-tier denies of one tier, as one CCNP."""
     items = [(c, d, True) for d in ("Ingress", "Egress") for c in tier_deny.get((tier, d), ())]
     return _object("CiliumClusterwideNetworkPolicy", f"calico-tier.{tier}.end-of-tier", None,
-                   _specs(items, (), ()), versions, {"policy.migrator.io/source": f"tier/{tier}"})
+                   _specs(items, (), (), versions), versions, {"policy.migrator.io/source": f"tier/{tier}"})
 
 
 def emit_groups(sets: Iterable[NetworkSet], versions: CiliumVersions) -> list[dict[str, Any]]:

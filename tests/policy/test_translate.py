@@ -310,3 +310,18 @@ def test_a_selector_syntax_error_is_untranslatable_naming_the_column() -> None:
     (f,) = t.findings
     assert (t.classes["gnp/bad"], f.construct, f.rule) == ("untranslatable", "selector-syntax", "selector")
     assert "unexpected end at column 16" in f.reason
+
+
+def test_without_end_port_short_ranges_are_listed_and_wide_ones_refused() -> None:
+    from migrator.policy.emit import CiliumVersions
+    old = CiliumVersions(end_port=False)
+    t = translate(inventory(np("short", selector="app == 'web'", ingress=[
+        {"action": "Allow", "protocol": "TCP", "destination": {"ports": ["8000:8002"]}}])), old)
+    assert t.classes["np/shop/short"] == "exact"
+    assert only(by_name(t.objects, "calico.short"))["ingress"][0]["toPorts"] == [{"ports": [
+        {"port": "8000", "protocol": "TCP"}, {"port": "8001", "protocol": "TCP"}, {"port": "8002", "protocol": "TCP"}]}]
+    t = translate(inventory(np("wide", selector="app == 'web'", ingress=[
+        {"action": "Allow", "protocol": "TCP", "destination": {"ports": ["8000:9000"]}}])), old)
+    assert t.classes["np/shop/wide"] == "untranslatable"
+    assert [f.construct for f in t.findings] == ["port-range"]
+    assert not any(o["metadata"]["name"] == "calico.wide" for o in t.objects)
