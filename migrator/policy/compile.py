@@ -68,7 +68,7 @@ class _Walk:
     ctx: Context
     out: Compiled
     groups: Mapping[str, tuple[str, ...]]
-    allows: list[Cube] = field(default_factory=list)         # every Allow seen so far (effective or not)
+    allows: list[Cube] = field(default_factory=list)         # what every Allow so far really allows
 
 
 def _subjects(p: Policy) -> DNF:
@@ -102,7 +102,7 @@ def compile_inventory(inv: Inventory, usable: list[Policy]) -> Compiled:
                     cubes = rule_cubes(p, r, direction, subject, ctx, notes)
                     if r.action == "Allow":
                         eff = subtract_all(cubes, tier_pass, groups, notes)
-                        walk.allows += cubes
+                        walk.allows += eff        # what this rule really allows (not what it passed on)
                         if not p.native:
                             out.allow[(p.ident, direction)] += eff
                     elif r.action == "Deny":
@@ -140,7 +140,9 @@ def _tier_ends(direction: str, order: list[str], by_tier: Mapping[str, list[Poli
         notes = out.notes[f"tier/{tier}"]
         if default_action.get(tier, "Deny") != "Pass":
             for s in subjects[tier]:
-                for a in (a for t in later for a in all_allows_by_tier[t]):
+                # anything a later tier may allow (its allows, and what its Pass rules or defaultAction
+                # send on to profiles): T denies all of it that T does not match for its endpoints
+                for a in (a for t in later for a in [*all_allows_by_tier[t], *(c for _p, c in passes[t])]):
                     subject = conj_and(a.subject, s.subject)
                     if subject is None:
                         continue

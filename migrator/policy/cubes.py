@@ -154,9 +154,12 @@ def peer_minus(a: Peer, b: Peer, groups: Mapping[str, tuple[str, ...]], notes: A
     for cut in _cidrs(b, groups):
         nets = [q for p in nets for q in _net_minus(p, cut)]
     pieces: list[Peer] = list(nets)
-    if isinstance(b, Net) and b.excepts:
-        pieces += [Net(e) for e in b.excepts if _nets_overlap(e, a.cidr)
-                   and not any(_subnet(e, x) for x in a.excepts)]
+    if isinstance(b, Net):   # b's exceptions inside a are not in b: they stay in a − b
+        for e in b.excepts:
+            if not _nets_overlap(e, a.cidr) or any(_subnet(e, x) for x in a.excepts):
+                continue
+            inner = e if _subnet(e, a.cidr) else a.cidr      # the smaller of two overlapping CIDRs
+            pieces.append(Net(inner, tuple(x for x in a.excepts if _subnet(x, inner))))
     return pieces
 
 
