@@ -170,9 +170,8 @@ class CalicoModel:
 
     def rule_matches(self, p: Policy, r: Rule, src: Endpoint, dst: Endpoint, probe: Probe) -> bool:
         proto = probe.proto
-        if r.protocol is not None and r.protocol not in (proto, PROTOCOL_NUMBERS.get(proto)) and not (
-                proto == "ICMP" and r.protocol == "ICMPv6"):
-            return False
+        if r.protocol is not None and r.protocol not in (proto, PROTOCOL_NUMBERS.get(proto)):
+            return False   # the probes are IPv4: an ICMPv6 rule never matches them
         if r.not_protocol is not None and r.not_protocol in (proto, PROTOCOL_NUMBERS.get(proto)):
             return False
         if r.icmp_type is not None and (proto != "ICMP" or probe.port != r.icmp_type or r.icmp_code not in (None, 0)):

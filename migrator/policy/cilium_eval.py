@@ -205,7 +205,8 @@ class CiliumModel:
             return True
         for icmp in entry.get("icmps") or ():
             for f in icmp.get("fields") or ():
-                if probe.proto == "ICMP" and int(f.get("type", -1)) == probe.port:
+                if (probe.proto == "ICMP" and int(f.get("type", -1)) == probe.port
+                        and f.get("family", "IPv4") == "IPv4"):   # the probes are IPv4
                     return True
         for tp in entry.get("toPorts") or ():
             for port in tp.get("ports") or ():

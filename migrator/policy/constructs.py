@@ -113,7 +113,7 @@ def _rule_findings(p: Policy, r: Rule, where: str, pod_ips: list[ipaddress.IPv4A
                       "not cover pod-to-service traffic", where)
     if r.protocol in ("ICMP", "ICMPv6") and r.icmp_type is None:
         yield Finding(p.ident, APPROXIMATE, "icmp-any-type",
-                      "Cilium needs an ICMP type: emitted for types 0, 3, 8 and 11 only", where)
+                      "Cilium needs an ICMP type: emitted for types 0, 3, 8 and 11 (ICMPv6: 1-4, 128, 129) only", where)
     if r.ip_version is not None:
         yield Finding(p.ident, APPROXIMATE, "ipVersion",
                       "selector-only rules carry no IP family in Cilium (exact in single-stack clusters)", where)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from migrator.policy.labelsel import Conj, conj_and, dnf_not
 
-PROTOCOLS = ("TCP", "UDP", "SCTP", "ICMP")
+PROTOCOLS = ("TCP", "UDP", "SCTP", "ICMP", "ICMPv6")
 MAX_PORT = 65535
 
 
@@ -177,8 +177,8 @@ def l4_minus(a: L4, b: L4, notes: Approx) -> list[L4]:
     if b.proto is None:
         return []
     if a.proto is None:
-        notes.append("IP protocols other than TCP, UDP, SCTP and ICMP cannot be singled out in Cilium: "
-                      f"the complement of {b.proto} covers only the others of these four")
+        notes.append("IP protocols other than TCP, UDP, SCTP, ICMP and ICMPv6 cannot be singled out in "
+                     f"Cilium: the complement of {b.proto} covers only the others of these five")
         return [L4(p) for p in PROTOCOLS if p != b.proto] + l4_minus(L4(b.proto), b, notes)
     if b.named is not None or a.named is not None:
         if a.named == b.named and a.named is not None:
@@ -187,7 +187,7 @@ def l4_minus(a: L4, b: L4, notes: Approx) -> list[L4]:
             return []
         notes.append(f"named port {a.named or b.named} compared with numeric ports: kept whole")
         return [a]
-    if a.proto == "ICMP":
+    if a.proto in ("ICMP", "ICMPv6"):
         if b.icmp_type is None:
             return []
         if a.icmp_type is None:

@@ -20,7 +20,7 @@ from migrator.policy.cubes import Cube, Groups, Net, Sel
 from migrator.policy.identity import NAMESPACE
 from migrator.policy.labelsel import DNF, Conj, as_label_selector
 from migrator.policy.model import NetworkSet, Policy
-from migrator.policy.rules import ICMP_ANY_TYPES, group_name
+from migrator.policy.rules import ICMP_ANY_TYPES, ICMPV6_ANY_TYPES, group_name
 
 MANAGED = {"app.kubernetes.io/managed-by": "migrator"}
 ISOLATE_KEY = "k8s:policy.migrator.io/isolate-only"
@@ -66,9 +66,10 @@ def _l4(cube: Cube, versions: CiliumVersions) -> dict[str, Any]:
     x = cube.l4
     if x.proto is None:
         return {}
-    if x.proto == "ICMP":
-        types = ICMP_ANY_TYPES if x.icmp_type is None else (x.icmp_type,)
-        return {"icmps": [{"fields": [{"type": t, "family": "IPv4"} for t in types]}]}
+    if x.proto in ("ICMP", "ICMPv6"):
+        types = (ICMP_ANY_TYPES if x.proto == "ICMP" else ICMPV6_ANY_TYPES) if x.icmp_type is None else (x.icmp_type,)
+        family = "IPv4" if x.proto == "ICMP" else "IPv6"
+        return {"icmps": [{"fields": [{"type": t, "family": family} for t in types]}]}
     if x.named is not None:
         port: dict[str, Any] = {"port": x.named, "protocol": x.proto}
     elif x.ports is None:

@@ -21,7 +21,8 @@ from migrator.policy.model import EntityRule, Inventory, NetworkSet, Policy, Rul
 
 ORCHESTRATOR = "projectcalico.org/orchestrator"
 POD_KEYS = {"projectcalico.org/namespace": NAMESPACE, "projectcalico.org/serviceaccount": SERVICE_ACCOUNT}
-ICMP_ANY_TYPES = (0, 3, 8, 11)
+ICMP_ANY_TYPES = (0, 3, 8, 11)              # "any ICMP" as Cilium can say it: the common types
+ICMPV6_ANY_TYPES = (1, 2, 3, 4, 128, 129)
 
 
 def group_name(ns: NetworkSet) -> str:
@@ -160,8 +161,9 @@ def l4s(r: Rule, notes: Approx) -> list[L4]:
     if proto is None:
         return [L4()]
     if proto in ("ICMP", "ICMPv6"):
-        types = (r.icmp_type,) if r.icmp_type is not None else ICMP_ANY_TYPES
-        return [L4("ICMP", icmp_type=t) for t in types]
+        if r.icmp_type is not None:
+            return [L4(proto, icmp_type=r.icmp_type)]
+        return [L4(proto, icmp_type=t) for t in (ICMP_ANY_TYPES if proto == "ICMP" else ICMPV6_ANY_TYPES)]
     dst = r.destination
     out = [port_l4(proto, x) for x in dst.ports] if dst.ports else [L4(proto)]
     for x in dst.not_ports:

@@ -203,6 +203,11 @@ CASES = [
          "np/shop/ping", "exact",
          lambda objs: only(by_name(objs, "calico.ping"))["ingress"][0]["icmps"]
          == [{"fields": [{"type": 8, "family": "IPv4"}]}]),
+    Case("icmpv6-type",
+         (np("ping6", selector="app == 'web'", ingress=[{"action": "Allow", "protocol": "ICMPv6", "icmp": {"type": 128}}]),),
+         "np/shop/ping6", "exact",
+         lambda objs: only(by_name(objs, "calico.ping6"))["ingress"][0]["icmps"]
+         == [{"fields": [{"type": 128, "family": "IPv6"}]}]),
     Case("not-selector",
          (np("not-sel", selector="app == 'web'", ingress=[{"action": "Allow", "source": {"notSelector": "role == 'fe'"}}]),),
          "np/shop/not-sel", "approximate", lambda objs: bool(only(by_name(objs, "calico.shop.not-sel"))["ingress"]),

@@ -41,7 +41,7 @@ def test_correct_translation_has_no_difference() -> None:
     t = translate(inv)
     assert t.classes == {"gnp/platform.tenant-isolation": "exact", "gnp/db-guard": "exact",
                          "np/shop/web": "approximate"}, [f.line() for f in t.findings]
-    assert "other than TCP, UDP, SCTP and ICMP" in t.findings[0].reason   # the deny's L4 complement
+    assert "other than TCP, UDP, SCTP, ICMP and ICMPv6" in t.findings[0].reason   # the deny's L4 complement
     result = verify(inv, t.objects)
     assert result.flows > 0 and result.differences == ()
 
