@@ -26,6 +26,7 @@ from migrator import __version__
 COMMAND_MODULES = (
     "migrator.commands",   # preflight, plan, run, status, resume, pause, abort, finalize, rollback, canary
     "migrator.report_command",   # report
+    "migrator.policy_command",   # policy translate, policy verify
 )
 SIM_COMMANDS = {
     "sim": "run the simulated cluster",

@@ -41,6 +41,7 @@ from migrator.cluster.port import (
     ObjectRef,
     PodRequest,
     PolicyInfo,
+    PolicyInventory,
     WatchScope,
     WorkloadInfo,
 )
@@ -66,9 +67,10 @@ _READ = Rule(S, False, "a read")
 CALLS: dict[str, Rule] = {
     # reads
     **{name: _READ for name in (
-        "server_version", "served_versions", "list_nodes", "list_pods", "list_pdbs", "get_node_config",
+        "server_version", "served_versions", "crd_has_field", "list_nodes", "list_pods", "list_pdbs", "get_node_config",
         "get_daemonset", "get_pod", "read_configmap", "list_objects", "list_ippools",
-        "get_felix_configuration", "get_service_cluster_ip", "list_policies", "list_workloads")},
+        "get_felix_configuration", "get_service_cluster_ip", "list_policies", "list_workloads",
+        "read_policy_inventory")},
     "proxy_get": Rule(P, False, "a probe through pods/proxy: a 5xx may be the path to the pod, the probe judges it"),
     # writes computed from what they read: a repeat finds the change made and does nothing
     "cordon_node": Rule(S, True, "reads spec.unschedulable first; a repeat is a no-op"),
@@ -156,6 +158,9 @@ class GuardedPort:
     def served_versions(self, crd_name: str) -> list[str]:
         return self._guard("served_versions", self.inner.served_versions, crd_name)
 
+    def crd_has_field(self, crd_name: str, version: str, path: str) -> bool:
+        return self._guard("crd_has_field", self.inner.crd_has_field, crd_name, version, path)
+
     def list_nodes(self) -> list[NodeFacts]:
         return self._guard("list_nodes", self.inner.list_nodes)
 
@@ -197,6 +202,9 @@ class GuardedPort:
 
     def list_workloads(self) -> list[WorkloadInfo]:
         return self._guard("list_workloads", self.inner.list_workloads)
+
+    def read_policy_inventory(self) -> PolicyInventory:
+        return self._guard("read_policy_inventory", self.inner.read_policy_inventory)
 
     def proxy_get(self, namespace: str, pod: str, port: int, path: str, query: dict[str, str]) -> str:
         return self._guard("proxy_get", self.inner.proxy_get, namespace, pod, port, path, query)

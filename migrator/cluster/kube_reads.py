@@ -27,6 +27,7 @@ from migrator.cluster.port import (
     WorkloadInfo,
 )
 from migrator.model.observation import NodeConfigFacts, NodeFacts, PdbFacts, PodFacts
+from migrator.policy import model as policy_model
 
 CALICO_GROUP, CALICO_VERSION = "crd.projectcalico.org", "v1"
 POLICY_KINDS = (  # (kind label, group, version, plural, namespaced)
@@ -34,6 +35,12 @@ POLICY_KINDS = (  # (kind label, group, version, plural, namespaced)
     ("GlobalNetworkPolicy", CALICO_GROUP, CALICO_VERSION, "globalnetworkpolicies", False),
     ("CiliumNetworkPolicy", "cilium.io", "v2", "ciliumnetworkpolicies", True),
     ("CiliumClusterwideNetworkPolicy", "cilium.io", "v2", "ciliumclusterwidenetworkpolicies", False),
+)
+
+
+CALICO_POLICY_KINDS = (  # (plural, namespaced)
+    ("networkpolicies", True), ("globalnetworkpolicies", False), ("networksets", True),
+    ("globalnetworksets", False), ("hostendpoints", False), ("tiers", False),
 )
 
 
@@ -72,6 +79,23 @@ class KubeReads:
         versions = [v for v in (crd.get("spec") or {}).get("versions") or [] if v.get("served")]
         versions.sort(key=lambda v: not v.get("storage"))  # stable: storage first, then CRD order
         return [str(v["name"]) for v in versions]
+
+    def crd_has_field(self, crd_name: str, version: str, path: str) -> bool:
+        crd = self._get_or_none(f"get crd {crd_name}",
+                                self.extensions.read_custom_resource_definition, crd_name)
+        found = [v for v in ((crd or {}).get("spec") or {}).get("versions") or []
+                 if v.get("name") == version and v.get("served")]
+        if not found:
+            return False
+        node = (found[0].get("schema") or {}).get("openAPIV3Schema") or {}
+        for name in path.split("."):
+            while node.get("type") == "array":
+                node = node.get("items") or {}
+            props = node.get("properties") or {}
+            if name not in props:
+                return False
+            node = props[name]
+        return True
 
     # -- cached kinds ------------------------------------------------------------------------
     def _cached(self, kind: str) -> WatchCache | None:
@@ -241,3 +265,25 @@ class KubeReads:
                 continue
             out += [convert.workload_info(kind, o) for o in sorted(items, key=convert.sort_key)]
         return out
+
+    def read_policy_inventory(self) -> policy_model.Inventory:
+        group, version = (("projectcalico.org", "v3") if self.served_versions("networkpolicies.projectcalico.org")
+                          else (CALICO_GROUP, CALICO_VERSION))
+        calico = {plural: self._list_custom(group, version, plural) for plural, _ in CALICO_POLICY_KINDS}
+        knps = self._call("list networkpolicies", self.networking.list_network_policy_for_all_namespaces)
+        pods = self._call("list pods", self.core.list_pod_for_all_namespaces)
+        namespaces = self._call("list namespaces", self.core.list_namespace)
+        policies = ([policy_model.calico_policy("NetworkPolicy", o) for o in calico["networkpolicies"]]
+                    + [policy_model.calico_policy("GlobalNetworkPolicy", o) for o in calico["globalnetworkpolicies"]]
+                    + [policy_model.kubernetes_policy(o)
+                       for o in sorted(knps.get("items") or [], key=convert.sort_key)])
+        return policy_model.Inventory(
+            policies=tuple(policies),
+            network_sets=tuple([policy_model.network_set(o, global_=False) for o in calico["networksets"]]
+                               + [policy_model.network_set(o, global_=True) for o in calico["globalnetworksets"]]),
+            host_endpoints=tuple(policy_model.host_endpoint(o) for o in calico["hostendpoints"]),
+            tiers=tuple(policy_model.tier(o) for o in calico["tiers"]),
+            pods=tuple(policy_model.pod(o) for o in sorted(pods.get("items") or [], key=convert.sort_key)
+                       if (o.get("status") or {}).get("podIP") and not (o.get("spec") or {}).get("hostNetwork")),
+            namespaces={(o.get("metadata") or {}).get("name", ""): dict((o.get("metadata") or {}).get("labels") or {})
+                        for o in namespaces.get("items") or []})

@@ -33,6 +33,7 @@ from migrator.model.observation import (
     PodFacts,
 )
 from migrator.model.pod import PodRequest as PodRequest  # what create_pod takes; CreatePod carries it
+from migrator.policy.model import Inventory as PolicyInventory
 
 # --------------------------------------------------------------------------------------------
 # Records the port returns or accepts that are not part of the engine's observation model.
@@ -211,6 +212,11 @@ class ClusterPort(Protocol):
         """Served versions of a CRD (e.g. ``ciliumnodeconfigs.cilium.io``), storage version
         first then in the CRD's order; ``[]`` if the CRD is not installed."""
 
+    def crd_has_field(self, crd_name: str, version: str, path: str) -> bool:
+        """Whether a served version of a CRD declares a field in its schema, ``path`` dotted through
+        object properties (array items are stepped through), e.g. ``spec.ingress.toPorts.ports.endPort``;
+        False when the CRD or the version is absent (the API server prunes undeclared fields)."""
+
     # -- watch-driven cache -----------------------------------------------------------------
     def start_watching(self, scope: WatchScope) -> None:
         """LIST then WATCH nodes, pods, PDBs, DaemonSets in the agent namespace and the
@@ -354,3 +360,10 @@ class ClusterPort(Protocol):
 
     def list_workloads(self) -> list[WorkloadInfo]:
         """Deployments and StatefulSets with their desired replicas."""
+
+    def read_policy_inventory(self) -> PolicyInventory:
+        """What policy translation reads: Calico NetworkPolicies, GlobalNetworkPolicies, NetworkSets,
+        GlobalNetworkSets, HostEndpoints and Tiers (``projectcalico.org/v3`` when its CRDs are served,
+        else ``crd.projectcalico.org/v1``; kinds not served are empty), Kubernetes NetworkPolicies,
+        pods with an address (labels, service account, named ports) and namespace labels. Raises
+        ``PolicyInputError`` for an object whose spec cannot be read."""

@@ -1,0 +1,1 @@
+"""Calico network policy translated to Cilium, and the equivalence check between the two."""
