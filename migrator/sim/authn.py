@@ -58,10 +58,12 @@ class Authenticator:
         return token
 
     def authenticate(self, authorization: str) -> Identity | None:
-        """The identity of an ``Authorization: Bearer ...`` header; None when unknown."""
-        if not authorization.startswith("Bearer "):
+        """The identity of an ``Authorization: Bearer ...`` header (the scheme in any case, as
+        kube-apiserver reads it: the in-cluster Python client sends ``bearer``); None when unknown."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer":
             return None
-        token = authorization[7:]
+        token = token.strip()
         found = self._users.get(token)
         if found is not None:
             return found
