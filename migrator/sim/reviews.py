@@ -36,7 +36,7 @@ def access_review(authorizer: Authorizer, who: Identity, body: Obj) -> Obj:
         attrs = Attributes(resource.get("verb", ""), resource.get("group", ""), resource.get("resource", ""),
                            resource.get("subresource", ""), resource.get("namespace", ""), resource.get("name", ""))
     else:
-        attrs = Attributes(non_resource.get("verb", ""), path=non_resource.get("path", "") or "/")
+        attrs = Attributes((non_resource or {}).get("verb", ""), path=(non_resource or {}).get("path", "") or "/")
     allowed, reason = authorizer.authorize(who, attrs)
     status: Obj = {"allowed": allowed}
     if reason:
