@@ -11,7 +11,7 @@ override, so the child process points them at the test's files before the CLI st
 status, pause, on-call rollback of a node and of everything, a canary, then run + finalize on a
 second cluster) and records, per command, its exit code, its stderr and the requests it made
 (from the sim's request log). ``until`` stops after a given command; ``drop`` removes one rule of
-the ClusterRole first.
+the ClusterRole first; ``timeout`` bounds each command.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from tests.runner.test_rollback import break_cross_overlay
 
 RBAC = "rbac.authorization.k8s.io"
 GROUPED = ("apps", "policy", "batch")
+STALLED = -9   # the exit code recorded for a command killed at its timeout
 _LAUNCH = ("import runpy, sys\n"
            "import kubernetes.config.incluster_config as c\n"
            "c.SERVICE_TOKEN_FILENAME, c.SERVICE_CERT_FILENAME = sys.argv.pop(1), sys.argv.pop(1)\n"
@@ -158,8 +159,10 @@ def _stale_fleet(sim) -> None:
     client.close()
 
 
-def every_flow(tmp_path: Path, *, drop: int | None = None, until: int | None = None) -> list[Outcome]:
-    """Run ``STEPS`` (through index ``until``) in-cluster, the ClusterRole less rule ``drop``."""
+def every_flow(tmp_path: Path, *, drop: int | None = None, until: int | None = None,
+               timeout: float = 180) -> list[Outcome]:
+    """Run ``STEPS`` (through index ``until``) in-cluster, the ClusterRole less rule ``drop``; a
+    command still running after ``timeout`` seconds is killed and recorded as ``STALLED``."""
     from migrator.sim.cluster import SimCluster
 
     plans = {"plan": fast_plan(tmp_path, {"rollback.halt_after": None, "probes.checks.deadline": "8s"}),
@@ -181,8 +184,14 @@ def every_flow(tmp_path: Path, *, drop: int | None = None, until: int | None = N
             if key not in pods:
                 pods[key] = install(sim, plans[step.plan], tmp_path / f"pod-{i}", drop)
             before = len(sim.requests.entries)
-            result = run(sim, pods[key], step.args[0], "--plan", str(plans[step.plan]), *step.args[1:])
-            outcomes.append(Outcome(step.name, result.returncode, result.stderr[-3000:],
+            try:
+                result = run(sim, pods[key], step.args[0], "--plan", str(plans[step.plan]), *step.args[1:],
+                             timeout=timeout)
+                code, stderr = result.returncode, result.stderr
+            except subprocess.TimeoutExpired as exc:   # killed: it did not finish in time
+                raw = exc.stderr or ""
+                code, stderr = STALLED, raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+            outcomes.append(Outcome(step.name, code, stderr,
                                     _used(sim.requests.entries[before:], pods[key].user)))
     finally:
         for sim in sims:

@@ -6,9 +6,11 @@ that ClusterRole, on a simulated cluster that enforces RBAC (``tests/runner/incl
 
 * with the whole role, no request is refused (no 403 in the request log), every command ends as it
   should, and the requests made are exactly the role's grants: nothing missing, nothing extra;
-* with any one rule removed, the first command that needed it fails, and its error names the
-  403 kube-apiserver sends for it. Only the commands up to that one run (the earlier ones never
-  used the rule), and each rule is its own test so that pytest-xdist spreads them.
+* with any one rule removed, the first command that needed it is refused (403, and only for that
+  rule), names kube-apiserver's 403 message in its output (all but ``UNPRINTED``), and fails or
+  does not finish (``SURVIVED`` lists the two rules whose absence it outlives, logging the 403). Only the commands
+  up to that one run (the earlier ones never used the rule), and each rule is its own test so that
+  pytest-xdist spreads them.
 
 The full run is made once per test session: the first worker to need it runs it and leaves its
 record in the session's base temporary directory (the one all xdist workers share) for the others.
@@ -60,6 +62,19 @@ def test_cluster_role_grants_exactly_what_every_flow_uses(full_run):
     assert not missing and not extra, f"used but not granted: {missing}\ngranted but never used: {extra}"
 
 
+#: Rules whose absence the tool survives: it makes the request, logs the 403 as a failed action and
+#: goes on. An Event per node transition is a courtesy to whoever watches the node; the probe
+#: fleet's namespace is only read when an earlier release left it in place (step 0 of the flows).
+SURVIVED = {("", "events"): "Events are best effort", ("", "namespaces"): "the fleet's namespace exists"}
+#: Rules whose 403 the tool records without printing it: a refused pods/proxy dial is a probe check's
+#: "fail" result (kept, cut at 160 characters, in the checkpoint), not a log line.
+UNPRINTED = {("", "pods/proxy"): "a refused dial is a failed check"}
+#: Seconds a command may take with a rule missing: every one takes a few with the whole role. Without
+#: pods/eviction or pods/proxy a run retries the refused requests until the plan's drain timeout
+#: and probe deadlines (minutes), so it is stopped here and counted as not done.
+STALL_AFTER = 60
+
+
 @pytest.mark.parametrize("index", range(len(RULES)), ids=[f"{r.group or 'core'}/{r.resource}" for r in RULES])
 def test_without_any_one_rule_a_command_fails_with_its_403(index, full_run, tmp_path):
     rule = RULES[index]
@@ -67,12 +82,15 @@ def test_without_any_one_rule_a_command_fails_with_its_403(index, full_run, tmp_
              if any(g == rule.group and r == rule.resource and v in rule.verbs for g, r, v, _ in o.used)]
     assert needs, f"no command used {rule}"
     first = needs[0]
-    outcomes = every_flow(tmp_path, drop=index, until=first)
+    outcomes = every_flow(tmp_path, drop=index, until=first, timeout=STALL_AFTER)
     for before, now in zip(full_run[:first], outcomes[:first], strict=True):
-        assert now.code == before.code, (now.step, now.stderr)   # they never needed the rule
+        assert now.code == before.code, (now.step, now.stderr[-3000:])   # they never needed the rule
     failed = outcomes[first]
-    resource, _, sub = rule.resource.partition("/")
-    pattern = (r'User "system:serviceaccount:[a-z0-9:-]+" cannot (' + "|".join(rule.verbs) + r') resource "'
-               + re.escape(rule.resource) + r'" in API group "' + re.escape(rule.group) + r'"')
-    assert failed.code != 0, (failed.step, failed.stderr)
-    assert re.search(pattern, failed.stderr), (failed.step, pattern, failed.stderr)
+    refused = [u for u in failed.used if u[3] == 403]
+    assert refused and all((g, r) == (rule.group, rule.resource) and v in rule.verbs for g, r, v, _ in refused), refused
+    pattern = (r'User \\?"system:serviceaccount:[a-z0-9:-]+\\?" cannot (' + "|".join(rule.verbs) + r') resource \\?"'
+               + re.escape(rule.resource) + r'\\?" in API group \\?"' + re.escape(rule.group) + r'\\?"')
+    if (rule.group, rule.resource) not in UNPRINTED:
+        assert re.search(pattern, failed.stderr), (failed.step, pattern, failed.stderr[-3000:])
+    if (rule.group, rule.resource) not in SURVIVED:
+        assert failed.code != full_run[first].code and failed.code != 0, (failed.step, failed.stderr[-3000:])
