@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from migrator.sim import discovery, fields, operations, reviews, tables, wire
+from migrator.sim import discovery, fields, operations, protobody, reviews, tables, wire
 from migrator.sim.authn import Authenticator, impersonate
 from migrator.sim.errors import (
     ApiError,
@@ -510,25 +510,27 @@ class _Handler(BaseHTTPRequestHandler):
             query = dict(query, fieldManager=self.headers.get("User-Agent", "").split("/")[0][:128] or "unknown")
         if method == "GET":
             if t.name:
-                return self._send_obj(operations.get(store, t))
+                return self._send_obj(res, operations.get(store, t), query=query)
             items, rv, cont = operations.list_objects(store, t, query)
             if tables.wants_table(self.headers.get("Accept", "")):
-                return self._send(200, tables.table(res.kind, [present(res, o) for o in items],
-                                                    resource_version=rv, cont=cont))
+                return self._send(200, tables.table(res, [present(res, o) for o in items],
+                                                    include=self._include_object(query), resource_version=rv,
+                                                    cont=cont))
             meta: Obj = {"resourceVersion": rv}
             if cont:
                 meta["continue"] = cont
             return self._send(200, {"kind": f"{res.kind}List", "apiVersion": res.group_version,
                                     "metadata": meta, "items": items})
         if method == "POST":
-            return self._send_obj(operations.create(store, t, self._decode(body, res.kind), query, self._warnings),
-                                  201)
+            return self._send_obj(res, operations.create(store, t, self._decode(body, res.kind, res), query,
+                                                         self._warnings), 201, query=query)
         if method == "PUT":
-            return self._send_obj(operations.update(store, t, self._decode(body, res.kind), query, self._warnings))
+            return self._send_obj(res, operations.update(store, t, self._decode(body, res.kind, res), query,
+                                                         self._warnings), query=query)
         if method == "PATCH":
             patched, created = operations.patch(store, t, body, self.headers.get("Content-Type", ""), query,
                                                 self._warnings)
-            return self._send_obj(patched, 201 if created else 200)
+            return self._send_obj(res, patched, 201 if created else 200, query=query)
         if method == "DELETE":
             options = self._json(body) if body else {}
             if not t.name:
@@ -595,17 +597,28 @@ class _Handler(BaseHTTPRequestHandler):
             if err is not None:
                 raise err
 
-    def _send_obj(self, obj: Obj, code: int = 200) -> int:
+    def _send_obj(self, res: ApiResource, obj: Obj, code: int = 200, *, query: dict[str, str]) -> int:
         if tables.wants_table(self.headers.get("Accept", "")):
-            return self._send(code, tables.table(obj.get("kind", ""), [obj],
+            return self._send(code, tables.table(res, [obj], include=self._include_object(query),
                                                  resource_version=obj["metadata"].get("resourceVersion", "")))
         return self._send(code, obj)
 
     @staticmethod
-    def _decode(body: bytes, kind: str) -> Any:
-        """The object a create or update sends, decoded as kube-apiserver's handlers decode it."""
+    def _include_object(query: dict[str, str]) -> str:
+        """The ``includeObject`` of a Table request (kube-apiserver's default: the metadata only)."""
+        include = query.get("includeObject") or "PartialObjectMetadata"
+        if include not in tables.INCLUDE_OBJECT:
+            raise BadRequest(f'includeObject: Unsupported value: "{include}": supported values: '
+                             f'"{tables.INCLUDE_OBJECT[0]}", "{tables.INCLUDE_OBJECT[1]}", "{tables.INCLUDE_OBJECT[2]}"')
+        return include
+
+    def _decode(self, body: bytes, kind: str, res: ApiResource | None = None) -> Any:
+        """The object a create or update sends (to ``res``, when not a subresource), decoded as
+        kube-apiserver's handlers decode it: JSON, or protobuf (``protobody``)."""
         if not body.strip():
             raise BadRequest(operations.unrecognized_body(kind, body))
+        if self.headers.get("Content-Type", "").split(";")[0].strip() == protobody.MEDIA_TYPE:
+            return protobody.read(body, kind, custom=res is not None and res.crd_schema is not None)
         try:
             return fields.loads(body)
         except ValueError as exc:
@@ -670,6 +683,7 @@ class _Handler(BaseHTTPRequestHandler):
         predicate = build_predicate(query.get("labelSelector"), query.get("fieldSelector"))
         timeout = min(int(query.get("timeoutSeconds") or MAX_WATCH_SECONDS), MAX_WATCH_SECONDS)
         as_table = tables.wants_table(self.headers.get("Accept", ""))
+        include = self._include_object(query) if as_table else ""
         deadline = time.monotonic() + timeout
 
         def matches(obj: Obj | None) -> bool:
@@ -700,12 +714,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()   # the client's watch starts at the headers, events or not
         try:
             for obj in initial:
-                self._chunk("ADDED", present(res, obj), as_table)
+                self._chunk("ADDED", present(res, obj), res, include)
             while not self.api.stopping and self.api.unavailable is None:
                 try:
                     events = store.events_since(cursor)
                 except Gone as err:
-                    self._chunk("ERROR", err.status(), False)
+                    self._chunk("ERROR", err.status(), res, "")
                     break
                 for ev in events:
                     cursor = ev.rv
@@ -721,7 +735,7 @@ class _Handler(BaseHTTPRequestHandler):
                     else:
                         kind = ev.type if now_in else None
                     if kind:
-                        self._chunk(kind, present(res, ev.obj), as_table)
+                        self._chunk(kind, present(res, ev.obj), res, include)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -737,9 +751,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = self.api.stopping or self.api.unavailable is not None
         return 200
 
-    def _chunk(self, kind: str, obj: Obj, as_table: bool) -> None:
-        if as_table and kind != "ERROR":
-            obj = tables.table(obj.get("kind", ""), [obj], resource_version=obj["metadata"].get("resourceVersion", ""))
+    def _chunk(self, kind: str, obj: Obj, res: ApiResource, include: str) -> None:
+        """One watch event; a Table of the one object when the watch asked for Tables (``include`` set)."""
+        if include and kind != "ERROR":
+            obj = tables.table(res, [obj], include=include, resource_version=obj["metadata"].get("resourceVersion", ""))
         data = wire.dumps({"type": kind, "object": obj}) + b"\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()

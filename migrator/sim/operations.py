@@ -30,7 +30,7 @@ from migrator.sim.errors import (
 from migrator.sim.patch import json_patch, merge_patch, strategic_merge_patch
 from migrator.sim.registry import ApiResource
 from migrator.sim.selectors import build_predicate, node_name_from_fields
-from migrator.sim.store import Store
+from migrator.sim.store import Store, drop_empty_metadata
 
 Obj = dict[str, Any]
 
@@ -166,9 +166,16 @@ def _forbidden_terminating(t: Target, obj: Obj) -> Exception:
                      f"content in namespace {t.namespace} because it is being terminated")
 
 
+def _dry_run(t: Target, obj: Obj) -> Obj:
+    """What a dry-run write answers: the object as it would be stored, not stored."""
+    meta = dict(obj.get("metadata") or {})
+    drop_empty_metadata(meta)
+    return present(t.res, dict(obj, metadata=meta))
+
+
 def _create_or_dry_run(store: Store, t: Target, obj: Obj, query: dict[str, str]) -> Obj:
     if query.get("dryRun") == "All":
-        return present(t.res, obj)
+        return _dry_run(t, obj)
     return present(t.res, store.create(t.res.key, obj))
 
 
@@ -201,7 +208,7 @@ def _write(store: Store, t: Target, current: Obj, obj: Obj, query: dict[str, str
         if query.get("fieldManager") and not applied:
             apply.record_update(t.res, current, obj, query["fieldManager"])
     if query.get("dryRun") == "All":
-        return present(t.res, obj)
+        return _dry_run(t, obj)
     return present(t.res, store.update(t.res.key, obj, subresource=sub, check_version=check_version))
 
 

@@ -46,6 +46,8 @@ class ApiResource:
     deprecated: str | None = None   # a deprecation warning served as a Warning header
     crd_schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     categories: tuple[str, ...] = ()
+    #: a custom resource version's ``additionalPrinterColumns`` (the columns of its Table)
+    printer_columns: tuple[dict[str, Any], ...] = field(default=(), compare=False, hash=False)
 
     @property
     def key(self) -> str:
@@ -191,6 +193,7 @@ def crd_resources(crd: dict[str, Any]) -> list[ApiResource]:
             crd_schema=(v.get("schema") or {}).get("openAPIV3Schema") or {"type": "object",
                                                                            "x-kubernetes-preserve-unknown-fields": True},
             categories=tuple(names.get("categories") or ()),
+            printer_columns=tuple(v.get("additionalPrinterColumns") or ()),
         ))
     return out
 

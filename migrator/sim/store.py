@@ -134,6 +134,18 @@ class _Table:
     indexes: dict[str, tuple[IndexFn, dict[str, set[tuple[str, str]]]]] = field(default_factory=dict)
 
 
+#: The ObjectMeta collections kube-apiserver serialises with ``omitempty``: stored empty, they are
+#: not there when read back (``kubectl diff`` would otherwise show an ``annotations: {}`` the
+#: client sent and no real server keeps).
+OMITTED_WHEN_EMPTY = ("labels", "annotations", "finalizers", "ownerReferences", "managedFields")
+
+
+def drop_empty_metadata(meta: Obj) -> None:
+    for key in OMITTED_WHEN_EMPTY:
+        if key in meta and not meta[key]:
+            del meta[key]
+
+
 class Store:
     """Thread-safe in-memory object store with Kubernetes write semantics."""
 
@@ -270,6 +282,7 @@ class Store:
                 meta["generation"] = 1
             meta.pop("deletionTimestamp", None)
             meta.pop("resourceVersion", None)
+            drop_empty_metadata(meta)
             self._commit(table, key, new, "ADDED")
             return new
 
@@ -385,6 +398,7 @@ class Store:
                 if source is not None and source(new) != source(current):
                     meta["generation"] = cmeta["generation"] + 1
         new["metadata"]["resourceVersion"] = cmeta["resourceVersion"]
+        drop_empty_metadata(new["metadata"])
         if new == current:
             return current
         # Finalizers emptied on an object being deleted: it goes. Pods are the exception,

@@ -33,6 +33,7 @@ TYPES = [
     ResourceType("apps", "daemonsets", "DaemonSet", True, True),
     ResourceType("apps", "deployments", "Deployment", True, True),
     ResourceType("apps", "replicasets", "ReplicaSet", True, True),
+    ResourceType("apps", "controllerrevisions", "ControllerRevision", True, False),
     ResourceType("batch", "jobs", "Job", True, True),
     ResourceType("policy", "poddisruptionbudgets", "PodDisruptionBudget", True, True),
     ResourceType("networking.k8s.io", "networkpolicies", "NetworkPolicy", True, False),

@@ -86,6 +86,52 @@ def test_daemonset_recreates_deleted_pod_and_rolls_on_template_change(h):
     assert st["updatedNumberScheduled"] == 3 and st["numberAvailable"] == 3 and st["observedGeneration"] == 2
 
 
+def revisions(h, name: str) -> dict[int, dict]:
+    return {r["revision"]: r for r in h.store.list("apps/controllerrevisions", "default")
+            if r["metadata"]["ownerReferences"][0]["name"] == name}
+
+
+def test_daemonset_history_keeps_a_revision_per_template_within_its_limit(h):
+    # pkg/controller/daemon/update.go: a revision <ds>-<hash> per template, labelled with the hash
+    # the pods carry, owned by the DaemonSet; an old template coming back is renumbered, not copied;
+    # beyond revisionHistoryLimit the oldest revisions no live pod runs are deleted.
+    for n in ("a", "b"):
+        h.node(n)
+    ds = daemonset("agent")
+    ds["spec"]["revisionHistoryLimit"] = 1
+    h.store.create("apps/daemonsets", ds)
+    h.settle()
+    first = revisions(h, "agent")[1]
+    hash1 = first["metadata"]["labels"]["controller-revision-hash"]
+    assert first["metadata"]["name"] == f"agent-{hash1}"
+    assert first["metadata"]["labels"]["app"] == "agent"
+    assert first["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet"
+    assert first["metadata"]["ownerReferences"][0]["controller"] is True
+    assert first["data"]["spec"]["template"]["$patch"] == "replace"
+    assert {p["metadata"]["labels"]["controller-revision-hash"] for p in h.pods("default")} == {hash1}
+
+    def image(tag: str):
+        return lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image=f"busybox:{tag}")
+
+    h.store.mutate("apps/daemonsets", "default", "agent", image("2"))
+    h.settle()
+    assert sorted(revisions(h, "agent")) == [1, 2]   # one old revision: within the limit
+    h.store.mutate("apps/daemonsets", "default", "agent", image("3"))
+    h.settle()
+    assert sorted(revisions(h, "agent")) == [2, 3]   # the oldest, run by no pod, went
+    h.ready_pods = False                             # pods of the next template never become Ready
+    h.store.mutate("apps/daemonsets", "default", "agent", lambda d: d["spec"]["template"]["spec"][
+        "containers"][0].update(image="busybox"))
+    h.settle()
+    now = revisions(h, "agent")
+    assert sorted(now) == [3, 4] and now[4]["metadata"]["name"] == first["metadata"]["name"]
+    h.store.mutate("apps/daemonsets", "default", "agent", image("5"))
+    h.settle()
+    # revision 3's template still runs on a node (the stalled rollout): it is kept past the limit,
+    # while revision 4 goes once its one pod, never ready, was replaced
+    assert sorted(revisions(h, "agent")) == [3, 5]
+
+
 def test_daemonset_rolling_update_keeps_at_most_one_node_unavailable(h):
     for n in ("a", "b", "c"):
         h.node(n)

@@ -48,6 +48,7 @@ def install_controllers(world: World, config: SimConfig) -> Controllers:
     """Register every simulated controller on ``world``; returns them."""
     store = world.store
     store.add_index("pods", "controller-uid", controller_uid)
+    store.add_index("apps/controllerrevisions", "controller-uid", controller_uid)
     names = PodNames(world.rng.getrandbits(64))
     return Controllers(
         scheduler=Scheduler(world, config),

@@ -6,7 +6,8 @@ real controller adds to every daemon pod (not-ready, unreachable, unschedulable,
 pressure taints, and network-unavailable for host-network pods). Cordoned and NotReady
 nodes therefore still get their CNI agents, as on a real cluster.
 
-Pods are created bound (``spec.nodeName``, plus the ``metadata.name`` node-affinity term
+Every template the DaemonSet has had is kept as a ControllerRevision (``history``), the
+``<name>-<hash>`` whose hash its pods carry. Pods are created bound (``spec.nodeName``, plus the ``metadata.name`` node-affinity term
 the real controller writes), owned by the DaemonSet and labelled with
 ``controller-revision-hash`` (a hash of the template) and ``pod-template-generation``.
 A deleted pod is recreated once the old one is gone, never alongside it, so a node never
@@ -27,6 +28,7 @@ import structlog
 
 from migrator.sim.config import SimConfig
 from migrator.sim.controllers.coalesce import Coalescer
+from migrator.sim.controllers.history import DaemonSetHistory
 from migrator.sim.controllers.matching import (
     DAEMON_TOLERATIONS,
     HOST_NETWORK_DAEMON_TOLERATION,
@@ -84,6 +86,7 @@ class DaemonSetController:
         self.world = world
         self.store = world.store
         self.names = names
+        self.history = DaemonSetHistory(self.store)
         self._sync = Coalescer(world, self.sync, delay=config.latencies.controller)
         world.on("apps/daemonsets", self._on_daemonset)
         world.on("pods", self._on_pod)
@@ -91,6 +94,8 @@ class DaemonSetController:
 
     def _on_daemonset(self, event: Event) -> None:
         meta = event.obj["metadata"]
+        if event.type == "DELETED":
+            self.history.forget(meta["uid"])
         self._sync.mark((meta.get("namespace", ""), meta["name"]))
 
     def _on_pod(self, event: Event) -> None:
@@ -117,8 +122,11 @@ class DaemonSetController:
         revision = template_hash(template)
         nodes = self.store.list("nodes")
         by_node: dict[str, list[Obj]] = {}
+        live_hashes: set[str] = set()
         for pod in self.store.list("pods", key[0], index=("controller-uid", uid)):
             by_node.setdefault(pod["spec"].get("nodeName") or "", []).append(pod)
+            live_hashes.add(pod["metadata"].get("labels", {}).get("controller-revision-hash", ""))
+        self.history.record(ds, revision, live_hashes)
 
         desired = current = ready = available = updated = misscheduled = 0
         to_create: list[str] = []

@@ -44,6 +44,8 @@ def template_hash(template: Obj, *, salt: int = 0) -> str:
     """A stable short hash of a pod template (the ``pod-template-hash`` label value)."""
     tpl = json.loads(json.dumps(template, sort_keys=True))
     tpl.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
+    if tpl.get("metadata", {}).get("creationTimestamp", "") is None:   # a typed template's zero time: no field
+        del tpl["metadata"]["creationTimestamp"]
     digest = hashlib.sha256((json.dumps(tpl, sort_keys=True) + f"/{salt}").encode()).digest()
     value = int.from_bytes(digest[:8], "big")
     out = []
