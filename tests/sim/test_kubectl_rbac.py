@@ -89,6 +89,12 @@ def test_impersonation_with_as_and_who_may_use_it(sim, kubeconfig, tmp_path):
     got = run_kubectl(kubeconfig, "get", "nodes", "--as", "alice", "--as-group", "system:masters")
     assert got.returncode == 0, got.stderr
     robot = sim.write_kubeconfig(tmp_path / "robot", service_account="kube-system/robot")
+    got = run_kubectl(robot, "create", "clusterrolebinding", "mine", "--clusterrole", "cluster-admin",
+                      "--serviceaccount", "kube-system:robot")
+    assert got.returncode == 1
+    assert got.stderr.strip() == ('error: failed to create clusterrolebinding: clusterrolebindings.rbac.authorization.k8s.io '
+                                  f'is forbidden: User "{ROBOT}" cannot create resource "clusterrolebindings" in API '
+                                  'group "rbac.authorization.k8s.io" at the cluster scope')
     got = run_kubectl(robot, "get", "nodes", "--as", "alice")
     assert got.returncode == 1
     assert got.stderr.strip() == (f'Error from server (Forbidden): users "alice" is forbidden: User "{ROBOT}" '
