@@ -13,13 +13,16 @@ executed; ``requests`` records every answer. ``outage`` / ``schedule_outage`` ma
 unavailable for a while (``faults.Outage``): ``refuse`` stops listening and closes every
 connection, ``503`` answers everything 503 and ends open watches. ``add_user`` issues another
 bearer token, so that the request log can tell two clients apart by user.
+
+Every request is authenticated (``authn.py``: the admin token, issued users, ServiceAccount
+tokens, impersonation) and authorized by RBAC (``rbac.py``) before anything is executed, fault
+injection included; ``/healthz``, ``/livez`` and ``/readyz`` answer before either.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import secrets
 import socket
 import threading
 import time
@@ -32,7 +35,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from migrator.sim import discovery, fields, operations, protobody, tables, wire
+from migrator.sim import discovery, fields, operations, protobody, reviews, tables, wire
+from migrator.sim.authn import Authenticator, impersonate
 from migrator.sim.errors import (
     ApiError,
     BadRequest,
@@ -49,6 +53,7 @@ from migrator.sim.faults import ApiFaults, Outage, OutageMode
 from migrator.sim.httpparse import BodyError, FramingError, Headers, read_body, read_headers
 from migrator.sim.openapi import OpenApi
 from migrator.sim.operations import Target, present
+from migrator.sim.rbac import Attributes, Authorizer, Identity
 from migrator.sim.registry import ApiResource, Registry, registry_for
 from migrator.sim.requestlog import RequestEntry, RequestLog
 from migrator.sim.selectors import build_predicate
@@ -79,7 +84,8 @@ class ApiServer:
         self.store = store
         self.registry: Registry = registry_for(store)
         self.token = token
-        self.users: dict[str, str] = {token: "sim-admin"}   # bearer token -> user name
+        self.authn = Authenticator(store, token)
+        self.authz = Authorizer(store)
         self.proxy = proxy
         self.faults = faults
         self.version = version
@@ -109,11 +115,10 @@ class ApiServer:
             httpd.socket = self._ssl.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
         return httpd
 
-    def add_user(self, name: str) -> str:
-        """Issue a bearer token for another user (with the same rights) and return it."""
-        token = secrets.token_hex(16)
-        self.users[token] = name
-        return token
+    def add_user(self, name: str, groups: tuple[str, ...] = ()) -> str:
+        """Issue a bearer token for user ``name`` and return it. The user may do what RBAC binds to
+        it (or to its ``groups``, e.g. ``system:masters``): at first no more than discover the API."""
+        return self.authn.add_user(name, groups)
 
     @property
     def url(self) -> str:
@@ -227,6 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
     headers: Headers  # type: ignore[assignment]  # read_headers' lean Headers stand in for email.message.Message
     raw_requestline: bytes  # set by handle_one_request, undeclared in the stdlib's stubs
     _warnings: list[str]
+    _identity: Identity   # who the request acts as, once authenticated (and impersonated)
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     # Buffer each response and send it whole (handle_one_request flushes after the handler):
@@ -408,14 +414,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._entry = ("get", "", "", path)
             self._unavailable()
             return self._send(200, "ok", "text/plain; charset=utf-8")
-        auth = self.headers.get("Authorization", "")
-        user = api.users.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
-        if user is None:
+        who = api.authn.authenticate(self.headers.get("Authorization", ""))
+        if who is None:
             raise Unauthorized("Unauthorized")
-        self._user = user
+        self._user = who.name
+        if "Impersonate-User" in self.headers or "Impersonate-Group" in self.headers:
+            who = impersonate(api.authz, who, self.headers)
+            self._user = who.name
+        self._identity = who
         segs = [s for s in path.split("/") if s]
         if not segs or not ((segs[0] == "api" and len(segs) >= 3) or (segs[0] == "apis" and len(segs) >= 4)):
             self._entry = ("get", "", "", path)   # discovery and /version: non-resource gets
+            api.authz.check(who, Attributes(method.lower(), path=path))
             self._fault("get", "")
         if path == "/version":
             return self._send(200, discovery.version_doc(api.version))
@@ -474,7 +484,10 @@ class _Handler(BaseHTTPRequestHandler):
         if t.subresource == "proxy":
             verb = "get" if method == "GET" else verb
         self._entry = (verb, resource, t.namespace or "", (t.name or "").split(":")[0])
+        self.api.authz.check(self._identity, _attributes(t, verb, query))
         self._fault(verb, resource)   # decided before anything is executed: a fault has no effect
+        if res.key in _REVIEWS or t.subresource == "token":
+            return self._review(method, t, body)
         if t.subresource == "proxy":
             return self._proxy(t, tail, method)
         if t.subresource == "eviction":
@@ -525,6 +538,22 @@ class _Handler(BaseHTTPRequestHandler):
             obj, pending = operations.delete(store, t, options, query)
             return self._send(202 if pending and res.kind != "Pod" else 200, obj)
         raise MethodNotAllowed(f"method {method} is not supported")
+
+    def _review(self, method: str, t: Target, body: bytes) -> int:
+        """The create-only resources answered, never stored: the self reviews and TokenRequest."""
+        if method != "POST":
+            raise MethodNotAllowed(f"method {method} is not supported")
+        who = self._identity
+        if t.subresource == "token":
+            return self._send(201, self.api.authn.token_request(t.namespace or "", t.name or "",
+                                                                self._decode(body, "TokenRequest")))
+        kind = _REVIEWS[t.res.key]
+        data = self._decode(body, kind)
+        if kind == "SelfSubjectAccessReview":
+            return self._send(201, reviews.access_review(self.api.authz, who, data))
+        if kind == "SelfSubjectRulesReview":
+            return self._send(201, reviews.rules_review(self.api.authz, who, data))
+        return self._send(201, reviews.subject_review(who, data))
 
     def _openapi(self, rest: list[str], query: dict[str, str]) -> int:
         """``/openapi/v2`` and ``/openapi/v3[/<group-version>]``, as kube-openapi's handlers serve
@@ -731,4 +760,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-__all__ = ["ApiServer", "ApiResource"]
+_REVIEWS = {"authorization.k8s.io/selfsubjectaccessreviews": "SelfSubjectAccessReview",
+            "authorization.k8s.io/selfsubjectrulesreviews": "SelfSubjectRulesReview",
+            "authentication.k8s.io/selfsubjectreviews": "SelfSubjectReview"}
+
+
+def _attributes(t: Target, verb: str, query: dict[str, str]) -> Attributes:
+    """What a resource request asks, as kube-apiserver's RequestInfo describes it: a namespace's
+    own name is its namespace; a list or watch of one name (``fieldSelector=metadata.name=X``)
+    names it."""
+    res = t.res
+    name = t.name or ""
+    namespace = t.namespace or (name if res.key == "namespaces" else "")
+    if not name and verb in ("list", "watch"):
+        selected = query.get("fieldSelector", "")
+        if selected.startswith("metadata.name=") and "," not in selected:
+            name = selected.removeprefix("metadata.name=")
+    return Attributes(verb, res.group, res.plural, t.subresource or "", namespace, name)
+
+
+__all__ = ["ApiServer", "ApiResource", "Identity"]

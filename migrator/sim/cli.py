@@ -2,7 +2,8 @@
 
 The product CLI hands these commands to ``main`` after importing this module, which loads the
 whole sim and so fails at once, with the CLI's install hint, when the ``sim`` extra is missing.
-``migrator sim serve`` builds a cluster, writes a kubeconfig once it has converged,
+``migrator sim serve`` builds a cluster, writes a kubeconfig once it has converged (the admin's,
+and one per ``--kubeconfig-for NS/SA PATH`` acting as that ServiceAccount, under RBAC),
 prints one line saying where it is, and serves until SIGINT or SIGTERM, then stops
 cleanly (exit 0). ``--list-scenarios`` prints the scenario names with descriptions.
 Exit codes follow the CLI's: 0 done, 2 invalid input.
@@ -69,6 +70,9 @@ def register(sub: Any) -> None:
     serve.add_argument("--pods-per-node", type=int, default=0,
                        help="add a filler Deployment to reach this many pods per worker")
     serve.add_argument("--kubeconfig", type=Path, help="where to write the kubeconfig (required to serve)")
+    serve.add_argument("--kubeconfig-for", nargs=2, action="append", default=[], metavar=("NS/SA", "PATH"),
+                       help="also write a kubeconfig acting as ServiceAccount NS/SA (its rights are what RBAC "
+                            "binds to it; it works once the ServiceAccount exists); repeatable")
     serve.add_argument("--fault-rate", default="0", metavar="RATE",
                        help="probability (0..1) that a request is answered with an error instead (default 0)")
     serve.add_argument("--fault-codes", default="503,500,429", metavar="CODES",
@@ -95,6 +99,12 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.kubeconfig is None:
         print("migrator sim serve: --kubeconfig is required", file=sys.stderr)
         return 2
+    for account, _ in args.kubeconfig_for:
+        namespace, _, name = account.partition("/")
+        if not namespace or not name or "/" in name:
+            print(f"migrator sim serve: --kubeconfig-for {account!r}: expected NAMESPACE/SERVICEACCOUNT PATH",
+                  file=sys.stderr)
+            return 2
     if args.scenario not in SCENARIOS:
         print(f"migrator sim serve: unknown scenario {args.scenario!r} (see --list-scenarios)", file=sys.stderr)
         return 2
@@ -121,6 +131,8 @@ def serve_command(args: argparse.Namespace) -> int:
         if rate:
             sim.faults.add_mixed(rate, codes, verbs)
         path = sim.write_kubeconfig(args.kubeconfig)
+        for account, account_path in args.kubeconfig_for:
+            sim.write_kubeconfig(account_path, service_account=account)
         details = "".join(f" {k}={v}" for k, v in sim.scenario_details.items())
         if rate:
             details += f", faults {rate:g} of {','.join(verbs) or 'all'} requests ({','.join(map(str, codes))})"

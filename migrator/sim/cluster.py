@@ -39,6 +39,7 @@ log = structlog.get_logger("migrator.sim.cluster")
 
 CNC_CRD = "ciliumnodeconfigs.cilium.io"
 CRD_RESOURCE = "apiextensions.k8s.io/customresourcedefinitions"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 class SimCluster:
@@ -128,20 +129,39 @@ class SimCluster:
     def requests(self) -> Any:
         return self.server.requests
 
-    def write_kubeconfig(self, path: str | Path, *, context: str = "sim", user: str | None = None) -> Path:
-        """A kubeconfig for this cluster; ``user`` gives it its own token, so that the request
-        log (``RequestEntry.user``) tells its requests from everyone else's."""
+    def write_kubeconfig(self, path: str | Path, *, context: str = "sim", user: str | None = None,
+                         service_account: str | None = None) -> Path:
+        """A kubeconfig for this cluster: the admin's (``system:masters``) by default. ``user`` gives
+        it its own token, so that the request log (``RequestEntry.user``) tells its requests from
+        everyone else's; that user is bound to cluster-admin by a ClusterRoleBinding
+        ``sim-user-<name>``. ``service_account`` (``NAMESPACE/NAME``) writes one acting as that
+        ServiceAccount, with only the rights RBAC gives it; its token works while it exists."""
         from migrator.sim.kubeconfig import write_kubeconfig
 
-        token = self.token
+        token, user_name = self.token, f"{context}-admin"
         if user is not None:
             if user not in self._user_tokens:
                 self._user_tokens[user] = self.server.add_user(user)
+                self._bind_admin(user)
             token = self._user_tokens[user]
+        if service_account is not None:
+            namespace, _, name = service_account.partition("/")
+            if not namespace or not name or "/" in name:
+                raise ValueError(f"service account {service_account!r} must be NAMESPACE/NAME")
+            token = self.server.authn.service_account_token(namespace, name)
+            user_name = f"system:serviceaccount:{namespace}:{name}"
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_kubeconfig(path, self.url, token, context=context, ca_pem=self.server.ca_pem)
+        write_kubeconfig(path, self.url, token, context=context, ca_pem=self.server.ca_pem, user=user_name)
         return path
+
+    def _bind_admin(self, user: str) -> None:
+        name = f"sim-user-{user}"
+        if self.store.try_get(f"{RBAC_GROUP}/clusterrolebindings", None, name) is None:
+            self.store.create(f"{RBAC_GROUP}/clusterrolebindings", {
+                "apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"apiGroup": RBAC_GROUP, "kind": "User", "name": user}]})
 
     # ------------------------------------------------------------------ convergence
     def settle(self, timeout: float = 30.0, *, strict: bool = False) -> bool:

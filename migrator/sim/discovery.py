@@ -15,7 +15,7 @@ from migrator.sim.registry import SUBRESOURCE_KINDS, Registry
 
 _SUB_VERBS = {"status": ["get", "patch", "update"], "eviction": ["create"], "binding": ["create"],
               "proxy": ["create", "delete", "get", "patch", "update"], "log": ["get"],
-              "scale": ["get", "patch", "update"]}
+              "scale": ["get", "patch", "update"], "token": ["create"]}
 
 
 def version_doc(version: str) -> dict[str, Any]:

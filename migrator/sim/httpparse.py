@@ -26,14 +26,19 @@ class _LineReader(Protocol):
 
 class Headers:
     """Request headers by case-insensitive name; the first of repeated headers wins, as with
-    ``email.message.Message.get``."""
+    ``email.message.Message.get``; ``get_all`` has every value (``Impersonate-Group`` repeats)."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_values", "_repeated")
 
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
         self._values: dict[str, str] = {}
+        self._repeated: dict[str, list[str]] = {}
         for name, value in pairs:
-            self._values.setdefault(name.lower(), value)
+            key = name.lower()
+            if key in self._values:
+                self._repeated.setdefault(key, [self._values[key]]).append(value)
+            else:
+                self._values[key] = value
 
     @overload
     def get(self, name: str) -> str | None: ...
@@ -44,6 +49,10 @@ class Headers:
 
     def __getitem__(self, name: str) -> str | None:
         return self._values.get(name.lower())
+
+    def get_all(self, name: str) -> list[str]:
+        key = name.lower()
+        return list(self._repeated.get(key) or ([self._values[key]] if key in self._values else []))
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._values

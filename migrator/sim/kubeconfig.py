@@ -10,15 +10,17 @@ import yaml
 
 
 def write_kubeconfig(path: str | Path, url: str, token: str, *, context: str = "sim",
-                     namespace: str = "default", ca_pem: bytes | None = None) -> Path:
-    """Write (atomically, mode 0600) a kubeconfig with one cluster, user and context."""
+                     namespace: str = "default", ca_pem: bytes | None = None, user: str | None = None) -> Path:
+    """Write (atomically, mode 0600) a kubeconfig with one cluster, user and context; the user is
+    named ``user`` (default ``<context>-admin``)."""
     path = Path(path)
+    user = user or f"{context}-admin"
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": context, "cluster": _cluster(url, ca_pem)}],
-        "users": [{"name": f"{context}-admin", "user": {"token": token}}],
-        "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-admin",
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": user,
                                                    "namespace": namespace}}],
         "current-context": context,
         "preferences": {},

@@ -252,7 +252,8 @@ def _path_param(name: str, description: str, v3: bool) -> Schema:
 
 
 def _resource_paths(res: ApiResource, kind_schema: str, prefix: str, v3: bool) -> dict[str, Schema]:
-    """The collection and item paths (and the status subresource) of one resource."""
+    """The collection and item paths (and the status subresource) of one resource; only the
+    collection's POST for a create-only one."""
     base = f"/api/{res.version}" if not res.group else f"/apis/{res.group}/{res.version}"
     gv = "".join(p[:1].upper() + p[1:] for p in (res.group.split(".")[0], res.version) if p)
     scope = "Namespaced" if res.namespaced else ""
@@ -271,6 +272,8 @@ def _resource_paths(res: ApiResource, kind_schema: str, prefix: str, v3: bool) -
                              list_params, f"{META}.DeleteOptions"),
         "parameters": [*common, pretty],
     }
+    if set(res.verbs) == {"create"}:   # answered, never stored (the self reviews): a POST and nothing else
+        return {where: {"post": collection["post"], "parameters": [*common, pretty]}}
     item: Schema = {
         "get": _operation(res, "get", f"read{verb}", kind_schema, prefix, v3, []),
         "put": _operation(res, "put", f"replace{verb}", kind_schema, prefix, v3, _write_params(v3), kind_schema),

@@ -9,7 +9,8 @@ rewritten when read at another served version (CiliumNodeConfig at ``cilium.io/v
 ``v2alpha1``).
 
 ``install_api`` registers everything, adds the pod index by ``spec.nodeName`` and creates the
-objects every cluster starts with (the four namespaces, the ``kubernetes`` Service).
+objects every cluster starts with (the four namespaces, the ``kubernetes`` Service, the default
+RBAC roles and bindings).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from migrator.sim.rbac import bootstrap_objects
 from migrator.sim.store import ResourceType, Store
 
 CRD_DIR = Path(__file__).with_name("crds")
@@ -81,7 +83,7 @@ BUILTIN: tuple[ApiResource, ...] = (
     _r("", "v1", "secrets", "Secret", True),
     _r("", "v1", "services", "Service", True, ("status", "proxy"), ("svc",)),
     _r("", "v1", "endpoints", "Endpoints", True, (), ("ep",)),
-    _r("", "v1", "serviceaccounts", "ServiceAccount", True, (), ("sa",)),
+    _r("", "v1", "serviceaccounts", "ServiceAccount", True, ("token",), ("sa",)),
     _r("", "v1", "events", "Event", True, (), ("ev",)),
     _r("apps", "v1", "daemonsets", "DaemonSet", True, ("status",), ("ds",)),
     _r("apps", "v1", "deployments", "Deployment", True, ("status", "scale"), ("deploy",)),
@@ -99,6 +101,11 @@ BUILTIN: tuple[ApiResource, ...] = (
     _r("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
     _r("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, (), ("netpol",)),
     _r("events.k8s.io", "v1", "events", "Event", True, (), ("ev",)),
+    # created, never stored: answered from RBAC (reviews.py)
+    _r("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False,
+       verbs=("create",)),
+    _r("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False, verbs=("create",)),
+    _r("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, verbs=("create",)),
 )
 
 # The subresource kinds discovery advertises (kubectl drain needs pods/eviction as policy/v1 Eviction).
@@ -109,6 +116,7 @@ SUBRESOURCE_KINDS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("pods", "log"): ("", "v1", "Pod"),
     ("nodes", "proxy"): ("", "v1", "NodeProxyOptions"),
     ("services", "proxy"): ("", "v1", "ServiceProxyOptions"),
+    ("serviceaccounts", "token"): ("authentication.k8s.io", "v1", "TokenRequest"),
     ("deployments", "scale"): ("autoscaling", "v1", "Scale"),
     ("replicasets", "scale"): ("autoscaling", "v1", "Scale"),
 }
@@ -231,6 +239,8 @@ def install_api(store: Store, *, service_cidr: str = "10.96.0.0/12",
         obj["status"] = {"acceptedNames": crd["spec"]["names"], "storedVersions": versions[:1],
                          "conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted"}]}
         store.create("apiextensions.k8s.io/customresourcedefinitions", obj)
+    for key, obj in bootstrap_objects():
+        store.create(key, obj)
     for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
         store.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                     "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},

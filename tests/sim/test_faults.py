@@ -162,9 +162,9 @@ def test_503_outage_answers_everything_503_then_serves(api):
 
 
 def test_the_request_log_names_the_user_of_each_token(api):
-    other = api.add_user("second")
+    other = api.add_user("second", groups=("system:masters",))   # RBAC: the admins' group
     call(api, "GET", f"{CM}/cm")
-    call(api, "GET", f"{CM}/cm", token=other)
+    assert call(api, "GET", f"{CM}/cm", token=other)[0] == 200
     assert call(api, "GET", f"{CM}/cm", token="wrong")[0] == 401
     assert [e.user for e in api.requests.entries] == ["sim-admin", "second", ""]
     assert {e.user_agent for e in api.requests.entries} == {"faults-test/1"}
