@@ -40,7 +40,7 @@ from migrator.clock import Clock, SystemClock
 from migrator.cluster.errors import ClusterError, Conflict, Throttled, Unavailable
 from migrator.cluster.lease import LockHeld, LockLost, RunLock, holder_identity
 from migrator.cluster.port import ClusterPort, WatchScope
-from migrator.cluster.store import CheckpointStore
+from migrator.cluster.store import CheckpointStore, Versions
 from migrator.engine.actions import ActionResult, RunProbes, WriteFile
 from migrator.engine.decide import Decision, Inbox, PlanMismatch, Purpose, decide, observe_scope
 from migrator.execute import Executor
@@ -104,7 +104,7 @@ class Runner:
         # waits out an unavailable API server, up to the plan's api.outage_tolerance
         self.outage = ApiOutage(plan.api.outage_tolerance, clock=self.clock, metrics=self.metrics, progress=progress)
         self._stop = threading.Event()
-        self._rv: str | None = None
+        self._rv: Versions | None = None
         # the run's history for its report (migrator/report): appended each turn, read by `migrator report`
         self.timeline = TimelineRecorder(self.output_dir, process=self.run_id, purpose="run", metrics=self.metrics,
                                          clock=self.clock)
@@ -242,15 +242,18 @@ class Runner:
                 self._wait(decision.wake_at)
             if (time.monotonic() - last_reload > RELOAD_EVERY or outage.active) and cp is not None:
                 last_reload = time.monotonic()
-                try:
-                    fresh, rv = self.store.load()
+                try:   # the run ConfigMap alone: operators' requests are run-level fields
+                    head = self.store.read_run()
+                    if head is not None and (head.requested != cp.requested or head.rollback != cp.rollback):
+                        fresh, rv = self.store.load()
+                        if fresh is None:
+                            return Outcome(Exit.HALTED, f"{self.store.where} was deleted while the run was going on")
+                        cp, self._rv = fresh, rv
                 except API_DOWN as exc:
                     if (halt := self._outage(exc, "checkpoint read", cp)) is not None:
                         return halt
                     continue
                 outage.recovered()
-                if fresh is not None and (fresh.requested != cp.requested or fresh.rollback != cp.rollback):
-                    cp, self._rv = fresh, rv
 
     def _outage(self, exc: ClusterError, where: str, cp: Checkpoint | None) -> Outcome | None:
         """A turn failed with an API error: the halt past ``api.outage_tolerance``, else None

@@ -177,6 +177,11 @@ class KubeReads:
         raw = self._read_configmap_raw(namespace, name)
         return convert.configmap_snapshot(raw) if raw else None
 
+    def list_configmaps(self, namespace: str, label_selector: str) -> list[ConfigMapSnapshot]:
+        body = self._call(f"list configmaps {namespace} -l {label_selector}",
+                          self.core.list_namespaced_config_map, namespace, label_selector=label_selector)
+        return [convert.configmap_snapshot(item) for item in body.get("items") or []]
+
     def read_lease(self, namespace: str, name: str) -> LeaseRecord | None:
         raw = self._get_or_none(f"get lease {namespace}/{name}",
                                 self.coordination.read_namespaced_lease, name, namespace)
