@@ -185,6 +185,8 @@ class Runner:
             if self._stop.is_set():
                 return Outcome(Exit.HALTED, "interrupted; state saved — run `migrator resume` to continue", cp)
             where = "observe"
+            began = time.perf_counter()
+            acting = 0.0
             try:
                 scope = observe_scope(cp, purpose)
                 obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight)
@@ -206,7 +208,9 @@ class Runner:
                 cp = decision.checkpoint
                 if decision.actions:
                     where = "actions"
+                    acting = time.perf_counter()
                     results = tuple(self.executor.run(decision.actions))
+                    acting = time.perf_counter() - acting
             except Conflict:
                 self.lock.confirm()  # the 409 may be a new holder's first save: then stop here
                 try:
@@ -236,6 +240,7 @@ class Runner:
                 self.metrics.observe_checkpoint(cp)
                 if self.progress is not None:
                     self.progress.update(cp, decision.reason)
+            self.metrics.turn_done(time.perf_counter() - began - acting)
             if decision.stop is not None:
                 return Outcome(STOP_CODES[decision.stop.code], decision.stop.message, cp)
             if not decision.actions:

@@ -93,6 +93,7 @@ class CheckpointStore:
         self.per_shard = per_shard
         self.last_size = 0          # bytes of data in the largest object the last save wrote
         self.last_save = SaveStats()
+        self.written = SaveStats()  # everything this store wrote, for benchmarks and the run's account
         self._known: dict[str, _Known] = {}
 
     @property
@@ -181,6 +182,8 @@ class CheckpointStore:
         assert run_rv is not None
         self.last_save = stats
         self.last_size = stats.largest
+        self.written.objects += stats.objects
+        self.written.bytes += stats.bytes
         if stats.objects:
             log.debug("checkpoint.saved", where=self.where, objects=stats.objects, bytes=stats.bytes)
         return Versions(run_rv, tuple(sorted(shard_versions.items())))

@@ -221,8 +221,9 @@ class ClusterObservation(_Fact):
 
     _memo: dict[str, tuple[Any, Any]] = PrivateAttr(default_factory=dict)
 
-    def _indexed(self, name: str, source: Any, build: Callable[[], Any]) -> Any:
-        """Compute an index once per source tuple (safe across ``model_copy``)."""
+    def indexed(self, name: str, source: Any, build: Callable[[], Any]) -> Any:
+        """An index computed once per ``source`` object (a field's tuple: safe across
+        ``model_copy``), kept under ``name``; the engine's modules keep theirs here too."""
         entry = self._memo.get(name)
         if entry is None or entry[0] is not source:
             entry = (source, build())
@@ -233,12 +234,12 @@ class ClusterObservation(_Fact):
     @property
     def node_by_name(self) -> dict[str, NodeFacts]:
         """Nodes keyed by name."""
-        return self._indexed("nodes", self.nodes, lambda: {n.name: n for n in self.nodes})
+        return self.indexed("nodes", self.nodes, lambda: {n.name: n for n in self.nodes})
 
     @property
     def pods_by_node(self) -> dict[str, tuple[PodFacts, ...]]:
         """Pods grouped by node name, each group sorted by namespace/name."""
-        return self._indexed("pods_by_node", self.pods, self._group_pods)
+        return self.indexed("pods_by_node", self.pods, self._group_pods)
 
     def _group_pods(self) -> dict[str, tuple[PodFacts, ...]]:
         grouped: dict[str, list[PodFacts]] = {}
@@ -251,7 +252,7 @@ class ClusterObservation(_Fact):
     @property
     def pdbs_by_namespace(self) -> dict[str, tuple[PdbFacts, ...]]:
         """PDBs grouped by namespace."""
-        return self._indexed("pdbs", self.pdbs, self._group_pdbs)
+        return self.indexed("pdbs", self.pdbs, self._group_pdbs)
 
     def _group_pdbs(self) -> dict[str, tuple[PdbFacts, ...]]:
         grouped: dict[str, list[PdbFacts]] = {}
@@ -262,7 +263,7 @@ class ClusterObservation(_Fact):
     @property
     def pod_by_key(self) -> dict[str, PodFacts]:
         """Pods keyed by ``namespace/name``."""
-        return self._indexed("pod_by_key", self.pods, lambda: {p.key: p for p in self.pods})
+        return self.indexed("pod_by_key", self.pods, lambda: {p.key: p for p in self.pods})
 
     # -- helpers ------------------------------------------------------------------------
     def observes_pods_of(self, node: str) -> bool:
