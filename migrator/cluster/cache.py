@@ -71,6 +71,7 @@ class _Kind:
         self.indexers = indexes
         self.objects: dict[Key, Entry] = {}
         self.indexes: dict[str, dict[str, set[Key]]] = {name: {} for name in indexes}
+        self._order: list[Key] | None = None   # the keys sorted, until an object comes or goes
         self.synced = threading.Event()
         self.resource_version = ""
         self.relists = 0
@@ -79,23 +80,34 @@ class _Kind:
 
     def put(self, obj: Raw) -> None:
         key = object_key(obj)
-        self.drop(key)
+        if key not in self.objects:
+            self._order = None
+        self.drop(key, keep_order=True)
         entry = self.objects[key] = Entry(obj, self.convert(obj))
         for name, value_of in self.indexers.items():
             value = value_of(entry.facts)
             if value:
                 self.indexes[name].setdefault(value, set()).add(key)
 
-    def drop(self, key: Key) -> None:
+    def drop(self, key: Key, *, keep_order: bool = False) -> None:
         old = self.objects.pop(key, None)
         if old is None:
             return
+        if not keep_order:
+            self._order = None
         for name, value_of in self.indexers.items():
             value = value_of(old.facts)
             if value and value in self.indexes[name]:
                 self.indexes[name][value].discard(key)
 
+    def ordered(self) -> list[Entry]:
+        """Every object, sorted by namespace/name (the sort is kept until the set changes)."""
+        if self._order is None:
+            self._order = sorted(self.objects)
+        return [self.objects[key] for key in self._order]
+
     def replace_all(self, items: list[Raw]) -> None:
+        self._order = None
         self.objects.clear()
         for index in self.indexes.values():
             index.clear()
@@ -158,8 +170,7 @@ class WatchCache:
     # -- reads -----------------------------------------------------------------------------
     def entries(self, kind: str) -> list[Entry]:
         with self._cond:
-            k = self._kinds[kind]
-            return [k.objects[key] for key in sorted(k.objects)]
+            return self._kinds[kind].ordered()
 
     def indexed(self, kind: str, index: str, value: str) -> list[Entry]:
         """The objects whose ``index`` value is ``value``, sorted by namespace/name."""

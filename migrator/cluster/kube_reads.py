@@ -105,6 +105,8 @@ class KubeReads:
                 entries = cache.indexed("pods", "node", node)
             elif unready and namespace:
                 entries = cache.indexed("pods", "unready", namespace)
+            elif namespace:
+                entries = cache.indexed("pods", "namespace", namespace)
             else:
                 entries = cache.entries("pods")
             return [e.facts for e in entries if convert.pod_matches(e.raw, namespace=namespace, labels=labels)
