@@ -224,10 +224,13 @@ class ClusterObservation(_Fact):
     def indexed(self, name: str, source: Any, build: Callable[[], Any]) -> Any:
         """An index computed once per ``source`` object (a field's tuple: safe across
         ``model_copy``), kept under ``name``; the engine's modules keep theirs here too."""
-        entry = self._memo.get(name)
+        # the private attribute through its slot: pydantic's __getattr__ costs microseconds, and
+        # the engine asks for indexes thousands of times a turn on a large cluster
+        memo: dict[str, tuple[Any, Any]] = self.__pydantic_private__["_memo"]  # type: ignore[index]
+        entry = memo.get(name)
         if entry is None or entry[0] is not source:
             entry = (source, build())
-            self._memo[name] = entry
+            memo[name] = entry
         return entry[1]
 
     # -- indexes (computed once per observation) ----------------------------------------
