@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 
 from migrator.engine.node_steps import in_place, recycle_timeout
 from migrator.engine.ordering import in_flight
-from migrator.model.checkpoint import Checkpoint
+from migrator.model.checkpoint import Checkpoint, NodeRecord, changed_records
 from migrator.model.plan import MigrationPlan
 from migrator.model.states import NodePhase, RunPhase
 
@@ -139,6 +139,8 @@ class Metrics:
         self.lease_info = Gauge("migrator_lease_info", "1 while this process holds the run lock, labelled with "
                                 "its holder identity (host/pid/run).", ["holder"], registry=inner)
         self._seen: dict[str, tuple[str, datetime | None]] = {}   # node -> (phase, phase_started_at)
+        self._nodes: tuple[NodeRecord, ...] | None = None   # the records last looked at
+        self._latest: datetime | None = None   # the latest phase start among them
         self._oldest: set[str] = set()
         self._info: tuple[str, str] | None = None
         self._purpose = ""
@@ -204,10 +206,15 @@ class Metrics:
         oldest: dict[str, datetime] = {}
         for record in cp.nodes:
             started = record.phase_started_at
+            if started is not None and in_flight(record) and (
+                    record.phase.value not in oldest or started < oldest[record.phase.value]):
+                oldest[record.phase.value] = started
+        changed = changed_records(self._nodes, cp.nodes)
+        self._nodes = cp.nodes
+        for record in changed:   # a phase's start only moves forward: the latest is among the changed
+            started = record.phase_started_at
             if started is not None:
-                moments.append(started)
-                if in_flight(record) and (record.phase.value not in oldest or started < oldest[record.phase.value]):
-                    oldest[record.phase.value] = started
+                self._latest = started if self._latest is None else max(self._latest, started)
             previous = self._seen.get(record.name)
             current = (record.phase.value, started)
             if previous is not None and previous[0] != current[0]:
@@ -216,6 +223,8 @@ class Metrics:
                 if current[0] == NodePhase.ROLLED_BACK.value:
                     self.rollbacks.inc()
             self._seen[record.name] = current
+        if self._latest is not None:
+            moments.append(self._latest)
         if moments:
             self.last_progress.set(max(moments).timestamp())
         for gone in self._oldest - oldest.keys():

@@ -45,7 +45,7 @@ from migrator.engine.actions import ActionResult, RunProbes, WriteFile
 from migrator.engine.decide import Decision, Inbox, PlanMismatch, Purpose, decide, observe_scope
 from migrator.execute import Executor
 from migrator.metrics import Metrics
-from migrator.model.checkpoint import Checkpoint
+from migrator.model.checkpoint import Checkpoint, changed_records
 from migrator.model.plan import MigrationPlan
 from migrator.observe import Observer
 from migrator.outage import API_DOWN, ApiOutage
@@ -317,7 +317,7 @@ class Runner:
 
     def _log_transitions(self, old: Checkpoint | None, new: Checkpoint) -> None:
         before = old.by_name if old is not None else {}
-        for record in new.nodes:
+        for record in changed_records(old.nodes if old is not None else None, new.nodes):
             prev = before.get(record.name)
             if prev is None or prev.phase != record.phase:
                 log.info("node.transition", node=record.name, phase=record.phase.value,

@@ -135,7 +135,7 @@ def _on_network(obs: ClusterObservation, plan: MigrationPlan, network: Network) 
 @lru_cache(maxsize=512)
 def _peer_order(node: str, peers: tuple[str, ...]) -> tuple[str, ...]:
     """``peers`` in ``node``'s own order (a hash of the pair: every node prefers different peers,
-    the same ones on every turn). Kept per node while the fleet stays the same."""
+    the same ones on every turn). Kept per node while the cluster's nodes stay the same."""
     return tuple(sorted(peers, key=lambda peer: _rank(node, peer)))
 
 
@@ -224,16 +224,16 @@ def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network
         checks.append(_check(plan, "same-node", own, same_node_peer.ip, probes.port))
     by_node = probe_pods_by_node(obs, plan)
     on_network = _on_network(obs, plan, network)
-    order = _peer_order(node, obs.indexed(f"probes-nodes:{probes.namespace}", obs.probe_pods,
-                                          lambda: tuple(sorted(by_node))))
+    # over every node of the cluster (a set that rarely changes, unlike the usable probe pods)
+    order = _peer_order(node, obs.indexed("node-names", obs.nodes, lambda: tuple(sorted(obs.node_by_name))))
     need: dict[str, int] = {}
     wanted = probes.checks.peers + SPARE_PEERS
     for kind, on_cilium in (("calico", False), ("cilium", True)):
         # the first peers in the node's order that are on this network and not in flight; a
         # suspect only when there is no other
-        candidates = (n for n in order if n != node and n not in busy and on_network[n] == on_cilium)
+        candidates = (n for n in order if n != node and n not in busy and on_network.get(n) is on_cilium)
         chosen = list(islice((n for n in candidates if n not in suspects), wanted)) or list(islice(
-            (n for n in order if n != node and n not in busy and on_network[n] == on_cilium), wanted))
+            (n for n in order if n != node and n not in busy and on_network.get(n) is on_cilium), wanted))
         if chosen:
             need[kind] = min(probes.checks.peers, len(chosen))
         for peer in chosen:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -262,6 +262,20 @@ class Checkpoint(_Record):
     def all_nodes_finished(self) -> bool:
         """Every node reached a terminal phase."""
         return all(record.phase.terminal for record in self.nodes)
+
+
+def changed_records(previous: tuple[NodeRecord, ...] | None,
+                    current: tuple[NodeRecord, ...]) -> Iterator[NodeRecord]:
+    """The records of ``current`` that are not the very objects of ``previous`` (every record
+    when the node list itself changed). A decision replaces only the records it changes, so this
+    is the turn's changes at the cost of an identity test per node; a record equal but not
+    identical (after a reload) counts as changed, which only costs its consumer a comparison."""
+    if previous is None or len(previous) != len(current):
+        yield from current
+        return
+    for before, after in zip(previous, current, strict=True):
+        if before is not after:
+            yield after
 
 
 # --------------------------------------------------------------------------------------------
