@@ -60,9 +60,9 @@ def _serve(config: SimConfig, pods_per_node: int, kubeconfig: str, conn: Connect
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench.loop", description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--k", type=int, default=50)
-    parser.add_argument("--pods-per-node", type=int, default=4)
+    parser.add_argument("--pods-per-node", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
     logsetup.quiet()

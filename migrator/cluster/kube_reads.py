@@ -107,6 +107,8 @@ class KubeReads:
                 entries = cache.indexed("pods", "unready", namespace)
             elif namespace:
                 entries = cache.indexed("pods", "namespace", namespace)
+                if not labels and not unready:   # the index is the whole answer
+                    return [e.facts for e in entries]
             else:
                 entries = cache.entries("pods")
             return [e.facts for e in entries if convert.pod_matches(e.raw, namespace=namespace, labels=labels)
