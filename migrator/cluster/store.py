@@ -122,8 +122,8 @@ class CheckpointStore:
                 checkpoint, by_index = from_configmap_data(run.data), {}
         except Exception as exc:  # noqa: BLE001 - any parse failure means the same to the caller
             raise CheckpointUnreadable(
-                f"{self.where} does not hold a readable checkpoint ({exc}); inspect it with "
-                f"kubectl -n {self.namespace} get cm -l {PART_OF}={self.name} -o yaml") from exc
+                f"{self.where} does not hold a readable checkpoint; inspect it with kubectl -n {self.namespace} "
+                f"get cm -l {PART_OF}={self.name} -o yaml ({str(exc)[:90]})") from exc
         self._remember(run, None)
         records = shards.partition(checkpoint.nodes, shards.expected_shards(run.data)[2]) if by_index else []
         for snapshot in found:

@@ -154,7 +154,8 @@ def allowed(entry: RequestEntry, writes: str) -> bool:
         return entry.namespace == where[0] and entry.name in (where[1], "" if entry.verb == "create" else where[1])
 
     lease = entry.resource == LEASES and named(LOCK)
-    state = entry.resource == "configmaps" and named(STATE)
+    state = entry.resource == "configmaps" and (named(STATE) or (   # the run ConfigMap or a node shard
+        entry.namespace == STATE[0] and entry.name.startswith(STATE[1] + "-nodes-")))
     return (writes in ("lease", "lease+checkpoint") and lease) or (writes == "lease+checkpoint" and state)
 
 

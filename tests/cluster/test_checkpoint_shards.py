@@ -148,7 +148,7 @@ def test_a_missing_or_foreign_shard_is_named() -> None:
     port = MemoryPort()
     CheckpointStore(port).save(big(40), None)
     del port.configmaps[("kube-system", shard_name(NAME, 1))]
-    with pytest.raises(CheckpointUnreadable, match=r"node shard 1 of 3 is missing.*get cm -l"):
+    with pytest.raises(CheckpointUnreadable, match=r"get cm -l .* -o yaml \(node shard 1 of 3 is missing\)"):
         CheckpointStore(port).load()
 
 
