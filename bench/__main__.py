@@ -6,7 +6,7 @@ Each module in ``MODULES`` exposes ``main(argv: list[str]) -> None``.
 import importlib
 import sys
 
-MODULES = ("bench.api", "bench.boot", "bench.engine", "bench.placement", "bench.policy")
+MODULES = ("bench.api", "bench.boot", "bench.engine", "bench.loop", "bench.placement", "bench.policy")
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,7 @@
 1. Requests per node (excluding watch streams), from the simulated API server's request log,
    for a full run at each size (default 10, 100 and 1,000 nodes, concurrency 10%).
 2. Checkpoint bytes in the ConfigMap at 5,000 nodes (every node DONE, with its prior state).
-3. Wall time at N=100, k=5 with simulated per-node latencies, against
+3. Wall time at N=1,000, k=50 with simulated per-node latencies, against
    1.15 x ceil(N/k) x (per-node time of one node alone: drain + agent restart + verification).
    The bound presumes the k nodes in flight do not wait for each other. On the default cluster
    they do: shop/web runs a replica on every node under a PodDisruptionBudget allowing one
@@ -113,8 +113,8 @@ def checkpoint_bytes(nodes: int) -> int:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench.engine")
     parser.add_argument("--sizes", type=int, nargs="*", default=[10, 100, 1000])
-    parser.add_argument("--wall-nodes", type=int, default=100)
-    parser.add_argument("--wall-k", type=int, default=5)
+    parser.add_argument("--wall-nodes", type=int, default=1000)
+    parser.add_argument("--wall-k", type=int, default=50)
     args = parser.parse_args(argv)
     logsetup.quiet()
     print("requests per node (full run, concurrency 10%, excluding watch streams):", flush=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.engine import FAST, plan_for, timed_run
 from migrator import log as logsetup
-from migrator.model.checkpoint import from_configmap_data
+from migrator.model.shards import from_configmaps
 from migrator.sim.cluster import SimCluster
 from migrator.sim.config import SimConfig
 from migrator.sim.store import Event
@@ -49,7 +49,8 @@ def measure(strategy: str, nodes: int, pods_per_node: int, scoring: str) -> tupl
                        if ((e.verb == "create" and e.resource == "pods/eviction" and e.code == 201)
                            or (e.verb == "delete" and e.resource == "pods" and e.code == 200))
                        and owners.get((e.namespace, e.name)) in WORKLOAD_OWNERS)
-        cp = from_configmap_data(sim.store.get("configmaps", "kube-system", "cni-migration-state")["data"])
+        cp = from_configmaps(sim.store.list("configmaps", "kube-system"), "cni-migration-state")
+        assert cp is not None
         return restarts / max(1, workload), workload, wall, len(cp.sampling.failures)
 
 

@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from chaos.harness import TOOL_AGENT
-from migrator.model.checkpoint import from_configmap_data
+from migrator.model.shards import from_configmaps
 from migrator.sim.cluster import SimCluster
 
 LABEL = "io.cilium.migration/cilium-default"
@@ -120,13 +120,12 @@ def _evictions(sim: SimCluster) -> list[str]:
 
 
 def _checkpoint(sim: SimCluster) -> list[str]:
-    cm = sim.store.try_get("configmaps", *STATE)
-    if cm is None:
-        return ["no checkpoint"]
     try:
-        cp = from_configmap_data(cm.get("data") or {})
+        cp = from_configmaps(sim.store.list("configmaps", STATE[0]), STATE[1])
     except ValueError as exc:
         return [f"checkpoint unreadable: {exc}"]
+    if cp is None:
+        return ["no checkpoint"]
     out = []
     if cp.run_phase.value != "NODES_DONE":
         out.append(f"checkpoint run phase {cp.run_phase.value}")

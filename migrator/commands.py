@@ -22,7 +22,7 @@ from migrator import manifests_cli
 from migrator.cluster.errors import ClusterError
 from migrator.cluster.guard import GuardedPort
 from migrator.cluster.kube import KubeCluster
-from migrator.cluster.store import CheckpointStore
+from migrator.cluster.store import CheckpointStore, Versions
 from migrator.engine.decide import pod_scope, request
 from migrator.engine.forecast import forecast
 from migrator.engine.preflight_gate import blocking
@@ -357,7 +357,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     return _finish(_runner(args, plan).run("finalize"))
 
 
-def _load_state(args: argparse.Namespace, plan: MigrationPlan) -> tuple[CheckpointStore, Checkpoint | None, str | None]:
+def _load_state(args: argparse.Namespace,
+                plan: MigrationPlan) -> tuple[CheckpointStore, Checkpoint | None, Versions | None]:
     store = CheckpointStore(_connect(args), namespace=plan.state.configmap_namespace,
                             name=plan.state.configmap_name)
     cp, rv = store.load()

@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 
 from migrator.engine.node_steps import in_place, recycle_timeout
 from migrator.engine.ordering import in_flight
-from migrator.model.checkpoint import Checkpoint
+from migrator.model.checkpoint import Checkpoint, NodeRecord, changed_records
 from migrator.model.plan import MigrationPlan
 from migrator.model.states import NodePhase, RunPhase
 
@@ -78,6 +78,9 @@ class _PlanLabel(Collector):
             yield out
 
 
+TURNS_KEPT = 100_000
+
+
 class Metrics:
     """The migrator's metrics."""
 
@@ -90,6 +93,11 @@ class Metrics:
         self.step_seconds = Histogram("migrator_step_duration_seconds", "Time a node spent in a phase.",
                                       ["phase"], registry=inner,
                                       buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800))
+        self.turn_seconds = Histogram("migrator_turn_duration_seconds", "Time one turn of the run loop took to "
+                                      "observe, decide, save the checkpoint and record the turn (the actions' "
+                                      "API calls and the waits excluded).", registry=inner,
+                                      buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2))
+        self.turns: list[float] = []   # the same durations, for benchmarks (bounded: see turn_done)
         self.evictions = PCounter("migrator_evictions_total", "Evictions by outcome.", ["outcome"], registry=inner)
         self.actions = PCounter("migrator_actions_total", "Actions executed by kind and outcome.",
                                 ["kind", "outcome"], registry=inner)
@@ -131,6 +139,8 @@ class Metrics:
         self.lease_info = Gauge("migrator_lease_info", "1 while this process holds the run lock, labelled with "
                                 "its holder identity (host/pid/run).", ["holder"], registry=inner)
         self._seen: dict[str, tuple[str, datetime | None]] = {}   # node -> (phase, phase_started_at)
+        self._nodes: tuple[NodeRecord, ...] | None = None   # the records last looked at
+        self._latest: datetime | None = None   # the latest phase start among them
         self._oldest: set[str] = set()
         self._info: tuple[str, str] | None = None
         self._purpose = ""
@@ -196,10 +206,15 @@ class Metrics:
         oldest: dict[str, datetime] = {}
         for record in cp.nodes:
             started = record.phase_started_at
+            if started is not None and in_flight(record) and (
+                    record.phase.value not in oldest or started < oldest[record.phase.value]):
+                oldest[record.phase.value] = started
+        changed = changed_records(self._nodes, cp.nodes)
+        self._nodes = cp.nodes
+        for record in changed:   # a phase's start only moves forward: the latest is among the changed
+            started = record.phase_started_at
             if started is not None:
-                moments.append(started)
-                if in_flight(record) and (record.phase.value not in oldest or started < oldest[record.phase.value]):
-                    oldest[record.phase.value] = started
+                self._latest = started if self._latest is None else max(self._latest, started)
             previous = self._seen.get(record.name)
             current = (record.phase.value, started)
             if previous is not None and previous[0] != current[0]:
@@ -208,6 +223,8 @@ class Metrics:
                 if current[0] == NodePhase.ROLLED_BACK.value:
                     self.rollbacks.inc()
             self._seen[record.name] = current
+        if self._latest is not None:
+            moments.append(self._latest)
         if moments:
             self.last_progress.set(max(moments).timestamp())
         for gone in self._oldest - oldest.keys():
@@ -215,6 +232,11 @@ class Metrics:
         for name, since in oldest.items():
             self.phase_oldest.labels(phase=name).set(since.timestamp())
         self._oldest = set(oldest)
+
+    def turn_done(self, seconds: float) -> None:
+        self.turn_seconds.observe(seconds)
+        if len(self.turns) < TURNS_KEPT:
+            self.turns.append(seconds)
 
     def step_done(self, phase: str, seconds: float) -> None:
         self.step_seconds.labels(phase=phase).observe(max(seconds, 0.0))

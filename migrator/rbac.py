@@ -27,8 +27,9 @@ RULES: tuple[Rule, ...] = (
          "watch cache; verification and node-local action pods; agent restart, recycling"),
     Rule("", "pods/eviction", ("create",), "drain and recycle through the Eviction API"),
     Rule("", "pods/proxy", ("get",), "connectivity checks: netexec /dial on probe pods"),
-    Rule("", "configmaps", ("get", "create", "update", "patch"),
-         "the checkpoint (compare-and-swap); cilium-config at finalize"),
+    Rule("", "configmaps", ("get", "list", "create", "update", "patch"),
+         "the checkpoint: its run ConfigMap and node shards (listed by label, compare-and-swap); "
+         "cilium-config at finalize"),
     Rule("", "events", ("create",), "an Event per node transition"),
     Rule("", "namespaces", ("get", "create", "patch", "delete"), "the probe fleet's namespace"),
     Rule("", "services", ("get", "create", "patch"), "ClusterIPs of kubernetes and the probe Service"),

@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from migrator.cluster.store import CheckpointStore, CheckpointUnreadable
+from migrator.cluster.store import CheckpointStore, CheckpointUnreadable, Versions
 from migrator.commands import (
     EXIT_HELP,
     _common,
@@ -183,14 +183,15 @@ def _from_cluster(args: argparse.Namespace, plan: MigrationPlan, store: Checkpoi
         now = datetime.now(UTC)
         by = who()
         kept = f"{store.name}-unreadable-{now:%Y%m%d%H%M%S}"
-        if snapshot is not None:
-            port.create_configmap(store.namespace, kept, dict(snapshot.data),
-                                  labels={"app.kubernetes.io/managed-by": "migrator",
-                                          "app.kubernetes.io/component": "unreadable-checkpoint"})
+        if snapshot is not None:   # the run ConfigMap and its node shards, each under the kept name
+            for part in [snapshot, *port.list_configmaps(store.namespace, store.shard_selector)]:
+                port.create_configmap(store.namespace, kept + part.name[len(store.name):], dict(part.data),
+                                      labels={"app.kubernetes.io/managed-by": "migrator",
+                                              "app.kubernetes.io/component": "unreadable-checkpoint"})
         fresh = from_cluster(plan, obs, uuid.uuid4().hex[:12], now, by,
                              truncate_error(f"{args.reason} (rebuilt from the cluster's state)")[:120],
                              f"configmap {store.namespace}/{kept}" if snapshot is not None else "nothing (none existed)")
-        store.save(fresh, snapshot.resource_version if snapshot is not None else None)
+        store.save(fresh, Versions(snapshot.resource_version) if snapshot is not None else None)
     finally:
         port.close()
     print(f"rollback rebuilt from the cluster's state and recorded in {store.where}"

@@ -40,12 +40,12 @@ from migrator.clock import Clock, SystemClock
 from migrator.cluster.errors import ClusterError, Conflict, Throttled, Unavailable
 from migrator.cluster.lease import LockHeld, LockLost, RunLock, holder_identity
 from migrator.cluster.port import ClusterPort, WatchScope
-from migrator.cluster.store import CheckpointStore
+from migrator.cluster.store import CheckpointStore, Versions
 from migrator.engine.actions import ActionResult, RunProbes, WriteFile
 from migrator.engine.decide import Decision, Inbox, PlanMismatch, Purpose, decide, observe_scope
 from migrator.execute import Executor
 from migrator.metrics import Metrics
-from migrator.model.checkpoint import Checkpoint
+from migrator.model.checkpoint import Checkpoint, changed_records
 from migrator.model.plan import MigrationPlan
 from migrator.observe import Observer
 from migrator.outage import API_DOWN, ApiOutage
@@ -104,7 +104,7 @@ class Runner:
         # waits out an unavailable API server, up to the plan's api.outage_tolerance
         self.outage = ApiOutage(plan.api.outage_tolerance, clock=self.clock, metrics=self.metrics, progress=progress)
         self._stop = threading.Event()
-        self._rv: str | None = None
+        self._rv: Versions | None = None
         # the run's history for its report (migrator/report): appended each turn, read by `migrator report`
         self.timeline = TimelineRecorder(self.output_dir, process=self.run_id, purpose="run", metrics=self.metrics,
                                          clock=self.clock)
@@ -185,6 +185,8 @@ class Runner:
             if self._stop.is_set():
                 return Outcome(Exit.HALTED, "interrupted; state saved — run `migrator resume` to continue", cp)
             where = "observe"
+            began = time.perf_counter()
+            acting = 0.0
             try:
                 scope = observe_scope(cp, purpose)
                 obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight)
@@ -206,7 +208,9 @@ class Runner:
                 cp = decision.checkpoint
                 if decision.actions:
                     where = "actions"
+                    acting = time.perf_counter()
                     results = tuple(self.executor.run(decision.actions))
+                    acting = time.perf_counter() - acting
             except Conflict:
                 self.lock.confirm()  # the 409 may be a new holder's first save: then stop here
                 try:
@@ -236,21 +240,25 @@ class Runner:
                 self.metrics.observe_checkpoint(cp)
                 if self.progress is not None:
                     self.progress.update(cp, decision.reason)
+            self.metrics.turn_done(time.perf_counter() - began - acting)
             if decision.stop is not None:
                 return Outcome(STOP_CODES[decision.stop.code], decision.stop.message, cp)
             if not decision.actions:
                 self._wait(decision.wake_at)
             if (time.monotonic() - last_reload > RELOAD_EVERY or outage.active) and cp is not None:
                 last_reload = time.monotonic()
-                try:
-                    fresh, rv = self.store.load()
+                try:   # the run ConfigMap alone: operators' requests are run-level fields
+                    head = self.store.read_run()
+                    if head is not None and (head.requested != cp.requested or head.rollback != cp.rollback):
+                        fresh, rv = self.store.load()
+                        if fresh is None:
+                            return Outcome(Exit.HALTED, f"{self.store.where} was deleted while the run was going on")
+                        cp, self._rv = fresh, rv
                 except API_DOWN as exc:
                     if (halt := self._outage(exc, "checkpoint read", cp)) is not None:
                         return halt
                     continue
                 outage.recovered()
-                if fresh is not None and (fresh.requested != cp.requested or fresh.rollback != cp.rollback):
-                    cp, self._rv = fresh, rv
 
     def _outage(self, exc: ClusterError, where: str, cp: Checkpoint | None) -> Outcome | None:
         """A turn failed with an API error: the halt past ``api.outage_tolerance``, else None
@@ -309,7 +317,7 @@ class Runner:
 
     def _log_transitions(self, old: Checkpoint | None, new: Checkpoint) -> None:
         before = old.by_name if old is not None else {}
-        for record in new.nodes:
+        for record in changed_records(old.nodes if old is not None else None, new.nodes):
             prev = before.get(record.name)
             if prev is None or prev.phase != record.phase:
                 log.info("node.transition", node=record.name, phase=record.phase.value,

@@ -71,6 +71,8 @@ class _Kind:
         self.indexers = indexes
         self.objects: dict[Key, Entry] = {}
         self.indexes: dict[str, dict[str, set[Key]]] = {name: {} for name in indexes}
+        self._order: list[Key] | None = None   # the keys sorted, until an object comes or goes
+        self._index_order: dict[tuple[str, str], list[Key]] = {}   # the same, per index value
         self.synced = threading.Event()
         self.resource_version = ""
         self.relists = 0
@@ -79,23 +81,48 @@ class _Kind:
 
     def put(self, obj: Raw) -> None:
         key = object_key(obj)
-        self.drop(key)
+        old = self.objects.get(key)
+        if old is None:
+            self._order = None
         entry = self.objects[key] = Entry(obj, self.convert(obj))
         for name, value_of in self.indexers.items():
-            value = value_of(entry.facts)
-            if value:
-                self.indexes[name].setdefault(value, set()).add(key)
+            before, after = (value_of(old.facts) if old is not None else None), value_of(entry.facts)
+            if before != after:   # an object that stays in its index value keeps that value's order
+                self._unindex(name, before, key)
+                if after:
+                    self.indexes[name].setdefault(after, set()).add(key)
+                    self._index_order.pop((name, after), None)
 
     def drop(self, key: Key) -> None:
         old = self.objects.pop(key, None)
         if old is None:
             return
+        self._order = None
         for name, value_of in self.indexers.items():
-            value = value_of(old.facts)
-            if value and value in self.indexes[name]:
-                self.indexes[name][value].discard(key)
+            self._unindex(name, value_of(old.facts), key)
+
+    def _unindex(self, name: str, value: str | None, key: Key) -> None:
+        if value and key in self.indexes[name].get(value, ()):
+            self.indexes[name][value].discard(key)
+            self._index_order.pop((name, value), None)
+
+    def ordered(self) -> list[Entry]:
+        """Every object, sorted by namespace/name (the sort is kept until the set changes)."""
+        if self._order is None:
+            self._order = sorted(self.objects)
+        return [self.objects[key] for key in self._order]
+
+    def with_value(self, index: str, value: str) -> list[Entry]:
+        """The objects whose ``index`` value is ``value``, sorted by namespace/name (kept sorted
+        until that set changes)."""
+        order = self._index_order.get((index, value))
+        if order is None:
+            order = self._index_order[(index, value)] = sorted(self.indexes[index].get(value, ()))
+        return [self.objects[key] for key in order if key in self.objects]
 
     def replace_all(self, items: list[Raw]) -> None:
+        self._order = None
+        self._index_order.clear()
         self.objects.clear()
         for index in self.indexes.values():
             index.clear()
@@ -158,14 +185,12 @@ class WatchCache:
     # -- reads -----------------------------------------------------------------------------
     def entries(self, kind: str) -> list[Entry]:
         with self._cond:
-            k = self._kinds[kind]
-            return [k.objects[key] for key in sorted(k.objects)]
+            return self._kinds[kind].ordered()
 
     def indexed(self, kind: str, index: str, value: str) -> list[Entry]:
         """The objects whose ``index`` value is ``value``, sorted by namespace/name."""
         with self._cond:
-            k = self._kinds[kind]
-            return [k.objects[key] for key in sorted(k.indexes[index].get(value, ())) if key in k.objects]
+            return self._kinds[kind].with_value(index, value)
 
     def get(self, kind: str, namespace: str | None, name: str) -> Entry | None:
         with self._cond:

@@ -67,9 +67,9 @@ _READ = Rule(S, False, "a read")
 CALLS: dict[str, Rule] = {
     # reads
     **{name: _READ for name in (
-        "server_version", "served_versions", "crd_has_field", "list_nodes", "list_pods", "list_pdbs", "get_node_config",
-        "get_daemonset", "get_pod", "read_configmap", "list_objects", "list_ippools",
-        "get_felix_configuration", "get_service_cluster_ip", "list_policies", "list_workloads",
+        "server_version", "served_versions", "crd_has_field", "list_nodes", "list_pods", "list_pdbs",
+        "get_node_config", "get_daemonset", "get_pod", "read_configmap", "list_configmaps", "list_objects",
+        "list_ippools", "get_felix_configuration", "get_service_cluster_ip", "list_policies", "list_workloads",
         "read_policy_inventory")},
     "proxy_get": Rule(P, False, "a probe through pods/proxy: a 5xx may be the path to the pod, the probe judges it"),
     # writes computed from what they read: a repeat finds the change made and does nothing
@@ -183,6 +183,9 @@ class GuardedPort:
 
     def read_configmap(self, namespace: str, name: str) -> ConfigMapSnapshot | None:
         return self._guard("read_configmap", self.inner.read_configmap, namespace, name)
+
+    def list_configmaps(self, namespace: str, label_selector: str) -> list[ConfigMapSnapshot]:
+        return self._guard("list_configmaps", self.inner.list_configmaps, namespace, label_selector)
 
     def list_objects(self, group: str, version: str, plural: str, *,
                      namespace: str | None = None) -> list[ObjectRef]:

@@ -400,7 +400,8 @@ class KubeCluster(KubeReads):
         at = self.server
         cache.add(_Source("nodes", self.core.list_node, server=at), convert.node_facts)
         cache.add(_Source("pods", self.core.list_pod_for_all_namespaces, server=at), convert.pod_facts,
-                  indexes={"node": lambda p: p.node, "unready": lambda p: p.namespace if p.unready else None})
+                  indexes={"node": lambda p: p.node, "namespace": lambda p: p.namespace,
+                           "unready": lambda p: p.namespace if p.unready else None})
         cache.add(_Source("pdbs", self.policy.list_pod_disruption_budget_for_all_namespaces, server=at),
                   convert.pdb_facts)
         cache.add(_Source("daemonsets", self.apps.list_namespaced_daemon_set,

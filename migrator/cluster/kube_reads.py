@@ -129,6 +129,10 @@ class KubeReads:
                 entries = cache.indexed("pods", "node", node)
             elif unready and namespace:
                 entries = cache.indexed("pods", "unready", namespace)
+            elif namespace:
+                entries = cache.indexed("pods", "namespace", namespace)
+                if not labels and not unready:   # the index is the whole answer
+                    return [e.facts for e in entries]
             else:
                 entries = cache.entries("pods")
             return [e.facts for e in entries if convert.pod_matches(e.raw, namespace=namespace, labels=labels)
@@ -200,6 +204,11 @@ class KubeReads:
     def read_configmap(self, namespace: str, name: str) -> ConfigMapSnapshot | None:
         raw = self._read_configmap_raw(namespace, name)
         return convert.configmap_snapshot(raw) if raw else None
+
+    def list_configmaps(self, namespace: str, label_selector: str) -> list[ConfigMapSnapshot]:
+        body = self._call(f"list configmaps {namespace} -l {label_selector}",
+                          self.core.list_namespaced_config_map, namespace, label_selector=label_selector)
+        return [convert.configmap_snapshot(item) for item in body.get("items") or []]
 
     def read_lease(self, namespace: str, name: str) -> LeaseRecord | None:
         raw = self._get_or_none(f"get lease {namespace}/{name}",

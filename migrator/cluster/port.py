@@ -293,6 +293,9 @@ class ClusterPort(Protocol):
     def read_configmap(self, namespace: str, name: str) -> ConfigMapSnapshot | None:
         """A ConfigMap's data and resourceVersion (always a direct GET), or None."""
 
+    def list_configmaps(self, namespace: str, label_selector: str) -> list[ConfigMapSnapshot]:
+        """The ConfigMaps of ``namespace`` matching ``label_selector`` (one direct LIST)."""
+
     def create_configmap(self, namespace: str, name: str, data: dict[str, str], *,
                          labels: dict[str, str] | None = None) -> ConfigMapSnapshot:
         """Create a ConfigMap. Raises ``AlreadyExists``."""

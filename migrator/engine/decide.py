@@ -362,7 +362,8 @@ def decide(plan: MigrationPlan, checkpoint: Checkpoint | None, observation: Clus
         return Decision(None, (), stop.message, False, None, stop)
     _check_plan(plan, cp)
     if inbox.results:
-        gone = frozenset(name for name in cp.order if name not in observation.node_by_name)
+        present = observation.node_by_name
+        gone = frozenset(name for name in cp.order if name not in present)
         cp = record_results(cp, inbox.results, now, plan.drain.retry_interval, gone)
     cp, actions, more, wake = _step(plan, cp, observation, now, inbox.purpose)
     notes.extend(more)

@@ -95,7 +95,8 @@ def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
     state = cp.sampling
     if state.last_at is not None and now < state.last_at + sampling.interval:
         return cp, [], state.last_at + sampling.interval
-    vanished = frozenset(p.node for p in obs.probe_pods if p.node is not None and p.node not in obs.node_by_name)
+    present = obs.node_by_name
+    vanished = frozenset(p.node for p in obs.probe_pods if p.node is not None and p.node not in present)
     checks, cursor = sample_pairs(plan, obs, busy | vanished, state.cursor)   # a deleted node's probe pod lingers
     if not checks:
         return cp, [], now + sampling.interval
@@ -131,8 +132,9 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
         if outcome.halt and halt is None:
             halt = outcome.halt
 
+    present = obs.node_by_name
     for record in cp.nodes:
-        if record.phase is NodePhase.PENDING and record.intent is None and record.name not in obs.node_by_name:
+        if record.phase is NodePhase.PENDING and record.intent is None and record.name not in present:
             out = StepOutcome(record=record)   # never started and deleted: it would wait forever
             gone(out, ctx)
             updates[record.name] = out.record

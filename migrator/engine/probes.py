@@ -27,6 +27,8 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import islice
 from typing import Any
 
 from migrator.engine.actions import DeleteObject, ProbeCheck
@@ -99,18 +101,42 @@ def _usable(pod: PodFacts) -> bool:
 
 def probe_pod(obs: ClusterObservation, plan: MigrationPlan, node: str, component: str = "pod") -> PodFacts | None:
     """The node's usable probe pod of ``component`` (pod or host), if any."""
-    for pod in obs.probe_pods:
-        if pod.node == node and pod.labels.get(COMPONENT_LABEL) == component and _usable(pod) \
-                and pod.namespace == plan.probes.namespace:
-            return pod
-    return None
+    return _fleet(obs, plan, component).get(node)
 
 
 def probe_pods_by_node(obs: ClusterObservation, plan: MigrationPlan) -> dict[str, PodFacts]:
     """Usable pod-network probe pods keyed by node."""
-    return {p.node: p for p in obs.probe_pods
-            if p.node and p.namespace == plan.probes.namespace and p.labels.get(COMPONENT_LABEL) == "pod"
-            and _usable(p)}
+    return _fleet(obs, plan, "pod")
+
+
+def _fleet(obs: ClusterObservation, plan: MigrationPlan, component: str) -> dict[str, PodFacts]:
+    """Usable probe pods of ``component`` by node (the first listed per node), once per observation."""
+    namespace = plan.probes.namespace
+
+    def build() -> dict[str, PodFacts]:
+        found: dict[str, PodFacts] = {}
+        for pod in obs.probe_pods:
+            if pod.node and pod.node not in found and pod.labels.get(COMPONENT_LABEL) == component \
+                    and _usable(pod) and pod.namespace == namespace:
+                found[pod.node] = pod
+        return found
+    fleet: dict[str, PodFacts] = obs.indexed(f"probes:{namespace}:{component}", obs.probe_pods, build)
+    return fleet
+
+
+def _on_network(obs: ClusterObservation, plan: MigrationPlan, network: Network) -> dict[str, bool]:
+    """Per node with a usable probe pod: is that pod's IP inside ``network``? Once per observation."""
+    fleet = _fleet(obs, plan, "pod")
+    on: dict[str, bool] = obs.indexed(f"probes-on:{plan.probes.namespace}:{network}", obs.probe_pods,
+                                      lambda: {n: p.ip_in(network) for n, p in fleet.items()})
+    return on
+
+
+@lru_cache(maxsize=512)
+def _peer_order(node: str, peers: tuple[str, ...]) -> tuple[str, ...]:
+    """``peers`` in ``node``'s own order (a hash of the pair: every node prefers different peers,
+    the same ones on every turn). Kept per node while the cluster's nodes stay the same."""
+    return tuple(sorted(peers, key=lambda peer: _rank(node, peer)))
 
 
 def fleet_missing(obs: ClusterObservation, plan: MigrationPlan, nodes: Iterable[str]) -> list[str]:
@@ -197,13 +223,17 @@ def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network
     if same_node_peer is not None and same_node_peer.ip:
         checks.append(_check(plan, "same-node", own, same_node_peer.ip, probes.port))
     by_node = probe_pods_by_node(obs, plan)
+    on_network = _on_network(obs, plan, network)
+    # over every node of the cluster (a set that rarely changes, unlike the usable probe pods)
+    order = _peer_order(node, obs.indexed("node-names", obs.nodes, lambda: tuple(sorted(obs.node_by_name))))
     need: dict[str, int] = {}
+    wanted = probes.checks.peers + SPARE_PEERS
     for kind, on_cilium in (("calico", False), ("cilium", True)):
-        candidates = sorted((n for n, p in by_node.items()
-                             if n != node and n not in busy and p.ip_in(network) == on_cilium),
-                            key=lambda n: _rank(node, n))
-        candidates = [n for n in candidates if n not in suspects] or candidates
-        chosen = candidates[:probes.checks.peers + SPARE_PEERS]
+        # the first peers in the node's order that are on this network and not in flight; a
+        # suspect only when there is no other
+        candidates = (n for n in order if n != node and n not in busy and on_network.get(n) is on_cilium)
+        chosen = list(islice((n for n in candidates if n not in suspects), wanted)) or list(islice(
+            (n for n in order if n != node and n not in busy and on_network.get(n) is on_cilium), wanted))
         if chosen:
             need[kind] = min(probes.checks.peers, len(chosen))
         for peer in chosen:

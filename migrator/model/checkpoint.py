@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -263,6 +264,20 @@ class Checkpoint(_Record):
         return all(record.phase.terminal for record in self.nodes)
 
 
+def changed_records(previous: tuple[NodeRecord, ...] | None,
+                    current: tuple[NodeRecord, ...]) -> Iterator[NodeRecord]:
+    """The records of ``current`` that are not the very objects of ``previous`` (every record
+    when the node list itself changed). A decision replaces only the records it changes, so this
+    is the turn's changes at the cost of an identity test per node; a record equal but not
+    identical (after a reload) counts as changed, which only costs its consumer a comparison."""
+    if previous is None or len(previous) != len(current):
+        yield from current
+        return
+    for before, after in zip(previous, current, strict=True):
+        if before is not after:
+            yield after
+
+
 # --------------------------------------------------------------------------------------------
 # ConfigMap encoding
 # --------------------------------------------------------------------------------------------
@@ -347,8 +362,9 @@ def _parse_node_line(line: str, epoch: datetime, suffix: str = "") -> NodeRecord
 SUMMARY_AUDIT = 5  # latest run-level audit notes shown in the summary
 
 
-def render_summary(cp: Checkpoint) -> str:
-    """A few human-readable lines: plan, run, phase, counts, request, halt reason, latest audit notes."""
+def render_summary(cp: Checkpoint, *, shards: str | None = None) -> str:
+    """A few human-readable lines: plan, run, phase, counts, request, halt reason, latest audit notes
+    (and, ``shards``, where the node lines are)."""
     counts = cp.counts()
     tally = ", ".join(f"{phase.value.lower()}={counts[phase]}" for phase in NodePhase if phase in counts)
     lines = [f"plan: {cp.plan_name} ({cp.plan_hash})", f"run: {cp.run_id}",
@@ -361,22 +377,47 @@ def render_summary(cp: Checkpoint) -> str:
     if cp.finalize is not None:
         lines.append(f"finalize: {cp.finalize.step}")
     lines += [f"audit: {note}" for note in cp.audit[-SUMMARY_AUDIT:]]
+    if shards:
+        lines.append(f"node lines: in ConfigMaps {shards}")
     lines.append("node lines: NAME PHASE a=attempt t=seconds-after-start u=prior-unschedulable "
                  "[l=prior-label] [| json]; after a line '@names-end-with SUFFIX' every NAME lacks SUFFIX")
     return "\n".join(lines) + "\n"
 
 
+def encode_node_lines(records: Sequence[NodeRecord], epoch: datetime) -> str:
+    """One line per node (after an ``@names-end-with`` line when every name shares a domain)."""
+    suffix = common_name_suffix([record.name for record in records])
+    lines = [SUFFIX_LINE + suffix] if suffix else []
+    lines += [_node_line(record, epoch, suffix) for record in records]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def parse_node_lines(text: str, epoch: datetime) -> list[NodeRecord]:
+    """The records ``encode_node_lines`` wrote. Raises ``ValueError``."""
+    suffix = ""
+    records: list[NodeRecord] = []
+    for line in text.splitlines():
+        if line.startswith(SUFFIX_LINE):
+            suffix = line[len(SUFFIX_LINE):].strip()
+        elif line.strip():
+            records.append(_parse_node_line(line, epoch, suffix))
+    return records
+
+
+def run_epoch(run: dict[str, Any]) -> datetime:
+    """The run's start, from which node lines count their seconds."""
+    return _utc_seconds(datetime.fromisoformat(run["started_at"]))
+
+
 def to_configmap_data(cp: Checkpoint) -> dict[str, str]:
-    """Encode a checkpoint as ConfigMap data (``summary``, ``run.json``, ``nodes``)."""
+    """Encode a checkpoint as the data of one ConfigMap (``summary``, ``run.json``, ``nodes``):
+    the single-object layout of earlier releases, still read; the store writes shards
+    (``model/shards.py``)."""
     run = cp.model_dump(mode="json", exclude={"nodes"}, exclude_none=True, exclude_defaults=True)
     run["schema_version"] = cp.schema_version
-    suffix = common_name_suffix([record.name for record in cp.nodes])
-    lines = [SUFFIX_LINE + suffix] if suffix else []
-    lines += [_node_line(record, cp.started_at, suffix) for record in cp.nodes]
-    nodes = "\n".join(lines)
     return {"summary": render_summary(cp),
             "run.json": json.dumps(run, separators=(",", ":"), sort_keys=True),
-            "nodes": nodes + ("\n" if nodes else "")}
+            "nodes": encode_node_lines(cp.nodes, cp.started_at)}
 
 
 def from_configmap_data(data: dict[str, str]) -> Checkpoint:
@@ -388,14 +429,10 @@ def from_configmap_data(data: dict[str, str]) -> Checkpoint:
     if version not in READABLE_VERSIONS:
         raise ValueError(f"checkpoint schema_version {version!r} is not one of {READABLE_VERSIONS}; "
                          "use the migrator release that wrote it")
-    epoch = _utc_seconds(datetime.fromisoformat(run["started_at"]))
-    suffix = ""
-    records: list[NodeRecord] = []
-    for line in data.get("nodes", "").splitlines():
-        if line.startswith(SUFFIX_LINE):
-            suffix = line[len(SUFFIX_LINE):].strip()
-        elif line.strip():
-            records.append(_parse_node_line(line, epoch, suffix))
+    if "shards" in run:
+        raise ValueError("this checkpoint keeps its nodes in shard ConfigMaps; read it with "
+                         "migrator.model.shards.decode")
+    records = parse_node_lines(data.get("nodes", ""), run_epoch(run))
     return Checkpoint.model_validate({**run, "nodes": tuple(records)})
 
 

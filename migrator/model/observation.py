@@ -221,24 +221,28 @@ class ClusterObservation(_Fact):
 
     _memo: dict[str, tuple[Any, Any]] = PrivateAttr(default_factory=dict)
 
-    def _indexed(self, name: str, source: Any, build: Callable[[], Any]) -> Any:
-        """Compute an index once per source tuple (safe across ``model_copy``)."""
-        entry = self._memo.get(name)
+    def indexed(self, name: str, source: Any, build: Callable[[], Any]) -> Any:
+        """An index computed once per ``source`` object (a field's tuple: safe across
+        ``model_copy``), kept under ``name``; the engine's modules keep theirs here too."""
+        # the private attribute through its slot: pydantic's __getattr__ costs microseconds, and
+        # the engine asks for indexes thousands of times a turn on a large cluster
+        memo: dict[str, tuple[Any, Any]] = self.__pydantic_private__["_memo"]  # type: ignore[index]
+        entry = memo.get(name)
         if entry is None or entry[0] is not source:
             entry = (source, build())
-            self._memo[name] = entry
+            memo[name] = entry
         return entry[1]
 
     # -- indexes (computed once per observation) ----------------------------------------
     @property
     def node_by_name(self) -> dict[str, NodeFacts]:
         """Nodes keyed by name."""
-        return self._indexed("nodes", self.nodes, lambda: {n.name: n for n in self.nodes})
+        return self.indexed("nodes", self.nodes, lambda: {n.name: n for n in self.nodes})
 
     @property
     def pods_by_node(self) -> dict[str, tuple[PodFacts, ...]]:
         """Pods grouped by node name, each group sorted by namespace/name."""
-        return self._indexed("pods_by_node", self.pods, self._group_pods)
+        return self.indexed("pods_by_node", self.pods, self._group_pods)
 
     def _group_pods(self) -> dict[str, tuple[PodFacts, ...]]:
         grouped: dict[str, list[PodFacts]] = {}
@@ -251,7 +255,7 @@ class ClusterObservation(_Fact):
     @property
     def pdbs_by_namespace(self) -> dict[str, tuple[PdbFacts, ...]]:
         """PDBs grouped by namespace."""
-        return self._indexed("pdbs", self.pdbs, self._group_pdbs)
+        return self.indexed("pdbs", self.pdbs, self._group_pdbs)
 
     def _group_pdbs(self) -> dict[str, tuple[PdbFacts, ...]]:
         grouped: dict[str, list[PdbFacts]] = {}
@@ -262,7 +266,7 @@ class ClusterObservation(_Fact):
     @property
     def pod_by_key(self) -> dict[str, PodFacts]:
         """Pods keyed by ``namespace/name``."""
-        return self._indexed("pod_by_key", self.pods, lambda: {p.key: p for p in self.pods})
+        return self.indexed("pod_by_key", self.pods, lambda: {p.key: p for p in self.pods})
 
     # -- helpers ------------------------------------------------------------------------
     def observes_pods_of(self, node: str) -> bool:

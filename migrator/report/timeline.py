@@ -41,7 +41,7 @@ import structlog
 from migrator.clock import Clock, SystemClock
 from migrator.engine.actions import ActionResult
 from migrator.metrics import Metrics
-from migrator.model.checkpoint import Checkpoint, NodeRecord
+from migrator.model.checkpoint import Checkpoint, NodeRecord, changed_records
 from migrator.model.findings import Finding
 from migrator.model.observation import ClusterObservation
 from migrator.model.states import NodePhase
@@ -152,6 +152,7 @@ class TimelineRecorder:
         self._file: IO[str] | None = None
         self._failed = False
         self._seen: dict[str, _Seen] = {}
+        self._nodes: tuple[NodeRecord, ...] | None = None   # the records last looked at
         self._run_phase: str | None = None
         self._findings: list[dict[str, Any]] | None = None
         self._counters: dict[str, Any] | None = None
@@ -183,7 +184,9 @@ class TimelineRecorder:
                          "halted": cp.halted})
             self._run_phase = cp.run_phase.value
         started: list[str] = []
-        for record in cp.nodes:
+        changed = changed_records(self._nodes, cp.nodes)
+        self._nodes = cp.nodes
+        for record in changed:
             seen = self._seen.get(record.name)
             current = _Seen.of(record)
             if seen == current:

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from migrator.cluster.kube import USER_AGENT
-from migrator.model.checkpoint import from_configmap_data
+from migrator.model.shards import from_configmaps
 from migrator.sim.cluster import SimCluster
 from migrator.sim.requestlog import RequestEntry
 from tests.chaos.incli import run_cli
@@ -154,7 +154,8 @@ def allowed(entry: RequestEntry, writes: str) -> bool:
         return entry.namespace == where[0] and entry.name in (where[1], "" if entry.verb == "create" else where[1])
 
     lease = entry.resource == LEASES and named(LOCK)
-    state = entry.resource == "configmaps" and named(STATE)
+    state = entry.resource == "configmaps" and (named(STATE) or (   # the run ConfigMap or a node shard
+        entry.namespace == STATE[0] and entry.name.startswith(STATE[1] + "-nodes-")))
     return (writes in ("lease", "lease+checkpoint") and lease) or (writes == "lease+checkpoint" and state)
 
 
@@ -199,10 +200,9 @@ def spawn_and_disturb(args: list[str], sim: SimCluster, disturb: Callable[[int],
 
 
 def _started(sim: SimCluster) -> bool:
-    cm = sim.store.try_get("configmaps", *STATE)
-    if cm is None:
+    cp = from_configmaps(sim.store.list("configmaps", STATE[0]), STATE[1])
+    if cp is None:
         return False
-    cp = from_configmap_data(cm["data"])
     return any(r.intent is not None or r.phase.value != "PENDING" for r in cp.nodes)
 
 
@@ -247,8 +247,8 @@ def test_bad_input(row: dict[str, Any], shared_sim: SimCluster, tmp_path: Path) 
         extra = [f"{e.verb} {e.resource} {e.namespace}/{e.name}" for e in writes if not allowed(e, row["writes"])]
         assert not extra, f"writes beyond {row['writes']!r}: {extra}"
         if "signal" in row:   # interrupted, and resumable: the checkpoint is there and the run not over
-            cm = sim.store.try_get("configmaps", *STATE)
-            assert cm is not None and not from_configmap_data(cm["data"]).run_phase.terminal
+            cp = from_configmaps(sim.store.list("configmaps", STATE[0]), STATE[1])
+            assert cp is not None and not cp.run_phase.terminal
     finally:
         if fresh:
             sim.stop()

@@ -54,6 +54,7 @@ class MemoryPort:
         self._lock = threading.Lock()
         self._rv = itertools.count(1)
         self.configmaps: dict[tuple[str, str], ConfigMapSnapshot] = {}
+        self.configmap_labels: dict[tuple[str, str], dict[str, str]] = {}
         self.leases: dict[tuple[str, str], LeaseRecord] = {}
         self.lease_events: list[tuple[int, tuple[str, str], LeaseEvent]] = []
         self.watches = 0
@@ -74,12 +75,18 @@ class MemoryPort:
     def read_configmap(self, namespace: str, name: str) -> ConfigMapSnapshot | None:
         return self.configmaps.get((namespace, name))
 
+    def list_configmaps(self, namespace: str, label_selector: str) -> list[ConfigMapSnapshot]:
+        wanted = dict(term.split("=", 1) for term in label_selector.split(","))
+        return [snap for key, snap in sorted(self.configmaps.items()) if key[0] == namespace
+                and wanted.items() <= self.configmap_labels.get(key, {}).items()]
+
     def create_configmap(self, namespace, name, data, *, labels=None) -> ConfigMapSnapshot:
         with self._lock:
             if (namespace, name) in self.configmaps:
                 raise AlreadyExists(f"configmap {name} exists", status=409)
             snap = ConfigMapSnapshot(namespace, name, dict(data), self._next())
             self.configmaps[(namespace, name)] = snap
+            self.configmap_labels[(namespace, name)] = dict(labels or {})
             return snap
 
     def replace_configmap(self, namespace, name, data, *, resource_version, labels=None):
@@ -91,6 +98,7 @@ class MemoryPort:
                 raise Conflict("the object has been modified", status=409)
             snap = ConfigMapSnapshot(namespace, name, dict(data), self._next())
             self.configmaps[(namespace, name)] = snap
+            self.configmap_labels[(namespace, name)] = dict(labels or {})
             return snap
 
     # -- leases

@@ -149,3 +149,26 @@ def test_backoff_doubles_up_to_its_cap_with_jitter() -> None:
     assert all(0.25 <= w <= 0.5 for w in waits[:1])
     assert all(5.0 <= w <= 10.0 for w in waits[5:])
     assert waits[3] > waits[0]
+
+
+def test_the_kept_orders_follow_every_change() -> None:
+    """Each kind keeps its sorted order, and each index value its own, until its set changes: an
+    object that moves to another value, comes or goes is seen at once, in order."""
+    from migrator.cluster.cache import _Kind
+
+    def pod(name: str, node: str) -> dict:
+        return {"metadata": {"namespace": "ns", "name": name}, "spec": {"nodeName": node}}
+
+    kind = _Kind(lambda raw: raw["spec"]["nodeName"], {"node": lambda node: node})
+    names = lambda entries: [e.raw["metadata"]["name"] for e in entries]  # noqa: E731
+    for name, node in (("c", "n1"), ("a", "n1"), ("b", "n2")):
+        kind.put(pod(name, node))
+    assert names(kind.ordered()) == ["a", "b", "c"] and names(kind.with_value("node", "n1")) == ["a", "c"]
+    kind.put(pod("a", "n1"))                       # updated in place: same sets
+    kind.put(pod("c", "n2"))                       # moved to another node
+    assert names(kind.with_value("node", "n1")) == ["a"] and names(kind.with_value("node", "n2")) == ["b", "c"]
+    kind.put(pod("0", "n2"))                       # a new one sorts first
+    kind.drop(("ns", "b"))
+    assert names(kind.ordered()) == ["0", "a", "c"] and names(kind.with_value("node", "n2")) == ["0", "c"]
+    kind.replace_all([pod("z", "n1")])
+    assert names(kind.ordered()) == ["z"] and kind.with_value("node", "n2") == []

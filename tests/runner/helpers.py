@@ -17,7 +17,8 @@ import pytest
 from chaos.harness import (
     fast_plan as fast_plan,  # the example plan with quicker waits, as the chaos suite runs it
 )
-from migrator.model.checkpoint import Checkpoint, from_configmap_data
+from migrator.model.checkpoint import Checkpoint
+from migrator.model.shards import from_configmaps
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "plans" / "example.yaml"
@@ -63,8 +64,7 @@ def spawn(*args: str) -> Spawned:
 
 
 def checkpoint(sim) -> Checkpoint | None:
-    cm = sim.store.try_get("configmaps", "kube-system", "cni-migration-state")
-    return from_configmap_data(cm["data"]) if cm else None
+    return from_configmaps(sim.store.list("configmaps", "kube-system"), "cni-migration-state")
 
 
 def kill_when(proc: Spawned, sim, predicate, timeout: float = 90) -> None:

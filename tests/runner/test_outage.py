@@ -120,14 +120,21 @@ def test_a_save_with_an_unknown_outcome_is_either_ours_or_the_previous_one(sim, 
     first = sample_checkpoint()
     rv = store.save(first, None)
     second = first.model_copy(update={"halted": "an operator asked"})
+    def flaky(fail: dict[int, bool]) -> CheckpointStore:
+        """A store that read the checkpoint (so its save writes the run ConfigMap alone: the
+        change is a run-level field) on a port whose first write fails."""
+        flaky_store = CheckpointStore(cast(KubeCluster, _Flaky(port, fail)))
+        flaky_store.load()
+        return flaky_store
+
     # not applied: the stored checkpoint is still the previous one, and saving again goes through
     with pytest.raises(Unavailable):
-        CheckpointStore(cast(KubeCluster, _Flaky(port, {1: False}))).save(second, rv)
+        flaky({1: False}).save(second, rv)
     assert store.load() == (first, rv)
     # applied, answer lost: the retry with the same resourceVersion is refused, and a reload
     # gives back exactly what we wrote
     with pytest.raises(Unavailable):
-        CheckpointStore(cast(KubeCluster, _Flaky(port, {1: True}))).save(second, rv)
+        flaky({1: True}).save(second, rv)
     with pytest.raises(Conflict):
         store.save(second.model_copy(update={"halted": "a later decision"}), rv)
     stored, new_rv = store.load()

@@ -21,10 +21,12 @@ LOCK = ("coordination.k8s.io/leases", "kube-system", "cni-migration-lock")
 
 
 def other_writes(sim) -> list[tuple[str, str, str, str]]:
-    """Writes other than the checkpoint ConfigMap and the Lease (Events included; a create names
-    its object in the body, so the log has no name for it)."""
+    """Writes other than the checkpoint's ConfigMaps (the run's and its node shards') and the Lease
+    (Events included; a create names its object in the body, so the log has no name for it)."""
     return [(e.verb, e.resource, e.namespace, e.name) for e in sim.requests.entries if e.is_write
-            and not any((e.resource, e.namespace) == ours[:2] and e.name in ("", ours[2]) for ours in (STATE, LOCK))]
+            and not any((e.resource, e.namespace) == ours[:2] and (e.name in ("", ours[2])
+                                                                  or e.name.startswith(ours[2] + "-nodes-"))
+                        for ours in (STATE, LOCK))]
 
 
 def assert_untouched(sim) -> None:

@@ -168,8 +168,10 @@ CANARY = {"name": "canary", "nodes.names": ["node-1", "node-2"], "order.strategy
 
 
 def canary_checkpoint(sim) -> Checkpoint:
-    from migrator.model.checkpoint import from_configmap_data
-    return from_configmap_data(sim.store.get("configmaps", "kube-system", "cni-migration-canary")["data"])
+    from migrator.model.shards import from_configmaps
+    cp = from_configmaps(sim.store.list("configmaps", "kube-system"), "cni-migration-canary")
+    assert cp is not None
+    return cp
 
 
 def test_canary_rehearsal_soaks_then_rolls_back(sim, kubeconfig, tmp_path):

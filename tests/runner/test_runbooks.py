@@ -101,7 +101,7 @@ def assert_everything_rolled_back(sim) -> None:
 
 def test_rollback_all_from_the_cluster_when_the_checkpoint_is_unreadable(sim, kubeconfig, tmp_path):
     plan = _killed_run(sim, kubeconfig, tmp_path, done=2)
-    sim.store.mutate("configmaps", "kube-system", "cni-migration-state", lambda d: d["data"].update(nodes="?"))
+    sim.store.mutate("configmaps", "kube-system", "cni-migration-state-nodes-000", lambda d: d["data"].update(nodes="?"))
     section = (RUNBOOKS / "rollback-all.md").read_text().split("## " + UNREADABLE, 1)[1]
     assert BLOCK.findall(section)
     outputs = run_runbook("rollback-all.md", kubeconfig, plan, skip=("Look", "Act", "Verify"))

@@ -113,9 +113,11 @@ def test_rollback_all_from_the_cluster_when_the_checkpoint_is_corrupt(sim, kubec
     back = migrator("rollback", "--all", "--from-cluster", *args(plan, kubeconfig, tmp_path), timeout=240)
     assert back.returncode == 0, back.stderr[-3000:]
     assert "node-4" in back.stderr and "left cordoned" in back.stdout, back.stdout
-    kept = [cm for cm in sim.store.list("configmaps", "kube-system")
-            if cm["metadata"]["name"].startswith("cni-migration-state-unreadable-")]
-    assert len(kept) == 1 and kept[0]["data"]["run.json"] == "{garbage"
+    kept = {cm["metadata"]["name"]: cm for cm in sim.store.list("configmaps", "kube-system")
+            if cm["metadata"]["name"].startswith("cni-migration-state-unreadable-")}
+    runs = [name for name in kept if "-nodes-" not in name]   # the run ConfigMap's copy, and its shards'
+    assert len(runs) == 1 and kept[runs[0]]["data"]["run.json"] == "{garbage"
+    assert f"{runs[0]}-nodes-000" in kept
     cp = checkpoint(sim)
     assert cp is not None and cp.run_phase.value == "ROLLED_BACK"
     sim.settle(timeout=20)

@@ -1,0 +1,116 @@
+"""Run-loop benchmark: the cost of one turn and the checkpoint bytes per node at scale.
+
+A whole migration of ``--nodes`` nodes at ``--k`` in flight on the simulated cluster with fast
+latencies (the loop's own cost, not the cluster's, is what is measured), and prints:
+
+- the loop turn's duration (observe, decide, save, record; the actions' API calls and the
+  waits excluded: ``migrator_turn_duration_seconds``), p50 and p90, over the turns with nodes
+  in flight;
+- checkpoint objects and bytes written per node (``CheckpointStore.written``), and, when the
+  simulator's request log records body sizes, the bytes of the checkpoint's write requests;
+- API requests per node, watch streams excluded.
+
+Targets (issue "flat cost per node"): turn p50 <= 20 ms at 5,000 nodes with 50 in flight;
+<= 8 KiB of checkpoint per node; <= 40 requests per node.
+With ``--profile`` the run is profiled and the top functions by cumulative time are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import multiprocessing
+import pstats
+import resource
+import statistics
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from bench.engine import FAST, plan_for, pool_for
+from migrator import log as logsetup
+from migrator.cluster.kube import KubeCluster
+from migrator.runner import Runner
+from migrator.sim.cluster import SimCluster
+from migrator.sim.config import SimConfig
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _serve(config: SimConfig, pods_per_node: int, kubeconfig: str, conn: Connection) -> None:
+    """The simulated cluster in its own process (as a real API server is: the loop's turn is then
+    timed without the cluster's threads taking the same interpreter), driven over ``conn``."""
+    logsetup.quiet()
+    began = time.monotonic()
+    with SimCluster(config=config, seed=11, pods_per_node=pods_per_node, converge_timeout=1800) as sim:
+        sim.write_kubeconfig(kubeconfig)
+        conn.send(time.monotonic() - began)
+        conn.recv()                        # the run starts: count its requests only
+        sim.requests.reset()
+        conn.send("counting")
+        state = conn.recv()                # the run ended: its namespace and checkpoint name
+        sized = getattr(sim.requests, "bytes_written", None)
+        conn.send({"requests": sim.requests.total(exclude_watch=True),
+                   "wire": sized(resource="configmaps", namespace=state[0], name_prefix=state[1]) if sized else None})
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench.loop", description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=5000)
+    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--pods-per-node", type=int, default=2)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args(argv)
+    logsetup.quiet()
+    n, k = args.nodes, args.k
+    pool = pool_for(n)
+    config = SimConfig(nodes=n, latencies=FAST, web_max_unavailable=k, **({"cilium_pool": pool} if pool else {}))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        kc = work / "kc"
+        ours, theirs = multiprocessing.get_context("fork").Pipe()
+        server = multiprocessing.get_context("fork").Process(
+            target=_serve, args=(config, args.pods_per_node, str(kc), theirs), daemon=True)
+        server.start()
+        boot = ours.recv()
+        plan = plan_for(k, work, pool)
+        ours.send("start")
+        ours.recv()
+        runner = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=work)
+        profiler = cProfile.Profile() if args.profile else None
+        t0 = time.monotonic()
+        if profiler:
+            profiler.enable()
+        outcome = runner.run()
+        if profiler:
+            profiler.disable()
+        wall = time.monotonic() - t0
+        ours.send((plan.state.configmap_namespace, plan.state.configmap_name))
+        counts = ours.recv()
+        server.join(60)
+        if outcome.code != 0:
+            raise SystemExit(f"run at {n} nodes ended {outcome.code}: {outcome.message}")
+        turns = runner.metrics.turns
+        written = runner.store.written
+        print(f"loop N={n} k={k} ({args.pods_per_node} pods per node; sim boot {boot:.0f}s, in its own process): "
+              f"run {wall:.1f}s, {len(turns)} turns", flush=True)
+        print(f"  turn p50 {1000 * statistics.median(turns):.1f} ms, p90 {1000 * percentile(turns, 0.9):.1f} ms, "
+              f"max {1000 * max(turns):.1f} ms (target p50 <= 20 ms at 5,000 nodes, k=50)")
+        print(f"  checkpoint: {written.objects} objects written, {written.bytes / n:.0f} bytes of data per node "
+              f"(target <= 8192)")
+        if counts["wire"] is not None:
+            print(f"  checkpoint write requests: {counts['wire'] / n:.0f} bytes per node on the wire")
+        print(f"  API requests: {counts['requests'] / n:.1f} per node, watches excluded (target <= 40)")
+        print(f"  migrator peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+        if profiler:
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv[1:])

@@ -1,0 +1,172 @@
+"""The checkpoint in a run ConfigMap and node shards: a node's transition rewrites its shard
+alone (bytes per transition do not grow with the cluster), the run ConfigMap only when a
+run-level field changes (or its summary is ``SUMMARY_EVERY`` stale), every object is a
+compare-and-swap, a checkpoint in the single-ConfigMap layout of earlier releases is read and
+moved into shards by the next save (also after a crash halfway through that move), shards an
+earlier run left behind are never read as this run's, and a missing shard is named.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from migrator.cluster.errors import Conflict
+from migrator.cluster.store import SUMMARY_EVERY, CheckpointStore, CheckpointUnreadable
+from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, PriorNodeState, to_configmap_data
+from migrator.model.shards import SHARD_NODES, from_configmaps, shard_name
+from migrator.model.states import NodePhase, RunPhase
+
+from .memport import MemoryPort
+
+START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+NAME = "cni-migration-state"
+
+
+def big(nodes: int, run_id: str = "run-1") -> Checkpoint:
+    records = tuple(NodeRecord(name=f"worker-{i:05d}.zone-{i % 3}.example.internal", phase=NodePhase.DONE,
+                               attempt=1, phase_started_at=START + timedelta(seconds=i),
+                               prior=PriorNodeState(unschedulable=False)) for i in range(nodes))
+    return Checkpoint(plan_name="example", plan_hash="abc", run_id=run_id, run_phase=RunPhase.MIGRATING,
+                      started_at=START, updated_at=START, nodes=records)
+
+
+def step(cp: Checkpoint, index: int, seconds: int = 1) -> Checkpoint:
+    """Node ``index`` moves on (a new intent), one decision ``seconds`` later."""
+    record = cp.nodes[index]
+    moved = record.model_copy(update={"phase": NodePhase.CORDONED, "intent": Intent(step="drain", pods=("uid-a",))})
+    return cp.with_nodes({record.name: moved}, updated_at=(cp.updated_at or START) + timedelta(seconds=seconds))
+
+
+def loads_as(store: CheckpointStore, cp: Checkpoint, versions) -> None:
+    """``store`` reads back ``cp`` at ``versions`` (the decision time aside: the run ConfigMap is
+    not rewritten for it alone)."""
+    loaded, at = store.load()
+    assert loaded is not None and at == versions
+    assert loaded.model_copy(update={"updated_at": cp.updated_at}) == cp
+
+
+def written(port: MemoryPort, before: int) -> int:
+    return port.writes - before
+
+
+@pytest.mark.parametrize("nodes", [100, 1000, 5000])
+def test_a_transition_writes_one_shard_whatever_the_cluster_size(nodes: int) -> None:
+    port = MemoryPort()
+    store = CheckpointStore(port)
+    cp = big(nodes)
+    versions = store.save(cp, None)
+    assert written(port, 0) == -(-nodes // SHARD_NODES) + 1   # every shard, then the run ConfigMap
+    before = port.writes
+    cp = step(cp, nodes // 2)
+    versions = store.save(cp, versions)
+    assert written(port, before) == 1 and store.last_save.names == [shard_name(NAME, nodes // 2 // SHARD_NODES)]
+    assert store.last_save.bytes < 2048, store.last_save.bytes
+    loads_as(store, cp, versions)
+
+
+def test_the_run_configmap_is_rewritten_for_run_fields_and_a_stale_summary_only() -> None:
+    port = MemoryPort()
+    store = CheckpointStore(port)
+    cp = big(40)
+    versions = store.save(cp, None)
+    cp = step(cp, 3, seconds=5)                        # counts changed, summary 5 s old: shards only
+    versions = store.save(cp, versions)
+    assert NAME not in store.last_save.names
+    assert "cordoned=1" not in port.configmaps[("kube-system", NAME)].data["summary"]
+    cp = step(cp, 4, seconds=int(SUMMARY_EVERY.total_seconds()))   # the summary is now stale
+    versions = store.save(cp, versions)
+    assert NAME in store.last_save.names
+    assert "cordoned=2" in port.configmaps[("kube-system", NAME)].data["summary"]
+    cp = cp.model_copy(update={"requested": "pause"})     # a run-level field: written at once
+    versions = store.save(cp, versions)
+    assert store.last_save.names == [NAME]
+    assert store.save(cp, versions) == versions and store.last_save.objects == 0   # nothing changed
+    loaded, _ = store.load()
+    assert loaded is not None and loaded.requested == "pause" and loaded.nodes == cp.nodes
+
+
+def test_every_object_is_compare_and_swap() -> None:
+    port = MemoryPort()
+    store = CheckpointStore(port)
+    cp = big(40)
+    stale = store.save(cp, None)
+    store.save(step(cp, 1), stale)                     # someone else moved node 1's shard
+    with pytest.raises(Conflict):
+        CheckpointStore(port).save(step(cp, 2), stale)  # the same shard, from the stale versions
+    with pytest.raises(Conflict):
+        CheckpointStore(port).save(big(40, run_id="run-2"), None)   # the run ConfigMap exists
+
+
+def test_a_single_configmap_checkpoint_moves_into_shards_on_the_next_save() -> None:
+    port = MemoryPort()
+    cp = big(40)
+    port.create_configmap("kube-system", NAME, to_configmap_data(cp))   # as an earlier release wrote it
+    store = CheckpointStore(port)
+    loaded, versions = store.load()
+    assert loaded == cp
+    cp = step(cp, 0)
+    versions = store.save(cp, versions)
+    run = port.configmaps[("kube-system", NAME)].data
+    assert "nodes" not in run and '"shards":3' in run["run.json"]
+    loads_as(CheckpointStore(port), cp, versions)
+
+
+def test_a_move_into_shards_cut_short_is_read_from_the_inline_nodes_and_finished() -> None:
+    port = MemoryPort()
+    cp = big(40)
+    port.create_configmap("kube-system", NAME, to_configmap_data(cp))
+    store = CheckpointStore(port)
+    _, versions = store.load()
+    moved = step(cp, 0)
+    crashing = CheckpointStore(port)
+    crashing._write = _fail_on(crashing._write, NAME)   # the run ConfigMap's write never happens
+    with pytest.raises(RuntimeError):
+        crashing.save(moved, versions)
+    loaded, versions = CheckpointStore(port).load()
+    assert loaded == cp                                  # the inline nodes still hold
+    later = step(cp, 5)
+    versions = CheckpointStore(port).save(later, versions)
+    loads_as(CheckpointStore(port), later, versions)
+
+
+def test_shards_left_by_an_earlier_run_are_never_this_runs() -> None:
+    port = MemoryPort()
+    CheckpointStore(port).save(big(40, run_id="old"), None)
+    del port.configmaps[("kube-system", NAME)]          # `kubectl delete cm cni-migration-state`
+    store = CheckpointStore(port)
+    assert store.load() == (None, None)
+    fresh = big(20, run_id="new")
+    versions = store.save(fresh, None)                   # replaces the old shards it overlaps
+    loaded, at = store.load()
+    assert loaded == fresh and at is not None and set(versions.shards) < set(at.shards)
+    assert port.configmaps[("kube-system", shard_name(NAME, 2))].data["run"] == "old"   # beyond the run: ignored
+
+
+def test_a_missing_or_foreign_shard_is_named() -> None:
+    port = MemoryPort()
+    CheckpointStore(port).save(big(40), None)
+    del port.configmaps[("kube-system", shard_name(NAME, 1))]
+    with pytest.raises(CheckpointUnreadable, match=r"get cm -l .* -o yaml \(node shard 1 of 3 is missing\)"):
+        CheckpointStore(port).load()
+
+
+def test_the_objects_as_kubectl_lists_them(sim, port) -> None:
+    store = CheckpointStore(port)
+    cp = big(40)
+    store.save(cp, None)
+    listed = sim.store.list("configmaps", "kube-system")
+    ours = sorted(o["metadata"]["name"] for o in listed
+                  if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "migrator")
+    assert ours == [NAME] + [shard_name(NAME, i) for i in range(3)]   # the summary first
+    assert from_configmaps(listed, NAME) == cp
+    assert max(len(str(o.get("data"))) for o in listed if o["metadata"]["name"] in ours) < 8 * 1024
+
+
+def _fail_on(write, name: str):
+    def wrapped(what: str, *args, **kwargs):
+        if what == name:
+            raise RuntimeError("crash before the run ConfigMap's write")
+        return write(what, *args, **kwargs)
+    return wrapped
