@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from migrator.sim.config import Latencies, SimConfig
 
@@ -30,6 +31,15 @@ FAST_LATENCIES = Latencies(schedule=0.0, sandbox=0.005, ready=0.01, terminate=0.
 
 def fast_config(nodes: int = 6, **changes: Any) -> SimConfig:
     return SimConfig(nodes=nodes, latencies=changes.pop("latencies", FAST_LATENCIES), **changes)
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A command run in-process configures structlog onto the test's captured stderr, which pytest
+    closes when the test ends: later tests on the same worker would log into a closed file."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
