@@ -19,6 +19,11 @@ import structlog
 
 from migrator.sim.config import Latencies, SimConfig
 
+#: The default Calico pool (a /16 of /26 blocks) holds 1,024 nodes' blocks, and the sim's Calico
+#: IPAM does not borrow from other nodes' blocks: larger clusters get pools that hold them (and
+#: Cilium's, a /24 per node, for the agents' CiliumNodes).
+LARGE_POOLS = {"calico_pool": "10.0.0.0/13", "cilium_pool": "10.128.0.0/10"}
+
 TINY = Latencies(schedule=0.0, sandbox=0.001, ready=0.001, terminate=0.001, agent_start=0.001,
                  calico_start=0.001, node_action=0.001, controller=0.0)
 
@@ -33,10 +38,10 @@ def main(argv: list[str]) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     from migrator.sim.cluster import SimCluster
 
-    config = SimConfig(nodes=args.nodes, latencies=TINY)
+    config = SimConfig(nodes=args.nodes, latencies=TINY, **(LARGE_POOLS if args.nodes > 1000 else {}))
     began, cpu_began = time.monotonic(), time.process_time()
     sim = SimCluster(config=config, seed=args.seed, time_scale=args.time_scale,
-                     pods_per_node=args.pods_per_node, converge_timeout=600)
+                     pods_per_node=args.pods_per_node, converge_timeout=900)
     try:
         sim.start()
         boot, cpu = time.monotonic() - began, time.process_time() - cpu_began

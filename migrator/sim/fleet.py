@@ -182,6 +182,7 @@ class NodeFleet:
                 state.healthy = False
             elif state.running:
                 state.healthy = True
+            self.kubelets.wake(node)
             app = "cilium" if agent == "cilium" else "calico-node"
             for pod in self.store.list("pods", index=("nodeName", node)):
                 if is_agent(pod, app) and not pod["metadata"].get("deletionTimestamp"):
@@ -199,6 +200,7 @@ class NodeFleet:
 
         def apply() -> None:
             self.runtimes[node].forced_not_ready = not ready
+            self.kubelets.wake(node)
             self._post_node_status(node)
             for pod in self.store.list("pods", index=("nodeName", node)):
                 meta = pod["metadata"]
