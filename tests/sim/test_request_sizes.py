@@ -157,3 +157,25 @@ def test_sim_requests_serves_the_sums_to_another_client_without_logging_itself(a
     assert summary["byVerbResource"] == [{"verb": "create", "resource": "configmaps", "requests": 1,
                                           "requestBytes": len(body), "responseBytes": summary["responseBytes"]}]
     assert json.loads(everything)["requests"] == 2 == len(api.requests.entries)   # /sim/* never logged
+
+
+def test_sim_introspect_serves_the_cluster_snapshot_with_the_body_bytes():
+    from migrator.sim.cluster import SimCluster
+    from migrator.sim.config import SimConfig
+
+    with SimCluster(config=SimConfig(nodes=2), time_scale=50.0) as sim:
+        conn = Conn(sim.server)
+        auth = f"Authorization: Bearer {sim.token}"
+        try:
+            code, _, listed = conn.ask(request("GET", "/api/v1/nodes", auth))
+            assert code == 200
+            code, _, answer = conn.ask(request("GET", "/sim/introspect", auth))
+            assert code == 200, answer
+            code, _, _ = conn.ask(request("POST", "/sim/introspect", auth, body=b"{}"))
+            assert code == 405
+        finally:
+            conn.close()
+    snapshot = json.loads(answer)
+    assert sorted(snapshot["nodes"]) == sorted(n["metadata"]["name"] for n in json.loads(listed)["items"])
+    assert snapshot["requests"] == {"list nodes": 1}
+    assert snapshot["body_bytes"] == {"list nodes": {"request": 0, "response": len(listed)}}
