@@ -63,7 +63,10 @@ class Kubelets:
         """Something that decides ``node``'s sandboxes changed: try its waiting pods again."""
         parked = self._parked.pop(node, None)
         if parked:
-            self.world.call_later(RETRY, lambda: [self._sandbox(*key) for key in parked])
+            def retry() -> None:
+                for key in parked:
+                    self._sandbox(*key)
+            self.world.call_later(RETRY, retry)
 
     def wake_all(self) -> None:
         for node in list(self._parked):
