@@ -9,7 +9,10 @@ ACKs), one thread per connection, chunked watch streams, and every failure answe
 
 Hooks: ``proxy`` answers the pods/proxy subresource (the simulated agnhost netexec);
 ``faults`` injects errors and latency by verb and resource, decided before a request is
-executed; ``requests`` records every answer. ``outage`` / ``schedule_outage`` make the server
+executed; ``requests`` records every answer with its body sizes, and ``/sim/requests`` (plus
+``/sim/introspect`` when an ``introspect`` hook is given) serves that record to clients in other
+processes, with the same bearer token; these paths are the simulator's own, answered outside
+the request log and the faults, and kube-apiserver has no such path. ``outage`` / ``schedule_outage`` make the server
 unavailable for a while (``faults.Outage``): ``refuse`` stops listening and closes every
 connection, ``503`` answers everything 503 and ends open watches. ``add_user`` issues another
 bearer token, so that the request log can tell two clients apart by user.
@@ -55,13 +58,14 @@ from migrator.sim.openapi import OpenApi
 from migrator.sim.operations import Target, present
 from migrator.sim.rbac import Attributes, Authorizer, Identity
 from migrator.sim.registry import ApiResource, Registry, registry_for
-from migrator.sim.requestlog import RequestEntry, RequestLog
+from migrator.sim.requestlog import RequestEntry, RequestFilter, RequestLog
 from migrator.sim.selectors import build_predicate
 from migrator.sim.store import Store
 from migrator.sim.tls import serving_cert
 
 Obj = dict[str, Any]
 ProxyHook = Callable[[Obj, str, str, dict[str, list[str]]], tuple[int, Any]]
+IntrospectHook = Callable[[], Obj]
 log = structlog.get_logger("migrator.sim.apiserver")
 MAX_WATCH_SECONDS = 1800
 
@@ -80,13 +84,15 @@ class ApiServer:
 
     def __init__(self, store: Store, *, host: str = "127.0.0.1", port: int = 0, token: str,
                  proxy: ProxyHook | None = None, faults: ApiFaults | None = None, version: str = "v1.32.4",
-                 service_cidr: str = "10.96.0.0/12", tls: bool = True) -> None:
+                 service_cidr: str = "10.96.0.0/12", tls: bool = True,
+                 introspect: IntrospectHook | None = None) -> None:
         self.store = store
         self.registry: Registry = registry_for(store)
         self.token = token
         self.authn = Authenticator(store, token)
         self.authz = Authorizer(store)
         self.proxy = proxy
+        self.introspect = introspect
         self.faults = faults
         self.version = version
         self.requests = RequestLog()
@@ -228,6 +234,7 @@ def _http_version(text: str) -> tuple[int, int] | None:
 
 class _Handler(BaseHTTPRequestHandler):
     _unlogged = False  # True from the start of ``_handle`` until the request is in the log
+    _stream_entry = -1  # a watch's number in the request log, which counts what it sends
     api: ApiServer
     headers: Headers  # type: ignore[assignment]  # read_headers' lean Headers stand in for email.message.Message
     raw_requestline: bytes  # set by handle_one_request, undeclared in the stdlib's stubs
@@ -329,6 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         self._entry = ("", "", "", "")
         self._user = ""
+        self._request_bytes = 0
         self._unlogged = True
         self._warnings = []
         code = 500
@@ -338,6 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             try:
                 body = read_body(self.rfile, self.headers)
+                self._request_bytes = len(body)
             except FramingError as err:
                 self.send_error(err.code, str(err))
                 return
@@ -359,15 +368,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         self._record(code)
 
-    def _record(self, code: int) -> None:
+    def _record(self, code: int, response_bytes: int = 0) -> int:
         """Log the request once, as its answer starts: a client that has read the answer (or
-        started reading a watch) finds it counted."""
+        started reading a watch) finds it counted. Returns its number in the log (-1 if it was
+        logged already or is not to be)."""
         if not self._unlogged:
-            return
+            return -1
         self._unlogged = False
         verb, resource, ns, name = self._entry
-        self.api.requests.add(RequestEntry(verb, resource, ns, name, code, self.headers.get("User-Agent", ""),
-                                           self._user))
+        return self.api.requests.add(RequestEntry(verb, resource, ns, name, code, self.headers.get("User-Agent", ""),
+                                                  self._user, self._request_bytes, response_bytes))
 
     def _refuse_body(self, err: BodyError) -> int:
         """A body that ended early (the client died inside it) is never decoded, let alone
@@ -384,7 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
               headers: dict[str, str] | None = None) -> int:
         data = payload if isinstance(payload, bytes) else (
             payload.encode() if isinstance(payload, str) else wire.dumps(payload))
-        self._record(code)
+        self._record(code, 0 if self.command == "HEAD" else len(data))
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -415,6 +425,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._unavailable()
             return self._send(200, "ok", "text/plain; charset=utf-8")
         who = api.authn.authenticate(self.headers.get("Authorization", ""))
+        if path == "/sim" or path.startswith("/sim/"):
+            self._unlogged = False   # observing the simulator is not API traffic
         if who is None:
             raise Unauthorized("Unauthorized")
         self._user = who.name
@@ -423,6 +435,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._user = who.name
         self._identity = who
         segs = [s for s in path.split("/") if s]
+        if segs[:1] == ["sim"]:
+            return self._sim(segs[1:], query)
         if not segs or not ((segs[0] == "api" and len(segs) >= 3) or (segs[0] == "apis" and len(segs) >= 4)):
             self._entry = ("get", "", "", path)   # discovery and /version: non-resource gets
             api.authz.check(who, Attributes(method.lower(), path=path))
@@ -522,8 +536,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"kind": f"{res.kind}List", "apiVersion": res.group_version,
                                     "metadata": meta, "items": items})
         if method == "POST":
-            return self._send_obj(res, operations.create(store, t, self._decode(body, res.kind, res), query,
-                                                         self._warnings), 201, query=query)
+            obj = self._decode(body, res.kind, res)
+            self._name_created(obj)
+            return self._send_obj(res, operations.create(store, t, obj, query, self._warnings), 201, query=query)
         if method == "PUT":
             return self._send_obj(res, operations.update(store, t, self._decode(body, res.kind, res), query,
                                                          self._warnings), query=query)
@@ -554,6 +569,31 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "SelfSubjectRulesReview":
             return self._send(201, reviews.rules_review(self.api.authz, who, data))
         return self._send(201, reviews.subject_review(who, data))
+
+    def _sim(self, rest: list[str], query: dict[str, str]) -> int:
+        """The simulator's own read-only paths: ``/sim/requests`` (the request log's counts and
+        body bytes, filtered as ``RequestFilter.from_query`` reads the query) and
+        ``/sim/introspect``. Observing is not traffic: neither logged nor faulted."""
+        if self.command != "GET":
+            raise MethodNotAllowed(f"{self.path} only answers GET")
+        if rest == ["requests"]:
+            try:
+                where = RequestFilter.from_query(query)
+            except ValueError as err:
+                raise BadRequest(f"/sim/requests: {err}") from err
+            return self._send(200, self.api.requests.summary(where))
+        if rest == ["introspect"] and self.api.introspect is not None:
+            return self._send(200, self.api.introspect())
+        raise NotFound(f"the server could not find the requested resource ({self.path})")
+
+    def _name_created(self, obj: Any) -> None:
+        """A create is logged under the name its body gives (none for ``generateName``), as
+        kube-apiserver's audit completes ``objectRef.name`` from the decoded request object."""
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if isinstance(name, str):
+            verb, resource, namespace, _ = self._entry
+            self._entry = (verb, resource, namespace, name)
 
     def _openapi(self, rest: list[str], query: dict[str, str]) -> int:
         """``/openapi/v2`` and ``/openapi/v3[/<group-version>]``, as kube-openapi's handlers serve
@@ -706,12 +746,13 @@ class _Handler(BaseHTTPRequestHandler):
                     cursor = int(rv_param)
                 except ValueError as exc:
                     raise BadRequest(f"invalid resourceVersion {rv_param!r}") from exc
-        self._record(200)
+        number = self._record(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self.wfile.flush()   # the client's watch starts at the headers, events or not
+        self._stream_entry = number
         try:
             for obj in initial:
                 self._chunk("ADDED", present(res, obj), res, include)
@@ -752,10 +793,13 @@ class _Handler(BaseHTTPRequestHandler):
         return 200
 
     def _chunk(self, kind: str, obj: Obj, res: ApiResource, include: str) -> None:
-        """One watch event; a Table of the one object when the watch asked for Tables (``include`` set)."""
+        """One watch event as one chunk, its JSON line (not the chunk's framing) counted in the log
+        first (a client that has read an event finds it counted); a Table of the one object when the
+        watch asked for Tables (``include`` set)."""
         if include and kind != "ERROR":
             obj = tables.table(res, [obj], include=include, resource_version=obj["metadata"].get("resourceVersion", ""))
         data = wire.dumps({"type": kind, "object": obj}) + b"\n"
+        self.api.requests.add_response_bytes(self._stream_entry, len(data))
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 

@@ -89,7 +89,7 @@ class SimCluster:
         self.faults = ApiFaults(self.seed)
         self.server = ApiServer(self.store, host=self.host, port=self.port, token=self.token,
                                 proxy=self.fleet.proxy, faults=self.faults, version=self.config.kubernetes_version,
-                                service_cidr=self.config.service_cidr)
+                                service_cidr=self.config.service_cidr, introspect=self.introspect)
         self.server.start()
         if not self.settle(timeout=self.converge_timeout, strict=True):
             self.stop()
@@ -223,7 +223,9 @@ class SimCluster:
 
     # ------------------------------------------------------------------ inspection
     def introspect(self) -> dict[str, Any]:
-        """A snapshot for humans and tests: per-node CNI files and pods, API traffic, reachability."""
+        """A snapshot for humans and tests: per-node CNI files and pods, API traffic (requests and
+        their body bytes by verb and resource), reachability. The API server serves it at
+        ``/sim/introspect``; ``/sim/requests`` filters the traffic (``RequestFilter``)."""
         pods_by_node: Counter[str] = Counter(p["spec"].get("nodeName") or "" for p in self.store.list("pods"))
         nodes = {}
         for node in self.store.list("nodes"):
@@ -232,12 +234,15 @@ class SimCluster:
                            "cni_files": list(self.fleet.cni_files(name)) if self.fleet else [],
                            "migration_label": (node["metadata"].get("labels") or {}).get(
                                "io.cilium.migration/cilium-default")}
-        counts = {}
+        counts: dict[str, int] = {}
+        body_bytes: dict[str, dict[str, int]] = {}
         if self.server is not None:
-            counts = {" ".join(k) if isinstance(k, tuple) else str(k): v
-                      for k, v in sorted(self.requests.counts().items())}
+            for row in self.requests.summary()["byVerbResource"]:
+                key = f"{row['verb']} {row['resource']}"
+                counts[key] = row["requests"]
+                body_bytes[key] = {"request": row["requestBytes"], "response": row["responseBytes"]}
         return {"scenario": self.scenario.name, "details": dict(self.scenario_details), "nodes": nodes,
-                "requests": counts, "reachability": self._reachability_summary(),
+                "requests": counts, "body_bytes": body_bytes, "reachability": self._reachability_summary(),
                 "world_errors": len(self.world.errors)}
 
     def _reachability_summary(self) -> dict[str, Any]:

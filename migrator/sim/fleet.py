@@ -27,6 +27,7 @@ Obj = dict[str, Any]
 CNC = "cilium.io/ciliumnodeconfigs"
 APISERVER_PORT = 6443
 
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 
 
@@ -57,14 +58,16 @@ class NodeFleet:
             addrs = {a.get("type"): a.get("address") for a in (event.obj.get("status") or {}).get("addresses") or []}
             self.runtimes[name] = NodeRuntime(name=name, ip=addrs.get("InternalIP") or "")
             self._post_node_status(name)
-            self._reconcile_apiserver_endpoints()
+            if CONTROL_PLANE_LABEL in (event.obj["metadata"].get("labels") or {}) \
+                    or self.store.try_get("endpoints", "default", "kubernetes") is None:
+                self._reconcile_apiserver_endpoints()   # only a control-plane node moves them
             for pod in self.store.list("pods", index=("nodeName", name)):
                 self.kubelets.on_pod(Event(0, "MODIFIED", "pods", pod))
 
     def _reconcile_apiserver_endpoints(self) -> None:
         """Point ``default/kubernetes`` at the control-plane nodes (the apiserver's endpoint reconciler)."""
         ips = sorted(rt.ip for n, rt in self.runtimes.items()
-                     if "node-role.kubernetes.io/control-plane" in
+                     if CONTROL_PLANE_LABEL in
                      ((self.store.try_get("nodes", None, n) or {}).get("metadata", {}).get("labels") or {}))
         ips = ips or [MANAGED_APISERVER_IP]
         current = self.store.try_get("endpoints", "default", "kubernetes")
@@ -179,6 +182,7 @@ class NodeFleet:
                 state.healthy = False
             elif state.running:
                 state.healthy = True
+            self.kubelets.wake(node)
             app = "cilium" if agent == "cilium" else "calico-node"
             for pod in self.store.list("pods", index=("nodeName", node)):
                 if is_agent(pod, app) and not pod["metadata"].get("deletionTimestamp"):
@@ -196,6 +200,7 @@ class NodeFleet:
 
         def apply() -> None:
             self.runtimes[node].forced_not_ready = not ready
+            self.kubelets.wake(node)
             self._post_node_status(node)
             for pod in self.store.list("pods", index=("nodeName", node)):
                 meta = pod["metadata"]

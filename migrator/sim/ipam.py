@@ -6,18 +6,24 @@
   ``cluster-pool-ipv4-cidr`` (the operator's job), recorded in its CiliumNode's
   ``spec.ipam.podCIDRs``; pod IPs come from it.
 
-Allocation is deterministic (lowest free address) so a run replays from its seed.
+Allocation is deterministic (lowest free address, lowest free block or range) so a run replays
+from its seed. Blocks and ranges are never handed back, so the search for the next one resumes
+where the last one ended: at 5,000 nodes, starting over from the pool's first subnet every time
+cost quadratic time.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass
 class _Block:
-    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
+    cidr: Subnet
     used: set[str] = field(default_factory=set)
 
     def take(self) -> str | None:
@@ -31,12 +37,31 @@ class _Block:
         return None
 
 
+class _Subnets:
+    """The subnets of pools not handed out yet, lowest first, each pool's walked once."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+        self._walks: dict[tuple[str, int], Iterator[Subnet]] = {}
+
+    def take(self, pool_cidr: str, prefix: int) -> Subnet | None:
+        walk = self._walks.get((pool_cidr, prefix))
+        if walk is None:
+            walk = self._walks[(pool_cidr, prefix)] = ipaddress.ip_network(pool_cidr).subnets(new_prefix=prefix)
+        for candidate in walk:   # every subnet before the walk's position is taken already
+            key = str(candidate)
+            if key not in self.taken:
+                self.taken.add(key)
+                return candidate
+        return None
+
+
 class CalicoIpam:
     """Block-affine allocation from one IPPool."""
 
     def __init__(self) -> None:
         self.blocks: dict[str, list[_Block]] = {}      # node -> its blocks
-        self._taken: set[str] = set()                   # block CIDRs handed out
+        self._subnets = _Subnets()                      # block CIDRs handed out
         self.owner: dict[str, str] = {}                 # ip -> node
 
     def allocate(self, node: str, pool_cidr: str, block_size: int) -> str | None:
@@ -45,19 +70,15 @@ class CalicoIpam:
             if ip:
                 self.owner[ip] = node
                 return ip
-        pool = ipaddress.ip_network(pool_cidr)
-        for candidate in pool.subnets(new_prefix=block_size):
-            key = str(candidate)
-            if key in self._taken:
-                continue
-            self._taken.add(key)
-            block = _Block(candidate)
-            self.blocks.setdefault(node, []).append(block)
-            ip = block.take()
-            if ip:
-                self.owner[ip] = node
-            return ip
-        return None
+        candidate = self._subnets.take(pool_cidr, block_size)
+        if candidate is None:
+            return None
+        block = _Block(candidate)
+        self.blocks.setdefault(node, []).append(block)
+        ip = block.take()
+        if ip:
+            self.owner[ip] = node
+        return ip
 
     def release(self, ip: str) -> None:
         node = self.owner.pop(ip, None)
@@ -74,16 +95,16 @@ class CiliumIpam:
     def __init__(self) -> None:
         self.pod_cidrs: dict[str, _Block] = {}
         self.owner: dict[str, str] = {}
+        self._subnets = _Subnets()
 
     def pod_cidr(self, node: str, pool_cidr: str, mask: int) -> str | None:
         if node in self.pod_cidrs:
             return str(self.pod_cidrs[node].cidr)
-        taken = {str(b.cidr) for b in self.pod_cidrs.values()}
-        for candidate in ipaddress.ip_network(pool_cidr).subnets(new_prefix=mask):
-            if str(candidate) not in taken:
-                self.pod_cidrs[node] = _Block(candidate)
-                return str(candidate)
-        return None
+        candidate = self._subnets.take(pool_cidr, mask)
+        if candidate is None:
+            return None
+        self.pod_cidrs[node] = _Block(candidate)
+        return str(candidate)
 
     def allocate(self, node: str) -> str | None:
         block = self.pod_cidrs.get(node)

@@ -14,6 +14,14 @@ For each pod bound to a node (``spec.nodeName``):
    the kubelet removes it from the API.
 A pod keeps its IP and network until it is recreated — which is why the migration recycles pods.
 
+A sandbox that fails for a reason of its node (NotReady, no CNI config, its agent not running or
+not healthy, no Calico pool) waits for that node to change: whatever changes those (an agent
+starting or stopping, a node action, readiness, an IPPool) calls ``wake(node)``, and the node's
+waiting pods are tried again ``RETRY`` later. Retrying each of them every ``RETRY`` instead made
+the kubelets poll: at 2,000 nodes and a large time scale, three quarters of the worker's time
+went to pods retrying while their node's calico-node waited its turn behind them. A sandbox that
+fails for want of an address (the node's IPAM range is full) is still retried on its own.
+
 The Node's ``Ready`` condition is posted when the node appears, and follows injected faults.
 """
 
@@ -48,6 +56,24 @@ class Kubelets:
         self.lat = fleet.config.latencies
         self._starting: set[str] = set()
         self._stopping: set[str] = set()
+        self._parked: dict[str, dict[tuple[str, str, str], None]] = {}   # node -> pods waiting for it
+        self.world.on(CALICO_POOLS, lambda _: self.wake_all())
+
+    def wake(self, node: str) -> None:
+        """Something that decides ``node``'s sandboxes changed: try its waiting pods again."""
+        parked = self._parked.pop(node, None)
+        if parked:
+            def retry() -> None:
+                for key in parked:
+                    self._sandbox(*key)
+            self.world.call_later(RETRY, retry)
+
+    def wake_all(self) -> None:
+        for node in list(self._parked):
+            self.wake(node)
+
+    def _park(self, node: str, ns: str, name: str, uid: str) -> None:
+        self._parked.setdefault(node, {})[(ns, name, uid)] = None
 
     # ------------------------------------------------------------------ events
     def on_pod(self, event: Any) -> None:
@@ -88,7 +114,7 @@ class Kubelets:
             self._starting.discard(uid)
             return
         if not self.fleet.node_ready(node):
-            self.world.call_later(RETRY, lambda: self._sandbox(ns, name, uid))
+            self._park(node, ns, name, uid)
             return
         annotations: dict[str, str] = {}
         ip: str | None
@@ -99,19 +125,25 @@ class Kubelets:
             conf = rt.active_cni()
             network = rt.network_of(conf)
             ip = None
+            agent_ready = False
             if network == "calico" and rt.calico.running:
                 pool = self._calico_pool()
                 if pool:
+                    agent_ready = True
                     ip = self.fleet.calico_ipam.allocate(node, pool[0], pool[1])
                     annotations = {"cni.projectcalico.org/podIP": f"{ip}/32", "cni.projectcalico.org/podIPs": f"{ip}/32",
                                    "cni.projectcalico.org/containerID": uid.replace("-", "")[:32]}
             elif network == "cilium" and rt.cilium.running and rt.cilium.healthy:
+                agent_ready = True
                 ip = self.fleet.cilium_ipam.allocate(node)
             if ip is None or network is None:
                 reason = "no CNI configuration file in /etc/cni/net.d" if conf is None else \
                     f"plugin type={network!r} failed (add): agent not ready on {node}"
-                self._set_waiting(ns, name, "ContainerCreating", f"NetworkPluginNotReady: {reason}")
-                self.world.call_later(RETRY, lambda: self._sandbox(ns, name, uid))
+                self._set_waiting(pod, "ContainerCreating", f"NetworkPluginNotReady: {reason}")
+                if agent_ready:   # the node's range is full: retry until an address is released
+                    self.world.call_later(RETRY, lambda: self._sandbox(ns, name, uid))
+                else:
+                    self._park(node, ns, name, uid)
                 return
         self._starting.discard(uid)
         if annotations:
@@ -146,21 +178,25 @@ class Kubelets:
             self.world.call_later(self.lat.node_action, lambda: self._run_action(ns, name, uid))
         elif is_agent(pod, "calico-node") and ns == "kube-system":
             calico.start(rt, pod)
+            self.wake(rt.name)
             self.world.call_later(self.lat.calico_start, lambda: self._calico_healthy(rt, ns, name, uid))
         elif is_agent(pod, "cilium") and ns == "kube-system":
             config, sources = self.fleet.resolve_cilium_config(rt.name, pod)
             cilium.start(rt, uid, config, sources)
             self.fleet.ensure_cilium_node(rt.name, config)
+            self.wake(rt.name)
             self.world.call_later(self.lat.agent_start, lambda: self._cilium_healthy(rt, ns, name, uid))
         else:
             self.world.call_later(self.lat.ready, lambda: self.set_ready(ns, name, uid, True))
 
     def _calico_healthy(self, rt: Any, ns: str, name: str, uid: str) -> None:
         calico.become_healthy(rt)
+        self.wake(rt.name)
         self.set_ready(ns, name, uid, rt.calico.healthy)
 
     def _cilium_healthy(self, rt: Any, ns: str, name: str, uid: str) -> None:
         cilium.become_healthy(rt, uid)
+        self.wake(rt.name)
         self.set_ready(ns, name, uid, rt.cilium.healthy and rt.cilium.pod_uid == uid)
 
     def set_ready(self, ns: str, name: str, uid: str, ready: bool, *, waiting: str | None = None) -> None:
@@ -187,15 +223,22 @@ class Kubelets:
                     cs["state"] = {"running": {"startedAt": now}}
         self.store.mutate("pods", ns, name, update, subresource="status")
 
-    def _set_waiting(self, ns: str, name: str, reason: str, message: str) -> None:
+    def _set_waiting(self, pod: Obj, reason: str, message: str) -> None:
+        """Every container of ``pod`` waiting for ``reason``; no write when they already are (a
+        sandbox retried every quarter second must not copy the pod each time to learn that)."""
+        def waiting(o: Obj) -> list[Obj]:
+            return [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
+                     "started": False, "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}}
+                    for c in o["spec"].get("containers") or []]
+
+        if "containerStatuses" in (pod.get("status") or {}) and pod["status"]["containerStatuses"] == waiting(pod):
+            return
+
         def update(o: Obj) -> None:
-            st = o.setdefault("status", {})
-            st["containerStatuses"] = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
-                                        "started": False, "restartCount": 0,
-                                        "state": {"waiting": {"reason": reason, "message": message}}}
-                                       for c in o["spec"].get("containers") or []]
+            o.setdefault("status", {})["containerStatuses"] = waiting(o)
+        meta = pod["metadata"]
         try:
-            self.store.mutate("pods", ns, name, update, subresource="status")
+            self.store.mutate("pods", meta.get("namespace", ""), meta["name"], update, subresource="status")
         except NotFound:
             pass
 
@@ -205,6 +248,8 @@ class Kubelets:
             return
         rt = self.fleet.runtimes.get(pod["spec"]["nodeName"])
         ok, message = node_actions.apply(rt, node_actions.action_of(pod) or "") if rt else (False, "node gone")
+        if rt:
+            self.wake(rt.name)
         phase = "Succeeded" if ok else "Failed"
         now = now_rfc3339()
 
@@ -246,6 +291,7 @@ class Kubelets:
                 cilium.stop(rt, meta["uid"])
             elif is_agent(pod, "calico-node"):
                 calico.stop(rt)
+            self.wake(rt.name)
         try:
             self.store.delete("cilium.io/ciliumendpoints", meta.get("namespace"), meta["name"])
         except NotFound:

@@ -22,7 +22,9 @@ state, and ``changed`` (a condition on that lock) wakes watchers.
 
 Objects handed out by ``get``/``list`` are shared snapshots: never mutate them. Every
 write stores a fresh deep copy, so a snapshot never changes under its reader. To edit,
-use ``mutate`` (which hands the callback a private copy) or deep-copy first.
+use ``mutate`` (which hands the callback a private copy) or deep-copy first. Copies are made
+by ``clone``, which knows objects are JSON trees: ``copy.deepcopy``'s memo and dispatch made
+it most of the cost of booting a large cluster.
 """
 
 from __future__ import annotations
@@ -42,6 +44,24 @@ from migrator.sim.errors import AlreadyExists, Conflict, Gone, Invalid, NotFound
 Obj = dict[str, Any]
 Predicate = Callable[[Obj], bool]
 IndexFn = Callable[[Obj], str | None]
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def clone(obj: Any) -> Any:
+    """A deep copy of a JSON tree (dicts, lists, strings, numbers, booleans, None), several times
+    faster than ``copy.deepcopy``; anything else inside is handed to ``copy.deepcopy``. Unlike
+    ``deepcopy`` it does not preserve aliasing: a dict held twice is copied twice, as a JSON
+    round trip would."""
+    kind = type(obj)
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else clone(v) for k, v in obj.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else clone(v) for v in obj]
+    if kind in _SCALARS:
+        return obj
+    return copy.deepcopy(obj)
 
 
 def now_rfc3339() -> str:
@@ -258,7 +278,7 @@ class Store:
         with self.lock:
             table = self._table(resource)
             rtype = table.rtype
-            new = copy.deepcopy(obj)
+            new = clone(obj)
             meta = new.setdefault("metadata", {})
             if not meta.get("name"):
                 prefix = meta.get("generateName")
@@ -299,7 +319,7 @@ class Store:
             wanted_rv = meta.get("resourceVersion")
             if check_version and wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
                 raise Conflict.stale(table.rtype.plural, key[1], table.rtype.group)
-            return self._replace(table, key, current, copy.deepcopy(obj), subresource)
+            return self._replace(table, key, current, clone(obj), subresource)
 
     def mutate(self, resource: str, namespace: str | None, name: str,
                fn: Callable[[Obj], Obj | None], *, subresource: str | None = None) -> Obj:
@@ -314,7 +334,7 @@ class Store:
             current = table.objects.get(key)
             if current is None:
                 raise NotFound.of(table.rtype.plural, name, table.rtype.group)
-            draft = copy.deepcopy(current)
+            draft = clone(current)
             result = fn(draft)
             new = draft if result is None else result
             return self._replace(table, key, current, new, subresource)
@@ -346,7 +366,7 @@ class Store:
             if cmeta.get("finalizers") or (graceful and not cmeta.get("deletionTimestamp")):
                 if cmeta.get("deletionTimestamp"):
                     return current, False
-                new = copy.deepcopy(current)
+                new = clone(current)
                 new["metadata"]["deletionTimestamp"] = now_rfc3339()
                 self._commit(table, key, new, "MODIFIED")
                 return new, False
@@ -365,22 +385,20 @@ class Store:
         rtype = table.rtype
         cmeta = current["metadata"]
         if subresource == "status":
-            merged = copy.deepcopy(current)
+            merged = {k: clone(v) for k, v in current.items() if k != "status"}   # its status is replaced
             if "status" in new:
                 merged["status"] = new["status"]
-            else:
-                merged.pop("status", None)
             if (rtype.group, rtype.kind) in STATUS_WRITES_ANNOTATIONS:
                 annotations = (new.get("metadata") or {}).get("annotations")
                 if annotations:
-                    merged["metadata"]["annotations"] = copy.deepcopy(annotations)
+                    merged["metadata"]["annotations"] = clone(annotations)
                 else:
                     merged["metadata"].pop("annotations", None)
             new = merged
         else:
             if rtype.has_status:
                 if "status" in current:
-                    new["status"] = copy.deepcopy(current["status"])
+                    new["status"] = clone(current["status"])
                 else:
                     new.pop("status", None)
             meta = new.setdefault("metadata", {})
@@ -434,7 +452,7 @@ class Store:
             before = fn(current)
             if before is not None:
                 buckets.get(before, set()).discard(key)
-        gone = copy.deepcopy(current)
+        gone = clone(current)
         gone["metadata"]["resourceVersion"] = str(rv)
         self._publish(Event(rv, "DELETED", table.rtype.key, gone, current))
 
