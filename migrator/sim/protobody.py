@@ -11,7 +11,10 @@ The messages are described by the Kubernetes API's ``generated.proto`` files, sh
 and decoded by the protobuf library. The JSON form follows the proto/JSON correspondence of the Go
 types, generically over the descriptors:
 
-- a field's JSON name is its proto name; int64 becomes a JSON number, bytes base64, maps objects;
+- a field's JSON name is its proto name, save where go-to-protobuf named the field after the Go
+  field rather than its JSON tag (authentication/v1 ``BoundObjectReference.uID``, JSON ``uid``): there
+  it is the parent's OpenAPI property that differs from the proto name in case alone;
+- int64 becomes a JSON number, bytes base64, maps objects;
 - the apimachinery types whose JSON form is not their message: ``Time`` (RFC 3339, seconds),
   ``MicroTime`` (RFC 3339, microseconds), ``Duration`` (Go's duration string), ``IntOrString``,
   ``Quantity`` (its string), ``FieldsV1`` and ``RawExtension`` (their raw bytes are JSON);
@@ -162,7 +165,7 @@ def to_json(msg: Message) -> Any:
     special = _SPECIAL.get(desc.full_name)
     if special is not None:
         return special(msg)
-    inline = _inline_fields(desc)
+    inline, names = _inline_fields(desc), json_names(desc)
     out: dict[str, Any] = {}
     for fd, value in msg.ListFields():
         if fd.type == FieldDescriptor.TYPE_STRING and not fd.is_repeated and value == "":
@@ -171,7 +174,7 @@ def to_json(msg: Message) -> Any:
         if fd.name in inline and isinstance(converted, dict):
             out.update(converted)
         else:
-            out[fd.name] = converted
+            out[names.get(fd.name, fd.name)] = converted
     return out
 
 
@@ -192,14 +195,34 @@ def _scalar(fd: FieldDescriptor, value: Any) -> Any:
     return value
 
 
+def _properties(desc: Descriptor) -> dict[str, Any] | None:
+    """The OpenAPI properties of a message's type, None for a type without a definition."""
+    definition = patch.definitions().get("io.k8s." + desc.full_name.removeprefix("k8s.io."))
+    return None if definition is None else definition.get("properties", {})
+
+
+@functools.cache
+def json_names(desc: Descriptor) -> dict[str, str]:
+    """The fields whose JSON name is not their proto name: proto name -> the one OpenAPI property
+    of the message's type that differs from it in case alone."""
+    props = _properties(desc)
+    if props is None:
+        return {}
+    out = {}
+    for fd in desc.fields:
+        same = [p for p in props if p.lower() == fd.name.lower()]
+        if fd.name not in props and len(same) == 1:
+            out[fd.name] = same[0]
+    return out
+
+
 @functools.cache
 def _inline_fields(desc: Descriptor) -> frozenset[str]:
     """The message fields Go embeds inline: missing from the parent's OpenAPI definition, which has
     every field of the embedded message instead."""
-    definition = patch.definitions().get("io.k8s." + desc.full_name.removeprefix("k8s.io."))
-    if definition is None:
+    props = _properties(desc)
+    if props is None:
         return frozenset()
-    props = definition.get("properties", {})
     return frozenset(
         fd.name for fd in desc.fields
         if fd.name not in props and fd.message_type is not None and not fd.message_type.GetOptions().map_entry

@@ -258,12 +258,29 @@ def test_every_shipped_message_has_the_fields_of_its_v1_32_definition():
             names = set()
             for f in desc.fields:
                 names |= ({g.name for g in f.message_type.fields} if f.name in protobody._inline_fields(desc)
-                          else {f.name})
+                          else {protobody.json_names(desc).get(f.name, f.name)})
             # apiVersion and kind of a top-level object travel in runtime.Unknown, not in its message
             props = set(definition.get("properties", {})) - ({"apiVersion", "kind"} - {f.name for f in desc.fields})
             if names != props:
                 differences[desc.full_name] = (sorted(names - props), sorted(props - names))
     assert differences == {"k8s.io.api.apps.v1.StatefulSetSpec": ([], ["ordinals"])}
+
+
+def test_a_field_named_after_its_go_field_takes_its_json_name():
+    """go-to-protobuf names a field by its ``protobuf`` tag; BoundObjectReference's UID is ``uID`` there
+    and ``uid`` in JSON (k8s.io/api authentication/v1 types.go). The proto field of that name lies
+    in the descriptors, and the decoded TokenRequest has the JSON name."""
+    desc = cls("k8s.io.api.authentication.v1.BoundObjectReference").DESCRIPTOR
+    assert (desc.fields_by_name["uID"].number, protobody.json_names(desc)) == (4, {"uID": "uid"})
+    msg = cls("k8s.io.api.authentication.v1.TokenRequest")()
+    msg.spec.audiences.append("https://kubernetes.default.svc.cluster.local")
+    msg.spec.expirationSeconds = 3600
+    ref = msg.spec.boundObjectRef
+    ref.kind, ref.apiVersion, ref.name, ref.uID = "Pod", "v1", "web", "0d1c0ffee"
+    assert protobody.decode(envelope("authentication.k8s.io/v1", "TokenRequest", msg.SerializeToString())) == {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": ["https://kubernetes.default.svc.cluster.local"], "expirationSeconds": 3600,
+                 "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web", "uid": "0d1c0ffee"}}}
 
 
 #: apimachinery types whose JSON form is not their message (converted by ``protobody._SPECIAL``)
