@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import yaml
 
+from bench.boot import LARGE_POOLS
 from migrator import log as logsetup
 from migrator.cluster.kube import KubeCluster
 from migrator.model.checkpoint import (
@@ -52,12 +53,21 @@ SLOW = Latencies(schedule=0.0, sandbox=0.2, ready=0.3, terminate=0.3, agent_star
 
 
 #: The example plan's Cilium pool (10.245.0.0/16, a /24 per node) holds 256 nodes; larger runs
-#: use a pool that holds them (preflight blocks a run whose pool is too small).
+#: use a pool that holds them (preflight blocks a run whose pool is too small), and above 1,000
+#: nodes the simulated Calico pool is widened too (``bench.boot.LARGE_POOLS``).
 LARGE_POOL = "10.128.0.0/12"
 
 
+def pools_for(nodes: int) -> dict[str, str]:
+    """The simulated cluster's pools for ``nodes`` nodes (SimConfig fields)."""
+    if nodes > 1000:
+        return dict(LARGE_POOLS)
+    return {"cilium_pool": LARGE_POOL} if nodes > 200 else {}
+
+
 def pool_for(nodes: int) -> str | None:
-    return LARGE_POOL if nodes > 200 else None
+    """The plan's Cilium pod CIDR for ``nodes`` nodes (None: the example plan's)."""
+    return pools_for(nodes).get("cilium_pool")
 
 
 def plan_for(k: int | str, workdir: Path, pool: str | None = None, **sections: object):
@@ -104,9 +114,8 @@ def timed_run(sim: SimCluster, plan, workdir: Path, what: str) -> float:
 
 
 def _config(nodes: int, latencies: Latencies, web_max_unavailable: int | str = 1) -> SimConfig:
-    pool = pool_for(nodes)
     return SimConfig(nodes=nodes, latencies=latencies, web_max_unavailable=web_max_unavailable,
-                     **({"cilium_pool": pool} if pool else {}))
+                     **pools_for(nodes))
 
 
 def run_once(nodes: int, k: int | str, latencies: Latencies,

@@ -28,7 +28,7 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from bench.engine import FAST, plan_for, pool_for
+from bench.engine import FAST, plan_for, pool_for, pools_for
 from migrator import log as logsetup
 from migrator.cluster.kube import KubeCluster
 from migrator.runner import Runner
@@ -68,7 +68,7 @@ def main(argv: list[str]) -> None:
     logsetup.quiet()
     n, k = args.nodes, args.k
     pool = pool_for(n)
-    config = SimConfig(nodes=n, latencies=FAST, web_max_unavailable=k, **({"cilium_pool": pool} if pool else {}))
+    config = SimConfig(nodes=n, latencies=FAST, web_max_unavailable=k, **pools_for(n))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         kc = work / "kc"
