@@ -160,14 +160,16 @@ class CheckpointStore:
         yet). Returns the new versions; raises ``Conflict`` when an object moved meanwhile."""
         stats = SaveStats()
         shard_versions = dict(versions.shards) if versions else {}
+        steered = frozenset(checkpoint.steered)
         for index, records in enumerate(shards.partition(checkpoint.nodes, self.per_shard)):
             name = shards.shard_name(self.name, index)
             rv = shard_versions.get(name)
             known = self._known.get(name)
             if rv is not None and known is not None and known.resource_version == rv \
-                    and known.records is not None and _same(known.records, records):
+                    and known.records is not None and _same(known.records, records) \
+                    and known.data.get("steered", "") == shards.steered_of(records, steered):
                 continue
-            data = shards.encode_shard(checkpoint, index, records)
+            data = shards.encode_shard(checkpoint, index, records, steered)
             snapshot = self._write(name, data, rv, shard=True, run_id=checkpoint.run_id)
             self._remember(snapshot, records)
             shard_versions[name] = snapshot.resource_version

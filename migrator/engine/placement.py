@@ -23,7 +23,7 @@ from typing import Literal
 
 from migrator.engine.actions import Action, SetTaint
 from migrator.engine.pending import Pending
-from migrator.model.checkpoint import Checkpoint
+from migrator.model.checkpoint import Checkpoint, in_run_order
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import STEER_TAINT, MigrationPlan
 from migrator.model.states import NodePhase
@@ -74,8 +74,9 @@ def reconcile(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now:
         elif state or due:
             actions.append(SetTaint(node=name, key=STEER_TAINT, effect=EFFECT, present=False))
     changes: dict[str, object] = {}
-    if tuple(steered) != cp.steered:
-        changes["steered"] = tuple(steered)
+    ordered = in_run_order(cp.order, steered)
+    if ordered != cp.steered:
+        changes["steered"] = ordered
     if actions:
         changes["steer_sent_at"] = now
     return (cp.model_copy(update=changes) if changes else cp), actions

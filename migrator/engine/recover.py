@@ -33,6 +33,7 @@ from migrator.model.checkpoint import (
     NodeRecord,
     PriorNodeState,
     RollbackRequest,
+    in_run_order,
     truncate_error,
     utc,
 )
@@ -86,4 +87,4 @@ def from_cluster(plan: MigrationPlan, obs: ClusterObservation, run_id: str, now:
     return Checkpoint(plan_name=plan.name, **identity_record(plan), run_id=run_id, run_phase=RunPhase.MIGRATING,
                       run_phase_started_at=when, started_at=when, updated_at=when,
                       node_config_version=obs.node_config.api_version if obs.node_config else None,
-                      nodes=tuple(records), steered=steered, rollback=request, audit=(audit,)[-AUDIT_KEPT:])
+                      nodes=tuple(records), steered=in_run_order(tuple(r.name for r in records), steered), rollback=request, audit=(audit,)[-AUDIT_KEPT:])

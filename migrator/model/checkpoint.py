@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -262,6 +262,15 @@ class Checkpoint(_Record):
     def all_nodes_finished(self) -> bool:
         """Every node reached a terminal phase."""
         return all(record.phase.terminal for record in self.nodes)
+
+
+def in_run_order(order: tuple[str, ...], names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` in the run's node order, any that are not the run's nodes after them as given:
+    the one order ``Checkpoint.steered`` is kept in, so it reads back as it was written (the node
+    shards record their own nodes' part of it)."""
+    wanted = list(dict.fromkeys(names))
+    inside = set(wanted) & set(order)
+    return tuple(n for n in order if n in inside) + tuple(n for n in wanted if n not in inside)
 
 
 def changed_records(previous: tuple[NodeRecord, ...] | None,

@@ -59,9 +59,15 @@ def partition(records: Sequence[NodeRecord], per_shard: int = SHARD_NODES) -> li
 
 
 def run_record(cp: Checkpoint) -> dict[str, Any]:
-    """Every run-level field, as ``run.json`` holds it (no nodes, no shard layout)."""
-    run = cp.model_dump(mode="json", exclude={"nodes"}, exclude_none=True, exclude_defaults=True)
+    """Every run-level field, as ``run.json`` holds it (no nodes, no shard layout). ``steered``
+    names nodes: each shard records its own (a node taken in or out rewrites its shard, not the
+    run's list of up to every node); ``run.json`` keeps only names that are not the run's nodes."""
+    run = cp.model_dump(mode="json", exclude={"nodes", "steered"}, exclude_none=True, exclude_defaults=True)
     run["schema_version"] = cp.schema_version
+    names = set(cp.order)
+    elsewhere = [name for name in cp.steered if name not in names]
+    if elsewhere:
+        run["steered"] = elsewhere
     return run
 
 
@@ -74,9 +80,21 @@ def encode_run(cp: Checkpoint, base: str, per_shard: int = SHARD_NODES) -> dict[
             "run.json": json.dumps(run, separators=(",", ":"), sort_keys=True)}
 
 
-def encode_shard(cp: Checkpoint, index: int, records: Sequence[NodeRecord]) -> dict[str, str]:
-    """Shard ``index``'s data: the node lines of ``records``."""
-    return {"run": cp.run_id, "index": str(index), "nodes": encode_node_lines(records, cp.started_at)}
+def encode_shard(cp: Checkpoint, index: int, records: Sequence[NodeRecord],
+                 steered: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Shard ``index``'s data: the node lines of ``records`` and, under ``steered``, which of
+    them may carry the placement taint (``steered``: ``cp.steered`` as a set, when the caller
+    has it)."""
+    data = {"run": cp.run_id, "index": str(index), "nodes": encode_node_lines(records, cp.started_at)}
+    marked = steered_of(records, steered or frozenset(cp.steered))
+    if marked:
+        data["steered"] = marked
+    return data
+
+
+def steered_of(records: Sequence[NodeRecord], steered: frozenset[str]) -> str:
+    """The names of ``records`` in ``steered``, as a shard writes them."""
+    return " ".join(record.name for record in records if record.name in steered)
 
 
 def is_sharded(run_data: Mapping[str, str]) -> bool:
@@ -97,6 +115,7 @@ def decode(run_data: Mapping[str, str], shards: Mapping[int, Mapping[str, str]])
     run_id, count, _ = expected_shards(run_data)
     epoch = run_epoch(run)
     records: list[NodeRecord] = []
+    steered: list[str] = []
     for index in range(count):
         shard = shards.get(index)
         if shard is None:
@@ -104,7 +123,9 @@ def decode(run_data: Mapping[str, str], shards: Mapping[int, Mapping[str, str]])
         if shard.get("run") != run_id:
             raise ValueError(f"node shard {index} belongs to run {shard.get('run')!r}, not {run_id!r}")
         records.extend(parse_node_lines(shard.get("nodes", ""), epoch))
+        steered.extend(shard.get("steered", "").split())
     run = {k: v for k, v in run.items() if k not in ("shards", "shard_nodes")}
+    run["steered"] = steered + list(run.get("steered", ()))
     return Checkpoint.model_validate({**run, "nodes": tuple(records)})
 
 

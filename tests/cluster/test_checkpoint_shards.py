@@ -14,7 +14,14 @@ import pytest
 
 from migrator.cluster.errors import Conflict
 from migrator.cluster.store import SUMMARY_EVERY, CheckpointStore, CheckpointUnreadable
-from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, PriorNodeState, to_configmap_data
+from migrator.model.checkpoint import (
+    Checkpoint,
+    Intent,
+    NodeRecord,
+    PriorNodeState,
+    in_run_order,
+    to_configmap_data,
+)
 from migrator.model.shards import SHARD_NODES, from_configmaps, shard_name
 from migrator.model.states import NodePhase, RunPhase
 
@@ -170,3 +177,21 @@ def _fail_on(write, name: str):
             raise RuntimeError("crash before the run ConfigMap's write")
         return write(what, *args, **kwargs)
     return wrapped
+
+
+def test_steered_nodes_live_in_their_shards() -> None:
+    """The placement taint's bookkeeping (``steered``: up to every node not yet started) is kept
+    by each shard for its own nodes: a node taken out rewrites its shard, not a list of every
+    node in the run ConfigMap; names that are not the run's nodes stay in ``run.json``."""
+    port = MemoryPort()
+    store = CheckpointStore(port)
+    cp = big(100)
+    names = cp.order
+    cp = cp.model_copy(update={"steered": in_run_order(names, [*names[10:], "not-in-the-run"])})
+    versions = store.save(cp, None)
+    assert '"steered":["not-in-the-run"]' in port.configmaps[("kube-system", NAME)].data["run.json"]
+    loads_as(store, cp, versions)
+    cp = cp.model_copy(update={"steered": in_run_order(names, [n for n in cp.steered if n != names[40]])})
+    versions = store.save(cp, versions)
+    assert store.last_save.names == [shard_name(NAME, 40 // SHARD_NODES)]
+    loads_as(CheckpointStore(port), cp, versions)
