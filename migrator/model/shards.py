@@ -81,12 +81,12 @@ def encode_run(cp: Checkpoint, base: str, per_shard: int = SHARD_NODES) -> dict[
 
 
 def encode_shard(cp: Checkpoint, index: int, records: Sequence[NodeRecord],
-                 steered: frozenset[str] = frozenset()) -> dict[str, str]:
+                 steered: frozenset[str] | None = None) -> dict[str, str]:
     """Shard ``index``'s data: the node lines of ``records`` and, under ``steered``, which of
     them may carry the placement taint (``steered``: ``cp.steered`` as a set, when the caller
-    has it)."""
+    has it already)."""
     data = {"run": cp.run_id, "index": str(index), "nodes": encode_node_lines(records, cp.started_at)}
-    marked = steered_of(records, steered or frozenset(cp.steered))
+    marked = steered_of(records, frozenset(cp.steered) if steered is None else steered)
     if marked:
         data["steered"] = marked
     return data
