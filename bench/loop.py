@@ -60,6 +60,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--pods-per-node", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-dump", metavar="FILE", help="also write the profile's raw stats to FILE "
+                        "(for pstats: callers and callees of one function)")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="stop the run after this long (as SIGTERM does) and report the turns so far; "
                              "per-node figures then count the nodes that finished")
@@ -80,7 +82,7 @@ def main(argv: list[str]) -> None:
         ours.send("start")
         ours.recv()
         runner = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=work)
-        profiler = cProfile.Profile() if args.profile else None
+        profiler = cProfile.Profile() if args.profile or args.profile_dump else None
         t0 = time.monotonic()
         if args.max_seconds is not None:
             timer = threading.Timer(args.max_seconds, runner.request_stop)
@@ -115,7 +117,9 @@ def main(argv: list[str]) -> None:
             print(f"  checkpoint write requests: {counts['wire'] / max(done, 1):.0f} bytes per node on the wire")
         print(f"  API requests: {counts['requests'] / max(done, 1):.1f} per node, watches excluded (target <= 40)")
         print(f"  migrator peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
-        if profiler:
+        if profiler and args.profile_dump:
+            profiler.dump_stats(args.profile_dump)
+        if profiler and args.profile:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -33,7 +32,6 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from migrator.engine.node_steps import in_place, recycle_timeout
-from migrator.engine.ordering import in_flight
 from migrator.model.checkpoint import Checkpoint, NodeRecord, changed_records
 from migrator.model.plan import MigrationPlan
 from migrator.model.states import NodePhase, RunPhase
@@ -189,9 +187,9 @@ class Metrics:
     def observe_checkpoint(self, cp: Checkpoint) -> None:
         """Update the gauges from the checkpoint; on each node transition, record the time spent
         in the old phase."""
-        counts = Counter(r.phase.value for r in cp.nodes)
+        counts = cp.census.counts
         for phase in NodePhase:
-            self.nodes.labels(phase=phase.value).set(counts.get(phase.value, 0))
+            self.nodes.labels(phase=phase.value).set(counts.get(phase, 0))
         for run_phase in RunPhase:
             self.run_phase.labels(phase=run_phase.value).set(int(run_phase is cp.run_phase))
         if cp.halted is not None:
@@ -204,9 +202,9 @@ class Metrics:
             self._info = info
         moments = [cp.run_phase_started_at] if cp.run_phase_started_at is not None else []
         oldest: dict[str, datetime] = {}
-        for record in cp.nodes:
+        for record in map(cp.by_name.__getitem__, cp.census.in_flight):
             started = record.phase_started_at
-            if started is not None and in_flight(record) and (
+            if started is not None and (
                     record.phase.value not in oldest or started < oldest[record.phase.value]):
                 oldest[record.phase.value] = started
         changed = changed_records(self._nodes, cp.nodes)

@@ -17,8 +17,7 @@ from typing import Any
 import yaml
 
 from migrator.cluster.port import LeaseRecord
-from migrator.engine.ordering import in_flight
-from migrator.model.checkpoint import Checkpoint, NodeRecord, render_summary
+from migrator.model.checkpoint import Checkpoint, NodeRecord, in_flight, render_summary
 from migrator.model.plan import MigrationPlan
 from migrator.model.states import NodePhase, RunPhase
 

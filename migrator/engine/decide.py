@@ -26,11 +26,11 @@ from migrator.engine.forward import Step, forward_step
 from migrator.engine.node_config import node_config_spec, node_config_version
 from migrator.engine.node_steps import GONE
 from migrator.engine.oncall import rollback_finished, rollback_run_step
-from migrator.engine.ordering import in_flight, order_nodes, pod_scope, selection_problem
+from migrator.engine.ordering import order_nodes, pod_scope, selection_problem
 from migrator.engine.preflight_gate import request_skips
 from migrator.engine.results import record_results
 from migrator.engine.rollback import AUTOMATIC
-from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, utc
+from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, in_flight, utc
 from migrator.model.identity import PlanMismatch, adopt_plan, identity_record, plan_changes, plan_identity
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan

@@ -20,14 +20,14 @@ from migrator.engine.actions import Action, ApplyObject, EnsureNodeConfig, RunPr
 from migrator.engine.gates import start_gate
 from migrator.engine.node_config import node_config_spec, node_config_version
 from migrator.engine.node_steps import GONE, StepContext, StepOutcome, begin_restore, start
-from migrator.engine.ordering import in_flight, pod_scope, startable
+from migrator.engine.ordering import pod_scope, startable
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.preflight_gate import preflight_gate
 from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
 from migrator.engine.rollback import AUTOMATIC
 from migrator.engine.steps import gone, step_node
 from migrator.engine.table import check_run_move
-from migrator.model.checkpoint import Checkpoint, NodeRecord
+from migrator.model.checkpoint import Checkpoint, NodeRecord, in_flight
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
 from migrator.model.states import NodePhase, RunPhase
@@ -133,14 +133,16 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             halt = outcome.halt
 
     present = obs.node_by_name
-    for record in cp.nodes:
-        if record.phase is NodePhase.PENDING and record.intent is None and record.name not in present:
-            out = StepOutcome(record=record)   # never started and deleted: it would wait forever
+    census = cp.census
+    # the nodes in flight and those never started that were deleted (they would wait forever),
+    # in run order: a turn looks at these, not at every node of the run
+    for name in cp.in_run_order(census.in_flight | (census.not_started - present.keys())):
+        record = cp.by_name[name]
+        if not in_flight(record):
+            out = StepOutcome(record=record)
             gone(out, ctx)
             updates[record.name] = out.record
             notes.append(f"{record.name}: {GONE}")
-            continue
-        if not in_flight(record):
             continue
         if aborting and record.phase in (NodePhase.PENDING, NodePhase.CORDONED) and (
                 record.intent is None or record.intent.step != "restore"):
@@ -151,12 +153,13 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
         run(record)
 
     cp = cp.with_nodes(updates, last_node_done_at=done_at)
-    failed = sum(1 for r in cp.nodes if r.phase is NodePhase.FAILED)
+    failed = cp.census.counts[NodePhase.FAILED]
     if halt is None and failed > plan.max_failures:
         halt = f"{failed} node(s) failed, more than max_failures={plan.max_failures}"
     limit = plan.rollback.halt_after
     rolled = [r.name for r in cp.nodes if r.phase is NodePhase.ROLLED_BACK
-              and (r.rollback_reason or "").startswith(AUTOMATIC)]
+              and (r.rollback_reason or "").startswith(AUTOMATIC)] \
+        if limit is not None and cp.census.counts[NodePhase.ROLLED_BACK] >= limit else []
     if halt is None and limit is not None and len(rolled) >= limit and len(rolled) > cp.rollbacks_acknowledged:
         halt = (f"{len(rolled)} node(s) rolled back automatically ({', '.join(rolled[:5])}), "
                 f"rollback.halt_after={limit}; see `migrator status`, fix the cause, then `migrator resume`")
@@ -168,7 +171,7 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     actions.extend(sample_actions)
     if sample_wake is not None:
         wake.append(sample_wake)
-    busy = any(in_flight(r) for r in cp.nodes)
+    busy = bool(cp.census.in_flight)
     if cp.requested is not None:
         cp, taints = placement.reconcile(plan, cp, obs, now, winding_down=True)
         actions.extend(taints)

@@ -20,12 +20,11 @@ from migrator.engine.actions import Action, DeleteNodeConfig, RunProbes
 from migrator.engine.forward import Step, run_move
 from migrator.engine.node_config import node_config_version
 from migrator.engine.node_steps import StepContext, StepOutcome
-from migrator.engine.ordering import in_flight
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.probes import fleet_removal, sweep_checks
 from migrator.engine.rollback import begin_rollback, undoable
 from migrator.engine.steps import step_node
-from migrator.model.checkpoint import Checkpoint, NodeRecord, RollbackRequest
+from migrator.model.checkpoint import Checkpoint, NodeRecord, RollbackRequest, in_flight
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
 from migrator.model.states import NodePhase, RunPhase

@@ -17,10 +17,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from migrator.model.checkpoint import Checkpoint, NodeRecord
+from migrator.model.checkpoint import Checkpoint
 from migrator.model.observation import NodeFacts
 from migrator.model.plan import MigrationPlan
-from migrator.model.states import NodePhase
 
 
 def natural_key(name: str) -> tuple[object, ...]:
@@ -110,16 +109,9 @@ def order_nodes(plan: MigrationPlan, nodes: Iterable[NodeFacts]) -> tuple[str, .
     return tuple(n.name for n in workers + control_plane)
 
 
-def in_flight(record: NodeRecord) -> bool:
-    """The node has started (an intent was written) and has not finished."""
-    if record.phase is NodePhase.PENDING:
-        return record.intent is not None
-    return not record.phase.terminal
-
-
 def pod_scope(checkpoint: Checkpoint) -> frozenset[str]:
     """Nodes whose pods the next observation must include (the nodes in flight)."""
-    return frozenset(r.name for r in checkpoint.nodes if in_flight(r))
+    return checkpoint.census.in_flight
 
 
 def startable(plan: MigrationPlan, checkpoint: Checkpoint, nodes: dict[str, NodeFacts]) -> list[str]:
@@ -128,29 +120,27 @@ def startable(plan: MigrationPlan, checkpoint: Checkpoint, nodes: dict[str, Node
     A pending node that is absent or not Ready is passed over (it keeps its place and starts
     when it is Ready again); a control-plane node waits until every worker has finished.
     """
+    census = checkpoint.census
     records = checkpoint.nodes
     limit = plan.concurrency.limit(len(records))
+    busy = len(census.in_flight)
+    if busy >= limit or not census.not_started:
+        return []
     per_zone = plan.concurrency.per_zone
-    busy = 0
     zone_busy: Counter[str] = Counter()
-    workers_open = 0
-    for record in records:
-        fact = nodes.get(record.name)
-        if in_flight(record):
-            busy += 1
-            zone_busy[(fact.zone if fact else None) or ""] += 1
-        if fact is not None and not fact.control_plane and not record.phase.terminal:
-            workers_open += 1
+    for name in census.in_flight:
+        fact = nodes.get(name)
+        zone_busy[(fact.zone if fact else None) or ""] += 1
     chosen: list[str] = []
     for record in records:
         if busy >= limit:
             break
-        if record.phase is not NodePhase.PENDING or record.intent is not None:
+        if record.name not in census.not_started:
             continue
         fact = nodes.get(record.name)
         if fact is None or not fact.ready:
             continue
-        if fact.control_plane and (workers_open or busy):
+        if fact.control_plane and (busy or _workers_open(checkpoint, nodes)):
             continue
         zone = fact.zone or ""
         if per_zone is not None and zone_busy[zone] >= per_zone:
@@ -159,3 +149,9 @@ def startable(plan: MigrationPlan, checkpoint: Checkpoint, nodes: dict[str, Node
         busy += 1
         zone_busy[zone] += 1
     return chosen
+
+
+def _workers_open(checkpoint: Checkpoint, nodes: dict[str, NodeFacts]) -> bool:
+    """Some worker node of the run (present in the cluster) has not finished."""
+    return any(not record.phase.terminal and (fact := nodes.get(record.name)) is not None and not fact.control_plane
+               for record in checkpoint.nodes)

@@ -42,41 +42,43 @@ def wanted(plan: MigrationPlan, cp: Checkpoint, *, winding_down: bool) -> frozen
     if strategy == "drain" or winding_down:
         return frozenset()
     if strategy == "in-place":
-        return frozenset(r.name for r in cp.nodes if r.phase in NOT_ON_CILIUM)
-    return frozenset(r.name for r in cp.nodes if r.phase is NodePhase.PENDING and r.intent is None)
+        started = frozenset(n for n in cp.census.in_flight if cp.by_name[n].phase in NOT_ON_CILIUM)
+        return cp.census.not_started | started
+    return cp.census.not_started
 
 
-def _tainted(obs: ClusterObservation, name: str) -> bool | None:
-    node = obs.node_by_name.get(name)
-    if node is None:
-        return None
-    return any(t.key == STEER_TAINT and t.effect == EFFECT for t in node.taints)
+def _tainted(obs: ClusterObservation) -> frozenset[str]:
+    """The nodes that carry the taint, once per observation."""
+    def build() -> frozenset[str]:
+        return frozenset(n.name for n in obs.nodes
+                         if n.taints and any(t.key == STEER_TAINT and t.effect == EFFECT for t in n.taints))
+    tainted: frozenset[str] = obs.indexed("steer-tainted", obs.nodes, build)
+    return tainted
 
 
 def reconcile(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime, *,
               winding_down: bool) -> tuple[Checkpoint, list[Action]]:
-    """Add the taint where wanted, remove it elsewhere; the checkpoint records intent first."""
+    """Add the taint where wanted, remove it elsewhere; the checkpoint records intent first.
+    Set arithmetic over names: the nodes looked at one by one are those whose taint is not as
+    wanted, not every node of the run."""
     want = wanted(plan, cp, winding_down=winding_down)
     due = Pending(cp.steer_sent_at).due(now)
-    steered = list(cp.steered)
+    present = obs.node_by_name.keys()
+    tainted = _tainted(obs)
+    steered = frozenset(cp.steered)
     actions: list[Action] = []
-    for name in sorted(want):
-        if _tainted(obs, name) is False and (name not in steered or due):
-            if name not in steered:
-                steered.append(name)
-            actions.append(SetTaint(node=name, key=STEER_TAINT, effect=EFFECT, present=True))
-    for name in list(steered):
-        if name in want:
-            continue
-        state = _tainted(obs, name)
-        if state is None or (state is False and cp.steer_sent_at is not None):
-            steered.remove(name)          # gone, or observed untainted after we asked
-        elif state or due:
+    adding = sorted(n for n in (want & present) - tainted if n not in steered or due)
+    for name in adding:
+        actions.append(SetTaint(node=name, key=STEER_TAINT, effect=EFFECT, present=True))
+    dropped: set[str] = set()
+    for name in cp.in_run_order(steered - want) + sorted(n for n in steered - want if cp.node(n) is None):
+        if name not in present or (name not in tainted and cp.steer_sent_at is not None):
+            dropped.add(name)          # gone, or observed untainted after we asked
+        elif name in tainted or due:
             actions.append(SetTaint(node=name, key=STEER_TAINT, effect=EFFECT, present=False))
     changes: dict[str, object] = {}
-    ordered = in_run_order(cp.order, steered)
-    if ordered != cp.steered:
-        changes["steered"] = ordered
+    if adding or dropped:
+        changes["steered"] = in_run_order(cp.order, [n for n in cp.steered if n not in dropped] + adding)
     if actions:
         changes["steer_sent_at"] = now
     return (cp.model_copy(update=changes) if changes else cp), actions

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
@@ -95,10 +95,6 @@ def fleet_removal(plan: MigrationPlan) -> DeleteObject:
 
 
 # ------------------------------------------------------------------------------- probe pods
-def _usable(pod: PodFacts) -> bool:
-    return pod.phase == "Running" and pod.ready and not pod.deleting and bool(pod.ip)
-
-
 def probe_pod(obs: ClusterObservation, plan: MigrationPlan, node: str, component: str = "pod") -> PodFacts | None:
     """The node's usable probe pod of ``component`` (pod or host), if any."""
     return _fleet(obs, plan, component).get(node)
@@ -111,17 +107,21 @@ def probe_pods_by_node(obs: ClusterObservation, plan: MigrationPlan) -> dict[str
 
 def _fleet(obs: ClusterObservation, plan: MigrationPlan, component: str) -> dict[str, PodFacts]:
     """Usable probe pods of ``component`` by node (the first listed per node), once per observation."""
-    namespace = plan.probes.namespace
+    fleets: dict[str, dict[str, PodFacts]] = obs.indexed(f"probes:{plan.probes.namespace}", obs.probe_pods,
+                                                         lambda: _fleets(obs.probe_pods, plan.probes.namespace))
+    return fleets.get(component, {})
 
-    def build() -> dict[str, PodFacts]:
-        found: dict[str, PodFacts] = {}
-        for pod in obs.probe_pods:
-            if pod.node and pod.node not in found and pod.labels.get(COMPONENT_LABEL) == component \
-                    and _usable(pod) and pod.namespace == namespace:
-                found[pod.node] = pod
-        return found
-    fleet: dict[str, PodFacts] = obs.indexed(f"probes:{namespace}:{component}", obs.probe_pods, build)
-    return fleet
+
+def _fleets(pods: tuple[PodFacts, ...], namespace: str) -> dict[str, dict[str, PodFacts]]:
+    """Both components' usable probe pods by node, in one pass over the fleet."""
+    found: dict[str, dict[str, PodFacts]] = {"pod": {}, "host": {}}
+    for pod in pods:
+        if pod.ready and pod.node and pod.ip and pod.phase == "Running" and not pod.deleting \
+                and pod.namespace == namespace:
+            by_node = found.get(pod.labels.get(COMPONENT_LABEL, ""))
+            if by_node is not None and pod.node not in by_node:
+                by_node[pod.node] = pod
+    return found
 
 
 def _on_network(obs: ClusterObservation, plan: MigrationPlan, network: Network) -> dict[str, bool]:
@@ -130,6 +130,15 @@ def _on_network(obs: ClusterObservation, plan: MigrationPlan, network: Network) 
     on: dict[str, bool] = obs.indexed(f"probes-on:{plan.probes.namespace}:{network}", obs.probe_pods,
                                       lambda: {n: p.ip_in(network) for n, p in fleet.items()})
     return on
+
+
+def _members(obs: ClusterObservation, plan: MigrationPlan, network: Network) -> dict[bool, frozenset[str]]:
+    """The nodes whose probe pod is (True) and is not (False) inside ``network``."""
+    on = _on_network(obs, plan, network)
+    members: dict[bool, frozenset[str]] = obs.indexed(
+        f"probes-members:{plan.probes.namespace}:{network}", obs.probe_pods,
+        lambda: {flag: frozenset(n for n, inside in on.items() if inside is flag) for flag in (True, False)})
+    return members
 
 
 @lru_cache(maxsize=512)
@@ -226,14 +235,19 @@ def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network
     on_network = _on_network(obs, plan, network)
     # over every node of the cluster (a set that rarely changes, unlike the usable probe pods)
     order = _peer_order(node, obs.indexed("node-names", obs.nodes, lambda: tuple(sorted(obs.node_by_name))))
+    members = _members(obs, plan, network)
     need: dict[str, int] = {}
     wanted = probes.checks.peers + SPARE_PEERS
     for kind, on_cilium in (("calico", False), ("cilium", True)):
         # the first peers in the node's order that are on this network and not in flight; a
-        # suspect only when there is no other
-        candidates = (n for n in order if n != node and n not in busy and on_network.get(n) is on_cilium)
-        chosen = list(islice((n for n in candidates if n not in suspects), wanted)) or list(islice(
-            (n for n in order if n != node and n not in busy and on_network.get(n) is on_cilium), wanted))
+        # suspect only when there is no other. A network with few nodes (Cilium early in the
+        # run, Calico late) is ranked directly rather than found by walking every node.
+        few = members[on_cilium]
+        ranked = _peer_order(node, tuple(sorted(few))) if len(few) * 8 < len(order) else order
+
+        def eligible(ranked: tuple[str, ...] = ranked, on_cilium: bool = on_cilium) -> Iterator[str]:
+            return (n for n in ranked if n != node and n not in busy and on_network.get(n) is on_cilium)
+        chosen = list(islice((n for n in eligible() if n not in suspects), wanted)) or list(islice(eligible(), wanted))
         if chosen:
             need[kind] = min(probes.checks.peers, len(chosen))
         for peer in chosen:

@@ -25,7 +25,6 @@ from migrator.engine.actions import (
     EvictPod,
     RunProbes,
 )
-from migrator.engine.ordering import in_flight
 from migrator.engine.probes import pair_nodes, unknown
 from migrator.model.checkpoint import Checkpoint, NodeRecord, truncate_error, utc
 from migrator.model.states import RunPhase
@@ -108,7 +107,7 @@ def _fold_sample(cp: Checkpoint, result: ActionResult, gone: frozenset[str]) -> 
     answered (a rollback's sweep passes only on a round answered whole)."""
     if not any(unknown(outcome) for outcome in result.detail.values()):
         cp = cp.model_copy(update={"sampling": cp.sampling.model_copy(update={"answered": cp.sampling.rounds})})
-    busy = {r.name for r in cp.nodes if in_flight(r)} | gone
+    busy = cp.census.in_flight | gone
     bad = [f"{name} {outcome}" for name, outcome in sorted(result.detail.items())
            if not outcome.startswith("ok") and not unknown(outcome) and not set(pair_nodes(name)) & busy]
     if not bad:

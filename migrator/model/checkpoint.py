@@ -231,37 +231,136 @@ class Checkpoint(_Record):
     @property
     def order(self) -> tuple[str, ...]:
         """Node names in run order."""
-        return tuple(record.name for record in self.nodes)
+        return self._derived().order
 
-    _index: tuple[tuple[NodeRecord, ...], dict[str, NodeRecord]] | None = PrivateAttr(default=None)
+    _index: _Derived | None = PrivateAttr(default=None)
+
+    def _derived(self) -> _Derived:
+        """What is derived from ``nodes``: kept per ``nodes`` tuple (safe across copies), and
+        carried forward record by record by ``with_nodes``, so a turn's cost follows the records
+        it changes rather than the cluster's size."""
+        index = self._index
+        if index is None or index.nodes is not self.nodes:
+            index = self._index = _Derived.of(self.nodes)
+        return index
 
     @property
     def by_name(self) -> dict[str, NodeRecord]:
-        """Records keyed by node name (indexed once per ``nodes`` tuple, safe across copies)."""
-        index = self._index
-        if index is None or index[0] is not self.nodes:
-            index = (self.nodes, {record.name: record for record in self.nodes})
-            self._index = index
-        return index[1]
+        """Records keyed by node name."""
+        return self._derived().by_name
+
+    @property
+    def census(self) -> Census:
+        """The nodes by state: in flight, not started, counts per phase."""
+        return self._derived().census
+
+    def in_run_order(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` that are the run's nodes, in run order."""
+        position = self._derived().position
+        return sorted((n for n in names if n in position), key=position.__getitem__)
 
     def node(self, name: str) -> NodeRecord | None:
         """The record of ``name``, if the node is part of the run."""
         return self.by_name.get(name)
 
     def counts(self) -> dict[NodePhase, int]:
-        """How many nodes are in each phase."""
-        return dict(Counter(record.phase for record in self.nodes))
+        """How many nodes are in each phase (phases with none left out)."""
+        return {phase: n for phase, n in self.census.counts.items() if n}
 
     def with_nodes(self, updates: dict[str, NodeRecord], **changes: Any) -> Checkpoint:
         """A copy with some node records replaced (and other fields changed)."""
-        if updates:
-            changes["nodes"] = tuple(updates.get(r.name, r) for r in self.nodes)
-        return self.model_copy(update=changes) if changes else self
+        derived = self._derived()
+        updates = {name: record for name, record in updates.items() if name in derived.position}
+        if not updates:
+            return self.model_copy(update=changes) if changes else self
+        nodes = list(self.nodes)
+        for name, record in updates.items():
+            nodes[derived.position[name]] = record
+        changes["nodes"] = tuple(nodes)
+        copy = self.model_copy(update=changes)
+        copy._index = derived.updated(copy.nodes, updates)
+        return copy
 
     @property
     def all_nodes_finished(self) -> bool:
         """Every node reached a terminal phase."""
-        return all(record.phase.terminal for record in self.nodes)
+        return self.census.unfinished == 0
+
+
+def in_flight(record: NodeRecord) -> bool:
+    """The node has started (an intent was written) and has not finished."""
+    if record.phase is NodePhase.PENDING:
+        return record.intent is not None
+    return not record.phase.terminal
+
+
+def not_started(record: NodeRecord) -> bool:
+    """Pending with no intent written: the node's migration has not begun."""
+    return record.phase is NodePhase.PENDING and record.intent is None
+
+
+class Census:
+    """The run's nodes by state, derived from the records (immutable; ``updated`` derives the next)."""
+
+    __slots__ = ("in_flight", "not_started", "counts", "unfinished")
+
+    def __init__(self, in_flight: frozenset[str], not_started: frozenset[str], counts: dict[NodePhase, int]) -> None:
+        self.in_flight = in_flight          # started (an intent written) and not finished
+        self.not_started = not_started      # PENDING without an intent
+        self.counts = counts                # nodes per phase (every phase present)
+        self.unfinished = sum(n for phase, n in counts.items() if not phase.terminal)
+
+    @classmethod
+    def of(cls, records: Iterable[NodeRecord]) -> Census:
+        records = tuple(records)
+        counts = dict.fromkeys(NodePhase, 0) | Counter(r.phase for r in records)
+        return cls(frozenset(r.name for r in records if in_flight(r)),
+                   frozenset(r.name for r in records if not_started(r)), counts)
+
+    def updated(self, before: Iterable[NodeRecord], after: Iterable[NodeRecord]) -> Census:
+        """The census once ``before`` records were replaced by ``after``."""
+        flying, waiting, counts = set(self.in_flight), set(self.not_started), dict(self.counts)
+        for record in before:
+            flying.discard(record.name)
+            waiting.discard(record.name)
+            counts[record.phase] -= 1
+        for record in after:
+            if in_flight(record):
+                flying.add(record.name)
+            elif not_started(record):
+                waiting.add(record.name)
+            counts[record.phase] += 1
+        return Census(frozenset(flying), frozenset(waiting), counts)
+
+
+class _Derived:
+    """``Checkpoint._derived`` for one ``nodes`` tuple: positions, records by name, names in order,
+    the census. A cache, never state: it compares equal to any other (and to none), so two
+    checkpoints with the same fields are equal whatever each has computed."""
+
+    __slots__ = ("nodes", "position", "by_name", "order", "census")
+
+    def __init__(self, nodes: tuple[NodeRecord, ...], position: dict[str, int], by_name: dict[str, NodeRecord],
+                 order: tuple[str, ...], census: Census) -> None:
+        self.nodes, self.position, self.by_name, self.order, self.census = nodes, position, by_name, order, census
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or isinstance(other, _Derived)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def of(cls, nodes: tuple[NodeRecord, ...]) -> _Derived:
+        order = tuple(record.name for record in nodes)
+        return cls(nodes, {name: i for i, name in enumerate(order)}, dict(zip(order, nodes, strict=True)), order,
+                   Census.of(nodes))
+
+    def updated(self, nodes: tuple[NodeRecord, ...], updates: dict[str, NodeRecord]) -> _Derived:
+        """For ``nodes``: these records with ``updates`` in place of theirs."""
+        by_name = dict(self.by_name)
+        before = [by_name[name] for name in updates]
+        by_name.update(updates)
+        return _Derived(nodes, self.position, by_name, self.order, self.census.updated(before, updates.values()))
 
 
 def in_run_order(order: tuple[str, ...], names: Iterable[str]) -> tuple[str, ...]:

@@ -106,6 +106,31 @@ def test_every_object_is_compare_and_swap() -> None:
         CheckpointStore(port).save(big(40, run_id="run-2"), None)   # the run ConfigMap exists
 
 
+def test_shards_of_one_save_are_written_together_and_one_conflict_stops_the_run_configmap() -> None:
+    """A save whose shards are written at once: when one of them meets a 409, the others went
+    through, the run ConfigMap is not written, and a reload reads every shard as it now is."""
+    port = MemoryPort()
+    store = CheckpointStore(port)
+    cp = big(5 * SHARD_NODES)
+    versions = store.save(cp, None)
+    run_before = port.configmaps[("kube-system", NAME)].resource_version
+    other = port.configmaps[("kube-system", shard_name(NAME, 2))]    # someone else moves shard 2
+    port.replace_configmap("kube-system", other.name, dict(other.data, moved="yes"),
+                           resource_version=other.resource_version,
+                           labels=port.configmap_labels[("kube-system", other.name)])
+    moved = cp
+    for shard in range(5):
+        moved = step(moved, shard * SHARD_NODES + 1, seconds=int(SUMMARY_EVERY.total_seconds()))
+    with pytest.raises(Conflict):
+        store.save(moved, versions)
+    assert port.configmaps[("kube-system", NAME)].resource_version == run_before
+    loaded, fresh = store.load()
+    assert loaded is not None
+    for shard in range(5):    # the others were written, though the save as a whole failed
+        assert loaded.nodes[shard * SHARD_NODES + 1].phase is (NodePhase.DONE if shard == 2 else NodePhase.CORDONED)
+    store.save(step(loaded, 2 * SHARD_NODES + 1), fresh)   # from the reloaded versions it goes through
+
+
 def test_a_single_configmap_checkpoint_moves_into_shards_on_the_next_save() -> None:
     port = MemoryPort()
     cp = big(40)

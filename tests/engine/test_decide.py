@@ -9,9 +9,14 @@ import pytest
 
 from migrator.engine.actions import DeletePod, EmitEvent, EnsureNodeConfig, EvictPod
 from migrator.engine.decide import PlanMismatch, decide, node_config_version, request, resume_checkpoint
-from migrator.engine.ordering import in_flight
 from migrator.engine.results import record_results
-from migrator.model.checkpoint import Intent, PriorNodeState, from_configmap_data, to_configmap_data
+from migrator.model.checkpoint import (
+    Intent,
+    PriorNodeState,
+    from_configmap_data,
+    in_flight,
+    to_configmap_data,
+)
 from migrator.model.plan import MIGRATION_LABEL
 from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import iterate, make_plan, run, start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from migrator.engine.budget import DisruptionBudgets
 from migrator.engine.node_rows import FORWARD
 from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome
 from migrator.engine.probes import (
+    SPARE_PEERS,
     fleet_manifests,
     gate_checks,
     pair_nodes,
@@ -75,6 +77,23 @@ def test_gate_dials_peers_on_both_networks_both_ways_and_skips_busy_nodes():
     assert host.pod == "migrator-probe-host-node-1" and host.pod_port == PLAN.probes.host_port
     again = gate_checks(PLAN, obs, "node-1", CILIUM, busy=frozenset({"node-2"}), same_node_peer=None)
     assert again.checks == gate.checks  # a restarted process picks the same peers
+
+
+@pytest.mark.parametrize("cilium_count", [1, 3, 20, 150, 199])
+def test_peers_are_the_first_in_the_nodes_own_order_however_few_share_its_network(cilium_count):
+    """A network with few nodes is ranked directly rather than by walking every node: the peers
+    must be the same either way, the first eligible ones in the node's own hash order."""
+    names = [f"node-{i}" for i in range(1, 201)]
+    cilium = set(names[-cilium_count:]) | {"node-7", "node-8"}   # the nodes whose gates are taken
+    obs = cluster(cilium=cilium, nodes=200)
+    busy = frozenset({names[-1], names[0]})
+    for node in ("node-7", "node-8"):
+        gate = gate_checks(PLAN, obs, node, CILIUM, busy=busy, same_node_peer=None)
+        wanted = PLAN.probes.checks.peers + SPARE_PEERS
+        for kind, members in (("cilium", cilium), ("calico", set(names) - cilium)):
+            by_rank = sorted((n for n in members if n != node and n not in busy),
+                             key=lambda peer: hashlib.sha256(f"{node}\0{peer}".encode()).hexdigest())
+            assert [c.name.split(":")[1] for c in gate.checks if c.name.startswith(f"to-{kind}:")] == by_rank[:wanted]
 
 
 def test_one_broken_peer_does_not_fail_the_gate_but_a_broken_node_does():
