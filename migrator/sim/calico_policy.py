@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrator.sim.calico_rules import Address, Candidate, RuleMatch, compile_knp_rule, compile_rule
-from migrator.sim.calico_selector import compile_selector
+from migrator.sim.calico_selector import SelectorSyntaxError, compile_selector
 from migrator.sim.selectors import label_selector_matches
 from migrator.sim.store import Event, Store
 
@@ -94,10 +94,12 @@ class CalicoPolicies:
         self._compiled: tuple[list[tuple[float, str, str, list[Policy]]], list[NetSet], list[Obj]] | None = None
         self._applicable: dict[tuple[Any, ...], list[tuple[str, str, list[Policy]]]] = {}
         self._ns_labels: dict[str, dict[str, str]] = {}
+        self._generation = 0
         store.subscribe(self._changed)
 
     def _changed(self, event: Event) -> None:   # under the store lock: only drop caches
         if event.resource in WATCHED:
+            self._generation += 1
             self._compiled = None
             self._applicable = {}
             self._ns_labels = {}
@@ -119,6 +121,7 @@ class CalicoPolicies:
         compiled = self._compiled
         if compiled is not None:
             return compiled
+        generation = self._generation
         with self.store.lock:
             tiers: dict[str, tuple[float, str]] = {"default": (DEFAULT_TIER_ORDER, "Deny")}
             for t in self.store.list(f"{CALICO}/tiers"):
@@ -141,10 +144,17 @@ class CalicoPolicies:
             ordered.append((order, name, action, pols))
         ordered.sort(key=lambda t: (t[0], t[1]))
         compiled = (ordered, sets, pools)
-        self._compiled = compiled
+        if generation == self._generation:   # nothing changed while compiling
+            self._compiled = compiled
         return compiled
 
     def _calico(self, obj: Obj, *, namespaced: bool) -> Policy | None:
+        try:
+            return self._calico_policy(obj, namespaced=namespaced)
+        except SelectorSyntaxError:
+            return None     # Calico's validation refuses it: it never reaches Felix
+
+    def _calico_policy(self, obj: Obj, *, namespaced: bool) -> Policy | None:
         spec, meta = obj.get("spec") or {}, obj["metadata"]
         if spec.get("doNotTrack") or spec.get("preDNAT"):
             return None     # host endpoints only

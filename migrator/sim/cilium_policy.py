@@ -96,10 +96,12 @@ class CiliumPolicies:
         self.store = store
         self._rules: list[Rule] | None = None
         self._groups: dict[str, tuple[Mapping[str, str], list[Any]]] = {}
+        self._generation = 0
         store.subscribe(self._changed)
 
     def _changed(self, event: Event) -> None:   # under the store lock: only drop caches
         if event.resource in WATCHED:
+            self._generation += 1
             self._rules = None
 
     def namespace_labels(self, ns: str) -> dict[str, str]:
@@ -114,6 +116,7 @@ class CiliumPolicies:
         rules = self._rules
         if rules is not None:
             return rules
+        generation = self._generation
         with self.store.lock:
             self._groups = {g["metadata"]["name"]: (g["metadata"].get("labels") or {},
                                                     [ipaddress.ip_network(c, strict=False) for c in
@@ -127,7 +130,8 @@ class CiliumPolicies:
                     specs = ([obj["spec"]] if obj.get("spec") else []) + list(obj.get("specs") or [])
                     rules += [r for i, spec in enumerate(specs) if (r := self._rule(spec, ns, name, i)) is not None]
             rules += [self._knp(obj) for obj in self.store.list(KNP)]
-        self._rules = rules
+        if generation == self._generation:   # nothing changed while compiling
+            self._rules = rules
         return rules
 
     def _rule(self, spec: Obj, ns: str | None, name: str, index: int) -> Rule | None:
