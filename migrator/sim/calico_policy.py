@@ -17,7 +17,7 @@ The evaluation model, per endpoint and direction:
 * Kubernetes NetworkPolicies are policies of the default tier at order 1000 (``knp.default.NAME``),
   their peers and ports rules that Allow;
 * doNotTrack and preDNAT policies apply to host endpoints only, so never to a pod; host endpoints
-  are not modelled.
+  are not modelled. A policy whose selector does not parse is ignored (Calico's validation refuses it).
 
 Rule matching: ``protocol``/``notProtocol`` (names or numbers), ``ipVersion``, source and
 destination entity rules (``calico_rules``). ICMP fields only narrow ICMP, which probes do not
