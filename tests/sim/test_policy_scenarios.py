@@ -104,16 +104,8 @@ def test_sim_verdicts_agree_with_the_tools_calico_evaluator(sim_factory: Any) ->
     from migrator.policy.endpoints import Endpoint, Probe
     sim = sim_factory(nodes=3, scenario="calico-policies")
     store, net = sim.store, sim.fleet.network
-    calico = "crd.projectcalico.org"
     live = [p for p in store.list("pods") if p["status"].get("podIP") and not p["spec"].get("hostNetwork")]
-    inv = pm.Inventory(
-        policies=tuple([pm.calico_policy("NetworkPolicy", o) for o in store.list(f"{calico}/networkpolicies")]
-                       + [pm.calico_policy("GlobalNetworkPolicy", o) for o in store.list(f"{calico}/globalnetworkpolicies")]
-                       + [pm.kubernetes_policy(o) for o in store.list("networking.k8s.io/networkpolicies")]),
-        network_sets=tuple(pm.network_set(o, global_=True) for o in store.list(f"{calico}/globalnetworksets")),
-        tiers=tuple(pm.tier(o) for o in store.list(f"{calico}/tiers")),
-        pods=tuple(pm.pod(p) for p in live),
-        namespaces={n["metadata"]["name"]: dict(n["metadata"].get("labels") or {}) for n in store.list("namespaces")})
+    inv = _inventory(store)
     tool = CalicoModel(inv)
     chosen = [*_servers(sim).values(), next(p for p in live if p["metadata"]["labels"].get("app") == "quarantined")]
     flows = 0
