@@ -64,6 +64,7 @@ def test_untranslatable_scenario_names_the_do_not_track_policy(sim_factory: Any,
 # The verdicts the scenario's description promises, per (source namespace/app, destination namespace/app):
 # the ports that pass, of 80/TCP, 81/TCP, 80/UDP, 81/UDP.
 ALL, NONE = {"80/tcp", "81/tcp", "80/udp", "81/udp"}, set()
+EXTERNAL = ("203.0.113.10", "198.51.100.5", "198.51.100.200")   # in, in, outside the partners' set
 EXPECTED = {
     ("tenant-a", "tenant-a"): ALL, ("tenant-a", "tenant-b"): NONE, ("tenant-a", "shared"): ALL,
     ("tenant-b", "tenant-a"): NONE, ("tenant-b", "tenant-b"): ALL, ("tenant-b", "shared"): ALL,
@@ -90,6 +91,10 @@ def test_the_scenario_enforces_what_its_description_says(sim_factory: Any) -> No
     for other in servers.values():
         assert not net.reachable(other["status"]["podIP"], quarantined["status"]["podIP"], 80)[0]
         assert not net.reachable(quarantined["status"]["podIP"], other["status"]["podIP"], 80)[0]
+    shared = servers["shared"]["status"]["podIP"]
+    assert [net.reachable(shared, ext, 443)[0] for ext in EXTERNAL] == [True, True, False]   # the partners' set
+    assert not net.reachable(shared, EXTERNAL[0], 80)[0]
+    assert all(net.reachable(servers["tenant-a"]["status"]["podIP"], ext, 80)[0] for ext in EXTERNAL)
     web = next(p for p in sim.store.list("pods", "shop") if p["metadata"]["labels"].get("app") == "web")
     ok, why = net.reachable(servers["shared"]["status"]["podIP"], web["status"]["podIP"], 80)
     assert not ok and "egress of shared/" in why and "end of tier default" in why
@@ -160,7 +165,10 @@ def test_the_translation_enforced_by_the_simulated_cilium_keeps_the_truth_table(
         ip = {k: p["status"]["podIP"] for k, p in rep.items()}
         verdicts = {(s, d, port, proto): net.reachable(ip[s], ip[d], port, proto)[0]
                     for s in rep for d in rep for port in (80, 81) for proto in ("tcp", "udp")}
-        return verdicts, {k: net.endpoint(v).network for k, v in ip.items()}
+        verdicts.update({(s, (ext,), 443, "tcp"): net.reachable(ip[s], ext, 443)[0] for s in rep for ext in EXTERNAL})
+        networks = {k: net.endpoint(v).network for k, v in ip.items()}
+        networks.update({(ext,): "external" for ext in EXTERNAL})
+        return verdicts, networks
 
     before, _ = table()
     kinds = {"CiliumNetworkPolicy": "ciliumnetworkpolicies", "CiliumCIDRGroup": "ciliumcidrgroups",
@@ -185,4 +193,5 @@ def test_the_translation_enforced_by_the_simulated_cilium_keeps_the_truth_table(
         for (src, dst, port, proto), allowed in after.items():
             if allowed != before[(src, dst, port, proto)]:
                 assert networks[src] != networks[dst], (src, dst, port, proto, allowed)
-    assert set(networks.values()) == {"cilium"} and after == before
+    assert set(networks.values()) == {"cilium", "external"} and after == before
+    assert [before[(("shared", "server"), (ext,), 443, "tcp")] for ext in EXTERNAL] == [True, True, False]
