@@ -220,15 +220,15 @@ class CalicoPolicies:
         return tuple(out)
 
     def _tiers_for(self, ep: Candidate, direction: str) -> list[tuple[str, str, list[Policy]]]:
-        key = (ep.namespace, ep.service_account, tuple(sorted(ep.labels.items())), direction)
-        found = self._applicable.get(key)
+        key, cache = (ep.namespace, ep.service_account, tuple(sorted(ep.labels.items())), direction), self._applicable
+        found = cache.get(key)
         if found is None:
             found = []
             for _, tier, action, pols in self._compile()[0]:
                 chosen = [p for p in pols if getattr(p, direction) is not None and p.applies(ep)]
                 if chosen:
                     found.append((tier, action, chosen))
-            self._applicable[key] = found
+            cache[key] = found     # a change in the meantime replaced the cache: this entry dies with it
         return found
 
     def verdict(self, pod: Obj, direction: str, peer_ip: str, peer_pod: Obj | None, port: int,
