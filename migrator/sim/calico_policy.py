@@ -117,6 +117,11 @@ class CalicoPolicies:
         obj = self.store.try_get("serviceaccounts", ns, sa) or {}
         return {**((obj.get("metadata") or {}).get("labels") or {}), "projectcalico.org/name": sa}
 
+    def service_endpoints(self, ns: str, name: str) -> set[tuple[str, int]]:
+        obj = self.store.try_get("endpoints", ns, name) or {}
+        return {(a["ip"], int(p["port"])) for subset in obj.get("subsets") or []
+                for a in subset.get("addresses") or [] for p in subset.get("ports") or [{"port": 0}]}
+
     def _compile(self) -> tuple[list[tuple[float, str, str, list[Policy]]], list[NetSet], list[Obj]]:
         compiled = self._compiled
         if compiled is not None:
