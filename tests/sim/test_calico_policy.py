@@ -14,7 +14,8 @@ from tests.sim.policy_harness import calico_flow, pod, policy, store_with
 PODS = [pod("x", "a", "192.168.1.1", {"app": "a"}),
         pod("x", "b", "192.168.1.2", {"app": "b"}, ports=[("http", 8080, "TCP"), ("dns", 53, "UDP")]),
         pod("x", "c", "192.168.1.3", {"app": "c"}),
-        pod("y", "ya", "192.168.2.1", {"app": "a"}, sa="robot")]
+        pod("y", "ya", "192.168.2.1", {"app": "a"}, sa="robot"),
+        pod("y", "yc", "192.168.2.3", {"app": "c"})]
 
 
 def gnp(name: str, **spec) -> tuple[str, dict]:
@@ -154,6 +155,14 @@ CASES = {
         [np("not-a", order=1, selector="app == 'b'",
             ingress=[{"action": "Allow", "source": {"notSelector": "app == 'a'"}}])],
         ("c", "b", 80), True, "x/not-a"),
+    "notSelector in a namespaced policy still confines the peer to its namespace": (
+        [np("not-a", order=1, selector="app == 'b'",
+            ingress=[{"action": "Allow", "source": {"notSelector": "app == 'a'"}}])],
+        ("yc", "b", 80), False, "end of tier"),
+    "notSelector in a global policy does not": (
+        [gnp("not-a", order=1, selector="app == 'b'",
+             ingress=[{"action": "Allow", "source": {"notSelector": "app == 'a'"}}])],
+        ("yc", "b", 80), True, "GlobalNetworkPolicy not-a"),
     "notSelector excludes a matching pod": (
         [np("not-a", order=1, selector="app == 'b'",
             ingress=[{"action": "Allow", "source": {"notSelector": "app == 'a'"}}])],
