@@ -170,8 +170,10 @@ class PoolMode(StrEnum):
 
     @property
     def needs_routes(self) -> bool:
-        """Some traffic of the pool crosses nodes unencapsulated (CrossSubnet: within a subnet)."""
-        return self is not PoolMode.VXLAN and self is not PoolMode.IPIP
+        """Some traffic of the pool crosses nodes unencapsulated on routes someone must announce
+        (IPIP CrossSubnet: BIRD's, within a subnet; VXLAN CrossSubnet's same-subnet routes are
+        Felix's own, announced by nobody)."""
+        return self in (PoolMode.BGP, PoolMode.NODE_ROUTED, PoolMode.IPIP_CROSS_SUBNET)
 
 
 @dataclass(frozen=True)
