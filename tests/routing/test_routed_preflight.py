@@ -2,7 +2,7 @@
 
 * both routed scenarios pass preflight with a plan that matches them;
 * a plan whose Cilium pod CIDR lies outside the announceable CIDRs exits 1 naming both, and the
-  CIDR the finding suggests passes;
+  CIDR the finding suggests passes (``migrator plan`` then shows the detected routing);
 * a routing breakage preflight can see (BIRD mesh off, nothing else announcing) blocks with a fix;
   netexec dials across nodes fail naming the cause until that fix is applied, then pass;
 * a fabric filter that drops a node's Calico prefix breaks a Cilium pod's dial to a Calico pod on
@@ -89,6 +89,10 @@ def test_cilium_cidr_outside_the_announceable_cidrs_exits_1_naming_both(sim_fact
     passed = migrator("preflight", "--plan", str(inside), "--kubeconfig", str(kubeconfig))
     assert passed.returncode == 0, passed.stdout[-3000:]
     assert re.search(r"info\s+routing\.announceable.*10\.250\.0\.0/16 lies inside", passed.stdout)
+    forecast = migrator("plan", "--plan", str(inside), "--kubeconfig", str(kubeconfig))
+    assert forecast.returncode == 0, forecast.stdout[-3000:]
+    assert "IPPool default-ipv4-ippool (10.240.0.0/13): node-routed" in forecast.stdout
+    assert "Cilium runs its migration overlay on port 8473; Calico keeps routing" in forecast.stdout
 
 
 def dial(port: KubeCluster, sim, src: dict, dst_ip: str, dst_port: int) -> dict:
