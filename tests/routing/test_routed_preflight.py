@@ -17,11 +17,12 @@ import re
 
 import pytest
 
+from migrator.cli import main
 from migrator.cluster.kube import KubeCluster
 from migrator.model.plan import MigrationPlan
 from migrator.preflight import Severity, has_blocking, run_preflight
 from tests.conftest import fast_config
-from tests.runner.helpers import fast_plan, migrator
+from tests.runner.helpers import fast_plan
 
 BGP_CONFIG = ("crd.projectcalico.org", "v1", "bgpconfigurations", "default")
 
@@ -75,24 +76,31 @@ def test_preflight_passes_on_the_routed_scenarios(sim_factory, connect, scenario
     assert [f.check for f in blocking(wrong)] == ["routing.detected"]
 
 
-def test_cilium_cidr_outside_the_announceable_cidrs_exits_1_naming_both(sim_factory, tmp_path) -> None:
+def cli(capsys, *args: str) -> tuple[int, str]:
+    """The real CLI, in this process (the exit code and what it printed)."""
+    capsys.readouterr()
+    code = main([*args, "--log-level", "warning"])
+    return code, capsys.readouterr().out
+
+
+def test_cilium_cidr_outside_the_announceable_cidrs_exits_1_naming_both(sim_factory, tmp_path, capsys) -> None:
     sim = sim_factory(scenario="metal-stack", config=fast_config(3))
-    kubeconfig = sim.write_kubeconfig(tmp_path / "kc")
+    kubeconfig = str(sim.write_kubeconfig(tmp_path / "kc"))
     outside = fast_plan(tmp_path, {"cilium.pod_cidr": "172.30.0.0/16", "routing.announceable_cidrs": ["10.240.0.0/12"]},
                         name="outside.yaml")
-    refused = migrator("preflight", "--plan", str(outside), "--kubeconfig", str(kubeconfig))
-    assert refused.returncode == 1, refused.stdout[-2000:] + refused.stderr[-2000:]
-    line = next(ln for ln in refused.stdout.splitlines() if "routing.announceable" in ln)
+    code, out = cli(capsys, "preflight", "--plan", str(outside), "--kubeconfig", kubeconfig)
+    assert code == 1, out[-3000:]
+    line = next(ln for ln in out.splitlines() if "routing.announceable" in ln)
     assert "blocking" in line and "172.30.0.0/16" in line and "10.240.0.0/12" in line, line
     inside = fast_plan(tmp_path, {"cilium.pod_cidr": sim.config.cilium_pool,
                                   "routing.announceable_cidrs": ["10.240.0.0/12"]}, name="inside.yaml")
-    passed = migrator("preflight", "--plan", str(inside), "--kubeconfig", str(kubeconfig))
-    assert passed.returncode == 0, passed.stdout[-3000:]
-    assert re.search(r"info\s+routing\.announceable.*10\.250\.0\.0/16 lies inside", passed.stdout)
-    forecast = migrator("plan", "--plan", str(inside), "--kubeconfig", str(kubeconfig))
-    assert forecast.returncode == 0, forecast.stdout[-3000:]
-    assert "IPPool default-ipv4-ippool (10.240.0.0/13): node-routed" in forecast.stdout
-    assert "Cilium runs its migration overlay on port 8473; Calico keeps routing" in forecast.stdout
+    code, out = cli(capsys, "preflight", "--plan", str(inside), "--kubeconfig", kubeconfig)
+    assert code == 0, out[-3000:]
+    assert re.search(r"info\s+routing\.announceable.*10\.250\.0\.0/16 lies inside", out)
+    code, out = cli(capsys, "plan", "--plan", str(inside), "--kubeconfig", kubeconfig)
+    assert code == 0, out[-3000:]
+    assert "IPPool default-ipv4-ippool (10.240.0.0/13): node-routed" in out
+    assert "Cilium runs its migration overlay on port 8473; Calico keeps routing" in out
 
 
 def dial(port: KubeCluster, sim, src: dict, dst_ip: str, dst_port: int) -> dict:
@@ -134,9 +142,8 @@ def test_fabric_filter_breaks_cilium_to_calico_across_nodes(sim_factory, connect
     kubeconfig = sim.write_kubeconfig(tmp_path / "kc")
     partial = fast_plan(tmp_path, {"cilium.pod_cidr": sim.config.cilium_pool, "nodes.names": ["node-1"],
                                    "order.canaries": ["node-1"], "routing.announceable_cidrs": ["10.240.0.0/12"]})
-    done = migrator("run", "--plan", str(partial), "--kubeconfig", str(kubeconfig), "--yes",
-                    "--output-dir", str(tmp_path))
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["run", "--plan", str(partial), "--kubeconfig", str(kubeconfig), "--yes",
+                 "--output-dir", str(tmp_path), "--log-level", "warning"]) == 0
     port = connect(sim)
     cilium_probe = pod_on(sim, "cni-migration-probes", "app.kubernetes.io/component", "pod", "node-1")
     calico_probe = pod_on(sim, "cni-migration-probes", "app.kubernetes.io/component", "pod", "node-2")

@@ -1,7 +1,7 @@
 """`migrator run` and `finalize` on routed clusters (no Calico overlay): the overlay migration works.
 
 On `calico-bgp` (BIRD mesh, MetalLB BGP) and `metal-stack` (backend none, node-init + FRR through
-a fabric filter, pinned loadBalancerIP) the real CLI migrates every node and finalizes with exit 0,
+a fabric filter, pinned loadBalancerIP) the real CLI (in process) migrates every node and finalizes with exit 0,
 every connectivity gate passing; afterwards every pod has a Cilium address and the simulated
 network reaches every pod from every other. The LoadBalancer IP and its MetalLB announcements are
 untouched (the hand-over to Cilium is not part of this run).
@@ -13,8 +13,9 @@ import ipaddress
 
 import pytest
 
+from migrator.cli import main
 from tests.conftest import fast_config
-from tests.runner.helpers import LABEL, checkpoint, fast_plan, migrator
+from tests.runner.helpers import LABEL, checkpoint, fast_plan
 
 
 def unreachable_pairs(sim) -> list[tuple[str, str, str]]:
@@ -55,16 +56,14 @@ def test_run_and_finalize_on_a_routed_cluster(sim_factory, tmp_path, scenario) -
     before_ips, before_ads = lb_ips(sim), sim.fleet.network.routing.lb_announcements()
     assert before_ips and before_ads
 
-    done = migrator("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes",
-                    "--output-dir", str(tmp_path))
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes",
+                 "--output-dir", str(tmp_path), "--log-level", "warning"]) == 0
     cp = checkpoint(sim)
     assert cp is not None and all(r.phase.value == "DONE" for r in cp.nodes)
     assert all((r.probes or "").startswith("ok") for r in cp.nodes), [r.probes for r in cp.nodes]
 
-    final = migrator("finalize", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes",
-                     "--output-dir", str(tmp_path))
-    assert final.returncode == 0, final.stderr[-3000:]
+    assert main(["finalize", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes",
+                 "--output-dir", str(tmp_path), "--log-level", "warning"]) == 0
     sim.settle(timeout=20)
     pool = ipaddress.ip_network(sim.config.cilium_pool)
     for node in sim.store.list("nodes"):
