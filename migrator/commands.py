@@ -26,6 +26,7 @@ from migrator.cluster.store import CheckpointStore, Versions
 from migrator.engine.decide import pod_scope, request
 from migrator.engine.forecast import forecast
 from migrator.engine.preflight_gate import blocking
+from migrator.engine.routing import detect as detect_routing
 from migrator.metrics import Metrics
 from migrator.model.checkpoint import Checkpoint
 from migrator.model.identity import plan_changes, same_run
@@ -280,11 +281,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     port = _connect(args)
     try:
         obs = Observer(plan, port).observe(None, preflight=True)
+        routing = detect_routing(port.read_routing_inventory())
     finally:
         port.close()
     findings = obs.findings or ()
     print(render_findings(findings, skips) + "\n")
-    fc = forecast(plan, obs)
+    fc = forecast(plan, obs, routing)
     print(fc.render())
     return Exit.HALTED if fc.blocked or blocking(findings, skips) else Exit.DONE
 

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from migrator.cluster.port import ClusterPort
-from migrator.preflight_checks import calico, cilium, workloads
+from migrator.preflight_checks import calico, cilium, routing, workloads
 from migrator.preflight_checks.facts import (
     Finding,
     NodeAddress,
@@ -36,9 +36,9 @@ log = structlog.get_logger(__name__)
 
 CNC_CRD = "ciliumnodeconfigs.cilium.io"
 CALICO_NAMESPACES = ("kube-system", "calico-system")
-CHECKS = calico.CHECKS + cilium.CHECKS + workloads.CHECKS
+CHECKS = calico.CHECKS + routing.CHECKS + cilium.CHECKS + workloads.CHECKS
 #: Every check ID a finding can carry, in check order.
-CHECK_IDS: tuple[str, ...] = calico.IDS + cilium.IDS + workloads.IDS
+CHECK_IDS: tuple[str, ...] = calico.IDS + routing.IDS + cilium.IDS + workloads.IDS
 
 
 def inputs_from_plan(plan: Any) -> PreflightInputs:
@@ -67,6 +67,7 @@ def gather(inputs: PreflightInputs, port: ClusterPort) -> PreflightFacts:
         pdbs=tuple(pdb_states(port.list_pdbs())),
         workloads=tuple(port.list_workloads()),
         policies=tuple(port.list_policies()),
+        routing=port.read_routing_inventory(),
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 from migrator.cluster.port import DaemonSetInfo, FelixInfo, IPPoolInfo, PolicyInfo, WorkloadInfo
 from migrator.commands import render_findings
 from migrator.model.observation import PdbFacts
+from migrator.model.routing import CalicoBgpConfig, PoolInfo, RoutingInventory, RoutingNode
 from migrator.model.selector import LabelSelector
 from migrator.preflight import (
     CHECK_IDS,
@@ -73,8 +74,9 @@ def test_healthy_cluster_has_no_blocking_or_warning() -> None:
     (dict(calico_node=None, ippools=()), "calico.present", Severity.BLOCKING, "kubectl"),
     (dict(felix=FelixInfo("default", 4789, True, bpf_enabled=True)), "calico.mode",
      Severity.BLOCKING, "bpfEnabled"),
-    (dict(ippools=(IPPoolInfo("p", "192.168.0.0/16", "Never", "Never", False, False),)),
-     "calico.mode", Severity.BLOCKING, "vxlanMode"),
+    (dict(routing=RoutingInventory(calico_backend="bird", pools=(PoolInfo("p", "192.168.0.0/16"),),
+                                   bgp_config=CalicoBgpConfig(mesh_enabled=False), nodes=(RoutingNode("node-1"),))),
+     "routing.reachability", Severity.BLOCKING, "nodeToNodeMeshEnabled"),
     (dict(felix=FelixInfo("default", 8473, True, False)), "calico.vxlan-port", Severity.BLOCKING,
      "vxlanPort"),
     (dict(cilium_config={**GUIDE_CONFIG, "tunnel-port": "4789"}), "calico.vxlan-port",

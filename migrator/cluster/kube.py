@@ -51,6 +51,7 @@ from migrator.cluster.port import (
     PodRequest,
     WatchScope,
 )
+from migrator.cluster.routing_reads import RoutingReads
 from migrator.model.observation import PodFacts
 
 log = structlog.get_logger(__name__)
@@ -334,7 +335,7 @@ def contains(current: Any, wanted: Any) -> bool:
     return bool(current == wanted)
 
 
-class KubeCluster(KubeReads):
+class KubeCluster(KubeReads, RoutingReads):
     """``ClusterPort`` implementation over the official client. Reads live in ``KubeReads``."""
 
     def __init__(self, api: kubernetes.client.ApiClient, *, field_manager: str = "migrator",

@@ -32,7 +32,8 @@ from migrator.model.observation import (
     PdbFacts,
     PodFacts,
 )
-from migrator.model.pod import PodRequest as PodRequest  # what create_pod takes; CreatePod carries it
+from migrator.model.pod import PodRequest as PodRequest
+from migrator.model.routing import RoutingInventory  # what create_pod takes; CreatePod carries it
 from migrator.policy.model import Inventory as PolicyInventory
 
 # --------------------------------------------------------------------------------------------
@@ -370,3 +371,8 @@ class ClusterPort(Protocol):
         else ``crd.projectcalico.org/v1``; kinds not served are empty), Kubernetes NetworkPolicies,
         pods with an address (labels, service account, named ports) and namespace labels. Raises
         ``PolicyInputError`` for an object whose spec cannot be read."""
+
+    def read_routing_inventory(self) -> RoutingInventory:
+        """Calico's routing (pools, backend, BGPConfiguration, BGPPeers), node pod CIDRs, MetalLB's
+        pools, peers and advertisements, LoadBalancer Services and the served Cilium BGP / LB IPAM
+        API versions (``model/routing.py``); kinds not served read as empty."""

@@ -21,6 +21,7 @@ from migrator.engine.ordering import order_nodes
 from migrator.engine.pods import drain_view
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
+from migrator.model.routing import RoutingDetection
 
 PLACEMENT_TEXT = {
     "in-place": "nodes stay schedulable; after the switch their pods are evicted and restart on Cilium nodes",
@@ -54,6 +55,8 @@ class Forecast:
     worst_case: timedelta
     warnings: tuple[str, ...]
     placement: str = "in-place"
+    routing: RoutingDetection | None = None
+    tunnel_port: int = 8473
 
     @property
     def blocked(self) -> bool:
@@ -66,6 +69,11 @@ class Forecast:
                  f"worst case {format_duration(self.worst_case)}",
                  f"CiliumNodeConfig apiVersion: {self.node_config_version or 'NOT SERVED'}",
                  f"pod placement: {self.placement}: {PLACEMENT_TEXT[self.placement]}"]
+        if self.routing is not None:
+            lines.append("routing: " + "; ".join(self.routing.lines()))
+            if self.routing.routed:
+                lines.append(f"  Cilium runs its migration overlay on port {self.tunnel_port}; Calico keeps routing "
+                             "as detected until finalize removes it (no routing hand-over in this run)")
         for index, wave in enumerate(self.waves, start=1):
             lines.append(f"wave {index}: {', '.join(wave)}")
         for node in self.nodes:
@@ -110,8 +118,8 @@ def _waves(plan: MigrationPlan, order: tuple[str, ...], obs: ClusterObservation)
     return waves
 
 
-def forecast(plan: MigrationPlan, obs: ClusterObservation) -> Forecast:
-    """Forecast a run of ``plan`` on the observed cluster."""
+def forecast(plan: MigrationPlan, obs: ClusterObservation, routing: RoutingDetection | None = None) -> Forecast:
+    """Forecast a run of ``plan`` on the observed cluster (``routing``: the detected routing, shown)."""
     order = order_nodes(plan, obs.nodes)
     waves = _waves(plan, order, obs)
     wave_of = {name: i for i, wave in enumerate(waves, start=1) for name in wave}
@@ -147,4 +155,4 @@ def forecast(plan: MigrationPlan, obs: ClusterObservation) -> Forecast:
     return Forecast(plan_name=plan.name, node_config_version=version,
                     waves=tuple(tuple(w) for w in waves), nodes=tuple(results),
                     worst_case=per_node * len(waves), warnings=tuple(warnings),
-                    placement=plan.placement.strategy)
+                    placement=plan.placement.strategy, routing=routing, tunnel_port=plan.cilium.tunnel_port)

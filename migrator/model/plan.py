@@ -115,6 +115,39 @@ class CiliumSection(_Section):
         return ipaddress.ip_network(self.pod_cidr)
 
 
+class RoutingSection(_Section):
+    """How the cluster routes today, where the API cannot show it (routed clusters without an overlay).
+
+    During the migration Cilium runs the guide's overlay on its own tunnel port while Calico keeps
+    routing as it does (BGP via BIRD, or a node router announcing each node's podCIDR). Preflight
+    detects the routing from the cluster's objects; these fields carry what only the operator
+    knows: which prefixes the fabric accepts, and what the routing is expected to be."""
+
+    announceable_cidrs: tuple[str, ...] = Field(
+        default=(), description="CIDRs the network fabric accepts from the nodes (metal-stack: the "
+                                "private network's additional announceable CIDRs, typically pod and "
+                                "service CIDRs). When given, preflight blocks unless the Cilium pod CIDR "
+                                "(and, on a node-routed cluster, every node's pod CIDR) lies inside one.")
+    expect: Literal["auto", "overlay", "bgp", "node-routed"] = Field(
+        default="auto", description="The routing the operator expects: overlay (Calico VXLAN/IPIP), bgp "
+                                    "(BIRD, no encapsulation) or node-routed (Calico backend none, a node "
+                                    "router announces each node's podCIDR). Preflight blocks when detection "
+                                    "finds another; auto accepts what it finds.")
+
+    @field_validator("announceable_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for cidr in value:
+            try:
+                out.append(str(ipaddress.ip_network(cidr, strict=True)))
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not a network CIDR such as 10.240.0.0/12 ({exc})") from exc
+        if len(set(out)) != len(out):
+            raise ValueError("lists a CIDR twice")
+        return tuple(out)
+
+
 class NodeSelection(_Section):
     """Which nodes the plan migrates: all, a label selector, or an explicit list, minus exclude."""
 
@@ -416,6 +449,8 @@ class MigrationPlan(_Section):
     kind: Literal["MigrationPlan"] = Field(description="Always MigrationPlan.")
     name: K8sName = Field(description="Plan name (shown in the checkpoint and events).")
     cilium: CiliumSection = Field(description="The Cilium side.")
+    routing: RoutingSection = Field(default_factory=RoutingSection,
+                                    description="Routing facts the API cannot show (routed clusters).")
     nodes: NodeSelection = Field(default_factory=NodeSelection, description="Which nodes.")
     order: OrderSection = Field(default_factory=OrderSection, description="Node order.")
     concurrency: ConcurrencySection = Field(default_factory=ConcurrencySection,

@@ -1,7 +1,8 @@
 """Calico-side checks: is there a Calico to migrate from, and is it inside the guide's envelope?
 
-The guide supports an existing CNI that uses the Linux routing stack with an overlay: Calico
-in VXLAN or IPIP mode. BGP without encapsulation and the eBPF dataplane are outside it. The
+The guide supports an existing CNI that uses the Linux routing stack: Calico in VXLAN or IPIP
+mode, or routed without encapsulation (BGP via BIRD, or a node router with backend ``none``),
+whose reachability ``routing.py`` checks. The eBPF dataplane is outside it. The
 field pitfalls checked here: the VXLAN port clash with Cilium's tunnel, overlapping CIDRs,
 Calico's first-found address autodetection picking ``cilium_host``, and natOutgoing SNAT
 across the two overlays.
@@ -59,11 +60,9 @@ def check_mode(inputs: PreflightInputs, facts: PreflightFacts) -> list[Finding]:
             continue
         if pool.vxlan_mode == "Never" and pool.ipip_mode == "Never":
             out.append(finding(
-                "calico.mode", S.BLOCKING,
-                f"IPPool {pool.name} ({pool.cidr}) routes with BGP and no encapsulation; BGP "
-                "routing is untested by the migration guide (switch the pool to VXLAN first)",
-                f"kubectl patch ippool.crd.projectcalico.org {pool.name} --type=merge "
-                "-p '{\"spec\":{\"vxlanMode\":\"Always\"}}'"))
+                "calico.mode", S.INFO,
+                f"IPPool {pool.name} ({pool.cidr}) is routed without encapsulation; Calico keeps routing it "
+                "during the migration while Cilium runs its own overlay (routing checks below)"))
         else:
             mode = f"VXLAN {pool.vxlan_mode}" if pool.vxlan_mode != "Never" else f"IPIP {pool.ipip_mode}"
             out.append(finding("calico.mode", S.INFO, f"IPPool {pool.name} ({pool.cidr}) uses {mode}"))

@@ -14,6 +14,7 @@ from typing import Any
 
 from migrator.cluster.port import DaemonSetInfo, FelixInfo, IPPoolInfo, PolicyInfo, WorkloadInfo
 from migrator.model.findings import Finding, Severity
+from migrator.model.routing import RoutingInventory
 
 __all__ = ["Check", "Finding", "NodeAddress", "PdbState", "PreflightFacts", "PreflightInputs", "Severity",
            "finding"]
@@ -30,6 +31,8 @@ class PreflightInputs:
     cilium_config: str = "cilium-config"
     node_config_namespace: str = "kube-system"
     pdb_blocks_run: bool = True          # the plan halts (rather than skips) on a blocked drain
+    announceable_cidrs: tuple[str, ...] = ()   # plan routing.announceable_cidrs
+    expect_routing: str = "auto"               # plan routing.expect
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class PreflightFacts:
     pdbs: tuple[PdbState, ...] = ()
     workloads: tuple[WorkloadInfo, ...] = ()
     policies: tuple[PolicyInfo, ...] = ()
+    routing: RoutingInventory | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

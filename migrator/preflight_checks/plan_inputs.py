@@ -35,6 +35,8 @@ def extract(plan: Any) -> PreflightInputs:
         node_config_namespace=str(_get(plan, "cilium", "node_config", "namespace",
                                        default=base.node_config_namespace)),
         pdb_blocks_run=str(on_blocked) != "skip",
+        announceable_cidrs=tuple(_get(plan, "routing", "announceable_cidrs", default=())),
+        expect_routing=str(_get(plan, "routing", "expect", default="auto")),
     )
 
 

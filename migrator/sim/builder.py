@@ -28,10 +28,11 @@ from typing import Any
 
 import structlog
 
-from migrator.sim import tenants
+from migrator.sim import routed, tenants
 from migrator.sim import workloads as w
 from migrator.sim.config import SimConfig
 from migrator.sim.errors import AlreadyExists
+from migrator.sim.routed import RoutedShape
 from migrator.sim.store import Store
 
 Obj = dict[str, Any]
@@ -52,6 +53,7 @@ class ClusterShape:
     pods_per_node: int = 0
     tenants: bool = False          # the calico-policies workloads and policies (``tenants``)
     do_not_track: bool = False     # ... plus a doNotTrack policy (untranslatable)
+    routed: RoutedShape | None = None     # Calico without an overlay (``sim/routed.py``)
 
 
 def node_names(config: SimConfig) -> tuple[list[str], list[str]]:
@@ -95,7 +97,8 @@ def build_cluster(store: Store, config: SimConfig, *, scenario: str = "default",
         put("namespaces", w.namespace(ns))
     control_plane, workers = node_names(config)
     for index, name in enumerate(control_plane + workers):
-        put("nodes", _node(config, name, index, rng, control_plane=name in control_plane))
+        put("nodes", _node(config, name, index, rng, control_plane=name in control_plane,
+                             routed_shape=shape.routed))
     for resource, obj in _system(config, shape):
         put(resource, obj)
     for resource, obj in w.shop(config, pdb_blocked=shape.pdb_blocked,
@@ -103,6 +106,10 @@ def build_cluster(store: Store, config: SimConfig, *, scenario: str = "default",
         put(resource, obj)
     if shape.tenants:
         for resource, obj in tenants.objects(untranslatable=shape.do_not_track):
+            put(resource, obj)
+    if shape.routed is not None:
+        nodes = [(name, node_ip(config, i)) for i, name in enumerate(control_plane + workers)]
+        for resource, obj in routed.objects(config, shape.routed, nodes, service_ip(config, 0x6400 + 3)):
             put(resource, obj)
     if shape.pods_per_node:
         filler = w.filler_replicas(config, workers=len(workers), pods_per_node=shape.pods_per_node)
@@ -114,7 +121,8 @@ def build_cluster(store: Store, config: SimConfig, *, scenario: str = "default",
     return counts
 
 
-def _node(config: SimConfig, name: str, index: int, rng: random.Random, *, control_plane: bool) -> Obj:
+def _node(config: SimConfig, name: str, index: int, rng: random.Random, *, control_plane: bool,
+          routed_shape: RoutedShape | None = None) -> Obj:
     labels = {
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
@@ -128,15 +136,20 @@ def _node(config: SimConfig, name: str, index: int, rng: random.Random, *, contr
         labels[CONTROL_PLANE_LABEL] = ""
         labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
         spec["taints"] = [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}]
+    annotations = {"kubeadm.alpha.kubernetes.io/cri-socket": "unix:///run/containerd/containerd.sock",
+                   "node.alpha.kubernetes.io/ttl": "0",
+                   "volumes.kubernetes.io/controller-managed-attach-detach": "true"}
+    if routed_shape is not None:     # kube-controller-manager --allocate-node-cidrs gave it a podCIDR
+        cidr = routed.node_pod_cidr(config, index)
+        spec.update(podCIDR=cidr, podCIDRs=[cidr])
+        labels.update(routed.node_labels(routed_shape, index))
+        annotations.update(routed.node_annotations(routed_shape, index))
     resources = {"cpu": "8" if control_plane else "16", "memory": "32833628Ki", "ephemeral-storage": "102203820Ki",
                  "hugepages-1Gi": "0", "hugepages-2Mi": "0", "pods": str(config.max_pods_per_node)}
     ident = f"{rng.getrandbits(128):032x}"
     return {
         "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": labels, "annotations": {
-            "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///run/containerd/containerd.sock",
-            "node.alpha.kubernetes.io/ttl": "0",
-            "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
         "spec": spec,
         "status": {
             "addresses": [{"type": "InternalIP", "address": node_ip(config, index)},
@@ -204,6 +217,10 @@ def cilium_config_data(config: SimConfig, overrides: dict[str, str] | None = Non
 def _system(config: SimConfig, shape: ClusterShape) -> list[tuple[str, Obj]]:
     ks = "kube-system"
     dns_ip = service_ip(config, 10)
+    calico = routed.calico_overrides(shape.routed) if shape.routed else {
+        "backend": "vxlan", "vxlan_mode": "Always",
+        "cni_network_config": '{"name": "k8s-pod-network", "cniVersion": "0.3.1", "plugins": '
+                              '[{"type": "calico", "ipam": {"type": "calico-ipam"}}, {"type": "portmap"}]}'}
     out: list[tuple[str, Obj]] = [
         ("configmaps", w.configmap(ks, "kube-proxy", {"config.conf": (
             "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
@@ -228,18 +245,17 @@ def _system(config: SimConfig, shape: ClusterShape) -> list[tuple[str, Obj]]:
                                [("dns", 53, "UDP", 53), ("dns-tcp", 53, "TCP", 53), ("metrics", 9153, "TCP", 9153)],
                                labels={"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"})),
         ("policy/poddisruptionbudgets", w.pdb(ks, "coredns", {"k8s-app": "kube-dns"}, max_unavailable=1)),
-        # Calico, manifest install with VXLAN
+        # Calico, manifest install with VXLAN (routed scenarios: BIRD, or no Calico routing at all)
         ("configmaps", w.configmap(ks, "calico-config", {
-            "calico_backend": "vxlan", "typha_service_name": "none", "veth_mtu": "0",
-            "cni_network_config": '{"name": "k8s-pod-network", "cniVersion": "0.3.1", "plugins": '
-                                  '[{"type": "calico", "ipam": {"type": "calico-ipam"}}, {"type": "portmap"}]}'})),
+            "calico_backend": calico["backend"], "typha_service_name": "none", "veth_mtu": "0",
+            "cni_network_config": calico["cni_network_config"]})),
         ("apps/daemonsets", w.daemonset(ks, "calico-node", {"k8s-app": "calico-node"}, [w.container(
             "calico-node", f"docker.io/calico/node:{CALICO_VERSION}", privileged=True, env={
                 "DATASTORE_TYPE": "kubernetes", "WAIT_FOR_DATASTORE": "true",
                 "NODENAME": ("fieldRef", "spec.nodeName"),
-                "CALICO_NETWORKING_BACKEND": "vxlan", "CLUSTER_TYPE": "k8s",
+                "CALICO_NETWORKING_BACKEND": calico["backend"], "CLUSTER_TYPE": "k8s",
                 "IP": "autodetect", "IP_AUTODETECTION_METHOD": shape.ip_autodetection_method,
-                "CALICO_IPV4POOL_CIDR": config.calico_pool, "CALICO_IPV4POOL_VXLAN": "Always",
+                "CALICO_IPV4POOL_CIDR": config.calico_pool, "CALICO_IPV4POOL_VXLAN": calico["vxlan_mode"],
                 "CALICO_IPV4POOL_IPIP": "Never", "FELIX_IPINIPENABLED": "false",
                 "CALICO_DISABLE_FILE_LOGGING": "true", "FELIX_DEFAULTENDPOINTTOHOSTACTION": "ACCEPT",
                 "FELIX_IPV6SUPPORT": "false", "FELIX_HEALTHENABLED": "true"},
@@ -260,13 +276,14 @@ def _system(config: SimConfig, shape: ClusterShape) -> list[tuple[str, Obj]]:
         ("crd.projectcalico.org/ippools", {
             "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
             "metadata": {"name": "default-ipv4-ippool"},
-            "spec": {"cidr": config.calico_pool, "blockSize": config.calico_block_size, "vxlanMode": "Always",
+            "spec": {"cidr": config.calico_pool, "blockSize": config.calico_block_size,
+                     "vxlanMode": calico["vxlan_mode"],
                      "ipipMode": "Never", "natOutgoing": True, "nodeSelector": "all()",
                      "allowedUses": ["Workload", "Tunnel"]}}),
         ("crd.projectcalico.org/felixconfigurations", {
             "apiVersion": "crd.projectcalico.org/v1", "kind": "FelixConfiguration",
             "metadata": {"name": "default"},
-            "spec": {"vxlanEnabled": True, "vxlanPort": config.calico_vxlan_port, "vxlanVNI": 4096,
+            "spec": {"vxlanEnabled": calico["vxlan_mode"] != "Never", "vxlanPort": config.calico_vxlan_port, "vxlanVNI": 4096,
                      "bpfEnabled": False, "logSeverityScreen": "Info", "reportingInterval": "0s"}}),
         # Cilium, latent: installed with the migration values, managing no node yet
         ("configmaps", w.configmap(ks, "cilium-config", cilium_config_data(config, shape.cilium_config_overrides))),

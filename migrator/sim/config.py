@@ -41,6 +41,10 @@ class SimConfig:
     cilium_pool: str = "10.245.0.0/16"        # cluster-pool-ipv4-cidr
     cilium_mask_size: int = 24                # per-node podCIDR from the cluster pool
     cilium_tunnel_port: int = 8473
+    lb_pool: str = "203.0.113.0/28"           # MetalLB IPAddressPool of routed scenarios
+    # prefixes the fabric's leaf switches accept from a node's router (metal-stack's announceable
+    # CIDRs plus the project's IPs); empty accepts everything
+    fabric_announceable: tuple[str, ...] = ()
     kubernetes_version: str = "v1.32.4"
     # "spread": rank like kube-scheduler's default scoring (fewest pods of the owner, then fewest
     # pods); "random": uniform over the feasible nodes (seeded), the model under which sequential

@@ -15,7 +15,7 @@ from typing import Any
 
 from migrator.sim.config import SimConfig
 from migrator.sim.errors import ApiError
-from migrator.sim.ipam import CalicoIpam, CiliumIpam
+from migrator.sim.ipam import CalicoIpam, CiliumIpam, HostLocalIpam
 from migrator.sim.kubelet import Kubelets, is_agent
 from migrator.sim.netexec import Netexec
 from migrator.sim.network import APISERVER_PORT, MANAGED_APISERVER_IP, NetworkModel
@@ -40,6 +40,7 @@ class NodeFleet:
         self.runtimes: dict[str, NodeRuntime] = {}
         self.calico_ipam = CalicoIpam()
         self.cilium_ipam = CiliumIpam()
+        self.host_local_ipam = HostLocalIpam()
         self.ip_index: dict[str, tuple[str, str, str, str]] = {}   # ip -> (ns, name, node, network)
         self.kubelets = Kubelets(self)
         self.network = NetworkModel(self)
@@ -140,7 +141,11 @@ class NodeFleet:
         ref = self.ip_index.get(ip)
         if ref and ref[1] == pod["metadata"]["name"] and ref[0] == pod["metadata"].get("namespace", ""):
             del self.ip_index[ip]
-            (self.cilium_ipam if ref[3] == "cilium" else self.calico_ipam).release(ip)
+            if ref[3] == "cilium":
+                self.cilium_ipam.release(ip)
+            else:
+                self.calico_ipam.release(ip)
+                self.host_local_ipam.release(ip)
 
     def cilium_host_ip(self, node: str) -> str | None:
         block = self.cilium_ipam.pod_cidrs.get(node)

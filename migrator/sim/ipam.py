@@ -2,6 +2,7 @@
 
 * Calico IPAM: the enabled IPPool is cut into blocks of ``/blockSize`` (default /26); a node
   gets affine blocks as it needs them and allocates pod IPs from them, as ``calico-ipam`` does.
+* host-local from ``spec.podCIDR`` (Calico configured without Calico IPAM, as metal-stack runs it);
 * Cilium cluster-pool IPAM: each node gets one ``/cluster-pool-ipv4-mask-size`` podCIDR from
   ``cluster-pool-ipv4-cidr`` (the operator's job), recorded in its CiliumNode's
   ``spec.ipam.podCIDRs``; pod IPs come from it.
@@ -87,6 +88,30 @@ class CalicoIpam:
 
     def node_blocks(self, node: str) -> list[str]:
         return [str(b.cidr) for b in self.blocks.get(node, [])]
+
+
+class HostLocalIpam:
+    """CNI ``host-local`` with ``usePodCidr`` (Calico without Calico IPAM): addresses from the
+    node's ``spec.podCIDR``, the first host kept for the gateway as host-local does."""
+
+    def __init__(self) -> None:
+        self.ranges: dict[str, _Block] = {}
+        self.owner: dict[str, str] = {}
+
+    def allocate(self, node: str, pod_cidr: str) -> str | None:
+        block = self.ranges.get(node)
+        if block is None or str(block.cidr) != pod_cidr:
+            block = self.ranges[node] = _Block(ipaddress.ip_network(pod_cidr, strict=False))
+        ip = block.take()
+        if ip:
+            self.owner[ip] = node
+        return ip
+
+    def release(self, ip: str) -> None:
+        node = self.owner.pop(ip, None)
+        block = self.ranges.get(node or "")
+        if block:
+            block.used.discard(ip)
 
 
 class CiliumIpam:

@@ -128,9 +128,14 @@ class Kubelets:
             agent_ready = False
             if network == "calico" and rt.calico.running:
                 pool = self._calico_pool()
-                if pool:
+                pod_cidr = self._host_local_range(node)
+                if pod_cidr:
+                    agent_ready = True
+                    ip = self.fleet.host_local_ipam.allocate(node, pod_cidr)
+                elif pool:
                     agent_ready = True
                     ip = self.fleet.calico_ipam.allocate(node, pool[0], pool[1])
+                if ip:
                     annotations = {"cni.projectcalico.org/podIP": f"{ip}/32", "cni.projectcalico.org/podIPs": f"{ip}/32",
                                    "cni.projectcalico.org/containerID": uid.replace("-", "")[:32]}
             elif network == "cilium" and rt.cilium.running and rt.cilium.healthy:
@@ -298,6 +303,16 @@ class Kubelets:
             pass
 
     # ------------------------------------------------------------------ helpers
+    def _host_local_range(self, node: str) -> str | None:
+        """The node's ``spec.podCIDR`` when Calico's CNI config (``calico-config``
+        ``cni_network_config``, which install-cni renders) uses host-local IPAM, else None."""
+        cm = self.store.try_get("configmaps", "kube-system", "calico-config") or {}
+        if '"host-local"' not in ((cm.get("data") or {}).get("cni_network_config") or ""):
+            return None
+        node_obj = self.store.try_get("nodes", None, node) or {}
+        cidr = (node_obj.get("spec") or {}).get("podCIDR")
+        return str(cidr) if cidr else None
+
     def _calico_pool(self) -> tuple[str, int] | None:
         for pool in self.store.list(CALICO_POOLS):
             spec = pool.get("spec") or {}

@@ -17,6 +17,9 @@ the dual-overlay migration as the guide describes it (cilium-migration.md §1.1,
 * across the overlays (Calico pod ↔ Cilium pod, same node or not): only through the host
   stack — ``enable-host-legacy-routing: "true"`` on the Cilium side, both datapaths up on both
   nodes, distinct tunnel ports, and the Cilium pool disjoint from every Calico pool (pitfall #3);
+* without a Calico overlay, a Calico pod across nodes is reachable only while its node's pod
+  prefix is announced to the other end's node (BIRD, or node-init + the node's FRR through the
+  fabric's filter: ``routing.py``); this holds for the Cilium ↔ Calico legs too;
 * policy is enforced by the engine that owns each endpoint, egress at the source and ingress at
   the destination: Calico (``calico_policy``: Calico NetworkPolicy, GlobalNetworkPolicy, tiers,
   network sets and Kubernetes NetworkPolicy) on Calico pods, always; Cilium (``cilium_policy``:
@@ -39,6 +42,7 @@ from migrator.sim.agents import cilium as cilium_agent
 from migrator.sim.calico_policy import CalicoPolicies
 from migrator.sim.cilium_identity import Identity, reserved
 from migrator.sim.cilium_policy import CiliumPolicies
+from migrator.sim.routing import RoutingModel
 
 #: The API server's address when no node is a control-plane node (a managed control plane:
 #: the apiserver runs outside the cluster's nodes and is reached through the node's egress).
@@ -67,6 +71,7 @@ class NetworkModel:
         self.store = fleet.store
         self.calico_policy = CalicoPolicies(self.store)
         self.cilium_policy = CiliumPolicies(self.store)
+        self.routing = RoutingModel(fleet)
 
     # ------------------------------------------------------------------ lookups
     def endpoint(self, ip: str) -> Endpoint:
@@ -193,6 +198,17 @@ class NetworkModel:
                 return f"Cilium pool {mine} overlaps Calico IPPool {pool}"
         return None
 
+    def _calico_routes(self, src: Endpoint, dst: Endpoint) -> str | None:
+        """Without a Calico overlay, the node at the other end needs a route to each Calico pod's
+        announced prefix (``routing.py``): the forward leg to a Calico destination, the return leg
+        to a Calico source. A Cilium pod's leg runs through its node's host stack, so the same holds."""
+        for ep, other in ((dst, src), (src, dst)):
+            if ep.network == "calico" and other.node and ep.node and other.node != ep.node:
+                problem = self.routing.route_problem(other.node, ep.node, ep.ip)
+                if problem:
+                    return problem
+        return None
+
     def _first(self, *checks: str | None) -> str | None:
         return next((c for c in checks if c), None)
 
@@ -224,12 +240,13 @@ class NetworkModel:
             for n in {a, b}:
                 checks += [self._calico_problem(n), self._cilium_problem(n), self._calico_address_problem(n),
                            self._port_clash(n), self._overlap(n)]
-            return self._first(*checks)
+            return self._first(*checks, self._calico_routes(src, dst))
         if a == b:
             return None
         if "calico" in nets or (nets == {"host", "calico"}):
             return self._first(*(f(n) for n in (a, b) for f in (self._calico_problem, self._calico_address_problem,
-                                                                   self._port_clash)))
+                                                                   self._port_clash)),
+                               self._calico_routes(src, dst))
         if "cilium" in nets:
             problem = self._first(self._cilium_problem(a), self._cilium_problem(b))
             if problem:

@@ -22,6 +22,7 @@ from typing import Any
 
 from migrator.sim.builder import ClusterShape, node_names
 from migrator.sim.config import SimConfig
+from migrator.sim.routed import RoutedShape
 
 Inject = Callable[[Any, random.Random], dict[str, str]]
 
@@ -85,6 +86,21 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("cnc-v2alpha1-only", "pitfall 7: only cilium.io/v2alpha1 CiliumNodeConfig is served (older Cilium)",
              served_cnc_versions=("v2alpha1",)),
 )}
+
+
+# -- routed clusters: Calico without an overlay (``routed.py``, ``routing.py``) -----------------
+ROUTED_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("calico-bgp", "Calico BGP without encapsulation (BIRD node-to-node mesh, pool mode Never), "
+                           "MetalLB in BGP mode peering a ToR router",
+             shape=ClusterShape(routed=RoutedShape(backend="bird"))),
+    Scenario("metal-stack", "metal-stack: Calico backend none with host-local IPAM from node.spec.podCIDR, "
+                            "node-init routes on lo announced by each node's FRR through a fabric filter "
+                            "(announceable 10.240.0.0/12), MetalLB to the local FRR, a pinned loadBalancerIP",
+             shape=ClusterShape(routed=RoutedShape(backend="none", node_init=True, pinned_lb_ip=True)),
+             configure=_replace(calico_pool="10.240.0.0/13", cilium_pool="10.250.0.0/16",
+                                fabric_announceable=("10.240.0.0/12", "203.0.113.0/28"))),
+)
+SCENARIOS.update({s.name: s for s in ROUTED_SCENARIOS})
 
 
 def get_scenario(name: str) -> Scenario:
