@@ -61,6 +61,10 @@ def object_key(obj: Raw) -> Key:
     return (meta.get("namespace") or "", meta.get("name") or "")
 
 
+#: Changes a kind remembers for ``WatchCache.changes`` (a reader further behind reads everything).
+LOG_LIMIT = 100_000
+
+
 class _Kind:
     """The objects of one resource kind plus its indexes (for pods: by node, and the pods not
     Ready by namespace). An index maps an object's converted facts to a value, or None to
@@ -73,14 +77,32 @@ class _Kind:
         self.indexes: dict[str, dict[str, set[Key]]] = {name: {} for name in indexes}
         self._order: list[Key] | None = None   # the keys sorted, until an object comes or goes
         self._index_order: dict[tuple[str, str], list[Key]] = {}   # the same, per index value
+        self.log: list[Key] = []      # the key of every put and drop, for ``changes``
+        self.log_start = 0            # the position of log[0] since the last relist
+        self.epoch = 0                # counts relists: a cursor from an earlier one is stale
         self.synced = threading.Event()
         self.resource_version = ""
         self.relists = 0
         self.errors = 0
         self.error: str | None = None
 
+    def _logged(self, key: Key) -> None:
+        self.log.append(key)
+        if len(self.log) > LOG_LIMIT:    # cursors behind the cut list everything again
+            del self.log[:LOG_LIMIT // 2]
+            self.log_start += LOG_LIMIT // 2
+
+    def changes(self, cursor: tuple[int, int] | None) -> tuple[set[Key] | None, tuple[int, int]]:
+        """Keys put or dropped since ``cursor`` (None: cannot tell, list everything), and the
+        cursor to pass next time."""
+        end = (self.epoch, self.log_start + len(self.log))
+        if cursor is None or cursor[0] != self.epoch or cursor[1] < self.log_start:
+            return None, end
+        return set(self.log[cursor[1] - self.log_start:]), end
+
     def put(self, obj: Raw) -> None:
         key = object_key(obj)
+        self._logged(key)
         old = self.objects.get(key)
         if old is None:
             self._order = None
@@ -97,6 +119,7 @@ class _Kind:
         old = self.objects.pop(key, None)
         if old is None:
             return
+        self._logged(key)
         self._order = None
         for name, value_of in self.indexers.items():
             self._unindex(name, value_of(old.facts), key)
@@ -128,6 +151,9 @@ class _Kind:
             index.clear()
         for obj in items:
             self.put(obj)
+        self.epoch += 1          # a reader's cursor is stale: it reads everything again
+        self.log.clear()
+        self.log_start = 0
 
 
 class WatchCache:
@@ -186,6 +212,16 @@ class WatchCache:
     def entries(self, kind: str) -> list[Entry]:
         with self._cond:
             return self._kinds[kind].ordered()
+
+    def changes(self, kind: str, cursor: tuple[int, int] | None) -> tuple[dict[Key, Entry | None] | None,
+                                                                          tuple[int, int]]:
+        """The objects of ``kind`` put or dropped since ``cursor`` (None for a dropped one), and
+        the cursor to pass next time; None instead of the changes when they cannot be told (the
+        first call, a relist since, or a cursor too far behind): read everything then."""
+        with self._cond:
+            k = self._kinds[kind]
+            keys, end = k.changes(cursor)
+            return (None if keys is None else {key: k.objects.get(key) for key in keys}), end
 
     def indexed(self, kind: str, index: str, value: str) -> list[Entry]:
         """The objects whose ``index`` value is ``value``, sorted by namespace/name."""

@@ -16,6 +16,7 @@ from migrator.cluster import convert
 from migrator.cluster.cache import Raw, WatchCache
 from migrator.cluster.errors import NotFound
 from migrator.cluster.port import (
+    ChangeCursor,
     ConfigMapSnapshot,
     DaemonSetInfo,
     FelixInfo,
@@ -120,6 +121,17 @@ class KubeReads:
             return [e.facts for e in cache.entries("nodes")]
         items = self._call("list nodes", self.core.list_node).get("items") or []
         return [convert.node_facts(o) for o in sorted(items, key=convert.sort_key)]
+
+    def pod_changes(self, namespace: str, cursor: ChangeCursor | None
+                    ) -> tuple[dict[tuple[str, str], PodFacts | None] | None, ChangeCursor | None]:
+        cache = self._cached("pods")
+        if cache is None:
+            return None, None
+        changed, end = cache.changes("pods", cursor)
+        if changed is None:
+            return None, end
+        return {key: entry.facts if entry is not None else None
+                for key, entry in changed.items() if key[0] == namespace}, end
 
     def list_pods(self, *, node: str | None = None, namespace: str | None = None,
                   labels: dict[str, str] | None = None, unready: bool = False) -> list[PodFacts]:

@@ -64,6 +64,9 @@ class ObjectRef:
         kind = f"{self.plural}.{self.group}" if self.group else self.plural
         return f"{kind} {where}{self.name}"
 
+#: Where a reader of ``pod_changes`` left off (opaque to it).
+ChangeCursor = tuple[int, int]
+
 
 @dataclass(frozen=True)
 class WatchScope:
@@ -238,6 +241,12 @@ class ClusterPort(Protocol):
                   labels: dict[str, str] | None = None, unready: bool = False) -> list[PodFacts]:
         """Pods filtered by node, namespace, equality label selector and (``unready``) to those
         ``PodFacts.unready``, sorted by namespace/name."""
+
+    def pod_changes(self, namespace: str, cursor: ChangeCursor | None
+                    ) -> tuple[dict[tuple[str, str], PodFacts | None] | None, ChangeCursor | None]:
+        """The pods of ``namespace`` that changed since ``cursor`` (by namespace/name; None for a
+        pod that is gone) and the cursor for next time. None instead of the changes when they
+        cannot be told (not watching, the first call, a relist since): list the pods then."""
 
     def list_pdbs(self) -> list[PdbFacts]:
         """All PodDisruptionBudgets, sorted by namespace/name."""

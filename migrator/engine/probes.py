@@ -32,7 +32,7 @@ from itertools import islice
 from typing import Any
 
 from migrator.engine.actions import DeleteObject, ProbeCheck
-from migrator.model.observation import ClusterObservation, PodFacts
+from migrator.model.observation import ClusterObservation, Delta, PodFacts
 from migrator.model.plan import MigrationPlan
 
 POD_DS = "migrator-probe"
@@ -106,38 +106,102 @@ def probe_pods_by_node(obs: ClusterObservation, plan: MigrationPlan) -> dict[str
 
 
 def _fleet(obs: ClusterObservation, plan: MigrationPlan, component: str) -> dict[str, PodFacts]:
-    """Usable probe pods of ``component`` by node (the first listed per node), once per observation."""
-    fleets: dict[str, dict[str, PodFacts]] = obs.indexed(f"probes:{plan.probes.namespace}", obs.probe_pods,
-                                                         lambda: _fleets(obs.probe_pods, plan.probes.namespace))
-    return fleets.get(component, {})
+    """Usable probe pods of ``component`` by node (the first by name per node), once per
+    observation, derived from the previous observation's by what changed when it can be."""
+    namespace = plan.probes.namespace
+    grouped = _by_node(obs, namespace)
+
+    def update(previous: dict[str, dict[str, PodFacts]], delta: Delta) -> dict[str, dict[str, PodFacts]]:
+        fleets = {kind: dict(by_node) for kind, by_node in previous.items()}
+        for node in _nodes_of(delta):
+            for by_node in fleets.values():
+                by_node.pop(node, None)
+            _choose(fleets, grouped.get(node, {}).values(), namespace)
+        return fleets
+
+    fleets: dict[str, dict[str, PodFacts]] = obs.indexed(
+        f"probes:{namespace}", obs.probe_pods,
+        lambda: _choose({"pod": {}, "host": {}}, obs.probe_pods, namespace), update)
+    return fleets[component]
 
 
-def _fleets(pods: tuple[PodFacts, ...], namespace: str) -> dict[str, dict[str, PodFacts]]:
-    """Both components' usable probe pods by node, in one pass over the fleet."""
-    found: dict[str, dict[str, PodFacts]] = {"pod": {}, "host": {}}
+def _choose(fleets: dict[str, dict[str, PodFacts]], pods: Iterable[PodFacts], namespace: str) -> dict[str, dict[str, PodFacts]]:
+    """Enter each usable pod of ``pods`` in its component's fleet unless its node already has
+    one first by name."""
     for pod in pods:
         if pod.ready and pod.node and pod.ip and pod.phase == "Running" and not pod.deleting \
                 and pod.namespace == namespace:
-            by_node = found.get(pod.labels.get(COMPONENT_LABEL, ""))
-            if by_node is not None and pod.node not in by_node:
+            by_node = fleets.get(pod.labels.get(COMPONENT_LABEL, ""))
+            if by_node is not None and (pod.node not in by_node or pod.name < by_node[pod.node].name):
                 by_node[pod.node] = pod
-    return found
+    return fleets
+
+
+def _nodes_of(delta: Delta) -> set[str]:
+    """The nodes of the probe pods that changed."""
+    return {pod.node for pod in (*delta.removed, *delta.added) if pod.node}
+
+
+def _by_node(obs: ClusterObservation, namespace: str) -> dict[str, dict[str, PodFacts]]:
+    """Probe pods grouped by node, then by name."""
+    def build() -> dict[str, dict[str, PodFacts]]:
+        grouped: dict[str, dict[str, PodFacts]] = {}
+        for pod in obs.probe_pods:
+            if pod.node:
+                grouped.setdefault(pod.node, {})[pod.name] = pod
+        return grouped
+
+    def update(previous: dict[str, dict[str, PodFacts]], delta: Delta) -> dict[str, dict[str, PodFacts]]:
+        grouped = dict(previous)
+        for node in _nodes_of(delta):
+            grouped[node] = dict(grouped.get(node, {}))
+        gone: PodFacts
+        for gone in delta.removed:
+            if gone.node and grouped[gone.node].get(gone.name) is gone:
+                del grouped[gone.node][gone.name]
+        come: PodFacts
+        for come in delta.added:
+            if come.node:
+                grouped[come.node][come.name] = come
+        return {node: pods for node, pods in grouped.items() if pods}
+
+    grouped: dict[str, dict[str, PodFacts]] = obs.indexed(f"probes-by-node:{namespace}", obs.probe_pods,
+                                                          build, update)
+    return grouped
 
 
 def _on_network(obs: ClusterObservation, plan: MigrationPlan, network: Network) -> dict[str, bool]:
     """Per node with a usable probe pod: is that pod's IP inside ``network``? Once per observation."""
     fleet = _fleet(obs, plan, "pod")
+
+    def update(previous: dict[str, bool], delta: Delta) -> dict[str, bool]:
+        on = dict(previous)
+        for node in _nodes_of(delta):
+            pod = fleet.get(node)
+            if pod is None:
+                on.pop(node, None)
+            else:
+                on[node] = pod.ip_in(network)
+        return on
+
     on: dict[str, bool] = obs.indexed(f"probes-on:{plan.probes.namespace}:{network}", obs.probe_pods,
-                                      lambda: {n: p.ip_in(network) for n, p in fleet.items()})
+                                      lambda: {n: p.ip_in(network) for n, p in fleet.items()}, update)
     return on
 
 
 def _members(obs: ClusterObservation, plan: MigrationPlan, network: Network) -> dict[bool, frozenset[str]]:
     """The nodes whose probe pod is (True) and is not (False) inside ``network``."""
     on = _on_network(obs, plan, network)
+
+    def update(previous: dict[bool, frozenset[str]], delta: Delta) -> dict[bool, frozenset[str]]:
+        nodes = _nodes_of(delta)
+        return {flag: (members - nodes) | {n for n in nodes if on.get(n) is flag}
+                for flag, members in previous.items()}
+
     members: dict[bool, frozenset[str]] = obs.indexed(
         f"probes-members:{plan.probes.namespace}:{network}", obs.probe_pods,
-        lambda: {flag: frozenset(n for n, inside in on.items() if inside is flag) for flag in (True, False)})
+        lambda: {flag: frozenset(n for n, inside in on.items() if inside is flag) for flag in (True, False)},
+        update)
     return members
 
 

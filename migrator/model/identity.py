@@ -105,6 +105,8 @@ TUNING: tuple[str, ...] = (
     "rollback.automatic", "rollback.halt_after", "rollback.image",
     # Canary policy: read when the soak ends.
     "canary.soak", "canary.on_success",
+    # What preflight checks the cluster's routing against (it changes no step already taken).
+    "routing.announceable_cidrs", "routing.expect",
 )
 
 

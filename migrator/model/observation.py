@@ -106,6 +106,46 @@ class PodFacts(_Fact):
         return bool(self.ip) and _inside(self.ip or "", cidr)
 
 
+class Delta:
+    """How a source of indexes changed from one observation to the next: the items ``removed``
+    and ``added`` (a changed item is both: its old facts removed, its new ones added)."""
+
+    __slots__ = ("before", "after", "removed", "added")
+
+    def __init__(self, before: Any, after: Any, removed: tuple[Any, ...], added: tuple[Any, ...]) -> None:
+        self.before, self.after, self.removed, self.added = before, after, removed, added
+
+
+class Follows:
+    """The previous observation's indexes and the deltas of the sources that changed since."""
+
+    __slots__ = ("memo", "changes")
+
+    def __init__(self, memo: dict[str, tuple[Any, Any]], changes: dict[int, Delta]) -> None:
+        self.memo, self.changes = memo, changes
+
+    def __eq__(self, other: object) -> bool:   # a cache, never state (see Checkpoint._derived)
+        return other is None or isinstance(other, Follows)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+_UNDERIVED = object()
+
+
+def _derive(follows: Follows | None, name: str, source: Any, update: Callable[[Any, Delta], Any] | None) -> Any:
+    """The index ``name`` over ``source`` from the previous observation's, or ``_UNDERIVED``."""
+    previous = follows.memo.get(name) if follows is not None else None
+    if follows is None or previous is None:
+        return _UNDERIVED
+    if previous[0] is source:
+        return previous[1]
+    delta = follows.changes.get(id(previous[0]))
+    if update is None or delta is None or delta.before is not previous[0] or delta.after is not source:
+        return _UNDERIVED
+    return update(previous[1], delta)
+
+
 @lru_cache(maxsize=1 << 16)
 def _inside(ip: str, cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     """``ip`` (a string; False when not an address) lies inside ``cidr``. Cached: the engine asks
@@ -226,16 +266,30 @@ class ClusterObservation(_Fact):
                                   "PREFLIGHT; None when not gathered.")
 
     _memo: dict[str, tuple[Any, Any]] = PrivateAttr(default_factory=dict)
+    _follows: Follows | None = PrivateAttr(default=None)
 
-    def indexed(self, name: str, source: Any, build: Callable[[], Any]) -> Any:
+    def follow(self, previous: ClusterObservation, changes: dict[int, Delta]) -> None:
+        """Take this observation as the next after ``previous``: an index whose source is the
+        very object it was computed from is carried over, and one given an ``update`` is derived
+        from the previous one by the source's ``Delta`` (``changes``, keyed by the ``id`` of the
+        previous source), at the cost of what changed rather than of the cluster's size."""
+        memo: dict[str, tuple[Any, Any]] = previous.__pydantic_private__["_memo"]  # type: ignore[index]
+        self.__pydantic_private__["_follows"] = Follows(memo, changes)  # type: ignore[index]
+
+    def indexed(self, name: str, source: Any, build: Callable[[], Any],
+                update: Callable[[Any, Delta], Any] | None = None) -> Any:
         """An index computed once per ``source`` object (a field's tuple: safe across
-        ``model_copy``), kept under ``name``; the engine's modules keep theirs here too."""
+        ``model_copy``), kept under ``name``; the engine's modules keep theirs here too. With
+        ``update``, it is derived from the previous observation's (see ``follow``) when that
+        observation recorded how the source changed."""
         # the private attribute through its slot: pydantic's __getattr__ costs microseconds, and
         # the engine asks for indexes thousands of times a turn on a large cluster
-        memo: dict[str, tuple[Any, Any]] = self.__pydantic_private__["_memo"]  # type: ignore[index]
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        memo: dict[str, tuple[Any, Any]] = private["_memo"]
         entry = memo.get(name)
         if entry is None or entry[0] is not source:
-            entry = (source, build())
+            value = _derive(private["_follows"], name, source, update)
+            entry = (source, build() if value is _UNDERIVED else value)
             memo[name] = entry
         return entry[1]
 

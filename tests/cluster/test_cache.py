@@ -172,3 +172,37 @@ def test_the_kept_orders_follow_every_change() -> None:
     assert names(kind.ordered()) == ["0", "a", "c"] and names(kind.with_value("node", "n2")) == ["0", "c"]
     kind.replace_all([pod("z", "n1")])
     assert names(kind.ordered()) == ["z"] and kind.with_value("node", "n2") == []
+
+
+def test_changes_name_what_was_put_or_dropped_since_a_cursor() -> None:
+    """``changes`` tells a reader which objects moved since its cursor, and says it cannot tell
+    (None: read everything) on the first call, after a relist, and for a cursor the kept log no
+    longer reaches."""
+    from migrator.cluster import cache as cache_module
+    from migrator.cluster.cache import _Kind
+
+    def pod(name: str) -> dict:
+        return {"metadata": {"namespace": "ns", "name": name}}
+
+    kind = _Kind(lambda raw: raw["metadata"]["name"], {})
+    kind.replace_all([pod("a"), pod("b")])
+    keys, cursor = kind.changes(None)
+    assert keys is None                                   # first call: read everything
+    keys, cursor = kind.changes(cursor)
+    assert keys == set()
+    kind.put(pod("a"))
+    kind.put(pod("c"))
+    kind.drop(("ns", "b"))
+    kind.drop(("ns", "nobody"))                           # not there: nothing changed
+    keys, cursor = kind.changes(cursor)
+    assert keys == {("ns", "a"), ("ns", "b"), ("ns", "c")}
+    kind.replace_all([pod("a")])                          # a relist: the reader's cursor is stale
+    keys, cursor = kind.changes(cursor)
+    assert keys is None
+    stale = cursor
+    for i in range(cache_module.LOG_LIMIT + 1):           # the log is cut past its limit
+        kind.put(pod(f"p{i % 7}"))
+    keys, cursor = kind.changes(stale)
+    assert keys is None
+    kind.put(pod("late"))
+    assert kind.changes(cursor)[0] == {("ns", "late")}

@@ -41,3 +41,43 @@ def test_finalizing_reads_the_configmap_the_plan_names(sim, port) -> None:
     agent = plan.cilium.agent.model_copy(update={"config_map": "cilium-settings"})
     plan = plan.model_copy(update={"cilium": plan.cilium.model_copy(update={"agent": agent})})
     assert Observer(plan, port).observe(None, finalizing=True).cilium_config == {"enable-policy": "never"}
+
+
+def test_the_probe_fleet_follows_the_caches_changes(sim, port) -> None:
+    """Once watching, the probe fleet comes from the cache's changes: the very same tuple while
+    nothing changed (so indexes over it carry over), and after pods come, change and go, the
+    pods a fresh observer lists, with a fleet equal to the one it builds."""
+    from migrator.engine.probes import probe_pods_by_node
+
+    plan = load_plan(PLAN)
+    namespace = plan.probes.namespace
+    sim.store.create("namespaces", {"metadata": {"name": namespace}})
+
+    def probe(name: str, node: str) -> dict:
+        return {"metadata": {"name": name, "namespace": namespace,
+                             "labels": {"app.kubernetes.io/name": "migrator-probe",
+                                        "app.kubernetes.io/component": "pod"}},
+                "spec": {"nodeName": node, "containers": [PAUSE]}}
+
+    for i in (1, 2, 3):
+        sim.store.create("pods", probe(f"probe-{i}", f"node-{i}"))
+    port.start_watching(WatchScope(node_config_version="v2"))
+    observer = Observer(plan, port)
+
+    def settled() -> bool:
+        return len(probe_pods_by_node(observer.observe(frozenset()), plan)) == 3
+    deadline = time.monotonic() + 10
+    while not settled() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = observer.observe(frozenset())
+    assert observer.observe(frozenset()).probe_pods is first.probe_pods   # nothing changed
+    sim.store.delete("pods", namespace, "probe-2")
+    sim.store.create("pods", probe("probe-4", "node-4"))
+    deadline = time.monotonic() + 10
+    while len(probe_pods_by_node(obs := observer.observe(frozenset()), plan)) != 3 \
+            or "node-4" not in probe_pods_by_node(obs, plan):
+        assert time.monotonic() < deadline, "the fleet never followed the changes"
+        time.sleep(0.05)
+    fresh = Observer(plan, port).observe(frozenset())
+    assert sorted(p.name for p in obs.probe_pods) == sorted(p.name for p in fresh.probe_pods)
+    assert probe_pods_by_node(obs, plan) == probe_pods_by_node(fresh, plan)

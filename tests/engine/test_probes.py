@@ -245,3 +245,72 @@ def test_a_peer_that_joins_the_gate_is_dialled_at_once_and_a_failing_check_waits
     later = T0 + PLAN.probes.checks.interval
     verdict, sent, out = _gate_round(failing, obs, later, busy=frozenset({"node-3"}))
     assert sent == ["dns"] and out.record.intent is not None and out.record.intent.sent_at == later
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fleet_indexes_derived_from_the_previous_observation_equal_a_fresh_build(seed):
+    """Each turn's probe-fleet indexes are derived from the previous observation's by the pods
+    that changed (``ClusterObservation.follow``); after any sequence of changes they must equal
+    the indexes built from scratch over the same pods."""
+    import random
+
+    from migrator.engine.probes import _by_node, _fleet, _members, _on_network
+    from migrator.model.observation import Delta
+
+    rng = random.Random(seed)
+    nodes = [f"node-{i}" for i in range(1, 13)]
+    pods = {}
+    for node in nodes:
+        for component, ip in (("pod", f"192.168.{nodes.index(node)}.5"), ("host", "172.18.0.1")):
+            p = probe(node, ip, component)
+            pods[(p.namespace, p.name)] = p
+
+    def observe(current, previous=None, delta=None):
+        # as the Observer does: model_copy keeps the very tuple (validation would copy it)
+        obs = ClusterObservation(nodes=tuple(NodeFacts(name=n) for n in nodes)).model_copy(
+            update={"probe_pods": current})
+        if previous is not None:
+            obs.follow(previous, {id(delta.before): delta})
+        return obs
+
+    def indexes(obs):
+        return (_fleet(obs, PLAN, "pod"), _fleet(obs, PLAN, "host"), _by_node(obs, PLAN.probes.namespace),
+                _on_network(obs, PLAN, CILIUM), _members(obs, PLAN, CILIUM))
+
+    current = tuple(pods.values())
+    obs = observe(current)
+    indexes(obs)
+    for _ in range(40):
+        removed, added = [], []
+        for key in rng.sample(sorted(pods), min(len(pods), rng.randint(0, 4))):   # each pod once a turn
+            old = pods[key]
+            removed.append(old)
+            move = rng.random()
+            if move < 0.1:                               # deleted
+                del pods[key]
+                continue
+            node = old.node or rng.choice(nodes)
+            new = old.model_copy(update={
+                "ip": f"10.245.{nodes.index(node)}.{rng.randint(2, 250)}" if move < 0.6 else old.ip,
+                "ready": rng.random() < 0.8, "deleting": rng.random() < 0.1,
+                "name": old.name if move < 0.8 else f"{old.name}-{rng.randint(0, 99)}"})
+            if new.name != old.name:
+                del pods[key]
+            pods[(new.namespace, new.name)] = new
+            added.append(new)
+        if rng.random() < 0.3:                           # a new pod (a DaemonSet replacing one)
+            node, component = rng.choice(nodes), rng.choice(("pod", "host"))
+            new = probe(node, f"10.245.{nodes.index(node)}.{rng.randint(2, 250)}", component).model_copy(
+                update={"name": f"migrator-probe-{component}-{node}-{rng.randint(100, 999)}"})
+            if (new.namespace, new.name) not in pods:
+                pods[(new.namespace, new.name)] = new
+                added.append(new)
+        before, current = current, tuple(pods.values())
+        nxt = observe(current, obs, Delta(before, current, tuple(removed), tuple(added)))
+        derived = indexes(nxt)
+        assert derived == indexes(observe(current)), "derived indexes differ from a fresh build"
+        carried = nxt.__pydantic_private__["_memo"]
+        assert all(value is not None for _, value in carried.values())
+        obs = nxt
+    unchanged = observe(current, obs, Delta(current, current, (), ()))
+    assert indexes(unchanged)[0] is indexes(obs)[0]      # nothing changed: the very index carries over
