@@ -16,17 +16,20 @@ lasts several loop turns, and a fresh process (``migrator resume``) reads fresh 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from migrator.cluster.port import ChangeCursor, ClusterPort
 from migrator.engine.node_config import node_config_version
 from migrator.engine.probes import SERVICE
 from migrator.model.findings import Finding
-from migrator.model.observation import ClusterObservation, Delta, ObjectFacts, PodFacts
+from migrator.model.observation import ClusterObservation, Delta, NodeFacts, ObjectFacts, PodFacts
 from migrator.model.plan import MigrationPlan
 from migrator.preflight import run_preflight
 
 CNC_CRD = "ciliumnodeconfigs.cilium.io"
+F = TypeVar("F", NodeFacts, PodFacts)
 
 
 class Observer:
@@ -39,9 +42,8 @@ class Observer:
         self.served: tuple[str, ...] = tuple(port.served_versions(CNC_CRD))
         self._service_ips: dict[tuple[str, str], str] = {}  # ClusterIPs never change: read once
         self._findings: tuple[Finding, ...] | None = None
-        self._probes: dict[tuple[str, str], PodFacts] = {}   # the probe fleet, kept from the cache's changes
-        self._probe_pods: tuple[PodFacts, ...] = ()
-        self._cursor: ChangeCursor | None = None
+        self._probes: _Kept[PodFacts] = _Kept()   # the probe fleet and the nodes, from the cache's changes
+        self._nodes: _Kept[NodeFacts] = _Kept()
         self._last: ClusterObservation | None = None
 
     @property
@@ -63,36 +65,6 @@ class Observer:
                 return None
             self._service_ips[key] = ip
         return self._service_ips[key]
-
-    def _probe_fleet(self) -> tuple[tuple[PodFacts, ...], Delta | None]:
-        """The probe fleet's pods (in no particular order) and how they changed since the last
-        observation (None: read whole). From the cache's changes once watching: the same tuple
-        while nothing changed, so indexes over it carry over, and at 5,000 nodes a turn does not
-        list 10,000 pods."""
-        namespace = self.plan.probes.namespace
-        changes, self._cursor = self.port.pod_changes(namespace, self._cursor)
-        before = self._probe_pods
-        if changes is None:
-            pods = self.port.list_pods(namespace=namespace)
-            self._probes = {(p.namespace, p.name): p for p in pods}
-            self._probe_pods = tuple(pods)
-            return self._probe_pods, None
-        removed: list[PodFacts] = []
-        added: list[PodFacts] = []
-        for key, facts in changes.items():
-            old = self._probes.get(key)
-            if old is facts:
-                continue
-            if old is not None:
-                removed.append(old)
-            if facts is None:
-                self._probes.pop(key, None)
-            else:
-                self._probes[key] = facts
-                added.append(facts)
-        if removed or added:
-            self._probe_pods = tuple(self._probes.values())
-        return self._probe_pods, Delta(before, self._probe_pods, tuple(removed), tuple(added))
 
     @property
     def cnc_version(self) -> str | None:
@@ -118,22 +90,28 @@ class Observer:
         if pod_nodes is not None:
             held = sorted({p.namespace for p in pdbs if p.disruptions_allowed < 1})
             budget_pods = tuple(p for ns in held for p in port.list_pods(namespace=ns, unready=True))
+        nodes, node_delta = self._nodes.follow(port.node_changes, port.list_nodes)
         obs = ClusterObservation(
-            nodes=tuple(port.list_nodes()), pods=pods, pod_nodes=pod_nodes, blocking_pods=blocking,
+            pods=pods, pod_nodes=pod_nodes, blocking_pods=blocking,
             pdbs=pdbs, budget_pods=budget_pods,
             node_config=port.get_node_config(cnc.namespace, cnc.name, version=version.split("/", 1)[1])
             if version else None,
             served_cnc_versions=self.served,
             cilium_daemonset=ds.as_facts() if ds else None,
             findings=self.preflight() if preflight else None)
+        obs = obs.model_copy(update={"nodes": nodes})   # the very tuple (validation would copy it)
+        deltas = [node_delta]
         if plan.probes.enabled:
-            probes, delta = self._probe_fleet()
+            namespace = plan.probes.namespace
+            probes, probe_delta = self._probes.follow(lambda cursor: port.pod_changes(namespace, cursor),
+                                                      lambda: port.list_pods(namespace=namespace))
             obs = obs.model_copy(update={
                 "probe_pods": probes, "apiserver_ip": self._cluster_ip("default", "kubernetes"),
                 "probe_service_ip": self._cluster_ip(plan.probes.namespace, SERVICE) if probes else None})
-            if self._last is not None:
-                obs.follow(self._last, {} if delta is None else {id(delta.before): delta})
-            self._last = obs
+            deltas.append(probe_delta)
+        if self._last is not None:
+            obs.follow(self._last, {id(d.before): d for d in deltas if d is not None})
+        self._last = obs
         if not finalizing:
             return obs
         cm = port.read_configmap(plan.cilium.agent.namespace, plan.cilium.agent.config_map)
@@ -145,3 +123,49 @@ class Observer:
         files = frozenset(p for p in (plan.finalize.helm_values_path,) if (self.output_dir / p).exists())
         return obs.model_copy(update={"cilium_config": cm.data if cm else None,
                                       "calico_objects": tuple(calico), "files": files})
+
+
+class _Kept(Generic[F]):
+    """One kind's facts (nodes, or the pods of one namespace) kept from the cache's changes: the
+    same tuple while nothing changed, so indexes over it carry over, and a ``Delta`` otherwise,
+    from which indexes are updated rather than rebuilt. In name order (namespace/name)."""
+
+    def __init__(self) -> None:
+        self.facts: dict[tuple[str, str], F] = {}
+        self.items: tuple[F, ...] = ()
+        self.cursor: ChangeCursor | None = None
+
+    def follow(self, changes_since: Callable[[ChangeCursor | None], tuple[dict[tuple[str, str], F | None] | None,
+                                                                          ChangeCursor | None]],
+               read_all: Callable[[], list[F]]) -> tuple[tuple[F, ...], Delta | None]:
+        """The facts now, and how they changed since the last call (None: read whole)."""
+        changes, self.cursor = changes_since(self.cursor)   # the cursor first: nothing slips between
+        before = self.items
+        if changes is None:
+            self.facts = {_key(f): f for f in read_all()}
+            self.items = tuple(self.facts.values())
+            return self.items, None
+        removed: list[F] = []
+        added: list[F] = []
+        arrived = False
+        for key, facts in changes.items():
+            old = self.facts.get(key)
+            if old is facts:
+                continue
+            if old is not None:
+                removed.append(old)
+            if facts is None:
+                self.facts.pop(key, None)
+                continue
+            arrived = arrived or old is None
+            self.facts[key] = facts
+            added.append(facts)
+        if arrived:
+            self.facts = dict(sorted(self.facts.items()))
+        if removed or added:
+            self.items = tuple(self.facts.values())
+        return self.items, Delta(before, self.items, tuple(removed), tuple(added))
+
+
+def _key(facts: Any) -> tuple[str, str]:
+    return (getattr(facts, "namespace", "") or "", facts.name)

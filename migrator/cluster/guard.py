@@ -101,7 +101,7 @@ CALLS: dict[str, Rule] = {
     "delete_lease": Rule(S, False, "resourceVersion precondition; already gone is False", lease=True),
 }
 # the cache keeps its own watch loop; the lease's keep-alive loops over its watch (cluster/lease.py)
-UNGUARDED = ("start_watching", "wait_for_change", "pod_changes", "close", "watch_lease")
+UNGUARDED = ("start_watching", "wait_for_change", "node_changes", "pod_changes", "close", "watch_lease")
 
 
 class GuardedPort:
@@ -170,6 +170,10 @@ class GuardedPort:
                   labels: dict[str, str] | None = None, unready: bool = False) -> list[PodFacts]:
         return self._guard("list_pods", self.inner.list_pods, node=node, namespace=namespace,
                            labels=labels, unready=unready)
+
+    def node_changes(self, cursor: ChangeCursor | None
+                     ) -> tuple[dict[tuple[str, str], NodeFacts | None] | None, ChangeCursor | None]:
+        return self.inner.node_changes(cursor)   # the cache's memory: no API call to guard
 
     def pod_changes(self, namespace: str, cursor: ChangeCursor | None
                     ) -> tuple[dict[tuple[str, str], PodFacts | None] | None, ChangeCursor | None]:

@@ -122,6 +122,16 @@ class KubeReads:
         items = self._call("list nodes", self.core.list_node).get("items") or []
         return [convert.node_facts(o) for o in sorted(items, key=convert.sort_key)]
 
+    def node_changes(self, cursor: ChangeCursor | None
+                     ) -> tuple[dict[tuple[str, str], NodeFacts | None] | None, ChangeCursor | None]:
+        cache = self._cached("nodes")
+        if cache is None:
+            return None, None
+        changed, end = cache.changes("nodes", cursor)
+        if changed is None:
+            return None, end
+        return {key: entry.facts if entry is not None else None for key, entry in changed.items()}, end
+
     def pod_changes(self, namespace: str, cursor: ChangeCursor | None
                     ) -> tuple[dict[tuple[str, str], PodFacts | None] | None, ChangeCursor | None]:
         cache = self._cached("pods")

@@ -242,6 +242,10 @@ class ClusterPort(Protocol):
         """Pods filtered by node, namespace, equality label selector and (``unready``) to those
         ``PodFacts.unready``, sorted by namespace/name."""
 
+    def node_changes(self, cursor: ChangeCursor | None
+                     ) -> tuple[dict[tuple[str, str], NodeFacts | None] | None, ChangeCursor | None]:
+        """The nodes that changed since ``cursor`` (keyed ``("", name)``), as ``pod_changes``."""
+
     def pod_changes(self, namespace: str, cursor: ChangeCursor | None
                     ) -> tuple[dict[tuple[str, str], PodFacts | None] | None, ChangeCursor | None]:
         """The pods of ``namespace`` that changed since ``cursor`` (by namespace/name; None for a

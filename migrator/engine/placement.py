@@ -24,7 +24,7 @@ from typing import Literal
 from migrator.engine.actions import Action, SetTaint
 from migrator.engine.pending import Pending
 from migrator.model.checkpoint import Checkpoint, in_run_order
-from migrator.model.observation import ClusterObservation
+from migrator.model.observation import ClusterObservation, Delta, NodeFacts
 from migrator.model.plan import STEER_TAINT, MigrationPlan
 from migrator.model.states import NodePhase
 
@@ -50,10 +50,16 @@ def wanted(plan: MigrationPlan, cp: Checkpoint, *, winding_down: bool) -> frozen
 def _tainted(obs: ClusterObservation) -> frozenset[str]:
     """The nodes that carry the taint, once per observation."""
     def build() -> frozenset[str]:
-        return frozenset(n.name for n in obs.nodes
-                         if n.taints and any(t.key == STEER_TAINT and t.effect == EFFECT for t in n.taints))
-    tainted: frozenset[str] = obs.indexed("steer-tainted", obs.nodes, build)
+        return frozenset(n.name for n in obs.nodes if n.taints and _carries(n))
+    def update(previous: frozenset[str], delta: Delta) -> frozenset[str]:
+        return (previous - {n.name for n in delta.removed}) | {n.name for n in delta.added if _carries(n)}
+
+    tainted: frozenset[str] = obs.indexed("steer-tainted", obs.nodes, build, update)
     return tainted
+
+
+def _carries(node: NodeFacts) -> bool:
+    return any(t.key == STEER_TAINT and t.effect == EFFECT for t in node.taints)
 
 
 def reconcile(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime, *,

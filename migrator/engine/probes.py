@@ -205,6 +205,16 @@ def _members(obs: ClusterObservation, plan: MigrationPlan, network: Network) -> 
     return members
 
 
+def _node_names(obs: ClusterObservation) -> tuple[str, ...]:
+    """Every node's name, sorted (a set that rarely changes, unlike the nodes' facts)."""
+    def update(previous: tuple[str, ...], delta: Delta) -> tuple[str, ...]:
+        same = {n.name for n in delta.removed} == {n.name for n in delta.added}
+        return previous if same else tuple(sorted(obs.node_by_name))
+
+    names: tuple[str, ...] = obs.indexed("node-names", obs.nodes, lambda: tuple(sorted(obs.node_by_name)), update)
+    return names
+
+
 @lru_cache(maxsize=512)
 def _peer_order(node: str, peers: tuple[str, ...]) -> tuple[str, ...]:
     """``peers`` in ``node``'s own order (a hash of the pair: every node prefers different peers,
@@ -298,7 +308,7 @@ def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network
     by_node = probe_pods_by_node(obs, plan)
     on_network = _on_network(obs, plan, network)
     # over every node of the cluster (a set that rarely changes, unlike the usable probe pods)
-    order = _peer_order(node, obs.indexed("node-names", obs.nodes, lambda: tuple(sorted(obs.node_by_name))))
+    order = _peer_order(node, _node_names(obs))
     members = _members(obs, plan, network)
     need: dict[str, int] = {}
     wanted = probes.checks.peers + SPARE_PEERS

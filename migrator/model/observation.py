@@ -133,6 +133,16 @@ class Follows:
 _UNDERIVED = object()
 
 
+def _renamed(previous: dict[str, Any], delta: Delta) -> dict[str, Any]:
+    """A by-name index after ``delta`` (an update for ``ClusterObservation.indexed``)."""
+    index = dict(previous)
+    for item in delta.removed:
+        index.pop(item.name, None)
+    for item in delta.added:
+        index[item.name] = item
+    return index
+
+
 def _derive(follows: Follows | None, name: str, source: Any, update: Callable[[Any, Delta], Any] | None) -> Any:
     """The index ``name`` over ``source`` from the previous observation's, or ``_UNDERIVED``."""
     previous = follows.memo.get(name) if follows is not None else None
@@ -297,7 +307,7 @@ class ClusterObservation(_Fact):
     @property
     def node_by_name(self) -> dict[str, NodeFacts]:
         """Nodes keyed by name."""
-        return self.indexed("nodes", self.nodes, lambda: {n.name: n for n in self.nodes})
+        return self.indexed("nodes", self.nodes, lambda: {n.name: n for n in self.nodes}, _renamed)
 
     @property
     def pods_by_node(self) -> dict[str, tuple[PodFacts, ...]]:
