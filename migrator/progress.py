@@ -29,8 +29,8 @@ class Progress:
     def line(self, cp: Checkpoint) -> str:
         counts = cp.counts()
         done = counts.get(NodePhase.DONE, 0)
-        flying = [f"{r.name}:{r.phase.value.lower()}" for r in cp.nodes
-                  if not r.phase.terminal and r.phase is not NodePhase.PENDING]
+        records = map(cp.by_name.__getitem__, cp.in_run_order(cp.census.in_flight))
+        flying = [f"{r.name}:{r.phase.value.lower()}" for r in records if r.phase is not NodePhase.PENDING]
         shown = ", ".join(flying[:4]) + (f" +{len(flying) - 4}" if len(flying) > 4 else "")
         outage = "" if self.unavailable_since is None else \
             f"  API server unavailable since {self.unavailable_since.strftime('%H:%M:%SZ')}"

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import islice
 from typing import Any
 
@@ -163,7 +163,10 @@ def _by_node(obs: ClusterObservation, namespace: str) -> dict[str, dict[str, Pod
         for come in delta.added:
             if come.node:
                 grouped[come.node][come.name] = come
-        return {node: pods for node, pods in grouped.items() if pods}
+        for node in _nodes_of(delta):
+            if not grouped[node]:
+                del grouped[node]
+        return grouped
 
     grouped: dict[str, dict[str, PodFacts]] = obs.indexed(f"probes-by-node:{namespace}", obs.probe_pods,
                                                           build, update)
@@ -205,6 +208,12 @@ def _members(obs: ClusterObservation, plan: MigrationPlan, network: Network) -> 
     return members
 
 
+def _node_index(obs: ClusterObservation, names: tuple[str, ...]) -> dict[str, int]:
+    """Each node's position in ``names`` (``_node_names``), kept while the names stay."""
+    index: dict[str, int] = obs.indexed("node-index", names, lambda: {n: i for i, n in enumerate(names)})
+    return index
+
+
 def _node_names(obs: ClusterObservation) -> tuple[str, ...]:
     """Every node's name, sorted (a set that rarely changes, unlike the nodes' facts)."""
     def update(previous: tuple[str, ...], delta: Delta) -> tuple[str, ...]:
@@ -215,28 +224,44 @@ def _node_names(obs: ClusterObservation) -> tuple[str, ...]:
     return names
 
 
-@lru_cache(maxsize=512)
-def _peer_order(node: str, peers: tuple[str, ...]) -> tuple[str, ...]:
-    """``peers`` in ``node``'s own order (a hash of the pair: every node prefers different peers,
-    the same ones on every turn). Kept per node while the cluster's nodes stay the same."""
-    return tuple(sorted(peers, key=lambda peer: _rank(node, peer)))
+class PeerWalk:
+    """A node's own order over every node of the cluster: a walk through the sorted names from
+    a start with a stride, both from a hash of the node (coprime with their count, so it visits
+    each once). Every node prefers different peers, the same ones on every turn and in every
+    process, and neither taking the first few peers nor ranking a handful of them costs a pass
+    over the cluster."""
+
+    def __init__(self, node: str, names: tuple[str, ...], index: dict[str, int]) -> None:
+        self.names, self.index, n = names, index, len(names)
+        digest = int.from_bytes(hashlib.blake2b(node.encode(), digest_size=8).digest(), "big")
+        self.start = digest % n if n else 0
+        stride = 1 + (digest >> 32) % (n - 1) if n > 1 else 1
+        while n > 1 and math.gcd(stride, n) != 1:
+            stride = stride % (n - 1) + 1
+        self.stride, self.inverse = stride, pow(stride, -1, n) if n > 1 else 1
+
+    def __iter__(self) -> Iterator[str]:
+        names, n = self.names, len(self.names)
+        return (names[(self.start + i * self.stride) % n] for i in range(n))
+
+    def rank(self, peer: str) -> int:
+        """Where ``peer`` comes in the walk."""
+        return (self.index[peer] - self.start) * self.inverse % len(self.names)
+
+    def ordered(self, peers: Iterable[str]) -> list[str]:
+        """``peers`` (names of the cluster's nodes) in the walk's order."""
+        return sorted(peers, key=self.rank)
 
 
 def fleet_missing(obs: ClusterObservation, plan: MigrationPlan, nodes: Iterable[str]) -> list[str]:
     """Ready nodes of ``nodes`` that lack a usable probe pod of either kind."""
-    ready = {n.name for n in obs.nodes if n.ready}
-    missing = []
-    for node in nodes:
-        if node in ready and (probe_pod(obs, plan, node) is None or probe_pod(obs, plan, node, "host") is None):
-            missing.append(node)
-    return missing
+    ready = obs.node_by_name
+    pods, hosts = _fleet(obs, plan, "pod"), _fleet(obs, plan, "host")
+    return [node for node in nodes if node not in pods or node not in hosts
+            if (facts := ready.get(node)) is not None and facts.ready]
 
 
 # ------------------------------------------------------------------------------- the gate
-def _rank(node: str, peer: str) -> str:
-    return hashlib.sha256(f"{node}\0{peer}".encode()).hexdigest()
-
-
 def _check(plan: MigrationPlan, name: str, src: PodFacts, host: str, port: int, *, src_port: int | None = None) -> ProbeCheck:
     return ProbeCheck(name=name, namespace=src.namespace, pod=src.name,
                       pod_port=src_port or plan.probes.port, host=host, port=port,
@@ -308,7 +333,8 @@ def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network
     by_node = probe_pods_by_node(obs, plan)
     on_network = _on_network(obs, plan, network)
     # over every node of the cluster (a set that rarely changes, unlike the usable probe pods)
-    order = _peer_order(node, _node_names(obs))
+    names = _node_names(obs)
+    walk = PeerWalk(node, names, _node_index(obs, names))
     members = _members(obs, plan, network)
     need: dict[str, int] = {}
     wanted = probes.checks.peers + SPARE_PEERS
@@ -317,9 +343,9 @@ def gate_checks(plan: MigrationPlan, obs: ClusterObservation, node: str, network
         # suspect only when there is no other. A network with few nodes (Cilium early in the
         # run, Calico late) is ranked directly rather than found by walking every node.
         few = members[on_cilium]
-        ranked = _peer_order(node, tuple(sorted(few))) if len(few) * 8 < len(order) else order
+        ranked: Iterable[str] = walk.ordered(few & walk.index.keys()) if len(few) * 8 < len(names) else walk
 
-        def eligible(ranked: tuple[str, ...] = ranked, on_cilium: bool = on_cilium) -> Iterator[str]:
+        def eligible(ranked: Iterable[str] = ranked, on_cilium: bool = on_cilium) -> Iterator[str]:
             return (n for n in ranked if n != node and n not in busy and on_network.get(n) is on_cilium)
         chosen = list(islice((n for n in eligible() if n not in suspects), wanted)) or list(islice(eligible(), wanted))
         if chosen:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from migrator.engine.node_rows import FORWARD
 from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome
 from migrator.engine.probes import (
     SPARE_PEERS,
+    PeerWalk,
     fleet_manifests,
     gate_checks,
     pair_nodes,
@@ -82,7 +82,7 @@ def test_gate_dials_peers_on_both_networks_both_ways_and_skips_busy_nodes():
 @pytest.mark.parametrize("cilium_count", [1, 3, 20, 150, 199])
 def test_peers_are_the_first_in_the_nodes_own_order_however_few_share_its_network(cilium_count):
     """A network with few nodes is ranked directly rather than by walking every node: the peers
-    must be the same either way, the first eligible ones in the node's own hash order."""
+    must be the same either way, the first eligible ones in the node's own walk."""
     names = [f"node-{i}" for i in range(1, 201)]
     cilium = set(names[-cilium_count:]) | {"node-7", "node-8"}   # the nodes whose gates are taken
     obs = cluster(cilium=cilium, nodes=200)
@@ -91,8 +91,8 @@ def test_peers_are_the_first_in_the_nodes_own_order_however_few_share_its_networ
         gate = gate_checks(PLAN, obs, node, CILIUM, busy=busy, same_node_peer=None)
         wanted = PLAN.probes.checks.peers + SPARE_PEERS
         for kind, members in (("cilium", cilium), ("calico", set(names) - cilium)):
-            by_rank = sorted((n for n in members if n != node and n not in busy),
-                             key=lambda peer: hashlib.sha256(f"{node}\0{peer}".encode()).hexdigest())
+            walk = PeerWalk(node, tuple(sorted(names)), {n: i for i, n in enumerate(sorted(names))})
+            by_rank = [n for n in walk if n in members and n != node and n not in busy]
             assert [c.name.split(":")[1] for c in gate.checks if c.name.startswith(f"to-{kind}:")] == by_rank[:wanted]
 
 
@@ -245,6 +245,21 @@ def test_a_peer_that_joins_the_gate_is_dialled_at_once_and_a_failing_check_waits
     later = T0 + PLAN.probes.checks.interval
     verdict, sent, out = _gate_round(failing, obs, later, busy=frozenset({"node-3"}))
     assert sent == ["dns"] and out.record.intent is not None and out.record.intent.sent_at == later
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 12, 97, 100])
+def test_a_nodes_walk_visits_every_node_once_and_ranks_as_it_walks(count):
+    names = tuple(sorted(f"node-{i}" for i in range(count)))
+    index = {n: i for i, n in enumerate(names)}
+    orders = set()
+    for node in names[:10]:
+        walk = PeerWalk(node, names, index)
+        order = list(walk)
+        assert sorted(order) == list(names)                          # each node once
+        assert [walk.rank(n) for n in order] == list(range(count))  # rank is the walk's position
+        assert walk.ordered(reversed(names)) == order
+        orders.add(tuple(order))
+    assert len(orders) == min(count, 10) or count <= 2               # nodes prefer different peers
 
 
 @pytest.mark.parametrize("seed", range(6))
