@@ -24,6 +24,7 @@ from migrator.engine.probes import SERVICE
 from migrator.model.findings import Finding
 from migrator.model.observation import ClusterObservation, ObjectFacts, PodFacts
 from migrator.model.plan import MigrationPlan
+from migrator.policy_live import PolicyObserver
 from migrator.preflight import run_preflight
 
 CNC_CRD = "ciliumnodeconfigs.cilium.io"
@@ -39,6 +40,7 @@ class Observer:
         self.served: tuple[str, ...] = tuple(port.served_versions(CNC_CRD))
         self._service_ips: dict[tuple[str, str], str] = {}  # ClusterIPs never change: read once
         self._findings: tuple[Finding, ...] | None = None
+        self._policy = PolicyObserver(port) if plan.policy.mode == "continuous" else None
 
     @property
     def findings(self) -> tuple[Finding, ...] | None:
@@ -97,6 +99,8 @@ class Observer:
             obs = obs.model_copy(update={
                 "probe_pods": probes, "apiserver_ip": self._cluster_ip("default", "kubernetes"),
                 "probe_service_ip": self._cluster_ip(plan.probes.namespace, SERVICE) if probes else None})
+        if self._policy is not None:
+            obs = obs.model_copy(update={"policy": self._policy.facts(obs.nodes, pod_nodes, finalizing=finalizing)})
         if not finalizing:
             return obs
         cm = port.read_configmap(plan.cilium.agent.namespace, plan.cilium.agent.config_map)

@@ -64,6 +64,9 @@ DEFINING: tuple[str, ...] = (
     # enabling it mid-run would fail every later gate (rolling nodes back) and leave the old
     # fleet behind.
     "probes.enabled", "probes.namespace", "probes.port", "probes.host_port",
+    # Policy continuity: the CiliumNodeConfig prepared for the run carries enable-policy, and the
+    # translations and shims applied at prepare are what finalize verifies and removes.
+    "policy.mode",
     # Where the checkpoint and the lock live: another place is another run.
     "state.configmap_name", "state.configmap_namespace", "state.lease_name", "state.lease_namespace",
 )
@@ -103,6 +106,8 @@ TUNING: tuple[str, ...] = (
     "probes.sampling.interval",
     # Rollback policy and the image of its node-local pod.
     "rollback.automatic", "rollback.halt_after", "rollback.image",
+    # Accepted policy approximations: read by preflight, which runs again on resume.
+    "policy.accept[].policy", "policy.accept[].approximation", "policy.accept[].reason",
     # Canary policy: read when the soak ends.
     "canary.soak", "canary.on_success",
 )

@@ -180,6 +180,59 @@ class ObjectFacts(_Fact):
     namespace: str | None = Field(default=None, description="Namespace; None if cluster-scoped.")
 
 
+class PolicyObjectFacts(_Fact):
+    """A Cilium policy object the run applied (it carries the run's policy label)."""
+
+    kind: str = Field(description="CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or CiliumCIDRGroup.")
+    api_version: str = Field(description="apiVersion it was read at, e.g. cilium.io/v2.")
+    name: str = Field(description="Object name.")
+    namespace: str | None = Field(default=None, description="Namespace; None if cluster-scoped.")
+    shim: bool = Field(default=False, description="A migration shim (allows `unmanaged`), removed at finalize.")
+
+    @property
+    def ref(self) -> tuple[str, str | None, str]:
+        """(kind, namespace, name): what identifies it among the run's objects."""
+        return (self.kind, self.namespace, self.name)
+
+
+class GapFacts(_Fact):
+    """The flows enforced on one side only while a node's window is open (``policy.gap``)."""
+
+    flows: int = Field(ge=0, description="How many (source pod, destination pod, port) flows.")
+    lines: tuple[str, ...] = Field(default=(), description="The first few, for people.")
+
+
+class PolicyFacts(_Fact):
+    """What ``policy.mode: continuous`` decides on: the objects the run must apply (the translation
+    and the shims, computed by the shell from the live inventory), those it applied that exist,
+    the Calico policy objects, and — when finalizing — whether the live translation verifies."""
+
+    wanted: tuple[dict[str, Any], ...] = Field(
+        default=(), description="Manifests to apply before the first node switches (translation, then shims).")
+    present: tuple[PolicyObjectFacts, ...] = Field(
+        default=(), description="Objects carrying the run's policy label that exist now.")
+    calico: tuple[ObjectFacts, ...] = Field(
+        default=(), description="Calico NetworkPolicies, GlobalNetworkPolicies, NetworkSets and GlobalNetworkSets.")
+    differences: tuple[str, ...] | None = Field(
+        default=None, description="When finalizing: `policy verify` over the live translation, one line per "
+                                  "difference (capped); empty when it passes, None when not checked.")
+    gaps: dict[str, GapFacts] = Field(
+        default_factory=dict, description="Per node about to switch: the gap during its window.")
+
+    @property
+    def wanted_refs(self) -> frozenset[tuple[str, str | None, str]]:
+        """(kind, namespace, name) of every wanted manifest."""
+        return frozenset((str(m["kind"]), (m.get("metadata") or {}).get("namespace"),
+                          str((m.get("metadata") or {}).get("name"))) for m in self.wanted)
+
+    @property
+    def missing(self) -> list[dict[str, Any]]:
+        """Wanted manifests not present yet."""
+        have = {o.ref for o in self.present}
+        return [m for m in self.wanted if (m["kind"], (m.get("metadata") or {}).get("namespace"),
+                                           (m.get("metadata") or {}).get("name")) not in have]
+
+
 class ClusterObservation(_Fact):
     """One consistent-enough look at the cluster, taken just before ``decide``.
 
@@ -215,6 +268,8 @@ class ClusterObservation(_Fact):
         default=(), description="Every pod of the probe fleet (both DaemonSets), on every node.")
     probe_service_ip: str | None = Field(default=None, description="ClusterIP of the probe Service.")
     apiserver_ip: str | None = Field(default=None, description="ClusterIP of default/kubernetes.")
+    policy: PolicyFacts | None = Field(
+        default=None, description="Policy continuity facts (plan policy.mode continuous); None when not read.")
     findings: tuple[Finding, ...] | None = Field(
         default=None, description="Preflight findings, gathered once per process while the run is in "
                                   "PREFLIGHT; None when not gathered.")

@@ -382,6 +382,48 @@ class FinalizeSection(_Section):
                               description="Deadline of each finalize wait (rollout, clean-up).")
 
 
+class AcceptedApproximation(_Section):
+    """One approximation the operator accepts: the translated policy enforces it as stated by
+    ``migrator policy translate``, and the run goes on (recorded in the checkpoint's audit and
+    printed by preflight)."""
+
+    policy: str = Field(min_length=1, description="The policy as the translation names it, e.g. gnp/tenant-isolation "
+                                                  "or np/shop/allow-web; '*' accepts the construct in every policy.")
+    approximation: str = Field(min_length=1, description="The approximation's construct, e.g. icmp-code or "
+                                                         "narrowing (the word after the rule in `migrator policy "
+                                                         "translate`'s REASON column).")
+    reason: str = Field(min_length=10, description="Why the approximation is acceptable (audited).")
+
+    @property
+    def name(self) -> str:
+        """The name ``policy.findings.blocking`` matches: ``policy#construct``, or the bare construct."""
+        return self.approximation if self.policy == "*" else f"{self.policy}#{self.approximation}"
+
+
+class PolicySection(_Section):
+    """What happens to network policy during the run.
+
+    ``off`` keeps the Cilium guide's behaviour: migrated nodes enforce no policy until finalize,
+    and Calico policies stop applying when Calico is removed (preflight says so loudly).
+    ``continuous`` carries Calico's policies across: their translations are applied before the
+    first node switches, each migrated node enforces them (``enable-policy: default`` in the
+    CiliumNodeConfig), temporary shim policies let un-migrated (Calico) pods in where translated
+    rules allow them, and finalize deletes the Calico policies only once ``policy verify`` passes
+    on the live translations. Preflight blocks on an untranslatable policy, and on an
+    approximation not listed in ``accept``."""
+
+    mode: Literal["continuous", "off"] = Field(
+        default="off", description="continuous: translate and enforce node by node; off: the guide's "
+                                   "behaviour (no enforcement on migrated nodes until finalize).")
+    accept: tuple[AcceptedApproximation, ...] = Field(
+        default=(), description="Approximations accepted by name (policy and construct, with a reason).")
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """The accepted names, as ``policy.findings.blocking`` takes them."""
+        return tuple(a.name for a in self.accept)
+
+
 class StateSection(_Section):
     """Where the checkpoint and the lock live."""
 
@@ -426,6 +468,7 @@ class MigrationPlan(_Section):
     verify: VerifySection = Field(default_factory=VerifySection, description="Verification.")
     gates: GatesSection = Field(default_factory=GatesSection, description="Start gates.")
     finalize: FinalizeSection = Field(default_factory=FinalizeSection, description="Finalize.")
+    policy: PolicySection = Field(default_factory=PolicySection, description="Network policy during the run.")
     probes: ProbesSection = Field(default_factory=ProbesSection, description="Connectivity probes.")
     rollback: RollbackSection = Field(default_factory=RollbackSection, description="Rollback.")
     canary: CanarySection | None = Field(default=None,

@@ -1,0 +1,114 @@
+"""The policy translation of the live cluster, and the policy facts a continuous run decides on.
+
+``read_translation(port)`` reads the policy inventory and the served Cilium versions through the
+cluster port and translates (``migrator policy translate``, preflight and the run share it).
+``PolicyObserver`` builds ``PolicyFacts`` for the engine when the plan's ``policy.mode`` is
+``continuous``: the manifests to apply (translation and shims, computed once per process), the
+objects the run applied that exist (listed by the run's label on every observation), the Calico
+policy objects and the live verification (only while finalizing), and the gap report of each
+node about to switch (computed once per node and process, over a fresh inventory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from migrator.cluster.port import ClusterPort
+from migrator.model.observation import GapFacts, NodeFacts, ObjectFacts, PolicyFacts, PolicyObjectFacts
+from migrator.model.plan import MIGRATION_LABEL
+from migrator.policy.compile import Translation, translate
+from migrator.policy.emit import CiliumVersions, served
+from migrator.policy.gap import window_gap
+from migrator.policy.model import Inventory
+from migrator.policy.shims import RUN_LABEL, SHIM, SHIM_LABEL, TRANSLATION, run_objects, shim_rules
+from migrator.policy.verify import verify
+
+CILIUM_CRDS = ("ciliumnetworkpolicies.cilium.io", "ciliumclusterwidenetworkpolicies.cilium.io",
+               "ciliumcidrgroups.cilium.io")
+CALICO_POLICY_PLURALS = ("networkpolicies", "globalnetworkpolicies", "networksets", "globalnetworksets")
+DIFFERENCES_KEPT = 5
+
+
+def cilium_versions(port: ClusterPort) -> CiliumVersions:
+    """The Cilium versions to write (defaults when Cilium's CRDs are absent); ``ValueError`` when a
+    CRD serves none the translation can write."""
+    versions = {crd: port.served_versions(crd) for crd in CILIUM_CRDS}
+    if not any(versions.values()):
+        return CiliumVersions()
+    chosen = served(versions)
+    return replace(chosen, end_port=port.crd_has_field(CILIUM_CRDS[0], chosen.policy,
+                                                       "spec.ingress.toPorts.ports.endPort"))
+
+
+def read_translation(port: ClusterPort) -> tuple[Inventory, Translation]:
+    """The live inventory and its translation (raises ``PolicyInputError`` / ``ValueError``)."""
+    inv = port.read_policy_inventory()
+    return inv, translate(inv, cilium_versions(port))
+
+
+def calico_group(port: ClusterPort) -> tuple[str, str]:
+    """Where Calico's policy objects are read and deleted: the v3 API when served, else the CRDs."""
+    return (("projectcalico.org", "v3") if port.served_versions("networkpolicies.projectcalico.org")
+            else ("crd.projectcalico.org", "v1"))
+
+
+class PolicyObserver:
+    """Policy facts for one continuous run, in one process."""
+
+    def __init__(self, port: ClusterPort) -> None:
+        self.port = port
+        self._wanted: tuple[dict[str, Any], ...] | None = None
+        self._gaps: dict[str, GapFacts] = {}
+
+    def wanted(self) -> tuple[dict[str, Any], ...]:
+        if self._wanted is None:
+            inv, t = read_translation(self.port)
+            self._wanted = tuple(run_objects(t.objects, inv.policies))
+        return self._wanted
+
+    def present(self) -> tuple[PolicyObjectFacts, ...]:
+        return tuple(PolicyObjectFacts(
+            kind=o["kind"], api_version=o["apiVersion"], name=o["metadata"]["name"],
+            namespace=o["metadata"].get("namespace"),
+            shim=(o["metadata"].get("labels") or {}).get(SHIM_LABEL) == "true")
+            for o in self.port.list_policy_objects(RUN_LABEL))
+
+    def calico(self) -> tuple[ObjectFacts, ...]:
+        group, version = calico_group(self.port)
+        return tuple(ref.as_facts() for plural in CALICO_POLICY_PLURALS
+                     for ref in self.port.list_objects(group, version, plural))
+
+    def differences(self) -> tuple[str, ...]:
+        """``policy verify`` of the live inventory against the translation as it exists now."""
+        inv = self.port.read_policy_inventory()
+        live = self.port.list_policy_objects(f"{RUN_LABEL}={TRANSLATION}")
+        result = verify(inv, live)
+        lines = tuple(f"{d.source} -> {d.destination} {d.probe}: Calico {'allows' if d.calico else 'denies'}, "
+                      f"Cilium {'allows' if d.cilium else 'denies'}" for d in result.differences[:DIFFERENCES_KEPT])
+        more = len(result.differences) - len(lines)
+        return lines + ((f"... and {more} more (migrator policy verify lists them)",) if more > 0 else ())
+
+    def gap(self, node: str, nodes: tuple[NodeFacts, ...]) -> GapFacts:
+        """The gap while ``node`` and the nodes already labelled run on Cilium (once per node)."""
+        if node not in self._gaps:
+            inv, t = read_translation(self.port)
+            on_cilium = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"} | {node}
+            found = window_gap(inv, shim_rules(t.objects, inv.policies), on_cilium)
+            self._gaps[node] = GapFacts(flows=found.flows, lines=found.lines)
+        return self._gaps[node]
+
+    def facts(self, nodes: tuple[NodeFacts, ...], pod_nodes: frozenset[str] | None, *,
+              finalizing: bool) -> PolicyFacts:
+        labelled = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"}
+        switching = sorted((pod_nodes or frozenset()) - labelled)
+        present = self.present()
+        return PolicyFacts(
+            wanted=self.wanted(), present=present,
+            calico=self.calico() if finalizing else (),
+            differences=self.differences() if finalizing else None,
+            gaps={name: self.gap(name, nodes) for name in switching if name in {n.name for n in nodes}})
+
+
+__all__ = ["CALICO_POLICY_PLURALS", "CILIUM_CRDS", "SHIM", "PolicyObserver", "calico_group", "cilium_versions",
+           "read_translation"]
