@@ -8,8 +8,12 @@ Steps, each journaled in ``checkpoint.finalize`` before its actions run:
 3. ``restart-agents``: rollout-restart the agent DaemonSet once (the ``restartedAt`` value is
    fixed in the checkpoint) and wait for the rollout;
 4. ``delete-node-config``: delete the CiliumNodeConfig;
-5. ``remove-calico``: delete the Calico objects the plan lists — the point of no return;
-6. ``node-cleanup``: on each node, a pod with ``sim.migrator.io/node-action: cleanup-calico``
+5. with ``policy.mode: continuous``: ``remove-shims`` (no pod is unmanaged any more; enforcement
+   is already global from step 2's ``enable-policy`` and the Helm values), ``verify-policy``
+   (every translated object observed and ``policy verify`` over the live objects passes, else
+   halt with Calico's policies kept) and ``remove-calico-policies``;
+6. ``remove-calico``: delete the Calico objects the plan lists — the point of no return;
+7. ``node-cleanup``: on each node, a pod with ``sim.migrator.io/node-action: cleanup-calico``
    removes Calico's leftovers (CNI files, binaries, state, tunnel devices, bird routes).
 Each step is a row (``FINALIZE``) run by ``rows.advance``; ``configmap`` and ``node-cleanup``
 are skipped when the plan turns them off, and a step that cannot succeed halts the run.
@@ -37,6 +41,7 @@ from migrator.engine.actions import (
     RestartDaemonSet,
     WriteFile,
 )
+from migrator.engine import policy_steps
 from migrator.engine.node_config import node_config_version
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import cleanup_pod_name
@@ -240,6 +245,63 @@ def _fleet_gone(c: FinalizeCursor) -> str | None:
     return None if any(not p.deleting for p in c.obs.probe_pods) else "probe fleet removed"
 
 
+def _policy_off(c: FinalizeCursor) -> str | None:
+    return None if policy_steps.continuous(c.plan) else "policy.mode is off"
+
+
+def _shims_gone(c: FinalizeCursor) -> str | None:
+    facts = c.obs.policy
+    return "migration shims removed" if facts is not None and not any(o.shim for o in facts.present) else None
+
+
+def _translation_missing(c: FinalizeCursor) -> list[str]:
+    facts = c.obs.policy
+    if facts is None:
+        return []
+    have = {o.ref for o in facts.present}
+    return [f"{kind} {ns + '/' if ns else ''}{name}" for kind, ns, name in sorted(
+        facts.wanted_refs, key=str) if (kind, ns, name) not in have
+        and not name.startswith("migrator-shim.")]
+
+
+def _verified(c: FinalizeCursor) -> str | None:
+    facts = c.obs.policy
+    if facts is None or facts.differences is None or facts.differences or _translation_missing(c):
+        return None
+    return "policy verify passed on the live translation"
+
+
+def _verify_failed(c: FinalizeCursor) -> str | None:
+    missing = _translation_missing(c)
+    if missing:
+        return (f"finalize: {len(missing)} translated policy object(s) missing ({_names(missing)}); Calico's "
+                "policies are kept. Run `migrator policy translate --plan PLAN | kubectl apply -f -` or "
+                "`migrator resume` (prepare re-applies them), then `migrator finalize` again")
+    facts = c.obs.policy
+    if facts is not None and facts.differences:
+        return (f"finalize: policy verify finds {len(facts.differences)} difference(s) between Calico's policies "
+                f"and the live translation ({facts.differences[0]}); Calico's policies are kept. See "
+                "`migrator policy verify --plan PLAN`, fix the translation or the Calico policy, then "
+                "`migrator finalize` again")
+    return None
+
+
+def _verifying(c: FinalizeCursor) -> None:
+    c.say("verifying the live translation against Calico's policies")
+    c.wake(c.now + RESEND_AFTER)
+
+
+def _calico_policies_gone(c: FinalizeCursor) -> str | None:
+    facts = c.obs.policy
+    return "Calico policy objects removed" if facts is not None and not facts.calico else None
+
+
+def _send_calico_policy_removal(c: FinalizeCursor) -> list[Action]:
+    facts = c.obs.policy
+    return [DeleteObject(group=o.group, version=o.version, plural=o.plural, namespace=o.namespace, name=o.name)
+            for o in (facts.calico if facts is not None else ())]
+
+
 def _calico_gone(c: FinalizeCursor) -> str | None:
     return None if c.obs.calico_objects else "Calico objects removed"
 
@@ -346,7 +408,21 @@ ROWS: tuple[Row[FinalizeCursor], ...] = (
                         f"{c.plan.cilium.node_config.name}"),
     Row(step="remove-probes", done=_fleet_gone, done_doc="no probe pod left", skip=_probes_off,
         skip_doc="`probes.enabled` is false", send=lambda c: [fleet_removal(c.plan)], sends=("delete-object",),
-        doing=lambda c: f"removing the probe fleet (namespace {c.plan.probes.namespace})", then="remove-calico"),
+        doing=lambda c: f"removing the probe fleet (namespace {c.plan.probes.namespace})", then="remove-shims"),
+    Row(step="remove-shims", done=_shims_gone, done_doc="no migration shim (`migrator.io/shim=true`) observed",
+        skip=_policy_off, skip_doc="`policy.mode` is off", send=lambda c: policy_steps.removals(c.obs, shims_only=True),
+        sends=("delete-object",), doing="removing the migration shims (no pod is unmanaged any more)",
+        then="verify-policy"),
+    Row(step="verify-policy", done=_verified,
+        done_doc="every translated object observed and `policy verify` over them passes", skip=_policy_off,
+        skip_doc="`policy.mode` is off", work=_verifying, failed=_verify_failed, on_failed=HALT,
+        failed_doc="a translated object is missing or `policy verify` finds a difference (Calico's policies "
+                   "are kept)", then="remove-calico-policies"),
+    Row(step="remove-calico-policies", done=_calico_policies_gone,
+        done_doc="no Calico NetworkPolicy, GlobalNetworkPolicy, NetworkSet or GlobalNetworkSet observed",
+        skip=_policy_off, skip_doc="`policy.mode` is off", send=_send_calico_policy_removal,
+        sends=("delete-object",), then="remove-calico",
+        doing=lambda c: f"removing {len(c.obs.policy.calico) if c.obs.policy else 0} Calico policy object(s)"),
     Row(step="remove-calico", done=_calico_gone, done_doc="none of the plan's Calico objects observed",
         send=_send_calico_removal, sends=("delete-object",), then="node-cleanup",
         doing=lambda c: f"removing {len(c.obs.calico_objects)} Calico objects"),

@@ -3,7 +3,8 @@
 PREFLIGHT → (no blocking preflight finding; CiliumNodeConfig ensured and observed) PREPARED → (probe fleet Ready) MIGRATING →
 every node terminal → NODES_DONE. A ``pause`` request stops new starts and becomes PAUSED once
 no node is in flight; ``abort`` also restores nodes that are not yet switched (cordoned or
-being cordoned: uncordon if we cordoned, mark SKIPPED) and ends in ABORTED. Halting (a blocked
+being cordoned: uncordon if we cordoned, mark SKIPPED), removes the policy objects the run
+applied (``policy.mode: continuous``) and ends in ABORTED. Halting (a blocked
 drain with ``on_pdb_blocked: halt``, more failed nodes than ``max_failures``, more automatic
 rollbacks than ``rollback.halt_after``, no served CiliumNodeConfig version) sets
 ``checkpoint.halted``: nothing further is decided until a resume clears it. A node deleted
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from migrator.engine import placement
+from migrator.engine import placement, policy_steps
 from migrator.engine.actions import Action, ApplyObject, EnsureNodeConfig, RunProbes
 from migrator.engine.gates import start_gate
 from migrator.engine.node_config import node_config_spec, node_config_version
@@ -48,20 +49,25 @@ def _prepare(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
         reason = (f"CiliumNodeConfig {plan.cilium.node_config.api_version} is not served "
                   f"(served: {list(obs.served_cnc_versions) or 'none'}); install Cilium ≥ 1.13")
         return cp.model_copy(update={"halted": reason}), [], reason, None
-    selector, defaults = node_config_spec()
+    selector, defaults = node_config_spec(plan)
     ref = plan.cilium.node_config
     current = obs.node_config
-    if current is not None and current.node_selector == selector and current.defaults == defaults:
+    config_ok = current is not None and current.node_selector == selector and current.defaults == defaults
+    applies, awaited = policy_steps.to_apply(plan, obs)   # the translation exists before any node switches
+    if config_ok and awaited is None:
         cp = run_move(cp, RunPhase.PREPARED, now)
         return _ready_fleet(plan, cp, obs, now)
     cp = cp.model_copy(update={"node_config_version": version})
     pending = Pending(cp.prepare_sent_at)
     if pending.due(now):
-        action = EnsureNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version,
-                                  node_selector=selector, defaults=defaults)
+        actions: list[Action] = [] if config_ok else [EnsureNodeConfig(
+            namespace=ref.namespace, name=ref.name, api_version=version, node_selector=selector, defaults=defaults)]
+        actions += applies
         cp = cp.model_copy(update={"prepare_sent_at": now})
-        return cp, [action], f"ensuring CiliumNodeConfig {ref.namespace}/{ref.name}", now + RESEND_AFTER
-    return cp, [], "waiting for the CiliumNodeConfig to be observed", pending.wake_at(now)
+        note = f"ensuring CiliumNodeConfig {ref.namespace}/{ref.name}" if not config_ok else (awaited or "")
+        return cp, actions, note, now + RESEND_AFTER
+    return cp, [], awaited if config_ok and awaited else "waiting for the CiliumNodeConfig to be observed", \
+        pending.wake_at(now)
 
 
 def _ready_fleet(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
@@ -84,6 +90,18 @@ def _ready_fleet(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
         cp = cp.model_copy(update={"fleet_sent_at": now})
     wake = min(now + RESEND_AFTER, started + plan.probes.ready_timeout)
     return cp, actions, f"waiting for the probe fleet on {len(missing)} node(s)", wake
+
+
+def _remove_policy(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
+                   now: datetime) -> tuple[Checkpoint, list[Action], str | None]:
+    """An abort removes the policy objects the run applied (translation, shims) before it ends:
+    (checkpoint, deletions to send now, what is awaited or None when nothing is left)."""
+    left = policy_steps.left_behind(plan, obs)
+    if left is None:
+        return cp, [], None
+    if not Pending(cp.prepare_sent_at).due(now):
+        return cp, [], left
+    return cp.model_copy(update={"prepare_sent_at": now}), policy_steps.removals(obs), left
 
 
 def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
@@ -172,7 +190,14 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     if cp.requested is not None:
         cp, taints = placement.reconcile(plan, cp, obs, now, winding_down=True)
         actions.extend(taints)
-        if not busy and not cp.steered:
+        left = None
+        if not busy and not cp.steered and cp.requested == "abort":
+            cp, removing, left = _remove_policy(plan, cp, obs, now)
+            actions.extend(removing)
+        if left is not None:
+            notes.insert(0, f"abort requested: {left}")
+            wake.append(now + RESEND_AFTER)
+        elif not busy and not cp.steered:
             target = RunPhase.PAUSED if cp.requested == "pause" else RunPhase.ABORTED
             cp = run_move(cp, target, now)
             notes.insert(0, f"run {target.value.lower()} at an operator's request")
@@ -219,6 +244,9 @@ def forward_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
     notes: list[str] = []
     wake: datetime | None = None
     if cp.run_phase in (RunPhase.PREFLIGHT, RunPhase.PREPARED) and cp.requested == "abort":
+        cp, removing, left = _remove_policy(plan, cp, obs, now)
+        if left is not None:
+            return cp, removing, [f"abort requested: {left}"], now + RESEND_AFTER
         cp = run_move(cp, RunPhase.ABORTED, now)
         notes.append("run aborted before any node started")
     elif cp.run_phase is RunPhase.PAUSED and cp.requested != "pause":

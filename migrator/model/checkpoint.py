@@ -120,6 +120,9 @@ class NodeRecord(_Record):
     audit: tuple[str, ...] = Field(default=(), description="Audit notes (e.g. PDB overrides).")
     probes: str | None = Field(default=None, description="Outcome of the node's last connectivity gate.")
     rollback_reason: str | None = Field(default=None, description="Why the node was rolled back.")
+    policy_gap: str | None = Field(
+        default=None, description="policy.mode continuous: the flows enforced on one side only during the node's "
+                                  "window (count and first flows, bounded), written before its switch.")
 
 
 class RollbackRequest(_Record):
@@ -168,7 +171,8 @@ class SkippedCheck(_Record):
 
 
 FinalizeStep = Literal["helm-values", "configmap", "restart-agents", "delete-node-config",
-                       "remove-probes", "remove-calico", "node-cleanup", "done"]
+                       "remove-probes", "remove-shims", "verify-policy", "remove-calico-policies",
+                       "remove-calico", "node-cleanup", "done"]
 
 
 class FinalizeProgress(_Record):

@@ -14,6 +14,7 @@ from typing import Any
 
 from migrator.cluster.port import DaemonSetInfo, FelixInfo, IPPoolInfo, PolicyInfo, WorkloadInfo
 from migrator.model.findings import Finding, Severity
+from migrator.policy.compile import Translation
 
 __all__ = ["Check", "Finding", "NodeAddress", "PdbState", "PreflightFacts", "PreflightInputs", "Severity",
            "finding"]
@@ -30,6 +31,8 @@ class PreflightInputs:
     cilium_config: str = "cilium-config"
     node_config_namespace: str = "kube-system"
     pdb_blocks_run: bool = True          # the plan halts (rather than skips) on a blocked drain
+    policy_mode: str = "off"             # the plan's policy.mode: continuous | off
+    accepted: tuple[tuple[str, str], ...] = ()   # policy.accept: (name as the translation matches it, reason)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class PreflightFacts:
     pdbs: tuple[PdbState, ...] = ()
     workloads: tuple[WorkloadInfo, ...] = ()
     policies: tuple[PolicyInfo, ...] = ()
+    translation: Translation | None = None    # read only with policy.mode continuous
+    translation_error: str | None = None      # why the policy inventory could not be translated
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -35,6 +35,8 @@ def extract(plan: Any) -> PreflightInputs:
         node_config_namespace=str(_get(plan, "cilium", "node_config", "namespace",
                                        default=base.node_config_namespace)),
         pdb_blocks_run=str(on_blocked) != "skip",
+        policy_mode=str(_get(plan, "policy", "mode", default=base.policy_mode)),
+        accepted=tuple((a.name, a.reason) for a in _get(plan, "policy", "accept", default=())),
     )
 
 
