@@ -22,7 +22,7 @@ from migrator.cluster.port import ClusterPort
 from migrator.engine.node_config import node_config_version
 from migrator.engine.probes import SERVICE
 from migrator.model.findings import Finding
-from migrator.model.observation import ClusterObservation, ObjectFacts, PodFacts
+from migrator.model.observation import ClusterObservation, GapFacts, ObjectFacts, PodFacts
 from migrator.model.plan import MigrationPlan
 from migrator.policy_live import PolicyObserver
 from migrator.preflight import run_preflight
@@ -61,6 +61,10 @@ class Observer:
                 return None
             self._service_ips[key] = ip
         return self._service_ips[key]
+
+    def policy_gaps(self, waves: tuple[tuple[str, ...], ...]) -> dict[str, GapFacts]:
+        """The forecast's gap per node: each wave's window with the waves before it migrated."""
+        return self._policy.wave_gaps(waves) if self._policy is not None else {}
 
     @property
     def cnc_version(self) -> str | None:

@@ -98,6 +98,19 @@ class PolicyObserver:
             self._gaps[node] = GapFacts(flows=found.flows, lines=found.lines)
         return self._gaps[node]
 
+    def wave_gaps(self, waves: tuple[tuple[str, ...], ...], limit: int = 10) -> dict[str, GapFacts]:
+        """For the forecast: the gap during each of the first ``limit`` waves, with the waves before
+        it migrated, keyed by each node of the wave (one translation for all)."""
+        inv, t = read_translation(self.port)
+        rules = shim_rules(t.objects, inv.policies)
+        out: dict[str, GapFacts] = {}
+        done: set[str] = set()
+        for wave in waves[:limit]:
+            done |= set(wave)
+            found = window_gap(inv, rules, done)
+            out.update({name: GapFacts(flows=found.flows, lines=found.lines) for name in wave})
+        return out
+
     def facts(self, nodes: tuple[NodeFacts, ...], pod_nodes: frozenset[str] | None, *,
               finalizing: bool) -> PolicyFacts:
         labelled = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"}

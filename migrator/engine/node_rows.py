@@ -348,7 +348,7 @@ ROWS: tuple[Row[NodeCursor], ...] = (
         then=N.DRAINED),
     Row(step="label", runs_in="`DRAINED`; `PENDING` (in-place)", done=_labelled,
         done_doc=f"`{MIGRATION_LABEL}=true` observed on the node",
-        send=_send_label, sends=("emit-event", "label-node"), doing="labelling",
+        send=_send_label, sends=("label-node",), doing="labelling",
         hold=_label_hold, hold_doc="in place, a pod's PodDisruptionBudget allows no disruption; or, with "
                                    "`policy.mode: continuous`, the node's gap report is not observed yet (it is "
                                    "recorded and sent as an Event with the label)",

@@ -339,6 +339,8 @@ def _node_line(record: NodeRecord, epoch: datetime, suffix: str = "") -> str:
         extras["probes"] = record.probes
     if record.rollback_reason:
         extras["rb"] = record.rollback_reason
+    if record.policy_gap:
+        extras["gap"] = record.policy_gap
     line = " ".join(parts)
     if extras:
         line += " | " + json.dumps(extras, separators=(",", ":"), ensure_ascii=False)
@@ -369,7 +371,7 @@ def _parse_node_line(line: str, epoch: datetime, suffix: str = "") -> NodeRecord
         phase_started_at=None if started == "-" else epoch + timedelta(seconds=int(started)),
         intent=Intent.model_validate(extras["intent"]) if "intent" in extras else None,
         last_error=extras.get("err"), prior=prior, audit=tuple(extras.get("audit", ())),
-        probes=extras.get("probes"), rollback_reason=extras.get("rb"))
+        probes=extras.get("probes"), rollback_reason=extras.get("rb"), policy_gap=extras.get("gap"))
 
 
 SUMMARY_AUDIT = 5  # latest run-level audit notes shown in the summary

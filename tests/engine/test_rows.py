@@ -31,6 +31,7 @@ from migrator.model.checkpoint import CanaryState, FinalizeProgress, Intent, Nod
 from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import iterate, make_plan, run, start
 from tests.engine.test_probes import CILIUM, PLAN, cluster
+from tests.engine.policy_toy import PolicyToy
 from tests.engine.toy import T0, ToyCluster
 
 TABLES: dict[str, dict[str, Row]] = {"forward": FORWARD, "rollback": ROLLBACK, "finalize": FINALIZE,
@@ -113,6 +114,11 @@ def test_every_row_sends_what_it_declares_and_nothing_else(seen: Seen) -> None:
     in_place = make_plan(placement={"strategy": "in-place"}, finalize={"apply_configmap": True})
     cp, now = run(in_place, toy, start(in_place, toy))
     assert _drive(in_place, toy, cp, now, "finalize").run_phase is RunPhase.FINALIZED
+
+    toy = PolicyToy(workers=2)   # policy continuity: the gap's Event, the shims' and Calico policies' removal
+    continuous = make_plan(policy={"mode": "continuous"}, finalize={"apply_configmap": True})
+    cp, now = run(continuous, toy, start(continuous, toy))
+    assert _drive(continuous, toy, cp, now, "finalize").run_phase is RunPhase.FINALIZED
 
     toy = ToyCluster(workers=3)   # an abort restores a cordoned node
     aborting = make_plan(concurrency={"max_unavailable": 2}, drain={"timeout": "10m"})
