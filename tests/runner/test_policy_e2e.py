@@ -1,0 +1,84 @@
+"""policy.mode continuous against the simulated cluster, through the CLI: preflight refuses an
+untranslatable policy and the run writes nothing; a run applies the translation and the shims,
+records each node's gap before its switch, and finalize leaves the translation and removes the
+shims and Calico's policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+
+from migrator.cli import main
+from migrator.policy.shims import RUN_LABEL
+from tests.policy.test_policy_cli import _cli, _policies
+from tests.runner.helpers import LABEL, checkpoint, fast_plan, migrator
+
+NO_NAT_POOL = {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+               "metadata": {"name": "cilium-migration-no-nat"},
+               "spec": {"cidr": "10.245.0.0/16", "disabled": True, "natOutgoing": False}}
+
+
+def _setup(sim: Any, tmp_path: Path, *, untranslatable: bool) -> tuple[str, Path]:
+    kc = str(sim.write_kubeconfig(tmp_path / "kc"))
+    api = config.new_client_from_config(config_file=kc)
+    try:
+        _policies(api, untranslatable=untranslatable)
+        # preflight's calico.nat-outgoing fix: a disabled pool for the Cilium CIDR keeps source addresses
+        client.CustomObjectsApi(api).create_cluster_custom_object("crd.projectcalico.org", "v1", "ippools", NO_NAT_POOL)
+    finally:
+        api.close()
+    return kc, fast_plan(tmp_path, {"policy.mode": "continuous"})
+
+
+def _ours(sim: Any, plural: str) -> list[dict[str, Any]]:
+    return [o for o in sim.store.list(f"cilium.io/{plural}") if RUN_LABEL in (o["metadata"].get("labels") or {})]
+
+
+def test_an_untranslatable_policy_fails_preflight_and_the_run_writes_nothing(sim_factory, tmp_path, capsys):
+    sim = sim_factory(nodes=2)
+    kc, plan = _setup(sim, tmp_path, untranslatable=True)
+    code, out, _err = _cli(capsys, "preflight", "--plan", str(plan), "--kubeconfig", kc)
+    assert code == 1
+    assert "policy.untranslatable" in out and "gnp/guard" in out and "doNotTrack" in out
+    code = main(["run", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--log-level", "warning",
+                 "--output-dir", str(tmp_path)])
+    assert code == 1
+    assert sim.store.list("cilium.io/ciliumnodeconfigs") == []
+    assert not any(_ours(sim, p) for p in ("ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies",
+                                           "ciliumcidrgroups"))
+    assert not any(LABEL in n["metadata"].get("labels", {}) or n["spec"].get("unschedulable")
+                   for n in sim.store.list("nodes"))
+    cp = checkpoint(sim)
+    assert cp is not None and cp.run_phase.value == "PREFLIGHT" and "policy.untranslatable" in (cp.halted or "")
+
+
+def test_a_continuous_run_carries_the_policies_across_and_finalize_removes_calicos(sim_factory, tmp_path):
+    sim = sim_factory(nodes=2)
+    kc, plan = _setup(sim, tmp_path, untranslatable=False)
+    done = migrator("run", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    [cnc] = sim.store.list("cilium.io/ciliumnodeconfigs")
+    assert cnc["spec"]["defaults"]["enable-policy"] == "default"
+    translated = {o["metadata"]["name"] for o in _ours(sim, "ciliumclusterwidenetworkpolicies")
+                  if o["metadata"]["labels"][RUN_LABEL] == "translation"}
+    shims = {o["metadata"]["name"] for o in _ours(sim, "ciliumclusterwidenetworkpolicies")
+             if o["metadata"]["labels"].get("migrator.io/shim") == "true"}
+    assert "calico.guard" in translated and shims
+    assert {o["metadata"]["name"] for o in _ours(sim, "ciliumcidrgroups")} == {"calico-globalnetset.partners"}
+    cp = checkpoint(sim)
+    assert cp is not None and all(r.policy_gap for r in cp.nodes), [r.policy_gap for r in cp.nodes]
+    events = [e for e in sim.store.list("events", "default") + sim.store.list("events", "kube-system")
+              if e.get("reason") == "MigrationPolicyGap"]
+    assert {e["involvedObject"]["name"] for e in events} == {r.name for r in cp.nodes}
+
+    final = migrator("finalize", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert not [o for o in _ours(sim, "ciliumclusterwidenetworkpolicies")
+                if o["metadata"]["labels"].get("migrator.io/shim") == "true"]
+    assert {o["metadata"]["name"] for o in _ours(sim, "ciliumclusterwidenetworkpolicies")} == translated
+    assert sim.store.list("crd.projectcalico.org/globalnetworkpolicies") == []
+    assert sim.store.list("crd.projectcalico.org/networkpolicies") == []
+    assert sim.store.list("crd.projectcalico.org/globalnetworksets") == []
+    assert sim.store.list("networking.k8s.io/networkpolicies") != []    # Kubernetes' own stay: Cilium enforces them
