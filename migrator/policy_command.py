@@ -26,6 +26,7 @@ from migrator.policy.verify import Verification, verify
 from migrator.policy_live import read_translation
 from migrator.runner import Exit
 
+
 def register(sub: Any) -> None:
     p = sub.add_parser("policy", help="translate Calico network policy to Cilium and check the translation",
                        description=f"{EXIT_HELP}.")

@@ -611,8 +611,8 @@ class KubeCluster(KubeReads):
                 return True
             except AlreadyExists:
                 return False
-        wanted = {"metadata": {"labels": meta.get("labels") or {}},
-                  **{k: manifest[k] for k in ("spec", "specs") if k in manifest}}
+        wanted: dict[str, Any] = {"metadata": {"labels": meta.get("labels") or {}}}
+        wanted.update({k: manifest[k] for k in ("spec", "specs") if k in manifest})
         if contains(current, wanted):
             return False
         self._raw_request("PATCH", path, what=f"patch {what}", body=wanted, content_type=MERGE,

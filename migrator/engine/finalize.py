@@ -31,6 +31,7 @@ from typing import get_args
 
 import yaml
 
+from migrator.engine import policy_steps
 from migrator.engine.actions import (
     Action,
     CreatePod,
@@ -41,7 +42,6 @@ from migrator.engine.actions import (
     RestartDaemonSet,
     WriteFile,
 )
-from migrator.engine import policy_steps
 from migrator.engine.node_config import node_config_version
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import cleanup_pod_name

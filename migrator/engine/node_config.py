@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from migrator.model.plan import MIGRATION_LABEL, MigrationPlan
 
-
 ENFORCEMENT_KEY = "enable-policy"
 
 

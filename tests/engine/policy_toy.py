@@ -13,7 +13,13 @@ from typing import Any
 
 from migrator.engine.actions import Action, ActionResult, ApplyObject, DeleteObject
 from migrator.engine.policy_steps import PLURALS
-from migrator.model.observation import ClusterObservation, GapFacts, ObjectFacts, PolicyFacts, PolicyObjectFacts
+from migrator.model.observation import (
+    ClusterObservation,
+    GapFacts,
+    ObjectFacts,
+    PolicyFacts,
+    PolicyObjectFacts,
+)
 from migrator.model.plan import MIGRATION_LABEL
 from migrator.policy import model
 from migrator.policy.compile import translate

@@ -30,8 +30,8 @@ from migrator.engine.rows import Row, RowError, validate
 from migrator.model.checkpoint import CanaryState, FinalizeProgress, Intent, NodeRecord, RollbackRequest
 from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import iterate, make_plan, run, start
-from tests.engine.test_probes import CILIUM, PLAN, cluster
 from tests.engine.policy_toy import PolicyToy
+from tests.engine.test_probes import CILIUM, PLAN, cluster
 from tests.engine.toy import T0, ToyCluster
 
 TABLES: dict[str, dict[str, Row]] = {"forward": FORWARD, "rollback": ROLLBACK, "finalize": FINALIZE,
