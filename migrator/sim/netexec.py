@@ -24,19 +24,24 @@ IMAGE = "registry.k8s.io/e2e-test-images/agnhost"
 RESOLVER_ATTEMPTS = 2   # resolv.conf's default ``options attempts``
 
 
-def netexec_port(pod: Obj) -> int | None:
-    """The HTTP port if ``pod`` runs agnhost netexec, else None."""
+def netexec_ports(pod: Obj) -> list[tuple[int, str]]:
+    """``(port, protocol)`` every agnhost netexec container of ``pod`` serves: its ``--http-port``
+    (TCP, default 8080) and its ``--udp-port`` (UDP, default 8081), in container order."""
+    out: list[tuple[int, str]] = []
     for c in (pod.get("spec") or {}).get("containers") or []:
         if not str(c.get("image", "")).startswith(IMAGE):
             continue
         args = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
         if "netexec" not in args:
             continue
-        for a in args:
-            if a.startswith("--http-port="):
-                return int(a.split("=", 1)[1])
-        return 8080
-    return None
+        flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+        out += [(int(flags.get("http-port", 8080)), "tcp"), (int(flags.get("udp-port", 8081)), "udp")]
+    return out
+
+
+def netexec_port(pod: Obj) -> int | None:
+    """The HTTP port of ``pod``'s first netexec container, else None (not a netexec pod)."""
+    return next((port for port, proto in netexec_ports(pod) if proto == "tcp"), None)
 
 
 def hostname_of(pod: Obj) -> str:
@@ -54,7 +59,7 @@ class Netexec:
     def proxy(self, pod: Obj, port: str, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         served = netexec_port(pod)
         wanted = int(port) if port and port.isdigit() else served
-        if served is None or wanted != served:
+        if served is None or (wanted, "tcp") not in netexec_ports(pod):
             return 503, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503,
                          "reason": "ServiceUnavailable",
                          "message": f"error trying to reach service: dial tcp {pod['status'].get('podIP')}:{wanted}: "
@@ -111,15 +116,16 @@ class Netexec:
                 if err:
                     errors.append(f'Get "{url}": dial tcp: {err}')
                     continue
-            ok, why = net.reachable(src_ip, ip or "", port, "udp" if protocol == "udp" else "tcp")
+            proto = "udp" if protocol == "udp" else "tcp"
+            ok, why = net.reachable(src_ip, ip or "", port, proto)
             if not ok:
-                errors.append(f'Get "{url}": dial tcp {ip}:{port}: i/o timeout ({why})')
+                errors.append(f'Get "{url}": dial {proto} {ip}:{port}: i/o timeout ({why})')
                 continue
-            target = self._answering(ip or "", port)
+            target = self._answering(ip or "", port, proto)
             if target is None and self._serves(ip or "", port):
                 responses.append(self._serves(ip or "", port) or "")
             elif target is None:
-                errors.append(f'Get "{url}": dial tcp {ip}:{port}: connect: connection refused')
+                errors.append(f'Get "{url}": dial {proto} {ip}:{port}: connect: connection refused')
             else:
                 responses.append(hostname_of(target) if q.get("request", "hostname") == "hostname" else q.get("request", ""))
         return 200, {"responses": responses, "errors": errors}
@@ -142,7 +148,7 @@ class Netexec:
             return f"404 page not found ({pod['metadata']['name']})"
         return None
 
-    def _answering(self, ip: str, port: int) -> Obj | None:
+    def _answering(self, ip: str, port: int, proto: str = "tcp") -> Obj | None:
         """The netexec pod that answers at ip:port (through a Service if ip is a ClusterIP)."""
         net = self.fleet.network
         ep = net.endpoint(ip)
@@ -150,14 +156,14 @@ class Netexec:
             svc = net.service_for(ip)
             backends = net.backends(svc, port) if svc else []
             for _ip, bport, bpod in backends:
-                if netexec_port(bpod) == bport:
+                if (bport, proto) in netexec_ports(bpod):
                     return bpod
             return None
-        if ep.pod is not None and netexec_port(ep.pod) == port:
+        if ep.pod is not None and (port, proto) in netexec_ports(ep.pod):
             return ep.pod
         if ep.network == "host":   # a hostNetwork netexec pod on that node
             for p in self.fleet.store.list("pods", index=("nodeName", ep.node or "")):
-                if (p.get("spec") or {}).get("hostNetwork") and netexec_port(p) == port \
+                if (p.get("spec") or {}).get("hostNetwork") and (port, proto) in netexec_ports(p) \
                         and (p.get("status") or {}).get("phase") == "Running":
                     return p
         return None
