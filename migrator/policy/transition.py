@@ -23,10 +23,12 @@ judges one concrete flow (any port) by the same prediction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from migrator.engine.policy_probe import Flow
+from migrator.model.observation import PodFacts
 from migrator.policy.calico_eval import CalicoModel
 from migrator.policy.cilium_eval import CiliumModel
 from migrator.policy.endpoints import Endpoint, Grouping, Probe, boundary_addresses, cidrs, pod_groups, probes
@@ -193,3 +195,13 @@ def gap(inv: Inventory, objects: Iterable[Mapping[str, Any]], cilium_nodes_befor
                                          before=was, after=now, responsible=tuple(dict.fromkeys(why))))
     return GapReport(flows=tuple(flows), groups=len(pods) + len(external), probes=len(probe_list),
                      evaluated=evaluated, _judge=judge)
+
+
+def explained_by(report: GapReport) -> Callable[[Flow], bool]:
+    """The policy probe's ``explained`` for ``report``: a flow between two probe pods is explained
+    when the step may change its verdict (``GapReport.covers``)."""
+    def pod(facts: PodFacts) -> Pod:
+        return Pod(namespace=facts.namespace, name=facts.name, labels=dict(facts.labels), ip=facts.ip,
+                   node=facts.node)
+
+    return lambda flow: report.covers(pod(flow.src), pod(flow.dst), flow.port, flow.protocol)
