@@ -20,6 +20,8 @@ from pathlib import Path
 
 from migrator.cluster.port import ClusterPort
 from migrator.engine.node_config import node_config_version
+from migrator.engine.policy_probe import NAME as POLICY_PROBE
+from migrator.engine.policy_probe import NAME_LABEL as POLICY_NAME_LABEL
 from migrator.engine.probes import SERVICE
 from migrator.model.findings import Finding
 from migrator.model.observation import ClusterObservation, GapFacts, ObjectFacts, PodFacts
@@ -105,6 +107,11 @@ class Observer:
                 "probe_service_ip": self._cluster_ip(plan.probes.namespace, SERVICE) if probes else None})
         if self._policy is not None:
             obs = obs.model_copy(update={"policy": self._policy.facts(obs.nodes, pod_nodes, finalizing=finalizing)})
+        policy = plan.probes.policy if plan.probes.enabled else None
+        if policy is not None:
+            obs = obs.model_copy(update={"policy_probe_pods": tuple(
+                p for ns in policy.namespaces
+                for p in port.list_pods(namespace=ns, labels={POLICY_NAME_LABEL: POLICY_PROBE}))})
         if not finalizing:
             return obs
         cm = port.read_configmap(plan.cilium.agent.namespace, plan.cilium.agent.config_map)

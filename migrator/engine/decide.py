@@ -27,6 +27,7 @@ from migrator.engine.node_config import node_config_spec, node_config_version
 from migrator.engine.node_steps import GONE
 from migrator.engine.oncall import rollback_finished, rollback_run_step
 from migrator.engine.ordering import in_flight, order_nodes, pod_scope, selection_problem
+from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.engine.preflight_gate import request_skips
 from migrator.engine.results import record_results
 from migrator.engine.rollback import AUTOMATIC
@@ -53,7 +54,9 @@ class Inbox:
     process's first turn, when its purpose's one-shot request applies (resume clears a halt,
     finalize starts, a canary replaces an ended one); ``takeover`` names the holder whose
     lease this process took with ``--force-takeover`` (audited); ``skip_checks`` are the
-    ``--skip-check`` IDs of this process, recorded while the run is in PREFLIGHT."""
+    ``--skip-check`` IDs of this process, recorded while the run is in PREFLIGHT; ``explained``
+    says which policy-probe flows the current policy gap report explains (a node's gate does not
+    judge them)."""
 
     purpose: Purpose = "run"
     run_id: str = "run"
@@ -62,6 +65,7 @@ class Inbox:
     first: bool = False
     takeover: str | None = None
     skip_checks: tuple[str, ...] = ()
+    explained: Explained = nothing_explained
 
 
 @dataclass(frozen=True)
@@ -225,10 +229,11 @@ def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservat
     return cp, None, note
 
 
-def _step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime, purpose: Purpose) -> Step:
+def _step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime, purpose: Purpose,
+          explained: Explained = nothing_explained) -> Step:
     """Dispatch on the checkpoint's own state."""
     if purpose == "canary":
-        return canary_step(plan, cp, obs, now)
+        return canary_step(plan, cp, obs, now, explained)
     if cp.halted is not None:
         return cp, [], [f"halted: {cp.halted}"], None
     if cp.rollback is not None:
@@ -239,7 +244,7 @@ def _step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: dat
         return finalize_step(plan, cp, obs, now)
     if purpose == "rollback" or cp.run_phase.terminal or cp.finalize is not None:
         return cp, [], [f"run {cp.run_phase.value.lower()}: nothing to do"], None
-    return forward_step(plan, cp, obs, now)
+    return forward_step(plan, cp, obs, now, explained)
 
 
 def _stop(cp: Checkpoint, purpose: Purpose) -> Stop | None:
@@ -365,7 +370,7 @@ def decide(plan: MigrationPlan, checkpoint: Checkpoint | None, observation: Clus
         present = observation.node_by_name
         gone = frozenset(name for name in cp.order if name not in present)
         cp = record_results(cp, inbox.results, now, plan.drain.retry_interval, gone)
-    cp, actions, more, wake = _step(plan, cp, observation, now, inbox.purpose)
+    cp, actions, more, wake = _step(plan, cp, observation, now, inbox.purpose, inbox.explained)
     notes.extend(more)
     if not notes or not any(notes):
         notes.append(f"run {cp.run_phase.value.lower()}: nothing to do")

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from migrator.engine import placement, policy_steps
+from migrator.engine import placement, policy_probe, policy_steps
 from migrator.engine.actions import Action, ApplyObject, EnsureNodeConfig, RunProbes
 from migrator.engine.gates import start_gate
 from migrator.engine.node_config import node_config_spec, node_config_version
 from migrator.engine.node_steps import GONE, StepContext, StepOutcome, begin_restore, start
 from migrator.engine.ordering import in_flight, pod_scope, startable
 from migrator.engine.pending import RESEND_AFTER, Pending
+from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.engine.preflight_gate import preflight_gate
 from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
 from migrator.engine.rollback import AUTOMATIC
@@ -77,6 +78,9 @@ def _ready_fleet(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
         return run_move(cp, RunPhase.MIGRATING, now), [], "CiliumNodeConfig in place (probes disabled)", None
     missing = fleet_missing(obs, plan, cp.order)
     if not missing:
+        cp, baseline_actions, waiting, baseline_wake = _policy_baseline(plan, cp, obs, now)
+        if waiting is not None:
+            return cp, baseline_actions, waiting, baseline_wake
         return run_move(cp, RunPhase.MIGRATING, now), [], "CiliumNodeConfig and probe fleet in place", None
     started = cp.run_phase_started_at or now
     if now >= started + plan.probes.ready_timeout:
@@ -104,6 +108,39 @@ def _remove_policy(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     return cp.model_copy(update={"prepare_sent_at": now}), policy_steps.removals(obs), left
 
 
+def _policy_baseline(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
+                     now: datetime) -> tuple[Checkpoint, list[Action], str | None, datetime | None]:
+    """The policy probe's truth table before any node starts (``probes.policy``): its pods are
+    deployed, then every flow is dialled until each has a verdict. None as the note: done."""
+    section = plan.probes.policy
+    if section is None:
+        return cp, [], None, None
+    baseline = cp.policy_baseline
+    if baseline is None or baseline.spec != policy_probe.spec_digest(section):
+        baseline = policy_probe.new_baseline(section)
+        cp = cp.model_copy(update={"policy_baseline": baseline, "policy_sent_at": None})
+    if baseline.complete:
+        return cp, [], None, None
+    deadline = (cp.run_phase_started_at or now) + plan.probes.ready_timeout
+    checks = policy_probe.baseline_checks(obs, section, baseline)
+    if now >= deadline:
+        unseen = baseline.table.count(policy_probe.UNSEEN)
+        reason = (f"policy probe baseline not taken within {format_duration(plan.probes.ready_timeout)}: "
+                  + (checks if isinstance(checks, str) else f"{unseen} flow(s) could not be dialled")
+                  + f"; check kubectl get pods -l {policy_probe.NAME_LABEL}={policy_probe.NAME} -A -o wide")
+        return cp.model_copy(update={"halted": reason}), [], reason, None
+    pending = Pending(cp.policy_sent_at, after=RESEND_AFTER if isinstance(checks, str) else plan.probes.checks.interval)
+    actions: list[Action] = []
+    if pending.due(now):
+        if isinstance(checks, str):
+            actions = [ApplyObject(manifest=m) for m in policy_probe.manifests(plan, cp.order)]
+        else:
+            actions = [RunProbes(purpose="policy", checks=checks, threshold=plan.probes.checks.pass_threshold)]
+        cp = cp.model_copy(update={"policy_sent_at": now})
+    note = checks if isinstance(checks, str) else f"taking the policy probe's baseline: {len(checks)} flow(s) to dial"
+    return cp, actions, note, min(pending.wake_at(now), deadline)
+
+
 def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
             busy: frozenset[str]) -> tuple[Checkpoint, list[Action], datetime | None]:
     """A round of continuous sampling when one is due."""
@@ -124,9 +161,9 @@ def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
         now + sampling.interval
 
 
-def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
-             now: datetime) -> tuple[Checkpoint, list[Action], list[str], datetime | None]:
-    ctx = StepContext.of(plan, cp, obs, now)
+def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
+             explained: Explained) -> tuple[Checkpoint, list[Action], list[str], datetime | None]:
+    ctx = StepContext.of(plan, cp, obs, now, explained)
     actions: list[Action] = []
     notes: list[str] = []
     updates: dict[str, NodeRecord] = {}
@@ -238,8 +275,10 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     return cp, actions, notes, min(wake, default=None)
 
 
-def forward_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime) -> Step:
-    """The forward run's next step (the checkpoint is not halted and has no rollback recorded)."""
+def forward_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
+                 explained: Explained = nothing_explained) -> Step:
+    """The forward run's next step (the checkpoint is not halted and has no rollback recorded);
+    ``explained``: the policy-probe flows the current gap report explains."""
     actions: list[Action] = []
     notes: list[str] = []
     wake: datetime | None = None
@@ -263,7 +302,7 @@ def forward_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
         cp, actions, note, wake = _ready_fleet(plan, cp, obs, now)
         notes.append(note)
     if cp.run_phase is RunPhase.MIGRATING and cp.halted is None:
-        cp, more, migrate_notes, wake = _migrate(plan, cp, obs, now)
+        cp, more, migrate_notes, wake = _migrate(plan, cp, obs, now, explained)
         actions.extend(more)
         notes.extend(migrate_notes)
     return cp, actions, notes, wake

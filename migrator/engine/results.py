@@ -26,6 +26,7 @@ from migrator.engine.actions import (
     RunProbes,
 )
 from migrator.engine.ordering import in_flight
+from migrator.engine.policy_probe import fold_baseline
 from migrator.engine.probes import pair_nodes, unknown
 from migrator.model.checkpoint import Checkpoint, NodeRecord, truncate_error, utc
 from migrator.model.states import RunPhase
@@ -138,7 +139,10 @@ def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult], now:
         if isinstance(action, EmitEvent):
             continue
         if isinstance(action, RunProbes):
-            if action.purpose == "sample":
+            if action.purpose == "policy":
+                if cp.policy_baseline is not None:
+                    cp = cp.model_copy(update={"policy_baseline": fold_baseline(cp.policy_baseline, result.detail)})
+            elif action.purpose == "sample":
                 cp = _fold_sample(cp.with_nodes(updates), result, gone)
                 updates = {}
             elif action.node is not None and cp.node(action.node) is not None:

@@ -149,6 +149,18 @@ class SamplingState(_Record):
     failures: tuple[str, ...] = Field(default=(), description="Pairs that failed while neither node was in flight.")
 
 
+class PolicyBaseline(_Record):
+    """The policy probe's truth table before the run: one character per flow, in the order
+    ``engine.policy_probe.flow_keys`` gives (``1`` allowed, ``0`` denied, ``?`` not seen yet)."""
+
+    spec: str = Field(description="Digest of the probe (namespaces, pods, ports) the table was taken with.")
+    table: str = Field(max_length=4096, description="The verdicts, one character per flow.")
+
+    @property
+    def complete(self) -> bool:
+        return "?" not in self.table
+
+
 class CanaryState(_Record):
     """A canary run's soak and outcome."""
 
@@ -228,6 +240,10 @@ class Checkpoint(_Record):
     rollbacks_acknowledged: int = Field(
         default=0, ge=0, description="Automatic rollbacks an operator resumed past (rollback.halt_after).")
     sampling: SamplingState = Field(default_factory=SamplingState, description="Continuous sampling.")
+    policy_baseline: PolicyBaseline | None = Field(
+        default=None, description="The policy probe's truth table before the run (probes.policy).")
+    policy_sent_at: Timestamp | None = Field(
+        default=None, description="When the policy probe pods were last ensured or a baseline round sent.")
     canary: CanaryState | None = Field(default=None, description="Canary soak and outcome.")
     skipped_checks: tuple[SkippedCheck, ...] = Field(
         default=(), description="Preflight checks whose blocking findings do not stop the run (--skip-check).")

@@ -104,6 +104,10 @@ TUNING: tuple[str, ...] = (
     "probes.image", "probes.dns_name", "probes.checks.tries", "probes.checks.pass_threshold",
     "probes.checks.interval", "probes.checks.deadline", "probes.checks.peers", "probes.sampling.pairs",
     "probes.sampling.interval",
+    # The policy probe: its baseline records the probe it was taken with (a digest), and a gate
+    # judges the table only against a baseline of the same probe; its pods are ensured at prepare.
+    "probes.policy.namespaces", "probes.policy.create_namespaces", "probes.policy.pods",
+    "probes.policy.ports", "probes.policy.tries",
     # Rollback policy and the image of its node-local pod.
     "rollback.automatic", "rollback.halt_after", "rollback.image",
     # Accepted policy approximations: read by preflight, which runs again on resume.

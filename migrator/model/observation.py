@@ -267,6 +267,8 @@ class ClusterObservation(_Fact):
     probe_pods: tuple[PodFacts, ...] = Field(
         default=(), description="Every pod of the probe fleet (both DaemonSets), on every node.")
     probe_service_ip: str | None = Field(default=None, description="ClusterIP of the probe Service.")
+    policy_probe_pods: tuple[PodFacts, ...] = Field(
+        default=(), description="Every pod of the policy probe (probes.policy), in its three namespaces.")
     apiserver_ip: str | None = Field(default=None, description="ClusterIP of default/kubernetes.")
     policy: PolicyFacts | None = Field(
         default=None, description="Policy continuity facts (plan policy.mode continuous); None when not read.")

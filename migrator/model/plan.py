@@ -260,6 +260,36 @@ class SamplingSection(_Section):
     interval: Duration = Field(default=timedelta(seconds=30), description="Time between sampling rounds.")
 
 
+class PolicyProbeSection(_Section):
+    """The policy probe: a truth table of probe pods in three namespaces (pods a, b, c in each,
+    the shape of Kubernetes' network-policy e2e tests) over every pair × ``ports`` × TCP/UDP,
+    taken before the run and at every node's gate; a verdict that changed from before the run and
+    that the current policy gap report does not explain fails the node's gate."""
+
+    namespaces: tuple[K8sName, K8sName, K8sName] = Field(
+        default=("migrator-policy-x", "migrator-policy-y", "migrator-policy-z"),
+        description="The three namespaces of the probe pods.")
+    create_namespaces: bool = Field(
+        default=True, description="Create the namespaces (false: they exist, e.g. tenant namespaces).")
+    pods: dict[K8sName, dict[str, str]] = Field(
+        default_factory=lambda: {name: dict[str, str]() for name in ("a", "b", "c")},
+        description="Probe pod name → extra labels it carries (each also carries pod=<name>), so the "
+                    "cluster's policies select the probe pods as they select workloads.")
+    ports: tuple[Port, ...] = Field(default=(80, 81), min_length=1, max_length=4,
+                                    description="Ports each probe pod serves over TCP and UDP.")
+    tries: int = Field(default=1, ge=1, le=5, description="Connections per flow and round.")
+
+    @field_validator("pods")
+    @classmethod
+    def _pods(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        if not 1 <= len(value) <= 3:
+            raise ValueError("name one to three probe pods (e.g. a, b, c)")
+        for labels in value.values():
+            for key in labels:
+                check_label_key(key)
+        return value
+
+
 class ProbesSection(_Section):
     """The probe fleet (agnhost netexec) and the connectivity gate every node passes before uncordon."""
 
@@ -275,6 +305,14 @@ class ProbesSection(_Section):
                           description="Name resolved through kube-dns by the DNS check.")
     checks: ProbeChecksSection = Field(default_factory=ProbeChecksSection, description="Judging each check.")
     sampling: SamplingSection = Field(default_factory=SamplingSection, description="Continuous sampling.")
+    policy: PolicyProbeSection | None = Field(
+        default=None, description="The policy probe (a truth table of allowed and denied flows); null: none.")
+
+    @model_validator(mode="after")
+    def _policy_needs_probes(self) -> ProbesSection:
+        if self.policy is not None and not self.enabled:
+            raise ValueError("probes.policy needs probes.enabled: true (its checks are part of each node's gate)")
+        return self
 
 
 class RollbackSection(_Section):

@@ -116,7 +116,7 @@ class Pod:
     ip: str | None
     service_account: str = "default"
     named_ports: tuple[tuple[str, int, str], ...] = ()     # (name, number, protocol)
-    node: str | None = field(default=None, compare=False)  # spec.nodeName (which overlay it is on mid-run)
+    node: str | None = None                                 # spec.nodeName: which network plugin serves it
 
 
 @dataclass(frozen=True)
