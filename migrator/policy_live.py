@@ -6,7 +6,9 @@ cluster port and translates (``migrator policy translate``, preflight and the ru
 ``continuous``: the manifests to apply (translation and shims, computed once per process), the
 objects the run applied that exist (listed by the run's label on every observation), the Calico
 policy objects and the live verification (only while finalizing), and the gap report of each
-node about to switch (computed once per node and process, over a fresh inventory).
+node about to switch (``policy.transition``: the flows whose verdict, with the translation and
+shims in place, differs from Calico's before the run; computed once per node and process over a
+fresh inventory).
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ from migrator.model.observation import GapFacts, NodeFacts, ObjectFacts, PolicyF
 from migrator.model.plan import MIGRATION_LABEL
 from migrator.policy.compile import Translation, translate
 from migrator.policy.emit import CiliumVersions, served
-from migrator.policy.gap import window_gap
 from migrator.policy.model import Inventory
-from migrator.policy.shims import RUN_LABEL, SHIM, SHIM_LABEL, TRANSLATION, run_objects, shim_rules
+from migrator.policy.shims import RUN_LABEL, SHIM, SHIM_LABEL, TRANSLATION, run_objects
+from migrator.policy.transition import GapReport, gap
 from migrator.policy.verify import verify
 
 CILIUM_CRDS = ("ciliumnetworkpolicies.cilium.io", "ciliumclusterwidenetworkpolicies.cilium.io",
                "ciliumcidrgroups.cilium.io")
 CALICO_POLICY_PLURALS = ("networkpolicies", "globalnetworkpolicies", "networksets", "globalnetworksets")
 DIFFERENCES_KEPT = 5
+GAP_LINES = 10
 
 
 def cilium_versions(port: ClusterPort) -> CiliumVersions:
@@ -51,6 +54,10 @@ def calico_group(port: ClusterPort) -> tuple[str, str]:
     """Where Calico's policy objects are read and deleted: the v3 API when served, else the CRDs."""
     return (("projectcalico.org", "v3") if port.served_versions("networkpolicies.projectcalico.org")
             else ("crd.projectcalico.org", "v1"))
+
+
+def _facts(report: GapReport) -> GapFacts:
+    return GapFacts(flows=len(report.flows), lines=tuple(f.line() for f in report.flows[:GAP_LINES]))
 
 
 class PolicyObserver:
@@ -90,25 +97,25 @@ class PolicyObserver:
         return lines + ((f"... and {more} more (migrator policy verify lists them)",) if more > 0 else ())
 
     def gap(self, node: str, nodes: tuple[NodeFacts, ...]) -> GapFacts:
-        """The gap while ``node`` and the nodes already labelled run on Cilium (once per node)."""
+        """The gap of switching ``node`` after the nodes already labelled (once per node), with the
+        translation and shims in place (``policy.transition``)."""
         if node not in self._gaps:
             inv, t = read_translation(self.port)
-            on_cilium = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"} | {node}
-            found = window_gap(inv, shim_rules(t.objects, inv.policies), on_cilium)
-            self._gaps[node] = GapFacts(flows=found.flows, lines=found.lines)
+            before = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"}
+            self._gaps[node] = _facts(gap(inv, run_objects(t.objects, inv.policies), before, before | {node}))
         return self._gaps[node]
 
     def wave_gaps(self, waves: tuple[tuple[str, ...], ...], limit: int = 10) -> dict[str, GapFacts]:
-        """For the forecast: the gap during each of the first ``limit`` waves, with the waves before
-        it migrated, keyed by each node of the wave (one translation for all)."""
+        """For the forecast: the gap of each of the first ``limit`` waves, after the waves before it,
+        keyed by each node of the wave (one translation for all)."""
         inv, t = read_translation(self.port)
-        rules = shim_rules(t.objects, inv.policies)
+        objects = run_objects(t.objects, inv.policies)
         out: dict[str, GapFacts] = {}
         done: set[str] = set()
         for wave in waves[:limit]:
+            found = _facts(gap(inv, objects, done, done | set(wave)))
             done |= set(wave)
-            found = window_gap(inv, rules, done)
-            out.update({name: GapFacts(flows=found.flows, lines=found.lines) for name in wave})
+            out.update({name: found for name in wave})
         return out
 
     def facts(self, nodes: tuple[NodeFacts, ...], pod_nodes: frozenset[str] | None, *,

@@ -77,6 +77,7 @@ def node_gap(plan: MigrationPlan, obs: ClusterObservation, node: str) -> GapFact
 def gap_text(gap: GapFacts) -> str:
     """The report as kept in the node's record and Event: bounded."""
     if gap.flows == 0:
-        return "no flow enforced on one side only during this node's window"
-    text = f"{gap.flows} flow(s) enforced on one side only during this node's window: " + "; ".join(gap.lines)
+        return "no flow enforced differently from before the run during this node's window"
+    text = (f"{gap.flows} flow(s) enforced differently from before the run during this node's window: "
+            + "; ".join(gap.lines))
     return text if len(text) <= GAP_LIMIT else text[:GAP_LIMIT - 1] + "…"

@@ -196,9 +196,11 @@ class PolicyObjectFacts(_Fact):
 
 
 class GapFacts(_Fact):
-    """The flows enforced on one side only while a node's window is open (``policy.gap``)."""
+    """The gap of a node's switch (``policy.transition``): the flows whose verdict, with one side
+    judged by Cilium (Calico pods only ``unmanaged``) and the other by Calico, differs from Calico's
+    before the run."""
 
-    flows: int = Field(ge=0, description="How many (source pod, destination pod, port) flows.")
+    flows: int = Field(ge=0, description="How many (source group, destination group, port) flows.")
     lines: tuple[str, ...] = Field(default=(), description="The first few, for people.")
 
 

@@ -6,8 +6,8 @@ endpoint that allows a labelled peer drops that peer while it is still on Calico
 such allow rule — of a translated policy or of a Kubernetes NetworkPolicy, which Cilium enforces
 natively — a shim CiliumClusterwideNetworkPolicy allows ``unmanaged`` on the same ports for the
 same endpoints, with ``enableDefaultDeny`` off in both directions so a shim never isolates an
-endpoint by itself. Shims are coarse on the peer by construction; ``gap.window_gap`` names the
-flows that coarseness lets through. Finalize removes them: by then no pod is unmanaged.
+endpoint by itself. Shims are coarse on the peer by construction; ``policy.transition`` names the
+flows that coarseness lets through (the node's gap report). Finalize removes them: by then no pod is unmanaged.
 
 Every object the run applies carries ``RUN_LABEL`` (``translation`` or ``shim``), so the run
 finds and removes exactly what it added; shims also carry ``migrator.io/shim=true``.
@@ -34,14 +34,12 @@ POLICY_KINDS = ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
 
 @dataclass(frozen=True)
 class ShimRule:
-    """One allow rule a shim widens to ``unmanaged``: who it selects, which peers it named."""
+    """One allow rule naming peers by label, which a shim widens to ``unmanaged``."""
 
     shim: str                              # the shim's name
     source: str                            # the policy the rule belongs to
     direction: str                         # Ingress | Egress
     subject: Mapping[str, Any]             # endpointSelector (namespace pinned for a namespaced policy)
-    peers: tuple[Mapping[str, Any], ...]   # the rule's peer selectors
-    namespace: str | None                  # a namespaced policy's namespace (peers confined to it)
     entry: Mapping[str, Any]               # the rule's L4 part (toPorts / icmps), as Cilium reads it
 
 
@@ -71,10 +69,9 @@ def _rules(name: str, source: str, namespace: str | None, specs: Iterable[Mappin
         subject = _pinned(spec.get("endpointSelector") or {}, namespace)
         for direction, section, side in (("Ingress", "ingress", "from"), ("Egress", "egress", "to")):
             for entry in spec.get(section) or ():
-                peers = tuple(s for s in entry.get(f"{side}Endpoints") or () if s != ISOLATE)
-                if peers:
+                if any(s != ISOLATE for s in entry.get(f"{side}Endpoints") or ()):
                     out.append(ShimRule(shim=name, source=source, direction=direction, subject=subject,
-                                        peers=peers, namespace=namespace, entry=_l4(entry)))
+                                        entry=_l4(entry)))
     return out
 
 

@@ -23,8 +23,8 @@ from migrator.model.observation import (
 from migrator.model.plan import MIGRATION_LABEL
 from migrator.policy import model
 from migrator.policy.compile import translate
-from migrator.policy.gap import window_gap
-from migrator.policy.shims import RUN_LABEL, SHIM_LABEL, TRANSLATION, run_objects, shim_rules
+from migrator.policy.shims import RUN_LABEL, SHIM_LABEL, TRANSLATION, run_objects
+from migrator.policy.transition import gap
 from migrator.policy.verify import verify
 from tests.engine.toy import ToyCluster
 
@@ -57,12 +57,11 @@ class PolicyToy(ToyCluster):
         inv = self.inventory()
         wanted = tuple(run_objects(translate(inv).objects, inv.policies))
         labelled = {n.name for n in self.nodes.values() if n.labels.get(MIGRATION_LABEL) == "true"}
-        rules = shim_rules(translate(inv).objects, inv.policies)
         gaps = {}
         for name in self.nodes:
             if name not in labelled:
-                found = window_gap(inv, rules, labelled | {name})
-                gaps[name] = GapFacts(flows=found.flows, lines=found.lines)
+                found = gap(inv, wanted, labelled, labelled | {name})
+                gaps[name] = GapFacts(flows=len(found.flows), lines=tuple(f.line() for f in found.flows))
         ours = [o for o in self.cilium_objects.values() if RUN_LABEL in o["metadata"].get("labels", {})]
         live = [o for o in ours if o["metadata"]["labels"][RUN_LABEL] == TRANSLATION]
         differences = tuple(f"{d.source} -> {d.destination} {d.probe}" for d in verify(inv, live).differences)

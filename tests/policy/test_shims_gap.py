@@ -1,11 +1,12 @@
-"""Shims (what lets un-migrated pods in while a rule names peers by label) and the per-node gap."""
+"""Shims (what lets un-migrated pods in while a rule names peers by label), and the gap they leave
+as the node's gap report computes it (``policy.transition`` over the translation and the shims)."""
 
 from __future__ import annotations
 
 from migrator.policy import model
 from migrator.policy.compile import translate
-from migrator.policy.gap import window_gap
 from migrator.policy.shims import RUN_LABEL, SHIM_LABEL, run_objects, shim_rules
+from migrator.policy.transition import gap
 from tests.policy.fixtures import NAMESPACES, knp, np
 
 WEB_FROM_LB = np("web-from-lb", selector="app == 'web'", ingress=[
@@ -47,25 +48,36 @@ def test_a_kubernetes_networkpolicy_peer_gets_a_shim_too() -> None:
     assert rule.entry == {"toPorts": [{"ports": [{"port": "5432", "protocol": "TCP"}]}]}
 
 
+def _gap(inv: model.Inventory, before: set[str], after: set[str]) -> list[str]:
+    return [f.line() for f in gap(inv, run_objects(translate(inv).objects, inv.policies), before, after).flows]
+
+
 def test_the_gap_names_calico_pods_the_shim_lets_in_that_calico_denies() -> None:
-    # web is on Cilium (node-b); lb and the plain pod stay on Calico (node-a)
+    # web switches to Cilium (node-b); lb and the plain pod stay on Calico (node-a)
     inv = _inv(WEB_FROM_LB, pods=_pods(web="node-b"))
-    gap = window_gap(inv, shim_rules(translate(inv).objects, inv.policies), {"node-b"})
-    assert gap.flows == 1 and len(gap.lines) == 1
-    assert gap.lines[0].startswith("shop/app=batch -> shop/app=web 80/TCP")   # lb is what the rule names: no gap
-    assert "migrator-shim.calico.web-from-lb" in gap.lines[0]
+    [line] = _gap(inv, set(), {"node-b"})
+    assert line.startswith("shop/app=batch -> shop/app=web [calico→cilium] 80/TCP: deny before the run")
+    assert "migrator-shim.calico.web-from-lb" in line   # lb is what the rule names: it is no gap
+
+
+def test_without_the_shim_the_named_calico_peer_would_be_cut_off() -> None:
+    inv = _inv(WEB_FROM_LB, pods=_pods(web="node-b"))
+    translation = [dict(o) for o in translate(inv).objects]
+    lines = [f.line() for f in gap(inv, translation, set(), {"node-b"}).flows]
+    assert any(line.startswith("shop/role=lb -> shop/app=web [calico→cilium] 80/TCP: allow before the run")
+               for line in lines), lines
 
 
 def test_no_gap_where_the_calico_side_already_enforces_it() -> None:
     plain_egress = np("batch-out", selector="app == 'batch'", types=["Egress"], egress=[
         {"action": "Allow", "protocol": "UDP", "destination": {"ports": [53]}}])   # no TCP 80 out of batch
     inv = _inv(WEB_FROM_LB, plain_egress, pods=_pods(web="node-b"))
-    gap = window_gap(inv, shim_rules(translate(inv).objects, inv.policies), {"node-b"})
-    assert (gap.flows, gap.lines) == (0, ())
+    assert _gap(inv, set(), {"node-b"}) == []
 
 
-def test_no_gap_once_every_pod_is_on_cilium_or_before_any_is() -> None:
+def test_no_gap_once_every_pod_is_on_cilium_or_while_none_is() -> None:
     inv = _inv(WEB_FROM_LB, pods=_pods(web="node-b"))
-    rules = shim_rules(translate(inv).objects, inv.policies)
-    assert window_gap(inv, rules, {"node-a", "node-b"}).flows == 0
-    assert window_gap(inv, rules, set()).flows == 0
+    assert _gap(inv, {"node-a", "node-b"}, {"node-a", "node-b"}) == [] and _gap(inv, set(), set()) == []
+    # the last switch's window still holds the flow the previous one opened, until it closes
+    [line] = _gap(inv, {"node-b"}, {"node-a", "node-b"})
+    assert "deny before the run, allow before the step, deny after" in line

@@ -82,3 +82,38 @@ def test_a_continuous_run_carries_the_policies_across_and_finalize_removes_calic
     assert sim.store.list("crd.projectcalico.org/networkpolicies") == []
     assert sim.store.list("crd.projectcalico.org/globalnetworksets") == []
     assert sim.store.list("networking.k8s.io/networkpolicies") != []    # Kubernetes' own stay: Cilium enforces them
+
+
+def _truth_table(sim: Any) -> dict[tuple[str, str, int, str], bool]:
+    """Every tenant workload to every other (the scenario's servers and its quarantined pod), 80/81
+    TCP/UDP, as the simulated network (Felix on Calico nodes, Cilium on migrated ones) answers."""
+    reps: dict[str, str] = {}
+    for p in sim.store.list("pods"):
+        labels = p["metadata"].get("labels") or {}
+        if labels.get("app") in ("server", "quarantined") and p["status"].get("phase") == "Running" \
+                and not p["metadata"].get("deletionTimestamp"):
+            reps.setdefault(f"{p['metadata']['namespace']}/{labels['app']}", p["status"]["podIP"])
+    net = sim.fleet.network
+    return {(a, b, port, proto): net.reachable(reps[a], reps[b], port, proto)[0]
+            for a in sorted(reps) for b in sorted(reps) if a != b for port in (80, 81) for proto in ("tcp", "udp")}
+
+
+def test_the_calico_policies_scenario_keeps_its_verdicts_through_run_and_finalize(sim_factory, tmp_path):
+    sim = sim_factory(nodes=3, scenario="calico-policies")
+    kc = str(sim.write_kubeconfig(tmp_path / "kc"))
+    api = config.new_client_from_config(config_file=kc)
+    try:
+        client.CustomObjectsApi(api).create_cluster_custom_object("crd.projectcalico.org", "v1", "ippools", NO_NAT_POOL)
+    finally:
+        api.close()
+    plan = fast_plan(tmp_path, {"policy.mode": "continuous"})
+    before = _truth_table(sim)
+    assert any(before.values()) and not all(before.values())
+    done = migrator("run", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    final = migrator("finalize", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
+    assert final.returncode == 0, final.stderr[-3000:]
+    sim.settle(timeout=20)
+    assert sim.store.list("crd.projectcalico.org/globalnetworkpolicies") == []
+    after = _truth_table(sim)
+    assert {k: v for k, v in after.items() if before[k] != v} == {}
