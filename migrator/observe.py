@@ -22,6 +22,7 @@ from migrator.cluster.port import ClusterPort
 from migrator.engine.node_config import node_config_version
 from migrator.engine.policy_probe import NAME as POLICY_PROBE
 from migrator.engine.policy_probe import NAME_LABEL as POLICY_NAME_LABEL
+from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.engine.probes import SERVICE
 from migrator.model.findings import Finding
 from migrator.model.observation import ClusterObservation, GapFacts, ObjectFacts, PodFacts
@@ -63,6 +64,11 @@ class Observer:
                 return None
             self._service_ips[key] = ip
         return self._service_ips[key]
+
+    def explained(self, pod_nodes: frozenset[str] | None) -> Explained:
+        """Which policy-probe flows the gap reports of the nodes in flight explain (none without
+        ``policy.mode: continuous``, or before those reports were computed in this process)."""
+        return self._policy.explained(pod_nodes or ()) if self._policy is not None else nothing_explained
 
     def policy_gaps(self, waves: tuple[tuple[str, ...], ...]) -> dict[str, GapFacts]:
         """The forecast's gap per node: each wave's window with the waves before it migrated."""

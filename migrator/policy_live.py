@@ -13,17 +13,19 @@ fresh inventory).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 from migrator.cluster.port import ClusterPort
+from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.model.observation import GapFacts, NodeFacts, ObjectFacts, PolicyFacts, PolicyObjectFacts
 from migrator.model.plan import MIGRATION_LABEL
 from migrator.policy.compile import Translation, translate
 from migrator.policy.emit import CiliumVersions, served
 from migrator.policy.model import Inventory
 from migrator.policy.shims import RUN_LABEL, SHIM, SHIM_LABEL, TRANSLATION, run_objects
-from migrator.policy.transition import GapReport, gap
+from migrator.policy.transition import GapReport, explained_by, gap
 from migrator.policy.verify import verify
 
 CILIUM_CRDS = ("ciliumnetworkpolicies.cilium.io", "ciliumclusterwidenetworkpolicies.cilium.io",
@@ -66,7 +68,7 @@ class PolicyObserver:
     def __init__(self, port: ClusterPort) -> None:
         self.port = port
         self._wanted: tuple[dict[str, Any], ...] | None = None
-        self._gaps: dict[str, GapFacts] = {}
+        self._reports: dict[str, GapReport] = {}
 
     def wanted(self) -> tuple[dict[str, Any], ...]:
         if self._wanted is None:
@@ -97,13 +99,19 @@ class PolicyObserver:
         return lines + ((f"... and {more} more (migrator policy verify lists them)",) if more > 0 else ())
 
     def gap(self, node: str, nodes: tuple[NodeFacts, ...]) -> GapFacts:
-        """The gap of switching ``node`` after the nodes already labelled (once per node), with the
-        translation and shims in place (``policy.transition``)."""
-        if node not in self._gaps:
+        """The gap of ``node``'s switch (``policy.transition``), once per node and process: from
+        the other labelled nodes to them and ``node``, with the translation and shims in place."""
+        if node not in self._reports:
             inv, t = read_translation(self.port)
-            before = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"}
-            self._gaps[node] = _facts(gap(inv, run_objects(t.objects, inv.policies), before, before | {node}))
-        return self._gaps[node]
+            others = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"} - {node}
+            self._reports[node] = gap(inv, run_objects(t.objects, inv.policies), others, others | {node})
+        return _facts(self._reports[node])
+
+    def explained(self, nodes: Iterable[str]) -> Explained:
+        """The policy probe's ``explained`` while ``nodes`` are in flight: a flow any of their gap
+        reports covers (the reports computed so far in this process)."""
+        judges = [explained_by(self._reports[n]) for n in sorted(set(nodes)) if n in self._reports]
+        return (lambda flow: any(j(flow) for j in judges)) if judges else nothing_explained
 
     def wave_gaps(self, waves: tuple[tuple[str, ...], ...], limit: int = 10) -> dict[str, GapFacts]:
         """For the forecast: the gap of each of the first ``limit`` waves, after the waves before it,
@@ -120,14 +128,13 @@ class PolicyObserver:
 
     def facts(self, nodes: tuple[NodeFacts, ...], pod_nodes: frozenset[str] | None, *,
               finalizing: bool) -> PolicyFacts:
-        labelled = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"}
-        switching = sorted((pod_nodes or frozenset()) - labelled)
+        in_flight = sorted((pod_nodes or frozenset()) & {n.name for n in nodes})
         present = self.present()
         return PolicyFacts(
             wanted=self.wanted(), present=present,
             calico=self.calico() if finalizing else (),
             differences=self.differences() if finalizing else None,
-            gaps={name: self.gap(name, nodes) for name in switching if name in {n.name for n in nodes}})
+            gaps={name: self.gap(name, nodes) for name in in_flight})
 
 
 __all__ = ["CALICO_POLICY_PLURALS", "CILIUM_CRDS", "SHIM", "PolicyObserver", "calico_group", "cilium_versions",

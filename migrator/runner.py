@@ -190,6 +190,7 @@ class Runner:
             try:
                 scope = observe_scope(cp, purpose)
                 obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight)
+                inbox = replace(inbox, explained=observer.explained(scope.pods_of))   # flows the gap reports explain
                 decision: Decision = decide(plan, cp, obs, self.clock.now(), inbox)
                 if decision.reason != last_reason:
                     log.info("run.decision",
