@@ -176,6 +176,6 @@ def _policy_lines(plan: MigrationPlan, obs: ClusterObservation, waves: list[list
         gap = obs.policy.gaps.get(wave[0])
         if gap is None:
             continue
-        lines.append(f"  gap during wave {index}: {gap.flows} flow(s) enforced on one side only"
+        lines.append(f"  gap during wave {index}: {gap.flows} flow(s) enforced differently from before the run"
                      + (f", e.g. {gap.lines[0]}" if gap.lines else ""))
     return lines

@@ -8,7 +8,9 @@ from datetime import timedelta
 
 from migrator.engine.actions import ApplyObject, DeleteObject, EmitEvent, LabelNode
 from migrator.engine.decide import Inbox, decide, request
+from migrator.engine.forecast import forecast
 from migrator.model.checkpoint import RollbackRequest, from_configmap_data, to_configmap_data
+from migrator.model.findings import Finding, Severity
 from migrator.model.states import NodePhase, RunPhase
 from migrator.policy.shims import RUN_LABEL
 from tests.engine.loop import iterate, make_plan, run, start
@@ -166,3 +168,32 @@ def test_an_abort_after_prepare_removes_the_translation_before_the_run_ends() ->
         now += timedelta(seconds=5)
     assert cp.run_phase is RunPhase.ABORTED and removed_before_end and not _ours(toy)
     assert not any(isinstance(a, ApplyObject) for a in decision.actions)
+
+
+def test_an_accepted_approximation_is_audited_once_when_the_run_leaves_preflight() -> None:
+    toy = PolicyToy(workers=1)
+    toy.findings = (Finding(check="policy.accepted", severity=Severity.INFO,
+                            message="accepted approximation np/shop/ping#icmp-any-type (types 0, 3, 8, 11): "
+                                    "only echo crosses tenants"),)
+    plan = make_plan(policy=CONTINUOUS)
+    cp, now = start(plan, toy), T0
+    for _ in range(5):
+        cp, _decision = iterate(plan, toy, cp, now)
+        now += timedelta(seconds=1)
+    audited = [a for a in cp.audit if "np/shop/ping#icmp-any-type" in a]
+    assert len(audited) == 1 and audited[0].startswith("policy approximation accepted by the plan")
+
+
+def test_the_forecast_lists_what_prepare_applies_and_each_waves_gap() -> None:
+    toy = PolicyToy(workers=2)
+    plan = make_plan(policy=CONTINUOUS, order={"strategy": "name"}, placement={"strategy": "in-place"})
+    obs = toy.observe()
+    fc = forecast(plan, obs)
+    text = fc.render()
+    assert "policy: continuous" in text
+    assert "applied before the first switch: 1 CiliumNetworkPolicy, 0 CiliumClusterwideNetworkPolicy, " \
+           "0 CiliumCIDRGroup, 1 shim(s)" in text
+    first = obs.policy.gaps[fc.waves[0][0]]
+    assert f"gap during wave 1: {first.flows} flow(s)" in text and first.flows > 0
+    off = forecast(make_plan(), obs).render()
+    assert "policy: off" in off and "applied before the first switch" not in off

@@ -100,7 +100,7 @@ def _truth_table(sim: Any) -> dict[tuple[str, str, int, str], bool]:
             for a in sorted(reps) for b in sorted(reps) if a != b for port in (80, 81) for proto in ("tcp", "udp")}
 
 
-def test_the_calico_policies_scenario_keeps_its_verdicts_through_run_and_finalize(sim_factory, tmp_path):
+def test_the_calico_policies_scenario_keeps_its_verdicts_through_run_and_finalize(sim_factory, tmp_path, capsys):
     sim = sim_factory(nodes=3, scenario="calico-policies")
     kc = str(sim.write_kubeconfig(tmp_path / "kc"))
     api = config.new_client_from_config(config_file=kc)
@@ -115,6 +115,10 @@ def test_the_calico_policies_scenario_keeps_its_verdicts_through_run_and_finaliz
         "pods": {"a": {"app": "server"}, "b": {}}}})
     before = _truth_table(sim)
     assert any(before.values()) and not all(before.values())
+    code, out, err = _cli(capsys, "plan", "--plan", str(plan), "--kubeconfig", kc)
+    assert code == 0, out + err
+    assert "7 Calico policies: 7 exact, 0 approximate, 0 untranslatable" in out
+    assert "gap during wave 1:" in out and "shim(s) allowing unmanaged" in out
     done = migrator("run", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     final = migrator("finalize", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
