@@ -23,7 +23,7 @@ from migrator.model.observation import GapFacts, NodeFacts, ObjectFacts, PolicyF
 from migrator.model.plan import MIGRATION_LABEL
 from migrator.policy.compile import Translation, translate
 from migrator.policy.emit import CiliumVersions, served
-from migrator.policy.model import Inventory
+from migrator.policy.model import Inventory, PolicyInputError
 from migrator.policy.shims import RUN_LABEL, SHIM, SHIM_LABEL, TRANSLATION, run_objects
 from migrator.policy.transition import GapReport, explained_by, gap
 from migrator.policy.verify import verify
@@ -130,11 +130,14 @@ class PolicyObserver:
               finalizing: bool) -> PolicyFacts:
         in_flight = sorted((pod_nodes or frozenset()) & {n.name for n in nodes})
         present = self.present()
-        return PolicyFacts(
-            wanted=self.wanted(), present=present,
-            calico=self.calico() if finalizing else (),
-            differences=self.differences() if finalizing else None,
-            gaps={name: self.gap(name, nodes) for name in in_flight})
+        try:
+            return PolicyFacts(
+                wanted=self.wanted(), present=present,
+                calico=self.calico() if finalizing else (),
+                differences=self.differences() if finalizing else None,
+                gaps={name: self.gap(name, nodes) for name in in_flight})
+        except (PolicyInputError, ValueError) as exc:   # e.g. a policy edited mid-run into one we cannot read
+            return PolicyFacts(present=present, error=str(exc))
 
 
 __all__ = ["CALICO_POLICY_PLURALS", "CILIUM_CRDS", "SHIM", "PolicyObserver", "calico_group", "cilium_versions",

@@ -255,23 +255,28 @@ def _shims_gone(c: FinalizeCursor) -> str | None:
 
 
 def _translation_missing(c: FinalizeCursor) -> list[str]:
+    """The translated objects (shims aside) not observed."""
     facts = c.obs.policy
     if facts is None:
         return []
     have = {o.ref for o in facts.present}
-    return [f"{kind} {ns + '/' if ns else ''}{name}" for kind, ns, name in sorted(
-        facts.wanted_refs, key=str) if (kind, ns, name) not in have
-        and not name.startswith("migrator-shim.")]
+    wanted = [(str(m["kind"]), (m.get("metadata") or {}).get("namespace"), str((m.get("metadata") or {}).get("name")))
+              for m in facts.wanted if not policy_steps.is_shim(m)]
+    return [f"{kind} {ns + '/' if ns else ''}{name}" for kind, ns, name in wanted if (kind, ns, name) not in have]
 
 
 def _verified(c: FinalizeCursor) -> str | None:
     facts = c.obs.policy
-    if facts is None or facts.differences is None or facts.differences or _translation_missing(c):
+    if facts is None or facts.error is not None or facts.differences is None or facts.differences or _translation_missing(c):
         return None
     return "policy verify passed on the live translation"
 
 
 def _verify_failed(c: FinalizeCursor) -> str | None:
+    facts = c.obs.policy
+    if facts is not None and facts.error is not None:
+        return (f"finalize: the cluster's policies cannot be translated ({facts.error}); Calico's policies are "
+                "kept. Fix that object, then `migrator finalize` again")
     missing = _translation_missing(c)
     if missing:
         return (f"finalize: {len(missing)} translated policy object(s) missing ({_names(missing)}); Calico's "

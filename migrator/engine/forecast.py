@@ -19,6 +19,7 @@ from migrator.engine.budget import DisruptionBudgets
 from migrator.engine.decide import node_config_version
 from migrator.engine.ordering import order_nodes
 from migrator.engine.pods import drain_view
+from migrator.engine.policy_steps import is_shim
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
 
@@ -165,8 +166,7 @@ def _policy_lines(plan: MigrationPlan, obs: ClusterObservation, waves: list[list
         lines.append(f"  {classes.message}")
     if obs.policy is None:
         return lines
-    kinds = Counter(str(m["kind"]) for m in obs.policy.wanted
-                    if (m.get("metadata") or {}).get("labels", {}).get("migrator.io/shim") != "true")
+    kinds = Counter(str(m["kind"]) for m in obs.policy.wanted if not is_shim(m))
     shims = len(obs.policy.wanted) - sum(kinds.values())
     lines.append(f"  applied before the first switch: {kinds['CiliumNetworkPolicy']} CiliumNetworkPolicy, "
                  f"{kinds['CiliumClusterwideNetworkPolicy']} CiliumClusterwideNetworkPolicy, "

@@ -191,7 +191,7 @@ def _label_hold(c: NodeCursor) -> str | None:
     if found is not None and found[0] != "blocked":
         return found[1] if found[0] == "wait" else f"waiting before the switch: {found[1]}"
     if policy_steps.continuous(c.plan) and policy_steps.node_gap(c.plan, c.ctx.obs, c.node.name) is None:
-        return "waiting for the node's policy gap report"
+        return policy_steps.gap_wait(c.ctx.obs)
     return None
 
 

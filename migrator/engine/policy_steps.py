@@ -15,14 +15,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from migrator.engine.actions import Action, ApplyObject, DeleteObject
 from migrator.model.observation import ClusterObservation, GapFacts, PolicyObjectFacts
 from migrator.model.plan import MigrationPlan
+from migrator.policy.shims import SHIM_LABEL
 
 GAP_LIMIT = 600
 PLURALS = {"CiliumNetworkPolicy": "ciliumnetworkpolicies",
            "CiliumClusterwideNetworkPolicy": "ciliumclusterwidenetworkpolicies",
            "CiliumCIDRGroup": "ciliumcidrgroups"}
+
+
+def is_shim(manifest: Mapping[str, Any]) -> bool:
+    """A wanted manifest that is a migration shim (not part of the translation)."""
+    return ((manifest.get("metadata") or {}).get("labels") or {}).get(SHIM_LABEL) == "true"
 
 
 def continuous(plan: MigrationPlan) -> bool:
@@ -36,10 +45,12 @@ def to_apply(plan: MigrationPlan, obs: ClusterObservation) -> tuple[list[Action]
         return [], None
     if obs.policy is None:
         return [], "waiting for the policy translation to be observed"
+    if obs.policy.error is not None:
+        return [], f"the cluster's policies cannot be translated ({obs.policy.error}): fix that object"
     missing = obs.policy.missing
     if not missing:
         return [], None
-    shims = sum(1 for m in missing if (m.get("metadata") or {}).get("labels", {}).get("migrator.io/shim") == "true")
+    shims = sum(1 for m in missing if is_shim(m))
     return ([ApplyObject(manifest=m) for m in missing],
             f"applying {len(missing) - shims} translated policy object(s) and {shims} shim(s)")
 
@@ -72,6 +83,13 @@ def node_gap(plan: MigrationPlan, obs: ClusterObservation, node: str) -> GapFact
     if not continuous(plan) or obs.policy is None:
         return None
     return obs.policy.gaps.get(node)
+
+
+def gap_wait(obs: ClusterObservation) -> str:
+    """What the switch waits for while the node's gap report is not observed."""
+    error = obs.policy.error if obs.policy is not None else None
+    return (f"waiting for the node's policy gap report: the cluster's policies cannot be translated ({error})"
+            if error else "waiting for the node's policy gap report")
 
 
 def gap_text(gap: GapFacts) -> str:

@@ -219,7 +219,10 @@ class PolicyFacts(_Fact):
         default=None, description="When finalizing: `policy verify` over the live translation, one line per "
                                   "difference (capped); empty when it passes, None when not checked.")
     gaps: dict[str, GapFacts] = Field(
-        default_factory=dict, description="Per node about to switch: the gap during its window.")
+        default_factory=dict, description="Per node in flight: the gap of its switch.")
+    error: str | None = Field(
+        default=None, description="Why the live policy could not be translated (an object that cannot be read): "
+                                  "nothing is wanted and no gap is known until it is fixed.")
 
     @property
     def wanted_refs(self) -> frozenset[tuple[str, str | None, str]]:

@@ -11,6 +11,7 @@ from migrator.engine.decide import Inbox, decide, request
 from migrator.engine.forecast import forecast
 from migrator.model.checkpoint import RollbackRequest, from_configmap_data, to_configmap_data
 from migrator.model.findings import Finding, Severity
+from migrator.model.observation import PolicyFacts
 from migrator.model.states import NodePhase, RunPhase
 from migrator.policy.shims import RUN_LABEL
 from tests.engine.loop import iterate, make_plan, run, start
@@ -197,3 +198,20 @@ def test_the_forecast_lists_what_prepare_applies_and_each_waves_gap() -> None:
     assert f"gap during wave 1: {first.flows} flow(s)" in text and first.flows > 0
     off = forecast(make_plan(), obs).render()
     assert "policy: off" in off and "applied before the first switch" not in off
+
+
+def test_a_policy_that_cannot_be_read_holds_prepare_and_says_why() -> None:
+    class Unreadable(PolicyToy):
+        def observe(self):  # noqa: ANN202
+            obs = super().observe()
+            error = "GlobalNetworkPolicy broken: spec.ingress[0].action: 'Maybe' is not an action"
+            return obs.model_copy(update={"policy": PolicyFacts(error=error)})
+
+    toy = Unreadable(workers=1)
+    plan = make_plan(policy=CONTINUOUS)
+    cp, now = start(plan, toy), T0
+    for _ in range(30):
+        cp, decision = iterate(plan, toy, cp, now)
+        now += timedelta(seconds=1)
+    assert cp.run_phase is RunPhase.PREFLIGHT and not toy.cilium_objects
+    assert "cannot be translated (GlobalNetworkPolicy broken" in decision.reason and "fix that object" in decision.reason
