@@ -79,7 +79,7 @@ class Observer:
         return node_config_version(self.plan, self.served)
 
     def observe(self, pod_nodes: frozenset[str] | None, *, finalizing: bool = False,
-                preflight: bool = False) -> ClusterObservation:
+                preflight: bool = False, policy_objects: bool = True) -> ClusterObservation:
         plan, port = self.plan, self.port
         cnc = plan.cilium.node_config
         version = self.cnc_version
@@ -112,7 +112,8 @@ class Observer:
                 "probe_pods": probes, "apiserver_ip": self._cluster_ip("default", "kubernetes"),
                 "probe_service_ip": self._cluster_ip(plan.probes.namespace, SERVICE) if probes else None})
         if self._policy is not None:
-            obs = obs.model_copy(update={"policy": self._policy.facts(obs.nodes, pod_nodes, finalizing=finalizing)})
+            obs = obs.model_copy(update={"policy": self._policy.facts(
+                obs.nodes, pod_nodes, finalizing=finalizing, listing=policy_objects or finalizing)})
         policy = plan.probes.policy if plan.probes.enabled else None
         if policy is not None:
             obs = obs.model_copy(update={"policy_probe_pods": tuple(

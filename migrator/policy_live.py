@@ -127,9 +127,10 @@ class PolicyObserver:
         return out
 
     def facts(self, nodes: tuple[NodeFacts, ...], pod_nodes: frozenset[str] | None, *,
-              finalizing: bool) -> PolicyFacts:
+              finalizing: bool, listing: bool = True) -> PolicyFacts:
+        """``listing``: list the objects the run applied (three LISTs; skipped while nodes migrate)."""
         in_flight = sorted((pod_nodes or frozenset()) & {n.name for n in nodes})
-        present = self.present()
+        present = self.present() if listing else None
         try:
             return PolicyFacts(
                 wanted=self.wanted(), present=present,

@@ -189,7 +189,8 @@ class Runner:
             acting = 0.0
             try:
                 scope = observe_scope(cp, purpose)
-                obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight)
+                obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight,
+                                       policy_objects=scope.policy_objects)
                 inbox = replace(inbox, explained=observer.explained(scope.pods_of))   # flows the gap reports explain
                 decision: Decision = decide(plan, cp, obs, self.clock.now(), inbox)
                 if decision.reason != last_reason:

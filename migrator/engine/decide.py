@@ -110,6 +110,8 @@ class Scope:
     pods_of: frozenset[str] | None   # the nodes whose pods it lists (None: every node's)
     finalizing: bool = False          # what only finalize reads (the agent ConfigMap, Calico objects)
     preflight: bool = False           # the preflight findings (gathered once per process)
+    policy_objects: bool = True       # the policy objects a continuous run applied (listed only when
+                                      # something may be applied or removed: not while nodes migrate)
 
 
 def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
@@ -120,7 +122,10 @@ def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
     checking = purpose in ("run", "resume", "canary") and (
         checkpoint is None or checkpoint.run_phase is RunPhase.PREFLIGHT or purpose == "canary"
         and checkpoint.run_phase.terminal)
-    return Scope(frozenset() if checkpoint is None else pod_scope(checkpoint), preflight=checking)
+    listing = checkpoint is None or purpose == "rollback" or checkpoint.requested == "abort" \
+        or checkpoint.run_phase not in (RunPhase.MIGRATING, RunPhase.PAUSED, RunPhase.NODES_DONE)
+    return Scope(frozenset() if checkpoint is None else pod_scope(checkpoint), preflight=checking,
+                 policy_objects=listing)
 
 
 def new_checkpoint(plan: MigrationPlan, obs: ClusterObservation, run_id: str, now: datetime) -> Checkpoint:

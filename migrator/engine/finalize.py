@@ -251,13 +251,15 @@ def _policy_off(c: FinalizeCursor) -> str | None:
 
 def _shims_gone(c: FinalizeCursor) -> str | None:
     facts = c.obs.policy
-    return "migration shims removed" if facts is not None and not any(o.shim for o in facts.present) else None
+    if facts is None or facts.present is None or any(o.shim for o in facts.present):
+        return None
+    return "migration shims removed"
 
 
 def _translation_missing(c: FinalizeCursor) -> list[str]:
     """The translated objects (shims aside) not observed."""
     facts = c.obs.policy
-    if facts is None:
+    if facts is None or facts.present is None:
         return []
     have = {o.ref for o in facts.present}
     wanted = [(str(m["kind"]), (m.get("metadata") or {}).get("namespace"), str((m.get("metadata") or {}).get("name")))
@@ -267,7 +269,8 @@ def _translation_missing(c: FinalizeCursor) -> list[str]:
 
 def _verified(c: FinalizeCursor) -> str | None:
     facts = c.obs.policy
-    if facts is None or facts.error is not None or facts.differences is None or facts.differences or _translation_missing(c):
+    if facts is None or facts.error is not None or facts.present is None or facts.differences is None \
+            or facts.differences or _translation_missing(c):
         return None
     return "policy verify passed on the live translation"
 

@@ -47,6 +47,8 @@ def to_apply(plan: MigrationPlan, obs: ClusterObservation) -> tuple[list[Action]
         return [], "waiting for the policy translation to be observed"
     if obs.policy.error is not None:
         return [], f"the cluster's policies cannot be translated ({obs.policy.error}): fix that object"
+    if obs.policy.present is None:
+        return [], "waiting for the run's policy objects to be listed"
     missing = obs.policy.missing
     if not missing:
         return [], None
@@ -64,14 +66,14 @@ def removals(obs: ClusterObservation, *, shims_only: bool = False) -> list[Actio
     """Deletions of the objects the run applied (only the shims with ``shims_only``)."""
     if obs.policy is None:
         return []
-    return [delete(o) for o in obs.policy.present if o.shim or not shims_only]
+    return [delete(o) for o in obs.policy.present or () if o.shim or not shims_only]
 
 
 def left_behind(plan: MigrationPlan, obs: ClusterObservation) -> str | None:
     """Why a rollback of the whole run or an abort may not end yet: objects it applied remain."""
     if not continuous(plan):
         return None
-    if obs.policy is None:
+    if obs.policy is None or obs.policy.present is None:
         return "waiting for the run's policy objects to be observed"
     if obs.policy.present:
         return f"removing {len(obs.policy.present)} policy object(s) the run applied"

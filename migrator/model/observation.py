@@ -211,8 +211,9 @@ class PolicyFacts(_Fact):
 
     wanted: tuple[dict[str, Any], ...] = Field(
         default=(), description="Manifests to apply before the first node switches (translation, then shims).")
-    present: tuple[PolicyObjectFacts, ...] = Field(
-        default=(), description="Objects carrying the run's policy label that exist now.")
+    present: tuple[PolicyObjectFacts, ...] | None = Field(
+        default=None, description="Objects carrying the run's policy label that exist now; None when not listed "
+                                  "(while nodes migrate nothing is applied or removed).")
     calico: tuple[ObjectFacts, ...] = Field(
         default=(), description="Calico NetworkPolicies, GlobalNetworkPolicies, NetworkSets and GlobalNetworkSets.")
     differences: tuple[str, ...] | None = Field(
@@ -232,8 +233,8 @@ class PolicyFacts(_Fact):
 
     @property
     def missing(self) -> list[dict[str, Any]]:
-        """Wanted manifests not present yet."""
-        have = {o.ref for o in self.present}
+        """Wanted manifests not present yet (all of them when not listed)."""
+        have = {o.ref for o in self.present or ()}
         return [m for m in self.wanted if (m["kind"], (m.get("metadata") or {}).get("namespace"),
                                            (m.get("metadata") or {}).get("name")) not in have]
 

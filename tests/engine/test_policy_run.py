@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from migrator.engine.actions import ApplyObject, DeleteObject, EmitEvent, LabelNode
-from migrator.engine.decide import Inbox, decide, request
+from migrator.engine.decide import Inbox, decide, observe_scope, request
 from migrator.engine.forecast import forecast
 from migrator.model.checkpoint import RollbackRequest, from_configmap_data, to_configmap_data
 from migrator.model.findings import Finding, Severity
@@ -215,3 +215,14 @@ def test_a_policy_that_cannot_be_read_holds_prepare_and_says_why() -> None:
         now += timedelta(seconds=1)
     assert cp.run_phase is RunPhase.PREFLIGHT and not toy.cilium_objects
     assert "cannot be translated (GlobalNetworkPolicy broken" in decision.reason and "fix that object" in decision.reason
+
+
+def test_the_run_lists_its_policy_objects_only_when_it_may_apply_or_remove_them() -> None:
+    toy = PolicyToy(workers=1)
+    plan = make_plan(policy=CONTINUOUS)
+    cp = start(plan, toy)
+    assert observe_scope(None, "run").policy_objects and observe_scope(cp, "run").policy_objects   # prepare
+    migrating = cp.model_copy(update={"run_phase": RunPhase.MIGRATING})
+    assert not observe_scope(migrating, "resume").policy_objects
+    assert observe_scope(request(migrating, "abort"), "resume").policy_objects
+    assert observe_scope(migrating, "rollback").policy_objects
