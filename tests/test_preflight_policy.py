@@ -68,3 +68,10 @@ def test_nat_outgoing_without_a_disabled_pool_for_the_cilium_cidr_blocks_in_cont
     shielded = (*pools, IPPoolInfo(name="no-nat", cidr="10.245.0.0/16", vxlan_mode="Never", ipip_mode="Never",
                                    nat_outgoing=False, disabled=True))
     assert "calico.nat-outgoing" not in _findings(CONTINUOUS, ippools=shielded)
+
+
+def test_shims_need_enable_default_deny_in_the_served_schema() -> None:
+    [old] = _findings(CONTINUOUS, ALLOW_WEB, shim_schema=False)["policy.shim-schema"]
+    assert old.severity is Severity.BLOCKING and "enableDefaultDeny" in old.message
+    assert "policy.shim-schema" not in _findings(CONTINUOUS, ALLOW_WEB, shim_schema=True)
+    assert "policy.shim-schema" not in _findings(PreflightInputs(), ALLOW_WEB, shim_schema=False)

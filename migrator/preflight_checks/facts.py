@@ -70,6 +70,7 @@ class PreflightFacts:
     policies: tuple[PolicyInfo, ...] = ()
     translation: Translation | None = None    # read only with policy.mode continuous
     translation_error: str | None = None      # why the policy inventory could not be translated
+    shim_schema: bool | None = None           # the served CCNP schema has enableDefaultDeny (None: not served)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -76,7 +76,20 @@ def check_mode_off(inputs: PreflightInputs, facts: PreflightFacts) -> list[Findi
         TRANSLATE)]
 
 
-CHECKS: tuple[Check, ...] = (check_translation, check_mode_off)
+def check_shim_schema(inputs: PreflightInputs, facts: PreflightFacts) -> list[Finding]:
+    """The shims rely on ``enableDefaultDeny`` (Cilium >= 1.16): without it in the served schema the
+    API server prunes it, and each shim would put the endpoints it selects in default deny."""
+    if inputs.policy_mode != "continuous" or facts.shim_schema is not False:
+        return []
+    return [finding(
+        "policy.shim-schema", S.BLOCKING,
+        "the served CiliumClusterwideNetworkPolicy schema has no spec.enableDefaultDeny (Cilium < 1.16): the "
+        "migration shims would isolate the endpoints they select instead of only letting Calico pods in; "
+        "upgrade Cilium (and its CRDs) to 1.16 or later, or use policy.mode: off",
+        "kubectl get crd ciliumclusterwidenetworkpolicies.cilium.io -o jsonpath='{.spec.versions[*].name}'")]
+
+
+CHECKS: tuple[Check, ...] = (check_translation, check_mode_off, check_shim_schema)
 #: The IDs its findings carry (``--skip-check`` accepts these).
 IDS: tuple[str, ...] = ("policy.untranslatable", "policy.approximate", "policy.accepted", "policy.translation",
-                        "policy.mode-off")
+                        "policy.mode-off", "policy.shim-schema")
