@@ -1,35 +1,23 @@
-"""policy.mode continuous against the simulated cluster, through the CLI: preflight refuses an
-untranslatable policy and the run writes nothing; a run applies the translation and the shims,
-records each node's gap before its switch, and finalize leaves the translation and removes the
-shims and Calico's policies."""
+"""policy.mode continuous against the simulated cluster's policy scenarios, through the CLI:
+preflight refuses an untranslatable policy and the run writes nothing; a run applies the
+translation and the shims, records each node's gap before its switch, passes every gate with the
+policy probe, and finalize leaves the translation, removes the shims and Calico's policies, and
+leaves the verdicts as they were before the run."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
 
 from migrator.cli import main
 from migrator.policy.shims import RUN_LABEL
-from tests.policy.test_policy_cli import _cli, _policies
+from tests.policy.test_policy_cli import _cli
 from tests.runner.helpers import checkpoint, fast_plan, migrator
 
 NO_NAT_POOL = {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
                "metadata": {"name": "cilium-migration-no-nat"},
                "spec": {"cidr": "10.245.0.0/16", "disabled": True, "natOutgoing": False}}
-
-
-def _setup(sim: Any, tmp_path: Path, *, untranslatable: bool) -> tuple[str, Path]:
-    kc = str(sim.write_kubeconfig(tmp_path / "kc"))
-    api = config.new_client_from_config(config_file=kc)
-    try:
-        _policies(api, untranslatable=untranslatable)
-        # preflight's calico.nat-outgoing fix: a disabled pool for the Cilium CIDR keeps source addresses
-        client.CustomObjectsApi(api).create_cluster_custom_object("crd.projectcalico.org", "v1", "ippools", NO_NAT_POOL)
-    finally:
-        api.close()
-    return kc, fast_plan(tmp_path, {"policy.mode": "continuous"})
 
 
 def _ours(sim: Any, plural: str) -> list[dict[str, Any]]:
@@ -50,40 +38,10 @@ def test_the_untranslatable_scenario_fails_preflight_and_the_run_writes_nothing(
     code = main(["run", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--log-level", "warning",
                  "--output-dir", str(tmp_path)])
     assert code == 1
-    written = {(e.resource, e.namespace) for e in sim.requests.entries if e.is_write}
-    assert written <= {("configmaps", "kube-system"), ("coordination.k8s.io/leases", "kube-system")}, written   # its checkpoint and lock only
+    written = {(e.resource, e.namespace) for e in sim.requests.entries if e.is_write}   # its checkpoint and lock only
+    assert written <= {("configmaps", "kube-system"), ("coordination.k8s.io/leases", "kube-system")}, written
     cp = checkpoint(sim)
     assert cp is not None and cp.run_phase.value == "PREFLIGHT" and "policy.untranslatable" in (cp.halted or "")
-
-
-def test_a_continuous_run_carries_the_policies_across_and_finalize_removes_calicos(sim_factory, tmp_path):
-    sim = sim_factory(nodes=2)
-    kc, plan = _setup(sim, tmp_path, untranslatable=False)
-    done = migrator("run", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
-    assert done.returncode == 0, done.stderr[-3000:]
-    [cnc] = sim.store.list("cilium.io/ciliumnodeconfigs")
-    assert cnc["spec"]["defaults"]["enable-policy"] == "default"
-    translated = {o["metadata"]["name"] for o in _ours(sim, "ciliumclusterwidenetworkpolicies")
-                  if o["metadata"]["labels"][RUN_LABEL] == "translation"}
-    shims = {o["metadata"]["name"] for o in _ours(sim, "ciliumclusterwidenetworkpolicies")
-             if o["metadata"]["labels"].get("migrator.io/shim") == "true"}
-    assert "calico.guard" in translated and shims
-    assert {o["metadata"]["name"] for o in _ours(sim, "ciliumcidrgroups")} == {"calico-globalnetset.partners"}
-    cp = checkpoint(sim)
-    assert cp is not None and all(r.policy_gap for r in cp.nodes), [r.policy_gap for r in cp.nodes]
-    events = [e for e in sim.store.list("events", "default") + sim.store.list("events", "kube-system")
-              if e.get("reason") == "MigrationPolicyGap"]
-    assert {e["involvedObject"]["name"] for e in events} == {r.name for r in cp.nodes}
-
-    final = migrator("finalize", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
-    assert final.returncode == 0, final.stderr[-3000:]
-    assert not [o for o in _ours(sim, "ciliumclusterwidenetworkpolicies")
-                if o["metadata"]["labels"].get("migrator.io/shim") == "true"]
-    assert {o["metadata"]["name"] for o in _ours(sim, "ciliumclusterwidenetworkpolicies")} == translated
-    assert sim.store.list("crd.projectcalico.org/globalnetworkpolicies") == []
-    assert sim.store.list("crd.projectcalico.org/networkpolicies") == []
-    assert sim.store.list("crd.projectcalico.org/globalnetworksets") == []
-    assert sim.store.list("networking.k8s.io/networkpolicies") != []    # Kubernetes' own stay: Cilium enforces them
 
 
 def _truth_table(sim: Any) -> dict[tuple[str, str, int, str], bool]:
@@ -121,12 +79,25 @@ def test_the_calico_policies_scenario_keeps_its_verdicts_through_run_and_finaliz
     assert "gap during wave 1:" in out and "shim(s) allowing unmanaged" in out
     done = migrator("run", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
-    final = migrator("finalize", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
+    [cnc] = sim.store.list("cilium.io/ciliumnodeconfigs")
+    assert cnc["spec"]["defaults"]["enable-policy"] == "default"
+    ccnps = _ours(sim, "ciliumclusterwidenetworkpolicies")
+    translated = {o["metadata"]["name"] for o in ccnps if o["metadata"]["labels"][RUN_LABEL] == "translation"}
+    assert translated and any(o["metadata"]["labels"].get("migrator.io/shim") == "true" for o in ccnps)
+    assert _ours(sim, "ciliumcidrgroups")    # the scenario's GlobalNetworkSet
     cp = checkpoint(sim)
     assert cp is not None and cp.policy_baseline is not None and cp.policy_baseline.complete
-    assert all(r.phase.value == "DONE" and (r.probes or "").startswith("ok") for r in cp.nodes)
+    assert all(r.phase.value == "DONE" and (r.probes or "").startswith("ok") and r.policy_gap for r in cp.nodes)
+    events = [e for e in sim.store.list("events", "default") + sim.store.list("events", "kube-system")
+              if e.get("reason") == "MigrationPolicyGap"]
+    assert {e["involvedObject"]["name"] for e in events} == {r.name for r in cp.nodes}
+
+    final = migrator("finalize", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
     assert final.returncode == 0, final.stderr[-3000:]
     sim.settle(timeout=20)
-    assert sim.store.list("crd.projectcalico.org/globalnetworkpolicies") == []
+    assert {o["metadata"]["name"] for o in _ours(sim, "ciliumclusterwidenetworkpolicies")} == translated   # no shim
+    for plural in ("globalnetworkpolicies", "networkpolicies", "globalnetworksets", "networksets"):
+        assert sim.store.list(f"crd.projectcalico.org/{plural}") == [], plural
+    assert sim.store.list("networking.k8s.io/networkpolicies") != []    # Kubernetes' own stay: Cilium enforces them
     after = _truth_table(sim)
     assert {k: v for k, v in after.items() if before[k] != v} == {}
