@@ -66,9 +66,9 @@ def _prepare(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
         actions += applies
         cp = cp.model_copy(update={"prepare_sent_at": now})
         note = f"ensuring CiliumNodeConfig {ref.namespace}/{ref.name}" if not config_ok else (awaited or "")
-        return cp, actions, note, now + RESEND_AFTER
+        return cp, actions, note, now + (policy_steps.POLL if awaited else RESEND_AFTER)
     return cp, [], awaited if config_ok and awaited else "waiting for the CiliumNodeConfig to be observed", \
-        pending.wake_at(now)
+        min(pending.wake_at(now), now + policy_steps.POLL) if awaited else pending.wake_at(now)
 
 
 def _ready_fleet(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
@@ -233,7 +233,7 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: 
             actions.extend(removing)
         if left is not None:
             notes.insert(0, f"abort requested: {left}")
-            wake.append(now + RESEND_AFTER)
+            wake.append(now + policy_steps.POLL)
         elif not busy and not cp.steered:
             target = RunPhase.PAUSED if cp.requested == "pause" else RunPhase.ABORTED
             cp = run_move(cp, target, now)
@@ -285,7 +285,7 @@ def forward_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
     if cp.run_phase in (RunPhase.PREFLIGHT, RunPhase.PREPARED) and cp.requested == "abort":
         cp, removing, left = _remove_policy(plan, cp, obs, now)
         if left is not None:
-            return cp, removing, [f"abort requested: {left}"], now + RESEND_AFTER
+            return cp, removing, [f"abort requested: {left}"], now + policy_steps.POLL
         cp = run_move(cp, RunPhase.ABORTED, now)
         notes.append("run aborted before any node started")
     elif cp.run_phase is RunPhase.PAUSED and cp.requested != "pause":

@@ -126,6 +126,7 @@ def _finish_all(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     if obs.node_config is not None:
         if resend and version is not None:
             actions.append(DeleteNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version))
+            actions.extend(policy_steps.removals(obs))   # every node is on Calico: nothing enforces them now
             cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
         wake.append(now + RESEND_AFTER)
         notes.insert(0, f"every node back on Calico; deleting CiliumNodeConfig {ref.namespace}/{ref.name}")
@@ -155,21 +156,16 @@ def _finish_all(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             notes.insert(0, "every node back on Calico; sweeping the cluster with probes"
                          + (f" (failing: {'; '.join(sampling.failures[:2])})" if sampling.failures else ""))
             return _step(cp, actions, notes, wake)
-    left = policy_steps.left_behind(plan, obs)
-    if left is not None:   # the translation and shims the run applied go with it
+    fleet = [p for p in obs.probe_pods if not p.deleting] if plan.probes.enabled else []
+    left = policy_steps.left_behind(plan, obs)   # the translation and shims the run applied go with it
+    if fleet or left is not None:
         if resend:
+            actions.extend([fleet_removal(plan)] if fleet else [])
             actions.extend(policy_steps.removals(obs))
             cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
-        wake.append(now + RESEND_AFTER)
-        notes.insert(0, f"every node back on Calico; {left}")
-        return _step(cp, actions, notes, wake)
-    fleet = [p for p in obs.probe_pods if not p.deleting]
-    if plan.probes.enabled and fleet:
-        if resend:
-            actions.append(fleet_removal(plan))
-            cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
-        wake.append(now + RESEND_AFTER)
-        notes.insert(0, f"sweep passed; removing the probe fleet ({len(fleet)} pods left)")
+        wake.append(now + (RESEND_AFTER if fleet else policy_steps.POLL))   # policy objects are not watched
+        doing = [f"sweep passed; removing the probe fleet ({len(fleet)} pods left)"] if fleet else []
+        notes.insert(0, "; ".join(doing + ([left] if left is not None else [])))
         return _step(cp, actions, notes, wake)
     if cp.run_phase is RunPhase.ROLLING_BACK:
         cp = run_move(cp, RunPhase.ROLLED_BACK, now)

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from migrator.engine.actions import Action, ApplyObject, DeleteObject
@@ -24,6 +25,9 @@ from migrator.model.plan import MigrationPlan
 from migrator.policy.shims import SHIM_LABEL
 
 GAP_LIMIT = 600
+#: Policy objects are not watched: after applying or deleting them, look again this soon (the
+#: sends themselves still wait ``RESEND_AFTER`` before a resend).
+POLL = timedelta(seconds=2)
 PLURALS = {"CiliumNetworkPolicy": "ciliumnetworkpolicies",
            "CiliumClusterwideNetworkPolicy": "ciliumclusterwidenetworkpolicies",
            "CiliumCIDRGroup": "ciliumcidrgroups"}

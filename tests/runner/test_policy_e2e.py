@@ -101,3 +101,23 @@ def test_the_calico_policies_scenario_keeps_its_verdicts_through_run_and_finaliz
     assert sim.store.list("networking.k8s.io/networkpolicies") != []    # Kubernetes' own stay: Cilium enforces them
     after = _truth_table(sim)
     assert {k: v for k, v in after.items() if before[k] != v} == {}
+
+
+def test_rollback_all_restores_calicos_verdicts_and_removes_what_the_run_applied(sim_factory, tmp_path):
+    sim = sim_factory(nodes=3, scenario="calico-policies")
+    kc = str(sim.write_kubeconfig(tmp_path / "kc"))
+    sim.store.create("crd.projectcalico.org/ippools", NO_NAT_POOL)
+    plan = fast_plan(tmp_path, {"policy.mode": "continuous", "order.strategy": "explicit", "probes.enabled": False,
+                                "nodes.names": ["node-1"]})   # the others keep room for the pods it moves
+    before = _truth_table(sim)
+    done = migrator("run", "--plan", str(plan), "--kubeconfig", kc, "--yes", "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _ours(sim, "ciliumclusterwidenetworkpolicies")
+    back = migrator("rollback", "--all", "--plan", str(plan), "--kubeconfig", kc, "--yes")
+    assert back.returncode == 0, back.stderr[-3000:]
+    sim.settle(timeout=20)
+    for plural in ("ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies", "ciliumcidrgroups"):
+        assert _ours(sim, plural) == [], plural
+    assert sim.store.list("crd.projectcalico.org/globalnetworkpolicies") != []   # Calico's own, untouched
+    after = _truth_table(sim)
+    assert {k: v for k, v in after.items() if before[k] != v} == {}
