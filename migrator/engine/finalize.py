@@ -4,7 +4,9 @@ Steps, each journaled in ``checkpoint.finalize`` before its actions run:
 1. ``helm-values``: write the final Helm values (unmanaged-pod watcher restarts on, custom CNI
    config off, policy enforcement default, eBPF host routing) for the operator's ``helm upgrade``;
 2. ``configmap`` (only with ``finalize.apply_configmap``): patch ``cilium-config`` with the
-   same settings, for clusters where Helm does not own Cilium;
+   same settings, for clusters where Helm does not own Cilium; with ``policy.mode: continuous``
+   and no ``apply_configmap``, ``enable-policy: default`` alone (enforcement must survive the
+   CiliumNodeConfig's deletion until the operator applies the Helm values);
 3. ``restart-agents``: rollout-restart the agent DaemonSet once (the ``restartedAt`` value is
    fixed in the checkpoint) and wait for the rollout;
 4. ``delete-node-config``: delete the CiliumNodeConfig;
@@ -42,7 +44,7 @@ from migrator.engine.actions import (
     RestartDaemonSet,
     WriteFile,
 )
-from migrator.engine.node_config import node_config_version
+from migrator.engine.node_config import ENFORCEMENT_KEY, node_config_version
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import cleanup_pod_name
 from migrator.engine.probes import fleet_removal
@@ -182,20 +184,29 @@ def _helm_values_written(c: FinalizeCursor) -> str | None:
     return f"wrote {path}" if path in c.obs.files else None
 
 
+def _final_config(plan: MigrationPlan) -> dict[str, str]:
+    """What the ``configmap`` step writes: the final settings (``finalize.apply_configmap``), or
+    under ``policy.mode: continuous`` at least ``enable-policy: default``, so enforcement stays on
+    when the CiliumNodeConfig that carried it per node is deleted and an agent restarts."""
+    if plan.finalize.apply_configmap:
+        return dict(FINAL_CONFIG)
+    return {ENFORCEMENT_KEY: "default"} if policy_steps.continuous(plan) else {}
+
+
 def _configmap_off(c: FinalizeCursor) -> str | None:
-    return None if c.plan.finalize.apply_configmap else "finalize.apply_configmap is false"
+    return None if _final_config(c.plan) else "finalize.apply_configmap is false"
 
 
 def _configmap_patched(c: FinalizeCursor) -> str | None:
     current = c.obs.cilium_config
-    if current is None or any(current.get(k) != v for k, v in FINAL_CONFIG.items()):
+    if current is None or any(current.get(k) != v for k, v in _final_config(c.plan).items()):
         return None
     return f"{c.plan.cilium.agent.config_map} has the final settings"
 
 
 def _send_configmap(c: FinalizeCursor) -> list[Action]:
     agent = c.plan.cilium.agent
-    return [PatchConfigMap(namespace=agent.namespace, name=agent.config_map, data=dict(FINAL_CONFIG))]
+    return [PatchConfigMap(namespace=agent.namespace, name=agent.config_map, data=_final_config(c.plan))]
 
 
 def _stamp(c: FinalizeCursor) -> str:
@@ -404,7 +415,8 @@ ROWS: tuple[Row[FinalizeCursor], ...] = (
         send=lambda c: [WriteFile(path=c.plan.finalize.helm_values_path, content=helm_values())],
         sends=("write-file",), doing=lambda c: f"writing {c.plan.finalize.helm_values_path}", then="configmap"),
     Row(step="configmap", done=_configmap_patched, done_doc="the agent ConfigMap holds the final settings",
-        skip=_configmap_off, skip_doc="`finalize.apply_configmap` is false", send=_send_configmap,
+        skip=_configmap_off, skip_doc="`finalize.apply_configmap` is false and `policy.mode` off (continuous "
+                                      "patches `enable-policy: default` alone)", send=_send_configmap,
         sends=("patch-configmap",), then="restart-agents",
         doing=lambda c: f"patching {c.plan.cilium.agent.namespace}/{c.plan.cilium.agent.config_map}"),
     Row(step="restart-agents", done=_rolled_out, done_doc="the DaemonSet carries our restartedAt and rolled out",

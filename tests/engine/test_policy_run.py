@@ -226,3 +226,17 @@ def test_the_run_lists_its_policy_objects_only_when_it_may_apply_or_remove_them(
     assert not observe_scope(migrating, "resume").policy_objects
     assert observe_scope(request(migrating, "abort"), "resume").policy_objects
     assert observe_scope(migrating, "rollback").policy_objects
+
+
+def test_finalize_keeps_enforcement_on_without_apply_configmap() -> None:
+    toy = PolicyToy(workers=1)
+    plan = make_plan(policy=CONTINUOUS, finalize={"apply_configmap": False})
+    cp, now = run(plan, toy, start(plan, toy))
+    cp, _kinds = finalize(plan, toy, cp, now)
+    assert cp.run_phase is RunPhase.FINALIZED
+    assert toy.cilium_config == {"enable-policy": "default"}   # nothing else of the final settings
+    off = PolicyToy(workers=1)
+    plan = make_plan(finalize={"apply_configmap": False})
+    cp, now = run(plan, off, start(plan, off))
+    finalize(plan, off, cp, now)
+    assert off.cilium_config == {}
