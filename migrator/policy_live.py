@@ -13,6 +13,8 @@ fresh inventory).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -69,6 +71,7 @@ class PolicyObserver:
         self.port = port
         self._wanted: tuple[dict[str, Any], ...] | None = None
         self._reports: dict[str, GapReport] = {}
+        self._verified: tuple[object, tuple[str, ...]] | None = None
 
     def wanted(self) -> tuple[dict[str, Any], ...]:
         if self._wanted is None:
@@ -80,7 +83,8 @@ class PolicyObserver:
         return tuple(PolicyObjectFacts(
             kind=o["kind"], api_version=o["apiVersion"], name=o["metadata"]["name"],
             namespace=o["metadata"].get("namespace"),
-            shim=(o["metadata"].get("labels") or {}).get(SHIM_LABEL) == "true")
+            shim=(o["metadata"].get("labels") or {}).get(SHIM_LABEL) == "true",
+            digest=hashlib.sha256(json.dumps([o.get("spec"), o.get("specs")], sort_keys=True).encode()).hexdigest()[:16])
             for o in self.port.list_policy_objects(RUN_LABEL))
 
     def calico(self) -> tuple[ObjectFacts, ...]:
@@ -88,8 +92,17 @@ class PolicyObserver:
         return tuple(ref.as_facts() for plural in CALICO_POLICY_PLURALS
                      for ref in self.port.list_objects(group, version, plural))
 
-    def differences(self) -> tuple[str, ...]:
-        """``policy verify`` of the live inventory against the translation as it exists now."""
+    def differences(self, present: tuple[PolicyObjectFacts, ...] | None,
+                    calico: tuple[ObjectFacts, ...]) -> tuple[str, ...]:
+        """``policy verify`` of the live inventory against the translation as it exists now; kept
+        while the same objects exist (finalize observes every turn, the check is the costly part)."""
+        key = (tuple(sorted(f"{o.ref}@{o.digest}" for o in present or ())),
+               tuple(sorted(f"{o.plural}/{o.namespace}/{o.name}" for o in calico)))
+        if self._verified is None or self._verified[0] != key:
+            self._verified = (key, self._verify())
+        return self._verified[1]
+
+    def _verify(self) -> tuple[str, ...]:
         inv = self.port.read_policy_inventory()
         live = self.port.list_policy_objects(f"{RUN_LABEL}={TRANSLATION}")
         result = verify(inv, live)
@@ -132,10 +145,10 @@ class PolicyObserver:
         in_flight = sorted((pod_nodes or frozenset()) & {n.name for n in nodes})
         present = self.present() if listing else None
         try:
+            calico = self.calico() if finalizing else ()
             return PolicyFacts(
-                wanted=self.wanted(), present=present,
-                calico=self.calico() if finalizing else (),
-                differences=self.differences() if finalizing else None,
+                wanted=self.wanted(), present=present, calico=calico,
+                differences=self.differences(present, calico) if finalizing else None,
                 gaps={name: self.gap(name, nodes) for name in in_flight})
         except (PolicyInputError, ValueError) as exc:   # e.g. a policy edited mid-run into one we cannot read
             return PolicyFacts(present=present, error=str(exc))

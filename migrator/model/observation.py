@@ -188,6 +188,7 @@ class PolicyObjectFacts(_Fact):
     name: str = Field(description="Object name.")
     namespace: str | None = Field(default=None, description="Namespace; None if cluster-scoped.")
     shim: bool = Field(default=False, description="A migration shim (allows `unmanaged`), removed at finalize.")
+    digest: str = Field(default="", description="Digest of its spec(s): a changed object is verified afresh.")
 
     @property
     def ref(self) -> tuple[str, str | None, str]:
