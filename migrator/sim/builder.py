@@ -12,7 +12,8 @@ enforcement off, legacy host routing), before any node was migrated:
   a PDB), calico-node, calico-kube-controllers, the Calico IPPool and FelixConfiguration,
   ``cilium-config``, the cilium DaemonSet and cilium-operator, and no CiliumNodeConfig;
 * ``shop``: the workloads a migration must carry across (see ``workloads``), and with
-  ``pods_per_node`` a ``filler`` Deployment in its own namespace to reach that density.
+  ``pods_per_node`` a ``filler`` Deployment in its own namespace to reach that density;
+* with ``tenants``, three tenants' namespaces under Calico policy (see ``tenants``).
 
 Everything the scenarios vary comes in through ``ClusterShape``; the objects are written
 straight into the store, as a restored etcd would hold them.
@@ -27,6 +28,7 @@ from typing import Any
 
 import structlog
 
+from migrator.sim import tenants
 from migrator.sim import workloads as w
 from migrator.sim.config import SimConfig
 from migrator.sim.errors import AlreadyExists
@@ -48,6 +50,8 @@ class ClusterShape:
     cilium_config_overrides: dict[str, str] = field(default_factory=dict)
     pdb_blocked: bool = False
     pods_per_node: int = 0
+    tenants: bool = False          # the calico-policies workloads and policies (``tenants``)
+    do_not_track: bool = False     # ... plus a doNotTrack policy (untranslatable)
 
 
 def node_names(config: SimConfig) -> tuple[list[str], list[str]]:
@@ -97,6 +101,9 @@ def build_cluster(store: Store, config: SimConfig, *, scenario: str = "default",
     for resource, obj in w.shop(config, pdb_blocked=shape.pdb_blocked,
                                 service_ip=lambda n: service_ip(config, 0x6400 + n)):
         put(resource, obj)
+    if shape.tenants:
+        for resource, obj in tenants.objects(untranslatable=shape.do_not_track):
+            put(resource, obj)
     if shape.pods_per_node:
         filler = w.filler_replicas(config, workers=len(workers), pods_per_node=shape.pods_per_node)
         if filler:

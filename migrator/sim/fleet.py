@@ -18,14 +18,13 @@ from migrator.sim.errors import ApiError
 from migrator.sim.ipam import CalicoIpam, CiliumIpam
 from migrator.sim.kubelet import Kubelets, is_agent
 from migrator.sim.netexec import Netexec
-from migrator.sim.network import MANAGED_APISERVER_IP, NetworkModel
+from migrator.sim.network import APISERVER_PORT, MANAGED_APISERVER_IP, NetworkModel
 from migrator.sim.node import NodeRuntime
 from migrator.sim.store import Event, now_rfc3339
 from migrator.sim.world import World
 
 Obj = dict[str, Any]
 CNC = "cilium.io/ciliumnodeconfigs"
-APISERVER_PORT = 6443
 
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}

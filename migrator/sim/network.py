@@ -15,8 +15,14 @@ the dual-overlay migration as the guide describes it (cilium-migration.md §1.1,
 * across the overlays (Calico pod ↔ Cilium pod, same node or not): only through the host
   stack — ``enable-host-legacy-routing: "true"`` on the Cilium side, both datapaths up on both
   nodes, distinct tunnel ports, and the Cilium pool disjoint from every Calico pool (pitfall #3);
-* Kubernetes NetworkPolicy is enforced by the engine that owns each endpoint: Calico always,
-  Cilium only when ``enable-policy`` resolved on that node is not ``never``.
+* policy is enforced by the engine that owns each endpoint, egress at the source and ingress at
+  the destination: Calico (``calico_policy``: Calico NetworkPolicy, GlobalNetworkPolicy, tiers,
+  network sets and Kubernetes NetworkPolicy) on Calico pods, always; Cilium (``cilium_policy``:
+  CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy and Kubernetes NetworkPolicy) on Cilium pods
+  unless ``enable-policy`` resolved on that node is ``never`` (``always``: default-deny). Calico
+  sees every pod by its labels; Cilium gives label identities to the pods it manages only, and sees
+  a Calico pod as ``unmanaged``, or as its node (``host``/``remote-node``) when Calico's
+  natOutgoing masquerades the packet (``cilium_identity``).
 Every refusal carries a precise reason, which netexec's ``/dial`` reports as an error.
 """
 
@@ -28,11 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 from migrator.sim.agents import calico as calico_agent
 from migrator.sim.agents import cilium as cilium_agent
-from migrator.sim.policy import allowed_by_policies
+from migrator.sim.calico_policy import CalicoPolicies
+from migrator.sim.cilium_identity import Identity, reserved
+from migrator.sim.cilium_policy import CiliumPolicies
 
 #: The API server's address when no node is a control-plane node (a managed control plane:
 #: the apiserver runs outside the cluster's nodes and is reached through the node's egress).
 MANAGED_APISERVER_IP = "172.31.255.254"
+APISERVER_PORT = 6443
 
 if TYPE_CHECKING:
     from migrator.sim.fleet import NodeFleet
@@ -54,6 +63,8 @@ class NetworkModel:
     def __init__(self, fleet: NodeFleet) -> None:
         self.fleet = fleet
         self.store = fleet.store
+        self.calico_policy = CalicoPolicies(self.store)
+        self.cilium_policy = CiliumPolicies(self.store)
 
     # ------------------------------------------------------------------ lookups
     def endpoint(self, ip: str) -> Endpoint:
@@ -246,16 +257,52 @@ class NetworkModel:
                 problem = self._calico_problem(src.node)
             elif problem is None and src.network == "cilium":
                 problem = self._cilium_problem(src.node)
+            if problem is None:
+                problem = self._policy(src, dst, port, protocol)
             return problem is None, problem or "ok"
         if dst.node is None:
             return False, f"no route to {dst_ip}"
         problem = self._path(src, dst)
         if problem:
             return False, problem
-        for ep, direction, peer in ((dst, "ingress", src), (src, "egress", dst)):
+        problem = self._policy(src, dst, port, protocol)
+        return problem is None, problem or "ok"
+
+    # ------------------------------------------------------------------ policy
+    def _policy(self, src: Endpoint, dst: Endpoint, port: int, protocol: str) -> str | None:
+        """None when the source's engine lets the flow out and the destination's lets it in."""
+        for ep, direction, peer in ((src, "egress", dst), (dst, "ingress", src)):
             engine = self._policy_engine(ep)
-            if engine and ep.pod is not None:
-                allowed, why = allowed_by_policies(self.store, ep.pod, direction, peer, port, protocol)
-                if not allowed:
-                    return False, f"denied by NetworkPolicy ({engine}): {why}"
-        return True, "ok"
+            if engine is None or ep.pod is None:
+                continue
+            if engine == "calico":
+                ok, why = self.calico_policy.verdict(ep.pod, direction, peer.ip, peer.pod, port, protocol)
+            else:
+                config = self.fleet.runtimes[ep.node or ""].cilium.config
+                local = self.cilium_policy.identity(ep.pod, config.get("labels", ""))
+                ok, why = self.cilium_policy.verdict(
+                    local, direction, self.identity(peer, ep, direction), port, protocol,
+                    mode=config.get("enable-policy", "default"),
+                    cidr_nodes="nodes" in config.get("policy-cidr-match-mode", ""))
+            if not ok:
+                return f"denied by NetworkPolicy ({engine}): {why}"
+        return None
+
+    def identity(self, peer: Endpoint, local: Endpoint, direction: str) -> Identity:
+        """The identity Cilium on ``local``'s node gives ``peer`` (see ``cilium_identity``)."""
+        if peer.network == "cilium" and peer.pod is not None:
+            rt = self.fleet.runtimes.get(peer.node or "")
+            return self.cilium_policy.identity(peer.pod, rt.cilium.config.get("labels", "") if rt else "")
+        if peer.network == "calico":
+            if direction == "ingress" and self.calico_policy.nat_outgoing(peer.ip, local.ip):
+                node_ip = self.fleet.runtimes[peer.node or ""].ip
+                return reserved(node_ip, "host" if peer.node == local.node else "remote-node")
+            return reserved(peer.ip, "unmanaged")
+        if peer.network == "host":
+            kinds = ["host" if peer.node == local.node else "remote-node"]
+            if self.fleet.is_apiserver(peer.ip, APISERVER_PORT):
+                kinds.append("kube-apiserver")
+            return reserved(peer.ip, *kinds)
+        if peer.ip == MANAGED_APISERVER_IP:
+            return reserved(peer.ip, "kube-apiserver", "world")
+        return reserved(peer.ip, "world")

@@ -75,6 +75,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("cilium-crashloop", "the cilium agent crash-loops on one worker (details name it)",
              inject=_crash_cilium),
     Scenario("node-notready", "one worker is NotReady (details name it)", inject=_node_not_ready),
+    Scenario("calico-policies", "tenant namespaces tenant-a, tenant-b, shared (label tenant) with netexec "
+             "app=server pods on 80/81 TCP+UDP under Calico tiers, ordered GlobalNetworkPolicies with Pass, "
+             "a deny-before-allow pair, a GlobalNetworkSet egress rule and default-deny NetworkPolicies "
+             "(see migrator.sim.tenants for the expected verdicts)",
+             shape=ClusterShape(tenants=True)),
+    Scenario("calico-policies-untranslatable", "calico-policies plus a doNotTrack GlobalNetworkPolicy",
+             shape=ClusterShape(tenants=True, do_not_track=True)),
     Scenario("cnc-v2alpha1-only", "pitfall 7: only cilium.io/v2alpha1 CiliumNodeConfig is served (older Cilium)",
              served_cnc_versions=("v2alpha1",)),
 )}
