@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from tests.runner.helpers import checkpoint, fast_plan, spawn
+from tests.runner.helpers import checkpoint, fast_plan, migrator, spawn
 
 NAMESPACES = ("tenant-x", "tenant-y", "tenant-z")
 
@@ -67,7 +67,7 @@ def test_a_wrong_policy_change_mid_run_fails_the_gate_and_rolls_the_node_back(si
     assert all(r.phase.value == "PENDING" for r in cp.nodes if r.name != "node-1")
 
 
-def test_unchanged_policies_keep_the_table_through_every_gate(sim, kubeconfig, tmp_path):
+def test_unchanged_policies_keep_the_table_through_every_gate_and_finalize(sim, kubeconfig, tmp_path):
     """With enforcement on for migrated nodes (a CiliumNodeConfig setting ``enable-policy``, as
     ``policy.mode: continuous`` does), the table holds at every gate. (Under the guide's
     ``enable-policy=never`` z/c's restriction vanishes when its node switches: unexplained without
@@ -82,9 +82,10 @@ def test_unchanged_policies_keep_the_table_through_every_gate(sim, kubeconfig, t
     network_policy(sim, "tenant-z", "c-from-z", {
         "podSelector": {"matchLabels": {"pod": "c"}}, "policyTypes": ["Ingress"],
         "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": 80, "protocol": "TCP"}]}]})
-    plan = fast_plan(tmp_path, {"probes.policy": {"namespaces": list(NAMESPACES), "create_namespaces": False}})
-    proc = spawn("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes",
-                 "--output-dir", str(tmp_path))
+    plan = fast_plan(tmp_path, {"probes.policy": {"namespaces": list(NAMESPACES), "create_namespaces": False},
+                                "probes.checks.deadline": "6s"})
+    args = ("--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes", "--output-dir", str(tmp_path))
+    proc = spawn("run", *args)
     code = proc.finish(timeout=150)
     cp = checkpoint(sim)
     assert code == 0 and cp is not None, proc.err()[-3000:]
@@ -93,3 +94,17 @@ def test_unchanged_policies_keep_the_table_through_every_gate(sim, kubeconfig, t
         assert (record.probes or "").startswith("ok "), record.probes
         settled, _total = (record.probes or "").removeprefix("ok ").split("/")
         assert int(settled) > 288, record.probes
+
+    # finalize dials the table again: a change made since fails it, naming the flow
+    network_policy(sim, "tenant-x", "oops-default-deny", {"podSelector": {}, "policyTypes": ["Ingress"]})
+    refused = migrator("finalize", *args)
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    assert "the policy probe's table differs from before the run" in refused.stderr
+    assert "policy tenant-x/a->tenant-x/b 80/TCP denied, allowed before the run" in refused.stderr
+    sim.store.delete("networking.k8s.io/networkpolicies", "tenant-x", "oops-default-deny")
+    assert migrator("resume", *args).returncode == 0
+    done = migrator("finalize", *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "all 288 flows have their verdicts from before the run" in done.stderr
+    sim.settle(timeout=20)
+    assert not [p for ns in NAMESPACES for p in sim.store.list("pods", ns)]   # the probe went with finalize
