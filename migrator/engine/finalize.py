@@ -10,10 +10,11 @@ Steps, each journaled in ``checkpoint.finalize`` before its actions run:
 4. ``delete-node-config``: delete the CiliumNodeConfig;
 5. ``remove-calico``: delete the Calico objects the plan lists — the point of no return;
 6. ``node-cleanup``: on each node, a pod with ``sim.migrator.io/node-action: cleanup-calico``
-   removes Calico's leftovers (CNI files, binaries, state, tunnel devices, bird routes);
-7. ``policy-table`` (with ``probes.policy``): the policy probe's truth table, dialled again,
-   must equal the one before the run (nothing is left in a gap now); a flow still changed at
-   ``probes.checks.deadline`` halts, naming it; then ``remove-policy-probe`` deletes its pods.
+   removes Calico's leftovers (CNI files, binaries, state, tunnel devices, bird routes).
+With ``probes.policy``, between 4 and 5 (every pod is on Cilium under the final settings,
+nothing is left in a gap, Calico is still there to go back to): ``policy-table`` dials the
+policy probe's truth table again, which must equal the one before the run (a flow still changed
+at ``probes.checks.deadline`` halts, naming it), then ``remove-policy-probe`` deletes its pods.
 Each step is a row (``FINALIZE``) run by ``rows.advance``; ``configmap`` and ``node-cleanup``
 are skipped when the plan turns them off, and a step that cannot succeed halts the run.
 Finalize is refused until every selected node is DONE and no node or pod in the cluster is
@@ -404,9 +405,17 @@ ROWS: tuple[Row[FinalizeCursor], ...] = (
         work=_restart_agents, sends=("restart-daemonset",), timeout=_finalize_timeout, on_timeout=HALT,
         timeout_error=_rollout_timeout_error, timeout_doc="`finalize.timeout`", then="delete-node-config"),
     Row(step="delete-node-config", done=_node_config_gone, done_doc="no CiliumNodeConfig observed",
-        send=_send_node_config_delete, sends=("delete-node-config",), then="remove-probes",
+        send=_send_node_config_delete, sends=("delete-node-config",), then="policy-table",
         doing=lambda c: f"deleting CiliumNodeConfig {c.plan.cilium.node_config.namespace}/"
                         f"{c.plan.cilium.node_config.name}"),
+    Row(step="policy-table", done=_policy_table_kept, done_doc="every flow of the policy probe has its verdict "
+        "from before the run", skip=_no_policy_baseline, skip_doc="no `probes.policy`, or no baseline of this probe",
+        work=_policy_table, sends=("run-probes",), timeout=lambda c: c.plan.probes.checks.deadline,
+        on_timeout=HALT, timeout_error=_policy_table_error, timeout_doc="`probes.checks.deadline`",
+        then="remove-policy-probe"),
+    Row(step="remove-policy-probe", done=_policy_probe_gone, done_doc="no policy probe pod left",
+        skip=_no_policy_probe, skip_doc="no `probes.policy`", send=lambda c: list(policy_probe.removal(c.plan)),
+        sends=("delete-object",), doing="removing the policy probe", then="remove-probes"),
     Row(step="remove-probes", done=_fleet_gone, done_doc="no probe pod left", skip=_probes_off,
         skip_doc="`probes.enabled` is false", send=lambda c: [fleet_removal(c.plan)], sends=("delete-object",),
         doing=lambda c: f"removing the probe fleet (namespace {c.plan.probes.namespace})", then="remove-calico"),
@@ -416,15 +425,7 @@ ROWS: tuple[Row[FinalizeCursor], ...] = (
     Row(step="node-cleanup", done=_cleaned, done_doc="every node's clean-up pod Succeeded",
         skip=_cleanup_off, skip_doc="`finalize.node_cleanup` is false", work=_cleanup,
         sends=("create-pod", "delete-pod"), failed=_cleanup_failed, on_failed=HALT,
-        failed_doc="a clean-up pod Failed", then="policy-table"),
-    Row(step="policy-table", done=_policy_table_kept, done_doc="every flow of the policy probe has its verdict "
-        "from before the run", skip=_no_policy_baseline, skip_doc="no `probes.policy`, or no baseline of this probe",
-        work=_policy_table, sends=("run-probes",), timeout=lambda c: c.plan.probes.checks.deadline,
-        on_timeout=HALT, timeout_error=_policy_table_error, timeout_doc="`probes.checks.deadline`",
-        then="remove-policy-probe"),
-    Row(step="remove-policy-probe", done=_policy_probe_gone, done_doc="no policy probe pod left",
-        skip=_no_policy_probe, skip_doc="no `probes.policy`", send=lambda c: list(policy_probe.removal(c.plan)),
-        sends=("delete-object",), doing="removing the policy probe", then="done"),
+        failed_doc="a clean-up pod Failed", then="done"),
 )
 FINALIZE: dict[str, Row[FinalizeCursor]] = {row.step: row for row in ROWS}
 validate("finalize steps", FINALIZE, "helm-values", frozenset({"done", HALT}))

@@ -68,17 +68,11 @@ def test_a_wrong_policy_change_mid_run_fails_the_gate_and_rolls_the_node_back(si
 
 
 def test_unchanged_policies_keep_the_table_through_every_gate_and_finalize(sim, kubeconfig, tmp_path):
-    """With enforcement on for migrated nodes (a CiliumNodeConfig setting ``enable-policy``, as
-    ``policy.mode: continuous`` does), the table holds at every gate. (Under the guide's
-    ``enable-policy=never`` z/c's restriction vanishes when its node switches: unexplained without
-    a gap report, that fails the gate.)"""
+    """Under the guide's ``enable-policy=never``, z/c's restriction is not enforced once its node
+    switches: the gap report predicts it (those flows are explained, not judged), every gate
+    passes, and after finalize (``enable-policy=default``) the table equals the one before."""
     for ns in NAMESPACES:
         namespace(sim, ns)
-    sim.store.create("cilium.io/ciliumnodeconfigs", {
-        "apiVersion": "cilium.io/v2", "kind": "CiliumNodeConfig",
-        "metadata": {"name": "enforce-migrated", "namespace": "kube-system"},
-        "spec": {"nodeSelector": {"matchLabels": {"io.cilium.migration/cilium-default": "true"}},
-                 "defaults": {"enable-policy": "default"}}})
     network_policy(sim, "tenant-z", "c-from-z", {
         "podSelector": {"matchLabels": {"pod": "c"}}, "policyTypes": ["Ingress"],
         "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": 80, "protocol": "TCP"}]}]})
@@ -90,10 +84,12 @@ def test_unchanged_policies_keep_the_table_through_every_gate_and_finalize(sim, 
     cp = checkpoint(sim)
     assert code == 0 and cp is not None, proc.err()[-3000:]
     assert {r.phase.value for r in cp.nodes} == {"DONE"}
-    for record in cp.nodes:   # every gate passed the whole table (288 flows) besides its connectivity checks
+    judged = {}
+    for record in cp.nodes:   # every gate passed the table (288 flows, less those explained) and its own checks
         assert (record.probes or "").startswith("ok "), record.probes
-        settled, _total = (record.probes or "").removeprefix("ok ").split("/")
-        assert int(settled) > 288, record.probes
+        judged[record.name] = int((record.probes or "").removeprefix("ok ").split("/")[0])
+    assert all(n > 288 - 30 for n in judged.values()), judged
+    assert judged["node-1"] > 288 and judged["cp-1"] < 288, judged   # z/c (on node-3) left enforcement
 
     # finalize dials the table again: a change made since fails it, naming the flow
     network_policy(sim, "tenant-x", "oops-default-deny", {"podSelector": {}, "policyTypes": ["Ingress"]})
