@@ -59,6 +59,6 @@ class Explainer:
         key = (cilium, self._enforcing(obs))
         if key != self._key:
             nodes = dict.fromkeys(cilium, key[1])
-            report = gap(self.port.read_policy_inventory(), self.objects(), nodes, nodes)
+            report = gap(self.port.read_policy_inventory(), self.objects(), nodes, nodes, listed=False)
             self._key, self._explained = key, explained_by(report)
         return self._explained
