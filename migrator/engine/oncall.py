@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from migrator.engine import placement
+from migrator.engine import placement, policy_probe
 from migrator.engine.actions import Action, DeleteNodeConfig, RunProbes
 from migrator.engine.forward import Step, run_move
 from migrator.engine.node_config import node_config_version
@@ -154,10 +154,11 @@ def _finish_all(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             notes.insert(0, "every node back on Calico; sweeping the cluster with probes"
                          + (f" (failing: {'; '.join(sampling.failures[:2])})" if sampling.failures else ""))
             return _step(cp, actions, notes, wake)
-    fleet = [p for p in obs.probe_pods if not p.deleting]
+    fleet = [p for p in (*obs.probe_pods, *obs.policy_probe_pods) if not p.deleting]
     if plan.probes.enabled and fleet:
         if resend:
             actions.append(fleet_removal(plan))
+            actions.extend(policy_probe.removal(plan))
             cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
         wake.append(now + RESEND_AFTER)
         notes.insert(0, f"sweep passed; removing the probe fleet ({len(fleet)} pods left)")

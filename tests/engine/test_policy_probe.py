@@ -9,12 +9,17 @@ import yaml
 
 from migrator.engine import policy_probe as pp
 from migrator.engine.actions import ProbeCheck
+from migrator.engine.decide import new_checkpoint
+from migrator.engine.oncall import rollback_run_step
 from migrator.engine.probes import Gate
 from migrator.execute import _policy_outcome
+from migrator.model.checkpoint import RollbackRequest
 from migrator.model.observation import ClusterObservation, PodFacts
 from migrator.model.plan import PlanError, PolicyProbeSection, parse_plan
 from migrator.policy import model
 from migrator.policy.transition import explained_by, gap
+from tests.engine.test_probes import PLAN, cluster
+from tests.engine.toy import T0
 from tests.runner.helpers import EXAMPLE
 
 SECTION = PolicyProbeSection(namespaces=("x", "y", "z"))
@@ -150,3 +155,19 @@ def test_the_gap_report_explains_flows_of_pods_on_switched_nodes() -> None:
     assert x_a.node == "n1" and explained(pp.Flow(x_a, y_b, 80, "TCP"))   # Cilium sees x/a as unmanaged
     assert not explained(pp.Flow(z_c, y_b, 80, "TCP"))     # denied before and after: no change
     assert not explained(pp.Flow(y_b, x_a, 80, "TCP"))     # x selects nothing: allowed throughout
+
+
+def test_rollback_all_removes_the_policy_probe_with_the_fleet() -> None:
+    for create in (True, False):
+        section = SECTION.model_copy(update={"create_namespaces": create})
+        plan = PLAN.model_copy(update={"probes": PLAN.probes.model_copy(update={"policy": section})})
+        obs = cluster(cilium=set(), nodes=3).model_copy(update={"probe_pods": (), "node_config": None,
+                                                                "policy_probe_pods": pods()})
+        cp = new_checkpoint(plan, obs, "run-1", T0).model_copy(update={"rollback": RollbackRequest(
+            all=True, requested_at=T0, by="test", swept=True)})
+        _cp, actions, notes, _wake = rollback_run_step(plan, cp, obs, T0)
+        deleted = {(a.plural, a.namespace, a.name) for a in actions if a.kind == "delete-object"}
+        wanted = ({("namespaces", None, ns) for ns in SECTION.namespaces} if create else
+                  {("daemonsets", ns, f"{pp.NAME}-{name}") for ns, name in pp.probe_ids(SECTION)})
+        assert wanted <= deleted, (deleted, notes)
+        assert "removing the probe fleet" in notes[0]
