@@ -11,8 +11,9 @@ The truth table is every probe pod → every other probe pod × port × protocol
 as the e2e tests do), each flow dialled through pods/proxy ``/dial`` from the source pod. Before
 the first node starts, the run records the table as observed (``PolicyBaseline``, one character
 per flow in a fixed order, so it stays small). Every forward gate then dials the table again,
-each flow expecting its baseline verdict (``ProbeCheck.expect``); a flow the current gap report
-explains (``Explained``; by default none) is not judged. A changed verdict fails the check,
+each flow expecting its baseline verdict (``ProbeCheck.expect``; the check is named by the
+flow's index, so a node's record stays small, and shown by the flow); a flow the current gap
+report explains (``Explained``; by default none) is not judged. A changed verdict fails the check,
 naming the flow, both verdicts and the probe pods, and a check still failing at the gate's
 deadline fails the gate, which rolls the node back when ``rollback.automatic``.
 """
@@ -35,6 +36,9 @@ POD_LABEL = "pod"
 MANAGED = {"app.kubernetes.io/managed-by": "migrator"}
 PROTOCOLS = ("TCP", "UDP")
 ALLOWED, DENIED, UNSEEN = "1", "0", "?"
+#: A gate's policy check is named by the flow's index (short: a node's record keeps the names of
+#: the checks that passed); ``Gate.names`` shows the flow.
+GATE_PREFIX = "policy@"
 
 
 @dataclass(frozen=True)
@@ -220,5 +224,12 @@ def gate_checks(obs: ClusterObservation, section: PolicyProbeSection, baseline: 
         if seen == UNSEEN or explained(Flow(pods[s], pods[d], port, proto)):
             continue
         expect: Literal["allow", "deny"] = "allow" if seen == ALLOWED else "deny"
-        out.append(_check(section, flow_name(s, d, port, proto), pods[s], pods[d], port, proto, expect))
+        out.append(_check(section, f"{GATE_PREFIX}{i}", pods[s], pods[d], port, proto, expect))
     return tuple(out)
+
+
+def flow_names(section: PolicyProbeSection, checks: tuple[ProbeCheck, ...]) -> dict[str, str]:
+    """How the gate shows its policy checks: the flow each short name stands for."""
+    keys = flow_keys(section)
+    return {c.name: flow_name(*keys[int(c.name[len(GATE_PREFIX):])]) for c in checks
+            if c.name.startswith(GATE_PREFIX)}

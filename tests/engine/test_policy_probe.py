@@ -104,14 +104,16 @@ def test_a_change_inside_the_gap_passes_and_one_outside_fails_naming_the_flow() 
     into_y = lambda flow: flow.dst.namespace == "y"                       # noqa: E731 — the gap report's say
     checks = pp.gate_checks(observation(), SECTION, base, into_y)
     assert not isinstance(checks, str)
-    assert not any("->y/" in c.name for c in checks) and {c.expect for c in checks} == {"allow"}
+    names = pp.flow_names(SECTION, checks)
+    assert len(names) == len(checks) and all(c.name.startswith(pp.GATE_PREFIX) for c in checks)
+    assert not any("->y/" in name for name in names.values()) and {c.expect for c in checks} == {"allow"}
     # now: every flow into y is denied (explained), and flows into z/a too (not explained)
-    now = {c.name: dial(c, allowed=not c.name.split("->")[1].startswith("z/a")) for c in checks}
-    gate = Gate(checks=checks)
+    now = {c.name: dial(c, allowed=not names[c.name].split("->")[1].startswith("z/a")) for c in checks}
+    gate = Gate(checks=checks, names=names)
     ok, blocking = gate.verdict({n for n, o in now.items() if o.startswith("ok")})
     assert not ok
-    assert sorted(blocking) == sorted(c.name for c in checks if "->z/a " in c.name)
-    failure = now["policy x/b->z/a 81/UDP"]
+    assert sorted(gate.shown(n) for n in blocking) == sorted(n for n in names.values() if "->z/a " in n)
+    failure = now[next(c for c, n in names.items() if n == "policy x/b->z/a 81/UDP")]
     assert failure.startswith("fail 0/1: denied now, allowed before the run (pods ")
     assert f"{pp.NAME}-b-" in failure and f"{pp.NAME}-a-" in failure
 
@@ -123,7 +125,8 @@ def test_a_flow_denied_before_must_stay_denied() -> None:
     base = baseline_of(lambda s, d, port, proto: port != 81)
     checks = pp.gate_checks(observation(), SECTION, base)
     assert not isinstance(checks, str)
-    check = next(c for c in checks if c.name == "policy y/c->x/a 81/TCP")
+    names = pp.flow_names(SECTION, checks)
+    check = next(c for c in checks if names[c.name] == "policy y/c->x/a 81/TCP")
     assert check.expect == "deny"
     assert dial(check, False) == "ok 0/1: denied as before the run"
     assert dial(check, True).startswith("fail 1/1: allowed now, denied before the run (pods ")

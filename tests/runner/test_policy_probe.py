@@ -43,7 +43,7 @@ def test_a_wrong_policy_change_mid_run_fails_the_gate_and_rolls_the_node_back(si
         "podSelector": {"matchLabels": {"pod": "c"}}, "policyTypes": ["Ingress"],
         "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": 80, "protocol": "TCP"}]}]})
     plan = fast_plan(tmp_path, {"probes.policy": {"namespaces": list(NAMESPACES), "create_namespaces": False},
-                                "probes.checks.deadline": "5s", "rollback.halt_after": 1})
+                                "probes.checks.deadline": "8s", "rollback.halt_after": 1})
     proc = spawn("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes",
                  "--output-dir", str(tmp_path))
     wait_for(proc, sim, lambda cp: any(r.phase.value == "LABELED" for r in cp.nodes))
@@ -77,7 +77,7 @@ def test_unchanged_policies_keep_the_table_through_every_gate_and_finalize(sim, 
         "podSelector": {"matchLabels": {"pod": "c"}}, "policyTypes": ["Ingress"],
         "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": 80, "protocol": "TCP"}]}]})
     plan = fast_plan(tmp_path, {"probes.policy": {"namespaces": list(NAMESPACES), "create_namespaces": False},
-                                "probes.checks.deadline": "6s"})
+                                "probes.checks.deadline": "10s"})
     args = ("--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes", "--output-dir", str(tmp_path))
     proc = spawn("run", *args)
     code = proc.finish(timeout=150)
@@ -115,8 +115,7 @@ def test_calico_policies_scenario_changes_only_flows_the_gap_report_names(sim_fa
     kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
     plan = fast_plan(tmp_path, {"probes.policy": {"namespaces": ["tenant-a", "tenant-b", "shared"],
                                                   "create_namespaces": False,
-                                                  "pods": {"a": {"app": "server"}, "b": {"app": "server"}, "c": {}}},
-                                "probes.checks.deadline": "6s"})
+                                                  "pods": {"a": {"app": "server"}, "b": {"app": "server"}, "c": {}}}})
     proc = spawn("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes", "--output-dir", str(tmp_path))
     code = proc.finish(timeout=150)
     cp = checkpoint(sim)
