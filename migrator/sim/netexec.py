@@ -1,7 +1,8 @@
 """agnhost ``netexec`` through the API server's pods/proxy, answered from the network model.
 
 The probe image ``registry.k8s.io/e2e-test-images/agnhost`` run with ``netexec`` serves HTTP
-(``--http-port``, default 8080): ``/hostname`` (its hostname: the pod name, or the node name
+(``--http-port``, default 8080) and UDP (``--udp-port``, default 8081; a UDP dial to it answers
+the hostname); a pod with several netexec containers serves each one's ports. HTTP: ``/hostname`` (its hostname: the pod name, or the node name
 for a hostNetwork pod), ``/healthz``, and ``/dial?host=H&port=P&request=hostname&protocol=http|udp&tries=N``
 which connects N times from *this* pod to H:P and answers
 ``{"responses": [...], "errors": [...]}``. ``host`` may be an IP or a DNS name resolved through
