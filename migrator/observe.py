@@ -17,12 +17,12 @@ lasts several loop turns, and a fresh process (``migrator resume``) reads fresh 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from migrator.cluster.port import ClusterPort
 from migrator.engine.node_config import node_config_version
 from migrator.engine.policy_probe import NAME as POLICY_PROBE
 from migrator.engine.policy_probe import NAME_LABEL as POLICY_NAME_LABEL
-from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.engine.probes import SERVICE
 from migrator.model.findings import Finding
 from migrator.model.observation import ClusterObservation, GapFacts, ObjectFacts, PodFacts
@@ -65,10 +65,10 @@ class Observer:
             self._service_ips[key] = ip
         return self._service_ips[key]
 
-    def explained(self, pod_nodes: frozenset[str] | None) -> Explained:
-        """Which policy-probe flows the gap reports of the nodes in flight explain (none without
-        ``policy.mode: continuous``, or before those reports were computed in this process)."""
-        return self._policy.explained(pod_nodes or ()) if self._policy is not None else nothing_explained
+    def policy_objects(self) -> tuple[dict[str, Any], ...]:
+        """The Cilium objects a continuous run applies (translation and shims), for the policy
+        probe's gap report; none with ``policy.mode: off``."""
+        return self._policy.wanted() if self._policy is not None else ()
 
     def policy_gaps(self, waves: tuple[tuple[str, ...], ...]) -> dict[str, GapFacts]:
         """The forecast's gap per node: each wave's window with the waves before it migrated."""

@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 from migrator.cluster.port import ClusterPort
-from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.model.observation import GapFacts, NodeFacts, ObjectFacts, PolicyFacts, PolicyObjectFacts
 from migrator.model.plan import MIGRATION_LABEL
 from migrator.policy.compile import Translation, translate
 from migrator.policy.emit import CiliumVersions, served
 from migrator.policy.model import Inventory, PolicyInputError
 from migrator.policy.shims import RUN_LABEL, SHIM, SHIM_LABEL, TRANSLATION, run_objects
-from migrator.policy.transition import GapReport, explained_by, gap
+from migrator.policy.transition import GapReport, gap
 from migrator.policy.verify import verify
 
 CILIUM_CRDS = ("ciliumnetworkpolicies.cilium.io", "ciliumclusterwidenetworkpolicies.cilium.io",
@@ -119,12 +117,6 @@ class PolicyObserver:
             others = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"} - {node}
             self._reports[node] = gap(inv, run_objects(t.objects, inv.policies), others, others | {node})
         return _facts(self._reports[node])
-
-    def explained(self, nodes: Iterable[str]) -> Explained:
-        """The policy probe's ``explained`` while ``nodes`` are in flight: a flow any of their gap
-        reports covers (the reports computed so far in this process)."""
-        judges = [explained_by(self._reports[n]) for n in sorted(set(nodes)) if n in self._reports]
-        return (lambda flow: any(j(flow) for j in judges)) if judges else nothing_explained
 
     def wave_gaps(self, waves: tuple[tuple[str, ...], ...], limit: int = 10) -> dict[str, GapFacts]:
         """For the forecast: the gap of each of the first ``limit`` waves, after the waves before it,

@@ -31,7 +31,7 @@ from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.engine.preflight_gate import request_skips
 from migrator.engine.results import record_results
 from migrator.engine.rollback import AUTOMATIC
-from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, utc
+from migrator.model.checkpoint import Checkpoint, FinalizeProgress, Intent, NodeRecord, utc
 from migrator.model.identity import PlanMismatch, adopt_plan, identity_record, plan_changes, plan_identity
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan
@@ -148,7 +148,8 @@ def resume_checkpoint(checkpoint: Checkpoint, now: datetime) -> Checkpoint:
     """Clear a halt or pause so the run proceeds; halted nodes retry their step afresh.
 
     An in-flight node carrying an error gets a new attempt: its deadline restarts at ``now``
-    and its step's intent is re-derived from a fresh observation.
+    and its step's intent is re-derived from a fresh observation; so does a finalize step that
+    halted (what it had sent is sent again, its findings are gathered anew).
     """
     when = utc(now)
     updates: dict[str, NodeRecord] = {}
@@ -166,6 +167,11 @@ def resume_checkpoint(checkpoint: Checkpoint, now: datetime) -> Checkpoint:
     if checkpoint.run_phase is RunPhase.PAUSED:
         changes["run_phase"] = RunPhase.MIGRATING
         changes["run_phase_started_at"] = when
+    progress = checkpoint.finalize
+    if progress is not None and progress.last_error:   # the halted finalize step starts afresh
+        changes["finalize"] = FinalizeProgress(step=progress.step, step_started_at=when,
+                                               restarted_at=progress.restarted_at, active=progress.active,
+                                               cleaned=progress.cleaned)
     return checkpoint.with_nodes(updates, **changes)
 
 

@@ -17,6 +17,10 @@ Steps, each journaled in ``checkpoint.finalize`` before its actions run:
 6. ``remove-calico``: delete the Calico objects the plan lists — the point of no return;
 7. ``node-cleanup``: on each node, a pod with ``sim.migrator.io/node-action: cleanup-calico``
    removes Calico's leftovers (CNI files, binaries, state, tunnel devices, bird routes).
+With ``probes.policy``, between 4 and 5 (every pod is on Cilium under the final settings,
+nothing is left in a gap, Calico is still there to go back to): ``policy-table`` dials the
+policy probe's truth table again, which must equal the one before the run (a flow still changed
+at ``probes.checks.deadline`` halts, naming it), then ``remove-policy-probe`` deletes its pods.
 Each step is a row (``FINALIZE``) run by ``rows.advance``; ``configmap`` and ``node-cleanup``
 are skipped when the plan turns them off, and a step that cannot succeed halts the run.
 Finalize is refused until every selected node is DONE and no node or pod in the cluster is
@@ -33,7 +37,7 @@ from typing import get_args
 
 import yaml
 
-from migrator.engine import policy_steps
+from migrator.engine import policy_probe, policy_steps
 from migrator.engine.actions import (
     Action,
     CreatePod,
@@ -42,6 +46,7 @@ from migrator.engine.actions import (
     DeletePod,
     PatchConfigMap,
     RestartDaemonSet,
+    RunProbes,
     WriteFile,
 )
 from migrator.engine.node_config import ENFORCEMENT_KEY, node_config_version
@@ -406,6 +411,64 @@ def _cleanup_pod(plan: MigrationPlan, name: str) -> CreatePod:
                               ("/var/run/calico", "/host/var/run/calico"))))
 
 
+def _no_policy_probe(c: FinalizeCursor) -> str | None:
+    return None if c.plan.probes.policy is not None and c.plan.probes.enabled else "no policy probe in the plan"
+
+
+def _no_policy_baseline(c: FinalizeCursor) -> str | None:
+    section, baseline = c.plan.probes.policy, c.cp.policy_baseline
+    if _no_policy_probe(c) or section is None:
+        return "no policy probe in the plan"
+    if baseline is None or not baseline.complete or baseline.spec != policy_probe.spec_digest(section):
+        return "no baseline of this policy probe to compare with"
+    return None
+
+
+def _policy_table_kept(c: FinalizeCursor) -> str | None:
+    baseline = c.cp.policy_baseline
+    if baseline is None or c.progress.policy_table != baseline.table:
+        return None
+    return f"policy probe: all {len(baseline.table)} flows have their verdicts from before the run"
+
+
+def _policy_table(c: FinalizeCursor) -> None:
+    """Dial every flow whose verdict after finalize is not yet the one before the run (all at
+    first), each round after the probes' interval, until they all are or the deadline passes."""
+    section, baseline = c.plan.probes.policy, c.cp.policy_baseline
+    assert section is not None and baseline is not None
+    table = c.progress.policy_table or policy_probe.UNSEEN * len(baseline.table)
+    if c.progress.policy_table is None:
+        c.progress = c.progress.model_copy(update={"policy_table": table})
+    checks = policy_probe.observe_checks(c.obs, section, table, against=baseline.table)
+    interval = c.plan.probes.checks.interval
+    if isinstance(checks, str):
+        c.say(checks)
+    else:
+        if Pending(c.progress.sent_at, after=interval).due(c.now):
+            c.sent([RunProbes(purpose="policy", checks=checks, threshold=c.plan.probes.checks.pass_threshold)])
+        changed = policy_probe.differences(section, baseline.table, table)
+        c.say(f"policy probe after finalize: {len(checks)} flow(s) to dial"
+              + (f", {len(changed)} changed: {'; '.join(changed[:2])}" if changed else ""))
+    c.wake(c.now + interval)
+
+
+def _policy_table_error(c: FinalizeCursor) -> str:
+    section, baseline = c.plan.probes.policy, c.cp.policy_baseline
+    assert section is not None and baseline is not None
+    table = c.progress.policy_table or ""
+    changed = policy_probe.differences(section, baseline.table, table) if table else []
+    unseen = table.count(policy_probe.UNSEEN) if table else len(baseline.table)
+    return truncate_error(
+        f"finalize: the policy probe's table differs from before the run after "
+        f"{format_duration(c.plan.probes.checks.deadline)}: {len(changed)} flow(s) changed"
+        + (f" ({'; '.join(changed[:3])})" if changed else "") + (f", {unseen} not dialled" if unseen else "")
+        + "; find the policy that changed them (migrator policy verify), fix it, then `migrator resume`")
+
+
+def _policy_probe_gone(c: FinalizeCursor) -> str | None:
+    return None if any(not p.deleting for p in c.obs.policy_probe_pods) else "policy probe removed"
+
+
 def _finalize_timeout(c: FinalizeCursor) -> timedelta:
     return c.plan.finalize.timeout
 
@@ -423,9 +486,17 @@ ROWS: tuple[Row[FinalizeCursor], ...] = (
         work=_restart_agents, sends=("restart-daemonset",), timeout=_finalize_timeout, on_timeout=HALT,
         timeout_error=_rollout_timeout_error, timeout_doc="`finalize.timeout`", then="delete-node-config"),
     Row(step="delete-node-config", done=_node_config_gone, done_doc="no CiliumNodeConfig observed",
-        send=_send_node_config_delete, sends=("delete-node-config",), then="remove-probes",
+        send=_send_node_config_delete, sends=("delete-node-config",), then="policy-table",
         doing=lambda c: f"deleting CiliumNodeConfig {c.plan.cilium.node_config.namespace}/"
                         f"{c.plan.cilium.node_config.name}"),
+    Row(step="policy-table", done=_policy_table_kept, done_doc="every flow of the policy probe has its verdict "
+        "from before the run", skip=_no_policy_baseline, skip_doc="no `probes.policy`, or no baseline of this probe",
+        work=_policy_table, sends=("run-probes",), timeout=lambda c: c.plan.probes.checks.deadline,
+        on_timeout=HALT, timeout_error=_policy_table_error, timeout_doc="`probes.checks.deadline`",
+        then="remove-policy-probe"),
+    Row(step="remove-policy-probe", done=_policy_probe_gone, done_doc="no policy probe pod left",
+        skip=_no_policy_probe, skip_doc="no `probes.policy`", send=lambda c: list(policy_probe.removal(c.plan)),
+        sends=("delete-object",), doing="removing the policy probe", then="remove-probes"),
     Row(step="remove-probes", done=_fleet_gone, done_doc="no probe pod left", skip=_probes_off,
         skip_doc="`probes.enabled` is false", send=lambda c: [fleet_removal(c.plan)], sends=("delete-object",),
         doing=lambda c: f"removing the probe fleet (namespace {c.plan.probes.namespace})", then="remove-shims"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from migrator.engine import placement, policy_steps
+from migrator.engine import placement, policy_probe, policy_steps
 from migrator.engine.actions import Action, DeleteNodeConfig, RunProbes
 from migrator.engine.forward import Step, run_move
 from migrator.engine.node_config import node_config_version
@@ -156,11 +156,13 @@ def _finish_all(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             notes.insert(0, "every node back on Calico; sweeping the cluster with probes"
                          + (f" (failing: {'; '.join(sampling.failures[:2])})" if sampling.failures else ""))
             return _step(cp, actions, notes, wake)
-    fleet = [p for p in obs.probe_pods if not p.deleting] if plan.probes.enabled else []
+    fleet = [p for p in (*obs.probe_pods, *obs.policy_probe_pods) if not p.deleting] if plan.probes.enabled else []
     left = policy_steps.left_behind(plan, obs)   # the translation and shims the run applied go with it
     if fleet or left is not None:
         if resend:
-            actions.extend([fleet_removal(plan)] if fleet else [])
+            if fleet:
+                actions.append(fleet_removal(plan))
+                actions.extend(policy_probe.removal(plan))
             actions.extend(policy_steps.removals(obs))
             cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
         wake.append(now + (RESEND_AFTER if fleet else policy_steps.POLL))   # policy objects are not watched

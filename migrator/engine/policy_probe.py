@@ -11,8 +11,9 @@ The truth table is every probe pod → every other probe pod × port × protocol
 as the e2e tests do), each flow dialled through pods/proxy ``/dial`` from the source pod. Before
 the first node starts, the run records the table as observed (``PolicyBaseline``, one character
 per flow in a fixed order, so it stays small). Every forward gate then dials the table again,
-each flow expecting its baseline verdict (``ProbeCheck.expect``); a flow the current gap report
-explains (``Explained``; by default none) is not judged. A changed verdict fails the check,
+each flow expecting its baseline verdict (``ProbeCheck.expect``; the check is named by the
+flow's index, so a node's record stays small, and shown by the flow); a flow the current gap
+report explains (``Explained``; by default none) is not judged. A changed verdict fails the check,
 naming the flow, both verdicts and the probe pods, and a check still failing at the gate's
 deadline fails the gate, which rolls the node back when ``rollback.automatic``.
 """
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from migrator.engine.actions import ProbeCheck
+from migrator.engine.actions import DeleteObject, ProbeCheck
 from migrator.model.checkpoint import PolicyBaseline
 from migrator.model.observation import ClusterObservation, PodFacts
 from migrator.model.plan import MigrationPlan, PolicyProbeSection
@@ -35,6 +36,9 @@ POD_LABEL = "pod"
 MANAGED = {"app.kubernetes.io/managed-by": "migrator"}
 PROTOCOLS = ("TCP", "UDP")
 ALLOWED, DENIED, UNSEEN = "1", "0", "?"
+#: A gate's policy check is named by the flow's index (short: a node's record keeps the names of
+#: the checks that passed); ``Gate.names`` shows the flow.
+GATE_PREFIX = "policy@"
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,17 @@ def manifests(plan: MigrationPlan, order: tuple[str, ...]) -> tuple[dict[str, An
     return tuple(out)
 
 
+def removal(plan: MigrationPlan) -> tuple[DeleteObject, ...]:
+    """Deleting the policy probe: the namespaces the tool created, else each probe DaemonSet."""
+    section = plan.probes.policy
+    if section is None:
+        return ()
+    if section.create_namespaces:
+        return tuple(DeleteObject(group="", version="v1", plural="namespaces", name=ns) for ns in section.namespaces)
+    return tuple(DeleteObject(group="apps", version="v1", plural="daemonsets", namespace=ns, name=f"{NAME}-{name}")
+                 for ns, name in probe_ids(section))
+
+
 def probe_pods(obs: ClusterObservation, section: PolicyProbeSection) -> dict[tuple[str, str], PodFacts]:
     """The usable probe pod of every probe id (Running, Ready, with an address, not deleting)."""
     found: dict[tuple[str, str], PodFacts] = {}
@@ -147,28 +162,49 @@ def _check(section: PolicyProbeSection, name: str, src: PodFacts, dst: PodFacts,
 
 
 # ------------------------------------------------------------------------------ the baseline
-def baseline_checks(obs: ClusterObservation, section: PolicyProbeSection,
-                    baseline: PolicyBaseline) -> tuple[ProbeCheck, ...] | str:
-    """The flows the baseline has not seen yet (named ``policy#<index>``), or why not now."""
+def observe_checks(obs: ClusterObservation, section: PolicyProbeSection,
+                   table: str, against: str | None = None) -> tuple[ProbeCheck, ...] | str:
+    """Checks that record a verdict (named ``policy#<index>``) for every flow ``table`` has not
+    seen, or — given ``against`` — every flow whose verdict in ``table`` is not the one there;
+    or why they cannot be dialled now."""
     lost = missing(obs, section)
     if lost:
         return f"waiting for the policy probe pods: {', '.join(lost[:3])}" + (" …" if len(lost) > 3 else "")
     pods = probe_pods(obs, section)
     return tuple(_check(section, f"policy#{i}", pods[s], pods[d], port, proto, "observe")
-                 for i, (s, d, port, proto) in enumerate(flow_keys(section)) if baseline.table[i] == UNSEEN)
+                 for i, (s, d, port, proto) in enumerate(flow_keys(section))
+                 if table[i] == UNSEEN or (against is not None and table[i] != against[i]))
 
 
-def fold_baseline(baseline: PolicyBaseline, detail: dict[str, str]) -> PolicyBaseline:
-    """A baseline round's answers (``allow …`` / ``deny …``) written into the table; a check
-    that could not be dialled stays unseen and is dialled again."""
-    table = list(baseline.table)
+def baseline_checks(obs: ClusterObservation, section: PolicyProbeSection,
+                    baseline: PolicyBaseline) -> tuple[ProbeCheck, ...] | str:
+    """The flows the baseline has not seen yet, or why not now."""
+    return observe_checks(obs, section, baseline.table)
+
+
+def fold_table(table: str, detail: dict[str, str]) -> str:
+    """A round of ``observe`` answers (``allow …`` / ``deny …``) written into ``table``; a check
+    that could not be dialled keeps its character and is dialled again."""
+    chars = list(table)
     for name, outcome in detail.items():
         if not name.startswith("policy#"):
             continue
         index = int(name[len("policy#"):])
-        if 0 <= index < len(table) and outcome.startswith(("allow", "deny")):
-            table[index] = ALLOWED if outcome.startswith("allow") else DENIED
-    return baseline.model_copy(update={"table": "".join(table)})
+        if 0 <= index < len(chars) and outcome.startswith(("allow", "deny")):
+            chars[index] = ALLOWED if outcome.startswith("allow") else DENIED
+    return "".join(chars)
+
+
+def fold_baseline(baseline: PolicyBaseline, detail: dict[str, str]) -> PolicyBaseline:
+    """A baseline round's answers written into the baseline's table."""
+    return baseline.model_copy(update={"table": fold_table(baseline.table, detail)})
+
+
+def differences(section: PolicyProbeSection, baseline: str, table: str) -> list[str]:
+    """The flows whose verdict in ``table`` differs from ``baseline``, as human lines."""
+    words = {ALLOWED: "allowed", DENIED: "denied"}
+    return [f"{flow_name(*key)} {words[table[i]]}, {words[baseline[i]]} before the run"
+            for i, key in enumerate(flow_keys(section)) if table[i] != UNSEEN and table[i] != baseline[i]]
 
 
 # ------------------------------------------------------------------------------ the gate
@@ -188,12 +224,12 @@ def gate_checks(obs: ClusterObservation, section: PolicyProbeSection, baseline: 
         if seen == UNSEEN or explained(Flow(pods[s], pods[d], port, proto)):
             continue
         expect: Literal["allow", "deny"] = "allow" if seen == ALLOWED else "deny"
-        out.append(_check(section, flow_name(s, d, port, proto), pods[s], pods[d], port, proto, expect))
+        out.append(_check(section, f"{GATE_PREFIX}{i}", pods[s], pods[d], port, proto, expect))
     return tuple(out)
 
 
-def changed(baseline: PolicyBaseline, section: PolicyProbeSection, detail: dict[str, str]) -> list[str]:
-    """Human lines for the flows of a round of gate checks whose verdict differs from the baseline."""
-    names = {flow_name(*key) for key in flow_keys(section)}
-    return [f"{name}: {outcome}" for name, outcome in sorted(detail.items())
-            if name in names and outcome.startswith("fail")]
+def flow_names(section: PolicyProbeSection, checks: tuple[ProbeCheck, ...]) -> dict[str, str]:
+    """How the gate shows its policy checks: the flow each short name stands for."""
+    keys = flow_keys(section)
+    return {c.name: flow_name(*keys[int(c.name[len(GATE_PREFIX):])]) for c in checks
+            if c.name.startswith(GATE_PREFIX)}

@@ -53,7 +53,8 @@ class Verdict:
             return f"ok {self.settled}/{len(self.gate.checks)}"
         if self.gate.waiting is not None:
             return f"never ran: {self.gate.waiting}"
-        shown = "; ".join(f"{n} {failures.get(n, 'no answer yet')}" for n in self.blocking[:SUMMARY_FAILURES])
+        shown = "; ".join(f"{self.gate.shown(n)} {failures.get(n, 'no answer yet')}"
+                          for n in self.blocking[:SUMMARY_FAILURES])
         more = f" (+{len(self.blocking) - SUMMARY_FAILURES} more)" if len(self.blocking) > SUMMARY_FAILURES else ""
         return truncate_error(f"{len(self.blocking)} check(s) failing: {shown}{more}")
 
@@ -83,7 +84,7 @@ def _with_policy(c: NodeCursor, gate: Gate) -> Gate:
     extra = policy_probe.gate_checks(c.ctx.obs, section, baseline, c.ctx.explained)
     if isinstance(extra, str):
         return Gate(waiting=extra)
-    return Gate(checks=gate.checks + extra, need=gate.need)
+    return Gate(checks=gate.checks + extra, need=gate.need, names=policy_probe.flow_names(section, extra))
 
 
 def gate_deadline(view: Verdict, deadline: timedelta) -> timedelta | None:
@@ -117,5 +118,5 @@ def gate_round(c: NodeCursor, view: Verdict) -> None:
     checks = view.gate.checks
     failing = sorted(genuine)
     c.say(f"probing: {len(checks) - len(view.blocking)}/{len(checks)} checks settled" + (
-        f", failing: {', '.join(failing[:3])}" if failing else "") + (
+        f", failing: {', '.join(view.gate.shown(n) for n in failing[:3])}" if failing else "") + (
         f", waiting for the API server to relay {len(view.unanswered)} check(s)" if view.unanswered else ""))

@@ -26,7 +26,7 @@ from migrator.engine.actions import (
     RunProbes,
 )
 from migrator.engine.ordering import in_flight
-from migrator.engine.policy_probe import fold_baseline
+from migrator.engine.policy_probe import fold_baseline, fold_table
 from migrator.engine.probes import pair_nodes, unknown
 from migrator.model.checkpoint import Checkpoint, NodeRecord, truncate_error, utc
 from migrator.model.states import RunPhase
@@ -140,7 +140,11 @@ def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult], now:
             continue
         if isinstance(action, RunProbes):
             if action.purpose == "policy":
-                if cp.policy_baseline is not None:
+                progress = cp.finalize
+                if progress is not None and progress.step == "policy-table" and progress.policy_table is not None:
+                    cp = cp.model_copy(update={"finalize": progress.model_copy(update={
+                        "policy_table": fold_table(progress.policy_table, result.detail)})})
+                elif progress is None and cp.policy_baseline is not None:
                     cp = cp.model_copy(update={"policy_baseline": fold_baseline(cp.policy_baseline, result.detail)})
             elif action.purpose == "sample":
                 cp = _fold_sample(cp.with_nodes(updates), result, gone)

@@ -183,8 +183,8 @@ class SkippedCheck(_Record):
 
 
 FinalizeStep = Literal["helm-values", "configmap", "restart-agents", "delete-node-config",
-                       "remove-probes", "remove-shims", "verify-policy", "remove-calico-policies",
-                       "remove-calico", "node-cleanup", "done"]
+                       "policy-table", "remove-policy-probe", "remove-probes", "remove-shims", "verify-policy",
+                       "remove-calico-policies", "remove-calico", "node-cleanup", "done"]
 
 
 class FinalizeProgress(_Record):
@@ -198,6 +198,9 @@ class FinalizeProgress(_Record):
     active: tuple[str, ...] = Field(default=(), description="Nodes whose clean-up pod was created.")
     cleaned: tuple[str, ...] = Field(default=(), description="Nodes whose clean-up pod succeeded.")
     last_error: str | None = Field(default=None, description="Last finalize error.")
+    policy_table: str | None = Field(
+        default=None, max_length=4096,
+        description="The policy probe's truth table after finalize, as the baseline keeps it.")
 
 
 class Checkpoint(_Record):

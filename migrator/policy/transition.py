@@ -157,20 +157,24 @@ class _Judge:
         if src is None or dst is None or not (self.split(src_pod) or self.split(dst_pod)):
             return False
         base, _ = self.calico.verdict(src, dst, probe)
-        return any(state.verdict(src, dst, probe)[0] != base for state in (self.before, self.after))
+        states = (self.before,) if self.after is self.before else (self.before, self.after)
+        return any(state.verdict(src, dst, probe)[0] != base for state in states)
 
 
 def gap(inv: Inventory, objects: Iterable[Mapping[str, Any]], cilium_nodes_before: CiliumNodes,
-        cilium_nodes_after: CiliumNodes) -> GapReport:
+        cilium_nodes_after: CiliumNodes, *, listed: bool = True) -> GapReport:
     """The gap of the step from ``cilium_nodes_before`` to ``cilium_nodes_after``.
 
     ``objects`` are the Cilium objects in place during the step (the translation, and the shim
-    CCNPs when applied); Kubernetes NetworkPolicies come from ``inv``.
+    CCNPs when applied); Kubernetes NetworkPolicies come from ``inv``. ``listed=False`` leaves
+    the flows unlisted (``covers`` alone judges them, one flow at a time): for a caller that
+    only asks about a few flows, such as the policy probe's gates.
     """
     objects = list(objects)
     calico = CalicoModel(inv)
     before = Placement(inv, objects, calico, cilium_nodes_before)
-    after = Placement(inv, objects, calico, cilium_nodes_after)
+    same = _nodes(cilium_nodes_before) == _nodes(cilium_nodes_after)
+    after = before if same else Placement(inv, objects, calico, cilium_nodes_after)
     judge = _Judge(inv, calico, before, after)
     groups = pod_groups(inv, judge.split)
     pods = sorted(groups.values(), key=lambda e: e.key)
@@ -180,7 +184,7 @@ def gap(inv: Inventory, objects: Iterable[Mapping[str, Any]], cilium_nodes_befor
     moving = {e.key for e in pods if e.pod is not None and judge.split(e.pod)}
     flows: list[GapFlow] = []
     evaluated = 0
-    for src in pods + external:
+    for src in (pods + external) if listed else ():
         for dst in pods + external:
             if src.key not in moving and dst.key not in moving:
                 continue   # both ends on Calico throughout (or outside the cluster): the baseline
@@ -188,7 +192,7 @@ def gap(inv: Inventory, objects: Iterable[Mapping[str, Any]], cilium_nodes_befor
                 evaluated += 1
                 base, why_base = calico.verdict(src, dst, probe)
                 was, why_was = before.verdict(src, dst, probe)
-                now, why_now = after.verdict(src, dst, probe)
+                now, why_now = (was, why_was) if same else after.verdict(src, dst, probe)
                 if was != base or now != base:
                     why = why_base + (why_was if was != base else []) + (why_now if now != base else [])
                     flows.append(GapFlow(source=src.key, destination=dst.key, probe=str(probe), baseline=base,

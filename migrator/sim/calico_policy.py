@@ -117,6 +117,11 @@ class CalicoPolicies:
         obj = self.store.try_get("serviceaccounts", ns, sa) or {}
         return {**((obj.get("metadata") or {}).get("labels") or {}), "projectcalico.org/name": sa}
 
+    def service_endpoints(self, ns: str, name: str) -> set[tuple[str, int]]:
+        obj = self.store.try_get("endpoints", ns, name) or {}
+        return {(a["ip"], int(p["port"])) for subset in obj.get("subsets") or []
+                for a in subset.get("addresses") or [] for p in subset.get("ports") or [{"port": 0}]}
+
     def _compile(self) -> tuple[list[tuple[float, str, str, list[Policy]]], list[NetSet], list[Obj]]:
         compiled = self._compiled
         if compiled is not None:
@@ -220,15 +225,15 @@ class CalicoPolicies:
         return tuple(out)
 
     def _tiers_for(self, ep: Candidate, direction: str) -> list[tuple[str, str, list[Policy]]]:
-        key = (ep.namespace, ep.service_account, tuple(sorted(ep.labels.items())), direction)
-        found = self._applicable.get(key)
+        key, cache = (ep.namespace, ep.service_account, tuple(sorted(ep.labels.items())), direction), self._applicable
+        found = cache.get(key)
         if found is None:
             found = []
             for _, tier, action, pols in self._compile()[0]:
                 chosen = [p for p in pols if getattr(p, direction) is not None and p.applies(ep)]
                 if chosen:
                     found.append((tier, action, chosen))
-            self._applicable[key] = found
+            cache[key] = found     # a change in the meantime replaced the cache: this entry dies with it
         return found
 
     def verdict(self, pod: Obj, direction: str, peer_ip: str, peer_pod: Obj | None, port: int,

@@ -11,7 +11,9 @@ match their end of the flow. An entity rule (Calico's EntityRule):
   namespace (Felix does not scope it);
 * ``nets`` / ``notNets``: the address is inside one of / none of the CIDRs (pods and nodes too);
 * ``ports`` / ``notPorts``: numbers, ranges ``"80:90"`` and named ports (a container port of the
-  pod at that address, of the flow's protocol).
+  pod at that address, of the flow's protocol);
+* ``services``: the address is one of the Service's endpoints (its Endpoints object), and as a
+  destination without ``ports`` the port is that endpoint's port.
 
 A probe's source port is an ephemeral one, taken here as ``EPHEMERAL_PORT``.
 """
@@ -56,6 +58,7 @@ RuleMatch = Callable[[Address, Address, int, str], bool]     # (source, destinat
 class Labels(Protocol):
     def namespace_labels(self, ns: str) -> dict[str, str]: ...
     def sa_labels(self, ns: str, sa: str) -> dict[str, str]: ...
+    def service_endpoints(self, ns: str, name: str) -> set[tuple[str, int]]: ...
 
 
 def _protocol(value: Any) -> str:
@@ -82,8 +85,9 @@ def port_matches(spec: Any, port: int, protocol: str, pod: Obj | None) -> bool:
     return _named_port(pod, text, protocol) == port
 
 
-def compile_entity(er: Obj, policy_ns: str | None, ctx: Labels) -> Callable[[Address, int, str], bool]:
-    """The predicate of one EntityRule over (address, port at that end, protocol)."""
+def compile_entity(er: Obj, policy_ns: str | None, ctx: Labels, side: str) -> Callable[[Address, int, str], bool]:
+    """The predicate of one EntityRule (``side``: source or destination) over (address, port at that
+    end, protocol)."""
     sel_text, ns_text, not_text = er.get("selector"), er.get("namespaceSelector"), er.get("notSelector")
     sa = er.get("serviceAccounts") or {}
     selector = compile_selector(sel_text) if sel_text else None
@@ -95,6 +99,8 @@ def compile_entity(er: Obj, policy_ns: str | None, ctx: Labels) -> Callable[[Add
     nets = [ipaddress.ip_network(n, strict=False) for n in er.get("nets") or []]
     not_nets = [ipaddress.ip_network(n, strict=False) for n in er.get("notNets") or []]
     ports, not_ports = er.get("ports") or [], er.get("notPorts") or []
+    service = er.get("services") or {}
+    service_ns = service.get("namespace") or policy_ns or ""
 
     def selected(c: Candidate) -> bool:
         if ns_selector is not None:
@@ -115,6 +121,12 @@ def compile_entity(er: Obj, policy_ns: str | None, ctx: Labels) -> Callable[[Add
         return True
 
     def match(addr: Address, port: int, protocol: str) -> bool:
+        if service:
+            endpoints = ctx.service_endpoints(service_ns, service.get("name") or "")
+            if side == "destination" and not ports and (addr.ip, port) not in endpoints:
+                return False
+            if not any(ip == addr.ip for ip, _ in endpoints):
+                return False
         if positive and not any(selected(c) for c in addr.candidates):
             return False
         if not_selector is not None and any(not_selector(c.labels, c.namespace is not None)
@@ -138,8 +150,8 @@ def compile_rule(rule: Obj, policy_ns: str | None, ctx: Labels) -> RuleMatch:
     proto = _protocol(rule["protocol"]) if rule.get("protocol") is not None else None
     not_proto = _protocol(rule["notProtocol"]) if rule.get("notProtocol") is not None else None
     ipv6_only = rule.get("ipVersion") == 6
-    source = compile_entity(rule.get("source") or {}, policy_ns, ctx)
-    destination = compile_entity(rule.get("destination") or {}, policy_ns, ctx)
+    source = compile_entity(rule.get("source") or {}, policy_ns, ctx, "source")
+    destination = compile_entity(rule.get("destination") or {}, policy_ns, ctx, "destination")
 
     def match(src: Address, dst: Address, port: int, protocol: str) -> bool:
         if ipv6_only or (proto is not None and proto != protocol) or (not_proto is not None and not_proto == protocol):

@@ -87,6 +87,7 @@ def _patterns(extra: str) -> tuple[tuple[tuple[re.Pattern[str], bool], ...], boo
     return tuple(_pattern(p) for p in DEFAULT_PATTERNS) + user, any(not ignore for _, ignore in user)
 
 
+@lru_cache(maxsize=65536)
 def relevant(key: str, extra: str = "") -> bool:
     """Whether Cilium keeps label ``key`` in identities, under the agent's ``labels`` option ``extra``."""
     patterns, allow_list = _patterns(extra)

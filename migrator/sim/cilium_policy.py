@@ -96,6 +96,7 @@ class CiliumPolicies:
         self.store = store
         self._rules: list[Rule] | None = None
         self._groups: dict[str, tuple[Mapping[str, str], list[Any]]] = {}
+        self._selecting: dict[tuple[tuple[str, str], ...], list[Rule]] = {}
         self._generation = 0
         store.subscribe(self._changed)
 
@@ -103,6 +104,7 @@ class CiliumPolicies:
         if event.resource in WATCHED:
             self._generation += 1
             self._rules = None
+            self._selecting = {}
 
     def namespace_labels(self, ns: str) -> dict[str, str]:
         obj = self.store.try_get("namespaces", None, ns) or {}
@@ -246,7 +248,10 @@ class CiliumPolicies:
                 mode: str = "default", cidr_nodes: bool = False) -> tuple[bool, str]:
         """Whether the agent lets the flow through ``local``'s ``direction``, and why."""
         dst_pod = local.pod if direction == "ingress" else peer.pod
-        selecting = [r for r in self.rules() if r.selects(local)]
+        key, cache = tuple(sorted(local.labels.items())), self._selecting   # a change replaces the cache
+        selecting = cache.get(key)
+        if selecting is None:
+            selecting = cache[key] = [r for r in self.rules() if r.selects(local)]
         pod = local.pod or {"metadata": {}}
         who = f"{direction} of {pod['metadata'].get('namespace')}/{pod['metadata'].get('name')}"
         for r in selecting:

@@ -1,7 +1,8 @@
 """agnhost ``netexec`` through the API server's pods/proxy, answered from the network model.
 
 The probe image ``registry.k8s.io/e2e-test-images/agnhost`` run with ``netexec`` serves HTTP
-(``--http-port``, default 8080): ``/hostname`` (its hostname: the pod name, or the node name
+(``--http-port``, default 8080) and UDP (``--udp-port``, default 8081; a UDP dial to it answers
+the hostname); a pod with several netexec containers serves each one's ports. HTTP: ``/hostname`` (its hostname: the pod name, or the node name
 for a hostNetwork pod), ``/healthz``, and ``/dial?host=H&port=P&request=hostname&protocol=http|udp&tries=N``
 which connects N times from *this* pod to H:P and answers
 ``{"responses": [...], "errors": [...]}``. ``host`` may be an IP or a DNS name resolved through
@@ -9,9 +10,6 @@ kube-dns (``svc.ns.svc.cluster.local``, ``svc.ns``, ``svc``), which needs kube-d
 As in agnhost, the name is resolved once to check it (a failure is a 400), then again by every
 try (each try is a new HTTP client); each lookup asks kube-dns up to ``RESOLVER_ATTEMPTS``
 times, every query a new flow that kube-proxy may send to another backend.
-It also serves UDP (``--udp-port``, default 8081, ``-1`` off), answering ``hostname`` with its
-hostname; a UDP try to a port nobody serves reads "connection refused", one a policy drops
-times out. A pod may run several netexec containers, each with its own ports.
 Pods that do not run netexec answer nothing: the proxy reports the connection refused.
 """
 
@@ -27,37 +25,25 @@ IMAGE = "registry.k8s.io/e2e-test-images/agnhost"
 RESOLVER_ATTEMPTS = 2   # resolv.conf's default ``options attempts``
 
 
-def _flag(args: list[str], name: str, default: int) -> int:
-    for a in args:
-        if a.startswith(f"--{name}="):
-            return int(a.split("=", 1)[1])
-    return default
-
-
-def netexec_servers(pod: Obj) -> list[tuple[int, int | None]]:
-    """(HTTP port, UDP port or None) of every agnhost netexec container of ``pod``: agnhost's
-    defaults are ``--http-port=8080`` and ``--udp-port=8081``; ``--udp-port=-1`` turns UDP off."""
-    out: list[tuple[int, int | None]] = []
+def netexec_ports(pod: Obj) -> list[tuple[int, str]]:
+    """``(port, protocol)`` every agnhost netexec container of ``pod`` serves: its ``--http-port``
+    (TCP, default 8080) and its ``--udp-port`` (UDP, default 8081; ``-1`` serves none, and no
+    port is -1), in container order."""
+    out: list[tuple[int, str]] = []
     for c in (pod.get("spec") or {}).get("containers") or []:
         if not str(c.get("image", "")).startswith(IMAGE):
             continue
         args = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
         if "netexec" not in args:
             continue
-        udp = _flag(args, "udp-port", 8081)
-        out.append((_flag(args, "http-port", 8080), udp if udp != -1 else None))
+        flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+        out += [(int(flags.get("http-port", 8080)), "tcp"), (int(flags.get("udp-port", 8081)), "udp")]
     return out
 
 
 def netexec_port(pod: Obj) -> int | None:
-    """The first HTTP port if ``pod`` runs agnhost netexec, else None."""
-    servers = netexec_servers(pod)
-    return servers[0][0] if servers else None
-
-
-def serves(pod: Obj, port: int, protocol: str = "tcp") -> bool:
-    """Whether a netexec container of ``pod`` listens on ``port`` (HTTP over TCP, or UDP)."""
-    return any((http if protocol != "udp" else udp) == port for http, udp in netexec_servers(pod))
+    """The HTTP port of ``pod``'s first netexec container, else None (not a netexec pod)."""
+    return next((port for port, proto in netexec_ports(pod) if proto == "tcp"), None)
 
 
 def hostname_of(pod: Obj) -> str:
@@ -75,7 +61,7 @@ class Netexec:
     def proxy(self, pod: Obj, port: str, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         served = netexec_port(pod)
         wanted = int(port) if port and port.isdigit() else served
-        if served is None or wanted is None or not serves(pod, wanted):
+        if served is None or (wanted, "tcp") not in netexec_ports(pod):
             return 503, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503,
                          "reason": "ServiceUnavailable",
                          "message": f"error trying to reach service: dial tcp {pod['status'].get('podIP')}:{wanted}: "
@@ -132,23 +118,16 @@ class Netexec:
                 if err:
                     errors.append(f'Get "{url}": dial tcp: {err}')
                     continue
-            udp = protocol == "udp"
-            ok, why = net.reachable(src_ip, ip or "", port, "udp" if udp else "tcp")
+            proto = "udp" if protocol == "udp" else "tcp"
+            ok, why = net.reachable(src_ip, ip or "", port, proto)
             if not ok:
-                errors.append(f"reading from udp connection failed. err:'read udp {ip}:{port}: i/o timeout' ({why})"
-                              if udp else f'Get "{url}": dial tcp {ip}:{port}: i/o timeout ({why})')
+                errors.append(f'Get "{url}": dial {proto} {ip}:{port}: i/o timeout ({why})')
                 continue
-            target = self._answering(ip or "", port, "udp" if udp else "tcp")
-            if udp:
-                if target is None:
-                    errors.append(f"reading from udp connection failed. err:'read udp {ip}:{port}: "
-                                  "recvfrom: connection refused'")
-                else:
-                    responses.append(hostname_of(target))
-            elif target is None and self._serves(ip or "", port):
+            target = self._answering(ip or "", port, proto)
+            if target is None and self._serves(ip or "", port):
                 responses.append(self._serves(ip or "", port) or "")
             elif target is None:
-                errors.append(f'Get "{url}": dial tcp {ip}:{port}: connect: connection refused')
+                errors.append(f'Get "{url}": dial {proto} {ip}:{port}: connect: connection refused')
             else:
                 responses.append(hostname_of(target) if q.get("request", "hostname") == "hostname" else q.get("request", ""))
         return 200, {"responses": responses, "errors": errors}
@@ -171,23 +150,22 @@ class Netexec:
             return f"404 page not found ({pod['metadata']['name']})"
         return None
 
-    def _answering(self, ip: str, port: int, protocol: str = "tcp") -> Obj | None:
-        """The netexec pod that answers at ip:port over ``protocol`` (through a Service if ip is a
-        ClusterIP)."""
+    def _answering(self, ip: str, port: int, proto: str = "tcp") -> Obj | None:
+        """The netexec pod that answers at ip:port (through a Service if ip is a ClusterIP)."""
         net = self.fleet.network
         ep = net.endpoint(ip)
         if ep.network == "service":
             svc = net.service_for(ip)
             backends = net.backends(svc, port) if svc else []
             for _ip, bport, bpod in backends:
-                if serves(bpod, bport, protocol):
+                if (bport, proto) in netexec_ports(bpod):
                     return bpod
             return None
-        if ep.pod is not None and serves(ep.pod, port, protocol):
+        if ep.pod is not None and (port, proto) in netexec_ports(ep.pod):
             return ep.pod
         if ep.network == "host":   # a hostNetwork netexec pod on that node
             for p in self.fleet.store.list("pods", index=("nodeName", ep.node or "")):
-                if (p.get("spec") or {}).get("hostNetwork") and serves(p, port, protocol) \
+                if (p.get("spec") or {}).get("hostNetwork") and (port, proto) in netexec_ports(p) \
                         and (p.get("status") or {}).get("phase") == "Running":
                     return p
         return None

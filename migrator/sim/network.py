@@ -1,7 +1,9 @@
 """The network model: can endpoint A reach endpoint B right now, and if not, why.
 
-Endpoints are pod IPs (on the Calico or the Cilium overlay), node IPs (host network) and
-Service ClusterIPs (resolved through a kube-proxy model to a Ready backend). The rules follow
+Endpoints are pod IPs (on the Calico or the Cilium overlay), node IPs (host network), Service
+ClusterIPs (resolved through a kube-proxy model to a Ready backend) and addresses outside the
+cluster's ranges (reached through the source node's egress; nothing answers there but the API
+server of a managed control plane). The rules follow
 the dual-overlay migration as the guide describes it (cilium-migration.md §1.1, §3):
 
 * an endpoint on an overlay needs its node Ready and that overlay's datapath on its node: Calico's
@@ -78,9 +80,19 @@ class NetworkModel:
                 return Endpoint(ip, rt.name, "host")
         if self.service_for(ip) is not None:
             return Endpoint(ip, None, "service")
-        if ip == MANAGED_APISERVER_IP:
+        if ip == MANAGED_APISERVER_IP or not self._in_cluster_ranges(ip):
             return Endpoint(ip, None, "external")
         return Endpoint(ip, None, "unknown")
+
+    def _in_cluster_ranges(self, ip: str) -> bool:
+        """Whether ``ip`` lies in the nodes', Services' or pods' ranges (where an address nobody holds
+        goes nowhere); any other address is outside the cluster, reached through the node's egress."""
+        addr = ipaddress.ip_address(ip)
+        config = self.fleet.config
+        ranges = [config.node_cidr, config.service_cidr, config.cilium_pool]
+        ranges += [(p.get("spec") or {}).get("cidr") or "" for p in self.store.list("crd.projectcalico.org/ippools")]
+        ranges += [rt.cilium.config.get("cluster-pool-ipv4-cidr", "") for rt in self.fleet.runtimes.values()]
+        return any(addr in ipaddress.ip_network(r, strict=False) for r in ranges if r)
 
     def service_for(self, ip: str) -> Obj | None:
         for svc in self.store.list("services"):

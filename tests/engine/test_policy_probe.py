@@ -9,12 +9,17 @@ import yaml
 
 from migrator.engine import policy_probe as pp
 from migrator.engine.actions import ProbeCheck
+from migrator.engine.decide import new_checkpoint
+from migrator.engine.oncall import rollback_run_step
 from migrator.engine.probes import Gate
 from migrator.execute import _policy_outcome
+from migrator.model.checkpoint import RollbackRequest
 from migrator.model.observation import ClusterObservation, PodFacts
 from migrator.model.plan import PlanError, PolicyProbeSection, parse_plan
 from migrator.policy import model
 from migrator.policy.transition import explained_by, gap
+from tests.engine.test_probes import PLAN, cluster
+from tests.engine.toy import T0
 from tests.runner.helpers import EXAMPLE
 
 SECTION = PolicyProbeSection(namespaces=("x", "y", "z"))
@@ -99,14 +104,16 @@ def test_a_change_inside_the_gap_passes_and_one_outside_fails_naming_the_flow() 
     into_y = lambda flow: flow.dst.namespace == "y"                       # noqa: E731 — the gap report's say
     checks = pp.gate_checks(observation(), SECTION, base, into_y)
     assert not isinstance(checks, str)
-    assert not any("->y/" in c.name for c in checks) and {c.expect for c in checks} == {"allow"}
+    names = pp.flow_names(SECTION, checks)
+    assert len(names) == len(checks) and all(c.name.startswith(pp.GATE_PREFIX) for c in checks)
+    assert not any("->y/" in name for name in names.values()) and {c.expect for c in checks} == {"allow"}
     # now: every flow into y is denied (explained), and flows into z/a too (not explained)
-    now = {c.name: dial(c, allowed=not c.name.split("->")[1].startswith("z/a")) for c in checks}
-    gate = Gate(checks=checks)
+    now = {c.name: dial(c, allowed=not names[c.name].split("->")[1].startswith("z/a")) for c in checks}
+    gate = Gate(checks=checks, names=names)
     ok, blocking = gate.verdict({n for n, o in now.items() if o.startswith("ok")})
     assert not ok
-    assert sorted(blocking) == sorted(c.name for c in checks if "->z/a " in c.name)
-    failure = now["policy x/b->z/a 81/UDP"]
+    assert sorted(gate.shown(n) for n in blocking) == sorted(n for n in names.values() if "->z/a " in n)
+    failure = now[next(c for c, n in names.items() if n == "policy x/b->z/a 81/UDP")]
     assert failure.startswith("fail 0/1: denied now, allowed before the run (pods ")
     assert f"{pp.NAME}-b-" in failure and f"{pp.NAME}-a-" in failure
 
@@ -118,7 +125,8 @@ def test_a_flow_denied_before_must_stay_denied() -> None:
     base = baseline_of(lambda s, d, port, proto: port != 81)
     checks = pp.gate_checks(observation(), SECTION, base)
     assert not isinstance(checks, str)
-    check = next(c for c in checks if c.name == "policy y/c->x/a 81/TCP")
+    names = pp.flow_names(SECTION, checks)
+    check = next(c for c in checks if names[c.name] == "policy y/c->x/a 81/TCP")
     assert check.expect == "deny"
     assert dial(check, False) == "ok 0/1: denied as before the run"
     assert dial(check, True).startswith("fail 1/1: allowed now, denied before the run (pods ")
@@ -150,3 +158,19 @@ def test_the_gap_report_explains_flows_of_pods_on_switched_nodes() -> None:
     assert x_a.node == "n1" and explained(pp.Flow(x_a, y_b, 80, "TCP"))   # Cilium sees x/a as unmanaged
     assert not explained(pp.Flow(z_c, y_b, 80, "TCP"))     # denied before and after: no change
     assert not explained(pp.Flow(y_b, x_a, 80, "TCP"))     # x selects nothing: allowed throughout
+
+
+def test_rollback_all_removes_the_policy_probe_with_the_fleet() -> None:
+    for create in (True, False):
+        section = SECTION.model_copy(update={"create_namespaces": create})
+        plan = PLAN.model_copy(update={"probes": PLAN.probes.model_copy(update={"policy": section})})
+        obs = cluster(cilium=set(), nodes=3).model_copy(update={"probe_pods": (), "node_config": None,
+                                                                "policy_probe_pods": pods()})
+        cp = new_checkpoint(plan, obs, "run-1", T0).model_copy(update={"rollback": RollbackRequest(
+            all=True, requested_at=T0, by="test", swept=True)})
+        _cp, actions, notes, _wake = rollback_run_step(plan, cp, obs, T0)
+        deleted = {(a.plural, a.namespace, a.name) for a in actions if a.kind == "delete-object"}
+        wanted = ({("namespaces", None, ns) for ns in SECTION.namespaces} if create else
+                  {("daemonsets", ns, f"{pp.NAME}-{name}") for ns, name in pp.probe_ids(SECTION)})
+        assert wanted <= deleted, (deleted, notes)
+        assert "removing the probe fleet" in notes[0]

@@ -130,3 +130,15 @@ def test_summary_is_bounded_and_cost_follows_groups() -> None:
     assert report.groups == small.groups and report.evaluated == small.evaluated
     text = report.summary(limit=1)
     assert len(text.splitlines()) <= 3
+
+
+def test_an_unlisted_report_judges_flows_as_the_listed_one() -> None:
+    inv = inventory(WEB_OUT_TO_DB, DB_IN_FROM_WEB)
+    listed = gap(inv, translate(inv).objects, {"n1"}, {"n1"})
+    unlisted = gap(inv, translate(inv).objects, {"n1"}, {"n1"}, listed=False)
+    assert unlisted.flows == () and unlisted.evaluated == 0 and listed.flows
+    for src in pods():
+        for dst in pods():
+            for port in (80, 81):
+                assert unlisted.covers(src, dst, port, "TCP") is listed.covers(src, dst, port, "TCP")
+    assert listed.covers(pod("web-0"), pod("db-0"), 80, "TCP")

@@ -13,6 +13,7 @@ TYPES = [
     ResourceType("", "namespaces", "Namespace", False, True),
     ResourceType("", "pods", "Pod", True, True),
     ResourceType("", "serviceaccounts", "ServiceAccount", True, False),
+    ResourceType("", "endpoints", "Endpoints", True, False),
     ResourceType("networking.k8s.io", "networkpolicies", "NetworkPolicy", True, False),
     *(ResourceType(CALICO, plural, kind, namespaced, False, custom=True) for plural, kind, namespaced in (
         ("networkpolicies", "NetworkPolicy", True), ("globalnetworkpolicies", "GlobalNetworkPolicy", False),

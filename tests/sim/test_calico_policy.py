@@ -14,7 +14,8 @@ from tests.sim.policy_harness import calico_flow, pod, policy, store_with
 PODS = [pod("x", "a", "192.168.1.1", {"app": "a"}),
         pod("x", "b", "192.168.1.2", {"app": "b"}, ports=[("http", 8080, "TCP"), ("dns", 53, "UDP")]),
         pod("x", "c", "192.168.1.3", {"app": "c"}),
-        pod("y", "ya", "192.168.2.1", {"app": "a"}, sa="robot")]
+        pod("y", "ya", "192.168.2.1", {"app": "a"}, sa="robot"),
+        pod("y", "yc", "192.168.2.3", {"app": "c"})]
 
 
 def gnp(name: str, **spec) -> tuple[str, dict]:
@@ -33,6 +34,8 @@ def tier(name: str, order: float | None, default_action: str | None = None) -> t
 
 
 ALLOW_ALL = [{"action": "Allow"}]
+ENDPOINTS = ("endpoints", {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "db", "namespace": "y"},
+                           "subsets": [{"addresses": [{"ip": "192.168.2.1"}], "ports": [{"port": 5432}]}]})
 DENY_A = [{"action": "Deny", "source": {"selector": "app == 'a'"}}]
 
 CASES = {
@@ -152,6 +155,14 @@ CASES = {
         [np("not-a", order=1, selector="app == 'b'",
             ingress=[{"action": "Allow", "source": {"notSelector": "app == 'a'"}}])],
         ("c", "b", 80), True, "x/not-a"),
+    "notSelector in a namespaced policy still confines the peer to its namespace": (
+        [np("not-a", order=1, selector="app == 'b'",
+            ingress=[{"action": "Allow", "source": {"notSelector": "app == 'a'"}}])],
+        ("yc", "b", 80), False, "end of tier"),
+    "notSelector in a global policy does not": (
+        [gnp("not-a", order=1, selector="app == 'b'",
+             ingress=[{"action": "Allow", "source": {"notSelector": "app == 'a'"}}])],
+        ("yc", "b", 80), True, "GlobalNetworkPolicy not-a"),
     "notSelector excludes a matching pod": (
         [np("not-a", order=1, selector="app == 'b'",
             ingress=[{"action": "Allow", "source": {"notSelector": "app == 'a'"}}])],
@@ -236,6 +247,22 @@ CASES = {
         [gnp("untracked", order=1, selector="app == 'b'", doNotTrack=True, applyOnForward=True,
              ingress=[{"action": "Deny"}])],
         ("a", "b", 80), True, "no Calico policy applies"),
+    "egress to a Service's endpoint on its port": (
+        [ENDPOINTS, np("to-db", order=1, selector="app == 'a'", types=["Egress"],
+                       egress=[{"action": "Allow", "destination": {"services": {"name": "db", "namespace": "y"}}}])],
+        ("a", "ya", 5432), True, "x/to-db"),
+    "a Service's endpoint on another port": (
+        [ENDPOINTS, np("to-db", order=1, selector="app == 'a'", types=["Egress"],
+                       egress=[{"action": "Allow", "destination": {"services": {"name": "db", "namespace": "y"}}}])],
+        ("a", "ya", 80), False, "end of tier"),
+    "a pod outside the Service": (
+        [ENDPOINTS, np("to-db", order=1, selector="app == 'a'", types=["Egress"],
+                       egress=[{"action": "Allow", "destination": {"services": {"name": "db", "namespace": "y"}}}])],
+        ("a", "c", 5432), False, "end of tier"),
+    "ingress from a Service's endpoints": (
+        [ENDPOINTS, np("from-db", order=1, selector="app == 'b'",
+                       ingress=[{"action": "Allow", "source": {"services": {"name": "db", "namespace": "y"}}}])],
+        ("ya", "b", 80), True, "x/from-db"),
     "egress is checked at the source": (
         [np("no-out", order=1, selector="app == 'a'", types=["Egress"], egress=[{"action": "Deny"}])],
         ("a", "c", 80), False, "egress of x/a denied by NetworkPolicy x/no-out egress rule 0 (Deny)"),

@@ -156,9 +156,8 @@ def test_netexec_dial_reports_the_engine_and_the_policy(mixed: Any, protocol: st
                                                            "protocol": [protocol], "tries": ["1"]})
     assert code == 200 and body["responses"] == []
     (error,) = body["errors"]
-    timeout = (f"read udp {dst['status']['podIP']}:8080: i/o timeout'" if protocol == "udp"   # agnhost's UDP wording
-               else f"dial tcp {dst['status']['podIP']}:8080: i/o timeout")
-    assert f"{timeout} (denied by NetworkPolicy (cilium)" in error
+    proto = "udp" if protocol == "udp" else "tcp"
+    assert f"dial {proto} {dst['status']['podIP']}:8080: i/o timeout (denied by NetworkPolicy (cilium)" in error
     assert "CiliumNetworkPolicy default/targets" in error
     code, body = mixed.fleet.proxy(mixed.pods["c1"], "8080", "/dial", {
         "host": [dst["status"]["podIP"]], "port": ["8080"], "protocol": [protocol]})

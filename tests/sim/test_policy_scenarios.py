@@ -64,6 +64,7 @@ def test_untranslatable_scenario_names_the_do_not_track_policy(sim_factory: Any,
 # The verdicts the scenario's description promises, per (source namespace/app, destination namespace/app):
 # the ports that pass, of 80/TCP, 81/TCP, 80/UDP, 81/UDP.
 ALL, NONE = {"80/tcp", "81/tcp", "80/udp", "81/udp"}, set()
+EXTERNAL = ("203.0.113.10", "198.51.100.5", "198.51.100.200")   # in, in, outside the partners' set
 EXPECTED = {
     ("tenant-a", "tenant-a"): ALL, ("tenant-a", "tenant-b"): NONE, ("tenant-a", "shared"): ALL,
     ("tenant-b", "tenant-a"): NONE, ("tenant-b", "tenant-b"): ALL, ("tenant-b", "shared"): ALL,
@@ -90,6 +91,10 @@ def test_the_scenario_enforces_what_its_description_says(sim_factory: Any) -> No
     for other in servers.values():
         assert not net.reachable(other["status"]["podIP"], quarantined["status"]["podIP"], 80)[0]
         assert not net.reachable(quarantined["status"]["podIP"], other["status"]["podIP"], 80)[0]
+    shared = servers["shared"]["status"]["podIP"]
+    assert [net.reachable(shared, ext, 443)[0] for ext in EXTERNAL] == [True, True, False]   # the partners' set
+    assert not net.reachable(shared, EXTERNAL[0], 80)[0]
+    assert all(net.reachable(servers["tenant-a"]["status"]["podIP"], ext, 80)[0] for ext in EXTERNAL)
     web = next(p for p in sim.store.list("pods", "shop") if p["metadata"]["labels"].get("app") == "web")
     ok, why = net.reachable(servers["shared"]["status"]["podIP"], web["status"]["podIP"], 80)
     assert not ok and "egress of shared/" in why and "end of tier default" in why
@@ -104,16 +109,8 @@ def test_sim_verdicts_agree_with_the_tools_calico_evaluator(sim_factory: Any) ->
     from migrator.policy.endpoints import Endpoint, Probe
     sim = sim_factory(nodes=3, scenario="calico-policies")
     store, net = sim.store, sim.fleet.network
-    calico = "crd.projectcalico.org"
     live = [p for p in store.list("pods") if p["status"].get("podIP") and not p["spec"].get("hostNetwork")]
-    inv = pm.Inventory(
-        policies=tuple([pm.calico_policy("NetworkPolicy", o) for o in store.list(f"{calico}/networkpolicies")]
-                       + [pm.calico_policy("GlobalNetworkPolicy", o) for o in store.list(f"{calico}/globalnetworkpolicies")]
-                       + [pm.kubernetes_policy(o) for o in store.list("networking.k8s.io/networkpolicies")]),
-        network_sets=tuple(pm.network_set(o, global_=True) for o in store.list(f"{calico}/globalnetworksets")),
-        tiers=tuple(pm.tier(o) for o in store.list(f"{calico}/tiers")),
-        pods=tuple(pm.pod(p) for p in live),
-        namespaces={n["metadata"]["name"]: dict(n["metadata"].get("labels") or {}) for n in store.list("namespaces")})
+    inv = _inventory(store)
     tool = CalicoModel(inv)
     chosen = [*_servers(sim).values(), next(p for p in live if p["metadata"]["labels"].get("app") == "quarantined")]
     flows = 0
@@ -130,3 +127,71 @@ def test_sim_verdicts_agree_with_the_tools_calico_evaluator(sim_factory: Any) ->
                     assert sim_ok == tool_ok, (a.key, b.key, port, proto, why, tool_why)
                     flows += 1
     assert flows == 4 * 3 * 4
+
+
+def _inventory(store: Any) -> Any:
+    from migrator.policy import model as pm
+    calico = "crd.projectcalico.org"
+    live = [p for p in store.list("pods") if p["status"].get("podIP") and not p["spec"].get("hostNetwork")]
+    return pm.Inventory(
+        policies=tuple([pm.calico_policy("NetworkPolicy", o) for o in store.list(f"{calico}/networkpolicies")]
+                       + [pm.calico_policy("GlobalNetworkPolicy", o) for o in store.list(f"{calico}/globalnetworkpolicies")]
+                       + [pm.kubernetes_policy(o) for o in store.list("networking.k8s.io/networkpolicies")]),
+        network_sets=tuple(pm.network_set(o, global_=True) for o in store.list(f"{calico}/globalnetworksets")),
+        tiers=tuple(pm.tier(o) for o in store.list(f"{calico}/tiers")),
+        pods=tuple(pm.pod(p) for p in live),
+        namespaces={n["metadata"]["name"]: dict(n["metadata"].get("labels") or {}) for n in store.list("namespaces")})
+
+
+def test_the_translation_enforced_by_the_simulated_cilium_keeps_the_truth_table(sim_factory: Any) -> None:
+    """The tool's translation applied, nodes switched with enable-policy default (and the Cilium CIDR
+    as a disabled Calico pool): mid-migration only flows across the overlays differ (the gap Cilium's
+    `unmanaged` identity leaves); once every worker is on Cilium the table is the one Calico enforced."""
+    import yaml
+
+    from migrator.policy.compile import translate
+    from migrator.policy.emit import CiliumVersions
+    from tests.sim.test_guide_steps import CNC, migrate_node
+    sim = sim_factory(nodes=3, scenario="calico-policies")
+    store, net = sim.store, sim.fleet.network
+    namespaces = ("tenant-a", "tenant-b", "shared")
+
+    def table() -> tuple[dict[tuple[Any, ...], bool], dict[tuple[str, str], str]]:
+        rep: dict[tuple[str, str], Any] = {}
+        for p in store.list("pods"):
+            if p["metadata"]["namespace"] in namespaces and p["status"].get("podIP") \
+                    and not p["metadata"].get("deletionTimestamp"):
+                rep.setdefault((p["metadata"]["namespace"], p["metadata"]["labels"]["app"]), p)
+        ip = {k: p["status"]["podIP"] for k, p in rep.items()}
+        verdicts = {(s, d, port, proto): net.reachable(ip[s], ip[d], port, proto)[0]
+                    for s in rep for d in rep for port in (80, 81) for proto in ("tcp", "udp")}
+        verdicts.update({(s, (ext,), 443, "tcp"): net.reachable(ip[s], ext, 443)[0] for s in rep for ext in EXTERNAL})
+        networks = {k: net.endpoint(v).network for k, v in ip.items()}
+        networks.update({(ext,): "external" for ext in EXTERNAL})
+        return verdicts, networks
+
+    before, _ = table()
+    kinds = {"CiliumNetworkPolicy": "ciliumnetworkpolicies", "CiliumCIDRGroup": "ciliumcidrgroups",
+             "CiliumClusterwideNetworkPolicy": "ciliumclusterwidenetworkpolicies"}
+    for obj in translate(_inventory(store), CiliumVersions(end_port=False)).objects:
+        store.create(f"cilium.io/{kinds[obj['kind']]}", dict(obj))
+    cnc = yaml.safe_load(CNC)
+    cnc["spec"]["defaults"]["enable-policy"] = "default"
+    store.create("cilium.io/ciliumnodeconfigs", cnc)
+    store.create("crd.projectcalico.org/ippools", {
+        "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "cilium-pool"},
+        "spec": {"cidr": sim.config.cilium_pool, "disabled": True}})
+    assert table()[0] == before          # translations are inert while no pod is on Cilium
+    for node in ("node-1", "node-2"):
+        migrate_node(sim, node)
+        for p in list(store.list("pods")):
+            if p["metadata"]["namespace"] in namespaces:
+                store.delete("pods", p["metadata"]["namespace"], p["metadata"]["name"])
+        assert sim.settle(timeout=20)
+        after, networks = table()
+        assert after.keys() == before.keys()
+        for (src, dst, port, proto), allowed in after.items():
+            if allowed != before[(src, dst, port, proto)]:
+                assert networks[src] != networks[dst], (src, dst, port, proto, allowed)
+    assert set(networks.values()) == {"cilium", "external"} and after == before
+    assert [before[(("shared", "server"), (ext,), 443, "tcp")] for ext in EXTERNAL] == [True, True, False]
