@@ -280,7 +280,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return Exit.INVALID
     port = _connect(args)
     try:
-        obs = Observer(plan, port).observe(None, preflight=True)
+        observer = Observer(plan, port)
+        obs = observer.observe(None, preflight=True)
+        if obs.policy is not None and not has_blocking([f for f in obs.findings or () if f.check.startswith("policy.")]):
+            gaps = observer.policy_gaps(forecast(plan, obs).waves)
+            obs = obs.model_copy(update={"policy": obs.policy.model_copy(update={"gaps": gaps})})
         routing = detect_routing(port.read_routing_inventory())
     finally:
         port.close()

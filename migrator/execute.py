@@ -51,6 +51,22 @@ def _version(api_version: str) -> str:
     return api_version.split("/", 1)[1] if "/" in api_version else api_version
 
 
+def _policy_outcome(check: A.ProbeCheck, got: int, allowed: bool, errors: list[str]) -> str:
+    """A policy probe's flow, judged from a /dial answer: ``observe`` records ``allow`` or
+    ``deny``; ``allow``/``deny`` pass (``ok``) when the verdict is still the one before the run,
+    else fail naming the flow's pods and both verdicts. A round only partly answered is neither."""
+    tries = f"{got}/{check.tries}"
+    flow = f"pods {check.pod} -> {check.target or check.host}"
+    if not allowed and got:
+        return f"fail {tries}: partly answered, dialled again: {flow}"
+    if check.expect == "observe":
+        return f"allow {tries}" if allowed else f"deny {tries}: {(errors or ['no answer'])[0][:80]}"
+    if (check.expect == "allow") == allowed:
+        return f"ok {tries}: {'allowed' if allowed else 'denied'} as before the run"
+    now, before = ("allowed", "denied") if allowed else ("denied", "allowed")
+    return f"fail {tries}: {now} now, {before} before the run ({flow})"
+
+
 class Executor:
     """Runs actions against one cluster."""
 
@@ -125,7 +141,7 @@ class Executor:
         counts toward a failed gate, a rollback or a sampling pause.
         """
         query = {"host": check.host, "port": str(check.port), "request": "hostname",
-                 "protocol": "http", "tries": str(check.tries)}
+                 "protocol": check.protocol, "tries": str(check.tries)}
         try:
             body = self.port.proxy_get(check.namespace, check.pod, check.pod_port, "dial", query)
         except E.ClusterError as exc:
@@ -138,6 +154,8 @@ class Executor:
         except (ValueError, AttributeError):
             return f"fail 0/{check.tries}: unreadable /dial answer {body[:80]!r}"
         got = len(responses)
+        if check.expect != "answer":
+            return _policy_outcome(check, got, passed(got, check.tries, threshold), errors)
         if passed(got, check.tries, threshold):
             return f"ok {got}/{check.tries}"
         return f"fail {got}/{check.tries}: {(errors or ['no answer'])[0][:160]}"

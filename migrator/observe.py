@@ -22,10 +22,13 @@ from typing import Any, Generic, TypeVar
 
 from migrator.cluster.port import ChangeCursor, ClusterPort
 from migrator.engine.node_config import node_config_version
+from migrator.engine.policy_probe import NAME as POLICY_PROBE
+from migrator.engine.policy_probe import NAME_LABEL as POLICY_NAME_LABEL
 from migrator.engine.probes import SERVICE
 from migrator.model.findings import Finding
-from migrator.model.observation import ClusterObservation, Delta, NodeFacts, ObjectFacts, PodFacts
+from migrator.model.observation import ClusterObservation, Delta, GapFacts, NodeFacts, ObjectFacts, PodFacts
 from migrator.model.plan import MigrationPlan
+from migrator.policy_live import PolicyObserver
 from migrator.preflight import run_preflight
 
 CNC_CRD = "ciliumnodeconfigs.cilium.io"
@@ -45,6 +48,7 @@ class Observer:
         self._probes: _Kept[PodFacts] = _Kept()   # the probe fleet and the nodes, from the cache's changes
         self._nodes: _Kept[NodeFacts] = _Kept()
         self._last: ClusterObservation | None = None
+        self._policy = PolicyObserver(port) if plan.policy.mode == "continuous" else None
 
     @property
     def findings(self) -> tuple[Finding, ...] | None:
@@ -66,12 +70,21 @@ class Observer:
             self._service_ips[key] = ip
         return self._service_ips[key]
 
+    def policy_objects(self) -> tuple[dict[str, Any], ...]:
+        """The Cilium objects a continuous run applies (translation and shims), for the policy
+        probe's gap report; none with ``policy.mode: off``."""
+        return self._policy.wanted() if self._policy is not None else ()
+
+    def policy_gaps(self, waves: tuple[tuple[str, ...], ...]) -> dict[str, GapFacts]:
+        """The forecast's gap per node: each wave's window with the waves before it migrated."""
+        return self._policy.wave_gaps(waves) if self._policy is not None else {}
+
     @property
     def cnc_version(self) -> str | None:
         return node_config_version(self.plan, self.served)
 
     def observe(self, pod_nodes: frozenset[str] | None, *, finalizing: bool = False,
-                preflight: bool = False) -> ClusterObservation:
+                preflight: bool = False, policy_objects: bool = True) -> ClusterObservation:
         plan, port = self.plan, self.port
         cnc = plan.cilium.node_config
         version = self.cnc_version
@@ -108,6 +121,14 @@ class Observer:
             obs = obs.model_copy(update={
                 "probe_pods": probes, "apiserver_ip": self._cluster_ip("default", "kubernetes"),
                 "probe_service_ip": self._cluster_ip(plan.probes.namespace, SERVICE) if probes else None})
+        if self._policy is not None:
+            obs = obs.model_copy(update={"policy": self._policy.facts(
+                obs.nodes, pod_nodes, finalizing=finalizing, listing=policy_objects or finalizing)})
+        policy = plan.probes.policy if plan.probes.enabled else None
+        if policy is not None:
+            obs = obs.model_copy(update={"policy_probe_pods": tuple(
+                p for ns in policy.namespaces
+                for p in port.list_pods(namespace=ns, labels={POLICY_NAME_LABEL: POLICY_PROBE}))})
             deltas.append(probe_delta)
         if self._last is not None:
             obs.follow(self._last, {id(d.before): d for d in deltas if d is not None})

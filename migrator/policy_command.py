@@ -14,21 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from typing import Any
 
 import yaml
 
 from migrator.commands import EXIT_HELP, _common, _connect, _setup, guarded
-from migrator.policy.compile import Translation, translate
-from migrator.policy.emit import CiliumVersions, served
+from migrator.policy.compile import Translation
 from migrator.policy.findings import UNTRANSLATABLE
 from migrator.policy.model import PolicyInputError
 from migrator.policy.verify import Verification, verify
+from migrator.policy_live import read_translation
 from migrator.runner import Exit
-
-CILIUM_CRDS = ("ciliumnetworkpolicies.cilium.io", "ciliumclusterwidenetworkpolicies.cilium.io",
-               "ciliumcidrgroups.cilium.io")
 
 
 def register(sub: Any) -> None:
@@ -53,23 +49,15 @@ def _translation(args: argparse.Namespace) -> tuple[Any, Translation] | int:
     _setup(args)
     port = _connect(args)
     try:
-        try:
-            inv = port.read_policy_inventory()
-        except PolicyInputError as exc:
-            print(f"error: {exc}; fix or remove that object", file=sys.stderr)
-            return Exit.INVALID
-        versions = {crd: port.served_versions(crd) for crd in CILIUM_CRDS}
-        try:
-            chosen = served(versions) if any(versions.values()) else CiliumVersions()
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return Exit.INVALID
-        if any(versions.values()):
-            chosen = replace(chosen, end_port=port.crd_has_field(
-                CILIUM_CRDS[0], chosen.policy, "spec.ingress.toPorts.ports.endPort"))
+        return read_translation(port)
+    except PolicyInputError as exc:
+        print(f"error: {exc}; fix or remove that object", file=sys.stderr)
+        return Exit.INVALID
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return Exit.INVALID
     finally:
         port.close()
-    return inv, translate(inv, chosen)
 
 
 def render_summary(t: Translation) -> str:

@@ -18,7 +18,9 @@ from typing import Any
 import structlog
 
 from migrator.cluster.port import ClusterPort
-from migrator.preflight_checks import calico, cilium, routing, workloads
+from migrator.policy.model import PolicyInputError
+from migrator.policy_live import read_translation
+from migrator.preflight_checks import calico, cilium, policy, routing, workloads
 from migrator.preflight_checks.facts import (
     Finding,
     NodeAddress,
@@ -35,10 +37,11 @@ __all__ = ["CHECK_IDS", "Finding", "NodeAddress", "PdbState", "PreflightFacts", 
 log = structlog.get_logger(__name__)
 
 CNC_CRD = "ciliumnodeconfigs.cilium.io"
+CCNP_CRD = "ciliumclusterwidenetworkpolicies.cilium.io"
 CALICO_NAMESPACES = ("kube-system", "calico-system")
-CHECKS = calico.CHECKS + routing.CHECKS + cilium.CHECKS + workloads.CHECKS
+CHECKS = calico.CHECKS + routing.CHECKS + cilium.CHECKS + workloads.CHECKS + policy.CHECKS
 #: Every check ID a finding can carry, in check order.
-CHECK_IDS: tuple[str, ...] = calico.IDS + routing.IDS + cilium.IDS + workloads.IDS
+CHECK_IDS: tuple[str, ...] = calico.IDS + routing.IDS + cilium.IDS + workloads.IDS + policy.IDS
 
 
 def inputs_from_plan(plan: Any) -> PreflightInputs:
@@ -54,7 +57,16 @@ def gather(inputs: PreflightInputs, port: ClusterPort) -> PreflightFacts:
         if calico_node is not None:
             break
     config = port.read_configmap(inputs.agent_namespace, inputs.cilium_config)
+    translation, error, shim_schema = None, None, None
+    if inputs.policy_mode == "continuous":
+        try:
+            translation = read_translation(port)[1]
+        except (PolicyInputError, ValueError) as exc:
+            error = str(exc)
+        if "v2" in port.served_versions(CCNP_CRD):
+            shim_schema = port.crd_has_field(CCNP_CRD, "v2", "spec.enableDefaultDeny")
     return PreflightFacts(
+        translation=translation, translation_error=error, shim_schema=shim_schema,
         server_version=port.server_version(),
         calico_node=calico_node,
         ippools=tuple(port.list_ippools()),

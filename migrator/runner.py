@@ -49,6 +49,7 @@ from migrator.model.checkpoint import Checkpoint, changed_records
 from migrator.model.plan import MigrationPlan
 from migrator.observe import Observer
 from migrator.outage import API_DOWN, ApiOutage
+from migrator.policy_probe_live import Explainer
 from migrator.report import write_run_report
 from migrator.report.timeline import TimelineRecorder
 
@@ -161,6 +162,8 @@ class Runner:
         plan = self.plan
         structlog.contextvars.bind_contextvars(run_id=self.run_id, plan=plan.name)
         observer = self.observer = Observer(plan, self.port, output_dir=self.output_dir)
+        # the policy probe's gap report at a node's gate, with the translation and shims a continuous run applies
+        explainer = Explainer(self.port, plan, objects=observer.policy_objects)
         version = observer.cnc_version
         self.port.start_watching(WatchScope(agent_namespace=plan.cilium.agent.namespace,
                                             node_config_namespace=plan.cilium.node_config.namespace,
@@ -189,7 +192,9 @@ class Runner:
             acting = 0.0
             try:
                 scope = observe_scope(cp, purpose)
-                obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight)
+                obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight,
+                                       policy_objects=scope.policy_objects)
+                inbox = replace(inbox, explained=explainer(cp, obs))
                 decision: Decision = decide(plan, cp, obs, self.clock.now(), inbox)
                 if decision.reason != last_reason:
                     log.info("run.decision",

@@ -178,4 +178,8 @@ def render_status(cp: Checkpoint, fmt: str = "table", *, lock: LockView | None =
         probes = (r.probes or "-").split(":", 1)[0][:12]
         lines.append(f"{r.name:{width}}  {r.phase.value:15} {r.attempt:<7} {_ago(r.phase_started_at, now):6} "
                      f"{probes:12} {note}")
+    gaps = [r for r in cp.nodes if r.policy_gap]
+    if gaps:
+        lines += ["", "POLICY GAP (written before each switch: flows enforced on one side only in the node's window)"]
+        lines += [f"{r.name:{width}}  {r.policy_gap}" for r in gaps]
     return "\n".join(lines)

@@ -93,6 +93,8 @@ NOT_SENT: dict[tuple[str, str], str] = {
     ("RunProbes", "purpose"): "labels the probe metric",
     ("RunProbes", "threshold"): "judges the answers; nothing to send",
     ("ProbeCheck", "name"): "names the check's outcome in the result's detail",
+    ("ProbeCheck", "expect"): "judges the answer (a policy verdict); nothing to send",
+    ("ProbeCheck", "target"): "names the target in a policy check's outcome; nothing to send",
 }
 #: Fields whose value follows from another field (a validator keeps them equal).
 DERIVED: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {

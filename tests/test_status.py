@@ -91,3 +91,14 @@ def test_table_and_json_show_the_lock_the_reasons_and_the_soak_left() -> None:
     assert data["lock"]["live"] is False and data["lock"]["holder"] == "host-a/4242/run1"
     assert data["canary_soak_left_seconds"] == 240
     assert data["waiting"]["node-3"].startswith("queued: 0 node(s) ahead")
+
+
+def test_the_nodes_policy_gap_reports_are_listed_and_kept_in_json() -> None:
+    gap = "2 flow(s) enforced differently from before the run during this node's window: a -> b 80/TCP"
+    cp = run()
+    cp = cp.with_nodes({"node-1": cp.by_name["node-1"].model_copy(update={"policy_gap": gap})})
+    text = render_status(cp, lock=view(None), plan=PLAN, now=NOW)
+    head, _, gaps = text.partition("POLICY GAP")
+    assert gaps and f"node-1  {gap}" in gaps and "node-2" not in gaps
+    data = json.loads(render_status(cp, "json", lock=view(None), plan=PLAN, now=NOW))
+    assert [n.get("policy_gap") for n in data["nodes"]][:2] == [gap, None]

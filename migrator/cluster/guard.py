@@ -72,7 +72,7 @@ CALLS: dict[str, Rule] = {
         "server_version", "served_versions", "crd_has_field", "list_nodes", "list_pods", "list_pdbs",
         "get_node_config", "get_daemonset", "get_pod", "read_configmap", "list_configmaps", "list_objects",
         "list_ippools", "get_felix_configuration", "get_service_cluster_ip", "list_policies", "list_workloads",
-        "read_policy_inventory", "read_routing_inventory")},
+        "read_policy_inventory", "read_routing_inventory", "list_policy_objects")},
     "proxy_get": Rule(P, False, "a probe through pods/proxy: a 5xx may be the path to the pod, the probe judges it"),
     # writes computed from what they read: a repeat finds the change made and does nothing
     "cordon_node": Rule(S, True, "reads spec.unschedulable first; a repeat is a no-op"),
@@ -221,6 +221,8 @@ class GuardedPort:
 
     def read_routing_inventory(self) -> RoutingInventory:
         return self._guard("read_routing_inventory", self.inner.read_routing_inventory)
+    def list_policy_objects(self, label_selector: str) -> list[dict[str, Any]]:
+        return self._guard("list_policy_objects", self.inner.list_policy_objects, label_selector)
 
     def proxy_get(self, namespace: str, pod: str, port: int, path: str, query: dict[str, str]) -> str:
         return self._guard("proxy_get", self.inner.proxy_get, namespace, pod, port, path, query)

@@ -311,7 +311,11 @@ class _LeaseWatch:
 # -- the port ------------------------------------------------------------------------------
 
 PLURALS = {"Namespace": "namespaces", "Service": "services", "DaemonSet": "daemonsets",
-           "ConfigMap": "configmaps", "ServiceAccount": "serviceaccounts"}
+           "ConfigMap": "configmaps", "ServiceAccount": "serviceaccounts",
+           # the policy translation and shims a continuous run applies
+           "CiliumNetworkPolicy": "ciliumnetworkpolicies",
+           "CiliumClusterwideNetworkPolicy": "ciliumclusterwidenetworkpolicies",
+           "CiliumCIDRGroup": "ciliumcidrgroups"}
 
 
 def object_path(manifest: dict[str, Any]) -> str:
@@ -608,8 +612,8 @@ class KubeCluster(KubeReads, RoutingReads):
                 return True
             except AlreadyExists:
                 return False
-        wanted = {"metadata": {"labels": meta.get("labels") or {}},
-                  **({"spec": manifest["spec"]} if "spec" in manifest else {})}
+        wanted: dict[str, Any] = {"metadata": {"labels": meta.get("labels") or {}}}
+        wanted.update({k: manifest[k] for k in ("spec", "specs") if k in manifest})
         if contains(current, wanted):
             return False
         self._raw_request("PATCH", path, what=f"patch {what}", body=wanted, content_type=MERGE,

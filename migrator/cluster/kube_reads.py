@@ -238,14 +238,15 @@ class KubeReads:
         return convert.lease_record(raw) if raw else None
 
     def _list_custom(self, group: str, version: str, plural: str,
-                     namespace: str | None = None) -> list[Raw]:
+                     namespace: str | None = None, label_selector: str | None = None) -> list[Raw]:
+        extra = {"label_selector": label_selector} if label_selector else {}
         try:
             if namespace:
                 body = self._call(f"list {plural}.{group}", self.custom.list_namespaced_custom_object,
-                                  group, version, namespace, plural)
+                                  group, version, namespace, plural, **extra)
             else:
                 body = self._call(f"list {plural}.{group}", self.custom.list_cluster_custom_object,
-                                  group, version, plural)
+                                  group, version, plural, **extra)
         except NotFound:
             return []
         return sorted(body.get("items") or [], key=convert.sort_key)
@@ -295,6 +296,22 @@ class KubeReads:
             except NotFound:  # the kind is not served by this server
                 continue
             out += [convert.workload_info(kind, o) for o in sorted(items, key=convert.sort_key)]
+        return out
+
+    def list_policy_objects(self, label_selector: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for plural, kind, known in (("ciliumcidrgroups", "CiliumCIDRGroup", ("v2", "v2alpha1")),
+                                    ("ciliumnetworkpolicies", "CiliumNetworkPolicy", ("v2",)),
+                                    ("ciliumclusterwidenetworkpolicies", "CiliumClusterwideNetworkPolicy", ("v2",))):
+            served = self.served_versions(f"{plural}.cilium.io")
+            version = next((v for v in known if v in served), None)
+            if version is None:
+                continue
+            for o in self._list_custom("cilium.io", version, plural, label_selector=label_selector):
+                meta = o.get("metadata") or {}
+                kept = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
+                out.append({"apiVersion": f"cilium.io/{version}", "kind": kind, "metadata": kept,
+                            **{k: o[k] for k in ("spec", "specs") if k in o}})
         return out
 
     def read_policy_inventory(self) -> policy_model.Inventory:

@@ -378,6 +378,12 @@ class ClusterPort(Protocol):
     def list_workloads(self) -> list[WorkloadInfo]:
         """Deployments and StatefulSets with their desired replicas."""
 
+    def list_policy_objects(self, label_selector: str) -> list[dict[str, Any]]:
+        """Cilium policy objects (CiliumNetworkPolicies, CiliumClusterwideNetworkPolicies,
+        CiliumCIDRGroups) matching ``label_selector``, as manifests (apiVersion, kind, metadata
+        with labels, spec/specs) in the form the translation writes them; kinds not served are
+        skipped."""
+
     def read_policy_inventory(self) -> PolicyInventory:
         """What policy translation reads: Calico NetworkPolicies, GlobalNetworkPolicies, NetworkSets,
         GlobalNetworkSets, HostEndpoints and Tiers (``projectcalico.org/v3`` when its CRDs are served,

@@ -209,13 +209,20 @@ class ProbeCheck(BaseModel):
     host: str = Field(description="Target IP or DNS name.")
     port: int = Field(description="Target port.")
     tries: int = Field(default=3, description="Connections in this round.")
+    protocol: Literal["http", "udp"] = Field(default="http", description="netexec /dial protocol.")
+    expect: Literal["answer", "allow", "deny", "observe"] = Field(
+        default="answer", description="answer: the target must answer (connectivity); allow / deny: the "
+                                      "policy verdict before the run, which must hold; observe: record the "
+                                      "verdict (the policy probe's baseline).")
+    target: str | None = Field(default=None, description="What the target is (shown in a policy check's outcome).")
 
 
 class RunProbes(_Action):
     """Run one round of connectivity checks; the result's ``detail`` maps check name → outcome."""
 
     kind: Literal["run-probes"] = "run-probes"
-    purpose: Literal["gate", "sample"] = Field(description="A node's gate, or continuous sampling.")
+    purpose: Literal["gate", "sample", "policy"] = Field(
+        description="A node's gate, continuous sampling, or the policy probe's baseline.")
     checks: tuple[ProbeCheck, ...] = Field(description="The checks of this round.")
     threshold: float = Field(description="Fraction of tries that must answer.")
 

@@ -21,6 +21,7 @@ from migrator.engine.actions import Action
 from migrator.engine.forward import Step, forward_step, run_move, sample_round
 from migrator.engine.oncall import rollback_run_step
 from migrator.engine.pending import Pending
+from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.engine.preflight_gate import end_canary, halted_in_preflight
 from migrator.engine.rows import Gathered, Row, advance, validate
 from migrator.model.checkpoint import CanaryState, Checkpoint, RollbackRequest, truncate_error
@@ -37,7 +38,8 @@ def _roll_back(cp: Checkpoint, now: datetime, outcome: str, reason: str) -> Chec
     return cp.model_copy(update={"rollback": request, "canary": canary, "halted": None})
 
 
-def canary_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime) -> Step:
+def canary_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
+                explained: Explained = nothing_explained) -> Step:
     """The next step of a canary run (see the module docstring)."""
     assert plan.canary is not None, "migrator canary needs a plan with a canary section"
     if cp.rollback is not None:
@@ -50,7 +52,7 @@ def canary_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, no
                 now)
     if cp.run_phase is RunPhase.SOAKING:
         return _soak(plan, cp, obs, now)
-    cp, actions, notes, wake = forward_step(plan, cp, obs, now)
+    cp, actions, notes, wake = forward_step(plan, cp, obs, now, explained)
     if halted_in_preflight(cp):   # nothing was changed: no rollback, the canary ends here
         return end_canary(cp, now), actions, [f"canary failed before any change: {cp.halted}"], None
     if cp.halted is not None:

@@ -27,10 +27,11 @@ from migrator.engine.node_config import node_config_spec, node_config_version
 from migrator.engine.node_steps import GONE
 from migrator.engine.oncall import rollback_finished, rollback_run_step
 from migrator.engine.ordering import order_nodes, pod_scope, selection_problem
+from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.engine.preflight_gate import request_skips
 from migrator.engine.results import record_results
 from migrator.engine.rollback import AUTOMATIC
-from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord, in_flight, utc
+from migrator.model.checkpoint import Checkpoint, FinalizeProgress, Intent, NodeRecord, in_flight, utc
 from migrator.model.identity import PlanMismatch, adopt_plan, identity_record, plan_changes, plan_identity
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan
@@ -53,7 +54,9 @@ class Inbox:
     process's first turn, when its purpose's one-shot request applies (resume clears a halt,
     finalize starts, a canary replaces an ended one); ``takeover`` names the holder whose
     lease this process took with ``--force-takeover`` (audited); ``skip_checks`` are the
-    ``--skip-check`` IDs of this process, recorded while the run is in PREFLIGHT."""
+    ``--skip-check`` IDs of this process, recorded while the run is in PREFLIGHT; ``explained``
+    says which policy-probe flows the current policy gap report explains (a node's gate does not
+    judge them)."""
 
     purpose: Purpose = "run"
     run_id: str = "run"
@@ -62,6 +65,7 @@ class Inbox:
     first: bool = False
     takeover: str | None = None
     skip_checks: tuple[str, ...] = ()
+    explained: Explained = nothing_explained
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class Scope:
     pods_of: frozenset[str] | None   # the nodes whose pods it lists (None: every node's)
     finalizing: bool = False          # what only finalize reads (the agent ConfigMap, Calico objects)
     preflight: bool = False           # the preflight findings (gathered once per process)
+    policy_objects: bool = True       # the policy objects a continuous run applied (listed only when
+                                      # something may be applied or removed: not while nodes migrate)
 
 
 def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
@@ -116,7 +122,10 @@ def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
     checking = purpose in ("run", "resume", "canary") and (
         checkpoint is None or checkpoint.run_phase is RunPhase.PREFLIGHT or purpose == "canary"
         and checkpoint.run_phase.terminal)
-    return Scope(frozenset() if checkpoint is None else pod_scope(checkpoint), preflight=checking)
+    listing = checkpoint is None or purpose == "rollback" or checkpoint.requested == "abort" \
+        or checkpoint.run_phase not in (RunPhase.MIGRATING, RunPhase.PAUSED, RunPhase.NODES_DONE)
+    return Scope(frozenset() if checkpoint is None else pod_scope(checkpoint), preflight=checking,
+                 policy_objects=listing)
 
 
 def new_checkpoint(plan: MigrationPlan, obs: ClusterObservation, run_id: str, now: datetime) -> Checkpoint:
@@ -139,7 +148,8 @@ def resume_checkpoint(checkpoint: Checkpoint, now: datetime) -> Checkpoint:
     """Clear a halt or pause so the run proceeds; halted nodes retry their step afresh.
 
     An in-flight node carrying an error gets a new attempt: its deadline restarts at ``now``
-    and its step's intent is re-derived from a fresh observation.
+    and its step's intent is re-derived from a fresh observation; so does a finalize step that
+    halted (what it had sent is sent again, its findings are gathered anew).
     """
     when = utc(now)
     updates: dict[str, NodeRecord] = {}
@@ -157,6 +167,11 @@ def resume_checkpoint(checkpoint: Checkpoint, now: datetime) -> Checkpoint:
     if checkpoint.run_phase is RunPhase.PAUSED:
         changes["run_phase"] = RunPhase.MIGRATING
         changes["run_phase_started_at"] = when
+    progress = checkpoint.finalize
+    if progress is not None and progress.last_error:   # the halted finalize step starts afresh
+        changes["finalize"] = FinalizeProgress(step=progress.step, step_started_at=when,
+                                               restarted_at=progress.restarted_at, active=progress.active,
+                                               cleaned=progress.cleaned)
     return checkpoint.with_nodes(updates, **changes)
 
 
@@ -225,10 +240,11 @@ def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservat
     return cp, None, note
 
 
-def _step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime, purpose: Purpose) -> Step:
+def _step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime, purpose: Purpose,
+          explained: Explained = nothing_explained) -> Step:
     """Dispatch on the checkpoint's own state."""
     if purpose == "canary":
-        return canary_step(plan, cp, obs, now)
+        return canary_step(plan, cp, obs, now, explained)
     if cp.halted is not None:
         return cp, [], [f"halted: {cp.halted}"], None
     if cp.rollback is not None:
@@ -239,7 +255,7 @@ def _step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: dat
         return finalize_step(plan, cp, obs, now)
     if purpose == "rollback" or cp.run_phase.terminal or cp.finalize is not None:
         return cp, [], [f"run {cp.run_phase.value.lower()}: nothing to do"], None
-    return forward_step(plan, cp, obs, now)
+    return forward_step(plan, cp, obs, now, explained)
 
 
 def _stop(cp: Checkpoint, purpose: Purpose) -> Stop | None:
@@ -365,7 +381,7 @@ def decide(plan: MigrationPlan, checkpoint: Checkpoint | None, observation: Clus
         present = observation.node_by_name
         gone = frozenset(name for name in cp.order if name not in present)
         cp = record_results(cp, inbox.results, now, plan.drain.retry_interval, gone)
-    cp, actions, more, wake = _step(plan, cp, observation, now, inbox.purpose)
+    cp, actions, more, wake = _step(plan, cp, observation, now, inbox.purpose, inbox.explained)
     notes.extend(more)
     if not notes or not any(notes):
         notes.append(f"run {cp.run_phase.value.lower()}: nothing to do")

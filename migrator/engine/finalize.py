@@ -4,13 +4,23 @@ Steps, each journaled in ``checkpoint.finalize`` before its actions run:
 1. ``helm-values``: write the final Helm values (unmanaged-pod watcher restarts on, custom CNI
    config off, policy enforcement default, eBPF host routing) for the operator's ``helm upgrade``;
 2. ``configmap`` (only with ``finalize.apply_configmap``): patch ``cilium-config`` with the
-   same settings, for clusters where Helm does not own Cilium;
+   same settings, for clusters where Helm does not own Cilium; with ``policy.mode: continuous``
+   and no ``apply_configmap``, ``enable-policy: default`` alone (enforcement must survive the
+   CiliumNodeConfig's deletion until the operator applies the Helm values);
 3. ``restart-agents``: rollout-restart the agent DaemonSet once (the ``restartedAt`` value is
    fixed in the checkpoint) and wait for the rollout;
 4. ``delete-node-config``: delete the CiliumNodeConfig;
-5. ``remove-calico``: delete the Calico objects the plan lists — the point of no return;
-6. ``node-cleanup``: on each node, a pod with ``sim.migrator.io/node-action: cleanup-calico``
+5. with ``policy.mode: continuous``: ``remove-shims`` (no pod is unmanaged any more; enforcement
+   is already global from step 2's ``enable-policy`` and the Helm values), ``verify-policy``
+   (every translated object observed and ``policy verify`` over the live objects passes, else
+   halt with Calico's policies kept) and ``remove-calico-policies``;
+6. ``remove-calico``: delete the Calico objects the plan lists — the point of no return;
+7. ``node-cleanup``: on each node, a pod with ``sim.migrator.io/node-action: cleanup-calico``
    removes Calico's leftovers (CNI files, binaries, state, tunnel devices, bird routes).
+With ``probes.policy``, between 4 and 5 (every pod is on Cilium under the final settings,
+nothing is left in a gap, Calico is still there to go back to): ``policy-table`` dials the
+policy probe's truth table again, which must equal the one before the run (a flow still changed
+at ``probes.checks.deadline`` halts, naming it), then ``remove-policy-probe`` deletes its pods.
 Each step is a row (``FINALIZE``) run by ``rows.advance``; ``configmap`` and ``node-cleanup``
 are skipped when the plan turns them off, and a step that cannot succeed halts the run.
 Finalize is refused until every selected node is DONE and no node or pod in the cluster is
@@ -27,6 +37,7 @@ from typing import get_args
 
 import yaml
 
+from migrator.engine import policy_probe, policy_steps
 from migrator.engine.actions import (
     Action,
     CreatePod,
@@ -35,9 +46,10 @@ from migrator.engine.actions import (
     DeletePod,
     PatchConfigMap,
     RestartDaemonSet,
+    RunProbes,
     WriteFile,
 )
-from migrator.engine.node_config import node_config_version
+from migrator.engine.node_config import ENFORCEMENT_KEY, node_config_version
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import cleanup_pod_name
 from migrator.engine.probes import fleet_removal
@@ -177,20 +189,29 @@ def _helm_values_written(c: FinalizeCursor) -> str | None:
     return f"wrote {path}" if path in c.obs.files else None
 
 
+def _final_config(plan: MigrationPlan) -> dict[str, str]:
+    """What the ``configmap`` step writes: the final settings (``finalize.apply_configmap``), or
+    under ``policy.mode: continuous`` at least ``enable-policy: default``, so enforcement stays on
+    when the CiliumNodeConfig that carried it per node is deleted and an agent restarts."""
+    if plan.finalize.apply_configmap:
+        return dict(FINAL_CONFIG)
+    return {ENFORCEMENT_KEY: "default"} if policy_steps.continuous(plan) else {}
+
+
 def _configmap_off(c: FinalizeCursor) -> str | None:
-    return None if c.plan.finalize.apply_configmap else "finalize.apply_configmap is false"
+    return None if _final_config(c.plan) else "finalize.apply_configmap is false"
 
 
 def _configmap_patched(c: FinalizeCursor) -> str | None:
     current = c.obs.cilium_config
-    if current is None or any(current.get(k) != v for k, v in FINAL_CONFIG.items()):
+    if current is None or any(current.get(k) != v for k, v in _final_config(c.plan).items()):
         return None
     return f"{c.plan.cilium.agent.config_map} has the final settings"
 
 
 def _send_configmap(c: FinalizeCursor) -> list[Action]:
     agent = c.plan.cilium.agent
-    return [PatchConfigMap(namespace=agent.namespace, name=agent.config_map, data=dict(FINAL_CONFIG))]
+    return [PatchConfigMap(namespace=agent.namespace, name=agent.config_map, data=_final_config(c.plan))]
 
 
 def _stamp(c: FinalizeCursor) -> str:
@@ -238,6 +259,71 @@ def _probes_off(c: FinalizeCursor) -> str | None:
 
 def _fleet_gone(c: FinalizeCursor) -> str | None:
     return None if any(not p.deleting for p in c.obs.probe_pods) else "probe fleet removed"
+
+
+def _policy_off(c: FinalizeCursor) -> str | None:
+    return None if policy_steps.continuous(c.plan) else "policy.mode is off"
+
+
+def _shims_gone(c: FinalizeCursor) -> str | None:
+    facts = c.obs.policy
+    if facts is None or facts.present is None or any(o.shim for o in facts.present):
+        return None
+    return "migration shims removed"
+
+
+def _translation_missing(c: FinalizeCursor) -> list[str]:
+    """The translated objects (shims aside) not observed."""
+    facts = c.obs.policy
+    if facts is None or facts.present is None:
+        return []
+    have = {o.ref for o in facts.present}
+    wanted = [(str(m["kind"]), (m.get("metadata") or {}).get("namespace"), str((m.get("metadata") or {}).get("name")))
+              for m in facts.wanted if not policy_steps.is_shim(m)]
+    return [f"{kind} {ns + '/' if ns else ''}{name}" for kind, ns, name in wanted if (kind, ns, name) not in have]
+
+
+def _verified(c: FinalizeCursor) -> str | None:
+    facts = c.obs.policy
+    if facts is None or facts.error is not None or facts.present is None or facts.differences is None \
+            or facts.differences or _translation_missing(c):
+        return None
+    return "policy verify passed on the live translation"
+
+
+def _verify_failed(c: FinalizeCursor) -> str | None:
+    facts = c.obs.policy
+    if facts is not None and facts.error is not None:
+        return (f"finalize: the cluster's policies cannot be translated ({facts.error}); Calico's policies are "
+                "kept. Fix that object, then `migrator finalize` again")
+    missing = _translation_missing(c)
+    if missing:
+        return (f"finalize: {len(missing)} translated policy object(s) missing ({_names(missing)}); Calico's "
+                "policies are kept. Run `migrator policy translate --plan PLAN | kubectl apply -f -` or "
+                "`migrator resume` (prepare re-applies them), then `migrator finalize` again")
+    facts = c.obs.policy
+    if facts is not None and facts.differences:
+        return (f"finalize: policy verify finds {len(facts.differences)} difference(s) between Calico's policies "
+                f"and the live translation ({facts.differences[0]}); Calico's policies are kept. See "
+                "`migrator policy verify --plan PLAN`, fix the translation or the Calico policy, then "
+                "`migrator finalize` again")
+    return None
+
+
+def _verifying(c: FinalizeCursor) -> None:
+    c.say("verifying the live translation against Calico's policies")
+    c.wake(c.now + RESEND_AFTER)
+
+
+def _calico_policies_gone(c: FinalizeCursor) -> str | None:
+    facts = c.obs.policy
+    return "Calico policy objects removed" if facts is not None and not facts.calico else None
+
+
+def _send_calico_policy_removal(c: FinalizeCursor) -> list[Action]:
+    facts = c.obs.policy
+    return [DeleteObject(group=o.group, version=o.version, plural=o.plural, namespace=o.namespace, name=o.name)
+            for o in (facts.calico if facts is not None else ())]
 
 
 def _calico_gone(c: FinalizeCursor) -> str | None:
@@ -325,6 +411,64 @@ def _cleanup_pod(plan: MigrationPlan, name: str) -> CreatePod:
                               ("/var/run/calico", "/host/var/run/calico"))))
 
 
+def _no_policy_probe(c: FinalizeCursor) -> str | None:
+    return None if c.plan.probes.policy is not None and c.plan.probes.enabled else "no policy probe in the plan"
+
+
+def _no_policy_baseline(c: FinalizeCursor) -> str | None:
+    section, baseline = c.plan.probes.policy, c.cp.policy_baseline
+    if _no_policy_probe(c) or section is None:
+        return "no policy probe in the plan"
+    if baseline is None or not baseline.complete or baseline.spec != policy_probe.spec_digest(section):
+        return "no baseline of this policy probe to compare with"
+    return None
+
+
+def _policy_table_kept(c: FinalizeCursor) -> str | None:
+    baseline = c.cp.policy_baseline
+    if baseline is None or c.progress.policy_table != baseline.table:
+        return None
+    return f"policy probe: all {len(baseline.table)} flows have their verdicts from before the run"
+
+
+def _policy_table(c: FinalizeCursor) -> None:
+    """Dial every flow whose verdict after finalize is not yet the one before the run (all at
+    first), each round after the probes' interval, until they all are or the deadline passes."""
+    section, baseline = c.plan.probes.policy, c.cp.policy_baseline
+    assert section is not None and baseline is not None
+    table = c.progress.policy_table or policy_probe.UNSEEN * len(baseline.table)
+    if c.progress.policy_table is None:
+        c.progress = c.progress.model_copy(update={"policy_table": table})
+    checks = policy_probe.observe_checks(c.obs, section, table, against=baseline.table)
+    interval = c.plan.probes.checks.interval
+    if isinstance(checks, str):
+        c.say(checks)
+    else:
+        if Pending(c.progress.sent_at, after=interval).due(c.now):
+            c.sent([RunProbes(purpose="policy", checks=checks, threshold=c.plan.probes.checks.pass_threshold)])
+        changed = policy_probe.differences(section, baseline.table, table)
+        c.say(f"policy probe after finalize: {len(checks)} flow(s) to dial"
+              + (f", {len(changed)} changed: {'; '.join(changed[:2])}" if changed else ""))
+    c.wake(c.now + interval)
+
+
+def _policy_table_error(c: FinalizeCursor) -> str:
+    section, baseline = c.plan.probes.policy, c.cp.policy_baseline
+    assert section is not None and baseline is not None
+    table = c.progress.policy_table or ""
+    changed = policy_probe.differences(section, baseline.table, table) if table else []
+    unseen = table.count(policy_probe.UNSEEN) if table else len(baseline.table)
+    return truncate_error(
+        f"finalize: the policy probe's table differs from before the run after "
+        f"{format_duration(c.plan.probes.checks.deadline)}: {len(changed)} flow(s) changed"
+        + (f" ({'; '.join(changed[:3])})" if changed else "") + (f", {unseen} not dialled" if unseen else "")
+        + "; find the policy that changed them (migrator policy verify), fix it, then `migrator resume`")
+
+
+def _policy_probe_gone(c: FinalizeCursor) -> str | None:
+    return None if any(not p.deleting for p in c.obs.policy_probe_pods) else "policy probe removed"
+
+
 def _finalize_timeout(c: FinalizeCursor) -> timedelta:
     return c.plan.finalize.timeout
 
@@ -334,19 +478,42 @@ ROWS: tuple[Row[FinalizeCursor], ...] = (
         send=lambda c: [WriteFile(path=c.plan.finalize.helm_values_path, content=helm_values())],
         sends=("write-file",), doing=lambda c: f"writing {c.plan.finalize.helm_values_path}", then="configmap"),
     Row(step="configmap", done=_configmap_patched, done_doc="the agent ConfigMap holds the final settings",
-        skip=_configmap_off, skip_doc="`finalize.apply_configmap` is false", send=_send_configmap,
+        skip=_configmap_off, skip_doc="`finalize.apply_configmap` is false and `policy.mode` off (continuous "
+                                      "patches `enable-policy: default` alone)", send=_send_configmap,
         sends=("patch-configmap",), then="restart-agents",
         doing=lambda c: f"patching {c.plan.cilium.agent.namespace}/{c.plan.cilium.agent.config_map}"),
     Row(step="restart-agents", done=_rolled_out, done_doc="the DaemonSet carries our restartedAt and rolled out",
         work=_restart_agents, sends=("restart-daemonset",), timeout=_finalize_timeout, on_timeout=HALT,
         timeout_error=_rollout_timeout_error, timeout_doc="`finalize.timeout`", then="delete-node-config"),
     Row(step="delete-node-config", done=_node_config_gone, done_doc="no CiliumNodeConfig observed",
-        send=_send_node_config_delete, sends=("delete-node-config",), then="remove-probes",
+        send=_send_node_config_delete, sends=("delete-node-config",), then="policy-table",
         doing=lambda c: f"deleting CiliumNodeConfig {c.plan.cilium.node_config.namespace}/"
                         f"{c.plan.cilium.node_config.name}"),
+    Row(step="policy-table", done=_policy_table_kept, done_doc="every flow of the policy probe has its verdict "
+        "from before the run", skip=_no_policy_baseline, skip_doc="no `probes.policy`, or no baseline of this probe",
+        work=_policy_table, sends=("run-probes",), timeout=lambda c: c.plan.probes.checks.deadline,
+        on_timeout=HALT, timeout_error=_policy_table_error, timeout_doc="`probes.checks.deadline`",
+        then="remove-policy-probe"),
+    Row(step="remove-policy-probe", done=_policy_probe_gone, done_doc="no policy probe pod left",
+        skip=_no_policy_probe, skip_doc="no `probes.policy`", send=lambda c: list(policy_probe.removal(c.plan)),
+        sends=("delete-object",), doing="removing the policy probe", then="remove-probes"),
     Row(step="remove-probes", done=_fleet_gone, done_doc="no probe pod left", skip=_probes_off,
         skip_doc="`probes.enabled` is false", send=lambda c: [fleet_removal(c.plan)], sends=("delete-object",),
-        doing=lambda c: f"removing the probe fleet (namespace {c.plan.probes.namespace})", then="remove-calico"),
+        doing=lambda c: f"removing the probe fleet (namespace {c.plan.probes.namespace})", then="remove-shims"),
+    Row(step="remove-shims", done=_shims_gone, done_doc="no migration shim (`migrator.io/shim=true`) observed",
+        skip=_policy_off, skip_doc="`policy.mode` is off", send=lambda c: policy_steps.removals(c.obs, shims_only=True),
+        sends=("delete-object",), doing="removing the migration shims (no pod is unmanaged any more)",
+        then="verify-policy"),
+    Row(step="verify-policy", done=_verified,
+        done_doc="every translated object observed and `policy verify` over them passes", skip=_policy_off,
+        skip_doc="`policy.mode` is off", work=_verifying, failed=_verify_failed, on_failed=HALT,
+        failed_doc="a translated object is missing or `policy verify` finds a difference (Calico's policies "
+                   "are kept)", then="remove-calico-policies"),
+    Row(step="remove-calico-policies", done=_calico_policies_gone,
+        done_doc="no Calico NetworkPolicy, GlobalNetworkPolicy, NetworkSet or GlobalNetworkSet observed",
+        skip=_policy_off, skip_doc="`policy.mode` is off", send=_send_calico_policy_removal,
+        sends=("delete-object",), then="remove-calico",
+        doing=lambda c: f"removing {len(c.obs.policy.calico) if c.obs.policy else 0} Calico policy object(s)"),
     Row(step="remove-calico", done=_calico_gone, done_doc="none of the plan's Calico objects observed",
         send=_send_calico_removal, sends=("delete-object",), then="node-cleanup",
         doing=lambda c: f"removing {len(c.obs.calico_objects)} Calico objects"),

@@ -19,6 +19,7 @@ from migrator.engine.budget import DisruptionBudgets
 from migrator.engine.decide import node_config_version
 from migrator.engine.ordering import order_nodes
 from migrator.engine.pods import drain_view
+from migrator.engine.policy_steps import is_shim
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
 from migrator.model.routing import RoutingDetection
@@ -57,6 +58,7 @@ class Forecast:
     placement: str = "in-place"
     routing: RoutingDetection | None = None
     tunnel_port: int = 8473
+    policy: tuple[str, ...] = ()
 
     @property
     def blocked(self) -> bool:
@@ -82,6 +84,7 @@ class Forecast:
                          f"recycle {len(node.recycle)}")
             lines.extend(f"    blocker: {b}" for b in node.blockers)
             lines.extend(f"    PDB allows no disruption now: {p}" for p in node.pdb_limited)
+        lines.extend(self.policy)
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines) + "\n"
 
@@ -155,4 +158,33 @@ def forecast(plan: MigrationPlan, obs: ClusterObservation, routing: RoutingDetec
     return Forecast(plan_name=plan.name, node_config_version=version,
                     waves=tuple(tuple(w) for w in waves), nodes=tuple(results),
                     worst_case=per_node * len(waves), warnings=tuple(warnings),
-                    placement=plan.placement.strategy, routing=routing, tunnel_port=plan.cilium.tunnel_port)
+                    placement=plan.placement.strategy, routing=routing, tunnel_port=plan.cilium.tunnel_port,
+                    policy=tuple(_policy_lines(plan, obs, waves)))
+
+
+def _policy_lines(plan: MigrationPlan, obs: ClusterObservation, waves: list[list[str]]) -> list[str]:
+    """What the run does about network policy: the classes, what prepare applies, each wave's gap."""
+    findings = {f.check: f for f in obs.findings or ()}
+    if plan.policy.mode == "off":
+        off = findings.get("policy.mode-off")
+        return [f"policy: off: {off.message}" if off else "policy: off (the guide's behaviour: no enforcement on "
+                "migrated nodes until finalize)"]
+    lines = ["policy: continuous"]
+    classes = findings.get("policy.translation")
+    if classes is not None:
+        lines.append(f"  {classes.message}")
+    if obs.policy is None:
+        return lines
+    kinds = Counter(str(m["kind"]) for m in obs.policy.wanted if not is_shim(m))
+    shims = len(obs.policy.wanted) - sum(kinds.values())
+    lines.append(f"  applied before the first switch: {kinds['CiliumNetworkPolicy']} CiliumNetworkPolicy, "
+                 f"{kinds['CiliumClusterwideNetworkPolicy']} CiliumClusterwideNetworkPolicy, "
+                 f"{kinds['CiliumCIDRGroup']} CiliumCIDRGroup, {shims} shim(s) allowing unmanaged (removed at "
+                 "finalize)")
+    for index, wave in enumerate(waves, start=1):
+        gap = obs.policy.gaps.get(wave[0])
+        if gap is None:
+            continue
+        lines.append(f"  gap during wave {index}: {gap.flows} flow(s) enforced differently from before the run"
+                     + (f", e.g. {gap.lines[0]}" if gap.lines else ""))
+    return lines

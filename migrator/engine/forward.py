@@ -3,7 +3,8 @@
 PREFLIGHT → (no blocking preflight finding; CiliumNodeConfig ensured and observed) PREPARED → (probe fleet Ready) MIGRATING →
 every node terminal → NODES_DONE. A ``pause`` request stops new starts and becomes PAUSED once
 no node is in flight; ``abort`` also restores nodes that are not yet switched (cordoned or
-being cordoned: uncordon if we cordoned, mark SKIPPED) and ends in ABORTED. Halting (a blocked
+being cordoned: uncordon if we cordoned, mark SKIPPED), removes the policy objects the run
+applied (``policy.mode: continuous``) and ends in ABORTED. Halting (a blocked
 drain with ``on_pdb_blocked: halt``, more failed nodes than ``max_failures``, more automatic
 rollbacks than ``rollback.halt_after``, no served CiliumNodeConfig version) sets
 ``checkpoint.halted``: nothing further is decided until a resume clears it. A node deleted
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from migrator.engine import placement
+from migrator.engine import placement, policy_probe, policy_steps
 from migrator.engine.actions import Action, ApplyObject, EnsureNodeConfig, RunProbes
 from migrator.engine.gates import start_gate
 from migrator.engine.node_config import node_config_spec, node_config_version
 from migrator.engine.node_steps import GONE, StepContext, StepOutcome, begin_restore, start
 from migrator.engine.ordering import pod_scope, startable
 from migrator.engine.pending import RESEND_AFTER, Pending
+from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.engine.preflight_gate import preflight_gate
 from migrator.engine.probes import fleet_manifests, fleet_missing, sample_pairs
 from migrator.engine.rollback import AUTOMATIC
@@ -48,20 +50,25 @@ def _prepare(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
         reason = (f"CiliumNodeConfig {plan.cilium.node_config.api_version} is not served "
                   f"(served: {list(obs.served_cnc_versions) or 'none'}); install Cilium ≥ 1.13")
         return cp.model_copy(update={"halted": reason}), [], reason, None
-    selector, defaults = node_config_spec()
+    selector, defaults = node_config_spec(plan)
     ref = plan.cilium.node_config
     current = obs.node_config
-    if current is not None and current.node_selector == selector and current.defaults == defaults:
+    config_ok = current is not None and current.node_selector == selector and current.defaults == defaults
+    applies, awaited = policy_steps.to_apply(plan, obs)   # the translation exists before any node switches
+    if config_ok and awaited is None:
         cp = run_move(cp, RunPhase.PREPARED, now)
         return _ready_fleet(plan, cp, obs, now)
     cp = cp.model_copy(update={"node_config_version": version})
     pending = Pending(cp.prepare_sent_at)
     if pending.due(now):
-        action = EnsureNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version,
-                                  node_selector=selector, defaults=defaults)
+        actions: list[Action] = [] if config_ok else [EnsureNodeConfig(
+            namespace=ref.namespace, name=ref.name, api_version=version, node_selector=selector, defaults=defaults)]
+        actions += applies
         cp = cp.model_copy(update={"prepare_sent_at": now})
-        return cp, [action], f"ensuring CiliumNodeConfig {ref.namespace}/{ref.name}", now + RESEND_AFTER
-    return cp, [], "waiting for the CiliumNodeConfig to be observed", pending.wake_at(now)
+        note = f"ensuring CiliumNodeConfig {ref.namespace}/{ref.name}" if not config_ok else (awaited or "")
+        return cp, actions, note, now + (policy_steps.POLL if awaited else RESEND_AFTER)
+    return cp, [], awaited if config_ok and awaited else "waiting for the CiliumNodeConfig to be observed", \
+        min(pending.wake_at(now), now + policy_steps.POLL) if awaited else pending.wake_at(now)
 
 
 def _ready_fleet(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
@@ -71,6 +78,9 @@ def _ready_fleet(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
         return run_move(cp, RunPhase.MIGRATING, now), [], "CiliumNodeConfig in place (probes disabled)", None
     missing = fleet_missing(obs, plan, cp.order)
     if not missing:
+        cp, baseline_actions, waiting, baseline_wake = _policy_baseline(plan, cp, obs, now)
+        if waiting is not None:
+            return cp, baseline_actions, waiting, baseline_wake
         return run_move(cp, RunPhase.MIGRATING, now), [], "CiliumNodeConfig and probe fleet in place", None
     started = cp.run_phase_started_at or now
     if now >= started + plan.probes.ready_timeout:
@@ -84,6 +94,51 @@ def _ready_fleet(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
         cp = cp.model_copy(update={"fleet_sent_at": now})
     wake = min(now + RESEND_AFTER, started + plan.probes.ready_timeout)
     return cp, actions, f"waiting for the probe fleet on {len(missing)} node(s)", wake
+
+
+def _remove_policy(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
+                   now: datetime) -> tuple[Checkpoint, list[Action], str | None]:
+    """An abort removes the policy objects the run applied (translation, shims) before it ends:
+    (checkpoint, deletions to send now, what is awaited or None when nothing is left)."""
+    left = policy_steps.left_behind(plan, obs)
+    if left is None:
+        return cp, [], None
+    if not Pending(cp.prepare_sent_at).due(now):
+        return cp, [], left
+    return cp.model_copy(update={"prepare_sent_at": now}), policy_steps.removals(obs), left
+
+
+def _policy_baseline(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
+                     now: datetime) -> tuple[Checkpoint, list[Action], str | None, datetime | None]:
+    """The policy probe's truth table before any node starts (``probes.policy``): its pods are
+    deployed, then every flow is dialled until each has a verdict. None as the note: done."""
+    section = plan.probes.policy
+    if section is None:
+        return cp, [], None, None
+    baseline = cp.policy_baseline
+    if baseline is None or baseline.spec != policy_probe.spec_digest(section):
+        baseline = policy_probe.new_baseline(section)
+        cp = cp.model_copy(update={"policy_baseline": baseline, "policy_sent_at": None})
+    if baseline.complete:
+        return cp, [], None, None
+    deadline = (cp.run_phase_started_at or now) + plan.probes.ready_timeout
+    checks = policy_probe.baseline_checks(obs, section, baseline)
+    if now >= deadline:
+        unseen = baseline.table.count(policy_probe.UNSEEN)
+        reason = (f"policy probe baseline not taken within {format_duration(plan.probes.ready_timeout)}: "
+                  + (checks if isinstance(checks, str) else f"{unseen} flow(s) could not be dialled")
+                  + f"; check kubectl get pods -l {policy_probe.NAME_LABEL}={policy_probe.NAME} -A -o wide")
+        return cp.model_copy(update={"halted": reason}), [], reason, None
+    pending = Pending(cp.policy_sent_at, after=RESEND_AFTER if isinstance(checks, str) else plan.probes.checks.interval)
+    actions: list[Action] = []
+    if pending.due(now):
+        if isinstance(checks, str):
+            actions = [ApplyObject(manifest=m) for m in policy_probe.manifests(plan, cp.order)]
+        else:
+            actions = [RunProbes(purpose="policy", checks=checks, threshold=plan.probes.checks.pass_threshold)]
+        cp = cp.model_copy(update={"policy_sent_at": now})
+    note = checks if isinstance(checks, str) else f"taking the policy probe's baseline: {len(checks)} flow(s) to dial"
+    return cp, actions, note, min(pending.wake_at(now), deadline)
 
 
 def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
@@ -106,9 +161,9 @@ def sample_round(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
         now + sampling.interval
 
 
-def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
-             now: datetime) -> tuple[Checkpoint, list[Action], list[str], datetime | None]:
-    ctx = StepContext.of(plan, cp, obs, now)
+def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
+             explained: Explained) -> tuple[Checkpoint, list[Action], list[str], datetime | None]:
+    ctx = StepContext.of(plan, cp, obs, now, explained)
     actions: list[Action] = []
     notes: list[str] = []
     updates: dict[str, NodeRecord] = {}
@@ -175,7 +230,14 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     if cp.requested is not None:
         cp, taints = placement.reconcile(plan, cp, obs, now, winding_down=True)
         actions.extend(taints)
-        if not busy and not cp.steered:
+        left = None
+        if not busy and not cp.steered and cp.requested == "abort":
+            cp, removing, left = _remove_policy(plan, cp, obs, now)
+            actions.extend(removing)
+        if left is not None:
+            notes.insert(0, f"abort requested: {left}")
+            wake.append(now + policy_steps.POLL)
+        elif not busy and not cp.steered:
             target = RunPhase.PAUSED if cp.requested == "pause" else RunPhase.ABORTED
             cp = run_move(cp, target, now)
             notes.insert(0, f"run {target.value.lower()} at an operator's request")
@@ -216,12 +278,17 @@ def _migrate(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     return cp, actions, notes, min(wake, default=None)
 
 
-def forward_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime) -> Step:
-    """The forward run's next step (the checkpoint is not halted and has no rollback recorded)."""
+def forward_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
+                 explained: Explained = nothing_explained) -> Step:
+    """The forward run's next step (the checkpoint is not halted and has no rollback recorded);
+    ``explained``: the policy-probe flows the current gap report explains."""
     actions: list[Action] = []
     notes: list[str] = []
     wake: datetime | None = None
     if cp.run_phase in (RunPhase.PREFLIGHT, RunPhase.PREPARED) and cp.requested == "abort":
+        cp, removing, left = _remove_policy(plan, cp, obs, now)
+        if left is not None:
+            return cp, removing, [f"abort requested: {left}"], now + policy_steps.POLL
         cp = run_move(cp, RunPhase.ABORTED, now)
         notes.append("run aborted before any node started")
     elif cp.run_phase is RunPhase.PAUSED and cp.requested != "pause":
@@ -238,7 +305,7 @@ def forward_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, n
         cp, actions, note, wake = _ready_fleet(plan, cp, obs, now)
         notes.append(note)
     if cp.run_phase is RunPhase.MIGRATING and cp.halted is None:
-        cp, more, migrate_notes, wake = _migrate(plan, cp, obs, now)
+        cp, more, migrate_notes, wake = _migrate(plan, cp, obs, now, explained)
         actions.extend(more)
         notes.extend(migrate_notes)
     return cp, actions, notes, wake

@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from migrator.engine.actions import Action, Cordon, CreatePod, EvictPod, LabelNode, RestoreNodeState, Uncordon
+from migrator.engine import policy_steps
+from migrator.engine.actions import (
+    Action,
+    Cordon,
+    CreatePod,
+    EmitEvent,
+    EvictPod,
+    LabelNode,
+    RestoreNodeState,
+    Uncordon,
+)
 from migrator.engine.node_steps import (
     NodeCursor,
     agent_replaced,
@@ -178,13 +188,24 @@ def _label_timeout_error(c: NodeCursor) -> str:
 
 def _label_hold(c: NodeCursor) -> str | None:
     found = _precheck(c)
-    if found is None or found[0] == "blocked":
-        return None
-    return found[1] if found[0] == "wait" else f"waiting before the switch: {found[1]}"
+    if found is not None and found[0] != "blocked":
+        return found[1] if found[0] == "wait" else f"waiting before the switch: {found[1]}"
+    if policy_steps.continuous(c.plan) and policy_steps.node_gap(c.plan, c.ctx.obs, c.node.name) is None:
+        return policy_steps.gap_wait(c.ctx.obs)
+    return None
 
 
 def _send_label(c: NodeCursor) -> list[Action]:
-    return [LabelNode(node=c.node.name, key=MIGRATION_LABEL, value="true")]
+    """The switch; under ``policy.mode: continuous`` the node's gap report goes first: into its
+    record (persisted with the intent, before the label is sent) and an Event."""
+    actions: list[Action] = []
+    gap = policy_steps.node_gap(c.plan, c.ctx.obs, c.node.name)
+    if gap is not None:
+        text = policy_steps.gap_text(gap)
+        c.out.record = c.record.model_copy(update={"policy_gap": text})
+        actions.append(EmitEvent(node=c.node.name, reason="MigrationPolicyGap", message=text,
+                                 type="Warning" if gap.flows else "Normal"))
+    return [*actions, LabelNode(node=c.node.name, key=MIGRATION_LABEL, value="true")]
 
 
 # ---------------------------------------------------------------- agent restart, verification
@@ -328,7 +349,9 @@ ROWS: tuple[Row[NodeCursor], ...] = (
     Row(step="label", runs_in="`DRAINED`; `PENDING` (in-place)", done=_labelled,
         done_doc=f"`{MIGRATION_LABEL}=true` observed on the node",
         send=_send_label, sends=("label-node",), doing="labelling",
-        hold=_label_hold, hold_doc="in place, a pod's PodDisruptionBudget allows no disruption",
+        hold=_label_hold, hold_doc="in place, a pod's PodDisruptionBudget allows no disruption; or, with "
+                                   "`policy.mode: continuous`, the node's gap report is not observed yet (it is "
+                                   "recorded and sent as an Event with the label)",
         failed=_label_refused, on_failed=BLOCKED, failed_doc="in place: a pod the drain rules protect",
         timeout=_label_timeout, on_timeout=BLOCKED, timeout_error=_label_timeout_error,
         timeout_doc="in place: `drain.timeout` while a budget holds a pod", then=N.LABELED),

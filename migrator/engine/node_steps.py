@@ -22,6 +22,7 @@ from migrator.engine.budget import DisruptionBudgets
 from migrator.engine.ordering import pod_scope
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import is_agent, owner_key, recycle_view, replaced, verify_pod_name
+from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.engine.probes import sampled_suspects
 from migrator.engine.table import check_node_move
 from migrator.model.checkpoint import (
@@ -29,6 +30,7 @@ from migrator.model.checkpoint import (
     Intent,
     IntentStep,
     NodeRecord,
+    PolicyBaseline,
     PriorNodeState,
     truncate_error,
 )
@@ -69,14 +71,18 @@ class StepContext:
     budgets: DisruptionBudgets   # room left in each PDB, spent by this decision's evictions
     busy: frozenset[str] = frozenset()   # nodes in flight: never probe peers
     suspects: frozenset[str] = frozenset()   # nodes in failing sampled pairs: peers of last resort
+    policy_baseline: PolicyBaseline | None = None   # the policy probe's table before the run
+    explained: Explained = nothing_explained        # flows the current policy gap report explains
 
     @classmethod
-    def of(cls, plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime) -> StepContext:
+    def of(cls, plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
+           explained: Explained = nothing_explained) -> StepContext:
         """The context of one decision over ``cp``: the nodes in flight and the budgets' room."""
         sent_uids = [uid for r in cp.nodes if r.intent is not None for uid in r.intent.pods]
         return cls(plan=plan, obs=obs, now=now, network=plan.cilium.network, busy=pod_scope(cp),
                    budgets=DisruptionBudgets(obs, sent=sent_uids),
-                   suspects=sampled_suspects(cp.sampling.failures))
+                   suspects=sampled_suspects(cp.sampling.failures),
+                   policy_baseline=cp.policy_baseline, explained=explained)
 
 
 @dataclass

@@ -6,7 +6,8 @@ the rollback process takes the Lease and ``decide`` runs this step until done.
 
 Per node: a node with something to undo starts its rollback once (``engine.rollback``); the
 others are left as they are. With ``all``, once every node is terminal: the CiliumNodeConfig
-is deleted, a probe sweep of the whole cluster must pass, the probe fleet is removed and the
+is deleted, a probe sweep of the whole cluster must pass, the policy objects the run applied
+(``policy.mode: continuous``: translation and shims) and the probe fleet are removed, and the
 run ends ``ROLLED_BACK``. A partial rollback clears the request and leaves a migrating run
 paused: ``migrator resume`` continues with the nodes not rolled back.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from migrator.engine import placement
+from migrator.engine import placement, policy_probe, policy_steps
 from migrator.engine.actions import Action, DeleteNodeConfig, RunProbes
 from migrator.engine.forward import Step, run_move
 from migrator.engine.node_config import node_config_version
@@ -124,6 +125,7 @@ def _finish_all(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     if obs.node_config is not None:
         if resend and version is not None:
             actions.append(DeleteNodeConfig(namespace=ref.namespace, name=ref.name, api_version=version))
+            actions.extend(policy_steps.removals(obs))   # every node is on Calico: nothing enforces them now
             cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
         wake.append(now + RESEND_AFTER)
         notes.insert(0, f"every node back on Calico; deleting CiliumNodeConfig {ref.namespace}/{ref.name}")
@@ -153,18 +155,23 @@ def _finish_all(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             notes.insert(0, "every node back on Calico; sweeping the cluster with probes"
                          + (f" (failing: {'; '.join(sampling.failures[:2])})" if sampling.failures else ""))
             return _step(cp, actions, notes, wake)
-    fleet = [p for p in obs.probe_pods if not p.deleting]
-    if plan.probes.enabled and fleet:
+    fleet = [p for p in (*obs.probe_pods, *obs.policy_probe_pods) if not p.deleting] if plan.probes.enabled else []
+    left = policy_steps.left_behind(plan, obs)   # the translation and shims the run applied go with it
+    if fleet or left is not None:
         if resend:
-            actions.append(fleet_removal(plan))
+            if fleet:
+                actions.append(fleet_removal(plan))
+                actions.extend(policy_probe.removal(plan))
+            actions.extend(policy_steps.removals(obs))
             cp = cp.model_copy(update={"rollback": request.model_copy(update={"cleanup_sent_at": now})})
-        wake.append(now + RESEND_AFTER)
-        notes.insert(0, f"sweep passed; removing the probe fleet ({len(fleet)} pods left)")
+        wake.append(now + (RESEND_AFTER if fleet else policy_steps.POLL))   # policy objects are not watched
+        doing = [f"sweep passed; removing the probe fleet ({len(fleet)} pods left)"] if fleet else []
+        notes.insert(0, "; ".join(doing + ([left] if left is not None else [])))
         return _step(cp, actions, notes, wake)
     if cp.run_phase is RunPhase.ROLLING_BACK:
         cp = run_move(cp, RunPhase.ROLLED_BACK, now)
-    notes.insert(0, "rollback --all finished: every node is on Calico, the CiliumNodeConfig and the probe "
-                    "fleet are gone")
+    notes.insert(0, "rollback --all finished: every node is on Calico, the CiliumNodeConfig, the policy objects "
+                    "the run applied and the probe fleet are gone")
     return _step(cp, actions, notes, wake)
 
 

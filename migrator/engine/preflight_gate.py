@@ -9,7 +9,8 @@ findings are fixed.
 An operator may run past a check with ``--skip-check ID``: ``request_skips`` records the
 request in the checkpoint (``skipped_checks``, who and when) before the first decision, and the
 gate writes one audit line per skipped check the first time it lets one of that check's
-blocking findings through. Warnings and infos never stop a run. Without findings (not
+blocking findings through, and one per policy approximation the plan accepts (``policy.accept``).
+Warnings and infos never stop a run. Without findings (not
 gathered) the gate halts: a run is never let through unchecked.
 
 A canary halted here (``end_canary``) ends ABORTED with the outcome ``failed`` instead of
@@ -28,6 +29,7 @@ from migrator.model.findings import Finding, Severity
 from migrator.model.states import RunPhase
 
 AUDIT_LIMIT = 20
+ACCEPTED = "policy.accepted"   # an approximation the plan accepts: audited once when the gate lets the run on
 NOT_GATHERED = "preflight findings were not gathered, so nothing was changed"
 
 
@@ -85,6 +87,11 @@ def preflight_gate(checkpoint: Checkpoint, findings: Sequence[Finding] | None,
     open_findings = blocking(findings, skips)
     if open_findings:
         return cp.model_copy(update={"halted": _halt_reason(open_findings)}), False
+    waived = [truncate_error(f"policy approximation accepted by the plan: {f.message}") for f in findings
+              if f.check == ACCEPTED]
+    waived = [w for w in dict.fromkeys(waived) if w not in cp.audit]
+    if waived:
+        cp = cp.model_copy(update={"audit": (*cp.audit, *waived)[-AUDIT_LIMIT:]})
     return cp, True
 
 

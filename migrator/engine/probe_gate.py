@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from migrator.engine import policy_probe
 from migrator.engine.actions import RunProbes
 from migrator.engine.node_steps import NodeCursor
 from migrator.engine.probes import Gate, gate_checks, unknown
@@ -52,7 +53,8 @@ class Verdict:
             return f"ok {self.settled}/{len(self.gate.checks)}"
         if self.gate.waiting is not None:
             return f"never ran: {self.gate.waiting}"
-        shown = "; ".join(f"{n} {failures.get(n, 'no answer yet')}" for n in self.blocking[:SUMMARY_FAILURES])
+        shown = "; ".join(f"{self.gate.shown(n)} {failures.get(n, 'no answer yet')}"
+                          for n in self.blocking[:SUMMARY_FAILURES])
         more = f" (+{len(self.blocking) - SUMMARY_FAILURES} more)" if len(self.blocking) > SUMMARY_FAILURES else ""
         return truncate_error(f"{len(self.blocking)} check(s) failing: {shown}{more}")
 
@@ -62,6 +64,8 @@ def verdict(c: NodeCursor, *, expect_cilium: bool, same_node_peer: PodFacts | No
     if "gate" not in c.memo:
         gate = gate_checks(c.plan, c.ctx.obs, c.node.name, c.ctx.network, busy=c.ctx.busy - {c.node.name},
                            same_node_peer=same_node_peer, expect_cilium=expect_cilium, suspects=c.ctx.suspects)
+        if expect_cilium:
+            gate = _with_policy(c, gate)
         ok, blocking = gate.verdict(set(c.intent.passed))
         settled = sum(1 for check in gate.checks if check.name in c.intent.passed)
         unanswered = tuple(n for n in blocking if unknown(c.intent.failures.get(n)))
@@ -69,6 +73,18 @@ def verdict(c: NodeCursor, *, expect_cilium: bool, same_node_peer: PodFacts | No
                                  settled=settled, unanswered=unanswered)
     found: Verdict = c.memo["gate"]
     return found
+
+
+def _with_policy(c: NodeCursor, gate: Gate) -> Gate:
+    """The forward gate plus the policy probe's table, each flow expecting its verdict before the
+    run unless the current gap report explains it (``StepContext.explained``)."""
+    section, baseline = c.plan.probes.policy, c.ctx.policy_baseline
+    if section is None or baseline is None or not baseline.complete or gate.waiting is not None:
+        return gate
+    extra = policy_probe.gate_checks(c.ctx.obs, section, baseline, c.ctx.explained)
+    if isinstance(extra, str):
+        return Gate(waiting=extra)
+    return Gate(checks=gate.checks + extra, need=gate.need, names=policy_probe.flow_names(section, extra))
 
 
 def gate_deadline(view: Verdict, deadline: timedelta) -> timedelta | None:
@@ -102,5 +118,5 @@ def gate_round(c: NodeCursor, view: Verdict) -> None:
     checks = view.gate.checks
     failing = sorted(genuine)
     c.say(f"probing: {len(checks) - len(view.blocking)}/{len(checks)} checks settled" + (
-        f", failing: {', '.join(failing[:3])}" if failing else "") + (
+        f", failing: {', '.join(view.gate.shown(n) for n in failing[:3])}" if failing else "") + (
         f", waiting for the API server to relay {len(view.unanswered)} check(s)" if view.unanswered else ""))

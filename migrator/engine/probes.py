@@ -279,6 +279,10 @@ class Gate:
     checks: tuple[ProbeCheck, ...] = ()
     need: dict[str, int] = field(default_factory=dict)
     waiting: str | None = None
+    names: dict[str, str] = field(default_factory=dict)   # how a check is shown, where its name is short
+
+    def shown(self, name: str) -> str:
+        return self.names.get(name, name)
 
     def verdict(self, passed_names: set[str]) -> tuple[bool, list[str]]:
         """(passed?, the names still standing in the way)."""

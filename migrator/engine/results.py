@@ -25,6 +25,7 @@ from migrator.engine.actions import (
     EvictPod,
     RunProbes,
 )
+from migrator.engine.policy_probe import fold_baseline, fold_table
 from migrator.engine.probes import pair_nodes, unknown
 from migrator.model.checkpoint import Checkpoint, NodeRecord, truncate_error, utc
 from migrator.model.states import RunPhase
@@ -137,7 +138,14 @@ def record_results(checkpoint: Checkpoint, results: Iterable[ActionResult], now:
         if isinstance(action, EmitEvent):
             continue
         if isinstance(action, RunProbes):
-            if action.purpose == "sample":
+            if action.purpose == "policy":
+                progress = cp.finalize
+                if progress is not None and progress.step == "policy-table" and progress.policy_table is not None:
+                    cp = cp.model_copy(update={"finalize": progress.model_copy(update={
+                        "policy_table": fold_table(progress.policy_table, result.detail)})})
+                elif progress is None and cp.policy_baseline is not None:
+                    cp = cp.model_copy(update={"policy_baseline": fold_baseline(cp.policy_baseline, result.detail)})
+            elif action.purpose == "sample":
                 cp = _fold_sample(cp.with_nodes(updates), result, gone)
                 updates = {}
             elif action.node is not None and cp.node(action.node) is not None:

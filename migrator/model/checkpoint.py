@@ -120,6 +120,9 @@ class NodeRecord(_Record):
     audit: tuple[str, ...] = Field(default=(), description="Audit notes (e.g. PDB overrides).")
     probes: str | None = Field(default=None, description="Outcome of the node's last connectivity gate.")
     rollback_reason: str | None = Field(default=None, description="Why the node was rolled back.")
+    policy_gap: str | None = Field(
+        default=None, description="policy.mode continuous: the flows enforced on one side only during the node's "
+                                  "window (count and first flows, bounded), written before its switch.")
 
 
 class RollbackRequest(_Record):
@@ -146,6 +149,18 @@ class SamplingState(_Record):
     failures: tuple[str, ...] = Field(default=(), description="Pairs that failed while neither node was in flight.")
 
 
+class PolicyBaseline(_Record):
+    """The policy probe's truth table before the run: one character per flow, in the order
+    ``engine.policy_probe.flow_keys`` gives (``1`` allowed, ``0`` denied, ``?`` not seen yet)."""
+
+    spec: str = Field(description="Digest of the probe (namespaces, pods, ports) the table was taken with.")
+    table: str = Field(max_length=4096, description="The verdicts, one character per flow.")
+
+    @property
+    def complete(self) -> bool:
+        return "?" not in self.table
+
+
 class CanaryState(_Record):
     """A canary run's soak and outcome."""
 
@@ -168,7 +183,8 @@ class SkippedCheck(_Record):
 
 
 FinalizeStep = Literal["helm-values", "configmap", "restart-agents", "delete-node-config",
-                       "remove-probes", "remove-calico", "node-cleanup", "done"]
+                       "policy-table", "remove-policy-probe", "remove-probes", "remove-shims", "verify-policy",
+                       "remove-calico-policies", "remove-calico", "node-cleanup", "done"]
 
 
 class FinalizeProgress(_Record):
@@ -182,6 +198,9 @@ class FinalizeProgress(_Record):
     active: tuple[str, ...] = Field(default=(), description="Nodes whose clean-up pod was created.")
     cleaned: tuple[str, ...] = Field(default=(), description="Nodes whose clean-up pod succeeded.")
     last_error: str | None = Field(default=None, description="Last finalize error.")
+    policy_table: str | None = Field(
+        default=None, max_length=4096,
+        description="The policy probe's truth table after finalize, as the baseline keeps it.")
 
 
 class Checkpoint(_Record):
@@ -224,6 +243,10 @@ class Checkpoint(_Record):
     rollbacks_acknowledged: int = Field(
         default=0, ge=0, description="Automatic rollbacks an operator resumed past (rollback.halt_after).")
     sampling: SamplingState = Field(default_factory=SamplingState, description="Continuous sampling.")
+    policy_baseline: PolicyBaseline | None = Field(
+        default=None, description="The policy probe's truth table before the run (probes.policy).")
+    policy_sent_at: Timestamp | None = Field(
+        default=None, description="When the policy probe pods were last ensured or a baseline round sent.")
     canary: CanaryState | None = Field(default=None, description="Canary soak and outcome.")
     skipped_checks: tuple[SkippedCheck, ...] = Field(
         default=(), description="Preflight checks whose blocking findings do not stop the run (--skip-check).")
@@ -434,6 +457,8 @@ def _node_line(record: NodeRecord, epoch: datetime, suffix: str = "") -> str:
         extras["probes"] = record.probes
     if record.rollback_reason:
         extras["rb"] = record.rollback_reason
+    if record.policy_gap:
+        extras["gap"] = record.policy_gap
     line = " ".join(parts)
     if extras:
         line += " | " + json.dumps(extras, separators=(",", ":"), ensure_ascii=False)
@@ -464,7 +489,7 @@ def _parse_node_line(line: str, epoch: datetime, suffix: str = "") -> NodeRecord
         phase_started_at=None if started == "-" else epoch + timedelta(seconds=int(started)),
         intent=Intent.model_validate(extras["intent"]) if "intent" in extras else None,
         last_error=extras.get("err"), prior=prior, audit=tuple(extras.get("audit", ())),
-        probes=extras.get("probes"), rollback_reason=extras.get("rb"))
+        probes=extras.get("probes"), rollback_reason=extras.get("rb"), policy_gap=extras.get("gap"))
 
 
 SUMMARY_AUDIT = 5  # latest run-level audit notes shown in the summary

@@ -64,6 +64,9 @@ DEFINING: tuple[str, ...] = (
     # enabling it mid-run would fail every later gate (rolling nodes back) and leave the old
     # fleet behind.
     "probes.enabled", "probes.namespace", "probes.port", "probes.host_port",
+    # Policy continuity: the CiliumNodeConfig prepared for the run carries enable-policy, and the
+    # translations and shims applied at prepare are what finalize verifies and removes.
+    "policy.mode",
     # Where the checkpoint and the lock live: another place is another run.
     "state.configmap_name", "state.configmap_namespace", "state.lease_name", "state.lease_namespace",
 )
@@ -101,8 +104,14 @@ TUNING: tuple[str, ...] = (
     "probes.image", "probes.dns_name", "probes.checks.tries", "probes.checks.pass_threshold",
     "probes.checks.interval", "probes.checks.deadline", "probes.checks.peers", "probes.sampling.pairs",
     "probes.sampling.interval",
+    # The policy probe: its baseline records the probe it was taken with (a digest), and a gate
+    # judges the table only against a baseline of the same probe; its pods are ensured at prepare.
+    "probes.policy.namespaces", "probes.policy.create_namespaces", "probes.policy.pods",
+    "probes.policy.ports", "probes.policy.tries",
     # Rollback policy and the image of its node-local pod.
     "rollback.automatic", "rollback.halt_after", "rollback.image",
+    # Accepted policy approximations: read by preflight, which runs again on resume.
+    "policy.accept[].policy", "policy.accept[].approximation", "policy.accept[].reason",
     # Canary policy: read when the soak ends.
     "canary.soak", "canary.on_success",
     # What preflight checks the cluster's routing against (it changes no step already taken).

@@ -236,6 +236,66 @@ class ObjectFacts(_Fact):
     namespace: str | None = Field(default=None, description="Namespace; None if cluster-scoped.")
 
 
+class PolicyObjectFacts(_Fact):
+    """A Cilium policy object the run applied (it carries the run's policy label)."""
+
+    kind: str = Field(description="CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or CiliumCIDRGroup.")
+    api_version: str = Field(description="apiVersion it was read at, e.g. cilium.io/v2.")
+    name: str = Field(description="Object name.")
+    namespace: str | None = Field(default=None, description="Namespace; None if cluster-scoped.")
+    shim: bool = Field(default=False, description="A migration shim (allows `unmanaged`), removed at finalize.")
+    digest: str = Field(default="", description="Digest of its spec(s): a changed object is verified afresh.")
+
+    @property
+    def ref(self) -> tuple[str, str | None, str]:
+        """(kind, namespace, name): what identifies it among the run's objects."""
+        return (self.kind, self.namespace, self.name)
+
+
+class GapFacts(_Fact):
+    """The gap of a node's switch (``policy.transition``): the flows whose verdict, with one side
+    judged by Cilium (Calico pods only ``unmanaged``) and the other by Calico, differs from Calico's
+    before the run."""
+
+    flows: int = Field(ge=0, description="How many (source group, destination group, port) flows.")
+    lines: tuple[str, ...] = Field(default=(), description="The first few, for people.")
+
+
+class PolicyFacts(_Fact):
+    """What ``policy.mode: continuous`` decides on: the objects the run must apply (the translation
+    and the shims, computed by the shell from the live inventory), those it applied that exist,
+    the Calico policy objects, and — when finalizing — whether the live translation verifies."""
+
+    wanted: tuple[dict[str, Any], ...] = Field(
+        default=(), description="Manifests to apply before the first node switches (translation, then shims).")
+    present: tuple[PolicyObjectFacts, ...] | None = Field(
+        default=None, description="Objects carrying the run's policy label that exist now; None when not listed "
+                                  "(while nodes migrate nothing is applied or removed).")
+    calico: tuple[ObjectFacts, ...] = Field(
+        default=(), description="Calico NetworkPolicies, GlobalNetworkPolicies, NetworkSets and GlobalNetworkSets.")
+    differences: tuple[str, ...] | None = Field(
+        default=None, description="When finalizing: `policy verify` over the live translation, one line per "
+                                  "difference (capped); empty when it passes, None when not checked.")
+    gaps: dict[str, GapFacts] = Field(
+        default_factory=dict, description="Per node in flight: the gap of its switch.")
+    error: str | None = Field(
+        default=None, description="Why the live policy could not be translated (an object that cannot be read): "
+                                  "nothing is wanted and no gap is known until it is fixed.")
+
+    @property
+    def wanted_refs(self) -> frozenset[tuple[str, str | None, str]]:
+        """(kind, namespace, name) of every wanted manifest."""
+        return frozenset((str(m["kind"]), (m.get("metadata") or {}).get("namespace"),
+                          str((m.get("metadata") or {}).get("name"))) for m in self.wanted)
+
+    @property
+    def missing(self) -> list[dict[str, Any]]:
+        """Wanted manifests not present yet (all of them when not listed)."""
+        have = {o.ref for o in self.present or ()}
+        return [m for m in self.wanted if (m["kind"], (m.get("metadata") or {}).get("namespace"),
+                                           (m.get("metadata") or {}).get("name")) not in have]
+
+
 class ClusterObservation(_Fact):
     """One consistent-enough look at the cluster, taken just before ``decide``.
 
@@ -270,7 +330,11 @@ class ClusterObservation(_Fact):
     probe_pods: tuple[PodFacts, ...] = Field(
         default=(), description="Every pod of the probe fleet (both DaemonSets), on every node.")
     probe_service_ip: str | None = Field(default=None, description="ClusterIP of the probe Service.")
+    policy_probe_pods: tuple[PodFacts, ...] = Field(
+        default=(), description="Every pod of the policy probe (probes.policy), in its three namespaces.")
     apiserver_ip: str | None = Field(default=None, description="ClusterIP of default/kubernetes.")
+    policy: PolicyFacts | None = Field(
+        default=None, description="Policy continuity facts (plan policy.mode continuous); None when not read.")
     findings: tuple[Finding, ...] | None = Field(
         default=None, description="Preflight findings, gathered once per process while the run is in "
                                   "PREFLIGHT; None when not gathered.")

@@ -293,6 +293,36 @@ class SamplingSection(_Section):
     interval: Duration = Field(default=timedelta(seconds=30), description="Time between sampling rounds.")
 
 
+class PolicyProbeSection(_Section):
+    """The policy probe: a truth table of probe pods in three namespaces (pods a, b, c in each,
+    the shape of Kubernetes' network-policy e2e tests) over every pair × ``ports`` × TCP/UDP,
+    taken before the run and at every node's gate; a verdict that changed from before the run and
+    that the current policy gap report does not explain fails the node's gate."""
+
+    namespaces: tuple[K8sName, K8sName, K8sName] = Field(
+        default=("migrator-policy-x", "migrator-policy-y", "migrator-policy-z"),
+        description="The three namespaces of the probe pods.")
+    create_namespaces: bool = Field(
+        default=True, description="Create the namespaces (false: they exist, e.g. tenant namespaces).")
+    pods: dict[K8sName, dict[str, str]] = Field(
+        default_factory=lambda: {name: dict[str, str]() for name in ("a", "b", "c")},
+        description="Probe pod name → extra labels it carries (each also carries pod=<name>), so the "
+                    "cluster's policies select the probe pods as they select workloads.")
+    ports: tuple[Port, ...] = Field(default=(80, 81), min_length=1, max_length=4,
+                                    description="Ports each probe pod serves over TCP and UDP.")
+    tries: int = Field(default=1, ge=1, le=5, description="Connections per flow and round.")
+
+    @field_validator("pods")
+    @classmethod
+    def _pods(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        if not 1 <= len(value) <= 3:
+            raise ValueError("name one to three probe pods (e.g. a, b, c)")
+        for labels in value.values():
+            for key in labels:
+                check_label_key(key)
+        return value
+
+
 class ProbesSection(_Section):
     """The probe fleet (agnhost netexec) and the connectivity gate every node passes before uncordon."""
 
@@ -308,6 +338,14 @@ class ProbesSection(_Section):
                           description="Name resolved through kube-dns by the DNS check.")
     checks: ProbeChecksSection = Field(default_factory=ProbeChecksSection, description="Judging each check.")
     sampling: SamplingSection = Field(default_factory=SamplingSection, description="Continuous sampling.")
+    policy: PolicyProbeSection | None = Field(
+        default=None, description="The policy probe (a truth table of allowed and denied flows); null: none.")
+
+    @model_validator(mode="after")
+    def _policy_needs_probes(self) -> ProbesSection:
+        if self.policy is not None and not self.enabled:
+            raise ValueError("probes.policy needs probes.enabled: true (its checks are part of each node's gate)")
+        return self
 
 
 class RollbackSection(_Section):
@@ -415,6 +453,48 @@ class FinalizeSection(_Section):
                               description="Deadline of each finalize wait (rollout, clean-up).")
 
 
+class AcceptedApproximation(_Section):
+    """One approximation the operator accepts: the translated policy enforces it as stated by
+    ``migrator policy translate``, and the run goes on (recorded in the checkpoint's audit and
+    printed by preflight)."""
+
+    policy: str = Field(min_length=1, description="The policy as the translation names it, e.g. gnp/tenant-isolation "
+                                                  "or np/shop/allow-web; '*' accepts the construct in every policy.")
+    approximation: str = Field(min_length=1, description="The approximation's construct, e.g. icmp-code or "
+                                                         "narrowing (the word after the rule in `migrator policy "
+                                                         "translate`'s REASON column).")
+    reason: str = Field(min_length=10, description="Why the approximation is acceptable (audited).")
+
+    @property
+    def name(self) -> str:
+        """The name ``policy.findings.blocking`` matches: ``policy#construct``, or the bare construct."""
+        return self.approximation if self.policy == "*" else f"{self.policy}#{self.approximation}"
+
+
+class PolicySection(_Section):
+    """What happens to network policy during the run.
+
+    ``off`` keeps the Cilium guide's behaviour: migrated nodes enforce no policy until finalize,
+    and Calico policies stop applying when Calico is removed (preflight says so loudly).
+    ``continuous`` carries Calico's policies across: their translations are applied before the
+    first node switches, each migrated node enforces them (``enable-policy: default`` in the
+    CiliumNodeConfig), temporary shim policies let un-migrated (Calico) pods in where translated
+    rules allow them, and finalize deletes the Calico policies only once ``policy verify`` passes
+    on the live translations. Preflight blocks on an untranslatable policy, and on an
+    approximation not listed in ``accept``."""
+
+    mode: Literal["continuous", "off"] = Field(
+        default="off", description="continuous: translate and enforce node by node; off: the guide's "
+                                   "behaviour (no enforcement on migrated nodes until finalize).")
+    accept: tuple[AcceptedApproximation, ...] = Field(
+        default=(), description="Approximations accepted by name (policy and construct, with a reason).")
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """The accepted names, as ``policy.findings.blocking`` takes them."""
+        return tuple(a.name for a in self.accept)
+
+
 class StateSection(_Section):
     """Where the checkpoint and the lock live."""
 
@@ -461,6 +541,7 @@ class MigrationPlan(_Section):
     verify: VerifySection = Field(default_factory=VerifySection, description="Verification.")
     gates: GatesSection = Field(default_factory=GatesSection, description="Start gates.")
     finalize: FinalizeSection = Field(default_factory=FinalizeSection, description="Finalize.")
+    policy: PolicySection = Field(default_factory=PolicySection, description="Network policy during the run.")
     probes: ProbesSection = Field(default_factory=ProbesSection, description="Connectivity probes.")
     rollback: RollbackSection = Field(default_factory=RollbackSection, description="Rollback.")
     canary: CanarySection | None = Field(default=None,

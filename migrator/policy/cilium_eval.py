@@ -2,6 +2,10 @@
 NetworkPolicies Cilium enforces natively), independently of the Calico input.
 
 Written from Cilium's policy documentation (intro, language/layer3/layer4, deny, kubernetes):
+- pods Cilium does not manage (``unmanaged``: on nodes still served by Calico) have the reserved
+  identity ``unmanaged``: only a rule without peer fields or the entities ``unmanaged``, ``cluster``
+  and ``all`` match them as peers (the pod watcher puts them in the ipcache with that identity;
+  label selectors, including a clusterwide ``{}``, which Cilium confines to pods, never match);
 - identities: the pod's labels minus the identity-irrelevant ones, plus ``io.kubernetes.pod.namespace``,
   ``io.cilium.k8s.namespace.labels.<k>`` and ``io.cilium.k8s.policy.serviceaccount``; an address
   outside the cluster is ``world``, matched by CIDR rules and CIDR groups holding it (CIDR rules
@@ -20,16 +24,19 @@ fromEndpoints (namespace injected) / namespace labels / ``ipBlock`` → CIDR, no
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from migrator.policy.endpoints import Endpoint, Probe
 from migrator.policy.identity import NAMESPACE, NAMESPACE_LABELS, SERVICE_ACCOUNT, excluded
-from migrator.policy.model import Inventory, Policy
+from migrator.policy.model import Inventory, Pod, Policy
 
 SOURCES = ("k8s:", "any:", "reserved:")
+# The entities that hold a pod Cilium does not manage (reserved identity ``unmanaged``, part of
+# ``cluster``); no endpoint selector and no CIDR rule matches it.
+UNMANAGED_ENTITIES = frozenset({"unmanaged", "cluster", "all"})
 
 
 def _strip(key: str) -> str:
@@ -117,8 +124,9 @@ def knp_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 class CiliumModel:
     def __init__(self, objects: Iterable[Mapping[str, Any]], inv: Inventory,
-                 native: Iterable[Policy] = ()) -> None:
+                 native: Iterable[Policy] = (), managed: Callable[[Pod], bool] | None = None) -> None:
         self.inv = inv
+        self.managed = managed   # which pods Cilium manages (None: every pod)
         self.rules: list[_Rule] = []
         self.groups: dict[str, list[str]] = {}
         for obj in objects:
@@ -182,6 +190,8 @@ class CiliumModel:
         fields = [f for f in ("Endpoints", "CIDR", "CIDRSet", "Entities") if f"{side}{f}" in entry]
         if not fields:
             return True
+        if peer.pod is not None and self.managed is not None and not self.managed(peer.pod):
+            return bool(set(entry.get(f"{side}Entities") or ()) & UNMANAGED_ENTITIES)
         for sel in entry.get(f"{side}Endpoints") or ():
             if self._peer_selector(rule, sel, labels):
                 return True

@@ -11,6 +11,7 @@ Probes are the referenced (protocol, port) pairs plus one port no rule names, pe
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from migrator.policy import selector as sel
@@ -87,28 +88,56 @@ def boundary_addresses(blocks: list[str]) -> list[str]:
     return sorted(out, key=lambda a: (":" in a, ipaddress.ip_address(a)))
 
 
-def endpoint_groups(inv: Inventory) -> list[Endpoint]:
-    """One representative per group of pods no policy can tell apart, then the external addresses."""
-    pod_keys, ns_keys = referenced_keys(inv)
-    blocks = [ipaddress.ip_network(c, strict=False) for c in cidrs(inv)]
+class Grouping:
+    """What tells pods apart for the policies of ``inv``: ``key(pod)`` is equal for two pods exactly
+    when no policy can tell them apart (``None`` for a pod without an address)."""
+
+    def __init__(self, inv: Inventory) -> None:
+        self.inv = inv
+        self.pod_keys, self.ns_keys = referenced_keys(inv)
+        self.blocks = [ipaddress.ip_network(c, strict=False) for c in cidrs(inv)]
+
+    def key(self, pod: Pod) -> tuple | None:
+        if not pod.ip:
+            return None
+        ip = ipaddress.ip_address(pod.ip)
+        ns_labels = self.inv.namespaces.get(pod.namespace, {})
+        return (pod.namespace,
+                tuple(sorted((k, v) for k, v in pod.labels.items() if k in self.pod_keys)),
+                tuple(sorted((k, v) for k, v in ns_labels.items() if k in self.ns_keys)),
+                pod.service_account, pod.named_ports,
+                tuple(i for i, b in enumerate(self.blocks) if ip.version == b.version and ip in b))
+
+
+def pod_groups(inv: Inventory, split: Callable[[Pod], str] | None = None) -> dict[tuple, Endpoint]:
+    """The pod groups by their key (``Grouping.key`` plus ``split``'s value): one representative each.
+
+    ``split`` refines the groups by something the policies do not read (e.g. which network plugin
+    serves the pod); its value ends the key and is shown in brackets when not empty.
+    """
+    grouping = Grouping(inv)
     groups: dict[tuple, list[Pod]] = {}
     for pod in inv.pods:
-        if not pod.ip:
+        key = grouping.key(pod)
+        if key is None:
             continue
-        ip = ipaddress.ip_address(pod.ip)
-        ns_labels = inv.namespaces.get(pod.namespace, {})
-        key = (pod.namespace,
-               tuple(sorted((k, v) for k, v in pod.labels.items() if k in pod_keys)),
-               tuple(sorted((k, v) for k, v in ns_labels.items() if k in ns_keys)),
-               pod.service_account, pod.named_ports,
-               tuple(i for i, b in enumerate(blocks) if ip.version == b.version and ip in b))
-        groups.setdefault(key, []).append(pod)
-    out = []
+        groups.setdefault((*key, split(pod) if split else ""), []).append(pod)
+    out = {}
+    seen: dict[str, int] = {}
     for key, pods in groups.items():
         rep = pods[0]
-        shown = ",".join(f"{k}={v}" for k, v in key[1]) or "*"
-        out.append(Endpoint(key=f"{rep.namespace}/{shown}" + (f" ({len(pods)} pods)" if len(pods) > 1 else ""),
-                            ip=rep.ip or "", pod=rep, members=len(pods)))
+        shown = f"{rep.namespace}/" + (",".join(f"{k}={v}" for k, v in key[1]) or "*") + (
+            f" [{key[-1]}]" if key[-1] else "")
+        seen[shown] = seen.get(shown, 0) + 1   # groups the labels alone do not tell apart (SA, ports, CIDRs)
+        shown += f" #{seen[shown]}" if seen[shown] > 1 else ""
+        out[key] = Endpoint(key=shown + (f" ({len(pods)} pods)" if len(pods) > 1 else ""),
+                            ip=rep.ip or "", pod=rep, members=len(pods))
+    return out
+
+
+def endpoint_groups(inv: Inventory, split: Callable[[Pod], str] | None = None) -> list[Endpoint]:
+    """One representative per group of pods no policy can tell apart, then the external addresses."""
+    out = list(pod_groups(inv, split).values())
     out.sort(key=lambda e: e.key)
     out += [Endpoint(key=a, ip=a) for a in boundary_addresses(cidrs(inv))]
     return out

@@ -116,6 +116,7 @@ class Pod:
     ip: str | None
     service_account: str = "default"
     named_ports: tuple[tuple[str, int, str], ...] = ()     # (name, number, protocol)
+    node: str | None = None                                 # spec.nodeName: which network plugin serves it
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,8 @@ def pod(obj: Mapping[str, Any]) -> Pod:
                   for c in spec.get("containers") or () for p in c.get("ports") or () if p.get("name"))
     return Pod(namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""),
                labels=dict(meta.get("labels") or {}), ip=status.get("podIP"),
-               service_account=str(spec.get("serviceAccountName") or "default"), named_ports=ports)
+               service_account=str(spec.get("serviceAccountName") or "default"), named_ports=ports,
+               node=spec.get("nodeName"))
 
 
 # -------------------------------------------------------------- Kubernetes NetworkPolicy → Calico

@@ -76,11 +76,14 @@ def check_nat_outgoing(inputs: PreflightInputs, facts: PreflightFacts) -> list[F
     nat = [p.name for p in facts.ippools if p.nat_outgoing and not p.disabled]
     if not nat or shielded:
         return []
+    continuous = inputs.policy_mode == "continuous"
     return [finding(
-        "calico.nat-outgoing", S.WARNING,
+        "calico.nat-outgoing", S.BLOCKING if continuous else S.WARNING,
         f"IPPool(s) {', '.join(nat)} masquerade traffic to non-pool destinations, so Calico pods "
         f"reaching Cilium pods ({inputs.cilium_pod_cidr}) would be SNATed to the node; add a "
-        "disabled IPPool for the Cilium CIDR",
+        "disabled IPPool for the Cilium CIDR (projectcalico/calico#7446)"
+        + ("; policy.mode continuous needs it: Cilium would see those pods as the node, and Calico's "
+           "policies on migrated pods could not tell them apart" if continuous else ""),
         "kubectl apply -f - <<EOF\napiVersion: crd.projectcalico.org/v1\nkind: IPPool\n"
         "metadata: {name: cilium-migration-no-nat}\n"
         f"spec: {{cidr: {inputs.cilium_pod_cidr}, disabled: true, natOutgoing: false}}\nEOF")]

@@ -15,6 +15,7 @@ from typing import Any
 from migrator.cluster.port import DaemonSetInfo, FelixInfo, IPPoolInfo, PolicyInfo, WorkloadInfo
 from migrator.model.findings import Finding, Severity
 from migrator.model.routing import RoutingInventory
+from migrator.policy.compile import Translation
 
 __all__ = ["Check", "Finding", "NodeAddress", "PdbState", "PreflightFacts", "PreflightInputs", "Severity",
            "finding"]
@@ -33,6 +34,8 @@ class PreflightInputs:
     pdb_blocks_run: bool = True          # the plan halts (rather than skips) on a blocked drain
     announceable_cidrs: tuple[str, ...] = ()   # plan routing.announceable_cidrs
     expect_routing: str = "auto"               # plan routing.expect
+    policy_mode: str = "off"             # the plan's policy.mode: continuous | off
+    accepted: tuple[tuple[str, str], ...] = ()   # policy.accept: (name as the translation matches it, reason)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class PreflightFacts:
     workloads: tuple[WorkloadInfo, ...] = ()
     policies: tuple[PolicyInfo, ...] = ()
     routing: RoutingInventory | None = None
+    translation: Translation | None = None    # read only with policy.mode continuous
+    translation_error: str | None = None      # why the policy inventory could not be translated
+    shim_schema: bool | None = None           # the served CCNP schema has enableDefaultDeny (None: not served)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -56,10 +56,13 @@ def check_policies(inputs: PreflightInputs, facts: PreflightFacts) -> list[Findi
     if counts["NetworkPolicy"]:
         out.append(finding(
             "policy.kubernetes", S.INFO,
-            f"{counts['NetworkPolicy']} Kubernetes NetworkPolicy object(s): not enforced by Cilium "
-            "during the migration (enable-policy=never), enforced by Cilium after finalize"))
+            f"{counts['NetworkPolicy']} Kubernetes NetworkPolicy object(s): "
+            + ("enforced by Cilium on each node as it switches (policy.mode continuous)"
+               if inputs.policy_mode == "continuous" else
+               "not enforced by Cilium during the migration (enable-policy=never), enforced by Cilium after "
+               "finalize")))
     calico = [p for p in facts.policies if p.kind in ("CalicoNetworkPolicy", "GlobalNetworkPolicy")]
-    if calico:
+    if calico and inputs.policy_mode != "continuous":   # continuous: the policy checks report the translation
         special = [p for p in calico if p.actions & CALICO_ONLY_ACTIONS]
         detail = (f"; {len(special)} use Calico-only actions (Deny/Log/Pass): "
                   f"{_capped([p.name for p in special])}" if special else "")

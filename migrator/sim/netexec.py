@@ -27,7 +27,8 @@ RESOLVER_ATTEMPTS = 2   # resolv.conf's default ``options attempts``
 
 def netexec_ports(pod: Obj) -> list[tuple[int, str]]:
     """``(port, protocol)`` every agnhost netexec container of ``pod`` serves: its ``--http-port``
-    (TCP, default 8080) and its ``--udp-port`` (UDP, default 8081), in container order."""
+    (TCP, default 8080) and its ``--udp-port`` (UDP, default 8081; ``-1`` serves none, and no
+    port is -1), in container order."""
     out: list[tuple[int, str]] = []
     for c in (pod.get("spec") or {}).get("containers") or []:
         if not str(c.get("image", "")).startswith(IMAGE):

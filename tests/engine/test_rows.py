@@ -16,8 +16,8 @@ import pytest
 
 from migrator.engine import canary as canary_module
 from migrator.engine import finalize as finalize_module
+from migrator.engine import policy_probe, rows, steps
 from migrator.engine import rollback as rollback_module
-from migrator.engine import rows, steps
 from migrator.engine.budget import DisruptionBudgets
 from migrator.engine.canary import SOAK, SoakCursor
 from migrator.engine.decide import Inbox, decide, new_checkpoint, request
@@ -27,9 +27,19 @@ from migrator.engine.node_steps import NodeCursor, StepContext, StepOutcome
 from migrator.engine.results import record_results
 from migrator.engine.rollback import ROLLBACK
 from migrator.engine.rows import Row, RowError, validate
-from migrator.model.checkpoint import CanaryState, FinalizeProgress, Intent, NodeRecord, RollbackRequest
+from migrator.model.checkpoint import (
+    CanaryState,
+    FinalizeProgress,
+    Intent,
+    NodeRecord,
+    PolicyBaseline,
+    RollbackRequest,
+)
 from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import iterate, make_plan, run, start
+from tests.engine.policy_toy import PolicyToy
+from tests.engine.test_policy_probe import SECTION as POLICY
+from tests.engine.test_policy_probe import pods as policy_pods
 from tests.engine.test_probes import CILIUM, PLAN, cluster
 from tests.engine.toy import T0, ToyCluster
 
@@ -99,6 +109,14 @@ def _gate_rounds() -> None:
     finalize_module.advance(FINALIZE["remove-probes"], fleet)
     soaking = cp.model_copy(update={"canary": CanaryState(soak_until=T0 + timedelta(minutes=5))})
     canary_module.advance(SOAK["soak"], SoakCursor(plan=PLAN, obs=obs, now=T0, cp=soaking))
+    # the policy probe's rows: its table after finalize, then its removal
+    with_policy = PLAN.model_copy(update={"probes": PLAN.probes.model_copy(update={"policy": POLICY})})
+    policy_obs = obs.model_copy(update={"policy_probe_pods": policy_pods()})
+    judged = cp.model_copy(update={"policy_baseline": PolicyBaseline(
+        spec=policy_probe.spec_digest(POLICY), table="1" * len(policy_probe.flow_keys(POLICY)))})
+    for step in ("policy-table", "remove-policy-probe"):
+        finalize_module.advance(FINALIZE[step], FinalizeCursor(plan=with_policy, obs=policy_obs, now=T0, cp=judged,
+                                                               progress=FinalizeProgress(step=step)))
 
 
 def test_every_row_sends_what_it_declares_and_nothing_else(seen: Seen) -> None:
@@ -113,6 +131,11 @@ def test_every_row_sends_what_it_declares_and_nothing_else(seen: Seen) -> None:
     in_place = make_plan(placement={"strategy": "in-place"}, finalize={"apply_configmap": True})
     cp, now = run(in_place, toy, start(in_place, toy))
     assert _drive(in_place, toy, cp, now, "finalize").run_phase is RunPhase.FINALIZED
+
+    toy = PolicyToy(workers=2)   # policy continuity: the gap's Event, the shims' and Calico policies' removal
+    continuous = make_plan(policy={"mode": "continuous"}, finalize={"apply_configmap": True})
+    cp, now = run(continuous, toy, start(continuous, toy))
+    assert _drive(continuous, toy, cp, now, "finalize").run_phase is RunPhase.FINALIZED
 
     toy = ToyCluster(workers=3)   # an abort restores a cordoned node
     aborting = make_plan(concurrency={"max_unavailable": 2}, drain={"timeout": "10m"})
