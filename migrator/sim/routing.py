@@ -347,14 +347,17 @@ class RoutingModel:
         return need
 
     def violations(self) -> list[str]:
-        """At this moment: prefixes two kinds of speaker announce at once, and prefixes someone
-        needs that no speaker announces (accepted by the next hop)."""
-        speakers: dict[str, set[str]] = {}
+        """At this moment: prefixes two kinds of speaker on one node announce at once (BIRD or the
+        node router and Cilium, MetalLB and Cilium: one node's address, two origins of one route),
+        and prefixes someone needs that no speaker announces (accepted by the next hop). One kind
+        of speaker announcing a LoadBalancer IP from several nodes is ECMP, as MetalLB does."""
+        speakers: dict[tuple[str, str], set[str]] = {}
         for a in self.calico_announcements() + self.lb_announcements() + self.cilium_announcements():
             if a.accepted:
-                speakers.setdefault(a.prefix, set()).add(a.speaker)
-        out = [f"{prefix} announced by {' and '.join(sorted(who))} at once"
-               for prefix, who in sorted(speakers.items()) if len(who) > 1]
+                speakers.setdefault((a.prefix, a.node), set()).add(a.speaker)
+        out = [f"{prefix} announced by {' and '.join(sorted(who))} at once on {node}"
+               for (prefix, node), who in sorted(speakers.items()) if len(who) > 1]
+        announced = {prefix for prefix, _node in speakers}
         out += [f"{prefix} ({what}) announced by nobody"
-                for prefix, what in sorted(self._needed().items()) if prefix not in speakers]
+                for prefix, what in sorted(self._needed().items()) if prefix not in announced]
         return out

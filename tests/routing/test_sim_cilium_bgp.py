@@ -137,7 +137,7 @@ def test_two_speakers_announcing_one_lb_ip_and_a_session_collision_are_recorded(
     go_native(sim, "node-1")
     node_peering(sim, "node-1", pod_cidr=True, lb=True)   # Cilium from 127.0.0.1, MetalLB from the node IP
     lb = sim.store.get("services", "shop", "web-public")["status"]["loadBalancer"]["ingress"][0]["ip"]
-    assert f"{lb}/32 announced by cilium and metallb at once" in violations(sim)
+    assert f"{lb}/32 announced by cilium and metallb at once on node-1" in violations(sim)
 
     sim2 = sim_factory(scenario="calico-bgp", config=fast_config(3))   # MetalLB peers the ToR from each node
     serve_bgp_kinds(sim2)
