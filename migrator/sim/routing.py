@@ -20,7 +20,8 @@ was announced to A:
   then routes to it through the fabric.
 
 MetalLB speakers (BGP mode) announce each LoadBalancer IP from every node whose speaker pod is
-Ready and which a ``BGPPeer`` selects; on a node-router cluster the peer is the node's FRR, so
+Ready and which a ``BGPPeer`` selects (``nodeSelectors``: label selectors), while the IP's pool
+still allocates to the Service (``serviceAllocation``); on a node-router cluster the peer is the node's FRR, so
 the same fabric filter decides whether the leaf accepts the /32 (``lb_announcements``).
 
 Cilium's BGP control plane and the sessions of every speaker are ``cilium_bgp.py``; a Cilium
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from migrator.sim.cilium_bgp import CiliumBgp
+from migrator.sim.selectors import label_selector_matches
 
 if TYPE_CHECKING:
     from migrator.sim.fleet import NodeFleet
@@ -76,6 +78,20 @@ def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
             continue
         return False   # a form the simulator does not model selects nothing
     return True
+
+
+def _allocates_to(pool: Obj, svc: Obj) -> bool:
+    """MetalLB's ``IPAddressPool.spec.serviceAllocation``: when set, only Services in its
+    ``namespaces`` and matching one of its ``serviceSelectors`` hold (and are announced with) an
+    address of the pool."""
+    alloc = (pool.get("spec") or {}).get("serviceAllocation")
+    if not alloc:
+        return True
+    if alloc.get("namespaces") and svc["metadata"]["namespace"] not in alloc["namespaces"]:
+        return False
+    selectors = alloc.get("serviceSelectors") or []
+    labels = svc["metadata"].get("labels") or {}
+    return not selectors or any(label_selector_matches(s, labels) for s in selectors)
 
 
 class RoutingModel:
@@ -255,7 +271,7 @@ class RoutingModel:
         advertised = {p["metadata"]["name"] for p in pools
                       if any(not (a.get("spec") or {}).get("ipAddressPools")
                              or p["metadata"]["name"] in a["spec"]["ipAddressPools"] for a in adverts)}
-        ranges = [(p["metadata"]["name"], ipaddress.ip_network(c, strict=False))
+        ranges = [(p, ipaddress.ip_network(c, strict=False))
                   for p in pools for c in (p.get("spec") or {}).get("addresses") or [] if "-" not in c]
         out: list[Announcement] = []
         collided = {s.node: s.reason for s in self.bgp.sessions() if s.speaker == "metallb" and not s.established}
@@ -264,7 +280,8 @@ class RoutingModel:
                 continue
             for ingress in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
                 ip = ingress.get("ip")
-                if not ip or not any(name in advertised and ipaddress.ip_address(ip) in net for name, net in ranges):
+                if not ip or not any(pool["metadata"]["name"] in advertised and ipaddress.ip_address(ip) in net
+                                     and _allocates_to(pool, svc) for pool, net in ranges):
                     continue
                 for node in sorted(self.fleet.runtimes):
                     if EXCLUDE_LB in self._labels(node):    # MetalLB skips these nodes by default
@@ -291,8 +308,7 @@ class RoutingModel:
         labels = self._labels(node)
         for peer in peers:
             selectors = (peer.get("spec") or {}).get("nodeSelectors") or []
-            if not selectors or any(all(labels.get(k) == v for k, v in (s.get("matchLabels") or {}).items())
-                                    for s in selectors):
+            if not selectors or any(label_selector_matches(s, labels) for s in selectors):
                 return True
         return False
 
@@ -331,9 +347,15 @@ class RoutingModel:
         """Prefix -> what needs it announced: Calico prefixes of live pods without an overlay, Cilium
         pod CIDRs of nodes in native routing, LoadBalancer IPs."""
         need: dict[str, str] = {}
+        bird = self.backend() == "bird"
         for ip, (_ns, _name, node, net) in self.fleet.ip_index.items():
             if net == "calico" and not self.encapsulated(ip):
-                need.setdefault(self.prefix_of(node, ip), f"Calico pods on {node}")
+                prefix = self.prefix_of(node, ip)
+                if bird:     # BIRD announces the IPAM blocks, whatever the node's podCIDR
+                    addr = ipaddress.ip_address(ip)
+                    prefix = next((b for b in self.fleet.calico_ipam.node_blocks(node)
+                                   if addr in ipaddress.ip_network(b)), prefix)
+                need.setdefault(prefix, f"Calico pods on {node}")
         for node, rt in self.fleet.runtimes.items():
             block = self.fleet.cilium_ipam.pod_cidrs.get(node)
             if block is not None and (rt.cilium.running or rt.cilium.datapath) and self.native(rt.cilium.config):
