@@ -10,12 +10,14 @@ MetalLB's announcements come back exactly as they were.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
 
 from migrator.cluster import handover_objects as objs
 from migrator.cluster.kube import KubeCluster
+from migrator.engine.handover_steps import Step, handover_steps, rollback_steps
 from migrator.engine.handover_translate import translate
 from migrator.engine.routing import detect
 from migrator.model.handover import HANDED, LBIPAM_IPS, NODE_LABEL, SERVICE_LABEL
@@ -92,49 +94,67 @@ def with_served_api(det):
 
 
 def bgp_on(sim, node: str) -> None:
-    """The node's label selects its CiliumBGPClusterConfig (and, where Cilium peers MetalLB's router,
-    takes MetalLB's session away); a CiliumNodeConfig on the same label turns the agent's BGP
-    control plane on at its restart."""
+    sim.store.mutate("nodes", None, node, lambda o: o["metadata"]["labels"].update({NODE_LABEL: HANDED}))
+    bgp_config(sim)
+    restart_agent(sim, node)
+
+
+def bgp_config(sim) -> None:
+    """A CiliumNodeConfig on the node label turns the agent's BGP control plane on at its restart."""
     if sim.store.try_get("cilium.io/ciliumnodeconfigs", "kube-system", "migrator-bgp") is None:
         sim.store.create("cilium.io/ciliumnodeconfigs", {
             "apiVersion": "cilium.io/v2", "kind": "CiliumNodeConfig",
             "metadata": {"name": "migrator-bgp", "namespace": "kube-system"},
             "spec": {"nodeSelector": {"matchLabels": {NODE_LABEL: HANDED}},
                      "defaults": {"enable-bgp-control-plane": "true"}}})
-    sim.store.mutate("nodes", None, node, lambda o: o["metadata"]["labels"].update({NODE_LABEL: HANDED}))
-    restart_agent(sim, node)
 
 
-@pytest.mark.parametrize("scenario", ["calico-bgp", "metal-stack"])
-def test_handover_moves_announcements_without_a_gap_or_a_double_and_back(sim_factory, tmp_path, scenario) -> None:
-    sim, inventory, nodes, ips = cilium_cluster(sim_factory, tmp_path, scenario)
-    res = translate(inventory, with_served_api(detect(inventory)))
-    assert res.blockers == ()
-    rec = Recorder(sim, ips)
-    with sim.store.lock:
-        before = sim.fleet.network.routing.lb_announcements()
-    rec.sample("migrated, before the hand-over")
+class Applier:
+    """Each hand-over step's write and its undo, as the cluster port would send them (idempotent)."""
 
-    for ns, name in res.metallb_pools:
-        sim.store.mutate("metallb.io/ipaddresspools", ns, name, lambda o: merge(o, objs.metallb_pool_patch()))
-        rec.sample(f"pool {name} restricted")
-    for ns, name in res.metallb_peers_yield:
-        sim.store.mutate("metallb.io/bgppeers", ns, name, lambda o: merge(o, objs.metallb_peer_patch(())))
-        rec.sample(f"peer {name} yields")
-    for plural, obj in objs.bgp_objects(res) + objs.lb_pool_objects(res):
-        sim.store.create(f"cilium.io/{plural}", obj)
-        rec.sample(f"created {obj['kind']} {obj['metadata']['name']}")
+    def __init__(self, sim, res) -> None:
+        self.sim, self.res = sim, res
+        self.objects = {(plural, o["metadata"]["name"]): o
+                        for plural, o in objs.bgp_objects(res) + objs.lb_pool_objects(res)}
 
-    bgp_on(sim, nodes[0])
-    rec.sample(f"BGP on {nodes[0]}")
-    for switch in res.services:
-        patch = objs.service_patch(switch)
-        sim.store.mutate("services", switch.namespace, switch.name, lambda o, patch=patch: merge(o, patch))
-        rec.sample(f"service {switch.name} on Cilium")
-    for node in nodes[1:]:
-        bgp_on(sim, node)
-        rec.sample(f"BGP on {node}")
+    def creates(self) -> list[tuple[str, str]]:
+        return list(self.objects)
 
+    def forward(self, step: Step) -> None:
+        store, (ns, name) = self.sim.store, step.target
+        if step.kind == "restrict-pool":
+            store.mutate("metallb.io/ipaddresspools", ns, name, lambda o: merge(o, objs.metallb_pool_patch()))
+        elif step.kind == "yield-peer":
+            store.mutate("metallb.io/bgppeers", ns, name, lambda o: merge(o, objs.metallb_peer_patch(())))
+        elif step.kind == "create":
+            if store.try_get(f"cilium.io/{ns}", None, name) is None:
+                store.create(f"cilium.io/{ns}", copy.deepcopy(self.objects[(ns, name)]))
+        elif step.kind == "hand-node":
+            bgp_on(self.sim, name)
+        else:
+            switch = next(s for s in self.res.services if (s.namespace, s.name) == (ns, name))
+            patch = objs.service_patch(switch)
+            store.mutate("services", ns, name, lambda o: merge(o, patch))
+
+    def back(self, step: Step) -> None:
+        store, (ns, name) = self.sim.store, step.target
+        if step.kind == "restrict-pool":
+            store.mutate("metallb.io/ipaddresspools", ns, name, lambda o: drop(o, "spec", "serviceAllocation"))
+        elif step.kind == "yield-peer":
+            store.mutate("metallb.io/bgppeers", ns, name, lambda o: drop(o, "spec", "nodeSelectors"))
+        elif step.kind == "create":
+            if store.try_get(f"cilium.io/{ns}", None, name) is not None:
+                store.delete(f"cilium.io/{ns}", None, name)
+        elif step.kind == "hand-node":
+            store.mutate("nodes", None, name, lambda o: drop(o, "metadata", "labels", NODE_LABEL))
+            restart_agent(self.sim, name)
+        else:
+            store.mutate("services", ns, name, lambda o: drop(o, "metadata", "labels", SERVICE_LABEL))
+
+
+def check_handed(sim, rec, res, nodes, scenario) -> None:
+    """Every node's Cilium session Established with its pod CIDR accepted, every LoadBalancer IP
+    announced by Cilium only, MetalLB's annotations gone and the IP kept (pinned or requested)."""
     with sim.store.lock:
         routing = sim.fleet.network.routing
         sessions = [s for s in routing.bgp.sessions() if s.speaker == "cilium"]
@@ -153,29 +173,62 @@ def test_handover_moves_announcements_without_a_gap_or_a_double_and_back(sim_fac
         assert (pinned, notes.get(LBIPAM_IPS)) == ((switch.ips[0], None) if scenario == "metal-stack"
                                                    else (None, switch.ips[0]))
 
-    # rolling back is the same writes in reverse: nodes but the first, every Service, the first node
-    # (on calico-bgp MetalLB has a session only on nodes Cilium left, so Services go back while one is)
-    def bgp_off(node: str) -> None:
-        sim.store.mutate("nodes", None, node, lambda o: drop(o, "metadata", "labels", NODE_LABEL))
-        restart_agent(sim, node)
-        rec.sample(f"BGP off {node}")
-    for node in reversed(nodes[1:]):
-        bgp_off(node)
-    for switch in res.services:
-        sim.store.mutate("services", switch.namespace, switch.name,
-                         lambda o: drop(o, "metadata", "labels", SERVICE_LABEL))
-        rec.sample(f"service {switch.name} back on MetalLB")
-    bgp_off(nodes[0])
-    for plural, obj in reversed(objs.bgp_objects(res) + objs.lb_pool_objects(res)):
-        sim.store.delete(f"cilium.io/{plural}", None, obj["metadata"]["name"])
-    for ns, name in res.metallb_pools:
-        sim.store.mutate("metallb.io/ipaddresspools", ns, name, lambda o: drop(o, "spec", "serviceAllocation"))
-    for ns, name in res.metallb_peers_yield:
-        sim.store.mutate("metallb.io/bgppeers", ns, name, lambda o: drop(o, "spec", "nodeSelectors"))
-    rec.sample("hand-over undone")
+
+@pytest.mark.parametrize("scenario", ["calico-bgp", "metal-stack"])
+def test_handover_moves_announcements_without_a_gap_or_a_double_and_back(sim_factory, tmp_path, scenario) -> None:
+    sim, inventory, nodes, ips = cilium_cluster(sim_factory, tmp_path, scenario)
+    res = translate(inventory, with_served_api(detect(inventory)))
+    assert res.blockers == ()
+    rec, apply = Recorder(sim, ips), Applier(sim, res)
+    with sim.store.lock:
+        before = sim.fleet.network.routing.lb_announcements()
+    rec.sample("migrated, before the hand-over")
+    steps = handover_steps(res, nodes, apply.creates())
+    for step in steps:
+        apply.forward(step)
+        rec.sample(step.key)
+    check_handed(sim, rec, res, nodes, scenario)
+
+    for step in rollback_steps(steps, len(steps) - 1):
+        apply.back(step)
+        rec.sample(f"undo {step.key}")
     with sim.store.lock:
         assert sim.fleet.network.routing.lb_announcements() == before
-    assert rec.samples >= 10
+    assert rec.samples == 2 * len(steps) + 1
+
+
+@pytest.mark.parametrize("crash_at", ["hand-node", "hand-service"])
+def test_a_step_written_again_after_a_crash_converges_and_a_rollback_from_there_restores(
+        sim_factory, tmp_path, crash_at) -> None:
+    """The in-flight step's write landed, the checkpoint still names it: resuming writes it again;
+    rolling back from that point undoes it too (every write and undo is idempotent)."""
+    sim, inventory, nodes, ips = cilium_cluster(sim_factory, tmp_path, "calico-bgp")
+    res = translate(inventory, with_served_api(detect(inventory)))
+    rec, apply = Recorder(sim, ips), Applier(sim, res)
+    with sim.store.lock:
+        before = sim.fleet.network.routing.lb_announcements()
+    steps = handover_steps(res, nodes, apply.creates())
+    at = next(i for i, s in enumerate(steps) if s.kind == crash_at)
+    for step in steps[:at + 1]:
+        apply.forward(step)
+        rec.sample(step.key)
+    for step in steps[at:]:                 # resume: the recorded step again, then the rest
+        apply.forward(step)
+        rec.sample(f"resumed {step.key}")
+    check_handed(sim, rec, res, nodes, "calico-bgp")
+
+    (tmp_path / "second").mkdir()
+    sim2, _inventory2, _nodes2, ips2 = cilium_cluster(sim_factory, tmp_path / "second", "calico-bgp")
+    rec2, apply2 = Recorder(sim2, ips2), Applier(sim2, res)
+    with sim2.store.lock:
+        before = sim2.fleet.network.routing.lb_announcements()
+    for step in steps[:at + 1]:
+        apply2.forward(step)
+    for step in rollback_steps(steps, at):
+        apply2.back(step)
+        rec2.sample(f"undo {step.key}")
+    with sim2.store.lock:
+        assert sim2.fleet.network.routing.lb_announcements() == before
 
 
 def test_a_wrong_order_is_seen(sim_factory, tmp_path) -> None:
@@ -221,3 +274,19 @@ def test_translation_per_cluster_shape(sim_factory, tmp_path) -> None:
     assert res.metallb_peers_yield == ()       # Cilium (127.0.0.1) and MetalLB (node IP) do not collide
     assert [(s.name, s.pinned, s.annotations) for s in res.services] == [("web-public", True, ())]
     assert [(p.source, p.cidrs) for p in res.lb_pools] == [("metallb-system/default", ("203.0.113.0/28",))]
+
+
+def test_step_order_and_undo_order_are_pure() -> None:
+    from migrator.model.handover import HandoverResources, ServiceSwitch
+
+    res = HandoverResources(bgp_api="cilium.io/v2", lb_api="cilium.io/v2",
+                            services=(ServiceSwitch("a", "s1", ("203.0.113.1",), True, (), ()),),
+                            metallb_pools=(("m", "p"),), metallb_peers_yield=(("m", "tor"),))
+    steps = handover_steps(res, ["n2", "n1", "n3"], [("ciliumbgppeerconfigs", "pc")])
+    assert [s.key for s in steps] == ["restrict-pool:m/p", "yield-peer:m/tor", "create:ciliumbgppeerconfigs/pc",
+                                      "hand-node:n1", "hand-service:a/s1", "hand-node:n2", "hand-node:n3"]
+    assert [s.key for s in rollback_steps(steps, 4)] == [
+        "hand-service:a/s1", "hand-node:n1", "create:ciliumbgppeerconfigs/pc", "yield-peer:m/tor", "restrict-pool:m/p"]
+    assert rollback_steps(steps, 99) == tuple(reversed(steps))
+    with pytest.raises(ValueError, match="blocked: no router"):
+        handover_steps(dataclasses.replace(res, blockers=("no router",)), ["n1"], [])
