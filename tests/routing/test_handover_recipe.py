@@ -187,6 +187,13 @@ def test_handover_moves_announcements_without_a_gap_or_a_double_and_back(sim_fac
     for step in steps:
         apply.forward(step)
         rec.sample(step.key)
+        if step.kind == "hand-node":           # the step is done: session Established, route present
+            node = step.target[1]
+            cidr = str(sim.fleet.cilium_ipam.pod_cidrs[node].cidr)
+            with sim.store.lock:
+                routing = sim.fleet.network.routing
+                assert [s.established for s in routing.bgp.sessions() if (s.node, s.speaker) == (node, "cilium")] == [True]
+                assert [(a.node, a.accepted) for a in routing.cilium_announcements() if a.prefix == cidr] == [(node, True)]
     check_handed(sim, rec, res, nodes, scenario)
 
     for step in rollback_steps(steps, len(steps) - 1):
