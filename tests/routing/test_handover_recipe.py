@@ -297,3 +297,21 @@ def test_step_order_and_undo_order_are_pure() -> None:
     assert rollback_steps(steps, 99) == tuple(reversed(steps))
     with pytest.raises(ValueError, match="blocked: no router"):
         handover_steps(dataclasses.replace(res, blockers=("no router",)), ["n1"], [])
+
+
+def test_preflight_names_what_the_handover_would_write_when_cilium_serves_the_api(sim_factory, tmp_path) -> None:
+    from migrator.model.routing import CILIUM_BGP_CRDS
+    from migrator.preflight_checks.facts import PreflightFacts, PreflightInputs, Severity
+    from migrator.preflight_checks.routing import check_handover
+
+    sim = sim_factory(scenario="calico-bgp", config=fast_config(3))
+    port = KubeCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kc")))
+    try:
+        inventory = port.read_routing_inventory()
+    finally:
+        port.close()
+    served = dataclasses.replace(inventory, cilium_served={crd: ("v2",) for crd in CILIUM_BGP_CRDS.values()})
+    [f] = check_handover(PreflightInputs(), PreflightFacts(routing=served))
+    assert f.severity is Severity.INFO
+    assert "1 CiliumBGPClusterConfig(s) at cilium.io/v2 peering 172.18.255.1 (AS 65000)" in f.message
+    assert "1 CiliumLoadBalancerIPPool(s) and move 1 LoadBalancer Service(s)" in f.message
