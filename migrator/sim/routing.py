@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from migrator.sim.cilium_bgp import CiliumBgp
+from migrator.sim.controllers.loadbalancer import allocates_to
 from migrator.sim.selectors import label_selector_matches
 
 if TYPE_CHECKING:
@@ -78,20 +79,6 @@ def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
             continue
         return False   # a form the simulator does not model selects nothing
     return True
-
-
-def _allocates_to(pool: Obj, svc: Obj) -> bool:
-    """MetalLB's ``IPAddressPool.spec.serviceAllocation``: when set, only Services in its
-    ``namespaces`` and matching one of its ``serviceSelectors`` hold (and are announced with) an
-    address of the pool."""
-    alloc = (pool.get("spec") or {}).get("serviceAllocation")
-    if not alloc:
-        return True
-    if alloc.get("namespaces") and svc["metadata"]["namespace"] not in alloc["namespaces"]:
-        return False
-    selectors = alloc.get("serviceSelectors") or []
-    labels = svc["metadata"].get("labels") or {}
-    return not selectors or any(label_selector_matches(s, labels) for s in selectors)
 
 
 class RoutingModel:
@@ -281,7 +268,7 @@ class RoutingModel:
             for ingress in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
                 ip = ingress.get("ip")
                 if not ip or not any(pool["metadata"]["name"] in advertised and ipaddress.ip_address(ip) in net
-                                     and _allocates_to(pool, svc) for pool, net in ranges):
+                                     and allocates_to(pool, svc) for pool, net in ranges):
                     continue
                 for node in sorted(self.fleet.runtimes):
                     if EXCLUDE_LB in self._labels(node):    # MetalLB skips these nodes by default

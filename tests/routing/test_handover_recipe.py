@@ -315,3 +315,35 @@ def test_preflight_names_what_the_handover_would_write_when_cilium_serves_the_ap
     assert f.severity is Severity.INFO
     assert "1 CiliumBGPClusterConfig(s) at cilium.io/v2 peering 172.18.255.1 (AS 65000)" in f.message
     assert "1 CiliumLoadBalancerIPPool(s) and move 1 LoadBalancer Service(s)" in f.message
+
+
+@pytest.mark.parametrize("rewrite", [True, False])
+def test_a_service_keeps_its_ip_only_when_it_asks_lb_ipam_for_it(sim_factory, tmp_path, rewrite) -> None:
+    """MetalLB gives the address asked for; once the Service's label takes it out of MetalLB's pool,
+    Cilium's LB IPAM gives the address asked for in lbipam.cilium.io/ips, or the first free one."""
+    sim = sim_factory(scenario="calico-bgp", config=fast_config(3))
+    sim.store.register(ResourceType("cilium.io", "ciliumloadbalancerippools", "CiliumLoadBalancerIPPool",
+                                    False, True, custom=True))
+
+    def ingress() -> list[str]:
+        sim.settle(timeout=10)
+        svc = sim.store.get("services", "shop", "web-public")
+        return [i["ip"] for i in svc["status"]["loadBalancer"].get("ingress") or []]
+    sim.store.mutate("services", "shop", "web-public", lambda o: o["metadata"]["annotations"].update(
+        {"metallb.universe.tf/loadBalancerIPs": "203.0.113.5"}))
+    assert ingress() == ["203.0.113.5"]
+    port = KubeCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kc")))
+    try:
+        inventory = port.read_routing_inventory()
+    finally:
+        port.close()
+    res = translate(inventory, with_served_api(detect(inventory)))
+    for ns, name in res.metallb_pools:
+        sim.store.mutate("metallb.io/ipaddresspools", ns, name, lambda o: merge(o, objs.metallb_pool_patch()))
+    for plural, obj in objs.lb_pool_objects(res):
+        sim.store.create(f"cilium.io/{plural}", obj)
+    assert ingress() == ["203.0.113.5"]           # nothing moved yet
+    [switch] = res.services
+    patch = objs.service_patch(switch) if rewrite else {"metadata": {"labels": {SERVICE_LABEL: HANDED}}}
+    sim.store.mutate("services", "shop", "web-public", lambda o: merge(o, patch))
+    assert ingress() == (["203.0.113.5"] if rewrite else ["203.0.113.1"])
