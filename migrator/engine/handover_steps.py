@@ -14,7 +14,8 @@ one kind of speaker per node and never by nobody:
    select only labelled nodes and Services: nothing changes);
 4. ``hand-node`` for the first node: its label starts Cilium's session there and, where 2 applies,
    ends MetalLB's on that node in the same write; done when Cilium's session is Established and
-   its pod CIDR route is present. MetalLB still announces every LoadBalancer IP from the others;
+   its pod CIDR route is present (Cilium reports sessions in ``CiliumBGPNodeConfig`` status; the
+   engine phase that will observe it is not written yet, the simulator tests check it). MetalLB still announces every LoadBalancer IP from the others;
 5. ``hand-service`` for each Service: its label takes the IP out of MetalLB's pool and into
    Cilium's advertisement in one write (with the IP pinned or requested from LB IPAM);
 6. ``hand-node`` for every other node.
