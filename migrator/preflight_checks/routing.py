@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from migrator.engine.handover_translate import translate
 from migrator.engine.routing import detect
 from migrator.model.routing import Announcer, PoolMode, RoutingDetection
 from migrator.preflight_checks.facts import Check, Finding, PreflightFacts, PreflightInputs, finding
@@ -159,6 +160,26 @@ def check_announceable(inputs: PreflightInputs, facts: PreflightFacts) -> list[F
     return out
 
 
-CHECKS: tuple[Check, ...] = (check_detected, check_reachability, check_announceable)
+def check_handover(inputs: PreflightInputs, facts: PreflightFacts) -> list[Finding]:
+    """What handing routing and LoadBalancer IPs to Cilium after the migration needs (never blocks the
+    migration itself: the hand-over comes after every node is on Cilium)."""
+    d = detection(facts)
+    if d is None or facts.routing is None or not (d.routed or d.metallb.announcements):
+        return []
+    res = translate(facts.routing, d)
+    if res.blockers:
+        return [finding("routing.handover", S.WARNING,
+                        "handing routing to Cilium after the migration is not possible yet: " + "; ".join(res.blockers),
+                        f"{HELM} --set bgpControlPlane.enabled=true   # Cilium 1.16+, CRDs at cilium.io/v2 or v2alpha1")]
+    peers = sorted({f"{p.address} (AS {p.asn})" for c in res.cluster_configs for p in c.peers})
+    return [finding("routing.handover", S.INFO,
+                    f"the hand-over would write {len(res.cluster_configs)} CiliumBGPClusterConfig(s) at {res.bgp_api} "
+                    f"peering {_capped(peers)}, {len(res.lb_pools)} CiliumLoadBalancerIPPool(s) and move "
+                    f"{len(res.services)} LoadBalancer Service(s) keeping their IPs"
+                    + ("; " + "; ".join(res.notes) if res.notes else ""),
+                    "kubectl get ciliumbgpclusterconfigs,ciliumloadbalancerippools   # after the hand-over")]
+
+
+CHECKS: tuple[Check, ...] = (check_detected, check_reachability, check_announceable, check_handover)
 #: The IDs its findings carry (``--skip-check`` accepts these).
-IDS: tuple[str, ...] = ("routing.detected", "routing.reachability", "routing.announceable")
+IDS: tuple[str, ...] = ("routing.detected", "routing.reachability", "routing.announceable", "routing.handover")

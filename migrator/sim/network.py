@@ -13,7 +13,9 @@ the dual-overlay migration as the guide describes it (cilium-migration.md §1.1,
 * Calico across nodes: both calico-node healthy with correct node addresses (pitfall #1:
   an address autodetected on ``cilium_host`` breaks it), and no Cilium tunnel bound to Calico's
   VXLAN port on either node (pitfall #2, EADDRINUSE);
-* Cilium across nodes: both Cilium datapaths up on the same tunnel port;
+* Cilium across nodes: both Cilium datapaths up on the same tunnel port; with native routing
+  (``routing-mode: native``) on both nodes, each node's pod CIDR announced by Cilium's BGP control
+  plane to a router that accepts it; a tunnel-mode node and a native one do not reach each other;
 * across the overlays (Calico pod ↔ Cilium pod, same node or not): only through the host
   stack — ``enable-host-legacy-routing: "true"`` on the Cilium side, both datapaths up on both
   nodes, distinct tunnel ports, and the Cilium pool disjoint from every Calico pool (pitfall #3);
@@ -251,10 +253,28 @@ class NetworkModel:
             problem = self._first(self._cilium_problem(a), self._cilium_problem(b))
             if problem:
                 return problem
-            pa = cilium_agent.tunnel_port(self.fleet.runtimes[a])
-            pb = cilium_agent.tunnel_port(self.fleet.runtimes[b])
+            return self._cilium_between(a, b)
+        return None
+
+    def _cilium_between(self, a: str, b: str) -> str | None:
+        """Cilium pod to Cilium pod across nodes, both legs. A node in tunnel mode encapsulates to
+        every other Cilium node; a node in native routing has no tunnel device, so it neither takes
+        encapsulated packets nor sends them: it routes through its gateway, which knows the other
+        node's pod CIDR only while that node announces it (``routing.cilium_route_problem``)."""
+        ra, rb = self.fleet.runtimes[a], self.fleet.runtimes[b]
+        native_a, native_b = (self.routing.native(r.cilium.config) for r in (ra, rb))
+        if not native_a and not native_b:
+            pa, pb = cilium_agent.tunnel_port(ra), cilium_agent.tunnel_port(rb)
             if pa != pb:
                 return f"cilium tunnel ports differ between {a} ({pa}) and {b} ({pb})"
+            return None
+        for src, dst, native_src in ((a, b, native_a), (b, a, native_b)):
+            if not native_src:
+                return (f"{src} (tunnel mode) encapsulates to {dst}, which routes natively and has no "
+                        "tunnel device to take the packets")
+            problem = self.routing.cilium_route_problem(src, dst)
+            if problem:
+                return problem
         return None
 
     def _policy_engine(self, ep: Endpoint) -> str | None:

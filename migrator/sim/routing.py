@@ -20,8 +20,14 @@ was announced to A:
   then routes to it through the fabric.
 
 MetalLB speakers (BGP mode) announce each LoadBalancer IP from every node whose speaker pod is
-Ready and which a ``BGPPeer`` selects; on a node-router cluster the peer is the node's FRR, so
+Ready and which a ``BGPPeer`` selects (``nodeSelectors``: label selectors), while the IP's pool
+still allocates to the Service (``serviceAllocation``); on a node-router cluster the peer is the node's FRR, so
 the same fabric filter decides whether the leaf accepts the /32 (``lb_announcements``).
+
+Cilium's BGP control plane and the sessions of every speaker are ``cilium_bgp.py``; a Cilium
+node in native routing (``routing-mode: native``) is reached only through the announcement of its
+pod CIDR (``cilium_route_problem``). ``violations`` names, at one moment, every prefix announced
+by two kinds of speaker at once and every prefix someone needs that nobody announces.
 
 Selectors on BGPPeers support the forms the scenarios and Calico's route reflector guide use:
 ``all()``, ``has(k)``, ``k == 'v'`` (and ``&&`` of those).
@@ -32,6 +38,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from migrator.sim.cilium_bgp import CiliumBgp
+from migrator.sim.controllers.loadbalancer import allocates_to
+from migrator.sim.selectors import label_selector_matches
 
 if TYPE_CHECKING:
     from migrator.sim.fleet import NodeFleet
@@ -49,7 +59,7 @@ class Announcement:
 
     prefix: str
     node: str
-    speaker: str          # bird | frr | metallb
+    speaker: str          # bird | frr | metallb | cilium
     accepted: bool
     reason: str = ""
 
@@ -77,6 +87,7 @@ class RoutingModel:
     def __init__(self, fleet: NodeFleet) -> None:
         self.fleet = fleet
         self.store = fleet.store
+        self.bgp = CiliumBgp(self)
 
     # ------------------------------------------------------------------ what the cluster runs
     def backend(self) -> str:
@@ -247,15 +258,17 @@ class RoutingModel:
         advertised = {p["metadata"]["name"] for p in pools
                       if any(not (a.get("spec") or {}).get("ipAddressPools")
                              or p["metadata"]["name"] in a["spec"]["ipAddressPools"] for a in adverts)}
-        ranges = [(p["metadata"]["name"], ipaddress.ip_network(c, strict=False))
+        ranges = [(p, ipaddress.ip_network(c, strict=False))
                   for p in pools for c in (p.get("spec") or {}).get("addresses") or [] if "-" not in c]
         out: list[Announcement] = []
+        collided = {s.node: s.reason for s in self.bgp.sessions() if s.speaker == "metallb" and not s.established}
         for svc in self.store.list("services"):
             if (svc.get("spec") or {}).get("type") != "LoadBalancer":
                 continue
             for ingress in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
                 ip = ingress.get("ip")
-                if not ip or not any(name in advertised and ipaddress.ip_address(ip) in net for name, net in ranges):
+                if not ip or not any(pool["metadata"]["name"] in advertised and ipaddress.ip_address(ip) in net
+                                     and allocates_to(pool, svc) for pool, net in ranges):
                     continue
                 for node in sorted(self.fleet.runtimes):
                     if EXCLUDE_LB in self._labels(node):    # MetalLB skips these nodes by default
@@ -264,7 +277,10 @@ class RoutingModel:
                         continue
                     frr = self.backend() == "none"
                     ok = not frr or self.fabric_accepts(f"{ip}/32")
-                    out.append(Announcement(f"{ip}/32", node, "metallb", ok, "" if ok else "fabric filter"))
+                    why = "" if ok else "fabric filter"
+                    if node in collided:
+                        ok, why = False, collided[node]
+                    out.append(Announcement(f"{ip}/32", node, "metallb", ok, why))
         return out
 
     def _speaker_ready(self, node: str) -> bool:
@@ -279,7 +295,78 @@ class RoutingModel:
         labels = self._labels(node)
         for peer in peers:
             selectors = (peer.get("spec") or {}).get("nodeSelectors") or []
-            if not selectors or any(all(labels.get(k) == v for k, v in (s.get("matchLabels") or {}).items())
-                                    for s in selectors):
+            if not selectors or any(label_selector_matches(s, labels) for s in selectors):
                 return True
         return False
+
+    # ------------------------------------------------------------------ Cilium's announcements
+    def cilium_announcements(self) -> list[Announcement]:
+        """Prefixes Cilium's BGP control plane announces on Established sessions."""
+        return [Announcement(prefix, node, "cilium", ok, "" if ok else "fabric filter")
+                for prefix, node, _router, ok, _kind in self.bgp.announcements()]
+
+    @staticmethod
+    def native(rt_config: dict[str, str]) -> bool:
+        return rt_config.get("routing-mode", "tunnel") == "native"
+
+    def cilium_route_problem(self, at: str, origin: str) -> str | None:
+        """None when ``at`` has a route to the Cilium pod CIDR of ``origin``, a node in native
+        routing: Cilium on ``origin`` announces it to a router that accepts it (the node's FRR
+        through the fabric filter, or the ToR), which is the default gateway of ``at``."""
+        block = self.fleet.cilium_ipam.pod_cidrs.get(origin)
+        if block is None:
+            return f"{origin} has no Cilium pod CIDR"
+        prefix = str(block.cidr)
+        mine = [a for a in self.cilium_announcements() if a.prefix == prefix and a.node == origin]
+        if any(a.accepted for a in mine):
+            return None
+        if mine:
+            return (f"no route to {prefix} on {at}: the fabric filter (announceable CIDRs "
+                    f"{self._filter_text()}) drops {prefix} announced by Cilium on {origin}")
+        tried = [s for s in self.bgp.sessions() if s.node == origin and s.speaker == "cilium"]
+        why = "; ".join(s.reason for s in tried if s.reason) or \
+            "no Cilium BGP session advertises its PodCIDR (enable-bgp-control-plane, CiliumBGPClusterConfig, " \
+            "peerConfigRef, CiliumBGPAdvertisement)"
+        return f"no route to {prefix} on {at}: {origin} routes natively and nothing announces its pod CIDR: {why}"
+
+    # ------------------------------------------------------------------ the ledger
+    def _needed(self) -> dict[str, str]:
+        """Prefix -> what needs it announced: Calico prefixes of live pods without an overlay, Cilium
+        pod CIDRs of nodes in native routing, LoadBalancer IPs."""
+        need: dict[str, str] = {}
+        bird = self.backend() == "bird"
+        for ip, (_ns, _name, node, net) in self.fleet.ip_index.items():
+            if net == "calico" and not self.encapsulated(ip):
+                prefix = self.prefix_of(node, ip)
+                if bird:     # BIRD announces the IPAM blocks, whatever the node's podCIDR
+                    addr = ipaddress.ip_address(ip)
+                    prefix = next((b for b in self.fleet.calico_ipam.node_blocks(node)
+                                   if addr in ipaddress.ip_network(b)), prefix)
+                need.setdefault(prefix, f"Calico pods on {node}")
+        for node, rt in self.fleet.runtimes.items():
+            block = self.fleet.cilium_ipam.pod_cidrs.get(node)
+            if block is not None and (rt.cilium.running or rt.cilium.datapath) and self.native(rt.cilium.config):
+                need.setdefault(str(block.cidr), f"Cilium pods on {node} (native routing)")
+        for svc in self.store.list("services"):
+            if (svc.get("spec") or {}).get("type") == "LoadBalancer":
+                for ingress in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+                    if ingress.get("ip"):
+                        need[f"{ingress['ip']}/32"] = (f"LoadBalancer {svc['metadata']['namespace']}/"
+                                                       f"{svc['metadata']['name']}")
+        return need
+
+    def violations(self) -> list[str]:
+        """At this moment: prefixes two kinds of speaker on one node announce at once (BIRD or the
+        node router and Cilium, MetalLB and Cilium: one node's address, two origins of one route),
+        and prefixes someone needs that no speaker announces (accepted by the next hop). One kind
+        of speaker announcing a LoadBalancer IP from several nodes is ECMP, as MetalLB does."""
+        speakers: dict[tuple[str, str], set[str]] = {}
+        for a in self.calico_announcements() + self.lb_announcements() + self.cilium_announcements():
+            if a.accepted:
+                speakers.setdefault((a.prefix, a.node), set()).add(a.speaker)
+        out = [f"{prefix} announced by {' and '.join(sorted(who))} at once on {node}"
+               for (prefix, node), who in sorted(speakers.items()) if len(who) > 1]
+        announced = {prefix for prefix, _node in speakers}
+        out += [f"{prefix} ({what}) announced by nobody"
+                for prefix, what in sorted(self._needed().items()) if prefix not in announced]
+        return out

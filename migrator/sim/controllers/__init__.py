@@ -2,7 +2,7 @@
 
 ``install_controllers(world, config)`` wires every controller onto the world's worker:
 scheduler, DaemonSet, Deployment, ReplicaSet, Job, garbage collector, disruption (PDB
-status) and endpoints. Install them after the API layer registered its resources and
+status), endpoints and LoadBalancer IPs (MetalLB, Cilium LB IPAM). Install them after the API layer registered its resources and
 before the world starts dispatching, so no event is missed. They react to store events
 only, never sleep, and batch their work (see ``coalesce``).
 
@@ -20,6 +20,7 @@ from migrator.sim.controllers.deployment import DeploymentController
 from migrator.sim.controllers.endpoints import EndpointsController
 from migrator.sim.controllers.gc import GarbageCollector
 from migrator.sim.controllers.job import JobController
+from migrator.sim.controllers.loadbalancer import LoadBalancerController
 from migrator.sim.controllers.matching import controller_uid
 from migrator.sim.controllers.pdb import DisruptionController
 from migrator.sim.controllers.podfactory import PodNames
@@ -42,6 +43,7 @@ class Controllers:
     gc: GarbageCollector
     disruption: DisruptionController
     endpoints: EndpointsController
+    loadbalancers: LoadBalancerController
 
 
 def install_controllers(world: World, config: SimConfig) -> Controllers:
@@ -59,4 +61,5 @@ def install_controllers(world: World, config: SimConfig) -> Controllers:
         gc=GarbageCollector(world, config),
         disruption=DisruptionController(world, config),
         endpoints=EndpointsController(world, config),
+        loadbalancers=LoadBalancerController(world, config),
     )

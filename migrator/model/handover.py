@@ -1,0 +1,97 @@
+"""What a routing hand-over writes: Calico's and MetalLB's announcements as Cilium resources.
+
+``engine/handover_translate.py`` derives a ``HandoverResources`` from the routing detection;
+``cluster/handover_objects.py`` renders it as Kubernetes objects at the served API version.
+Everything is gated by labels so that the hand-over can move one node, and one Service, at a
+time: a ``CiliumBGPClusterConfig`` selects only nodes labelled ``NODE_LABEL``, the Service
+advertisement and the LB IPAM pools only Services labelled ``SERVICE_LABEL``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Node label that turns Cilium's BGP control plane on for that node (value ``cilium``).
+NODE_LABEL = "migrator.io/bgp"
+#: Service label that moves a LoadBalancer Service from MetalLB to Cilium (value ``cilium``).
+SERVICE_LABEL = "migrator.io/lb"
+HANDED = "cilium"
+#: The label CiliumBGPPeerConfigs use to pick the hand-over's advertisements.
+ADVERTISE_LABEL = "migrator.io/advertise"
+#: Cilium LB IPAM's annotation requesting specific IPs (Documentation/network/lb-ipam.rst).
+LBIPAM_IPS = "lbipam.cilium.io/ips"
+METALLB_ANNOTATIONS = ("metallb.universe.tf/address-pool", "metallb.universe.tf/ip-allocated-from-pool",
+                       "metallb.universe.tf/loadBalancerIPs", "metallb.io/address-pool",
+                       "metallb.io/ip-allocated-from-pool", "metallb.io/loadBalancerIPs")
+
+
+@dataclass(frozen=True)
+class BgpPeer:
+    name: str
+    address: str
+    asn: int
+    peer_config: str
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A CiliumBGPClusterConfig: one BGP instance on the nodes it selects."""
+
+    name: str
+    node_selector: tuple[tuple[str, str], ...]       # matchLabels, always with NODE_LABEL
+    instance: str
+    local_asn: int
+    peers: tuple[BgpPeer, ...]
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    """A CiliumBGPAdvertisement entry set: the node's pod CIDR and/or Service addresses."""
+
+    name: str
+    pod_cidr: bool
+    service_addresses: tuple[str, ...] = ()          # LoadBalancerIP | ClusterIP | ExternalIP
+    service_selector: tuple[tuple[str, str], ...] = ()   # matchLabels
+    communities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LBPool:
+    """A CiliumLoadBalancerIPPool from a MetalLB IPAddressPool."""
+
+    name: str
+    source: str                                      # namespace/name of the IPAddressPool
+    cidrs: tuple[str, ...] = ()
+    ranges: tuple[tuple[str, str], ...] = ()         # (start, stop)
+
+
+@dataclass(frozen=True)
+class ServiceSwitch:
+    """How one LoadBalancer Service moves to Cilium without changing its IP."""
+
+    namespace: str
+    name: str
+    ips: tuple[str, ...]
+    pinned: bool                                     # spec.loadBalancerIP already pins the IP
+    annotations: tuple[tuple[str, str], ...]         # to set
+    remove_annotations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HandoverResources:
+    """Everything the hand-over writes, or why it cannot (``blockers``)."""
+
+    bgp_api: str | None                              # cilium.io/v2 | cilium.io/v2alpha1
+    lb_api: str | None
+    cluster_configs: tuple[ClusterConfig, ...] = ()
+    peer_config: str = "migrator-handover"
+    advertisements: tuple[Advertisement, ...] = ()
+    lb_pools: tuple[LBPool, ...] = ()
+    services: tuple[ServiceSwitch, ...] = ()
+    #: MetalLB IPAddressPools (namespace, name) that stop allocating to Services labelled SERVICE_LABEL
+    metallb_pools: tuple[tuple[str, str], ...] = ()
+    #: MetalLB BGPPeers (namespace, name) that leave nodes labelled NODE_LABEL: Cilium peers the same
+    #: router from the same node address there, and a router keys neighbours by source address
+    metallb_peers_yield: tuple[tuple[str, str], ...] = ()
+    blockers: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
