@@ -32,7 +32,8 @@ RULES: tuple[Rule, ...] = (
          "cilium-config at finalize"),
     Rule("", "events", ("create",), "an Event per node transition"),
     Rule("", "namespaces", ("get", "create", "patch", "delete"), "the probe fleet's namespace"),
-    Rule("", "services", ("get", "create", "patch"), "ClusterIPs of kubernetes and the probe Service"),
+    Rule("", "services", ("get", "list", "create", "patch"),
+         "ClusterIPs of kubernetes and the probe Service; LoadBalancer Services for the routing inventory"),
     Rule("apps", "daemonsets", ("get", "list", "watch", "create", "patch", "delete"),
          "agent rollout; the probe fleet; restart at finalize; calico-node removal"),
     Rule("apps", "deployments", ("list", "delete"), "preflight inventory; calico-kube-controllers removal"),
@@ -49,6 +50,10 @@ RULES: tuple[Rule, ...] = (
     Rule("crd.projectcalico.org", "felixconfigurations", ("get", "list", "delete"), "preflight; Calico removal"),
     Rule("crd.projectcalico.org", "networkpolicies", ("list",), "preflight policy inventory"),
     Rule("crd.projectcalico.org", "globalnetworkpolicies", ("list",), "preflight policy inventory"),
+    Rule("crd.projectcalico.org", "bgpconfigurations", ("get",), "routing inventory: Calico's BGP defaults"),
+    Rule("crd.projectcalico.org", "bgppeers", ("list",), "routing inventory: Calico's BGP peers"),
+    *(Rule("metallb.io", plural, ("list",), "routing inventory: MetalLB's pools, peers and advertisements")
+      for plural in ("ipaddresspools", "bgppeers", "bgpadvertisements", "l2advertisements")),
 )
 
 
