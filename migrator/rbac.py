@@ -9,6 +9,8 @@ matching rows.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,3 +67,20 @@ def grants() -> set[tuple[str, str, str]]:
 def cluster_role_rules() -> list[dict[str, Any]]:
     """The rules as a ClusterRole lists them (one per row, in the order above)."""
     return [{"apiGroups": [r.group], "resources": [r.resource], "verbs": list(r.verbs)} for r in RULES]
+
+
+#: kube-apiserver's 403 for a resource request (``responsewriters.Forbidden``, RBAC authorizer).
+_DENIED = re.compile(r'cannot (?P<verb>[a-z]+) resource "(?P<resource>[^"]+)" in API group "(?P<group>[^"]*)"')
+
+
+def missing_rule(message: str) -> str | None:
+    """The ClusterRole rule a 403 ``message`` asks for, as YAML flow text (``{apiGroups: [""],
+    resources: [pods/eviction], verbs: [create]}``) with what the tool needs it for, or None when
+    the message is not kube-apiserver's RBAC denial of a resource request."""
+    found = _DENIED.search(message)
+    if found is None:
+        return None
+    group, resource, verb = found["group"], found["resource"], found["verb"]
+    rule = (f"{{apiGroups: [{json.dumps(group)}], resources: [{resource}], verbs: [{verb}]}}")
+    why = next((r.why for r in RULES if (r.group, r.resource) == (group, resource) and verb in r.verbs), None)
+    return f"{rule} ({why})" if why else rule
