@@ -4,9 +4,14 @@ Each action type has one handler (``Executor._apply``, registered per type) maki
 idempotent port call with the action's own values. Retrying a briefly unavailable or
 throttling API server is the port's job (``cluster/guard.py``, wired once), not this module's.
 Every failure becomes an ``ActionResult`` the engine folds into the checkpoint; nothing is
-raised past this module except a lost lock, or a ``TypeError`` for an action type without a handler (a
-member of ``Action`` without one already fails at import). ``WriteFile`` writes into the
-output directory (the Helm values).
+raised past this module except a lost lock, a ``Forbidden`` (403), or a ``TypeError`` for an
+action type without a handler (a member of ``Action`` without one already fails at import).
+A 403 means the credentials lack a permission the run needs (RBAC): waiting will not grant it, and
+its absence says nothing about the nodes or the network, so it ends the command (which names the
+missing rule, exit 2) instead of being retried until a timeout or counted as a failed probe;
+the saved intent lets ``migrator resume`` go on once it is granted. Events alone are best effort:
+a refused one is logged and the run goes on. ``WriteFile`` writes into the output directory (the
+Helm values).
 """
 
 from __future__ import annotations
@@ -41,10 +46,14 @@ UNREACHABLE = "error trying to reach service"
 def api_error(exc: E.ClusterError) -> bool:
     """True when a pods/proxy request failed in the API server rather than at the probe pod:
     throttled, a 5xx other than the proxy's "could not reach the pod", a timeout or a broken
-    connection to the API server (see ``Executor._dial``)."""
+    connection to the API server (see ``Executor._dial``). A 403 is neither: ``_dial`` raises it."""
     if isinstance(exc, E.Throttled):
         return True
     return isinstance(exc, E.Unavailable) and UNREACHABLE not in exc.message.lower()
+
+
+#: Actions whose refusal does not stop the run (an Event is a courtesy to whoever watches the node).
+BEST_EFFORT = (A.EmitEvent,)
 
 
 def _version(api_version: str) -> str:
@@ -100,6 +109,12 @@ class Executor:
         try:
             changed = self._apply(action)
             result = A.ActionResult.success(action, changed=bool(changed) if changed is not None else True)
+        except E.Forbidden as exc:
+            if not isinstance(action, BEST_EFFORT):
+                log.error("action.forbidden", action=action.kind, node=getattr(action, "node", None),
+                          message=str(exc)[:300])
+                raise
+            result = A.ActionResult.failure(action, "Forbidden", str(exc))
         except E.ClusterError as exc:
             result = A.ActionResult.failure(action, KNOWN_ERRORS.get(exc.kind, "Error"), str(exc),
                                             getattr(exc, "retry_after", None))
@@ -138,12 +153,16 @@ class Executor:
         the API server's (or a load balancer's in front of it) own trouble and says nothing
         about the network — 429 (API Priority and Fairness), any other 5xx, a timeout, a
         refused or reset connection: the check is ``unknown``, dialled again later, and never
-        counts toward a failed gate, a rollback or a sampling pause.
+        counts toward a failed gate, a rollback or a sampling pause. A 403 (the credentials may
+        not use pods/proxy) is raised: no check can be made until RBAC grants it.
         """
         query = {"host": check.host, "port": str(check.port), "request": "hostname",
                  "protocol": check.protocol, "tries": str(check.tries)}
         try:
             body = self.port.proxy_get(check.namespace, check.pod, check.pod_port, "dial", query)
+        except E.Forbidden as exc:
+            log.error("action.forbidden", action="run-probes", check=check.name, message=str(exc)[:300])
+            raise
         except E.ClusterError as exc:
             if api_error(exc):
                 return f"{UNKNOWN} 0/{check.tries}: the API server did not relay it: {str(exc)[:140]}"

@@ -9,6 +9,8 @@ matching rows.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +34,8 @@ RULES: tuple[Rule, ...] = (
          "cilium-config at finalize"),
     Rule("", "events", ("create",), "an Event per node transition"),
     Rule("", "namespaces", ("get", "create", "patch", "delete"), "the probe fleet's namespace"),
-    Rule("", "services", ("get", "create", "patch"), "ClusterIPs of kubernetes and the probe Service"),
+    Rule("", "services", ("get", "list", "create", "patch"),
+         "ClusterIPs of kubernetes and the probe Service; LoadBalancer Services for the routing inventory"),
     Rule("apps", "daemonsets", ("get", "list", "watch", "create", "patch", "delete"),
          "agent rollout; the probe fleet; restart at finalize; calico-node removal"),
     Rule("apps", "deployments", ("list", "delete"), "preflight inventory; calico-kube-controllers removal"),
@@ -49,6 +52,10 @@ RULES: tuple[Rule, ...] = (
     Rule("crd.projectcalico.org", "felixconfigurations", ("get", "list", "delete"), "preflight; Calico removal"),
     Rule("crd.projectcalico.org", "networkpolicies", ("list",), "preflight policy inventory"),
     Rule("crd.projectcalico.org", "globalnetworkpolicies", ("list",), "preflight policy inventory"),
+    Rule("crd.projectcalico.org", "bgpconfigurations", ("get",), "routing inventory: Calico's BGP defaults"),
+    Rule("crd.projectcalico.org", "bgppeers", ("list",), "routing inventory: Calico's BGP peers"),
+    *(Rule("metallb.io", plural, ("list",), "routing inventory: MetalLB's pools, peers and advertisements")
+      for plural in ("ipaddresspools", "bgppeers", "bgpadvertisements", "l2advertisements")),
 )
 
 
@@ -60,3 +67,20 @@ def grants() -> set[tuple[str, str, str]]:
 def cluster_role_rules() -> list[dict[str, Any]]:
     """The rules as a ClusterRole lists them (one per row, in the order above)."""
     return [{"apiGroups": [r.group], "resources": [r.resource], "verbs": list(r.verbs)} for r in RULES]
+
+
+#: kube-apiserver's 403 for a resource request (``responsewriters.Forbidden``, RBAC authorizer).
+_DENIED = re.compile(r'cannot (?P<verb>[a-z]+) resource "(?P<resource>[^"]+)" in API group "(?P<group>[^"]*)"')
+
+
+def missing_rule(message: str) -> str | None:
+    """The ClusterRole rule a 403 ``message`` asks for, as YAML flow text (``{apiGroups: [""],
+    resources: [pods/eviction], verbs: [create]}``) with what the tool needs it for, or None when
+    the message is not kube-apiserver's RBAC denial of a resource request."""
+    found = _DENIED.search(message)
+    if found is None:
+        return None
+    group, resource, verb = found["group"], found["resource"], found["verb"]
+    rule = (f"{{apiGroups: [{json.dumps(group)}], resources: [{resource}], verbs: [{verb}]}}")
+    why = next((r.why for r in RULES if (r.group, r.resource) == (group, resource) and verb in r.verbs), None)
+    return f"{rule} ({why})" if why else rule

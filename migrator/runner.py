@@ -20,6 +20,10 @@ resourceVersion and inbox, up to ``api.outage_tolerance`` (``migrator.outage``),
 halts with exit 1, resumable. A save whose outcome is unknown needs nothing special: the next
 save carries the same resourceVersion, so it goes through if the lost one did not, and is
 refused (409, reload: our own write comes back) if it did.
+
+A 403 (``Forbidden``), from observing, saving or an action, ends the run at once: the report is
+written and the error goes to the command, which names the missing permission (exit 2). Nothing
+is rolled back for it; ``migrator resume`` goes on once RBAC grants it.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Any
 import structlog
 
 from migrator.clock import Clock, SystemClock
-from migrator.cluster.errors import ClusterError, Conflict, Throttled, Unavailable
+from migrator.cluster.errors import ClusterError, Conflict, Forbidden, Throttled, Unavailable
 from migrator.cluster.lease import LockHeld, LockLost, RunLock, holder_identity
 from migrator.cluster.port import ClusterPort, WatchScope
 from migrator.cluster.store import CheckpointStore, Versions
@@ -147,6 +151,9 @@ class Runner:
             outcome = self._report(Outcome(Exit.HALTED, f"stopped: {exc}"))
         except PlanMismatch as exc:
             outcome = Outcome(Exit.INVALID, str(exc))
+        except Forbidden as exc:   # a permission the run needs is missing: the command names it (exit 2)
+            outcome = self._report(Outcome(Exit.INVALID, f"stopped: refused by the API server: {exc}"))
+            raise
         finally:
             try:
                 self.lock.release()

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from migrator.cluster.errors import ClusterError, ConfigError, Forbidden, Unavailable
+from migrator.rbac import missing_rule
 
 INVALID, HALTED = 2, 1
 
@@ -165,8 +166,10 @@ def explain(exc: ClusterError, target: Target | None) -> tuple[str, int]:
         return (f"{where} rejected the credentials of user {user} ({exc.message}); check that user's token or "
                 "client certificate in the kubeconfig (it may have expired or belong to another cluster)", INVALID)
     if isinstance(exc, Forbidden):
-        return (f"{where} refused: {exc.message}; grant the ClusterRole that `migrator manifests` prints, or use "
-                "a context whose user has it", INVALID)
+        rule = missing_rule(exc.message)
+        grant = f"add the rule {rule} to the user's ClusterRole (`migrator manifests` prints the whole role)" \
+            if rule else "grant the ClusterRole that `migrator manifests` prints"
+        return f"{where} refused: {exc.message}; {grant}, or use a context whose user has it", INVALID
     if type(exc).__name__ == "CheckpointUnreadable":
         return f"{exc.message} ({where})", INVALID
     if isinstance(exc, Unavailable) and exc.status is None:

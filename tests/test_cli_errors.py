@@ -42,6 +42,18 @@ def test_no_permission_points_at_the_clusterrole() -> None:
     assert code == 2 and "`migrator manifests`" in text and "context prod" in text
 
 
+def test_a_refused_request_names_the_rule_to_add() -> None:
+    message = ('pods "web-1" is forbidden: User "system:serviceaccount:kube-system:migrator-x" cannot create '
+               'resource "pods/eviction" in API group "" in the namespace "shop"')
+    text, code = explain(Forbidden(message, status=403), TARGET)
+    assert code == 2 and "\n" not in text and message in text
+    assert 'add the rule {apiGroups: [""], resources: [pods/eviction], verbs: [create]} (drain and recycle' in text
+    text, _ = explain(Forbidden('leases.coordination.k8s.io "x" is forbidden: User "u" cannot update resource '
+                                '"leases" in API group "coordination.k8s.io" in the namespace "kube-system"',
+                                status=403), TARGET)
+    assert 'add the rule {apiGroups: ["coordination.k8s.io"], resources: [leases], verbs: [update]}' in text
+
+
 def test_refused_connection_names_the_server_and_what_to_check() -> None:
     refused = urllib3.exceptions.MaxRetryError(None, "/api", urllib3.exceptions.NewConnectionError(
         None, "Failed to establish a new connection: [Errno 111] Connection refused"))

@@ -10,6 +10,14 @@ allowed when the source's egress and the destination's ingress both allow it; ad
 the cluster enforce nothing. Workload endpoints carry Calico's special labels
 (``projectcalico.org/namespace``, ``/orchestrator``, ``/serviceaccount``); a rule's label selector
 also matches network sets holding the address.
+
+doNotTrack and preDNAT policies never apply to a pod: Felix renders them for host endpoints only
+(its policy resolver and the raw/mangle chains it programs), so they select no workload here.
+
+A rule peer follows libcalico-go's conversion (``updateprocessors/rules.go``): in a namespaced
+policy, as soon as any selector field is used (``notSelector`` included), the peer is limited to
+the policy's namespace unless a ``namespaceSelector`` is given; ``notSelector`` itself is matched
+in every namespace.
 """
 
 from __future__ import annotations
@@ -67,8 +75,8 @@ class CalicoModel:
 
     # -- selection ----------------------------------------------------------------------------
     def selects(self, p: Policy, ep: Endpoint) -> bool:
-        if ep.pod is None:
-            return False
+        if ep.pod is None or p.do_not_track or p.pre_dnat:
+            return False    # doNotTrack / preDNAT: host endpoints only
         if p.namespace is not None and ep.pod.namespace != p.namespace:
             return False
         if p.namespace_selector and not sel.matches(_parse(p.namespace_selector),
@@ -120,7 +128,7 @@ class CalicoModel:
             return False
         for n in self._netsets_holding(ep.ip):
             if ns_node is not None:
-                scope = (sel.matches(ns_node, {}, is_global=True) if n.namespace is None
+                scope = (sel.matches(ns_node, {}, is_global=True, namespaces=True) if n.namespace is None
                          else sel.matches(ns_node, self.namespace_labels(n.namespace)))
             else:
                 scope = p.namespace is None or n.namespace == p.namespace
@@ -143,12 +151,18 @@ class CalicoModel:
             return False
         return True
 
+    def _anything_matches(self, text: str, ep: Endpoint) -> bool:
+        """Whether ``text`` selects the endpoint or a network set holding its address, in any namespace."""
+        node = _parse(text)
+        if ep.pod is not None and sel.matches(node, self.pod_labels(ep)):
+            return True
+        return any(sel.matches(node, n.labels, is_global=n.namespace is None) for n in self._netsets_holding(ep.ip))
+
     def _addresses_match(self, p: Policy, e: EntityRule, ep: Endpoint) -> bool:
         """The entity's label, namespace, service-account and address tests (ports aside)."""
-        labelled = e.selector is not None or e.namespace_selector is not None or e.sa_names or e.sa_selector
-        if labelled and not self._label_match(p, e, e.selector, ep):
+        if e.selects_by_labels(namespaced=p.namespace is not None) and not self._label_match(p, e, e.selector, ep):
             return False
-        if e.not_selector is not None and self._label_match(p, EntityRule(), e.not_selector, ep):
+        if e.not_selector is not None and self._anything_matches(e.not_selector, ep):
             return False
         if e.nets and not _in(ep.ip, e.nets):
             return False

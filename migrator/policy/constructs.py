@@ -51,10 +51,15 @@ def _entity_findings(p: Policy, e: EntityRule, where: str, pod_ips: list[ipaddre
     if e.sa_selector and any(k != "projectcalico.org/name" for k in _keys(e.sa_selector)):
         yield Finding(p.ident, UNTRANSLATABLE, "service-account-labels",
                       "service-account labels are not part of Cilium identities", where)
-    if (e.selector or e.namespace_selector or e.sa_names or e.sa_selector) and (e.nets or e.not_nets):
+    if e.selects_by_labels(namespaced=p.namespace is not None) and (e.nets or e.not_nets):
         yield Finding(p.ident, UNTRANSLATABLE, "selector-and-nets",
                       "a peer matched by labels and addresses at once has no Cilium peer", where)
-    if e.not_selector:
+    if e.not_selector and p.namespace is not None and not e.namespace_selector:
+        yield Finding(p.ident, APPROXIMATE, "notSelector",
+                      f"translated as the endpoints of namespace {p.namespace} without the labels (Calico "
+                      "confines a namespaced policy's peer to its namespace); network sets are excluded "
+                      "by name, not by address", where)
+    elif e.not_selector:
         yield Finding(p.ident, APPROXIMATE, "notSelector",
                       "translated as every endpoint without the labels plus the world; Calico also "
                       "excludes labelled network sets and host endpoints", where)
@@ -150,9 +155,13 @@ def constructs(p: Policy, inv: Inventory,
     """Every construct finding of one policy (empty: nothing stands in the way of an exact translation).
     ``pod_ips``: the inventory's pod addresses, when the caller already parsed them."""
     out: list[Finding] = []
-    for flag, name in ((p.do_not_track, "doNotTrack"), (p.pre_dnat, "preDNAT"), (p.apply_on_forward, "applyOnForward")):
+    for flag, name in ((p.do_not_track, "doNotTrack"), (p.pre_dnat, "preDNAT")):
         if flag:
-            out.append(Finding(p.ident, UNTRANSLATABLE, name, f"Cilium has no per-policy {name} mode"))
+            out.append(Finding(p.ident, UNTRANSLATABLE, name,
+                               f"Felix applies {name} policies to host endpoints only (never to pods, whose "
+                               f"verdicts it leaves alone); Cilium's host firewall has no {name} mode"))
+    if p.apply_on_forward and not (p.do_not_track or p.pre_dnat):
+        out.append(Finding(p.ident, UNTRANSLATABLE, "applyOnForward", "Cilium has no per-policy applyOnForward mode"))
     out += _selector_findings(p, p.selector, "selector", pod_labels=True)
     if p.namespace_selector:
         out += _selector_findings(p, p.namespace_selector, "namespaceSelector", pod_labels=False)

@@ -33,6 +33,13 @@ class EntityRule:
     sa_selector: str | None = None
     services: bool = False
 
+    def selects_by_labels(self, *, namespaced: bool) -> bool:
+        """Whether the peer is limited to selected endpoints and network sets (libcalico-go's
+        ``getEndpointSelector``): any of selector, namespaceSelector or service accounts, and in a
+        namespaced policy also a lone notSelector (then limited to the policy's namespace)."""
+        return (self.selector is not None or self.namespace_selector is not None or bool(self.sa_names)
+                or self.sa_selector is not None or (namespaced and self.not_selector is not None))
+
     @property
     def any_peer(self) -> bool:
         return (self.selector is None and self.namespace_selector is None and not self.nets

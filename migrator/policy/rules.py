@@ -80,16 +80,19 @@ class Context:
     def group_cidrs(self) -> dict[str, tuple[str, ...]]:
         return {group_name(n): n.nets for n in self.inv.network_sets}
 
-    def netsets(self, p: Policy, e: EntityRule, text: str | None) -> frozenset[str]:
-        """Network sets a label peer also matches, as CIDR-group names."""
+    def netsets(self, p: Policy, e: EntityRule, text: str | None, *, anywhere: bool = False) -> frozenset[str]:
+        """Network sets a label peer also matches, as CIDR-group names (``anywhere``: in every namespace,
+        as a notSelector matches)."""
         node = sel.parse(text or "")
         ns_text = e.namespace_selector
         out = set()
         for n in self.inv.network_sets:
-            if ns_text is not None:
+            if anywhere:
+                scope = True
+            elif ns_text is not None:
                 ns_node = sel.parse(ns_text)
                 labels = {**self.inv.namespaces.get(n.namespace or "", {}), "projectcalico.org/name": n.namespace or ""}
-                scope = (sel.matches(ns_node, {}, is_global=True) if n.namespace is None
+                scope = (sel.matches(ns_node, {}, is_global=True, namespaces=True) if n.namespace is None
                          else sel.matches(ns_node, labels))
             else:
                 scope = n.namespace == p.namespace if p.namespace else True
@@ -99,12 +102,11 @@ class Context:
 
 
 def peers(p: Policy, e: EntityRule, ctx: Context, notes: Approx) -> list[Peer]:
-    """The peers one EntityRule matches."""
+    """The peers one EntityRule matches. A lone notSelector in a namespaced policy still limits the
+    peer to the policy's namespace (libcalico-go), and then cuts the endpoints it selects anywhere."""
     groups = ctx.group_cidrs()
-    labelled = (e.selector is not None or e.namespace_selector is not None or bool(e.sa_names)
-                or e.sa_selector is not None)
     out: list[Peer]
-    if labelled:
+    if e.selects_by_labels(namespaced=p.namespace is not None):
         if e.namespace_selector is not None and e.namespace_selector.strip() == "global()":
             names = ctx.netsets(p, e, e.selector)
             out = [Groups(names)] if names else []
@@ -129,7 +131,7 @@ def peers(p: Policy, e: EntityRule, ctx: Context, notes: Approx) -> list[Peer]:
         out = [AnyPeer()]
     if e.not_selector is not None:
         cuts: list[Peer] = [Sel(c) for c in pod_dnf(e.not_selector)]
-        names = ctx.netsets(p, EntityRule(), e.not_selector)
+        names = ctx.netsets(p, EntityRule(), e.not_selector, anywhere=True)
         if names:
             cuts.append(Groups(names))
         for cut in cuts:

@@ -162,18 +162,20 @@ def parse(text: str) -> Node:
 
 
 # ----------------------------------------------------------------------------------- meaning
-def matches(node: Node, labels: Mapping[str, str], *, is_global: bool = False) -> bool:
-    """Whether an object with ``labels`` is selected (``is_global``: a non-namespaced object)."""
+def matches(node: Node, labels: Mapping[str, str], *, is_global: bool = False, namespaces: bool = False) -> bool:
+    """Whether an object with ``labels`` is selected (``is_global``: a non-namespaced object).
+    ``namespaces``: ``node`` is a rule's namespaceSelector, where ``all()`` means every namespace and so
+    selects no global object (libcalico-go rewrites it to ``has(projectcalico.org/namespace)``)."""
     if isinstance(node, All):
-        return True
+        return not (namespaces and is_global)
     if isinstance(node, Global):
         return is_global
     if isinstance(node, Not):
-        return not matches(node.term, labels, is_global=is_global)
+        return not matches(node.term, labels, is_global=is_global, namespaces=namespaces)
     if isinstance(node, And):
-        return all(matches(t, labels, is_global=is_global) for t in node.terms)
+        return all(matches(t, labels, is_global=is_global, namespaces=namespaces) for t in node.terms)
     if isinstance(node, Or):
-        return any(matches(t, labels, is_global=is_global) for t in node.terms)
+        return any(matches(t, labels, is_global=is_global, namespaces=namespaces) for t in node.terms)
     value = labels.get(node.key)
     op = node.op
     if op == "has":

@@ -123,3 +123,25 @@ def test_an_untranslatable_policy_shows_as_the_flows_only_calico_enforces() -> N
     assert result.differences and all((d.calico, d.cilium) == (False, True) for d in result.differences)
     why = {d.responsible[0] for d in result.differences}
     assert why == {"gnp/logged-deny ingress[1]", "tier default: end of tier (gnp/logged-deny)"}
+
+
+def test_do_not_track_and_pre_dnat_policies_leave_pod_verdicts_alone() -> None:
+    """Felix renders doNotTrack and preDNAT policies for host endpoints only: a deny-all of either kind
+    selecting every pod changes no pod's verdict, so verify finds nothing to report, while translate
+    still names them (untranslatable for the host endpoints they are meant for)."""
+    from migrator.policy.calico_eval import CalicoModel
+    from migrator.policy.endpoints import Probe
+    inv = inventory(
+        gnp("no-track", order=1, selector="all()", doNotTrack=True, applyOnForward=True, types=["Ingress", "Egress"],
+            ingress=[{"action": "Deny"}], egress=[{"action": "Deny"}]),
+        gnp("pre-dnat", order=2, selector="all()", preDNAT=True, applyOnForward=True, ingress=[{"action": "Deny"}]),
+        np("web", selector="app == 'web'", ingress=[{"action": "Allow", "source": {"selector": "role == 'lb'"}}]))
+    eps = {e.key: e for e in endpoint_groups(inv)}
+    lb, web = eps["shop/role=lb"], next(e for k, e in eps.items() if k.startswith("shop/") and "app=web" in k)
+    assert CalicoModel(inv).verdict(lb, web, Probe("TCP", 80))[0]
+    assert not CalicoModel(inv).verdict(eps["shop/role=fe"], web, Probe("TCP", 80))[0]   # the NP still holds
+    t = translate(inv)
+    assert t.classes == {"gnp/no-track": "untranslatable", "gnp/pre-dnat": "untranslatable", "np/shop/web": "exact"}
+    assert all("host endpoints only" in f.reason for f in t.findings if f.policy != "np/shop/web")
+    result = verify(inv, t.objects)
+    assert result.flows > 0 and result.differences == ()

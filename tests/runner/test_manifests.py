@@ -7,8 +7,9 @@ that ClusterRole, on a simulated cluster that enforces RBAC (``tests/runner/incl
 * with the whole role, no request is refused (no 403 in the request log), every command ends as it
   should, and the requests made are exactly the role's grants: nothing missing, nothing extra;
 * with any one rule removed, the first command that needed it is refused (403, and only for that
-  rule), names kube-apiserver's 403 message in its output (all but ``UNPRINTED``), and fails or
-  does not finish (``SURVIVED`` lists the two rules whose absence it outlives, logging the 403). Only the commands
+  rule), names kube-apiserver's 403 message in its output, and fails or does not finish
+  (``SURVIVED`` lists the rule whose absence it outlives, logging the 403; ``STOPS_AT_ONCE`` those
+  whose 403 must end it at once, exit 2, naming the rule to add). Only the commands
   up to that one run (the earlier ones never used the rule), and each rule is its own test so that
   pytest-xdist spreads them.
 
@@ -63,15 +64,16 @@ def test_cluster_role_grants_exactly_what_every_flow_uses(full_run):
 
 
 #: Rules whose absence the tool survives: it makes the request, logs the 403 as a failed action and
-#: goes on. An Event per node transition is a courtesy to whoever watches the node; the probe
-#: fleet's namespace is only read when an earlier release left it in place (step 0 of the flows).
-SURVIVED = {("", "events"): "Events are best effort", ("", "namespaces"): "the fleet's namespace exists"}
-#: Rules whose 403 the tool records without printing it: a refused pods/proxy dial is a probe check's
-#: "fail" result (kept, cut at 160 characters, in the checkpoint), not a log line.
-UNPRINTED = {("", "pods/proxy"): "a refused dial is a failed check"}
-#: Seconds a command may take with a rule missing: every one takes a few with the whole role. Without
-#: pods/eviction or pods/proxy a run retries the refused requests until the plan's drain timeout
-#: and probe deadlines (minutes), so it is stopped here and counted as not done.
+#: goes on. An Event per node transition is a courtesy to whoever watches the node.
+SURVIVED = {("", "events"): "Events are best effort"}
+#: A 403 on an action is a missing permission: the command ends at once, exit 2, naming the rule to
+#: add, and rolls nothing back. These used to be taken for something else: a refused dial for a
+#: failed check (rolling the node back), a refused eviction for one to retry until the drain
+#: timeout, a refused read of the probe fleet's namespace for one to pass over when it exists.
+STOPS_AT_ONCE = {("", "pods/proxy"): "not a network verdict", ("", "pods/eviction"): "not worth retrying",
+                 ("", "namespaces"): "the run needs it"}
+#: Seconds a command may take with a rule missing: every one takes a few with the whole role; one
+#: still running then is stopped here and counted as not done.
 STALL_AFTER = 60
 
 
@@ -90,7 +92,11 @@ def test_without_any_one_rule_a_command_fails_with_its_403(index, full_run, tmp_
     assert refused and all((g, r) == (rule.group, rule.resource) and v in rule.verbs for g, r, v, _ in refused), refused
     pattern = (r'User \\?"system:serviceaccount:[a-z0-9:-]+\\?" cannot (' + "|".join(rule.verbs) + r') resource \\?"'
                + re.escape(rule.resource) + r'\\?" in API group \\?"' + re.escape(rule.group) + r'\\?"')
-    if (rule.group, rule.resource) not in UNPRINTED:
-        assert re.search(pattern, failed.stderr), (failed.step, pattern, failed.stderr[-3000:])
+    assert re.search(pattern, failed.stderr), (failed.step, pattern, failed.stderr[-3000:])
+    if (rule.group, rule.resource) in STOPS_AT_ONCE:
+        assert failed.code == 2, (failed.step, failed.code, failed.stderr[-3000:])
+        grant = f'add the rule {{apiGroups: ["{rule.group}"], resources: [{rule.resource}], verbs: ['
+        assert grant in failed.stderr, (failed.step, failed.stderr[-3000:])
+        assert not re.search(r"ROLLING_BACK|ROLLED_BACK|FAILED", failed.stderr), failed.stderr[-3000:]
     if (rule.group, rule.resource) not in SURVIVED:
         assert failed.code != full_run[first].code and failed.code != 0, (failed.step, failed.stderr[-3000:])

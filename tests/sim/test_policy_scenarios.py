@@ -59,6 +59,10 @@ def test_untranslatable_scenario_names_the_do_not_track_policy(sim_factory: Any,
     code, _out, err = _cli("policy", "translate", "--plan", str(EXAMPLE), "--kubeconfig", kc)
     assert code == 1
     assert _classes(err)["gnp/security.no-track"] == {"untranslatable"} and "doNotTrack" in err
+    assert "host endpoints only" in err
+    # Felix never applies a doNotTrack policy to a pod: the pods' verdicts are the translation's
+    code, out, err = _cli("policy", "verify", "--plan", str(EXAMPLE), "--kubeconfig", kc)
+    assert code == 0 and " 0 differ" in out, out[-2000:] + err[-2000:]
 
 
 # The verdicts the scenario's description promises, per (source namespace/app, destination namespace/app):
