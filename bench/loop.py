@@ -50,7 +50,7 @@ def _serve(config: SimConfig, pods_per_node: int, kubeconfig: str, conn: Connect
         conn.send("counting")
         state = conn.recv()                # the run ended: its namespace and checkpoint name
         sized = getattr(sim.requests, "bytes_written", None)
-        conn.send({"requests": sim.requests.total(exclude_watch=True),
+        conn.send({"requests": sim.requests.total(exclude_watch=True), "by_kind": sim.requests.counts(),
                    "wire": sized(resource="configmaps", namespace=state[0], name_prefix=state[1]) if sized else None})
 
 
@@ -115,7 +115,10 @@ def main(argv: list[str]) -> None:
               f"(target <= 8192)")
         if counts["wire"] is not None:
             print(f"  checkpoint write requests: {counts['wire'] / max(done, 1):.0f} bytes per node on the wire")
-        print(f"  API requests: {counts['requests'] / max(done, 1):.1f} per node, watches excluded (target <= 40)")
+        print(f"  API requests: {counts['requests'] / max(done, 1):.1f} per node, watches excluded (target <= 40); "
+              "the most frequent: " + ", ".join([
+                  f"{verb} {resource or '/'} {n / max(done, 1):.1f}" for (verb, resource), n in sorted(
+                      counts["by_kind"].items(), key=lambda kv: -kv[1]) if verb != "watch"][:6]))
         print(f"  migrator peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
         if profiler and args.profile_dump:
             profiler.dump_stats(args.profile_dump)

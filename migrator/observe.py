@@ -121,6 +121,7 @@ class Observer:
             obs = obs.model_copy(update={
                 "probe_pods": probes, "apiserver_ip": self._cluster_ip("default", "kubernetes"),
                 "probe_service_ip": self._cluster_ip(plan.probes.namespace, SERVICE) if probes else None})
+            deltas.append(probe_delta)
         if self._policy is not None:
             obs = obs.model_copy(update={"policy": self._policy.facts(
                 obs.nodes, pod_nodes, finalizing=finalizing, listing=policy_objects or finalizing)})
@@ -129,7 +130,6 @@ class Observer:
             obs = obs.model_copy(update={"policy_probe_pods": tuple(
                 p for ns in policy.namespaces
                 for p in port.list_pods(namespace=ns, labels={POLICY_NAME_LABEL: POLICY_PROBE}))})
-            deltas.append(probe_delta)
         if self._last is not None:
             obs.follow(self._last, {id(d.before): d for d in deltas if d is not None})
         self._last = obs

@@ -74,10 +74,14 @@ def test_the_probe_fleet_follows_the_caches_changes(sim, port) -> None:
     sim.store.delete("pods", namespace, "probe-2")
     sim.store.create("pods", probe("probe-4", "node-4"))
     deadline = time.monotonic() + 10
+    previous = first
     while len(probe_pods_by_node(obs := observer.observe(frozenset()), plan)) != 3 \
             or "node-4" not in probe_pods_by_node(obs, plan):
         assert time.monotonic() < deadline, "the fleet never followed the changes"
+        previous = obs
         time.sleep(0.05)
+    follows = obs.__pydantic_private__["_follows"]          # handed how the fleet changed, not to rebuild it
+    assert follows.changes[id(previous.probe_pods)].after is obs.probe_pods
     fresh = Observer(plan, port).observe(frozenset())
     assert sorted(p.name for p in obs.probe_pods) == sorted(p.name for p in fresh.probe_pods)
     assert probe_pods_by_node(obs, plan) == probe_pods_by_node(fresh, plan)
