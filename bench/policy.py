@@ -8,6 +8,10 @@ tier (tenant isolation with Pass, ordered) and in the default tier (a deny of a 
 monitoring allow); GlobalNetworkSets of partner ranges. Prints the inventory's shape, the
 translation's classes and object count, verify's endpoint groups, probes, flows and differences,
 and both wall times. Verify's cost follows the groups (here 200 groups stand for 5,000 pods).
+
+``--gap-nodes N`` (default 3) also times the gap report of N single-node switches, as a
+continuous run computes it before each label: pods spread over ``NODES`` nodes (each node holds
+pods of every app), the translation and its shims in place, the nodes before it migrated.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ import time
 
 from migrator.policy import model
 from migrator.policy.compile import translate
+from migrator.policy.shims import run_objects
+from migrator.policy.transition import gap
 from migrator.policy.verify import verify
 
 TENANTS, NAMESPACES_PER_TENANT, PODS_PER_NAMESPACE = 5, 5, 200
+NODES = 100
 APPS = (("web", "frontend", 8080), ("api", "backend", 8443), ("auth", "backend", 9000), ("cart", "backend", 7000),
         ("search", "backend", 9200), ("worker", "backend", 5000), ("db", "data", 5432), ("cache", "data", 6379))
 
@@ -38,7 +45,8 @@ def inventory(policies_wanted: int = 1000, seed: int = 7) -> model.Inventory:
             for i in range(PODS_PER_NAMESPACE):
                 app, layer, port = APPS[i % len(APPS)]
                 pods.append(model.Pod(ns, f"{app}-{i}", {"app": app, "layer": layer, "pod-template-hash": f"{rnd.getrandbits(32):x}"},
-                                      f"10.{t}.{n * 4 + i // 250}.{i % 250 + 1}", named_ports=(("svc", port, "TCP"),)))
+                                      f"10.{t}.{n * 4 + i // 250}.{i % 250 + 1}", named_ports=(("svc", port, "TCP"),),
+                                      node=f"node-{(len(pods) // len(APPS)) % NODES}"))
             sets.append(model.network_set({"metadata": {"name": "backup", "namespace": ns, "labels": {"kind": "backup"}},
                                            "spec": {"nets": [f"192.0.{t * 8 + n}.0/28"]}}, global_=False))
             policies += _namespace_policies(ns)
@@ -101,6 +109,7 @@ def _global_policies() -> list[model.Policy]:
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench policy")
     ap.add_argument("--policies", type=int, default=1000)
+    ap.add_argument("--gap-nodes", type=int, default=3, help="single-node switches whose gap report is timed")
     args = ap.parse_args(argv)
     inv = inventory(args.policies)
     kinds = {k: sum(1 for p in inv.policies if p.kind == k) for k in ("NetworkPolicy", "GlobalNetworkPolicy",
@@ -117,3 +126,11 @@ def main(argv: list[str]) -> None:
     took = time.perf_counter() - start
     print(f"verify: {took:.2f} s, {v.endpoints} endpoints (groups + external addresses) x {v.probes} probes = "
           f"{v.flows} flows, {len(v.differences)} differences", flush=True)
+    objects = run_objects(t.objects, inv.policies)
+    for k in range(args.gap_nodes):
+        done = {f"node-{i}" for i in range(k * 10)}
+        start = time.perf_counter()
+        report = gap(inv, objects, done, done | {f"node-{k * 10}"})
+        took = time.perf_counter() - start
+        print(f"gap of node-{k * 10} ({len(done)} of {NODES} nodes migrated): {took:.2f} s, {report.groups} groups x "
+              f"{report.probes} probes, {report.evaluated} flows evaluated, {len(report.flows)} in the gap", flush=True)
