@@ -182,17 +182,26 @@ def gap(inv: Inventory, objects: Iterable[Mapping[str, Any]], cilium_nodes_befor
     external = [Endpoint(key=a, ip=a) for a in boundary_addresses(cidrs(inv))]
     probe_list = probes(inv)
     moving = {e.key for e in pods if e.pod is not None and judge.split(e.pod)}
+    # the baseline reads labels only: groups split by engine share it (keyed without the split)
+    unsplit = {e.key: key[:-1] for key, e in groups.items()} | {e.key: e.key for e in external}
+    # an end whose engine this step changes; a flow with neither keeps its verdict from before
+    switching = {e.key for e in pods if e.pod is not None and before.engine(e.pod) != after.engine(e.pod)}
+    baseline: dict[tuple[Any, Any, Probe], tuple[bool, list[str]]] = {}
     flows: list[GapFlow] = []
     evaluated = 0
     for src in (pods + external) if listed else ():
         for dst in pods + external:
             if src.key not in moving and dst.key not in moving:
                 continue   # both ends on Calico throughout (or outside the cluster): the baseline
+            steady = same or (src.key not in switching and dst.key not in switching)
             for probe in probe_list:
                 evaluated += 1
-                base, why_base = calico.verdict(src, dst, probe)
+                at = (unsplit[src.key], unsplit[dst.key], probe)
+                if at not in baseline:
+                    baseline[at] = calico.verdict(src, dst, probe)
+                base, why_base = baseline[at]
                 was, why_was = before.verdict(src, dst, probe)
-                now, why_now = (was, why_was) if same else after.verdict(src, dst, probe)
+                now, why_now = (was, why_was) if steady else after.verdict(src, dst, probe)
                 if was != base or now != base:
                     why = why_base + (why_was if was != base else []) + (why_now if now != base else [])
                     flows.append(GapFlow(source=src.key, destination=dst.key, probe=str(probe), baseline=base,
