@@ -11,7 +11,9 @@ and both wall times. Verify's cost follows the groups (here 200 groups stand for
 
 ``--gap-nodes N`` (default 3) also times the gap report of N single-node switches, as a
 continuous run computes it before each label: pods spread over ``NODES`` nodes (each node holds
-pods of every app), the translation and its shims in place, the nodes before it migrated.
+pods of every app), the translation and its shims in place, the nodes before it migrated. Then the
+decision loop's view of one such report: how long one observation (``PolicyObserver.facts``)
+blocks, and how long until the node's report is in the facts.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import argparse
 import random
 import time
 
+from migrator.model.observation import NodeFacts
+from migrator.model.plan import MIGRATION_LABEL
 from migrator.policy import model
 from migrator.policy.compile import translate
 from migrator.policy.shims import run_objects
 from migrator.policy.transition import gap
 from migrator.policy.verify import verify
+from migrator.policy_live import PolicyObserver
 
 TENANTS, NAMESPACES_PER_TENANT, PODS_PER_NAMESPACE = 5, 5, 200
 NODES = 100
@@ -106,6 +111,39 @@ def _global_policies() -> list[model.Policy]:
     return out
 
 
+class _Port:
+    """The cluster as the policy observer reads it: the inventory, no Cilium CRDs (default versions)."""
+
+    def __init__(self, inv: model.Inventory) -> None:
+        self.inv = inv
+
+    def read_policy_inventory(self) -> model.Inventory:
+        return self.inv
+
+    def served_versions(self, crd_name: str) -> list[str]:
+        return []
+
+
+def loop_view(inv: model.Inventory, migrated: int) -> None:
+    """One observation's wait and the time until the report of node-<migrated> is observed."""
+    observer = PolicyObserver(_Port(inv))  # type: ignore[arg-type]
+    observer.wanted()   # the translation, read once per run before any node switches
+    nodes = tuple(NodeFacts(name=f"node-{i}", labels={MIGRATION_LABEL: "true"} if i < migrated else {})
+                  for i in range(NODES))
+    node = f"node-{migrated}"
+    start = time.perf_counter()
+    longest, turns = 0.0, 0
+    while True:
+        turn = time.perf_counter()
+        found = observer.facts(nodes, frozenset({node}), finalizing=False, listing=False).gaps.get(node)
+        longest, turns = max(longest, time.perf_counter() - turn), turns + 1
+        if found is not None:
+            break
+        time.sleep(0.05)   # the loop's other work between observations
+    print(f"loop: gap of {node} observed after {time.perf_counter() - start:.2f} s, {turns} observation(s), "
+          f"the longest blocked the loop {longest:.2f} s", flush=True)
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench policy")
     ap.add_argument("--policies", type=int, default=1000)
@@ -134,3 +172,4 @@ def main(argv: list[str]) -> None:
         took = time.perf_counter() - start
         print(f"gap of node-{k * 10} ({len(done)} of {NODES} nodes migrated): {took:.2f} s, {report.groups} groups x "
               f"{report.probes} probes, {report.evaluated} flows evaluated, {len(report.flows)} in the gap", flush=True)
+    loop_view(inv, migrated=10)
