@@ -8,7 +8,8 @@ objects the run applied that exist (listed by the run's label on every observati
 policy objects and the live verification (only while finalizing), and the gap report of each
 node about to switch (``policy.transition``: the flows whose verdict, with the translation and
 shims in place, differs from Calico's before the run; computed once per node and process over a
-fresh inventory, off the decision loop's thread: ``background``).
+fresh inventory, off the decision loop's thread: ``background``; the verdicts of earlier nodes'
+reports are kept for the next ones: ``transition.Verdicts``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from migrator.policy.compile import Translation, translate
 from migrator.policy.emit import CiliumVersions, served
 from migrator.policy.model import Inventory, PolicyInputError
 from migrator.policy.shims import RUN_LABEL, SHIM, SHIM_LABEL, TRANSLATION, run_objects
-from migrator.policy.transition import GapReport, gap
+from migrator.policy.transition import GapReport, Verdicts, gap
 from migrator.policy.verify import verify
 
 CILIUM_CRDS = ("ciliumnetworkpolicies.cilium.io", "ciliumclusterwidenetworkpolicies.cilium.io",
@@ -71,6 +72,7 @@ class PolicyObserver:
         self.port = port
         self._wanted: tuple[dict[str, Any], ...] | None = None
         self._reports: Background[GapReport] = Background("policy-gap")
+        self._verdicts = Verdicts()   # only the background thread touches it
         self._verified: tuple[object, tuple[str, ...]] | None = None
 
     def wanted(self) -> tuple[dict[str, Any], ...]:
@@ -120,7 +122,7 @@ class PolicyObserver:
             inv, versions = self.port.read_policy_inventory(), cilium_versions(self.port)
             others = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"} - {node}
             return lambda: gap(inv, run_objects(translate(inv, versions).objects, inv.policies), others,
-                               others | {node})
+                               others | {node}, verdicts=self._verdicts)
         report = self._reports.result(node, job)
         return _facts(report) if report is not None else None
 
@@ -131,8 +133,9 @@ class PolicyObserver:
         objects = run_objects(t.objects, inv.policies)
         out: dict[str, GapFacts] = {}
         done: set[str] = set()
+        verdicts = Verdicts()
         for wave in waves[:limit]:
-            found = _facts(gap(inv, objects, done, done | set(wave)))
+            found = _facts(gap(inv, objects, done, done | set(wave), verdicts=verdicts))
             done |= set(wave)
             out.update({name: found for name in wave})
         return out
