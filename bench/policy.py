@@ -8,6 +8,12 @@ tier (tenant isolation with Pass, ordered) and in the default tier (a deny of a 
 monitoring allow); GlobalNetworkSets of partner ranges. Prints the inventory's shape, the
 translation's classes and object count, verify's endpoint groups, probes, flows and differences,
 and both wall times. Verify's cost follows the groups (here 200 groups stand for 5,000 pods).
+
+``--gap-nodes N`` (default 3) also times the gap report of N single-node switches, as a
+continuous run computes it before each label: pods spread over ``NODES`` nodes (each node holds
+pods of every app), the translation and its shims in place, the nodes before it migrated. Then the
+decision loop's view of one such report: how long one observation (``PolicyObserver.facts``)
+blocks, and how long until the node's report is in the facts.
 """
 
 from __future__ import annotations
@@ -16,11 +22,17 @@ import argparse
 import random
 import time
 
+from migrator.model.observation import NodeFacts
+from migrator.model.plan import MIGRATION_LABEL
 from migrator.policy import model
 from migrator.policy.compile import translate
+from migrator.policy.shims import run_objects
+from migrator.policy.transition import Verdicts, gap
 from migrator.policy.verify import verify
+from migrator.policy_live import PolicyObserver
 
 TENANTS, NAMESPACES_PER_TENANT, PODS_PER_NAMESPACE = 5, 5, 200
+NODES = 100
 APPS = (("web", "frontend", 8080), ("api", "backend", 8443), ("auth", "backend", 9000), ("cart", "backend", 7000),
         ("search", "backend", 9200), ("worker", "backend", 5000), ("db", "data", 5432), ("cache", "data", 6379))
 
@@ -38,7 +50,8 @@ def inventory(policies_wanted: int = 1000, seed: int = 7) -> model.Inventory:
             for i in range(PODS_PER_NAMESPACE):
                 app, layer, port = APPS[i % len(APPS)]
                 pods.append(model.Pod(ns, f"{app}-{i}", {"app": app, "layer": layer, "pod-template-hash": f"{rnd.getrandbits(32):x}"},
-                                      f"10.{t}.{n * 4 + i // 250}.{i % 250 + 1}", named_ports=(("svc", port, "TCP"),)))
+                                      f"10.{t}.{n * 4 + i // 250}.{i % 250 + 1}", named_ports=(("svc", port, "TCP"),),
+                                      node=f"node-{(len(pods) // len(APPS)) % NODES}"))
             sets.append(model.network_set({"metadata": {"name": "backup", "namespace": ns, "labels": {"kind": "backup"}},
                                            "spec": {"nets": [f"192.0.{t * 8 + n}.0/28"]}}, global_=False))
             policies += _namespace_policies(ns)
@@ -98,9 +111,43 @@ def _global_policies() -> list[model.Policy]:
     return out
 
 
+class _Port:
+    """The cluster as the policy observer reads it: the inventory, no Cilium CRDs (default versions)."""
+
+    def __init__(self, inv: model.Inventory) -> None:
+        self.inv = inv
+
+    def read_policy_inventory(self) -> model.Inventory:
+        return self.inv
+
+    def served_versions(self, crd_name: str) -> list[str]:
+        return []
+
+
+def loop_view(inv: model.Inventory, migrated: int) -> None:
+    """One observation's wait and the time until the report of node-<migrated> is observed."""
+    observer = PolicyObserver(_Port(inv))  # type: ignore[arg-type]
+    observer.wanted()   # the translation, read once per run before any node switches
+    nodes = tuple(NodeFacts(name=f"node-{i}", labels={MIGRATION_LABEL: "true"} if i < migrated else {})
+                  for i in range(NODES))
+    node = f"node-{migrated}"
+    start = time.perf_counter()
+    longest, turns = 0.0, 0
+    while True:
+        turn = time.perf_counter()
+        found = observer.facts(nodes, frozenset({node}), finalizing=False, listing=False).gaps.get(node)
+        longest, turns = max(longest, time.perf_counter() - turn), turns + 1
+        if found is not None:
+            break
+        time.sleep(0.05)   # the loop's other work between observations
+    print(f"loop: gap of {node} observed after {time.perf_counter() - start:.2f} s, {turns} observation(s), "
+          f"the longest blocked the loop {longest:.2f} s", flush=True)
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench policy")
     ap.add_argument("--policies", type=int, default=1000)
+    ap.add_argument("--gap-nodes", type=int, default=3, help="single-node switches whose gap report is timed")
     args = ap.parse_args(argv)
     inv = inventory(args.policies)
     kinds = {k: sum(1 for p in inv.policies if p.kind == k) for k in ("NetworkPolicy", "GlobalNetworkPolicy",
@@ -117,3 +164,17 @@ def main(argv: list[str]) -> None:
     took = time.perf_counter() - start
     print(f"verify: {took:.2f} s, {v.endpoints} endpoints (groups + external addresses) x {v.probes} probes = "
           f"{v.flows} flows, {len(v.differences)} differences", flush=True)
+    objects = run_objects(t.objects, inv.policies)
+    kept = Verdicts()   # as a run keeps them from one node's report to the next
+    for k in range(args.gap_nodes):
+        done = {f"node-{i}" for i in range(k * 10)}
+        start = time.perf_counter()
+        report = gap(inv, objects, done, done | {f"node-{k * 10}"})
+        took = time.perf_counter() - start
+        start = time.perf_counter()
+        gap(inv, objects, done, done | {f"node-{k * 10}"}, verdicts=kept)
+        incremental = time.perf_counter() - start
+        print(f"gap of node-{k * 10} ({len(done)} of {NODES} nodes migrated): {took:.2f} s afresh, {incremental:.2f} s "
+              f"with the verdicts of the reports before it ({len(kept.rows)} rows kept), {report.groups} groups x "
+              f"{report.probes} probes, {report.evaluated} flows evaluated, {len(report.flows)} in the gap", flush=True)
+    loop_view(inv, migrated=10)

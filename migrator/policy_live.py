@@ -8,16 +8,19 @@ objects the run applied that exist (listed by the run's label on every observati
 policy objects and the live verification (only while finalizing), and the gap report of each
 node about to switch (``policy.transition``: the flows whose verdict, with the translation and
 shims in place, differs from Calico's before the run; computed once per node and process over a
-fresh inventory).
+fresh inventory, off the decision loop's thread: ``background``; the verdicts of earlier nodes'
+reports are kept for the next ones: ``transition.Verdicts``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from migrator.background import Background
 from migrator.cluster.port import ClusterPort
 from migrator.model.observation import GapFacts, NodeFacts, ObjectFacts, PolicyFacts, PolicyObjectFacts
 from migrator.model.plan import MIGRATION_LABEL
@@ -25,7 +28,7 @@ from migrator.policy.compile import Translation, translate
 from migrator.policy.emit import CiliumVersions, served
 from migrator.policy.model import Inventory, PolicyInputError
 from migrator.policy.shims import RUN_LABEL, SHIM, SHIM_LABEL, TRANSLATION, run_objects
-from migrator.policy.transition import GapReport, gap
+from migrator.policy.transition import GapReport, Verdicts, gap
 from migrator.policy.verify import verify
 
 CILIUM_CRDS = ("ciliumnetworkpolicies.cilium.io", "ciliumclusterwidenetworkpolicies.cilium.io",
@@ -68,7 +71,8 @@ class PolicyObserver:
     def __init__(self, port: ClusterPort) -> None:
         self.port = port
         self._wanted: tuple[dict[str, Any], ...] | None = None
-        self._reports: dict[str, GapReport] = {}
+        self._reports: Background[GapReport] = Background("policy-gap")
+        self._verdicts = Verdicts()   # only the background thread touches it
         self._verified: tuple[object, tuple[str, ...]] | None = None
 
     def wanted(self) -> tuple[dict[str, Any], ...]:
@@ -109,14 +113,18 @@ class PolicyObserver:
         more = len(result.differences) - len(lines)
         return lines + ((f"... and {more} more (migrator policy verify lists them)",) if more > 0 else ())
 
-    def gap(self, node: str, nodes: tuple[NodeFacts, ...]) -> GapFacts:
+    def gap(self, node: str, nodes: tuple[NodeFacts, ...]) -> GapFacts | None:
         """The gap of ``node``'s switch (``policy.transition``), once per node and process: from
-        the other labelled nodes to them and ``node``, with the translation and shims in place."""
-        if node not in self._reports:
-            inv, t = read_translation(self.port)
+        the other labelled nodes to them and ``node``, with the translation and shims in place.
+        None while it is computed: the inventory is read here, the translation and the report
+        (seconds on a large cluster) run in the background so the loop keeps turning."""
+        def job() -> Callable[[], GapReport]:
+            inv, versions = self.port.read_policy_inventory(), cilium_versions(self.port)
             others = {n.name for n in nodes if n.labels.get(MIGRATION_LABEL) == "true"} - {node}
-            self._reports[node] = gap(inv, run_objects(t.objects, inv.policies), others, others | {node})
-        return _facts(self._reports[node])
+            return lambda: gap(inv, run_objects(translate(inv, versions).objects, inv.policies), others,
+                               others | {node}, verdicts=self._verdicts)
+        report = self._reports.result(node, job)
+        return _facts(report) if report is not None else None
 
     def wave_gaps(self, waves: tuple[tuple[str, ...], ...], limit: int = 10) -> dict[str, GapFacts]:
         """For the forecast: the gap of each of the first ``limit`` waves, after the waves before it,
@@ -125,8 +133,9 @@ class PolicyObserver:
         objects = run_objects(t.objects, inv.policies)
         out: dict[str, GapFacts] = {}
         done: set[str] = set()
+        verdicts = Verdicts()
         for wave in waves[:limit]:
-            found = _facts(gap(inv, objects, done, done | set(wave)))
+            found = _facts(gap(inv, objects, done, done | set(wave), verdicts=verdicts))
             done |= set(wave)
             out.update({name: found for name in wave})
         return out
@@ -141,7 +150,7 @@ class PolicyObserver:
             return PolicyFacts(
                 wanted=self.wanted(), present=present, calico=calico,
                 differences=self.differences(present, calico) if finalizing else None,
-                gaps={name: self.gap(name, nodes) for name in in_flight})
+                gaps={name: found for name in in_flight if (found := self.gap(name, nodes)) is not None})
         except (PolicyInputError, ValueError) as exc:   # e.g. a policy edited mid-run into one we cannot read
             return PolicyFacts(present=present, error=str(exc))
 

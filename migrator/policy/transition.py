@@ -19,10 +19,17 @@ after the step, differs from the baseline: the flows one side no longer enforces
 engine serves the group's pods before and after, so its cost grows with groups, not pods; flows
 whose two ends stay on Calico are skipped (their verdict is the baseline's). ``GapReport.covers``
 judges one concrete flow (any port) by the same prediction.
+
+A verdict depends only on each end's group (what the policies read) and on which engine serves
+it, so ``Verdicts`` keeps them by (group, engine) pair and probe across the steps of one run:
+the steps after the first evaluate only the pairs no earlier step met, as long as the policies,
+namespaces and Cilium objects are those it was filled over (their digest; pods may move).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,14 +168,58 @@ class _Judge:
         return any(state.verdict(src, dst, probe)[0] != base for state in states)
 
 
+UNKNOWN, DENIED, ALLOWED = 0, 1, 2
+#: An end's engine in a ``Verdicts`` key: the baseline's (Calico alone), then a state's.
+ENGINE_CODES = {"baseline": 0, "": 1, CALICO: 2, CILIUM: 3, UNENFORCED: 4}
+
+
+class Verdicts:
+    """Verdicts kept across a run's steps, while the policies, namespaces, probes and Cilium
+    objects stay those of ``digest`` (a change empties it): per (source group, its engine,
+    destination group, its engine), one byte per probe (``UNKNOWN``, ``DENIED``, ``ALLOWED``),
+    groups by their key without the engine split. The rules that decided are not kept (they are
+    evaluated again for the few flows a report lists), so 1,000 policies over 5,000 pods keep
+    about 100k small rows."""
+
+    def __init__(self) -> None:
+        self.digest = ""
+        self.width = 0                 # probes per row
+        self.groups: dict[Any, int] = {}
+        self.rows: dict[tuple[int, int, int, int], bytearray] = {}
+
+    def over(self, inv: Inventory, objects: list[Mapping[str, Any]], probe_list: list[Probe]) -> Verdicts:
+        digest = _digest(inv, objects, probe_list)
+        if digest != self.digest:
+            self.digest, self.width, self.groups, self.rows = digest, len(probe_list), {}, {}
+        return self
+
+    def group(self, key: Any) -> int:
+        return self.groups.setdefault(key, len(self.groups))
+
+    def row(self, src: int, src_engine: str, dst: int, dst_engine: str) -> bytearray:
+        key = (src, ENGINE_CODES[src_engine], dst, ENGINE_CODES[dst_engine])
+        found = self.rows.get(key)
+        if found is None:
+            found = self.rows[key] = bytearray(self.width)
+        return found
+
+
+def _digest(inv: Inventory, objects: list[Mapping[str, Any]], probe_list: list[Probe]) -> str:
+    """Everything a verdict reads but the pods (a group stands for the pods' part)."""
+    text = repr((inv.policies, inv.network_sets, inv.host_endpoints, inv.tiers, probe_list, sorted(
+        (ns, sorted(labels.items())) for ns, labels in inv.namespaces.items())))
+    return hashlib.sha256((text + json.dumps(objects, sort_keys=True, default=str)).encode()).hexdigest()
+
+
 def gap(inv: Inventory, objects: Iterable[Mapping[str, Any]], cilium_nodes_before: CiliumNodes,
-        cilium_nodes_after: CiliumNodes, *, listed: bool = True) -> GapReport:
+        cilium_nodes_after: CiliumNodes, *, listed: bool = True, verdicts: Verdicts | None = None) -> GapReport:
     """The gap of the step from ``cilium_nodes_before`` to ``cilium_nodes_after``.
 
     ``objects`` are the Cilium objects in place during the step (the translation, and the shim
     CCNPs when applied); Kubernetes NetworkPolicies come from ``inv``. ``listed=False`` leaves
     the flows unlisted (``covers`` alone judges them, one flow at a time): for a caller that
-    only asks about a few flows, such as the policy probe's gates.
+    only asks about a few flows, such as the policy probe's gates. ``verdicts``: those kept from
+    the run's earlier steps (filled with this one's; a change of policies or objects empties it).
     """
     objects = list(objects)
     calico = CalicoModel(inv)
@@ -182,19 +233,37 @@ def gap(inv: Inventory, objects: Iterable[Mapping[str, Any]], cilium_nodes_befor
     external = [Endpoint(key=a, ip=a) for a in boundary_addresses(cidrs(inv))]
     probe_list = probes(inv)
     moving = {e.key for e in pods if e.pod is not None and judge.split(e.pod)}
+    kept = (verdicts or Verdicts()).over(inv, objects, probe_list) if listed else Verdicts()
+    # a verdict reads the ends' groups and engines only: groups split by engine share their rows
+    ids = {e.key: kept.group(key[:-1]) for key, e in groups.items()} | {e.key: kept.group(e.key) for e in external}
+
+    def engine(state: Placement, ep: Endpoint) -> str:
+        return state.engine(ep.pod) if ep.pod is not None else ""
+
+    def allowed(row: bytearray, i: int, state: Placement | None, src: Endpoint, dst: Endpoint) -> bool:
+        if row[i] == UNKNOWN:
+            ok = (calico if state is None else state).verdict(src, dst, probe_list[i])[0]
+            row[i] = ALLOWED if ok else DENIED
+        return row[i] == ALLOWED
+
     flows: list[GapFlow] = []
     evaluated = 0
     for src in (pods + external) if listed else ():
         for dst in pods + external:
             if src.key not in moving and dst.key not in moving:
                 continue   # both ends on Calico throughout (or outside the cluster): the baseline
-            for probe in probe_list:
+            s, d = ids[src.key], ids[dst.key]
+            base_row = kept.row(s, "baseline", d, "baseline")
+            was_row = kept.row(s, engine(before, src), d, engine(before, dst))
+            now_row = kept.row(s, engine(after, src), d, engine(after, dst))
+            for i, probe in enumerate(probe_list):
                 evaluated += 1
-                base, why_base = calico.verdict(src, dst, probe)
-                was, why_was = before.verdict(src, dst, probe)
-                now, why_now = (was, why_was) if same else after.verdict(src, dst, probe)
-                if was != base or now != base:
-                    why = why_base + (why_was if was != base else []) + (why_now if now != base else [])
+                base = allowed(base_row, i, None, src, dst)
+                was = allowed(was_row, i, before, src, dst)
+                now = allowed(now_row, i, after, src, dst)
+                if was != base or now != base:   # listed: the rules that decided, evaluated again
+                    why = calico.verdict(src, dst, probe)[1] + (before.verdict(src, dst, probe)[1] if was != base else []) \
+                        + (after.verdict(src, dst, probe)[1] if now != base else [])
                     flows.append(GapFlow(source=src.key, destination=dst.key, probe=str(probe), baseline=base,
                                          before=was, after=now, responsible=tuple(dict.fromkeys(why))))
     return GapReport(flows=tuple(flows), groups=len(pods) + len(external), probes=len(probe_list),

@@ -9,7 +9,7 @@ import pytest
 
 from migrator.policy import model
 from migrator.policy.compile import translate
-from migrator.policy.transition import gap
+from migrator.policy.transition import Verdicts, gap
 from tests.policy.fixtures import knp, np
 
 NAMESPACES = {"shop": {"tenant": "a"}}
@@ -142,3 +142,33 @@ def test_an_unlisted_report_judges_flows_as_the_listed_one() -> None:
             for port in (80, 81):
                 assert unlisted.covers(src, dst, port, "TCP") is listed.covers(src, dst, port, "TCP")
     assert listed.covers(pod("web-0"), pod("db-0"), 80, "TCP")
+
+
+def _flows(report: Any) -> list[tuple[Any, ...]]:
+    return [(f.source, f.destination, f.probe, f.baseline, f.before, f.after, f.responsible) for f in report.flows]
+
+
+def test_verdicts_kept_across_steps_give_the_reports_computed_afresh() -> None:
+    """A run's steps n1, then n2, then n3 with one ``Verdicts``: each report is the one computed
+    without it, the later steps evaluate only what no earlier one met, and a changed policy
+    empties what was kept (the report follows the change)."""
+    policies = [WEB_OUT_TO_DB, DB_IN_FROM_WEB]
+    inv = inventory(*policies)
+    objects = [*translate(inv).objects, shim("Ingress", "db", 80)]
+    kept = Verdicts()
+    steps = [(set(), {"n1"}), ({"n1"}, {"n1", "n2"}), ({"n1", "n2"}, {"n1", "n2", "n3"})]
+    rows = []
+    for before, after in steps:
+        report = gap(inv, objects, before, after, verdicts=kept)
+        assert _flows(report) == _flows(gap(inv, objects, before, after)), (before, after)
+        rows.append(len(kept.rows))
+    assert any(_flows(gap(inv, objects, b, a)) for b, a in steps)   # not a comparison of empty reports
+    assert rows[0] > 0 and rows[2] >= rows[1] >= rows[0]
+    again = len(kept.rows)
+    gap(inv, objects, {"n1"}, {"n1", "n2"}, verdicts=kept)
+    assert len(kept.rows) == again   # met before: nothing new evaluated
+
+    changed = inventory(DB_DENIES_WEB, *policies)
+    fresh = gap(changed, objects, {"n1"}, {"n1", "n2"})
+    assert _flows(gap(changed, objects, {"n1"}, {"n1", "n2"}, verdicts=kept)) == _flows(fresh)
+    assert _flows(fresh) != _flows(gap(inv, objects, {"n1"}, {"n1", "n2"}))
