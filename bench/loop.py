@@ -48,7 +48,9 @@ def _serve(config: SimConfig, pods_per_node: int, kubeconfig: str, conn: Connect
         conn.recv()                        # the run starts: count its requests only
         sim.requests.reset()
         conn.send("counting")
-        state = conn.recv()                # the run ended: its namespace and checkpoint name
+        while (state := conn.recv()) == "mark":   # halfway through a stopped run: the count so far
+            conn.send(sim.requests.total(exclude_watch=True))
+        # the run ended: ``state`` is its namespace and checkpoint name
         sized = getattr(sim.requests, "bytes_written", None)
         conn.send({"requests": sim.requests.total(exclude_watch=True), "by_kind": sim.requests.counts(),
                    "wire": sized(resource="configmaps", namespace=state[0], name_prefix=state[1]) if sized else None})
@@ -84,13 +86,26 @@ def main(argv: list[str]) -> None:
         runner = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=work)
         profiler = cProfile.Profile() if args.profile or args.profile_dump else None
         t0 = time.monotonic()
-        if args.max_seconds is not None:
-            timer = threading.Timer(args.max_seconds, runner.request_stop)
+        marked: list[tuple[int, int]] = []    # (requests, nodes finished) halfway through a stopped run
+
+        def mark() -> None:
+            ours.send("mark")
+            cp = runner.timeline.checkpoint
+            marked.append((ours.recv(), sum(1 for r in cp.nodes if r.phase.terminal) if cp is not None else 0))
+
+        timers = [threading.Timer(when, what) for when, what in ((args.max_seconds / 2, mark),
+                                                                   (args.max_seconds, runner.request_stop))] \
+            if args.max_seconds is not None else []
+        for timer in timers:
             timer.daemon = True
             timer.start()
         if profiler:
             profiler.enable()
         outcome = runner.run()
+        for timer in timers:
+            timer.cancel()
+            if timer.is_alive() and timer is not threading.current_thread():
+                timer.join()              # a mark in flight finishes with the pipe before the run's end is sent
         if profiler:
             profiler.disable()
         wall = time.monotonic() - t0
@@ -119,6 +134,10 @@ def main(argv: list[str]) -> None:
               "the most frequent: " + ", ".join([
                   f"{verb} {resource or '/'} {n / max(done, 1):.1f}" for (verb, resource), n in sorted(
                       counts["by_kind"].items(), key=lambda kv: -kv[1]) if verb != "watch"][:6]))
+        if stopped and marked and done > marked[0][1]:
+            print(f"  API requests in the second half: {(counts['requests'] - marked[0][0]) / (done - marked[0][1]):.1f} "
+                  f"per node finished then ({done - marked[0][1]} nodes): the cost per node once the run's "
+                  "one-off work (taints, probe fleet) is behind it")
         print(f"  migrator peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
         if profiler and args.profile_dump:
             profiler.dump_stats(args.profile_dump)
