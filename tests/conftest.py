@@ -79,8 +79,11 @@ def kube_client(kubeconfig: Path) -> Iterator[Any]:
 
 
 def run_kubectl(kubeconfig: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """kubectl against ``kubeconfig``, with a discovery cache of its own: the shared one is keyed by
+    host:port, and a port another test's simulated cluster used before would answer from its cache."""
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    return subprocess.run(["kubectl", *args], env=env, capture_output=True, text=True, timeout=timeout,
+    cache = f"--cache-dir={Path(kubeconfig).parent / '.kubectl-cache'}"
+    return subprocess.run(["kubectl", cache, *args], env=env, capture_output=True, text=True, timeout=timeout,
                           check=False)
 
 
