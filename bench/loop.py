@@ -29,7 +29,7 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from bench.engine import FAST, plan_for, pool_for, pools_for
+from bench.engine import FAST, SLOW, plan_for, pool_for, pools_for
 from migrator import log as logsetup
 from migrator.cluster.kube import KubeCluster
 from migrator.runner import Runner
@@ -61,6 +61,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--pods-per-node", type=int, default=2)
+    parser.add_argument("--latencies", choices=("fast", "slow"), default="fast",
+                        help="the simulated cluster's latencies: fast (the loop's own cost) or slow (bench.engine's "
+                             "realistic ones, for the wall time)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-dump", metavar="FILE", help="also write the profile's raw stats to FILE "
                         "(for pstats: callers and callees of one function)")
@@ -71,7 +74,8 @@ def main(argv: list[str]) -> None:
     logsetup.quiet()
     n, k = args.nodes, args.k
     pool = pool_for(n)
-    config = SimConfig(nodes=n, latencies=FAST, web_max_unavailable=k, **pools_for(n))
+    config = SimConfig(nodes=n, latencies=FAST if args.latencies == "fast" else SLOW, web_max_unavailable=k,
+                       **pools_for(n))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         kc = work / "kc"
