@@ -90,19 +90,16 @@ class CalicoIpam:
         return [str(b.cidr) for b in self.blocks.get(node, [])]
 
 
-class HostLocalIpam:
-    """CNI ``host-local`` with ``usePodCidr`` (Calico without Calico IPAM): addresses from the
-    node's ``spec.podCIDR``, the first host kept for the gateway as host-local does."""
+class _RangePerNode:
+    """One address range per node, and which node each address handed out belongs to."""
 
     def __init__(self) -> None:
         self.ranges: dict[str, _Block] = {}
         self.owner: dict[str, str] = {}
 
-    def allocate(self, node: str, pod_cidr: str) -> str | None:
+    def _take(self, node: str) -> str | None:
         block = self.ranges.get(node)
-        if block is None or str(block.cidr) != pod_cidr:
-            block = self.ranges[node] = _Block(ipaddress.ip_network(pod_cidr, strict=False))
-        ip = block.take()
+        ip = block.take() if block else None
         if ip:
             self.owner[ip] = node
         return ip
@@ -114,32 +111,37 @@ class HostLocalIpam:
             block.used.discard(ip)
 
 
-class CiliumIpam:
+class HostLocalIpam(_RangePerNode):
+    """CNI ``host-local`` with ``usePodCidr`` (Calico without Calico IPAM): addresses from the
+    node's ``spec.podCIDR``, the first host kept for the gateway as host-local does."""
+
+    def allocate(self, node: str, pod_cidr: str) -> str | None:
+        block = self.ranges.get(node)
+        if block is None or str(block.cidr) != pod_cidr:
+            self.ranges[node] = _Block(ipaddress.ip_network(pod_cidr, strict=False))
+        return self._take(node)
+
+
+class CiliumIpam(_RangePerNode):
     """Cluster-pool allocation: one podCIDR per node, addresses from it."""
 
     def __init__(self) -> None:
-        self.pod_cidrs: dict[str, _Block] = {}
-        self.owner: dict[str, str] = {}
+        super().__init__()
         self._subnets = _Subnets()
 
+    @property
+    def pod_cidrs(self) -> dict[str, _Block]:
+        """Each node's podCIDR block."""
+        return self.ranges
+
     def pod_cidr(self, node: str, pool_cidr: str, mask: int) -> str | None:
-        if node in self.pod_cidrs:
-            return str(self.pod_cidrs[node].cidr)
+        if node in self.ranges:
+            return str(self.ranges[node].cidr)
         candidate = self._subnets.take(pool_cidr, mask)
         if candidate is None:
             return None
-        self.pod_cidrs[node] = _Block(candidate)
+        self.ranges[node] = _Block(candidate)
         return str(candidate)
 
     def allocate(self, node: str) -> str | None:
-        block = self.pod_cidrs.get(node)
-        ip = block.take() if block else None
-        if ip:
-            self.owner[ip] = node
-        return ip
-
-    def release(self, ip: str) -> None:
-        node = self.owner.pop(ip, None)
-        block = self.pod_cidrs.get(node or "")
-        if block:
-            block.used.discard(ip)
+        return self._take(node)
