@@ -1,4 +1,4 @@
-"""The migration commands: preflight, plan, run, status, resume, pause, abort, finalize, manifests
+"""The migration commands: preflight, plan, run, status, resume, pause, abort, finalize, handover, manifests
 (rollback and canary live in ``rollback_commands``).
 
 Wiring only: parse flags, load the plan (exit 2 on any problem, before touching the cluster),
@@ -134,6 +134,9 @@ def register(sub: Any) -> None:
         ("resume", "continue a halted, paused or interrupted run", cmd_resume, True),
         ("finalize", "point of no return: final Cilium config, remove Calico (every node must be DONE)",
          cmd_finalize, True),
+        ("handover", "hand routing and LoadBalancer IPs to Cilium's BGP control plane and LB IPAM, node by node "
+                     "and Service by Service (routing.handover; after every node is DONE, before finalize)",
+         cmd_handover, True),
     ]
     for name, text, fn, mutating in specs:
         p = sub.add_parser(name, help=text, description=f"{text}. {EXIT_HELP}.")
@@ -144,6 +147,9 @@ def register(sub: Any) -> None:
             p.add_argument("--dry-run", action="store_true", help="same as `migrator plan`")
         if name in ("plan", "run", "resume"):
             skip_check_option(p)
+        if name == "handover":
+            p.add_argument("--rollback", action="store_true",
+                           help="undo the hand-over's steps, newest first: MetalLB and Calico announce as before")
         p.set_defaults(func=fn)
     p = sub.add_parser("manifests", help="print what runs the tool in the cluster: a one-shot Job, a canary CronJob "
                                          "or a fleet rollout, with its least-privilege RBAC and the plan as a "
@@ -361,6 +367,16 @@ def cmd_finalize(args: argparse.Namespace) -> int:
         return Exit.INVALID
     check_output_paths(args, plan)
     return _finish(_runner(args, plan).run("finalize"))
+
+
+@guarded
+def cmd_handover(args: argparse.Namespace) -> int:
+    plan = _setup(args)
+    what = "migrator handover --rollback" if args.rollback else "migrator handover"
+    if not _confirm(args, what):
+        return Exit.INVALID
+    runner = _runner(args, plan)
+    return _finish(runner.run("handover-rollback" if args.rollback else "handover"), runner)
 
 
 def _load_state(args: argparse.Namespace,

@@ -261,6 +261,10 @@ class Executor:
         return self.port.apply_object(dict(a.manifest))
 
     @_apply.register
+    def _(self, a: A.PatchObject) -> bool:
+        return self.port.patch_object(a.api_version, a.plural, a.namespace, a.name, dict(a.patch))
+
+    @_apply.register
     def _(self, a: A.WriteFile) -> bool:
         target = self.output_dir / a.path
         target.parent.mkdir(parents=True, exist_ok=True)

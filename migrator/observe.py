@@ -84,7 +84,7 @@ class Observer:
         return node_config_version(self.plan, self.served)
 
     def observe(self, pod_nodes: frozenset[str] | None, *, finalizing: bool = False,
-                preflight: bool = False, policy_objects: bool = True) -> ClusterObservation:
+                preflight: bool = False, policy_objects: bool = True, handover: bool = False) -> ClusterObservation:
         plan, port = self.plan, self.port
         cnc = plan.cilium.node_config
         version = self.cnc_version
@@ -130,6 +130,8 @@ class Observer:
             obs = obs.model_copy(update={"policy_probe_pods": tuple(
                 p for ns in policy.namespaces
                 for p in port.list_pods(namespace=ns, labels={POLICY_NAME_LABEL: POLICY_PROBE}))})
+        if handover:
+            obs = obs.model_copy(update={"handover": port.read_handover_state()})
         if self._last is not None:
             obs.follow(self._last, {id(d.before): d for d in deltas if d is not None})
         self._last = obs

@@ -35,7 +35,8 @@ RULES: tuple[Rule, ...] = (
     Rule("", "events", ("create",), "an Event per node transition"),
     Rule("", "namespaces", ("get", "create", "patch", "delete"), "the probe fleet's namespace"),
     Rule("", "services", ("get", "list", "create", "patch"),
-         "ClusterIPs of kubernetes and the probe Service; LoadBalancer Services for the routing inventory"),
+         "ClusterIPs of kubernetes and the probe Service; LoadBalancer Services for the routing inventory "
+         "and the hand-over (labels, LB IPAM annotations)"),
     Rule("apps", "daemonsets", ("get", "list", "watch", "create", "patch", "delete"),
          "agent rollout; the probe fleet; restart at finalize; calico-node removal"),
     Rule("apps", "deployments", ("list", "delete"), "preflight inventory; calico-kube-controllers removal"),
@@ -55,7 +56,16 @@ RULES: tuple[Rule, ...] = (
     Rule("crd.projectcalico.org", "bgpconfigurations", ("get",), "routing inventory: Calico's BGP defaults"),
     Rule("crd.projectcalico.org", "bgppeers", ("list",), "routing inventory: Calico's BGP peers"),
     *(Rule("metallb.io", plural, ("list",), "routing inventory: MetalLB's pools, peers and advertisements")
-      for plural in ("ipaddresspools", "bgppeers", "bgpadvertisements", "l2advertisements")),
+      for plural in ("bgpadvertisements", "l2advertisements")),
+    *(Rule("metallb.io", plural, ("get", "list", "patch"), "routing inventory; the hand-over narrows MetalLB's "
+                                                            "pools and peers (and restores them on rollback)")
+      for plural in ("ipaddresspools", "bgppeers")),
+    *(Rule("cilium.io", plural, ("get", "list", "create", "patch", "delete"),
+           "the hand-over's Cilium BGP and LB IPAM objects")
+      for plural in ("ciliumbgpclusterconfigs", "ciliumbgppeerconfigs", "ciliumbgpadvertisements",
+                     "ciliumloadbalancerippools")),
+    Rule("cilium.io", "ciliumbgpnodeconfigs", ("list",), "the hand-over: each node's BGP sessions as Cilium "
+                                                         "reports them"),
 )
 
 

@@ -200,7 +200,7 @@ class Runner:
             try:
                 scope = observe_scope(cp, purpose)
                 obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight,
-                                       policy_objects=scope.policy_objects)
+                                       policy_objects=scope.policy_objects, handover=scope.handover)
                 inbox = replace(inbox, explained=explainer(cp, obs))
                 decision: Decision = decide(plan, cp, obs, self.clock.now(), inbox)
                 if decision.reason != last_reason:

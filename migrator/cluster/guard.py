@@ -46,6 +46,7 @@ from migrator.cluster.port import (
     WatchScope,
     WorkloadInfo,
 )
+from migrator.model.handover import HandoverState
 from migrator.model.observation import NodeConfigFacts, NodeFacts, PdbFacts, PodFacts
 from migrator.model.routing import RoutingInventory
 from migrator.retry import RetrySettings, Safety, not_executed, retrying
@@ -72,7 +73,7 @@ CALLS: dict[str, Rule] = {
         "server_version", "served_versions", "crd_has_field", "list_nodes", "list_pods", "list_pdbs",
         "get_node_config", "get_daemonset", "get_pod", "read_configmap", "list_configmaps", "list_objects",
         "list_ippools", "get_felix_configuration", "get_service_cluster_ip", "list_policies", "list_workloads",
-        "read_policy_inventory", "read_routing_inventory", "list_policy_objects")},
+        "read_policy_inventory", "read_routing_inventory", "read_handover_state", "list_policy_objects")},
     "proxy_get": Rule(P, False, "a probe through pods/proxy: a 5xx may be the path to the pod, the probe judges it"),
     # writes computed from what they read: a repeat finds the change made and does nothing
     "cordon_node": Rule(S, True, "reads spec.unschedulable first; a repeat is a no-op"),
@@ -84,6 +85,7 @@ CALLS: dict[str, Rule] = {
     "ensure_node_config": Rule(S, True, "reads first; create has a fixed name, replace is idempotent"),
     "delete_node_config": Rule(S, True, "delete by name; already gone is False"),
     "delete_object": Rule(S, True, "delete by name; already gone is False"),
+    "patch_object": Rule(S, True, "reads first; a merge patch already held is not sent, a repeat is a no-op"),
     "apply_object": Rule(S, True, "reads first; create has a fixed name (AlreadyExists is False), patch is a merge"),
     "create_pod": Rule(S, True, "deterministic name: a repeat meets AlreadyExists and reads the pod back"),
     "create_configmap": Rule(S, True, "fixed name: a repeat meets AlreadyExists, which the store reloads on"),
@@ -221,6 +223,9 @@ class GuardedPort:
 
     def read_routing_inventory(self) -> RoutingInventory:
         return self._guard("read_routing_inventory", self.inner.read_routing_inventory)
+
+    def read_handover_state(self) -> HandoverState:
+        return self._guard("read_handover_state", self.inner.read_handover_state)
     def list_policy_objects(self, label_selector: str) -> list[dict[str, Any]]:
         return self._guard("list_policy_objects", self.inner.list_policy_objects, label_selector)
 
@@ -296,6 +301,10 @@ class GuardedPort:
 
     def delete_object(self, ref: ObjectRef) -> bool:
         return self._guard("delete_object", self.inner.delete_object, ref)
+
+    def patch_object(self, api_version: str, plural: str, namespace: str | None, name: str,
+                     patch: dict[str, Any]) -> bool:
+        return self._guard("patch_object", self.inner.patch_object, api_version, plural, namespace, name, patch)
 
     # -- the lease (never fenced) ---------------------------------------------------------------
     def read_lease(self, namespace: str, name: str) -> LeaseRecord | None:

@@ -52,6 +52,7 @@ from migrator.cluster.port import (
     WatchScope,
 )
 from migrator.cluster.routing_reads import RoutingReads
+from migrator.model.merge_patch import holds
 from migrator.model.observation import PodFacts
 
 log = structlog.get_logger(__name__)
@@ -315,7 +316,11 @@ PLURALS = {"Namespace": "namespaces", "Service": "services", "DaemonSet": "daemo
            # the policy translation and shims a continuous run applies
            "CiliumNetworkPolicy": "ciliumnetworkpolicies",
            "CiliumClusterwideNetworkPolicy": "ciliumclusterwidenetworkpolicies",
-           "CiliumCIDRGroup": "ciliumcidrgroups"}
+           "CiliumCIDRGroup": "ciliumcidrgroups",
+           # the routing hand-over's Cilium BGP and LB IPAM objects
+           "CiliumBGPClusterConfig": "ciliumbgpclusterconfigs", "CiliumBGPPeerConfig": "ciliumbgppeerconfigs",
+           "CiliumBGPAdvertisement": "ciliumbgpadvertisements",
+           "CiliumLoadBalancerIPPool": "ciliumloadbalancerippools"}
 
 
 def object_path(manifest: dict[str, Any]) -> str:
@@ -617,6 +622,19 @@ class KubeCluster(KubeReads, RoutingReads):
         if contains(current, wanted):
             return False
         self._raw_request("PATCH", path, what=f"patch {what}", body=wanted, content_type=MERGE,
+                          query=[("fieldManager", self.field_manager)])
+        return True
+
+    def patch_object(self, api_version: str, plural: str, namespace: str | None, name: str,
+                     patch: dict[str, Any]) -> bool:
+        """JSON merge patch of any object; False when the object already holds what the patch says."""
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        path = f"{base}{f'/namespaces/{namespace}' if namespace else ''}/{plural}/{name}"
+        what = f"{plural} {namespace + '/' if namespace else ''}{name}"
+        current = json.loads(self._raw_request("GET", path, what=f"get {what}"))
+        if holds(current, patch):
+            return False
+        self._raw_request("PATCH", path, what=f"patch {what}", body=patch, content_type=MERGE,
                           query=[("fieldManager", self.field_manager)])
         return True
 

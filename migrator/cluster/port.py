@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from migrator.model.handover import HandoverState
 from migrator.model.observation import (
     DaemonSetFacts,
     NodeConfigFacts,
@@ -335,6 +336,10 @@ class ClusterPort(Protocol):
     def apply_object(self, manifest: dict[str, Any]) -> bool:
         """Create the object or merge its labels/spec; True when something changed."""
 
+    def patch_object(self, api_version: str, plural: str, namespace: str | None, name: str,
+                     patch: dict[str, Any]) -> bool:
+        """JSON merge patch (RFC 7386) of any object; False when it already holds what the patch says."""
+
     def proxy_get(self, namespace: str, pod: str, port: int, path: str, query: dict[str, str]) -> str:
         """GET ``path`` on a pod's port through the API server's pods/proxy; the body as text."""
 
@@ -390,6 +395,11 @@ class ClusterPort(Protocol):
         else ``crd.projectcalico.org/v1``; kinds not served are empty), Kubernetes NetworkPolicies,
         pods with an address (labels, service account, named ports) and namespace labels. Raises
         ``PolicyInputError`` for an object whose spec cannot be read."""
+
+    def read_handover_state(self) -> HandoverState:
+        """The routing inventory, the manifests of the objects the routing hand-over writes and each
+        node's Cilium BGP sessions as its ``CiliumBGPNodeConfig`` status reports them
+        (``model/handover.py``)."""
 
     def read_routing_inventory(self) -> RoutingInventory:
         """Calico's routing (pools, backend, BGPConfiguration, BGPPeers), node pod CIDRs, MetalLB's

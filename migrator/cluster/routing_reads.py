@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from migrator.model.handover import HandoverState, ObjectKey, PeerState
 from migrator.model.routing import (
     CILIUM_BGP_CRDS,
     CalicoBgpConfig,
@@ -25,6 +26,9 @@ from migrator.model.routing import (
 )
 
 Raw = dict[str, Any]
+#: The Cilium kinds the hand-over writes, and the per-node status objects Cilium's operator makes.
+HANDOVER_CILIUM_PLURALS = ("ciliumbgppeerconfigs", "ciliumbgpadvertisements", "ciliumbgpclusterconfigs",
+                           "ciliumloadbalancerippools", "ciliumbgpnodeconfigs")
 CALICO = ("crd.projectcalico.org", "v1")
 METALLB = "metallb.io"
 RR_ANNOTATION = "projectcalico.org/RouteReflectorClusterID"
@@ -131,6 +135,24 @@ def _env(ds: Raw | None, name: str) -> str | None:
     return None
 
 
+def bgp_peers_of(obj: Raw) -> tuple[PeerState, ...]:
+    """A ``CiliumBGPNodeConfig``'s reported peers (``status.bgpInstances[].peers[]``)."""
+    out = []
+    for inst in (obj.get("status") or {}).get("bgpInstances") or []:
+        for peer in (inst or {}).get("peers") or []:
+            advertised = None
+            for count in peer.get("routeCount") or []:
+                if count.get("afi") == "ipv4" and count.get("safi") == "unicast":
+                    advertised = _int(count.get("advertised"))
+            out.append(PeerState(address=str(peer.get("peerAddress") or ""), state=str(peer.get("peeringState") or ""),
+                                 advertised=advertised))
+    return tuple(out)
+
+
+def _cilium_version(served: list[str]) -> str | None:
+    return next((v for v in ("v2", "v2alpha1") if v in served), None)
+
+
 def cni_ipam(calico_config: Raw | None) -> str | None:
     text = ((calico_config or {}).get("data") or {}).get("cni_network_config")
     if not text:
@@ -163,35 +185,77 @@ class RoutingReads:
     def _metallb(self, plural: str) -> list[Raw]:
         for version in ("v1beta2", "v1beta1"):
             if version in self.served_versions(f"{plural}.{METALLB}"):
-                return self._list_custom(METALLB, version, plural)
+                return [{"apiVersion": f"{METALLB}/{version}", **o} for o in self._list_custom(METALLB, version, plural)]
         return []
 
     def read_routing_inventory(self) -> RoutingInventory:
+        return self._inventory(self._routing_raw())
+
+    def _routing_raw(self) -> dict[str, Any]:
+        """The raw objects the inventory is made of (MetalLB's with their apiVersion)."""
         calico_node: Raw | None = None
         for ns in CALICO_NAMESPACES:
             calico_node = calico_node or self._get_or_none(f"get daemonset {ns}/calico-node",
                                                            self.apps.read_namespaced_daemon_set, "calico-node", ns)
-        calico_config = self._get_or_none("get configmap kube-system/calico-config",
-                                          self.core.read_namespaced_config_map, "calico-config", "kube-system")
-        node_init = self._get_or_none("get daemonset kube-system/node-init",
-                                      self.apps.read_namespaced_daemon_set, "node-init", "kube-system")
-        bgp_default = self._get_custom(*CALICO, "bgpconfigurations", "default")
-        nodes = self._call("list nodes", self.core.list_node).get("items") or []
-        services = self._call("list services", self.core.list_service_for_all_namespaces).get("items") or []
+        return {
+            "calico_node": calico_node,
+            "calico_config": self._get_or_none("get configmap kube-system/calico-config",
+                                               self.core.read_namespaced_config_map, "calico-config", "kube-system"),
+            "node_init": self._get_or_none("get daemonset kube-system/node-init",
+                                           self.apps.read_namespaced_daemon_set, "node-init", "kube-system"),
+            "bgp_default": self._get_custom(*CALICO, "bgpconfigurations", "default"),
+            "nodes": self._call("list nodes", self.core.list_node).get("items") or [],
+            "services": self._call("list services", self.core.list_service_for_all_namespaces).get("items") or [],
+            "ippools": self._list_custom(*CALICO, "ippools"),
+            "bgppeers": self._list_custom(*CALICO, "bgppeers"),
+            **{f"metallb/{plural}": self._metallb(plural)
+               for plural in ("ipaddresspools", "bgppeers", "bgpadvertisements", "l2advertisements")},
+            "cilium_served": {crd: tuple(self.served_versions(crd)) for crd in CILIUM_BGP_CRDS.values()},
+        }
+
+    @staticmethod
+    def _inventory(raw: dict[str, Any]) -> RoutingInventory:
+        calico_config = raw["calico_config"]
         return RoutingInventory(
-            calico_backend=_env(calico_node, "CALICO_NETWORKING_BACKEND"),
+            calico_backend=_env(raw["calico_node"], "CALICO_NETWORKING_BACKEND"),
             calico_config_backend=((calico_config or {}).get("data") or {}).get("calico_backend") or None,
             calico_cni_ipam=cni_ipam(calico_config),
-            pools=tuple(pool_of(o) for o in self._list_custom(*CALICO, "ippools")),
-            bgp_config=bgp_config_of(bgp_default) if bgp_default else None,
-            bgp_peers=tuple(bgp_peer_of(o) for o in self._list_custom(*CALICO, "bgppeers")),
-            nodes=tuple(sorted((node_of(o) for o in nodes), key=lambda n: n.name)),
-            node_init=node_init is not None,
-            metallb_pools=tuple(metallb_pool_of(o) for o in self._metallb("ipaddresspools")),
-            metallb_peers=tuple(metallb_peer_of(o) for o in self._metallb("bgppeers")),
+            pools=tuple(pool_of(o) for o in raw["ippools"]),
+            bgp_config=bgp_config_of(raw["bgp_default"]) if raw["bgp_default"] else None,
+            bgp_peers=tuple(bgp_peer_of(o) for o in raw["bgppeers"]),
+            nodes=tuple(sorted((node_of(o) for o in raw["nodes"]), key=lambda n: n.name)),
+            node_init=raw["node_init"] is not None,
+            metallb_pools=tuple(metallb_pool_of(o) for o in raw["metallb/ipaddresspools"]),
+            metallb_peers=tuple(metallb_peer_of(o) for o in raw["metallb/bgppeers"]),
             metallb_advertisements=tuple(
-                [metallb_advertisement_of("BGPAdvertisement", o) for o in self._metallb("bgpadvertisements")]
-                + [metallb_advertisement_of("L2Advertisement", o) for o in self._metallb("l2advertisements")]),
-            lb_services=tuple(lb_service_of(o) for o in services if _spec(o).get("type") == "LoadBalancer"),
-            cilium_served={crd: tuple(self.served_versions(crd)) for crd in CILIUM_BGP_CRDS.values()},
+                [metallb_advertisement_of("BGPAdvertisement", o) for o in raw["metallb/bgpadvertisements"]]
+                + [metallb_advertisement_of("L2Advertisement", o) for o in raw["metallb/l2advertisements"]]),
+            lb_services=tuple(lb_service_of(o) for o in raw["services"] if _spec(o).get("type") == "LoadBalancer"),
+            cilium_served=dict(raw["cilium_served"]),
         )
+
+    def read_handover_state(self) -> HandoverState:
+        raw = self._routing_raw()
+        objects: dict[ObjectKey, Raw] = {}
+
+        def keep(plural: str, items: list[Raw]) -> None:
+            for obj in items:
+                meta = _meta(obj)
+                objects[(plural, meta.get("namespace") or "", meta.get("name") or "")] = obj
+
+        keep("ipaddresspools", raw["metallb/ipaddresspools"])
+        keep("bgppeers", raw["metallb/bgppeers"])
+        keep("services", [o for o in raw["services"] if _spec(o).get("type") == "LoadBalancer"])
+        bgp_nodes: dict[str, tuple[PeerState, ...]] = {}
+        for plural in HANDOVER_CILIUM_PLURALS:
+            version = _cilium_version(self.served_versions(f"{plural}.cilium.io"))
+            if version is None:
+                continue
+            items = self._list_custom("cilium.io", version, plural)
+            if plural == "ciliumbgpnodeconfigs":
+                bgp_nodes = {_meta(o).get("name") or "": bgp_peers_of(o) for o in items}
+            else:
+                keep(plural, items)
+        return HandoverState(inventory=self._inventory(raw), objects=objects, bgp_nodes=bgp_nodes,
+                             node_labels={_meta(o).get("name") or "": dict(_meta(o).get("labels") or {})
+                                          for o in raw["nodes"]})

@@ -197,6 +197,22 @@ class ApplyObject(_Action):
         return f"apply-object {self.manifest.get('kind')} {where}{meta.get('name')}"
 
 
+class PatchObject(_Action):
+    """JSON merge patch (RFC 7386) of any API object: ``null`` removes a key (the routing hand-over's
+    writes and their undos)."""
+
+    kind: Literal["patch-object"] = "patch-object"
+    api_version: str = Field(description="apiVersion of the object, e.g. v1 or metallb.io/v1beta1.")
+    plural: str = Field(description="Resource plural, e.g. services.")
+    namespace: str | None = Field(default=None, description="Namespace; None if cluster-scoped.")
+    name: str = Field(description="Object name.")
+    patch: dict[str, Any] = Field(description="The merge patch.")
+
+    def describe(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"patch-object {self.plural} {where}{self.name}"
+
+
 class ProbeCheck(BaseModel):
     """One connectivity check: from a netexec pod (through pods/proxy) ``/dial`` to host:port."""
 
@@ -239,7 +255,7 @@ class WriteFile(_Action):
 
 
 Action = Annotated[
-    EnsureNodeConfig | DeleteNodeConfig | Cordon | Uncordon | RestoreNodeState | EvictPod | DeletePod | LabelNode | UnlabelNode | CreatePod | EmitEvent | PatchConfigMap | RestartDaemonSet | DeleteObject | WriteFile | ApplyObject | RunProbes | SetTaint,
+    EnsureNodeConfig | DeleteNodeConfig | Cordon | Uncordon | RestoreNodeState | EvictPod | DeletePod | LabelNode | UnlabelNode | CreatePod | EmitEvent | PatchConfigMap | RestartDaemonSet | DeleteObject | WriteFile | ApplyObject | PatchObject | RunProbes | SetTaint,
     Field(discriminator="kind"),
 ]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)

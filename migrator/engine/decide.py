@@ -23,6 +23,7 @@ from migrator.engine.actions import Action, ActionResult
 from migrator.engine.canary import canary_step
 from migrator.engine.finalize import finalize_blockers, finalize_step
 from migrator.engine.forward import Step, forward_step
+from migrator.engine.handover import handover_step, start
 from migrator.engine.node_config import node_config_spec, node_config_version
 from migrator.engine.node_steps import GONE
 from migrator.engine.oncall import rollback_finished, rollback_run_step
@@ -43,7 +44,8 @@ __all__ = ["Decision", "Inbox", "PlanMismatch", "Purpose", "Scope", "Stop", "dec
 NOTE_LIMIT = 5
 AUDIT_KEPT = 20
 #: What this process was started to do; it decides where the process stops.
-Purpose = Literal["run", "resume", "finalize", "rollback", "canary"]
+Purpose = Literal["run", "resume", "finalize", "rollback", "canary", "handover", "handover-rollback"]
+HANDOVER: tuple[Purpose, ...] = ("handover", "handover-rollback")
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class Scope:
     preflight: bool = False           # the preflight findings (gathered once per process)
     policy_objects: bool = True       # the policy objects a continuous run applied (listed only when
                                       # something may be applied or removed: not while nodes migrate)
+    handover: bool = False            # what the routing hand-over reads (engine/handover.py)
 
 
 def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
@@ -119,6 +122,8 @@ def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
     run that has not left PREFLIGHT, or is about to start, needs the findings)."""
     if purpose == "finalize":
         return Scope(None, finalizing=True)
+    if purpose in HANDOVER:
+        return Scope(frozenset(), policy_objects=False, handover=True)
     checking = purpose in ("run", "resume", "canary") and (
         checkpoint is None or checkpoint.run_phase is RunPhase.PREFLIGHT or purpose == "canary"
         and checkpoint.run_phase.terminal)
@@ -230,6 +235,8 @@ def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservat
                 return cp, Stop("invalid", f"invalid plan: {problem}"), ""
             fresh = request_skips(new_checkpoint(plan, obs, inbox.run_id, now), inbox.skip_checks, inbox.by, now)
             return fresh, None, "canary started in place of the previous one"
+    if purpose in HANDOVER:
+        return _handover_turn(plan, cp, now, purpose, note)
     if purpose == "resume" and (cp.halted or cp.run_phase is RunPhase.PAUSED or cp.requested == "pause"):
         cp = resume_checkpoint(cp, now)
     if purpose == "finalize" and cp.run_phase is not RunPhase.FINALIZED:
@@ -238,6 +245,36 @@ def _first_turn(plan: MigrationPlan, cp: Checkpoint | None, obs: ClusterObservat
             more = f" (+{len(blockers) - 5} more)" if len(blockers) > 5 else ""
             return cp, Stop("halted", "finalize refused: " + "; ".join(blockers[:5]) + more), ""
     return cp, None, note
+
+
+def _handover_turn(plan: MigrationPlan, cp: Checkpoint, now: datetime, purpose: Purpose,
+                   note: str) -> tuple[Checkpoint | None, Stop | None, str]:
+    """``migrator handover`` (or ``--rollback``): refused unless the plan asks for it and every node
+    is DONE, before finalize; otherwise recorded (a halt it left is cleared: running it again is
+    the way on)."""
+    if not plan.routing.handover:
+        return cp, Stop("invalid", "routing.handover is off in this plan: the hand-over needs it on from the start "
+                                   "of the run (the migrated agents run Cilium's BGP control plane through the "
+                                   "CiliumNodeConfig)"), ""
+    back = purpose == "handover-rollback"
+    progress = cp.handover
+    if back and (progress is None or progress.state == "undone"):
+        return cp, Stop("done", "no hand-over to roll back: Calico and MetalLB announce as before"), ""
+    if cp.run_phase is not RunPhase.NODES_DONE:
+        when = ("finalize has begun: Calico is being removed, so routing stays with Cilium"
+                if cp.run_phase in (RunPhase.FINALIZING, RunPhase.FINALIZED) else f"run is {cp.run_phase.value}")
+        return cp, Stop("halted", f"hand-over refused: it runs once every node is DONE and before finalize; {when}"), ""
+    if cp.rollback is not None:
+        return cp, Stop("halted", "hand-over refused: an on-call rollback of nodes is in progress "
+                                  "(`migrator rollback` finishes it)"), ""
+    waiting = [f"{r.name} is {r.phase.value}" for r in cp.nodes
+               if r.phase is not NodePhase.DONE and not (r.phase is NodePhase.SKIPPED and r.last_error == GONE)]
+    if waiting and not back:
+        return cp, Stop("halted", "hand-over refused: every node must be DONE first (" + _listed(waiting)
+                                  + "); `migrator retry --node NAME` then `migrator resume`"), ""
+    if not back and progress is not None and progress.state == "done":
+        return cp, Stop("done", "hand-over already done; next: `migrator finalize --yes`"), ""
+    return start(cp, "back" if back else "forward", now), None, note
 
 
 def _step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime, purpose: Purpose,
@@ -253,6 +290,8 @@ def _step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: dat
         return cp, [], ["on-call rollback in progress: the forward run stands aside"], None
     if purpose == "finalize" and cp.run_phase in (RunPhase.NODES_DONE, RunPhase.FINALIZING):
         return finalize_step(plan, cp, obs, now)
+    if purpose in HANDOVER and cp.run_phase is RunPhase.NODES_DONE:
+        return handover_step(plan, cp, obs, now)
     if purpose == "rollback" or cp.run_phase.terminal or cp.finalize is not None:
         return cp, [], [f"run {cp.run_phase.value.lower()}: nothing to do"], None
     return forward_step(plan, cp, obs, now, explained)
@@ -267,6 +306,8 @@ def _stop(cp: Checkpoint, purpose: Purpose) -> Stop | None:
     if cp.rollback is not None:
         return Stop("halted", f"an on-call rollback was requested by {cp.rollback.by}: this run stopped "
                               "at a step boundary so it can proceed")
+    if purpose in HANDOVER:
+        return _handover_stop(cp, purpose)
     if cp.halted:
         return Stop("halted", f"halted: {cp.halted}. Fix the cause, then `migrator resume`")
     phase = cp.run_phase
@@ -283,6 +324,22 @@ def _stop(cp: Checkpoint, purpose: Purpose) -> Stop | None:
         return Stop("halted", "aborted: no node is in flight; nodes not started stay on Calico")
     if phase is RunPhase.ROLLED_BACK:
         return Stop("done", "rolled back: every node is on Calico")
+    return None
+
+
+def _handover_stop(cp: Checkpoint, purpose: Purpose) -> Stop | None:
+    progress = cp.handover
+    if cp.halted:
+        again = "`migrator handover --rollback`" if purpose == "handover-rollback" else "`migrator handover`"
+        return Stop("halted", f"halted: {cp.halted}" + ("" if again in cp.halted else f". Fix the cause, then {again}"))
+    if progress is None:
+        return Stop("done", "no hand-over recorded")
+    if purpose == "handover" and progress.state == "done":
+        return Stop("done", "hand-over done: Cilium's BGP control plane announces the pod CIDRs and LB IPAM holds the "
+                            "LoadBalancer IPs; next: `migrator finalize --yes`")
+    if purpose == "handover-rollback" and progress.state == "undone":
+        return Stop("done", "hand-over rolled back: Calico and MetalLB announce as before; `migrator handover` "
+                            "starts it again")
     return None
 
 

@@ -6,7 +6,9 @@ Steps, each journaled in ``checkpoint.finalize`` before its actions run:
 2. ``configmap`` (only with ``finalize.apply_configmap``): patch ``cilium-config`` with the
    same settings, for clusters where Helm does not own Cilium; with ``policy.mode: continuous``
    and no ``apply_configmap``, ``enable-policy: default`` alone (enforcement must survive the
-   CiliumNodeConfig's deletion until the operator applies the Helm values);
+   CiliumNodeConfig's deletion until the operator applies the Helm values); with
+   ``routing.handover``, ``enable-bgp-control-plane`` likewise (and the Helm values keep
+   ``bgpControlPlane.enabled``);
 3. ``restart-agents``: rollout-restart the agent DaemonSet once (the ``restartedAt`` value is
    fixed in the checkpoint) and wait for the rollout;
 4. ``delete-node-config``: delete the CiliumNodeConfig;
@@ -24,7 +26,7 @@ at ``probes.checks.deadline`` halts, naming it), then ``remove-policy-probe`` de
 Each step is a row (``FINALIZE``) run by ``rows.advance``; ``configmap`` and ``node-cleanup``
 are skipped when the plan turns them off, and a step that cannot succeed halts the run.
 Finalize is refused until every selected node is DONE and no node or pod in the cluster is
-left on Calico (``finalize_blockers``).
+left on Calico, and with ``routing.handover`` until the hand-over is done (``finalize_blockers``).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from migrator.engine.actions import (
     RunProbes,
     WriteFile,
 )
-from migrator.engine.node_config import ENFORCEMENT_KEY, node_config_version
+from migrator.engine.node_config import BGP_KEY, ENFORCEMENT_KEY, node_config_version
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import cleanup_pod_name
 from migrator.engine.probes import fleet_removal
@@ -81,12 +83,16 @@ done
 """
 
 
-def helm_values() -> str:
-    """The final Helm values (guide §1.7), to merge over the migration values."""
-    values = {"operator": {"unmanagedPodWatcher": {"restart": True}},
-              "cni": {"customConf": False, "uninstall": False},
-              "policyEnforcementMode": "default",
-              "bpf": {"hostLegacyRouting": False}}
+def helm_values(plan: MigrationPlan | None = None) -> str:
+    """The final Helm values (guide §1.7), to merge over the migration values; with
+    ``routing.handover`` Cilium's BGP control plane stays on (it announces the pod CIDRs and the
+    LoadBalancer IPs the hand-over gave it)."""
+    values: dict[str, object] = {"operator": {"unmanagedPodWatcher": {"restart": True}},
+                                 "cni": {"customConf": False, "uninstall": False},
+                                 "policyEnforcementMode": "default",
+                                 "bpf": {"hostLegacyRouting": False}}
+    if plan is not None and plan.routing.handover:
+        values["bgpControlPlane"] = {"enabled": True}
     header = ("# Final Cilium Helm values after the migration (docs: 'Migrating a cluster to Cilium',\n"
               "# post-migration). Apply with: helm upgrade cilium cilium/cilium -n kube-system \\\n"
               "#   --reuse-values -f THIS_FILE && kubectl -n kube-system rollout restart ds/cilium\n")
@@ -130,6 +136,13 @@ def finalize_blockers(checkpoint: Checkpoint, obs: ClusterObservation | None = N
         blockers.append(f"{_names(retry)} rolled back or skipped: run `migrator retry --node NAME` for each once "
                         "the cause is fixed, then `migrator resume`")
     blockers.extend(waiting)
+    if plan is not None and plan.routing.handover and checkpoint.run_phase is RunPhase.NODES_DONE:
+        handover = checkpoint.handover
+        if handover is None or handover.state != "done":
+            state = "not started" if handover is None else (
+                "rolled back" if handover.state == "undone" else f"at step {handover.key} ({handover.direction})")
+            blockers.append(f"the routing hand-over is {state}: removing Calico now would take its routes away; run "
+                            "`migrator handover --plan PLAN --yes` first (routing.handover is on)")
     if obs is None or plan is None:
         return blockers
     finished = {r.name for r in checkpoint.nodes if r.phase is NodePhase.DONE}
@@ -190,12 +203,16 @@ def _helm_values_written(c: FinalizeCursor) -> str | None:
 
 
 def _final_config(plan: MigrationPlan) -> dict[str, str]:
-    """What the ``configmap`` step writes: the final settings (``finalize.apply_configmap``), or
-    under ``policy.mode: continuous`` at least ``enable-policy: default``, so enforcement stays on
-    when the CiliumNodeConfig that carried it per node is deleted and an agent restarts."""
-    if plan.finalize.apply_configmap:
-        return dict(FINAL_CONFIG)
-    return {ENFORCEMENT_KEY: "default"} if policy_steps.continuous(plan) else {}
+    """What the ``configmap`` step writes: the final settings (``finalize.apply_configmap``), and
+    whatever the CiliumNodeConfig carried per node that must outlive it when it is deleted and the
+    agents restart: under ``policy.mode: continuous`` ``enable-policy: default``, with
+    ``routing.handover`` ``enable-bgp-control-plane: "true"``."""
+    config = dict(FINAL_CONFIG) if plan.finalize.apply_configmap else {}
+    if policy_steps.continuous(plan):
+        config[ENFORCEMENT_KEY] = "default"
+    if plan.routing.handover:
+        config[BGP_KEY] = "true"
+    return config
 
 
 def _configmap_off(c: FinalizeCursor) -> str | None:
@@ -475,11 +492,12 @@ def _finalize_timeout(c: FinalizeCursor) -> timedelta:
 
 ROWS: tuple[Row[FinalizeCursor], ...] = (
     Row(step="helm-values", done=_helm_values_written, done_doc="the file exists in the output directory",
-        send=lambda c: [WriteFile(path=c.plan.finalize.helm_values_path, content=helm_values())],
+        send=lambda c: [WriteFile(path=c.plan.finalize.helm_values_path, content=helm_values(c.plan))],
         sends=("write-file",), doing=lambda c: f"writing {c.plan.finalize.helm_values_path}", then="configmap"),
     Row(step="configmap", done=_configmap_patched, done_doc="the agent ConfigMap holds the final settings",
-        skip=_configmap_off, skip_doc="`finalize.apply_configmap` is false and `policy.mode` off (continuous "
-                                      "patches `enable-policy: default` alone)", send=_send_configmap,
+        skip=_configmap_off, skip_doc="`finalize.apply_configmap` is false, `policy.mode` off and "
+                                      "`routing.handover` off (continuous patches `enable-policy: default` alone, "
+                                      "the hand-over `enable-bgp-control-plane`)", send=_send_configmap,
         sends=("patch-configmap",), then="restart-agents",
         doing=lambda c: f"patching {c.plan.cilium.agent.namespace}/{c.plan.cilium.agent.config_map}"),
     Row(step="restart-agents", done=_rolled_out, done_doc="the DaemonSet carries our restartedAt and rolled out",

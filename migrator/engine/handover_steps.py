@@ -12,10 +12,13 @@ one kind of speaker per node and never by nobody:
    nodes labelled for Cilium (none is yet);
 3. ``create``: the Cilium BGP peer config, advertisements, cluster configs and LB IPAM pools (they
    select only labelled nodes and Services: nothing changes);
-4. ``hand-node`` for the first node: its label starts Cilium's session there and, where 2 applies,
-   ends MetalLB's on that node in the same write; done when Cilium's session is Established and
-   its pod CIDR route is present (Cilium reports sessions in ``CiliumBGPNodeConfig`` status; the
-   engine phase that will observe it is not written yet, the simulator tests check it). MetalLB still announces every LoadBalancer IP from the others;
+4. ``hand-node`` for the first node: its label makes a CiliumBGPClusterConfig select it, so
+   Cilium's operator creates its ``CiliumBGPNodeConfig`` and the agent (running the BGP control
+   plane since its migration restart: ``routing.handover`` puts ``enable-bgp-control-plane`` in
+   the CiliumNodeConfig) opens its sessions; where 2 applies, MetalLB's session on that node ends
+   in the same write. Done when the node's ``CiliumBGPNodeConfig`` status reports every peer
+   established with routes advertised (``engine/handover.py``). MetalLB still announces every
+   LoadBalancer IP from the other nodes;
 5. ``hand-service`` for each Service: its label takes the IP out of MetalLB's pool and into
    Cilium's advertisement in one write (with the IP pinned or requested from LB IPAM);
 6. ``hand-node`` for every other node.
@@ -38,7 +41,7 @@ UNDO_DOC: dict[str, str] = {
     "restrict-pool": "remove the pool's serviceAllocation",
     "yield-peer": "remove the peer's nodeSelectors exclusion",
     "create": "delete the object",
-    "hand-node": "remove the node label, restart the node's agent",
+    "hand-node": "remove the node label (the operator deletes the node's CiliumBGPNodeConfig, the agent its sessions)",
     "hand-service": "remove the Service label (MetalLB's pool takes the IP back, Cilium withdraws it)",
 }
 

@@ -71,7 +71,7 @@ def _routers(inv: RoutingInventory, det: RoutingDetection) -> list[tuple[str, in
         if address and address not in node_ips and (peer.node_selector in (None, "", "all()") and not peer.node):
             out.append((address, peer.as_number))
     if not out:
-        out = [(p.peer_address, p.peer_asn) for p in det.metallb.peers if not p.node_selectors]
+        out = [(p.peer_address, p.peer_asn) for p in det.metallb.peers if not any(p.node_selectors)]
     return sorted(set(out), key=lambda r: r[0])
 
 

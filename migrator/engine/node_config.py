@@ -14,15 +14,23 @@ from __future__ import annotations
 from migrator.model.plan import MIGRATION_LABEL, MigrationPlan
 
 ENFORCEMENT_KEY = "enable-policy"
+#: The agent key behind the Helm value ``bgpControlPlane.enabled``: with ``routing.handover`` the
+#: migrated agents run Cilium's BGP control plane, which does nothing on a node until a
+#: CiliumBGPClusterConfig selects it (the hand-over's node label), so handing a node over needs no
+#: agent restart.
+BGP_KEY = "enable-bgp-control-plane"
 
 
 def node_config_spec(plan: MigrationPlan) -> tuple[dict[str, str], dict[str, str]]:
     """(nodeSelector.matchLabels, defaults) of the CiliumNodeConfig: the guide's, and with
-    ``policy.mode: continuous`` also ``enable-policy: default`` on the nodes it selects."""
+    ``policy.mode: continuous`` also ``enable-policy: default`` on the nodes it selects, and with
+    ``routing.handover`` ``enable-bgp-control-plane: "true"``."""
     defaults = {"write-cni-conf-when-ready": "/host/etc/cni/net.d/05-cilium.conflist",
                 "custom-cni-conf": "false", "cni-chaining-mode": "none", "cni-exclusive": "true"}
     if plan.policy.mode == "continuous":
         defaults[ENFORCEMENT_KEY] = "default"
+    if plan.routing.handover:
+        defaults[BGP_KEY] = "true"
     return ({MIGRATION_LABEL: "true"}, defaults)
 
 

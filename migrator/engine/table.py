@@ -219,6 +219,8 @@ def _step_tables() -> list[str]:
     """The sub-machines' rows (imported here: they build on this module's moves)."""
     from migrator.engine.canary import SOAK
     from migrator.engine.finalize import FINALIZE
+    from migrator.engine.handover import BACK as HANDOVER_BACK
+    from migrator.engine.handover import FORWARD as HANDOVER
     from migrator.engine.node_rows import FORWARD
     from migrator.engine.rollback import ROLLBACK
     from migrator.engine.rows import render
@@ -237,6 +239,13 @@ def _step_tables() -> list[str]:
                     ROLLBACK, "`ROLLING_BACK`")
     lines += render("Finalize steps", "`FINALIZING` works through these steps, recorded in the checkpoint's "
                     "`finalize`; `halt` stops the run until `migrator resume`.", FINALIZE, "`FINALIZING`")
+    lines += render("Hand-over steps", "`migrator handover` (plan `routing.handover`, run at `NODES_DONE`, before "
+                    "finalize) runs one row per step of the ordered list `engine/handover_steps.py` derives, the "
+                    "step in flight recorded in the checkpoint's `handover`; `next` moves to the following step, "
+                    "`halt` stops until `migrator handover` runs again.", HANDOVER, "`NODES_DONE`")
+    lines += render("Hand-over rollback", "`migrator handover --rollback` undoes the steps done, newest first, "
+                    "from the step in flight; a patch is undone with the merge patch saved before it was first "
+                    "sent.", HANDOVER_BACK, "`NODES_DONE`")
     lines += render("Canary soak", "After every canary node is `DONE`, the run soaks; `passed` keeps the nodes "
                     "(`canary.on_success: keep`, back to `NODES_DONE`) or rolls them back as a rehearsal, "
                     "`failed` rolls every canary node back and the canary exits 1.", SOAK)

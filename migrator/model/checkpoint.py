@@ -203,6 +203,27 @@ class FinalizeProgress(_Record):
         description="The policy probe's truth table after finalize, as the baseline keeps it.")
 
 
+class HandoverProgress(_Record):
+    """How far the routing hand-over got (``engine/handover.py``).
+
+    The steps are derived afresh each turn from the cluster (``engine/handover_steps.py``);
+    ``key`` names the step at ``index`` so a resumed process finds its place even if the list
+    around it changed. ``saved`` keeps, per step key, the JSON merge patch that undoes the step's
+    write, taken from the object before the write was first sent (so an undo restores what an
+    operator had, not a default)."""
+
+    direction: Literal["forward", "back"] = Field(default="forward", description="Handing over, or undoing.")
+    index: int = Field(default=0, ge=0, description="Position of the step in flight in the list of steps.")
+    key: str | None = Field(default=None, description="Key of the step in flight (None: none left).")
+    state: Literal["running", "done", "undone"] = Field(
+        default="running", description="done: every step observed; undone: every step undone.")
+    step_started_at: Timestamp | None = Field(default=None, description="When the step in flight began.")
+    sent_at: Timestamp | None = Field(default=None, description="When its write was last sent.")
+    saved: dict[str, str] = Field(default_factory=dict,
+                                  description="Per step key, the merge patch (JSON) that undoes it.")
+    last_error: str | None = Field(default=None, description="Why the hand-over halted.")
+
+
 class Checkpoint(_Record):
     """The whole journal of one migration run."""
 
@@ -233,6 +254,7 @@ class Checkpoint(_Record):
     last_error: str | None = Field(default=None, description="Last run-level error (truncated).")
     nodes: tuple[NodeRecord, ...] = Field(default=(), description="Per-node records, in run order.")
     finalize: FinalizeProgress | None = Field(default=None, description="Finalize progress.")
+    handover: HandoverProgress | None = Field(default=None, description="Routing hand-over progress.")
     audit: tuple[str, ...] = Field(default=(), description="Run-level audit notes.")
     fleet_sent_at: Timestamp | None = Field(
         default=None, description="When the probe fleet was last ensured (prepare step).")
@@ -507,6 +529,11 @@ def render_summary(cp: Checkpoint, *, shards: str | None = None) -> str:
         lines.append(f"requested: {cp.requested}")
     if cp.halted:
         lines.append(f"halted: {cp.halted}")
+    if cp.handover is not None:
+        h = cp.handover
+        where = {"done": "done", "undone": "rolled back"}.get(h.state) or (
+            f"{'handing over' if h.direction == 'forward' else 'rolling back'}, step {h.index + 1}: {h.key or '-'}")
+        lines.append(f"hand-over: {where}")
     if cp.finalize is not None:
         lines.append(f"finalize: {cp.finalize.step}")
     lines += [f"audit: {note}" for note in cp.audit[-SUMMARY_AUDIT:]]

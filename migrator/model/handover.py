@@ -1,7 +1,7 @@
 """What a routing hand-over writes: Calico's and MetalLB's announcements as Cilium resources.
 
 ``engine/handover_translate.py`` derives a ``HandoverResources`` from the routing detection;
-``cluster/handover_objects.py`` renders it as Kubernetes objects at the served API version.
+``engine/handover_objects.py`` renders it as Kubernetes objects at the served API version.
 Everything is gated by labels so that the hand-over can move one node, and one Service, at a
 time: a ``CiliumBGPClusterConfig`` selects only nodes labelled ``NODE_LABEL``, the Service
 advertisement and the LB IPAM pools only Services labelled ``SERVICE_LABEL``.
@@ -9,7 +9,11 @@ advertisement and the LB IPAM pools only Services labelled ``SERVICE_LABEL``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrator.model.routing import RoutingInventory
 
 #: Node label that turns Cilium's BGP control plane on for that node (value ``cilium``).
 NODE_LABEL = "migrator.io/bgp"
@@ -95,3 +99,30 @@ class HandoverResources:
     metallb_peers_yield: tuple[tuple[str, str], ...] = ()
     blockers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PeerState:
+    """One peer of a node's Cilium BGP instance as the agent reports it (``CiliumBGPNodeConfig``
+    ``status.bgpInstances[].peers[]``)."""
+
+    address: str
+    state: str                        # peeringState: established, active, idle... ("" unreported)
+    advertised: int | None = None     # routeCount advertised for ipv4/unicast
+
+
+#: (plural, namespace, name) of an object the hand-over reads or writes ("" for cluster-scoped).
+ObjectKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class HandoverState:
+    """What the hand-over observes each turn: the routing inventory it translates, the manifests of
+    the objects its steps write (MetalLB IPAddressPools and BGPPeers, LoadBalancer Services, the
+    Cilium BGP and LB IPAM objects), and each node's Cilium BGP sessions by node name (a node
+    without a ``CiliumBGPNodeConfig`` is absent)."""
+
+    inventory: RoutingInventory
+    objects: Mapping[ObjectKey, Mapping[str, Any]] = field(default_factory=dict)
+    bgp_nodes: Mapping[str, tuple[PeerState, ...]] = field(default_factory=dict)
+    node_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)

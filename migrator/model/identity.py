@@ -67,6 +67,9 @@ DEFINING: tuple[str, ...] = (
     # Policy continuity: the CiliumNodeConfig prepared for the run carries enable-policy, and the
     # translations and shims applied at prepare are what finalize verifies and removes.
     "policy.mode",
+    # The routing hand-over: the CiliumNodeConfig prepared for the run turns Cilium's BGP control
+    # plane on (agents read it at their restart), and finalize keeps it on.
+    "routing.handover",
     # Where the checkpoint and the lock live: another place is another run.
     "state.configmap_name", "state.configmap_namespace", "state.lease_name", "state.lease_namespace",
 )
@@ -116,6 +119,8 @@ TUNING: tuple[str, ...] = (
     "canary.soak", "canary.on_success",
     # What preflight checks the cluster's routing against (it changes no step already taken).
     "routing.announceable_cidrs", "routing.expect",
+    # How long a hand-over step may take: read at each decision.
+    "routing.handover_timeout",
 )
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from migrator.model.findings import Finding
+from migrator.model.handover import HandoverState
 from migrator.model.selector import LabelSelector
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -335,6 +336,8 @@ class ClusterObservation(_Fact):
     apiserver_ip: str | None = Field(default=None, description="ClusterIP of default/kubernetes.")
     policy: PolicyFacts | None = Field(
         default=None, description="Policy continuity facts (plan policy.mode continuous); None when not read.")
+    handover: HandoverState | None = Field(
+        default=None, description="What the routing hand-over reads (`migrator handover`); None when not read.")
     findings: tuple[Finding, ...] | None = Field(
         default=None, description="Preflight findings, gathered once per process while the run is in "
                                   "PREFLIGHT; None when not gathered.")

@@ -134,6 +134,16 @@ class RoutingSection(_Section):
                                     "router announces each node's podCIDR). Preflight blocks when detection "
                                     "finds another; auto accepts what it finds.")
 
+    handover: bool = Field(
+        default=False, description="Hand routing and LoadBalancer IPs to Cilium after every node is migrated "
+                                   "(`migrator handover`): the migration's CiliumNodeConfig then also turns on "
+                                   "Cilium's BGP control plane (inert until a node is handed over), and finalize "
+                                   "waits for the hand-over.")
+    handover_timeout: Duration = Field(
+        default=timedelta(minutes=5), description="How long one hand-over step may take to be observed (a node's "
+                                                  "sessions Established, a Service's IP kept) before the hand-over "
+                                                  "halts.")
+
     @field_validator("announceable_cidrs")
     @classmethod
     def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:

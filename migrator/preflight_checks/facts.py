@@ -34,6 +34,7 @@ class PreflightInputs:
     pdb_blocks_run: bool = True          # the plan halts (rather than skips) on a blocked drain
     announceable_cidrs: tuple[str, ...] = ()   # plan routing.announceable_cidrs
     expect_routing: str = "auto"               # plan routing.expect
+    handover: bool = False                     # plan routing.handover
     policy_mode: str = "off"             # the plan's policy.mode: continuous | off
     accepted: tuple[tuple[str, str], ...] = ()   # policy.accept: (name as the translation matches it, reason)
 

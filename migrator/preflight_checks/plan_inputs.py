@@ -37,6 +37,7 @@ def extract(plan: Any) -> PreflightInputs:
         pdb_blocks_run=str(on_blocked) != "skip",
         announceable_cidrs=tuple(_get(plan, "routing", "announceable_cidrs", default=())),
         expect_routing=str(_get(plan, "routing", "expect", default="auto")),
+        handover=bool(_get(plan, "routing", "handover", default=False)),
         policy_mode=str(_get(plan, "policy", "mode", default=base.policy_mode)),
         accepted=tuple((a.name, a.reason) for a in _get(plan, "policy", "accept", default=())),
     )

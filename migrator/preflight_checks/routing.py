@@ -161,14 +161,20 @@ def check_announceable(inputs: PreflightInputs, facts: PreflightFacts) -> list[F
 
 
 def check_handover(inputs: PreflightInputs, facts: PreflightFacts) -> list[Finding]:
-    """What handing routing and LoadBalancer IPs to Cilium after the migration needs (never blocks the
-    migration itself: the hand-over comes after every node is on Cilium)."""
+    """What handing routing and LoadBalancer IPs to Cilium after the migration needs. A plan with
+    ``routing.handover`` is blocked when the hand-over could not run (the nodes would migrate and
+    finalize would then wait for a hand-over that cannot happen); without it, a warning."""
     d = detection(facts)
     if d is None or facts.routing is None or not (d.routed or d.metallb.announcements):
+        if inputs.handover:
+            return [finding("routing.handover", S.BLOCKING,
+                            "routing.handover is on, but the cluster shows no BGP routing and no MetalLB "
+                            "announcement to hand over", "set routing.handover: false in the plan")]
         return []
     res = translate(facts.routing, d)
     if res.blockers:
-        return [finding("routing.handover", S.WARNING,
+        severity = S.BLOCKING if inputs.handover else S.WARNING
+        return [finding("routing.handover", severity,
                         "handing routing to Cilium after the migration is not possible yet: " + "; ".join(res.blockers),
                         f"{HELM} --set bgpControlPlane.enabled=true   # Cilium 1.16+, CRDs at cilium.io/v2 or v2alpha1")]
     peers = sorted({f"{p.address} (AS {p.asn})" for c in res.cluster_configs for p in c.peers})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from migrator.sim.cilium_bgp_status import BgpNodeConfigs
 from migrator.sim.config import SimConfig
 from migrator.sim.errors import ApiError
 from migrator.sim.ipam import CalicoIpam, CiliumIpam, HostLocalIpam
@@ -42,9 +43,11 @@ class NodeFleet:
         self.cilium_ipam = CiliumIpam()
         self.host_local_ipam = HostLocalIpam()
         self.ip_index: dict[str, tuple[str, str, str, str]] = {}   # ip -> (ns, name, node, network)
+        self._ip_of: dict[tuple[str, str], str] = {}                # (ns, name) -> its current ip
         self.kubelets = Kubelets(self)
         self.network = NetworkModel(self)
         self.netexec = Netexec(self)
+        self.bgp_status = BgpNodeConfigs(self)
         world.on("nodes", self._on_node)
         world.on("pods", self.kubelets.on_pod)
 
@@ -130,17 +133,30 @@ class NodeFleet:
 
     # ------------------------------------------------------------------ addresses
     def record_ip(self, ip: str, pod: Obj, network: str) -> None:
+        """The pod's sandbox got ``ip``. A new sandbox of a pod that had one (its old sandbox torn
+        down, e.g. when the node's CNI agent restarted) releases the old sandbox's address, as the
+        CNI DEL of that sandbox does."""
         if network != "host":
             meta = pod["metadata"]
-            self.ip_index[ip] = (meta.get("namespace", ""), meta["name"], pod["spec"]["nodeName"], network)
+            key = (meta.get("namespace", ""), meta["name"])
+            old = self._ip_of.get(key)
+            if old is not None and old != ip:
+                self._release(old, key)
+            self.ip_index[ip] = (key[0], key[1], pod["spec"]["nodeName"], network)
+            self._ip_of[key] = ip
 
     def release_ip(self, pod: Obj) -> None:
         ip = (pod.get("status") or {}).get("podIP")
         if not ip or (pod.get("spec") or {}).get("hostNetwork"):
             return
+        self._release(ip, (pod["metadata"].get("namespace", ""), pod["metadata"]["name"]))
+
+    def _release(self, ip: str, key: tuple[str, str]) -> None:
         ref = self.ip_index.get(ip)
-        if ref and ref[1] == pod["metadata"]["name"] and ref[0] == pod["metadata"].get("namespace", ""):
+        if ref and (ref[0], ref[1]) == key:
             del self.ip_index[ip]
+            if self._ip_of.get(key) == ip:
+                del self._ip_of[key]
             if ref[3] == "cilium":
                 self.cilium_ipam.release(ip)
             else:

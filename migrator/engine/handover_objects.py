@@ -71,16 +71,23 @@ def service_patch(switch: ServiceSwitch) -> Raw:
     return {"metadata": {"labels": {SERVICE_LABEL: HANDED}, "annotations": annotations}}
 
 
-def metallb_pool_patch() -> Raw:
-    """Merge patch of a MetalLB IPAddressPool: Services labelled for Cilium no longer take its IPs."""
-    return {"spec": {"serviceAllocation": {"serviceSelectors": [
-        {"matchExpressions": [{"key": SERVICE_LABEL, "operator": "NotIn", "values": [HANDED]}]}]}}}
+def metallb_pool_patch(existing: tuple[dict[str, Any], ...] = ()) -> Raw:
+    """Merge patch of a MetalLB IPAddressPool: Services labelled for Cilium no longer take its IPs
+    (each of the pool's own ``serviceSelectors`` keeps what it selects and gains the exclusion; a
+    merge patch replaces the list whole)."""
+    excluded = {"key": SERVICE_LABEL, "operator": "NotIn", "values": [HANDED]}
+
+    def narrowed(selector: dict[str, Any]) -> dict[str, Any]:
+        exprs = list(selector.get("matchExpressions") or [])
+        return {**selector, "matchExpressions": exprs if excluded in exprs else [*exprs, excluded]}
+    selectors = [narrowed(s) for s in existing] or [{"matchExpressions": [excluded]}]
+    return {"spec": {"serviceAllocation": {"serviceSelectors": selectors}}}
 
 
 def metallb_peer_patch(existing: tuple[dict[str, str], ...]) -> Raw:
     """Merge patch of a MetalLB BGPPeer: nodes labelled for Cilium leave it (each existing
     ``matchLabels`` selector keeps its labels and gains the exclusion)."""
     excluded = {"key": NODE_LABEL, "operator": "NotIn", "values": [HANDED]}
-    selectors = [{"matchLabels": dict(m), "matchExpressions": [excluded]} for m in existing] or \
+    selectors = [{"matchLabels": dict(m), "matchExpressions": [excluded]} for m in existing if m] or \
         [{"matchExpressions": [excluded]}]
     return {"spec": {"nodeSelectors": selectors}}

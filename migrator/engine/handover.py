@@ -1,0 +1,404 @@
+"""The routing hand-over as an engine phase: ``migrator handover`` and ``migrator handover --rollback``.
+
+After every node is DONE and before finalize (which removes Calico, and with it BIRD), the
+hand-over moves what Calico and MetalLB announce to Cilium's BGP control plane and LB IPAM, one
+write at a time, in the order ``engine/handover_steps.py`` gives. Each turn:
+
+1. the steps are derived afresh from the observed cluster (``engine/handover_translate.py``:
+   deterministic, and stable under the hand-over's own writes); the checkpoint's
+   ``HandoverProgress`` names the step in flight by its key, so a resumed process finds its place
+   even if a Service came or went meanwhile;
+2. the step in flight is run as a row (``rows.advance``): done when its effect is observed
+   (the object holds the write; a node's Cilium sessions Established with routes advertised, as
+   its ``CiliumBGPNodeConfig`` status reports; a Service's IP unchanged), else its write is sent
+   (again after ``RESEND_AFTER``), and past ``routing.handover_timeout`` the hand-over halts,
+   naming what was not observed;
+3. before a patch is first sent, the JSON merge patch that undoes it is computed from the object
+   as it was and kept in the checkpoint (``saved``): a rollback restores an operator's own
+   selectors and annotations, not defaults;
+4. at the end every step's effect is checked once more (a Service created meanwhile, a session
+   that went down): the first that does not hold becomes the step in flight again.
+
+The rollback runs the same rows' inverses newest first, from the step in flight (its write may
+have landed: every undo is idempotent). Every write goes through the run lease, and the
+checkpoint is saved before a write is sent, so a crash anywhere resumes by running
+``migrator handover`` (or ``--rollback``) again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from migrator.engine import handover_objects as objs
+from migrator.engine.actions import Action, ApplyObject, DeleteObject, LabelNode, PatchObject, UnlabelNode
+from migrator.engine.handover_steps import Step, handover_steps
+from migrator.engine.handover_translate import translate
+from migrator.engine.pending import Pending
+from migrator.engine.routing import detect
+from migrator.engine.rows import Gathered, Row, advance, validate
+from migrator.model.checkpoint import Checkpoint, HandoverProgress, truncate_error
+from migrator.model.handover import HANDED, NODE_LABEL, HandoverResources, HandoverState, ServiceSwitch
+from migrator.model.merge_patch import holds, inverse
+from migrator.model.observation import ClusterObservation
+from migrator.model.plan import MigrationPlan, format_duration
+
+HALT = "halt"
+NEXT = "next"
+#: The hand-over's objects are not watched: look again this soon after a write.
+POLL = timedelta(seconds=2)
+ESTABLISHED = "established"
+Raw = Mapping[str, Any]
+
+
+def ingress_ips(svc: Raw | None) -> list[str]:
+    status = (svc or {}).get("status") or {}
+    return [str(i["ip"]) for i in (status.get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The hand-over's translation and steps for this turn."""
+
+    res: HandoverResources
+    steps: tuple[Step, ...]
+    manifests: Mapping[tuple[str, str], Raw]
+
+
+def derive(state: HandoverState, nodes: Sequence[str]) -> Plan:
+    """The translation and its ordered steps over the run's nodes still in the cluster."""
+    res = translate(state.inventory, detect(state.inventory))
+    manifests = {(plural, str(o["metadata"]["name"])): o for plural, o in objs.bgp_objects(res) + objs.lb_pool_objects(res)}
+    if res.blockers:
+        return Plan(res, (), manifests)
+    present = [n for n in nodes if n in state.node_labels]
+    return Plan(res, handover_steps(res, present, list(manifests)), manifests)
+
+
+@dataclass(kw_only=True)
+class HandoverCursor(Gathered):
+    """One hand-over step being run by ``rows.advance``."""
+
+    plan: MigrationPlan
+    now: datetime
+    state: HandoverState
+    derived: Plan
+    step: Step
+    progress: HandoverProgress
+    saved_now: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> Pending:
+        return Pending(self.progress.sent_at)
+
+    @property
+    def started_at(self) -> datetime:
+        return self.progress.step_started_at or self.now
+
+    def sent(self, actions: Sequence[Action]) -> None:
+        self.actions.extend(actions)
+        self.progress = self.progress.model_copy(update={"sent_at": self.now})
+        self.wake(self.now + POLL)
+
+    # -- what the step touches
+    def obj(self, plural: str) -> Raw | None:
+        ns, name = self.step.target
+        return self.state.objects.get((plural, ns, name))
+
+    @property
+    def target_plural(self) -> str:
+        return {"restrict-pool": "ipaddresspools", "yield-peer": "bgppeers", "hand-service": "services"}.get(
+            self.step.kind, self.step.target[0])
+
+    def forward_patch(self) -> dict[str, Any]:
+        kind, (ns, name) = self.step.kind, self.step.target
+        if kind == "restrict-pool":
+            current = self.obj("ipaddresspools") or {}
+            alloc = ((current.get("spec") or {}).get("serviceAllocation") or {})
+            return objs.metallb_pool_patch(tuple(alloc.get("serviceSelectors") or ()))
+        if kind == "yield-peer":
+            peer = next(p for p in self.state.inventory.metallb_peers if (p.namespace, p.name) == (ns, name))
+            return objs.metallb_peer_patch(peer.node_selectors)
+        return objs.service_patch(self.switch())
+
+    def switch(self) -> ServiceSwitch:
+        ns, name = self.step.target
+        return next(s for s in self.derived.res.services if (s.namespace, s.name) == (ns, name))
+
+    def saved(self) -> dict[str, Any] | None:
+        text = self.progress.saved.get(self.step.key) or self.saved_now.get(self.step.key)
+        return json.loads(text) if text else None
+
+    def node_labelled(self) -> bool:
+        return self.state.node_labels.get(self.step.target[1], {}).get(NODE_LABEL) == HANDED
+
+
+# ---------------------------------------------------------------------------------- forward
+def _patched(c: HandoverCursor) -> str | None:
+    current = c.obj(c.target_plural)
+    if not holds(current, c.forward_patch()):
+        return None
+    if c.step.kind == "hand-service":
+        kept = (c.saved() or {}).get("ips") or list(c.switch().ips)
+        if ingress_ips(current) != kept:
+            return None
+        return f"{c.step.key}: Service labelled for Cilium, IP {', '.join(kept)} kept"
+    return f"{c.step.key}: written"
+
+
+def _send_patch(c: HandoverCursor) -> list[Action]:
+    current = c.obj(c.target_plural)
+    if current is None:
+        return []
+    patch = c.forward_patch()
+    if c.saved() is None:     # the undo, from the object before our first write (saved with this send)
+        record: dict[str, Any] = {"undo": inverse(current, patch)}
+        if c.step.kind == "hand-service":
+            record["ips"] = ingress_ips(current) or list(c.switch().ips)
+        c.saved_now[c.step.key] = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    ns, name = c.step.target
+    return [PatchObject(api_version=str(current.get("apiVersion") or "v1"), plural=c.target_plural,
+                        namespace=ns or None, name=name, patch=patch)]
+
+
+def _created(c: HandoverCursor) -> str | None:
+    plural, name = c.step.target
+    wanted = c.derived.manifests.get((plural, name))
+    current = c.state.objects.get((plural, "", name))
+    if wanted is None or current is None or not holds(current, {"spec": wanted["spec"]}):
+        return None
+    return f"{c.step.key}: present"
+
+
+def _send_create(c: HandoverCursor) -> list[Action]:
+    wanted = c.derived.manifests.get(c.step.target)
+    return [ApplyObject(manifest=dict(wanted))] if wanted is not None else []
+
+
+def _sessions(c: HandoverCursor) -> str:
+    node = c.step.target[1]
+    peers = c.state.bgp_nodes.get(node)
+    if peers is None:
+        return f"no CiliumBGPNodeConfig for {node} yet (Cilium's operator makes it once a CiliumBGPClusterConfig " \
+               "selects the node)"
+    if not peers:
+        return f"{node}'s CiliumBGPNodeConfig reports no peer yet (is the agent's BGP control plane on there?)"
+    return ", ".join(f"{p.address} {p.state or 'unreported'}"
+                     + (f" ({p.advertised} route(s) advertised)" if p.advertised is not None else "") for p in peers)
+
+
+def _node_handed(c: HandoverCursor) -> str | None:
+    if not c.node_labelled():
+        return None
+    peers = c.state.bgp_nodes.get(c.step.target[1])
+    if not peers or any(p.state != ESTABLISHED or (p.advertised is not None and p.advertised < 1) for p in peers):
+        return None
+    return f"{c.step.key}: {_sessions(c)}"
+
+
+def _timeout(c: HandoverCursor) -> timedelta:
+    return c.plan.routing.handover_timeout
+
+
+def _timeout_error(c: HandoverCursor) -> str:
+    what = {"hand-node": lambda: f"sessions: {_sessions(c)}",
+            "hand-service": lambda: f"IP {', '.join(ingress_ips(c.obj('services'))) or 'none'}, expected "
+                                    f"{', '.join((c.saved() or {}).get('ips') or c.switch().ips)}",
+            "create": lambda: "the object is not observed with its spec"}.get(c.step.kind, lambda: "the write is not observed")
+    return truncate_error(
+        f"hand-over: {c.step.key} not observed within {format_duration(c.plan.routing.handover_timeout)} ({what()}); "
+        "fix the cause and run `migrator handover` again, or `migrator handover --rollback` to undo the steps done")
+
+
+# ---------------------------------------------------------------------------------- back
+def _undo_patched(c: HandoverCursor) -> str | None:
+    saved = c.saved()
+    if saved is None:
+        return f"{c.step.key}: never written"
+    current = c.obj(c.target_plural)
+    if current is None:
+        return f"{c.step.key}: the object is gone"
+    if not holds(current, saved["undo"]):
+        return None
+    if c.step.kind == "hand-service" and ingress_ips(current) != saved.get("ips"):
+        return None
+    return f"undid {c.step.key}"
+
+
+def _send_undo_patch(c: HandoverCursor) -> list[Action]:
+    saved, current = c.saved(), c.obj(c.target_plural)
+    if saved is None or current is None:
+        return []
+    ns, name = c.step.target
+    return [PatchObject(api_version=str(current.get("apiVersion") or "v1"), plural=c.target_plural,
+                        namespace=ns or None, name=name, patch=saved["undo"])]
+
+
+def _deleted(c: HandoverCursor) -> str | None:
+    plural, name = c.step.target
+    return None if (plural, "", name) in c.state.objects else f"undid {c.step.key}"
+
+
+def _send_delete(c: HandoverCursor) -> list[Action]:
+    plural, name = c.step.target
+    current = c.state.objects.get((plural, "", name)) or {}
+    group, _, version = str(current.get("apiVersion") or c.derived.res.bgp_api or "cilium.io/v2").partition("/")
+    return [DeleteObject(group=group, version=version, plural=plural, name=name)]
+
+
+def _node_returned(c: HandoverCursor) -> str | None:
+    if c.node_labelled() or c.step.target[1] in c.state.bgp_nodes:
+        return None
+    return f"undid {c.step.key}: Cilium's sessions on the node are gone"
+
+
+def _undo_timeout_error(c: HandoverCursor) -> str:
+    return truncate_error(
+        f"hand-over rollback: undoing {c.step.key} not observed within "
+        f"{format_duration(c.plan.routing.handover_timeout)}; fix the cause and run `migrator handover --rollback` again")
+
+
+def _row(step: str, done: Any, send: Any, doc: str, sends: tuple[str, ...], back: bool = False) -> Row[HandoverCursor]:
+    return Row(step=step, done=done, done_doc=doc, send=send, sends=sends, then=NEXT, timeout=_timeout,
+               on_timeout=HALT, timeout_error=_undo_timeout_error if back else _timeout_error,
+               timeout_doc="`routing.handover_timeout`",
+               doing=lambda c: f"{'undoing' if back else 'hand-over:'} {c.step.key}")
+
+
+FORWARD: dict[str, Row[HandoverCursor]] = {
+    "restrict-pool": _row("restrict-pool", _patched, _send_patch, "the MetalLB IPAddressPool admits no Service "
+                          "labelled for Cilium", ("patch-object",)),
+    "yield-peer": _row("yield-peer", _patched, _send_patch, "the MetalLB BGPPeer selects no node labelled for "
+                       "Cilium", ("patch-object",)),
+    "create": _row("create", _created, _send_create, "the Cilium object is observed with its spec", ("apply-object",)),
+    "hand-node": _row("hand-node", _node_handed, lambda c: [LabelNode(node=c.step.target[1], key=NODE_LABEL,
+                                                                      value=HANDED)],
+                      "the node carries the hand-over label and its CiliumBGPNodeConfig reports every peer "
+                      "established with routes advertised", ("label-node",)),
+    "hand-service": _row("hand-service", _patched, _send_patch, "the Service carries the hand-over label and LB "
+                         "IPAM's request, without MetalLB's annotations, and holds the IP it had", ("patch-object",)),
+}
+BACK: dict[str, Row[HandoverCursor]] = {
+    "undo-restrict-pool": _row("undo-restrict-pool", _undo_patched, _send_undo_patch, "the pool's "
+                               "serviceAllocation is as it was", ("patch-object",), back=True),
+    "undo-yield-peer": _row("undo-yield-peer", _undo_patched, _send_undo_patch, "the peer's nodeSelectors are as "
+                            "they were", ("patch-object",), back=True),
+    "undo-create": _row("undo-create", _deleted, _send_delete, "the Cilium object is gone", ("delete-object",),
+                        back=True),
+    "undo-hand-node": _row("undo-hand-node", _node_returned, lambda c: [UnlabelNode(node=c.step.target[1],
+                                                                                    key=NODE_LABEL)],
+                           "the node has no hand-over label and no CiliumBGPNodeConfig", ("unlabel-node",), back=True),
+    "undo-hand-service": _row("undo-hand-service", _undo_patched, _send_undo_patch, "the Service's labels and "
+                              "annotations are as they were and it holds the IP it had", ("patch-object",), back=True),
+}
+validate("hand-over steps", FORWARD, list(FORWARD), frozenset({NEXT, HALT}))
+validate("hand-over rollback", BACK, list(BACK), frozenset({NEXT, HALT}))
+
+
+def _row_of(step: Step, direction: str) -> Row[HandoverCursor]:
+    return FORWARD[step.kind] if direction == "forward" else BACK[f"undo-{step.kind}"]
+
+
+def _position(progress: HandoverProgress, steps: tuple[Step, ...]) -> int:
+    """Where the step in flight is now: by its key, else (the list changed around a step that is
+    gone) by its recorded index."""
+    keys = [s.key for s in steps]
+    if progress.key in keys:
+        return keys.index(progress.key)
+    if progress.direction == "forward":
+        return min(progress.index, len(steps))
+    return min(progress.index, len(steps) - 1)
+
+
+def start(cp: Checkpoint, direction: str, now: datetime) -> Checkpoint:
+    """Record an operator's ``migrator handover`` (forward) or ``--rollback`` (back)."""
+    progress = cp.handover
+    if progress is None or (direction == "forward" and progress.state == "undone"):
+        progress = HandoverProgress(direction="forward", step_started_at=now)
+    else:
+        update: dict[str, Any] = {"direction": direction, "last_error": None}
+        if progress.direction != direction or progress.state != "running":
+            update.update(step_started_at=now, sent_at=None, state="running")
+        if direction == "back" and progress.state == "done":
+            update["index"] = max(progress.index - 1, 0)
+            update["key"] = None
+        progress = progress.model_copy(update=update)
+    return cp.model_copy(update={"handover": progress, "halted": None})
+
+
+def handover_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
+                  now: datetime) -> tuple[Checkpoint, list[Action], list[str], datetime | None]:
+    """Run the hand-over (or its rollback) from the step in flight as far as the observation allows."""
+    progress = cp.handover
+    state = obs.handover
+    if progress is None or progress.state != "running":
+        return cp, [], [], None
+    if state is None:
+        return cp, [], ["hand-over: waiting for the routing objects to be read"], now + POLL
+    derived = derive(state, cp.order)
+    if derived.res.blockers:
+        why = truncate_error("hand-over: " + "; ".join(derived.res.blockers))
+        return (cp.model_copy(update={"halted": why, "handover": progress.model_copy(update={"last_error": why})}),
+                [], [why], None)
+    steps = derived.steps
+    actions: list[Action] = []
+    notes: list[str] = []
+    wake: datetime | None = None
+    saved = dict(progress.saved)
+    forward = progress.direction == "forward"
+    for _ in range(len(steps) + 2):
+        at = _position(progress, steps)
+        if forward and at >= len(steps):
+            undone = next((i for i, s in enumerate(steps) if _check(plan, now, state, derived, s, progress) is None), None)
+            if undone is None:
+                progress = progress.model_copy(update={"state": "done", "index": len(steps), "key": None})
+                notes.append(f"hand-over done: {len(steps)} step(s) observed")
+                break
+            notes.append(f"{steps[undone].key} no longer holds: doing it again")
+            progress = progress.model_copy(update={"index": undone, "key": steps[undone].key,
+                                                   "step_started_at": now, "sent_at": None})
+            continue
+        if not forward and at < 0 or not steps:
+            progress = progress.model_copy(update={"state": "undone" if not forward else "done", "index": 0,
+                                                   "key": None, "saved": {} if not forward else saved})
+            notes.append("hand-over rolled back: every step undone" if not forward else "hand-over: nothing to do")
+            saved = dict(progress.saved)
+            break
+        step = steps[at]
+        if progress.key != step.key:
+            progress = progress.model_copy(update={"index": at, "key": step.key})
+        c = HandoverCursor(plan=plan, now=now, state=state, derived=derived, step=step,
+                           progress=progress.model_copy(update={"saved": saved}))
+        way = advance(_row_of(step, progress.direction), c)
+        actions.extend(c.actions)
+        saved.update(c.saved_now)
+        wake = c.wake_at if wake is None or (c.wake_at is not None and c.wake_at < wake) else wake
+        progress = c.progress.model_copy(update={"saved": saved})
+        if way is None:
+            notes.append(c.note)
+            break
+        if way.to == HALT:
+            progress = progress.model_copy(update={"last_error": truncate_error(way.why)})
+            cp = cp.model_copy(update={"halted": way.why})
+            notes.insert(0, way.why)
+            break
+        notes.append(way.why)
+        nxt = at + 1 if forward else at - 1
+        progress = progress.model_copy(update={
+            "index": max(nxt, 0), "key": steps[nxt].key if 0 <= nxt < len(steps) else None,
+            "step_started_at": now, "sent_at": None})
+        if not forward and nxt < 0:
+            progress = progress.model_copy(update={"state": "undone", "saved": {}, "index": 0})
+            notes.append("hand-over rolled back: every step undone")
+            break
+    return cp.model_copy(update={"handover": progress}), actions, [n for n in notes if n], wake
+
+
+def _check(plan: MigrationPlan, now: datetime, state: HandoverState, derived: Plan, step: Step,
+           progress: HandoverProgress) -> str | None:
+    """Whether ``step``'s forward effect holds now (its row's done observation)."""
+    c = HandoverCursor(plan=plan, now=now, state=state, derived=derived, step=step, progress=progress)
+    return FORWARD[step.kind].done(c)

@@ -1,0 +1,160 @@
+"""`migrator handover` on routed clusters, through the real CLI against the simulated cluster.
+
+On `calico-bgp` (BIRD mesh, MetalLB BGP to the ToR) and `metal-stack` (backend none, node FRR,
+pinned loadBalancerIP): `run`, `handover` and `finalize` exit 0 while a sampler thread checks the
+simulated routing at every moment it gets the store (no prefix announced by two kinds of speaker
+on one node, none needed and announced by nobody, every LoadBalancer IP unchanged); afterwards
+Cilium's BGP control plane announces every node's pod CIDR and every LoadBalancer IP and MetalLB
+announces nothing. `handover --rollback` restores MetalLB's announcements exactly; a SIGKILL in
+the middle of the hand-over (and of its rollback) resumes and converges.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from migrator.cli import main
+from tests.conftest import fast_config
+from tests.runner.helpers import checkpoint, fast_plan, kill_when, spawn
+
+
+def lb_ips(sim) -> list[str]:
+    return sorted(i["ip"] for s in sim.store.list("services") if s["spec"].get("type") == "LoadBalancer"
+                  for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress") or [])
+
+
+class Sampler(threading.Thread):
+    """Samples the simulated routing every few milliseconds until stopped."""
+
+    def __init__(self, sim) -> None:
+        super().__init__(daemon=True)
+        self.sim, self.samples, self.problems = sim, 0, []
+        self.lb = lb_ips(sim)
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            with self.sim.store.lock:
+                found = self.sim.fleet.network.routing.violations()
+                ips = lb_ips(self.sim)
+            if found:
+                cp = checkpoint(self.sim)
+                self.problems.append((cp.run_phase.value if cp else "before the run", found))
+            if ips != self.lb:
+                self.problems.append(f"LoadBalancer IPs {ips}, before {self.lb}")
+            self.samples += 1
+            time.sleep(0.01)
+
+    def __enter__(self) -> Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self.join(timeout=10)
+        assert self.problems == [], self.problems[:3]
+        assert self.samples > 20
+
+
+def routed_plan(sim, tmp_path, scenario: str):
+    return fast_plan(tmp_path, {
+        "cilium.pod_cidr": sim.config.cilium_pool, "order.canaries": ["node-1"],
+        "routing.announceable_cidrs": [c for c in sim.config.fabric_announceable if c.startswith("10.")],
+        "routing.expect": "bgp" if scenario == "calico-bgp" else "node-routed",
+        "routing.handover": True, "routing.handover_timeout": "60s"})
+
+
+def cli(command: str, plan, kubeconfig, tmp_path, *extra: str) -> int:
+    return main([command, "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes", "--output-dir",
+                 str(tmp_path), "--log-level", "warning", *extra])
+
+
+def assert_handed(sim) -> None:
+    """Every node's Cilium session Established with its pod CIDR accepted; every LoadBalancer IP
+    announced by Cilium and by MetalLB nowhere."""
+    sim.settle(timeout=20)
+    nodes = sorted(n["metadata"]["name"] for n in sim.store.list("nodes"))
+    with sim.store.lock:
+        routing = sim.fleet.network.routing
+        sessions = [s for s in routing.bgp.sessions() if s.speaker == "cilium"]
+        cilium = routing.cilium_announcements()
+        metallb = [a for a in routing.lb_announcements() if a.accepted]
+    assert sorted(s.node for s in sessions if s.established) == nodes
+    pod_cidrs = {str(sim.fleet.cilium_ipam.pod_cidrs[n].cidr): n for n in nodes}
+    assert {(a.prefix, a.node) for a in cilium if a.accepted and a.prefix in pod_cidrs} == set(pod_cidrs.items())
+    assert {a.prefix for a in cilium if a.accepted and a.prefix not in pod_cidrs} == {f"{ip}/32" for ip in lb_ips(sim)}
+    assert metallb == []
+
+
+@pytest.mark.parametrize("scenario", ["calico-bgp", "metal-stack"])
+def test_run_handover_and_finalize_keep_every_prefix_announced_once(sim_factory, tmp_path, scenario) -> None:
+    sim = sim_factory(scenario=scenario, config=fast_config(3))
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+    plan = routed_plan(sim, tmp_path, scenario)
+    with Sampler(sim):
+        assert cli("run", plan, kubeconfig, tmp_path) == 0
+        assert cli("finalize", plan, kubeconfig, tmp_path) == 1      # refused: the hand-over comes first
+        assert checkpoint(sim).run_phase.value == "NODES_DONE"
+        assert cli("handover", plan, kubeconfig, tmp_path) == 0
+        assert_handed(sim)
+        assert cli("finalize", plan, kubeconfig, tmp_path) == 0
+    cp = checkpoint(sim)
+    assert cp.run_phase.value == "FINALIZED" and cp.handover.state == "done"
+    assert all((r.probes or "").startswith("ok") for r in cp.nodes)
+    assert_handed(sim)            # the agents restarted by finalize run the BGP control plane again
+    config = sim.store.get("configmaps", "kube-system", "cilium-config")["data"]
+    assert config["enable-bgp-control-plane"] == "true"
+    assert "bgpControlPlane:\n  enabled: true" in (tmp_path / "values-final.yaml").read_text()
+
+
+def test_handover_rollback_restores_metallb_announcements(sim_factory, tmp_path) -> None:
+    sim = sim_factory(scenario="calico-bgp", config=fast_config(3))
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+    plan = routed_plan(sim, tmp_path, "calico-bgp")
+    pool = sim.store.get("metallb.io/ipaddresspools", "metallb-system", "default")
+    with Sampler(sim):
+        assert cli("run", plan, kubeconfig, tmp_path) == 0
+        with sim.store.lock:
+            before = sim.fleet.network.routing.lb_announcements()
+        assert cli("handover", plan, kubeconfig, tmp_path, "--rollback") == 0    # nothing to undo yet
+        assert cli("handover", plan, kubeconfig, tmp_path) == 0
+        assert cli("handover", plan, kubeconfig, tmp_path, "--rollback") == 0
+        sim.settle(timeout=20)
+        with sim.store.lock:
+            assert sim.fleet.network.routing.lb_announcements() == before
+            assert sim.fleet.network.routing.cilium_announcements() == []
+    assert checkpoint(sim).handover.state == "undone"
+    assert sim.store.get("metallb.io/ipaddresspools", "metallb-system", "default")["spec"] == pool["spec"]
+    for kind in ("ciliumbgpclusterconfigs", "ciliumbgpnodeconfigs", "ciliumloadbalancerippools"):
+        assert sim.store.list(f"cilium.io/{kind}") == [], kind
+    svc = sim.store.get("services", "shop", "web-public")
+    assert "migrator.io/lb" not in (svc["metadata"].get("labels") or {})
+    assert svc["metadata"]["annotations"] == {"metallb.universe.tf/ip-allocated-from-pool": "default"}
+    assert cli("finalize", plan, kubeconfig, tmp_path) == 1      # rolled back: finalize waits for it again
+
+
+def test_sigkill_during_the_handover_and_its_rollback_resumes_and_converges(sim_factory, tmp_path) -> None:
+    sim = sim_factory(scenario="calico-bgp", config=fast_config(3))
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+    plan = routed_plan(sim, tmp_path, "calico-bgp")
+    args = ("--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes", "--output-dir", str(tmp_path))
+    with Sampler(sim):
+        assert cli("run", plan, kubeconfig, tmp_path) == 0
+        with sim.store.lock:
+            before = sim.fleet.network.routing.lb_announcements()
+        proc = spawn("handover", *args)
+        kill_when(proc, sim, lambda cp: cp.handover is not None and (cp.handover.key or "").startswith("hand-service"))
+        assert checkpoint(sim).handover.state == "running"
+        assert cli("handover", plan, kubeconfig, tmp_path) == 0
+        assert_handed(sim)
+
+        proc = spawn("handover", "--rollback", *args)
+        kill_when(proc, sim, lambda cp: cp.handover.direction == "back" and (cp.handover.key or "").startswith("hand-node"))
+        assert checkpoint(sim).handover.state == "running"
+        assert cli("handover", plan, kubeconfig, tmp_path, "--rollback") == 0
+        sim.settle(timeout=20)
+        with sim.store.lock:
+            assert sim.fleet.network.routing.lb_announcements() == before
