@@ -7,7 +7,9 @@ which serves Cilium's own BGP and LB IPAM CRDs (``sim/crds/``) and validates wri
 * an object with a field of the wrong type is refused with a 422 naming the field, in the words
   kube-openapi uses (``spec.bgpInstances[0].localASN in body must be of type integer``), and
   nothing is stored;
-* a misspelt field is refused under Strict and pruned without it (what the server stores).
+* a misspelt field is refused under Strict and pruned without it (what the server stores);
+* on a cluster with Cilium 1.17's API (v2alpha1 only) the hand-over detects and renders v2alpha1,
+  which the server accepts, while v2 is not served there.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from migrator.cluster import handover_objects as objs
+from migrator.cluster.kube import KubeCluster
+from migrator.engine.handover_translate import translate
+from migrator.engine.routing import detect
 from migrator.model.handover import Advertisement, BgpPeer, ClusterConfig, HandoverResources, LBPool
+from tests.conftest import fast_config
 
 RES = HandoverResources(
     bgp_api="cilium.io/v2", lb_api="cilium.io/v2",
@@ -94,3 +100,30 @@ def test_a_misspelt_field_is_refused_under_strict_and_pruned_without(custom) -> 
     assert 'unknown field "spec.serviceSelecter"' in json.loads(strict.value.body)["message"]
     stored = create(custom, plural, pool)
     assert "serviceSelecter" not in stored["spec"] and "serviceSelector" not in stored["spec"]
+
+
+def test_cilium_1_17_gets_its_objects_at_v2alpha1(sim_factory, tmp_path) -> None:
+    sim = sim_factory(scenario="calico-bgp-cilium-1.17", config=fast_config(3))
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kc")
+    port = KubeCluster.from_kubeconfig(str(kubeconfig))
+    try:
+        inventory = port.read_routing_inventory()
+    finally:
+        port.close()
+    det = detect(inventory)
+    assert (det.cilium.bgp_v2, det.cilium.lb_ip_pool, det.cilium.incomplete) == (
+        "cilium.io/v2alpha1", "cilium.io/v2alpha1", ())
+    res = translate(inventory, det)
+    assert res.blockers == ()
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        custom = client.CustomObjectsApi(api)
+        for plural, obj in rendered(res):
+            assert obj["apiVersion"] == "cilium.io/v2alpha1"
+            assert create(custom, plural, copy.deepcopy(obj), field_validation="Strict")["spec"] == obj["spec"]
+        plural, obj = rendered(res)[0]
+        with pytest.raises(ApiException) as unserved:
+            create(custom, plural, dict(obj, apiVersion="cilium.io/v2", metadata={"name": "at-v2"}))
+        assert unserved.value.status == 404
+    finally:
+        api.close()
