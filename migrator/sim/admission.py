@@ -9,7 +9,8 @@ Validation runs on HTTP writes:
   (cached JSON-schema validators, about 0.4 ms per object);
 * custom resources against their CRD's ``openAPIV3Schema`` (``nullable``,
   ``x-kubernetes-int-or-string`` and ``x-kubernetes-preserve-unknown-fields`` honoured), after
-  pruning unknown fields as a structural-schema server does;
+  pruning unknown fields as a structural-schema server does; field errors name the Kubernetes field
+  path (``spec.bgpInstances[0].localASN``) and a wrong type reads as kube-openapi words it;
 * DNS-1123 names, and the Pod update rules (only container images, ``activeDeadlineSeconds``
   and added tolerations may change).
 """
@@ -189,11 +190,32 @@ def prune(obj: Any, schema: dict[str, Any] | None, top: bool = True) -> Any:
     return obj
 
 
+#: The names kube-openapi gives a JSON value's type in its errors.
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
+               (dict, "object"), (type(None), "null"))
+
+
+def field_path(path: Any) -> str:
+    """A Kubernetes field path: ``spec.bgpInstances[0].localASN`` (k8s.io/apimachinery field.Path)."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def _causes(errors: list[jsonschema.ValidationError]) -> list[dict[str, str]]:
+    """Field errors as apiextensions-apiserver reports them; a wrong type reads
+    ``Invalid value: "string": spec.x in body must be of type integer: "string"`` (kube-openapi)."""
     causes = []
     for err in errors[:10]:
-        path = ".".join(str(p) for p in err.absolute_path)
-        causes.append({"reason": "FieldValueInvalid", "message": err.message[:300], "field": path})
+        path = field_path(err.absolute_path)
+        message = err.message[:300]
+        if err.validator == "type":
+            actual = next(name for t, name in _JSON_TYPES if isinstance(err.instance, t))
+            types = err.validator_value
+            wanted = ",".join(str(t) for t in types) if isinstance(types, list) else str(types)
+            message = f'Invalid value: "{actual}": {path} in body must be of type {wanted}: "{actual}"'
+        causes.append({"reason": "FieldValueInvalid", "message": message, "field": path})
     return causes
 
 

@@ -29,7 +29,6 @@ from migrator.sim.builder import ClusterShape, build_cluster
 from migrator.sim.config import SimConfig
 from migrator.sim.controllers import Controllers, install_controllers
 from migrator.sim.controllers.matching import node_is_ready, pod_is_ready
-from migrator.sim.errors import NotFound
 from migrator.sim.scenarios import Scenario, get_scenario
 from migrator.sim.store import Store
 from migrator.sim.world import World
@@ -37,8 +36,6 @@ from migrator.sim.world import World
 Obj = dict[str, Any]
 log = structlog.get_logger("migrator.sim.cluster")
 
-CNC_CRD = "ciliumnodeconfigs.cilium.io"
-CRD_RESOURCE = "apiextensions.k8s.io/customresourcedefinitions"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
@@ -74,12 +71,11 @@ class SimCluster:
         from migrator.sim.apiserver import ApiServer
         from migrator.sim.faults import ApiFaults
         from migrator.sim.fleet import NodeFleet
-        from migrator.sim.registry import install_api
+        from migrator.sim.registry import install_api, load_crds, serve_versions
 
         began = time.monotonic()
-        install_api(self.store, service_cidr=self.config.service_cidr)
-        if self.scenario.served_cnc_versions is not None:
-            self._serve_cnc_versions(self.scenario.served_cnc_versions)
+        install_api(self.store, service_cidr=self.config.service_cidr,
+                    crds=serve_versions(load_crds(), self.scenario.served_versions))
         self.controllers = install_controllers(self.world, self.config)
         self.fleet = NodeFleet(self.world, self.config)
         self.world.start()
@@ -252,26 +248,6 @@ class SimCluster:
         broken = [r for r in rows if not r.get("ok")]
         return {"pairs": len(rows), "reachable": len(rows) - len(broken), "unreachable": len(broken),
                 "failures": [{k: r.get(k) for k in ("src", "dst", "reason")} for r in broken[:5]]}
-
-    # ------------------------------------------------------------------ scenario plumbing
-    def _serve_cnc_versions(self, versions: tuple[str, ...]) -> None:
-        """Serve only ``versions`` of CiliumNodeConfig (an older Cilium's CRD)."""
-        try:
-            crd = self.store.try_get(CRD_RESOURCE, None, CNC_CRD)
-        except NotFound:
-            crd = None
-        if crd is None:
-            log.warning("sim.cluster.cnc_crd_missing", versions=list(versions))
-            return
-
-        def restrict(draft: Obj) -> None:
-            kept = [v for v in draft["spec"]["versions"] if v["name"] in versions]
-            for v in kept:
-                v["served"] = True
-                v["storage"] = v["name"] == versions[0]
-            draft["spec"]["versions"] = kept
-
-        self.store.mutate(CRD_RESOURCE, None, CNC_CRD, restrict)
 
 
 def _stuck(pod: Obj) -> bool:

@@ -131,7 +131,8 @@ class Invalid(ApiError):
         text = "; ".join(f"{c.get('field', '')}: {c.get('message', '')}" for c in causes[:5])
         details = _details(kind, name, group)
         details["causes"] = causes
-        return cls(f'{kind} "{name}" is invalid: {text}', details=details)
+        qualified = f"{kind}.{group}" if group else kind   # schema.GroupKind.String(), as errors.NewInvalid
+        return cls(f'{qualified} "{name}" is invalid: {text}', details=details)
 
 
 class TooManyRequests(ApiError):

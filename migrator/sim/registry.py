@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,27 @@ def load_crds(directory: Path = CRD_DIR) -> list[dict[str, Any]]:
         _PARSED[directory] = pickle.dumps(crds)
     crds_copy: list[dict[str, Any]] = pickle.loads(_PARSED[directory])
     return crds_copy
+
+
+def serve_versions(crds: list[dict[str, Any]], served: Mapping[str, tuple[str, ...]]) -> list[dict[str, Any]]:
+    """The CRDs as an older release ships them: ``served`` maps a CRD's name to the versions it
+    serves, the first one its storage version; no versions leaves the CRD out (not installed).
+    Applied before the API is installed, so discovery, the writable versions and the
+    CustomResourceDefinition objects clients read all agree."""
+    out = []
+    for crd in crds:
+        versions = served.get(crd["metadata"]["name"])
+        if versions is None:
+            out.append(crd)
+            continue
+        kept = [dict(v, served=True, storage=v["name"] == versions[0])
+                for v in crd["spec"]["versions"] if v["name"] in versions]
+        missing = set(versions) - {v["name"] for v in kept}
+        if missing:
+            raise ValueError(f"{crd['metadata']['name']} has no version {sorted(missing)} to serve")
+        if kept:
+            out.append(dict(crd, spec=dict(crd["spec"], versions=kept)))
+    return out
 
 
 def crd_resources(crd: dict[str, Any]) -> list[ApiResource]:

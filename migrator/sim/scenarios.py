@@ -4,7 +4,8 @@ A scenario is the default cluster with one thing changed, at one of three moment
 
 * ``configure`` edits the ``SimConfig`` before anything is built (ports, pools);
 * ``shape`` changes what the builder installs (Calico autodetection, cilium-config keys,
-  a PDB that allows no disruption), and ``served_cnc_versions`` what the API serves;
+  a PDB that allows no disruption), and ``served_versions`` which versions of a CRD the API
+  serves (an older Cilium's: ``registry.serve_versions``);
 * ``inject`` breaks something once the healthy cluster has converged (an agent crash
   loop, a NotReady node), choosing its victim with the seeded generator, and returns the
   details (``{"node": "node-3"}``) so tests and demos know where to look.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,8 @@ class Scenario:
     description: str
     shape: ClusterShape = field(default_factory=ClusterShape)
     configure: Callable[[SimConfig], SimConfig] | None = None
-    served_cnc_versions: tuple[str, ...] | None = None
+    #: CRD name -> the versions it serves, storage first (CRDs not named: as ``crds/`` declares)
+    served_versions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     inject: Inject | None = None
 
     def apply_config(self, config: SimConfig) -> SimConfig:
@@ -84,7 +86,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("calico-policies-untranslatable", "calico-policies plus a doNotTrack GlobalNetworkPolicy",
              shape=ClusterShape(tenants=True, do_not_track=True)),
     Scenario("cnc-v2alpha1-only", "pitfall 7: only cilium.io/v2alpha1 CiliumNodeConfig is served (older Cilium)",
-             served_cnc_versions=("v2alpha1",)),
+             served_versions={"ciliumnodeconfigs.cilium.io": ("v2alpha1",)}),
 )}
 
 
@@ -99,6 +101,17 @@ ROUTED_SCENARIOS: tuple[Scenario, ...] = (
              shape=ClusterShape(routed=RoutedShape(backend="none", node_init=True, pinned_lb_ip=True)),
              configure=_replace(calico_pool="10.240.0.0/13", cilium_pool="10.250.0.0/16",
                                 fabric_announceable=("10.240.0.0/12", "203.0.113.0/28"))),
+)
+#: Cilium 1.16 and 1.17 serve the BGPv2 kinds and CiliumLoadBalancerIPPool at cilium.io/v2alpha1 only:
+#: their CRDs sat in crds/v2alpha1/ until 1.18 moved them to crds/v2/ (v2 stored, v2alpha1 still served).
+#: The v2alpha1 schemas served are those of the 1.18+ files in crds/ (SOURCES.md).
+CILIUM_1_17_BGP: dict[str, tuple[str, ...]] = {f"{plural}.cilium.io": ("v2alpha1",) for plural in (
+    "ciliumbgpclusterconfigs", "ciliumbgppeerconfigs", "ciliumbgpadvertisements", "ciliumbgpnodeconfigs",
+    "ciliumbgpnodeconfigoverrides", "ciliumloadbalancerippools")}
+ROUTED_SCENARIOS += (
+    Scenario("calico-bgp-cilium-1.17", "calico-bgp with Cilium 1.17's API: the BGPv2 kinds and "
+                                       "CiliumLoadBalancerIPPool served at cilium.io/v2alpha1 only",
+             shape=ClusterShape(routed=RoutedShape(backend="bird")), served_versions=CILIUM_1_17_BGP),
 )
 SCENARIOS.update({s.name: s for s in ROUTED_SCENARIOS})
 

@@ -167,5 +167,7 @@ def test_detection_of_the_scenarios(sim_factory, tmp_path, scenario, backend, mo
     else:
         assert [(a.ip, a.mode, a.pinned) for a in d.metallb.announcements] == [lb]
         assert d.metallb.per_node_peers is (scenario == "metal-stack")
-    # the simulated Cilium serves no BGP/LB IPAM CRD (see crds/SOURCES.md)
-    assert (d.cilium.bgp_v2, d.cilium.peering_policy, d.cilium.lb_ip_pool) == (None, None, None)
+    # the simulated Cilium serves the CRDs of sim/crds/ (SOURCES.md): BGPv2 and LB IPAM pools at v2
+    # and v2alpha1, the L2 announcement policy at v2alpha1 only, no BGPv1 CiliumBGPPeeringPolicy
+    assert (d.cilium.bgp_v2, d.cilium.peering_policy, d.cilium.lb_ip_pool, d.cilium.l2_policy,
+            d.cilium.incomplete) == ("cilium.io/v2", None, "cilium.io/v2", "cilium.io/v2alpha1", ())

@@ -1,8 +1,10 @@
 """The hand-over's translation (``engine/handover_translate.py``) and its order of writes, applied to
 the simulated `calico-bgp` and `metal-stack` clusters after every node is on Cilium.
 
-The writes go straight to the simulator's store (the simulated API server serves no Cilium BGP or
-LB IPAM CRD: ``crds/SOURCES.md``), one at a time, and after each write the test samples the
+The Cilium objects the hand-over renders are created through the simulated API server, which
+validates them against Cilium's own CRD schemas (``sim/crds/``) with ``fieldValidation=Strict`` (an
+unknown field is refused rather than pruned); the other writes go to its store. One write at a
+time, and after each write the test samples the
 routing ledger (no prefix announced twice on a node, none needed and announced by nobody), every
 Cilium pod pair, and the LoadBalancer IPs. Then the hand-over is undone in reverse order and
 MetalLB's announcements come back exactly as they were.
@@ -22,13 +24,27 @@ from migrator.engine.handover_translate import translate
 from migrator.engine.routing import detect
 from migrator.model.handover import HANDED, LBIPAM_IPS, NODE_LABEL, SERVICE_LABEL
 from migrator.model.routing import CiliumBgpApi
-from migrator.sim.store import ResourceType
 from tests.conftest import fast_config
 from tests.routing.test_sim_cilium_bgp import restart_agent
 from tests.sim.test_guide_steps import migrate_node, netexec_pod
 
-KINDS = (("ciliumbgpclusterconfigs", "CiliumBGPClusterConfig"), ("ciliumbgppeerconfigs", "CiliumBGPPeerConfig"),
-         ("ciliumbgpadvertisements", "CiliumBGPAdvertisement"), ("ciliumloadbalancerippools", "CiliumLoadBalancerIPPool"))
+
+def create_through_api(kubeconfig, plural: str, obj: dict) -> None:
+    """POST a cluster-scoped Cilium object as a client would, unknown fields refused (kubectl's
+    ``--validate=strict``); an object already there is left as it is (the write is idempotent)."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    group, version = obj["apiVersion"].split("/")
+    try:
+        client.CustomObjectsApi(api).create_cluster_custom_object(group, version, plural, obj,
+                                                                  field_validation="Strict")
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    finally:
+        api.close()
 
 
 def merge(target: dict, patch: dict) -> None:
@@ -75,8 +91,6 @@ class Recorder:
 
 def cilium_cluster(sim_factory, tmp_path, scenario):
     sim = sim_factory(scenario=scenario, config=fast_config(3))
-    for plural, kind in KINDS:
-        sim.store.register(ResourceType("cilium.io", plural, kind, False, True, custom=True))
     port = KubeCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kc")))
     try:
         inventory = port.read_routing_inventory()
@@ -87,10 +101,6 @@ def cilium_cluster(sim_factory, tmp_path, scenario):
         migrate_node(sim, node)
     ips = [netexec_pod(sim, f"probe-{n}", n)["status"]["podIP"] for n in nodes]
     return sim, inventory, nodes, ips
-
-
-def with_served_api(det):
-    return dataclasses.replace(det, cilium=CiliumBgpApi(bgp_v2="cilium.io/v2", lb_ip_pool="cilium.io/v2"))
 
 
 def bgp_on(sim, node: str) -> None:
@@ -112,8 +122,8 @@ def bgp_config(sim) -> None:
 class Applier:
     """Each hand-over step's write and its undo, as the cluster port would send them (idempotent)."""
 
-    def __init__(self, sim, res) -> None:
-        self.sim, self.res = sim, res
+    def __init__(self, sim, res, kubeconfig) -> None:
+        self.sim, self.res, self.kubeconfig = sim, res, kubeconfig
         self.objects = {(plural, o["metadata"]["name"]): o
                         for plural, o in objs.bgp_objects(res) + objs.lb_pool_objects(res)}
 
@@ -127,8 +137,7 @@ class Applier:
         elif step.kind == "yield-peer":
             store.mutate("metallb.io/bgppeers", ns, name, lambda o: merge(o, objs.metallb_peer_patch(())))
         elif step.kind == "create":
-            if store.try_get(f"cilium.io/{ns}", None, name) is None:
-                store.create(f"cilium.io/{ns}", copy.deepcopy(self.objects[(ns, name)]))
+            create_through_api(self.kubeconfig, ns, copy.deepcopy(self.objects[(ns, name)]))
         elif step.kind == "hand-node":
             bgp_on(self.sim, name)
         else:
@@ -177,9 +186,9 @@ def check_handed(sim, rec, res, nodes, scenario) -> None:
 @pytest.mark.parametrize("scenario", ["calico-bgp", "metal-stack"])
 def test_handover_moves_announcements_without_a_gap_or_a_double_and_back(sim_factory, tmp_path, scenario) -> None:
     sim, inventory, nodes, ips = cilium_cluster(sim_factory, tmp_path, scenario)
-    res = translate(inventory, with_served_api(detect(inventory)))
+    res = translate(inventory, detect(inventory))
     assert res.blockers == ()
-    rec, apply = Recorder(sim, ips), Applier(sim, res)
+    rec, apply = Recorder(sim, ips), Applier(sim, res, tmp_path / "kc")
     with sim.store.lock:
         before = sim.fleet.network.routing.lb_announcements()
     rec.sample("migrated, before the hand-over")
@@ -210,8 +219,8 @@ def test_a_step_written_again_after_a_crash_converges_and_a_rollback_from_there_
     """The in-flight step's write landed, the checkpoint still names it: resuming writes it again;
     rolling back from that point undoes it too (every write and undo is idempotent)."""
     sim, inventory, nodes, ips = cilium_cluster(sim_factory, tmp_path, "calico-bgp")
-    res = translate(inventory, with_served_api(detect(inventory)))
-    rec, apply = Recorder(sim, ips), Applier(sim, res)
+    res = translate(inventory, detect(inventory))
+    rec, apply = Recorder(sim, ips), Applier(sim, res, tmp_path / "kc")
     with sim.store.lock:
         before = sim.fleet.network.routing.lb_announcements()
     steps = handover_steps(res, nodes, apply.creates())
@@ -226,7 +235,7 @@ def test_a_step_written_again_after_a_crash_converges_and_a_rollback_from_there_
 
     (tmp_path / "second").mkdir()
     sim2, _inventory2, _nodes2, ips2 = cilium_cluster(sim_factory, tmp_path / "second", "calico-bgp")
-    rec2, apply2 = Recorder(sim2, ips2), Applier(sim2, res)
+    rec2, apply2 = Recorder(sim2, ips2), Applier(sim2, res, tmp_path / "second" / "kc")
     with sim2.store.lock:
         before = sim2.fleet.network.routing.lb_announcements()
     for step in steps[:at + 1]:
@@ -242,9 +251,9 @@ def test_a_wrong_order_is_seen(sim_factory, tmp_path) -> None:
     """Cilium peering the ToR on a node before MetalLB yields it collides (the LoadBalancer IP loses
     that node's route); a Service moved before any node runs Cilium's BGP is announced by nobody."""
     sim, inventory, nodes, _ips = cilium_cluster(sim_factory, tmp_path, "calico-bgp")
-    res = translate(inventory, with_served_api(detect(inventory)))
+    res = translate(inventory, detect(inventory))
     for plural, obj in objs.bgp_objects(res) + objs.lb_pool_objects(res):
-        sim.store.create(f"cilium.io/{plural}", obj)
+        create_through_api(tmp_path / "kc", plural, obj)
     bgp_on(sim, nodes[0])                      # MetalLB's ToR peer was not told to yield
     with sim.store.lock:
         sessions = {(s.node, s.speaker): s for s in sim.fleet.network.routing.bgp.sessions()}
@@ -270,10 +279,11 @@ def test_translation_per_cluster_shape(sim_factory, tmp_path) -> None:
     finally:
         port.close()
     det = detect(inventory)
-    blocked = translate(inventory, det)          # the simulated cluster serves no BGPv2 / LB IPAM
+    assert (det.cilium.bgp_v2, det.cilium.lb_ip_pool) == ("cilium.io/v2", "cilium.io/v2")
+    blocked = translate(inventory, dataclasses.replace(det, cilium=CiliumBgpApi()))   # a Cilium serving neither
     assert any("no Cilium BGPv2 API" in b for b in blocked.blockers)
     assert any("CiliumLoadBalancerIPPool" in b for b in blocked.blockers)
-    res = translate(inventory, with_served_api(det))
+    res = translate(inventory, det)
     # metal-stack: one config per node, iBGP with the node's ASN to its own FRR, as metal-ccm's Cilium path
     asns = {n.name: int(n.labels["machine.metal-stack.io/network.primary.asn"]) for n in inventory.nodes}
     assert {(c.name, c.local_asn, c.peers[0].address, c.peers[0].asn) for c in res.cluster_configs} == {
@@ -300,7 +310,6 @@ def test_step_order_and_undo_order_are_pure() -> None:
 
 
 def test_preflight_names_what_the_handover_would_write_when_cilium_serves_the_api(sim_factory, tmp_path) -> None:
-    from migrator.model.routing import CILIUM_BGP_CRDS
     from migrator.preflight_checks.facts import PreflightFacts, PreflightInputs, Severity
     from migrator.preflight_checks.routing import check_handover
 
@@ -310,8 +319,7 @@ def test_preflight_names_what_the_handover_would_write_when_cilium_serves_the_ap
         inventory = port.read_routing_inventory()
     finally:
         port.close()
-    served = dataclasses.replace(inventory, cilium_served={crd: ("v2",) for crd in CILIUM_BGP_CRDS.values()})
-    [f] = check_handover(PreflightInputs(), PreflightFacts(routing=served))
+    [f] = check_handover(PreflightInputs(), PreflightFacts(routing=inventory))
     assert f.severity is Severity.INFO
     assert "1 CiliumBGPClusterConfig(s) at cilium.io/v2 peering 172.18.255.1 (AS 65000)" in f.message
     assert "1 CiliumLoadBalancerIPPool(s) and move 1 LoadBalancer Service(s)" in f.message
@@ -322,8 +330,6 @@ def test_a_service_keeps_its_ip_only_when_it_asks_lb_ipam_for_it(sim_factory, tm
     """MetalLB gives the address asked for; once the Service's label takes it out of MetalLB's pool,
     Cilium's LB IPAM gives the address asked for in lbipam.cilium.io/ips, or the first free one."""
     sim = sim_factory(scenario="calico-bgp", config=fast_config(3))
-    sim.store.register(ResourceType("cilium.io", "ciliumloadbalancerippools", "CiliumLoadBalancerIPPool",
-                                    False, True, custom=True))
 
     def ingress() -> list[str]:
         sim.settle(timeout=10)
@@ -337,11 +343,11 @@ def test_a_service_keeps_its_ip_only_when_it_asks_lb_ipam_for_it(sim_factory, tm
         inventory = port.read_routing_inventory()
     finally:
         port.close()
-    res = translate(inventory, with_served_api(detect(inventory)))
+    res = translate(inventory, detect(inventory))
     for ns, name in res.metallb_pools:
         sim.store.mutate("metallb.io/ipaddresspools", ns, name, lambda o: merge(o, objs.metallb_pool_patch()))
     for plural, obj in objs.lb_pool_objects(res):
-        sim.store.create(f"cilium.io/{plural}", obj)
+        create_through_api(tmp_path / "kc", plural, obj)
     assert ingress() == ["203.0.113.5"]           # nothing moved yet
     [switch] = res.services
     patch = objs.service_patch(switch) if rewrite else {"metadata": {"labels": {SERVICE_LABEL: HANDED}}}

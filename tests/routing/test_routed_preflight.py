@@ -72,10 +72,11 @@ def test_preflight_passes_on_the_routed_scenarios(sim_factory, connect, scenario
     reach = [f for f in findings if f.check == "routing.reachability"]
     assert len(reach) == 1 and expect in reach[0].message and f"port {sim.config.cilium_tunnel_port}" in reach[0].message
     assert not [f for f in findings if f.check == "calico.mode" and f.severity is not Severity.INFO]
-    # the simulated Cilium serves no BGPv2 / LB IPAM CRD: the hand-over is flagged, the migration is not blocked
+    # the simulated Cilium serves the BGPv2 and LB IPAM CRDs at cilium.io/v2: the hand-over is described
     handover = [f for f in findings if f.check == "routing.handover"]
-    assert [f.severity for f in handover] == [Severity.WARNING]
-    assert "no Cilium BGPv2 API" in handover[0].message and "CiliumLoadBalancerIPPool" in handover[0].message
+    assert [f.severity for f in handover] == [Severity.INFO]
+    assert "CiliumBGPClusterConfig(s) at cilium.io/v2" in handover[0].message
+    assert "1 CiliumLoadBalancerIPPool(s)" in handover[0].message
     wrong = run_preflight(plan(sim, expect="overlay"), connect(sim))
     assert [f.check for f in blocking(wrong)] == ["routing.detected"]
 

@@ -10,19 +10,11 @@ of speaker announce at once, or one someone needs that nobody announces.
 
 from __future__ import annotations
 
-from migrator.sim.store import ResourceType
 from tests.conftest import fast_config
 from tests.sim.test_guide_steps import _agent, _ready, _wait, migrate_node, netexec_pod
 
 ROUTING_LABEL = "example.com/routing"
-BGP_KINDS = (("ciliumbgpclusterconfigs", "CiliumBGPClusterConfig"), ("ciliumbgppeerconfigs", "CiliumBGPPeerConfig"),
-             ("ciliumbgpadvertisements", "CiliumBGPAdvertisement"))
 ASN_LABEL = "machine.metal-stack.io/network.primary.asn"
-
-
-def serve_bgp_kinds(sim) -> None:
-    for plural, kind in BGP_KINDS:
-        sim.store.register(ResourceType("cilium.io", plural, kind, False, True, custom=True))
 
 
 def cilium_obj(kind: str, name: str, spec: dict, labels: dict | None = None) -> dict:
@@ -89,7 +81,6 @@ def node_peering(sim, node: str, pod_cidr: bool, lb: bool) -> None:
 
 def test_native_routing_needs_the_pod_cidr_announced_and_a_mixed_pair_breaks(sim_factory) -> None:
     sim = sim_factory(scenario="metal-stack", config=fast_config(3))
-    serve_bgp_kinds(sim)
     ips = migrated(sim, ("node-1", "node-2"))
     assert reach(sim, ips["node-1"], ips["node-2"]) == (True, "ok")
     assert violations(sim) == []
@@ -121,7 +112,6 @@ def test_fabric_filter_drops_a_cilium_pod_cidr_outside_the_announceable_cidrs(si
     sim = sim_factory(scenario="metal-stack", config=fast_config(3))
     # the leaf accepts the Calico pods' range and the LoadBalancer IPs, not Cilium's pool
     sim.fleet.config = replace(sim.fleet.config, fabric_announceable=("10.240.0.0/13", "203.0.113.0/28"))
-    serve_bgp_kinds(sim)
     ips = migrated(sim, ("node-1", "node-2"))
     for node in ("node-1", "node-2"):
         node_peering(sim, node, pod_cidr=True, lb=False)
@@ -132,7 +122,6 @@ def test_fabric_filter_drops_a_cilium_pod_cidr_outside_the_announceable_cidrs(si
 
 def test_two_speakers_announcing_one_lb_ip_and_a_session_collision_are_recorded(sim_factory) -> None:
     sim = sim_factory(scenario="metal-stack", config=fast_config(3))
-    serve_bgp_kinds(sim)
     migrated(sim, ("node-1",))
     go_native(sim, "node-1")
     node_peering(sim, "node-1", pod_cidr=True, lb=True)   # Cilium from 127.0.0.1, MetalLB from the node IP
@@ -140,7 +129,6 @@ def test_two_speakers_announcing_one_lb_ip_and_a_session_collision_are_recorded(
     assert f"{lb}/32 announced by cilium and metallb at once on node-1" in violations(sim)
 
     sim2 = sim_factory(scenario="calico-bgp", config=fast_config(3))   # MetalLB peers the ToR from each node
-    serve_bgp_kinds(sim2)
     migrated(sim2, ("node-1",))
     go_native(sim2, "node-1")
     sim2.store.create("cilium.io/ciliumbgpclusterconfigs", cilium_obj("CiliumBGPClusterConfig", "tor", {
