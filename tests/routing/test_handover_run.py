@@ -63,7 +63,7 @@ def routed_plan(sim, tmp_path, scenario: str):
     return fast_plan(tmp_path, {
         "cilium.pod_cidr": sim.config.cilium_pool, "order.canaries": ["node-1"],
         "routing.announceable_cidrs": [c for c in sim.config.fabric_announceable if c.startswith("10.")],
-        "routing.expect": "bgp" if scenario == "calico-bgp" else "node-routed",
+        "routing.expect": "node-routed" if scenario == "metal-stack" else "bgp",
         "routing.handover": True, "routing.handover_timeout": "60s"})
 
 
@@ -89,7 +89,7 @@ def assert_handed(sim) -> None:
     assert metallb == []
 
 
-@pytest.mark.parametrize("scenario", ["calico-bgp", "metal-stack"])
+@pytest.mark.parametrize("scenario", ["calico-bgp", "metal-stack", "calico-bgp-cilium-1.17"])
 def test_run_handover_and_finalize_keep_every_prefix_announced_once(sim_factory, tmp_path, scenario) -> None:
     sim = sim_factory(scenario=scenario, config=fast_config(3))
     kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
@@ -108,6 +108,9 @@ def test_run_handover_and_finalize_keep_every_prefix_announced_once(sim_factory,
     config = sim.store.get("configmaps", "kube-system", "cilium-config")["data"]
     assert config["enable-bgp-control-plane"] == "true"
     assert "bgpControlPlane:\n  enabled: true" in (tmp_path / "values-final.yaml").read_text()
+    versions = {o["apiVersion"] for k in ("ciliumbgpclusterconfigs", "ciliumloadbalancerippools")
+                for o in sim.store.list(f"cilium.io/{k}")}
+    assert versions == {"cilium.io/v2alpha1" if scenario.endswith("1.17") else "cilium.io/v2"}
 
 
 def test_handover_rollback_restores_metallb_announcements(sim_factory, tmp_path) -> None:

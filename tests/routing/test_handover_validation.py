@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from migrator.cluster import handover_objects as objs
+from migrator.engine import handover_objects as objs
 from migrator.cluster.kube import KubeCluster
 from migrator.engine.handover_translate import translate
 from migrator.engine.routing import detect
