@@ -60,8 +60,9 @@ RULES: tuple[Rule, ...] = (
     *(Rule("metallb.io", plural, ("get", "list", "patch"), "routing inventory; the hand-over narrows MetalLB's "
                                                             "pools and peers (and restores them on rollback)")
       for plural in ("ipaddresspools", "bgppeers")),
-    *(Rule("cilium.io", plural, ("get", "list", "create", "patch", "delete"),
-           "the hand-over's Cilium BGP and LB IPAM objects")
+    *(Rule("cilium.io", plural, ("get", "list", "create", "delete"),
+           "the hand-over's Cilium BGP and LB IPAM objects (an object changed by hand since is refused "
+           "a patch: delete it and run the hand-over again)")
       for plural in ("ciliumbgpclusterconfigs", "ciliumbgppeerconfigs", "ciliumbgpadvertisements",
                      "ciliumloadbalancerippools")),
     Rule("cilium.io", "ciliumbgpnodeconfigs", ("list",), "the hand-over: each node's BGP sessions as Cilium "

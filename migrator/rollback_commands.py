@@ -122,6 +122,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         if cp.run_phase in (RunPhase.FINALIZING, RunPhase.FINALIZED):
             print(f"error: rollback refused: {NOT_AFTER_FINALIZE}", file=sys.stderr)
             return Exit.HALTED
+        if cp.handover is not None and cp.handover.state != "undone":
+            print("error: rollback refused: the routing hand-over has begun, so Cilium announces the nodes' routes; "
+                  "undo it first with `migrator handover --rollback --plan PLAN --yes` (runbooks/handover.md)",
+                  file=sys.stderr)
+            return Exit.HALTED
         unknown = [n for n in args.node if cp.node(n) is None]
         if unknown:
             print(f"error: {', '.join(unknown)} not part of run {cp.run_id} (its nodes: "

@@ -87,7 +87,7 @@ NOT_SENT: dict[tuple[str, str], str] = {
        for cls in ACTIONS},
     **{(name, "node"): _GROUPING
        for name in ("EnsureNodeConfig", "DeleteNodeConfig", "EvictPod", "DeletePod", "PatchConfigMap",
-                    "RestartDaemonSet", "DeleteObject", "ApplyObject", "WriteFile", "RunProbes")},
+                    "RestartDaemonSet", "DeleteObject", "ApplyObject", "PatchObject", "WriteFile", "RunProbes")},
     ("DeletePod", "reason"): "audit and metrics only",
     ("CreatePod", "purpose"): "what the engine does with the pod; the port only creates it",
     ("RunProbes", "purpose"): "labels the probe metric",

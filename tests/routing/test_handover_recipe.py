@@ -17,8 +17,8 @@ import dataclasses
 
 import pytest
 
-from migrator.engine import handover_objects as objs
 from migrator.cluster.kube import KubeCluster
+from migrator.engine import handover_objects as objs
 from migrator.engine.handover_steps import Step, handover_steps, rollback_steps
 from migrator.engine.handover_translate import translate
 from migrator.engine.routing import detect

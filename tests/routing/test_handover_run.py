@@ -27,7 +27,9 @@ def lb_ips(sim) -> list[str]:
 
 
 class Sampler(threading.Thread):
-    """Samples the simulated routing every few milliseconds until stopped."""
+    """Samples the simulated routing every few milliseconds until stopped: every prefix announced
+    by one kind of speaker per node and needed ones by someone (each LoadBalancer IP included),
+    every LoadBalancer port with a ready backend, every LoadBalancer IP as it was."""
 
     def __init__(self, sim) -> None:
         super().__init__(daemon=True)
@@ -38,7 +40,7 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self._done.is_set():
             with self.sim.store.lock:
-                found = self.sim.fleet.network.routing.violations()
+                found = self.sim.fleet.network.routing.violations() + self.unserved()
                 ips = lb_ips(self.sim)
             if found:
                 cp = checkpoint(self.sim)
@@ -47,6 +49,14 @@ class Sampler(threading.Thread):
                 self.problems.append(f"LoadBalancer IPs {ips}, before {self.lb}")
             self.samples += 1
             time.sleep(0.01)
+
+    def unserved(self) -> list[str]:
+        """LoadBalancer ports a client outside reaching an announcing node could not be served on
+        (no ready backend; the announcement itself is checked by ``violations``)."""
+        network = self.sim.fleet.network
+        return [f"{s['metadata']['name']}:{p['port']} has no ready backend"
+                for s in self.sim.store.list("services") if s["spec"].get("type") == "LoadBalancer"
+                for p in s["spec"].get("ports") or [] if not network.backends(s, p["port"])]
 
     def __enter__(self) -> Sampler:
         self.start()
@@ -124,6 +134,8 @@ def test_handover_rollback_restores_metallb_announcements(sim_factory, tmp_path)
             before = sim.fleet.network.routing.lb_announcements()
         assert cli("handover", plan, kubeconfig, tmp_path, "--rollback") == 0    # nothing to undo yet
         assert cli("handover", plan, kubeconfig, tmp_path) == 0
+        assert main(["rollback", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes", "--all",
+                     "--reason", "test"]) == 1               # refused: the hand-over comes back first
         assert cli("handover", plan, kubeconfig, tmp_path, "--rollback") == 0
         sim.settle(timeout=20)
         with sim.store.lock:

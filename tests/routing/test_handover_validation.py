@@ -22,8 +22,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from migrator.engine import handover_objects as objs
 from migrator.cluster.kube import KubeCluster
+from migrator.engine import handover_objects as objs
 from migrator.engine.handover_translate import translate
 from migrator.engine.routing import detect
 from migrator.model.handover import Advertisement, BgpPeer, ClusterConfig, HandoverResources, LBPool

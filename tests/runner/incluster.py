@@ -126,7 +126,12 @@ STEPS = (
     Step(0, "plan", ("status",)), Step(0, "plan", ("pause",)), Step(0, "plan", ("rollback", "--node", "node-2", "--yes")),
     Step(0, "plan", ("rollback", "--all", "--yes")), Step(0, "canary", ("canary", "--yes")),
     Step(1, "plain", ("run", "--yes")), Step(1, "plain", ("finalize", "--yes")),
+    # a routed cluster (Calico BGP, MetalLB): the routing hand-over and its rollback
+    Step(2, "routed", ("run", "--yes")), Step(2, "routed", ("handover", "--yes")),
+    Step(2, "routed", ("handover", "--rollback", "--yes")),
 )
+#: The scenario of each cluster the steps use (default: the plain simulated cluster).
+SCENARIOS = {2: "calico-bgp"}
 
 
 @dataclass
@@ -160,9 +165,11 @@ def _stale_fleet(sim) -> None:
 
 
 def every_flow(tmp_path: Path, *, drop: int | None = None, until: int | None = None,
-               timeout: float = 180) -> list[Outcome]:
+               timeout: float = 180) -> list[Outcome | None]:
     """Run ``STEPS`` (through index ``until``) in-cluster, the ClusterRole less rule ``drop``; a
-    command still running after ``timeout`` seconds is killed and recorded as ``STALLED``."""
+    command still running after ``timeout`` seconds is killed and recorded as ``STALLED``. With
+    ``until``, only the steps on that step's cluster run (each cluster is its own simulated
+    cluster: the others' steps cannot change what it needs); the others are None."""
     from migrator.sim.cluster import SimCluster
 
     plans = {"plan": fast_plan(tmp_path, {"rollback.halt_after": None, "probes.checks.deadline": "8s"}),
@@ -170,16 +177,34 @@ def every_flow(tmp_path: Path, *, drop: int | None = None, until: int | None = N
                                             "state.configmap_name": "canary", "state.lease_name": "canary",
                                             "canary": {"soak": "3s", "on_success": "rollback"}}, name="canary.yaml"),
              "plain": fast_plan(tmp_path, name="plain.yaml")}
-    sims = [SimCluster(config=fast_config(6), seed=7).start()]
-    outcomes: list[Outcome] = []
+    sims: dict[int, SimCluster] = {}
+
+    def cluster(index: int) -> SimCluster:
+        """Cluster ``index``, started at its first step: 0 with a stale probe fleet and node-1's
+        overlay broken (gates fail there), a routed one with the plan for its hand-over."""
+        if index not in sims:
+            scenario = SCENARIOS.get(index, "default")
+            sim = sims[index] = SimCluster(config=fast_config(6 if scenario == "default" else 3), seed=7,
+                                           scenario=scenario).start()
+            if index == 0:
+                _stale_fleet(sim)
+                break_cross_overlay(sim, "node-1")
+            if scenario != "default":
+                plans["routed"] = fast_plan(tmp_path, {
+                    "name": "routed", "cilium.pod_cidr": sim.config.cilium_pool, "routing.handover": True,
+                    "routing.announceable_cidrs": [c for c in sim.config.fabric_announceable if c.startswith("10.")],
+                    "routing.handover_timeout": "60s"}, name="routed.yaml")
+        return sims[index]
+
+    outcomes: list[Outcome | None] = []
+    only = STEPS[until].cluster if until is not None else None
     try:
-        _stale_fleet(sims[0])
-        break_cross_overlay(sims[0], "node-1")
         pods: dict[tuple[int, str], Pod] = {}
         for i, step in enumerate(STEPS[: None if until is None else until + 1]):
-            if step.cluster == len(sims):
-                sims.append(SimCluster(config=fast_config(6), seed=7).start())
-            sim = sims[step.cluster]
+            if only is not None and step.cluster != only:
+                outcomes.append(None)
+                continue
+            sim = cluster(step.cluster)
             key = (step.cluster, step.plan)
             if key not in pods:
                 pods[key] = install(sim, plans[step.plan], tmp_path / f"pod-{i}", drop)
@@ -194,6 +219,6 @@ def every_flow(tmp_path: Path, *, drop: int | None = None, until: int | None = N
             outcomes.append(Outcome(step.name, code, stderr,
                                     _used(sim.requests.entries[before:], pods[key].user)))
     finally:
-        for sim in sims:
+        for sim in sims.values():
             sim.stop()
     return outcomes

@@ -43,7 +43,7 @@ def full_run(tmp_path_factory) -> list[Outcome]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not record.exists():
             outcomes = every_flow(tmp_path_factory.mktemp("full-run"))
-            record.write_text(json.dumps([dataclasses.asdict(o) for o in outcomes]))
+            record.write_text(json.dumps([dataclasses.asdict(o) for o in outcomes if o is not None]))
     return [Outcome(o["step"], o["code"], o["stderr"], [tuple(u) for u in o["used"]])
             for o in json.loads(record.read_text())]
 
@@ -86,8 +86,10 @@ def test_without_any_one_rule_a_command_fails_with_its_403(index, full_run, tmp_
     first = needs[0]
     outcomes = every_flow(tmp_path, drop=index, until=first, timeout=STALL_AFTER)
     for before, now in zip(full_run[:first], outcomes[:first], strict=True):
-        assert now.code == before.code, (now.step, now.stderr[-3000:])   # they never needed the rule
+        if now is not None:   # a step on another cluster is not run again
+            assert now.code == before.code, (now.step, now.stderr[-3000:])   # they never needed the rule
     failed = outcomes[first]
+    assert failed is not None
     refused = [u for u in failed.used if u[3] == 403]
     assert refused and all((g, r) == (rule.group, rule.resource) and v in rule.verbs for g, r, v, _ in refused), refused
     pattern = (r'User \\?"system:serviceaccount:[a-z0-9:-]+\\?" cannot (' + "|".join(rule.verbs) + r') resource \\?"'

@@ -189,3 +189,27 @@ def test_failing_probe(sim, kubeconfig, tmp_path):
     assert cp is not None and cp.run_phase.value == "NODES_DONE"
     assert cp.node("node-1").phase.value == "ROLLED_BACK"  # type: ignore[union-attr]
     assert all(r.phase.value == "DONE" for r in cp.nodes if r.name != "node-1")
+
+
+def test_handover_killed_then_resumed_and_rolled_back_with_the_runbook(sim_factory, tmp_path):
+    from tests.conftest import fast_config
+    from tests.routing.test_handover_run import routed_plan
+
+    sim = sim_factory(scenario="calico-bgp", config=fast_config(3))
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+    plan = routed_plan(sim, tmp_path, "calico-bgp")
+    assert migrator("run", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes").returncode == 0
+    with sim.store.lock:
+        before = sim.fleet.network.routing.lb_announcements()
+    proc = spawn("handover", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes")
+    kill_when(proc, sim, lambda cp: cp.handover is not None and (cp.handover.key or "").startswith("hand-service"))
+    outputs = run_runbook("handover.md", kubeconfig, plan)
+    assert "hand-over: handing over, step" in outputs[0] and "hand-service:shop/web-public" in outputs[0]
+    assert "peeringState: established" in outputs[0]
+    assert "hand-over done" in outputs[1]                 # resumed to the end
+    assert "hand-over rolled back" in outputs[2]          # then undone
+    assert "hand-over: rolled back" in outputs[3]
+    assert checkpoint(sim).handover.state == "undone"  # type: ignore[union-attr]
+    sim.settle(timeout=20)
+    with sim.store.lock:
+        assert sim.fleet.network.routing.lb_announcements() == before
