@@ -20,6 +20,9 @@ Sources for each rule:
   ``serviceAllocation.serviceSelectors`` that excludes Services labelled for Cilium, and a BGPPeer
   whose router Cilium also peers from the node's address (a ToR) gets ``nodeSelectors`` that
   exclude nodes labelled for Cilium, so that one label write moves a Service or a node's session.
+* MetalLB in L2 mode (an L2Advertisement covering a pool with a Service's IP) blocks the hand-over:
+  answering ARP for those IPs would need Cilium's L2 announcements (``CiliumL2AnnouncementPolicy``,
+  ``l2announcements.enabled``), which the hand-over does not write.
 * The served API: the BGPv2 kinds at ``cilium.io/v2`` (1.18+) or ``v2alpha1`` (1.16, 1.17), all
   four kinds at one version; BGPv1 (``CiliumBGPPeeringPolicy``) is not written: 1.19 removed it.
 """
@@ -88,6 +91,12 @@ def translate(inv: RoutingInventory, det: RoutingDetection) -> HandoverResources
     if det.metallb.announcements and api.lb_ip_pool is None:
         blockers.append("MetalLB announces LoadBalancer IPs but the cluster serves no CiliumLoadBalancerIPPool: "
                         "enable Cilium's LB IPAM before the hand-over")
+    l2 = sorted(a.service for a in det.metallb.announcements if "l2" in a.mode.split("+"))
+    if l2:
+        blockers.append(f"MetalLB announces {len(l2)} LoadBalancer IP(s) in L2 mode ({', '.join(l2[:3])}"
+                        f"{' …' if len(l2) > 3 else ''}): the hand-over moves BGP announcements only and writes no "
+                        "CiliumL2AnnouncementPolicy, so those IPs would go unanswered; keep MetalLB (routing.handover: "
+                        "false) or move them to BGP advertisement first")
     handed = ((NODE_LABEL, HANDED),)
     peer_config = "migrator-handover"
     configs: list[ClusterConfig] = []

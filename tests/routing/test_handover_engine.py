@@ -119,3 +119,29 @@ def test_preflight_blocks_a_plan_asking_for_a_handover_that_cannot_run(sim_facto
     assert f.severity is Severity.WARNING
     [f] = check_handover(PreflightInputs(handover=True), PreflightFacts(routing=inventory))
     assert f.severity is Severity.INFO
+
+
+def test_metallb_l2_mode_blocks_the_handover_naming_the_services() -> None:
+    from migrator.engine.handover_translate import translate
+    from migrator.engine.routing import detect
+    from migrator.model.routing import (
+        CILIUM_BGP_CRDS,
+        LoadBalancerService,
+        MetalLBAdvertisement,
+        MetalLBPeer,
+        MetalLBPool,
+        RoutingInventory,
+    )
+
+    def inventory(kind: str) -> RoutingInventory:
+        return RoutingInventory(
+            calico_backend="vxlan",
+            metallb_pools=(MetalLBPool("metallb-system", "p", ("198.51.100.0/28",)),),
+            metallb_peers=(MetalLBPeer("metallb-system", "tor", 64512, 65000, "172.18.255.1"),),
+            metallb_advertisements=(MetalLBAdvertisement(kind, "metallb-system", "a", pools=("p",)),),
+            lb_services=(LoadBalancerService("shop", "web", ("198.51.100.1",)),),
+            cilium_served={crd: ("v2",) for crd in CILIUM_BGP_CRDS.values()})
+    l2 = translate(inventory("L2Advertisement"), detect(inventory("L2Advertisement")))
+    assert [b for b in l2.blockers if "L2 mode (shop/web)" in b and "CiliumL2AnnouncementPolicy" in b]
+    bgp = translate(inventory("BGPAdvertisement"), detect(inventory("BGPAdvertisement")))
+    assert not [b for b in bgp.blockers if "L2" in b]
