@@ -9,6 +9,7 @@ code — 0 done, 1 halted or blocking findings, 2 invalid input, 3 locked by ano
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import os
 import socket
@@ -25,6 +26,7 @@ from migrator.cluster.kube import KubeCluster
 from migrator.cluster.store import CheckpointStore, Versions
 from migrator.engine.decide import pod_scope, request
 from migrator.engine.forecast import forecast
+from migrator.engine.handover import handover_forecast
 from migrator.engine.preflight_gate import blocking
 from migrator.engine.routing import detect as detect_routing
 from migrator.metrics import Metrics
@@ -291,12 +293,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if obs.policy is not None and not has_blocking([f for f in obs.findings or () if f.check.startswith("policy.")]):
             gaps = observer.policy_gaps(forecast(plan, obs).waves)
             obs = obs.model_copy(update={"policy": obs.policy.model_copy(update={"gaps": gaps})})
-        routing = detect_routing(port.read_routing_inventory())
+        inventory = port.read_routing_inventory()
+        routing = detect_routing(inventory)
     finally:
         port.close()
     findings = obs.findings or ()
     print(render_findings(findings, skips) + "\n")
     fc = forecast(plan, obs, routing)
+    if plan.routing.handover:
+        fc = dataclasses.replace(fc, handover=handover_forecast(inventory, routing, [n.name for n in fc.nodes]))
     print(fc.render())
     return Exit.HALTED if fc.blocked or blocking(findings, skips) else Exit.DONE
 

@@ -59,6 +59,7 @@ class Forecast:
     routing: RoutingDetection | None = None
     tunnel_port: int = 8473
     policy: tuple[str, ...] = ()
+    handover: tuple[str, ...] = ()
 
     @property
     def blocked(self) -> bool:
@@ -75,7 +76,10 @@ class Forecast:
             lines.append("routing: " + "; ".join(self.routing.lines()))
             if self.routing.routed:
                 lines.append(f"  Cilium runs its migration overlay on port {self.tunnel_port}; Calico keeps routing "
-                             "as detected until finalize removes it (no routing hand-over in this run)")
+                             "as detected until " + ("the hand-over (`migrator handover`, before finalize)"
+                                                     if self.handover else
+                                                     "finalize removes it (no routing hand-over in this run)"))
+        lines += self.handover
         for index, wave in enumerate(self.waves, start=1):
             lines.append(f"wave {index}: {', '.join(wave)}")
         for node in self.nodes:

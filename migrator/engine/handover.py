@@ -45,6 +45,7 @@ from migrator.model.handover import HANDED, NODE_LABEL, HandoverResources, Hando
 from migrator.model.merge_patch import holds, inverse
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
+from migrator.model.routing import RoutingDetection, RoutingInventory
 
 HALT = "halt"
 NEXT = "next"
@@ -66,6 +67,19 @@ class Plan:
     res: HandoverResources
     steps: tuple[Step, ...]
     manifests: Mapping[tuple[str, str], Raw]
+
+
+def handover_forecast(inventory: RoutingInventory, detection: RoutingDetection, nodes: Sequence[str]) -> tuple[str, ...]:
+    """What ``migrator plan`` says of the hand-over a plan with ``routing.handover`` asks for."""
+    res = translate(inventory, detection)
+    if res.blockers:
+        return ("hand-over: BLOCKED: " + "; ".join(res.blockers),)
+    manifests = objs.bgp_objects(res) + objs.lb_pool_objects(res)
+    steps = handover_steps(res, sorted(nodes), [(plural, str(o["metadata"]["name"])) for plural, o in manifests])
+    peers = sorted({f"{p.address} (AS {p.asn})" for c in res.cluster_configs for p in c.peers})
+    return (f"hand-over (after every node is DONE): {len(steps)} steps at {res.bgp_api}: Cilium peers "
+            f"{', '.join(peers[:3])}{' …' if len(peers) > 3 else ''} from {len(nodes)} node(s), {len(res.services)} "
+            f"LoadBalancer Service(s) move to {len(res.lb_pools)} CiliumLoadBalancerIPPool(s) keeping their IPs",)
 
 
 def derive(state: HandoverState, nodes: Sequence[str]) -> Plan:

@@ -173,3 +173,15 @@ def test_sigkill_during_the_handover_and_its_rollback_resumes_and_converges(sim_
         sim.settle(timeout=20)
         with sim.store.lock:
             assert sim.fleet.network.routing.lb_announcements() == before
+
+
+def test_plan_forecasts_the_handover(sim_factory, tmp_path, capsys) -> None:
+    sim = sim_factory(scenario="metal-stack", config=fast_config(3))
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+    plan = routed_plan(sim, tmp_path, "metal-stack")
+    assert main(["plan", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--log-level", "warning"]) == 0
+    out = capsys.readouterr().out
+    assert "Calico keeps routing as detected until the hand-over (`migrator handover`, before finalize)" in out
+    line = next(x for x in out.splitlines() if x.startswith("hand-over (after every node is DONE)"))
+    assert "127.0.0.1 (AS " in line and "1 LoadBalancer Service(s) move to 1 CiliumLoadBalancerIPPool(s)" in line
+    assert checkpoint(sim) is None                     # plan writes nothing
