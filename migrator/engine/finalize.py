@@ -55,7 +55,7 @@ from migrator.engine.node_config import BGP_KEY, ENFORCEMENT_KEY, node_config_ve
 from migrator.engine.pending import RESEND_AFTER, Pending
 from migrator.engine.pods import cleanup_pod_name
 from migrator.engine.probes import fleet_removal
-from migrator.engine.rows import Gathered, Row, advance, validate
+from migrator.engine.rows import ProgressCursor, Row, advance, validate
 from migrator.engine.table import check_run_move
 from migrator.model.checkpoint import Checkpoint, FinalizeProgress, FinalizeStep, truncate_error
 from migrator.model.observation import NODE_ACTION_ANNOTATION, ClusterObservation, PodFacts
@@ -175,22 +175,13 @@ def _same_time(a: str | None, b: str | None) -> bool:
 
 
 @dataclass(kw_only=True)
-class FinalizeCursor(Gathered):
+class FinalizeCursor(ProgressCursor):
     """The finalize step being run by ``rows.advance``."""
 
     plan: MigrationPlan
     obs: ClusterObservation
-    now: datetime
     cp: Checkpoint
     progress: FinalizeProgress
-
-    @property
-    def pending(self) -> Pending:
-        return Pending(self.progress.sent_at)
-
-    @property
-    def started_at(self) -> datetime:
-        return self.progress.step_started_at or self.now
 
     def sent(self, actions: Sequence[Action], **changes: object) -> None:
         self.actions.extend(actions)

@@ -37,9 +37,8 @@ from migrator.engine import handover_objects as objs
 from migrator.engine.actions import Action, ApplyObject, DeleteObject, LabelNode, PatchObject, UnlabelNode
 from migrator.engine.handover_steps import Step, handover_steps
 from migrator.engine.handover_translate import translate
-from migrator.engine.pending import Pending
 from migrator.engine.routing import detect
-from migrator.engine.rows import Gathered, Row, advance, validate
+from migrator.engine.rows import ProgressCursor, Row, advance, validate
 from migrator.model.checkpoint import Checkpoint, HandoverProgress, truncate_error
 from migrator.model.handover import HANDED, NODE_LABEL, HandoverResources, HandoverState, ServiceSwitch
 from migrator.model.merge_patch import holds, inverse
@@ -93,24 +92,15 @@ def derive(state: HandoverState, nodes: Sequence[str]) -> Plan:
 
 
 @dataclass(kw_only=True)
-class HandoverCursor(Gathered):
+class HandoverCursor(ProgressCursor):
     """One hand-over step being run by ``rows.advance``."""
 
     plan: MigrationPlan
-    now: datetime
     state: HandoverState
     derived: Plan
     step: Step
     progress: HandoverProgress
     saved_now: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def pending(self) -> Pending:
-        return Pending(self.progress.sent_at)
-
-    @property
-    def started_at(self) -> datetime:
-        return self.progress.step_started_at or self.now
 
     def sent(self, actions: Sequence[Action]) -> None:
         self.actions.extend(actions)

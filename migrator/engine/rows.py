@@ -85,6 +85,33 @@ class Gathered:
         self.note = note
 
 
+class _Progress(Protocol):
+    @property
+    def sent_at(self) -> datetime | None: ...
+
+    @property
+    def step_started_at(self) -> datetime | None: ...
+
+
+@dataclass(kw_only=True)
+class ProgressCursor(Gathered):
+    """A run-level machine whose checkpoint record (``progress``) holds when its step began and
+    when its step's actions were last sent (finalize, the routing hand-over)."""
+
+    now: datetime
+    progress: Any
+
+    @property
+    def pending(self) -> Pending:
+        progress: _Progress = self.progress
+        return Pending(progress.sent_at)
+
+    @property
+    def started_at(self) -> datetime:
+        progress: _Progress = self.progress
+        return progress.step_started_at or self.now
+
+
 @dataclass(frozen=True)
 class Way:
     """The way out of a row that was taken: where it leads and why."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from migrator.cluster.kube import KubeCluster
 from migrator.engine.routing import detect
 from migrator.model.routing import (
     CILIUM_BGP_CRDS,
@@ -26,6 +25,7 @@ from migrator.model.routing import (
     RoutingNode,
 )
 from tests.conftest import fast_config
+from tests.routing.helpers import read_inventory
 
 NODES = (RoutingNode("n1", "10.0.0.1", ("10.240.0.0/24",), {"route-reflector": "true"}, "244.0.0.1"),
          RoutingNode("n2", "10.0.0.2", ("10.240.1.0/24",)),
@@ -153,11 +153,7 @@ def test_served_cilium_bgp_api(versions, bgp_v2, v1, lb, incomplete) -> None:
 ])
 def test_detection_of_the_scenarios(sim_factory, tmp_path, scenario, backend, mode, announcer, lb) -> None:
     sim = sim_factory(scenario=scenario, config=fast_config(3))
-    port = KubeCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kc")))
-    try:
-        inventory = port.read_routing_inventory()
-    finally:
-        port.close()
+    inventory = read_inventory(sim, tmp_path / "kc")
     d = detect(inventory)
     assert (d.calico.backend, [p.mode for p in d.pools]) == (backend, [mode])
     assert [n.announcer for n in d.nodes] == [announcer] * 3

@@ -16,6 +16,7 @@ from migrator.model.merge_patch import holds, inverse
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import parse_plan
 from migrator.model.states import NodePhase, RunPhase
+from tests.routing.helpers import read_inventory
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -101,17 +102,12 @@ def test_handover_is_refused_without_the_plan_field_and_before_every_node_is_don
 
 
 def test_preflight_blocks_a_plan_asking_for_a_handover_that_cannot_run(sim_factory, tmp_path) -> None:
-    from migrator.cluster.kube import KubeCluster
     from migrator.preflight_checks.facts import PreflightFacts, PreflightInputs, Severity
     from migrator.preflight_checks.routing import check_handover
     from tests.conftest import fast_config
 
     sim = sim_factory(scenario="calico-bgp", config=fast_config(3))
-    port = KubeCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kc")))
-    try:
-        inventory = port.read_routing_inventory()
-    finally:
-        port.close()
+    inventory = read_inventory(sim, tmp_path / "kc")
     unserved = dataclasses.replace(inventory, cilium_served={})
     [f] = check_handover(PreflightInputs(handover=True), PreflightFacts(routing=unserved))
     assert f.severity is Severity.BLOCKING and "no Cilium BGPv2 API" in f.message

@@ -17,7 +17,6 @@ import dataclasses
 
 import pytest
 
-from migrator.cluster.kube import KubeCluster
 from migrator.engine import handover_objects as objs
 from migrator.engine.handover_steps import Step, handover_steps, rollback_steps
 from migrator.engine.handover_translate import translate
@@ -25,6 +24,7 @@ from migrator.engine.routing import detect
 from migrator.model.handover import HANDED, LBIPAM_IPS, NODE_LABEL, SERVICE_LABEL
 from migrator.model.routing import CiliumBgpApi
 from tests.conftest import fast_config
+from tests.routing.helpers import assert_cilium_announces, read_inventory
 from tests.routing.test_sim_cilium_bgp import restart_agent
 from tests.sim.test_guide_steps import migrate_node, netexec_pod
 
@@ -91,11 +91,7 @@ class Recorder:
 
 def cilium_cluster(sim_factory, tmp_path, scenario):
     sim = sim_factory(scenario=scenario, config=fast_config(3))
-    port = KubeCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kc")))
-    try:
-        inventory = port.read_routing_inventory()
-    finally:
-        port.close()
+    inventory = read_inventory(sim, tmp_path / "kc")
     nodes = sorted(n["metadata"]["name"] for n in sim.store.list("nodes"))
     for node in nodes:
         migrate_node(sim, node)
@@ -164,16 +160,7 @@ class Applier:
 def check_handed(sim, rec, res, nodes, scenario) -> None:
     """Every node's Cilium session Established with its pod CIDR accepted, every LoadBalancer IP
     announced by Cilium only, MetalLB's annotations gone and the IP kept (pinned or requested)."""
-    with sim.store.lock:
-        routing = sim.fleet.network.routing
-        sessions = [s for s in routing.bgp.sessions() if s.speaker == "cilium"]
-        cilium = routing.cilium_announcements()
-        metallb = [a for a in routing.lb_announcements() if a.accepted]
-    assert sorted(s.node for s in sessions if s.established) == nodes
-    pod_cidrs = {str(sim.fleet.cilium_ipam.pod_cidrs[n].cidr): n for n in nodes}
-    assert {(a.prefix, a.node) for a in cilium if a.accepted and a.prefix in pod_cidrs} == set(pod_cidrs.items())
-    assert {a.prefix for a in cilium if a.accepted and a.prefix not in pod_cidrs} == {f"{ip}/32" for ip in rec.lb}
-    assert metallb == []
+    assert_cilium_announces(sim, nodes, rec.lb)
     for switch in res.services:
         svc = sim.store.get("services", switch.namespace, switch.name)
         notes = svc["metadata"].get("annotations") or {}
@@ -273,11 +260,7 @@ def test_a_wrong_order_is_seen(sim_factory, tmp_path) -> None:
 
 def test_translation_per_cluster_shape(sim_factory, tmp_path) -> None:
     sim = sim_factory(scenario="metal-stack", config=fast_config(3))
-    port = KubeCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kc")))
-    try:
-        inventory = port.read_routing_inventory()
-    finally:
-        port.close()
+    inventory = read_inventory(sim, tmp_path / "kc")
     det = detect(inventory)
     assert (det.cilium.bgp_v2, det.cilium.lb_ip_pool) == ("cilium.io/v2", "cilium.io/v2")
     blocked = translate(inventory, dataclasses.replace(det, cilium=CiliumBgpApi()))   # a Cilium serving neither
@@ -314,11 +297,7 @@ def test_preflight_names_what_the_handover_would_write_when_cilium_serves_the_ap
     from migrator.preflight_checks.routing import check_handover
 
     sim = sim_factory(scenario="calico-bgp", config=fast_config(3))
-    port = KubeCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kc")))
-    try:
-        inventory = port.read_routing_inventory()
-    finally:
-        port.close()
+    inventory = read_inventory(sim, tmp_path / "kc")
     [f] = check_handover(PreflightInputs(), PreflightFacts(routing=inventory))
     assert f.severity is Severity.INFO
     assert "1 CiliumBGPClusterConfig(s) at cilium.io/v2 peering 172.18.255.1 (AS 65000)" in f.message
@@ -338,11 +317,7 @@ def test_a_service_keeps_its_ip_only_when_it_asks_lb_ipam_for_it(sim_factory, tm
     sim.store.mutate("services", "shop", "web-public", lambda o: o["metadata"]["annotations"].update(
         {"metallb.universe.tf/loadBalancerIPs": "203.0.113.5"}))
     assert ingress() == ["203.0.113.5"]
-    port = KubeCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kc")))
-    try:
-        inventory = port.read_routing_inventory()
-    finally:
-        port.close()
+    inventory = read_inventory(sim, tmp_path / "kc")
     res = translate(inventory, detect(inventory))
     for ns, name in res.metallb_pools:
         sim.store.mutate("metallb.io/ipaddresspools", ns, name, lambda o: merge(o, objs.metallb_pool_patch()))

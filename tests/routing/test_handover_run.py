@@ -18,6 +18,7 @@ import pytest
 
 from migrator.cli import main
 from tests.conftest import fast_config
+from tests.routing.helpers import assert_cilium_announces
 from tests.runner.helpers import checkpoint, fast_plan, kill_when, spawn
 
 
@@ -86,17 +87,7 @@ def assert_handed(sim) -> None:
     """Every node's Cilium session Established with its pod CIDR accepted; every LoadBalancer IP
     announced by Cilium and by MetalLB nowhere."""
     sim.settle(timeout=20)
-    nodes = sorted(n["metadata"]["name"] for n in sim.store.list("nodes"))
-    with sim.store.lock:
-        routing = sim.fleet.network.routing
-        sessions = [s for s in routing.bgp.sessions() if s.speaker == "cilium"]
-        cilium = routing.cilium_announcements()
-        metallb = [a for a in routing.lb_announcements() if a.accepted]
-    assert sorted(s.node for s in sessions if s.established) == nodes
-    pod_cidrs = {str(sim.fleet.cilium_ipam.pod_cidrs[n].cidr): n for n in nodes}
-    assert {(a.prefix, a.node) for a in cilium if a.accepted and a.prefix in pod_cidrs} == set(pod_cidrs.items())
-    assert {a.prefix for a in cilium if a.accepted and a.prefix not in pod_cidrs} == {f"{ip}/32" for ip in lb_ips(sim)}
-    assert metallb == []
+    assert_cilium_announces(sim, [n["metadata"]["name"] for n in sim.store.list("nodes")], lb_ips(sim))
 
 
 @pytest.mark.parametrize("scenario", ["calico-bgp", "metal-stack", "calico-bgp-cilium-1.17"])
