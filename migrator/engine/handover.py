@@ -371,26 +371,38 @@ def handover_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             notes.append("hand-over rolled back: every step undone" if not forward else "hand-over: nothing to do")
             saved = dict(progress.saved)
             break
-        step = steps[at]
-        if progress.key != step.key:
-            progress = progress.model_copy(update={"index": at, "key": step.key})
-        c = HandoverCursor(plan=plan, now=now, state=state, derived=derived, step=step,
-                           progress=progress.model_copy(update={"saved": saved}))
-        way = advance(_row_of(step, progress.direction), c)
-        actions.extend(c.actions)
-        saved.update(c.saved_now)
-        wake = c.wake_at if wake is None or (c.wake_at is not None and c.wake_at < wake) else wake
-        progress = c.progress.model_copy(update={"saved": saved})
-        if way is None:
-            notes.append(c.note)
+        window = _window(steps, at, forward, plan.concurrency.limit(len(cp.nodes)))
+        start = progress.model_copy(update={"index": at, "key": steps[at].key, "saved": saved})
+        moved: list[str] = []
+        waiting: list[str] = []
+        sent = False
+        halt = None
+        for i in window:
+            c = HandoverCursor(plan=plan, now=now, state=state, derived=derived, step=steps[i], progress=start)
+            way = advance(_row_of(steps[i], progress.direction), c)
+            actions.extend(c.actions)
+            saved.update(c.saved_now)
+            sent = sent or c.progress.sent_at != start.sent_at
+            wake = c.wake_at if wake is None or (c.wake_at is not None and c.wake_at < wake) else wake
+            if way is None:
+                waiting.append(c.note)
+            elif way.to == HALT:
+                halt = way
+                break
+            else:
+                moved.append(way.why)
+        progress = start.model_copy(update={"saved": saved, **({"sent_at": now} if sent else {})})
+        if halt is not None:
+            progress = progress.model_copy(update={"last_error": truncate_error(halt.why)})
+            cp = cp.model_copy(update={"halted": halt.why})
+            notes.insert(0, halt.why)
             break
-        if way.to == HALT:
-            progress = progress.model_copy(update={"last_error": truncate_error(way.why)})
-            cp = cp.model_copy(update={"halted": way.why})
-            notes.insert(0, way.why)
+        if waiting:
+            notes.append(waiting[0] + (f" (and {len(waiting) - 1} more of {len(window)} together)"
+                                       if len(waiting) > 1 else ""))
             break
-        notes.append(way.why)
-        nxt = at + 1 if forward else at - 1
+        notes.extend(moved)
+        nxt = at + len(window) if forward else at - len(window)
         progress = progress.model_copy(update={
             "index": max(nxt, 0), "key": steps[nxt].key if 0 <= nxt < len(steps) else None,
             "step_started_at": now, "sent_at": None})
@@ -399,6 +411,21 @@ def handover_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             notes.append("hand-over rolled back: every step undone")
             break
     return cp.model_copy(update={"handover": progress}), actions, [n for n in notes if n], wake
+
+
+def _window(steps: tuple[Step, ...], at: int, forward: bool, size: int) -> list[int]:
+    """The steps run together from ``at``: once the Services have moved, the other nodes' steps go
+    ``size`` at a time (``concurrency.max_unavailable``: each one only moves that node's sessions);
+    the first node, and every other kind of step, goes alone."""
+    nodes = [i for i, s in enumerate(steps) if s.kind == "hand-node"]
+    if steps[at].kind != "hand-node" or at == nodes[0] or size <= 1:
+        return [at]
+    out, way = [at], 1 if forward else -1
+    i = at + way
+    while len(out) < size and 0 <= i < len(steps) and steps[i].kind == "hand-node" and i != nodes[0]:
+        out.append(i)
+        i += way
+    return out
 
 
 def _check(plan: MigrationPlan, now: datetime, state: HandoverState, derived: Plan, step: Step,

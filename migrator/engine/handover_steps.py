@@ -21,7 +21,8 @@ one kind of speaker per node and never by nobody:
    LoadBalancer IP from the other nodes;
 5. ``hand-service`` for each Service: its label takes the IP out of MetalLB's pool and into
    Cilium's advertisement in one write (with the IP pinned or requested from LB IPAM);
-6. ``hand-node`` for every other node.
+6. ``hand-node`` for every other node (``engine/handover.py`` runs these ``concurrency.max_unavailable``
+   at a time: each moves only its own node's sessions).
 
 Services move while at least one node runs Cilium's BGP and, on a cluster where MetalLB yields its
 router, before the last node takes MetalLB's last session away. Undoing in reverse keeps the same

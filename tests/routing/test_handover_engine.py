@@ -141,3 +141,18 @@ def test_metallb_l2_mode_blocks_the_handover_naming_the_services() -> None:
     assert [b for b in l2.blockers if "L2 mode (shop/web)" in b and "CiliumL2AnnouncementPolicy" in b]
     bgp = translate(inventory("BGPAdvertisement"), detect(inventory("BGPAdvertisement")))
     assert not [b for b in bgp.blockers if "L2" in b]
+
+
+def test_after_the_services_the_other_nodes_go_max_unavailable_at_a_time() -> None:
+    from migrator.engine.handover import _window
+    from migrator.engine.handover_steps import Step
+
+    steps = (Step("restrict-pool", ("m", "p")), Step("hand-node", ("", "n1")), Step("hand-service", ("a", "s")),
+             *(Step("hand-node", ("", f"n{i}")) for i in range(2, 7)))
+    assert _window(steps, 1, True, 3) == [1]                 # the first node goes alone
+    assert _window(steps, 0, True, 3) == [0] and _window(steps, 2, True, 3) == [2]
+    assert _window(steps, 3, True, 3) == [3, 4, 5]
+    assert _window(steps, 6, True, 3) == [6, 7]
+    assert _window(steps, 7, False, 3) == [7, 6, 5]          # undone newest first, the first node alone
+    assert _window(steps, 4, False, 3) == [4, 3]
+    assert _window(steps, 4, True, 1) == [4]

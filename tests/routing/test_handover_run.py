@@ -75,7 +75,7 @@ def routed_plan(sim, tmp_path, scenario: str):
         "cilium.pod_cidr": sim.config.cilium_pool, "order.canaries": ["node-1"],
         "routing.announceable_cidrs": [c for c in sim.config.fabric_announceable if c.startswith("10.")],
         "routing.expect": "node-routed" if scenario == "metal-stack" else "bgp",
-        "routing.handover": True, "routing.handover_timeout": "60s"})
+        "routing.handover": True, "routing.handover_timeout": "60s", "concurrency.max_unavailable": 2})
 
 
 def cli(command: str, plan, kubeconfig, tmp_path, *extra: str) -> int:
