@@ -176,7 +176,7 @@ def resume_checkpoint(checkpoint: Checkpoint, now: datetime) -> Checkpoint:
     if progress is not None and progress.last_error:   # the halted finalize step starts afresh
         changes["finalize"] = FinalizeProgress(step=progress.step, step_started_at=when,
                                                restarted_at=progress.restarted_at, active=progress.active,
-                                               cleaned=progress.cleaned)
+                                               cleaned=progress.cleaned, replaced=progress.replaced)
     return checkpoint.with_nodes(updates, **changes)
 
 

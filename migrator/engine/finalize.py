@@ -9,7 +9,11 @@ Steps, each journaled in ``checkpoint.finalize`` before its actions run:
    CiliumNodeConfig's deletion until the operator applies the Helm values); with
    ``routing.handover``, ``enable-bgp-control-plane`` likewise (and the Helm values keep
    ``bgpControlPlane.enabled``);
-3. ``restart-agents``: rollout-restart the agent DaemonSet once (the ``restartedAt`` value is
+3. ``switch-routing`` (only with ``routing.native_routing``, after the hand-over): delete every
+   agent pod at once so that every node leaves the overlay together (a tunnel-mode node and a
+   native one cannot reach each other, cilium/cilium#9680), and wait for each node's new agent;
+   ``restart-agents`` is then skipped;
+   ``restart-agents``: rollout-restart the agent DaemonSet once (the ``restartedAt`` value is
    fixed in the checkpoint) and wait for the rollout;
 4. ``delete-node-config``: delete the CiliumNodeConfig;
 5. with ``policy.mode: continuous``: ``remove-shims`` (no pod is unmanaged any more; enforcement
@@ -93,6 +97,8 @@ def helm_values(plan: MigrationPlan | None = None) -> str:
                                  "bpf": {"hostLegacyRouting": False}}
     if plan is not None and plan.routing.handover:
         values["bgpControlPlane"] = {"enabled": True}
+    if plan is not None and plan.routing.native_routing:
+        values.update(routingMode="native", ipv4NativeRoutingCIDR=plan.cilium.pod_cidr, autoDirectNodeRoutes=False)
     header = ("# Final Cilium Helm values after the migration (docs: 'Migrating a cluster to Cilium',\n"
               "# post-migration). Apply with: helm upgrade cilium cilium/cilium -n kube-system \\\n"
               "#   --reuse-values -f THIS_FILE && kubectl -n kube-system rollout restart ds/cilium\n")
@@ -203,7 +209,18 @@ def _final_config(plan: MigrationPlan) -> dict[str, str]:
         config[ENFORCEMENT_KEY] = "default"
     if plan.routing.handover:
         config[BGP_KEY] = "true"
+    if plan.routing.native_routing:
+        config.update(native_routing_config(plan))
     return config
+
+
+def native_routing_config(plan: MigrationPlan) -> dict[str, str]:
+    """Cilium's agent keys for native routing after the hand-over: pod traffic leaves unencapsulated
+    and reaches other nodes' pod CIDRs through the routers Cilium's BGP announces them to, so no
+    direct node routes; masquerading spares the pod CIDR (Helm ``routingMode``,
+    ``ipv4NativeRoutingCIDR``, ``autoDirectNodeRoutes``)."""
+    return {"routing-mode": "native", "ipv4-native-routing-cidr": plan.cilium.pod_cidr,
+            "auto-direct-node-routes": "false"}
 
 
 def _configmap_off(c: FinalizeCursor) -> str | None:
@@ -241,6 +258,45 @@ def _restart_agents(c: FinalizeCursor) -> None:
                restarted_at=stamp)
     c.wake(c.now + RESEND_AFTER)
     c.say(f"restarting DaemonSet {agent.namespace}/{agent.daemonset}")
+
+
+def _native_off(c: FinalizeCursor) -> str | None:
+    return None if c.plan.routing.native_routing else "routing.native_routing is false"
+
+
+def _agents(c: FinalizeCursor) -> list[PodFacts]:
+    """Every agent pod in the cluster, deleting ones included."""
+    agent = c.plan.cilium.agent
+    return [p for n in c.obs.nodes for p in c.obs.agent_pods(n.name, agent.namespace, agent.selector)]
+
+
+def _switched(c: FinalizeCursor) -> str | None:
+    """Every agent pod deleted for the switch is gone and each node that had one runs a Ready new one."""
+    replaced = set(c.progress.replaced)
+    if not replaced:
+        return None
+    agent, pods = c.plan.cilium.agent, _agents(c)
+    nodes = {p.node for p in pods}
+    if any(p.uid in replaced for p in pods):
+        return None
+    for node in nodes:
+        current = c.obs.agent_pod(node or "", agent.namespace, agent.selector)
+        if current is None or not current.ready:
+            return None
+    return f"native routing: every agent restarted at once ({len(replaced)} pod(s))"
+
+
+def _switch_routing(c: FinalizeCursor) -> None:
+    """Delete every agent pod in one batch (their DaemonSet recreates them with the final settings
+    at once), then again any that a lost request left."""
+    pods = [p for p in _agents(c) if not p.deleting]
+    first = not c.progress.replaced
+    targets = pods if first else [p for p in pods if p.uid in set(c.progress.replaced)]
+    if targets and (first or c.pending.due(c.now)):
+        c.sent([DeletePod(node=p.node or "", namespace=p.namespace, name=p.name, uid=p.uid, reason="agent-restart")
+                for p in targets], **({"replaced": tuple(p.uid for p in targets)} if first else {}))
+    c.wake(c.now + RESEND_AFTER)
+    c.say(f"switching to native routing: {len(c.progress.replaced)} agent pod(s) restarted at once")
 
 
 def _rollout_timeout_error(c: FinalizeCursor) -> str:
@@ -488,10 +544,18 @@ ROWS: tuple[Row[FinalizeCursor], ...] = (
     Row(step="configmap", done=_configmap_patched, done_doc="the agent ConfigMap holds the final settings",
         skip=_configmap_off, skip_doc="`finalize.apply_configmap` is false, `policy.mode` off and "
                                       "`routing.handover` off (continuous patches `enable-policy: default` alone, "
-                                      "the hand-over `enable-bgp-control-plane`)", send=_send_configmap,
-        sends=("patch-configmap",), then="restart-agents",
+                                      "the hand-over `enable-bgp-control-plane`, native routing its keys)",
+        send=_send_configmap, sends=("patch-configmap",), then="switch-routing",
         doing=lambda c: f"patching {c.plan.cilium.agent.namespace}/{c.plan.cilium.agent.config_map}"),
+    Row(step="switch-routing", done=_switched, done_doc="every agent pod deleted for the switch is gone and each "
+        "node runs a Ready new one", skip=_native_off, skip_doc="`routing.native_routing` is false",
+        work=_switch_routing, sends=("delete-pod",), timeout=_finalize_timeout, on_timeout=HALT,
+        timeout_error=lambda c: f"finalize: the agents did not all come back within "
+                                f"{format_duration(c.plan.finalize.timeout)} after the switch to native routing",
+        timeout_doc="`finalize.timeout`", then="restart-agents"),
     Row(step="restart-agents", done=_rolled_out, done_doc="the DaemonSet carries our restartedAt and rolled out",
+        skip=lambda c: "the switch to native routing restarted every agent" if c.plan.routing.native_routing
+        else None, skip_doc="`routing.native_routing` (the switch restarted every agent with the final settings)",
         work=_restart_agents, sends=("restart-daemonset",), timeout=_finalize_timeout, on_timeout=HALT,
         timeout_error=_rollout_timeout_error, timeout_doc="`finalize.timeout`", then="delete-node-config"),
     Row(step="delete-node-config", done=_node_config_gone, done_doc="no CiliumNodeConfig observed",

@@ -22,6 +22,10 @@ from migrator.model.handover import (
 
 Raw = dict[str, Any]
 GROUP = "cilium.io"
+#: Graceful restart (RFC 4724) on every Cilium session: an agent restart (finalize's, an upgrade's)
+#: keeps its routes at the router instead of withdrawing them, as BIRD's default (BGPPeer
+#: ``maxRestartTime`` 120 s) did for Calico. Cilium's default restart time is also 120 s.
+GRACEFUL_RESTART_SECONDS = 120
 
 
 def _obj(api: str, kind: str, name: str, spec: Raw, labels: dict[str, str] | None = None) -> Raw:
@@ -35,6 +39,7 @@ def bgp_objects(res: HandoverResources) -> list[tuple[str, Raw]]:
         return []
     api = res.bgp_api
     out: list[tuple[str, Raw]] = [("ciliumbgppeerconfigs", _obj(api, "CiliumBGPPeerConfig", res.peer_config, {
+        "gracefulRestart": {"enabled": True, "restartTimeSeconds": GRACEFUL_RESTART_SECONDS},
         "families": [{"afi": "ipv4", "safi": "unicast",
                       "advertisements": {"matchLabels": {ADVERTISE_LABEL: "handover"}}}]}))]
     for ad in res.advertisements:

@@ -182,7 +182,7 @@ class SkippedCheck(_Record):
                                                      "(and audited, once).")
 
 
-FinalizeStep = Literal["helm-values", "configmap", "restart-agents", "delete-node-config",
+FinalizeStep = Literal["helm-values", "configmap", "switch-routing", "restart-agents", "delete-node-config",
                        "policy-table", "remove-policy-probe", "remove-probes", "remove-shims", "verify-policy",
                        "remove-calico-policies", "remove-calico", "node-cleanup", "done"]
 
@@ -197,6 +197,8 @@ class FinalizeProgress(_Record):
     sent_at: Timestamp | None = Field(default=None, description="When the step's actions were emitted.")
     active: tuple[str, ...] = Field(default=(), description="Nodes whose clean-up pod was created.")
     cleaned: tuple[str, ...] = Field(default=(), description="Nodes whose clean-up pod succeeded.")
+    replaced: tuple[str, ...] = Field(
+        default=(), description="UIDs of the agent pods deleted at once to switch to native routing.")
     last_error: str | None = Field(default=None, description="Last finalize error.")
     policy_table: str | None = Field(
         default=None, max_length=4096,

@@ -119,8 +119,9 @@ TUNING: tuple[str, ...] = (
     "canary.soak", "canary.on_success",
     # What preflight checks the cluster's routing against (it changes no step already taken).
     "routing.announceable_cidrs", "routing.expect",
-    # How long a hand-over step may take: read at each decision.
-    "routing.handover_timeout",
+    # How long a hand-over step may take: read at each decision; the switch to native routing is
+    # read when finalize runs.
+    "routing.handover_timeout", "routing.native_routing",
 )
 
 

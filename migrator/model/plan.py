@@ -139,10 +139,24 @@ class RoutingSection(_Section):
                                    "(`migrator handover`): the migration's CiliumNodeConfig then also turns on "
                                    "Cilium's BGP control plane (inert until a node is handed over), and finalize "
                                    "waits for the hand-over.")
+    native_routing: bool = Field(
+        default=False, description="At finalize, after the hand-over, switch Cilium from its migration overlay to "
+                                   "native routing (each node's pod CIDR routed through the routers Cilium's BGP "
+                                   "announces it to): every agent restarts at once with routing-mode native, "
+                                   "because a tunnel-mode node and a native one cannot reach each other "
+                                   "(cilium/cilium#9680); cross-node pod traffic pauses until the agents are "
+                                   "back (see README). Needs handover.")
     handover_timeout: Duration = Field(
         default=timedelta(minutes=5), description="How long one hand-over step may take to be observed (a node's "
                                                   "sessions Established, a Service's IP kept) before the hand-over "
                                                   "halts.")
+
+    @model_validator(mode="after")
+    def _native_needs_handover(self) -> RoutingSection:
+        if self.native_routing and not self.handover:
+            raise ValueError("native_routing needs handover: true (Cilium's BGP must announce every node's pod "
+                             "CIDR before the overlay goes)")
+        return self
 
     @field_validator("announceable_cidrs")
     @classmethod

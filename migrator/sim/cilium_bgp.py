@@ -17,7 +17,10 @@ Behaviour follows Cilium's "BGP Control Plane Resources" documentation (v2 API,
   ``service.addresses`` it announces the ingress IPs of the LoadBalancer Services its
   ``selector`` matches (no selector: none), skipping Services of another ``loadBalancerClass``;
 * BGP control plane does not program the datapath: other nodes reach an announced prefix through
-  the router the announcement went to (the node's default gateway).
+  the router the announcement went to (the node's default gateway);
+* graceful restart (``CiliumBGPPeerConfig.spec.gracefulRestart``, RFC 4724): while an agent
+  restarts, a router keeps the routes its sessions carried for ``restartTimeSeconds`` (120 by
+  default); without it, a stopped agent's routes are withdrawn at once.
 
 Routers: an address outside the cluster's nodes is a router (the ToR) that accepts any session
 and any prefix. On a node-router cluster (Calico backend ``none``, metal-stack) the node's own
@@ -34,6 +37,7 @@ MetalLB speakers (BGP mode) open a session from the node's address to each selec
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -105,13 +109,16 @@ class CiliumBgp:
         return f"tor:{peer}", ""
 
     # ------------------------------------------------------------------ sessions
-    def _cilium_wanted(self) -> list[tuple[str, Obj, Obj]]:
-        """(node, bgpInstance, peer) Cilium tries on every node running the BGP control plane."""
+    def _cilium_wanted(self, restarting: bool = False) -> list[tuple[str, Obj, Obj]]:
+        """(node, bgpInstance, peer) Cilium tries on every node running the BGP control plane (with
+        ``restarting``: instead, on every node whose agent ran it and is restarting now)."""
         out = []
         configs = self._list("ciliumbgpclusterconfigs")
         for node in sorted(self.fleet.runtimes):
             st = self.fleet.runtimes[node].cilium
-            if not (st.running and st.healthy and not st.crashloop) or not st.flag("enable-bgp-control-plane"):
+            up = st.running and st.healthy and not st.crashloop
+            if not st.flag("enable-bgp-control-plane") or up == restarting \
+                    or restarting and (st.stopped_at is None or st.crashloop):
                 continue
             labels = self.routing._labels(node)
             for cfg in configs:
@@ -200,17 +207,43 @@ class CiliumBgp:
                     if i.get("ip")]
         return out
 
+    def _peer_config(self, peer: Obj) -> Obj:
+        ref = (peer.get("peerConfigRef") or {}).get("name")
+        config = next((c for c in self._list("ciliumbgppeerconfigs") if c["metadata"]["name"] == ref), None)
+        return (config or {}).get("spec") or {}
+
+    def _retained(self) -> list[tuple[str, Obj, Obj, str]]:
+        """(node, bgpInstance, peer, router) whose routes a router keeps while the node's agent
+        restarts: graceful restart (RFC 4724) enabled in the peer's ``CiliumBGPPeerConfig``
+        (``gracefulRestart.enabled``), and less than its ``restartTimeSeconds`` (default 120) since
+        the agent stopped. The router is the helper (FRR's default mode); without graceful restart
+        the session's end withdraws the routes at once."""
+        out = []
+        now, scale = time.monotonic(), self.fleet.world.time_scale
+        for node, inst, peer in self._cilium_wanted(restarting=True):
+            graceful = self._peer_config(peer).get("gracefulRestart") or {}
+            stopped = self.fleet.runtimes[node].cilium.stopped_at
+            if not graceful.get("enabled") or stopped is None \
+                    or (now - stopped) * scale >= float(graceful.get("restartTimeSeconds") or 120):
+                continue
+            address = str(peer["peerAddress"]).strip()
+            router, problem = self._router(node, address, inst.get("localASN"), peer.get("peerASN"))
+            if router and not problem:
+                out.append((node, inst, peer, router))
+        return out
+
     def announcements(self) -> list[tuple[str, str, str, bool, str]]:
         """(prefix, node, router, accepted, kind) for every prefix Cilium announces on an
-        Established session; kind is ``pod`` or ``lb``."""
+        Established session, or whose routes a router keeps through the agent's graceful restart;
+        kind is ``pod`` or ``lb``."""
         established = {(s.node, s.peer) for s in self.sessions() if s.speaker == "cilium" and s.established}
         routers = {(s.node, s.peer): s.router for s in self.sessions() if s.speaker == "cilium"}
+        held = [(node, peer, routers[(node, str(peer["peerAddress"]).strip())])
+                for node, _inst, peer in self._cilium_wanted()
+                if (node, str(peer["peerAddress"]).strip()) in established]
+        held += [(node, peer, router) for node, _inst, peer, router in self._retained()]
         out = []
-        for node, _inst, peer in self._cilium_wanted():
-            address = str(peer["peerAddress"]).strip()
-            if (node, address) not in established:
-                continue
-            router = routers[(node, address)]
+        for node, peer, router in held:
             for ad in self._advertisements(peer):
                 kind = ad.get("advertisementType")
                 if kind == "PodCIDR":

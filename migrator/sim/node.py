@@ -40,6 +40,7 @@ class CiliumState:
     config: dict[str, str] = field(default_factory=dict)   # cilium-config + matching CiliumNodeConfigs
     config_sources: list[str] = field(default_factory=list)
     restarts: int = 0
+    stopped_at: float | None = None   # monotonic seconds when the agent process last stopped
 
     @property
     def manages_cni(self) -> bool:

@@ -30,6 +30,7 @@ from migrator.engine.rows import Row, RowError, validate
 from migrator.model.checkpoint import (
     CanaryState,
     FinalizeProgress,
+    HandoverProgress,
     Intent,
     NodeRecord,
     PolicyBaseline,
@@ -131,6 +132,12 @@ def test_every_row_sends_what_it_declares_and_nothing_else(seen: Seen) -> None:
     in_place = make_plan(placement={"strategy": "in-place"}, finalize={"apply_configmap": True})
     cp, now = run(in_place, toy, start(in_place, toy))
     assert _drive(in_place, toy, cp, now, "finalize").run_phase is RunPhase.FINALIZED
+
+    toy = ToyCluster(workers=2)   # after a routing hand-over, native routing: every agent at once
+    native = make_plan(routing={"handover": True, "native_routing": True}, finalize={"apply_configmap": True})
+    cp, now = run(native, toy, start(native, toy))
+    cp = cp.model_copy(update={"handover": HandoverProgress(state="done")})
+    assert _drive(native, toy, cp, now, "finalize").run_phase is RunPhase.FINALIZED
 
     toy = PolicyToy(workers=2)   # policy continuity: the gap's Event, the shims' and Calico policies' removal
     continuous = make_plan(policy={"mode": "continuous"}, finalize={"apply_configmap": True})

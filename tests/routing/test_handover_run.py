@@ -19,6 +19,7 @@ import pytest
 from migrator.cli import main
 from tests.conftest import fast_config
 from tests.routing.helpers import assert_cilium_announces
+from tests.routing.test_routed_run import unreachable_pairs
 from tests.runner.helpers import checkpoint, fast_plan, kill_when, spawn
 
 
@@ -32,20 +33,30 @@ class Sampler(threading.Thread):
     by one kind of speaker per node and needed ones by someone (each LoadBalancer IP included),
     every LoadBalancer port with a ready backend, every LoadBalancer IP as it was."""
 
-    def __init__(self, sim) -> None:
+    def __init__(self, sim, pods: bool = False) -> None:
         super().__init__(daemon=True)
         self.sim, self.samples, self.problems = sim, 0, []
         self.lb = lb_ips(sim)
+        self.pods = pods
+        self.cut: list[tuple[str, float]] = []     # (where the run was, when) of samples with a pod pair cut
         self._done = threading.Event()
+
+    def where(self) -> str:
+        cp = checkpoint(self.sim)
+        if cp is None:
+            return "before the run"
+        return cp.run_phase.value + (f"/{cp.finalize.step}" if cp.finalize else "")
 
     def run(self) -> None:
         while not self._done.is_set():
             with self.sim.store.lock:
                 found = self.sim.fleet.network.routing.violations() + self.unserved()
                 ips = lb_ips(self.sim)
+                cut = unreachable_pairs(self.sim) if self.pods else []
+            if cut:
+                self.cut.append((self.where(), time.monotonic()))
             if found:
-                cp = checkpoint(self.sim)
-                self.problems.append((cp.run_phase.value if cp else "before the run", found))
+                self.problems.append((self.where(), found))
             if ips != self.lb:
                 self.problems.append(f"LoadBalancer IPs {ips}, before {self.lb}")
             self.samples += 1
@@ -70,8 +81,8 @@ class Sampler(threading.Thread):
         assert self.samples > 20
 
 
-def routed_plan(sim, tmp_path, scenario: str):
-    return fast_plan(tmp_path, {
+def routed_plan(sim, tmp_path, scenario: str, **more):
+    return fast_plan(tmp_path, {**more,
         "cilium.pod_cidr": sim.config.cilium_pool, "order.canaries": ["node-1"],
         "routing.announceable_cidrs": [c for c in sim.config.fabric_announceable if c.startswith("10.")],
         "routing.expect": "node-routed" if scenario == "metal-stack" else "bgp",
@@ -176,3 +187,31 @@ def test_plan_forecasts_the_handover(sim_factory, tmp_path, capsys) -> None:
     line = next(x for x in out.splitlines() if x.startswith("hand-over (after every node is DONE)"))
     assert "127.0.0.1 (AS " in line and "1 LoadBalancer Service(s) move to 1 CiliumLoadBalancerIPPool(s)" in line
     assert checkpoint(sim) is None                     # plan writes nothing
+
+
+@pytest.mark.parametrize("scenario", ["calico-bgp", "metal-stack"])
+def test_native_routing_at_finalize_cuts_pod_traffic_only_while_the_agents_restart(sim_factory, tmp_path,
+                                                                                   scenario) -> None:
+    """With routing.native_routing, finalize restarts every agent at once in native routing: pod
+    pairs across nodes are cut only during that switch (a tunnel-mode node and a native one cannot
+    reach each other), never during the run or the hand-over; every prefix stays announced
+    throughout (graceful restart keeps a restarting agent's routes); afterwards every node routes
+    natively and every pod reaches every other."""
+    sim = sim_factory(scenario=scenario, config=fast_config(3))
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+    plan = routed_plan(sim, tmp_path, scenario, **{"routing.native_routing": True})
+    with Sampler(sim, pods=True) as sampler:
+        assert cli("run", plan, kubeconfig, tmp_path) == 0
+        assert cli("handover", plan, kubeconfig, tmp_path) == 0
+        began = time.monotonic()
+        assert cli("finalize", plan, kubeconfig, tmp_path) == 0
+        took = time.monotonic() - began
+    assert {where for where, _ in sampler.cut} <= {"FINALIZING/switch-routing"}, sorted(set(sampler.cut))
+    window = (sampler.cut[-1][1] - sampler.cut[0][1]) if sampler.cut else 0.0
+    assert window < took, (window, took)
+    sim.settle(timeout=20)
+    assert all(rt.cilium.config.get("routing-mode") == "native" for rt in sim.fleet.runtimes.values())
+    assert not unreachable_pairs(sim)
+    assert_handed(sim)
+    values = (tmp_path / "values-final.yaml").read_text()
+    assert "routingMode: native" in values and f"ipv4NativeRoutingCIDR: {sim.config.cilium_pool}" in values

@@ -142,3 +142,35 @@ def test_two_speakers_announcing_one_lb_ip_and_a_session_collision_are_recorded(
     assert not sessions[("node-1", "metallb")].established
     assert sessions[("node-2", "metallb")].established
     assert {(a.node, a.accepted) for a in ads} >= {("node-1", False), ("node-2", True)}
+
+
+def test_graceful_restart_keeps_a_restarting_agents_routes_for_its_restart_time(sim_factory) -> None:
+    """Without graceful restart a stopped agent's routes go at once; with it the router keeps them
+    for restartTimeSeconds, then drops them."""
+    import time
+
+    from migrator.sim.agents import cilium as cilium_agent
+
+    sim = sim_factory(scenario="metal-stack", config=fast_config(3))
+    migrated(sim, ("node-1", "node-2"))
+    for node in ("node-1", "node-2"):
+        go_native(sim, node)
+        node_peering(sim, node, pod_cidr=True, lb=False)
+    cidr = str(sim.fleet.cilium_ipam.pod_cidrs["node-1"].cidr)
+    gone = f"{cidr} (Cilium pods on node-1 (native routing)) announced by nobody"
+
+    def stopped(seconds_ago: float) -> list[str]:
+        with sim.store.lock:
+            st = sim.fleet.runtimes["node-1"].cilium
+            uid, was = st.pod_uid, (st.running, st.healthy)
+            cilium_agent.stop(sim.fleet.runtimes["node-1"], uid)
+            st.stopped_at = time.monotonic() - seconds_ago / sim.fleet.world.time_scale
+            found = sim.fleet.network.routing.violations()
+            st.running, st.healthy = was
+            return found
+
+    assert violations(sim) == [] and gone in stopped(1)
+    sim.store.mutate("cilium.io/ciliumbgppeerconfigs", None, "frr", lambda o: o["spec"].update(
+        {"gracefulRestart": {"enabled": True, "restartTimeSeconds": 60}}))
+    assert gone not in stopped(1)
+    assert gone in stopped(61)

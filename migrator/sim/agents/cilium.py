@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from migrator.sim.node import CNI_CONFIG_SUFFIXES, NodeRuntime
@@ -79,6 +80,7 @@ def stop(rt: NodeRuntime, pod_uid: str) -> None:
     if st.manages_cni and st.flag("cni-uninstall"):
         rt.cni_dir.pop(os.path.basename(st.config.get("write-cni-conf-when-ready", CONFLIST)), None)
     st.running, st.healthy = False, False
+    st.stopped_at = time.monotonic()
 
 
 def tunnel_port(rt: NodeRuntime) -> int | None:
