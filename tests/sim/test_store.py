@@ -80,3 +80,47 @@ def test_history_is_bounded_and_reports_gone(store):
         store.events_since(1)
     recent = store.events_since(store.resource_version - 2)
     assert [e.type for e in recent] == ["ADDED", "ADDED"]
+
+
+def labelled(name, ns="d", **labels):
+    return {"metadata": {"name": name, "namespace": ns, "labels": labels}, "spec": {}}
+
+
+def names(objs):
+    return [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs]
+
+
+def test_namespace_lists_follow_creates_and_deletes(store):
+    for ns, name in (("b", "x"), ("a", "z"), ("b", "a"), ("a", "b")):
+        store.create("pods", labelled(name, ns))
+    assert names(store.list("pods")) == [("a", "b"), ("a", "z"), ("b", "a"), ("b", "x")]
+    assert names(store.list("pods", "b")) == [("b", "a"), ("b", "x")]
+    store.create("pods", labelled("m", "b"))
+    store.delete("pods", "a", "b")
+    assert names(store.list("pods", "b")) == [("b", "a"), ("b", "m"), ("b", "x")]
+    assert names(store.list("pods")) == [("a", "z"), ("b", "a"), ("b", "m"), ("b", "x")]
+    assert store.list("pods", "gone") == []
+
+
+def test_label_lists_match_a_scan_through_relabels_and_deletes(store):
+    store.create("pods", labelled("a", app="web", tier="front"))
+    store.create("pods", labelled("b", app="web"))
+    store.create("pods", labelled("c", ns="e", app="web", tier="front"))
+    store.create("pods", labelled("d", app="db", tier="front"))
+
+    def scan(ns, selector):
+        return names(store.list("pods", ns, predicate=lambda o: all(
+            (o["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())))
+
+    def check(ns, selector, expected):
+        assert names(store.list("pods", ns, labels=selector)) == scan(ns, selector) == expected
+
+    check("d", {"app": "web"}, [("d", "a"), ("d", "b")])
+    check(None, {"app": "web", "tier": "front"}, [("d", "a"), ("e", "c")])
+    store.mutate("pods", "d", "b", lambda o: o["metadata"]["labels"].update(tier="front"))
+    store.mutate("pods", "d", "a", lambda o: o["metadata"].pop("labels"))
+    store.delete("pods", "e", "c")
+    check(None, {"app": "web", "tier": "front"}, [("d", "b")])
+    check("d", {"tier": "front"}, [("d", "b"), ("d", "d")])
+    check("d", {"app": "nothing"}, [])
+    assert names(store.list("pods", "d", labels={})) == names(store.list("pods", "d"))

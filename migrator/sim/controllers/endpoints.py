@@ -76,8 +76,7 @@ class EndpointsController:
             return
         publish_all = bool(spec.get("publishNotReadyAddresses"))
         subsets: dict[tuple[tuple[str, int, str], ...], Obj] = {}
-        pods = [p for p in self.store.list("pods", key[0])
-                if _labels_match(selector, p["metadata"].get("labels"))]
+        pods = self.store.list("pods", key[0], labels=selector)
         for pod in pods:
             ip = (pod.get("status") or {}).get("podIP")
             if not ip or pod_is_terminating(pod):

@@ -31,8 +31,8 @@ from migrator.sim.controllers.matching import (
     pod_is_terminating,
     set_condition,
 )
-from migrator.sim.errors import NotFound
-from migrator.sim.selectors import label_selector_matches, selects_or_not
+from migrator.sim.errors import BadRequest, NotFound
+from migrator.sim.selectors import label_selector_matches, label_selector_requirements, selects_or_not
 from migrator.sim.store import Event, now_rfc3339
 from migrator.sim.world import World
 
@@ -92,8 +92,7 @@ class DisruptionController:
             return
         spec = pdb.get("spec") or {}
         selector = spec.get("selector")   # policy/v1: null selects no pod, {} every pod of the namespace
-        pods = [] if selector is None else [p for p in self.store.list("pods", key[0])
-                                            if label_selector_matches(selector, p["metadata"].get("labels"))]
+        pods = [] if selector is None else self._selected(key[0], selector)
         disrupted, next_expiry = self._live_disruptions(pdb, pods)
         healthy = sum(1 for p in pods if pod_is_ready(p) and not pod_is_terminating(p)
                       and p["metadata"]["name"] not in disrupted)
@@ -138,6 +137,18 @@ class DisruptionController:
             self.store.mutate(RESOURCE, key[0], key[1], write, subresource="status")
         except NotFound:
             return
+
+    def _selected(self, ns: str, selector: Obj) -> list[Obj]:
+        """The pods of ``ns`` that ``selector`` selects; its ``matchLabels`` narrow the candidates
+        through the store's label index. An invalid selector is evaluated pod by pod, as before,
+        so it fails the same way."""
+        try:
+            label_selector_requirements(selector)
+            narrowed = selector.get("matchLabels") or None
+        except BadRequest:
+            narrowed = None
+        return [p for p in self.store.list("pods", ns, labels=narrowed)
+                if label_selector_matches(selector, p["metadata"].get("labels"))]
 
     def _live_disruptions(self, pdb: Obj, pods: list[Obj]) -> tuple[dict[str, str], float | None]:
         """The ``disruptedPods`` entries still in force, and when the next one expires."""
