@@ -147,6 +147,33 @@ def test_daemonset_rolling_update_keeps_at_most_one_node_unavailable(h):
     assert (st["updatedNumberScheduled"], st["numberUnavailable"]) == (1, 1)
 
 
+def test_daemonset_follows_each_change_of_a_node_or_its_pod_after_many_quiet_reconciles(h):
+    """The controller reuses a node's last verdict while the node and its pods are unchanged:
+    a taint, a readiness flip or a deleted pod on one node among many must still be acted on."""
+    for i in range(30):
+        h.node(f"n{i:02}")
+    h.store.create("apps/daemonsets", daemonset("agent"))
+    h.settle()
+    for i in range(3):   # reconciles that change nothing
+        h.store.mutate("apps/daemonsets", "default", "agent",
+                       lambda d, i=i: d["metadata"].setdefault("annotations", {}).update(poke=str(i)))
+        h.settle()
+    assert len(h.pods("default", app="agent")) == 30
+    h.set_node("n07", lambda n: n["spec"].update(taints=[{"key": "evict", "effect": "NoExecute"}]))
+    h.settle()
+    assert "n07" not in {p["spec"]["nodeName"] for p in h.pods("default", app="agent")}
+    assert h.store.get("apps/daemonsets", "default", "agent")["status"]["desiredNumberScheduled"] == 29
+    h.set_node("n07", lambda n: n["spec"].update(taints=[]))
+    victim = next(p for p in h.pods("default", app="agent") if p["spec"]["nodeName"] == "n12")
+    h.store.delete("pods", "default", victim["metadata"]["name"])
+    h.settle()
+    nodes = sorted(p["spec"]["nodeName"] for p in h.pods("default", app="agent"))
+    assert nodes == [f"n{i:02}" for i in range(30)]
+    assert victim["metadata"]["uid"] not in {p["metadata"]["uid"] for p in h.pods("default", app="agent")}
+    st = h.store.get("apps/daemonsets", "default", "agent")["status"]
+    assert (st["desiredNumberScheduled"], st["numberReady"], st["numberUnavailable"]) == (30, 30, 0)
+
+
 def test_deployment_replaces_an_evicted_pod_on_another_node(h):
     for n in ("a", "b", "c"):
         h.node(n)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -72,6 +73,54 @@ def node_should_run(template_spec: Obj, tolerations: list[Obj], node: Obj) -> tu
     return not untolerated_taints(tolerations, taints, ("NoSchedule",)), True
 
 
+@dataclass(frozen=True)
+class NodeVerdict:
+    """What one node contributes to a DaemonSet's reconcile: its pods to delete (in the order
+    they go), whether a pod is to be created there, the status counts, and its out-of-date
+    available pod (a rolling update's candidate)."""
+
+    to_delete: tuple[Obj, ...] = ()
+    create: bool = False
+    misscheduled: bool = False
+    desired: bool = False
+    current: bool = False
+    available: bool = False
+    unavailable: bool = False
+    updated: bool = False
+    old_ready: Obj | None = None
+
+
+def node_verdict(template_spec: Obj, tolerations: list[Obj], revision: str, node: Obj,
+                 pods: list[Obj]) -> NodeVerdict:
+    """The reconcile of one node for a DaemonSet: a function of the template (its spec,
+    tolerations and revision hash), the Node and the DaemonSet's pods bound to it, nothing else,
+    so the controller reuses it while none of them changed (store objects are immutable
+    snapshots: a resourceVersion names one content)."""
+    should_run, should_continue = node_should_run(template_spec, tolerations, node)
+    live = [p for p in pods if not pod_is_terminating(p)]
+    to_delete = [p for p in live if pod_is_finished(p)]
+    live = sorted((p for p in live if not pod_is_finished(p)),
+                  key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"]))
+    misscheduled = bool(live) and not should_run
+    if not should_continue:
+        return NodeVerdict(to_delete=tuple(to_delete + live), misscheduled=misscheduled)
+    if not should_run and not live:
+        return NodeVerdict(to_delete=tuple(to_delete), misscheduled=misscheduled)
+    to_delete += live[1:]
+    if not live:
+        return NodeVerdict(to_delete=tuple(to_delete), misscheduled=misscheduled, desired=should_run,
+                           create=should_run and len(pods) == len([p for p in pods if pod_is_finished(p)]),
+                           unavailable=True)   # create: nothing left terminating on the node
+    pod = live[0]
+    is_available = pod_is_available(pod)
+    updated = pod["metadata"].get("labels", {}).get("controller-revision-hash") == revision
+    if not updated and not is_available:
+        to_delete.append(pod)  # out of date and not serving: replace it right away
+    return NodeVerdict(to_delete=tuple(to_delete), misscheduled=misscheduled, desired=should_run, current=True,
+                       available=is_available, unavailable=not is_available, updated=updated,
+                       old_ready=pod if not updated and is_available else None)
+
+
 def scaled(value: Any, total: int, *, round_up: bool, default: int) -> int:
     if value is None:
         return default
@@ -87,6 +136,8 @@ class DaemonSetController:
         self.store = world.store
         self.names = names
         self.history = DaemonSetHistory(self.store)
+        #: per DaemonSet uid, per node: the inputs' versions and the node's last verdict
+        self._seen: dict[str, dict[str, tuple[tuple[Any, ...], NodeVerdict]]] = {}
         self._sync = Coalescer(world, self.sync, delay=config.latencies.controller)
         world.on("apps/daemonsets", self._on_daemonset)
         world.on("pods", self._on_pod)
@@ -96,6 +147,7 @@ class DaemonSetController:
         meta = event.obj["metadata"]
         if event.type == "DELETED":
             self.history.forget(meta["uid"])
+            self._seen.pop(meta["uid"], None)
         self._sync.mark((meta.get("namespace", ""), meta["name"]))
 
     def _on_pod(self, event: Event) -> None:
@@ -133,41 +185,30 @@ class DaemonSetController:
         to_delete: list[Obj] = []
         old_ready: list[Obj] = []
         unavailable = 0
+        generation = ds["metadata"].get("generation")   # the template's version, with its hash
+        seen = self._seen.get(uid, {})
+        self._seen[uid] = memo = {}
         for node in nodes:
             name = node["metadata"]["name"]
             pods = by_node.pop(name, [])
-            should_run, should_continue = node_should_run(tspec, tolerations, node)
-            live = [p for p in pods if not pod_is_terminating(p)]
-            to_delete += [p for p in live if pod_is_finished(p)]
-            live = sorted((p for p in live if not pod_is_finished(p)),
-                          key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"]))
-            if live and not should_run:
-                misscheduled += 1
-            if not should_continue:
-                to_delete += live
-                continue
-            if not should_run and not live:
-                continue
-            to_delete += live[1:]
-            if should_run:
-                desired += 1
-            if not live:
-                if should_run and len(pods) == len([p for p in pods if pod_is_finished(p)]):
-                    to_create.append(name)  # nothing left terminating on the node
-                unavailable += 1
-                continue
-            pod = live[0]
-            current += 1
-            is_available = pod_is_available(pod)
-            ready += is_available
-            available += is_available
-            unavailable += not is_available
-            if pod["metadata"].get("labels", {}).get("controller-revision-hash") == revision:
-                updated += 1
-            elif not is_available:
-                to_delete.append(pod)  # out of date and not serving: replace it right away
-            else:
-                old_ready.append(pod)
+            version = (generation, revision, node["metadata"]["resourceVersion"],
+                       tuple(p["metadata"]["resourceVersion"] for p in pods))
+            known = seen.get(name)
+            verdict = known[1] if known is not None and known[0] == version else \
+                node_verdict(tspec, tolerations, revision, node, pods)
+            memo[name] = (version, verdict)
+            misscheduled += verdict.misscheduled
+            desired += verdict.desired
+            to_delete += verdict.to_delete
+            if verdict.create:
+                to_create.append(name)
+            unavailable += verdict.unavailable
+            current += verdict.current
+            ready += verdict.available
+            available += verdict.available
+            updated += verdict.updated
+            if verdict.old_ready is not None:
+                old_ready.append(verdict.old_ready)
         for pods in by_node.values():  # pods bound to nodes that no longer exist
             to_delete += [p for p in pods if not pod_is_terminating(p)]
 
