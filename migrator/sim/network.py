@@ -75,6 +75,8 @@ class NetworkModel:
         self.calico_policy = CalicoPolicies(self.store)
         self.cilium_policy = CiliumPolicies(self.store)
         self.routing = RoutingModel(fleet)
+        #: (namespace, service, port) -> ((uid, resourceVersion, pods' namespace version), backends)
+        self._backends: dict[tuple[str, str, int], tuple[tuple[str, str, int], list[tuple[str, int, Obj]]]] = {}
 
     # ------------------------------------------------------------------ lookups
     def endpoint(self, ip: str) -> Endpoint:
@@ -108,7 +110,9 @@ class NetworkModel:
         return found[0] if found else None
 
     def backends(self, svc: Obj, port: int) -> list[tuple[str, int, Obj]]:
-        """Ready (ip, targetPort, pod) behind a Service port, as kube-proxy programs them."""
+        """Ready (ip, targetPort, pod) behind a Service port, as kube-proxy programs them. For a
+        Service with a selector the answer is kept until the Service or a pod of its namespace
+        changes (a probe round asks it on every try)."""
         spec = svc.get("spec") or {}
         sport = next((p for p in spec.get("ports") or [] if int(p.get("port", 0)) == port), None)
         if sport is None:
@@ -124,7 +128,18 @@ class NetworkModel:
                 for addr in subset.get("addresses") or []:
                     out.append((addr["ip"], int(eport.get("port", target)), {}))
             return out
-        for pod in self.store.list("pods", ns, labels=spec["selector"]):
+        with self.store.lock:   # the pods' version and the answer read together
+            version = (svc["metadata"]["uid"], svc["metadata"]["resourceVersion"],
+                       self.store.namespace_version("pods", ns))
+            known = self._backends.get((ns, svc["metadata"]["name"], port))
+            if known is None or known[0] != version:
+                known = (version, self._selected_backends(svc, ns, target))
+                self._backends[(ns, svc["metadata"]["name"], port)] = known
+            return list(known[1])
+
+    def _selected_backends(self, svc: Obj, ns: str, target: Any) -> list[tuple[str, int, Obj]]:
+        out: list[tuple[str, int, Obj]] = []
+        for pod in self.store.list("pods", ns, labels=svc["spec"]["selector"]):
             st = pod.get("status") or {}
             ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
             if not ready or not st.get("podIP") or pod["metadata"].get("deletionTimestamp"):

@@ -160,6 +160,7 @@ class _Table:
     indexes: dict[str, tuple[IndexFn, dict[str, set[Key]]]] = field(default_factory=dict)
     namespaces: dict[str, set[Key]] = field(default_factory=dict)     # namespace -> its keys
     labels: dict[tuple[str, Any], set[Key]] = field(default_factory=dict)   # (label, value) -> keys
+    changed_at: dict[str, int] = field(default_factory=dict)   # namespace -> its newest change's version
     #: sorted keys per namespace (None: every namespace), dropped when a key comes or goes
     ordered: dict[str | None, builtins.list[Key]] = field(default_factory=dict)
 
@@ -277,6 +278,13 @@ class Store:
     def resource_version(self) -> int:
         """The resourceVersion of the newest committed change."""
         return self._last_rv
+
+    def namespace_version(self, resource: str, namespace: str | None) -> int:
+        """The resourceVersion of the newest change (write or removal) to ``resource`` in
+        ``namespace`` (0: none yet): what was computed from that namespace's objects at this
+        version still holds while it stays the same."""
+        with self.lock:
+            return self._table(resource).changed_at.get(namespace or "", 0)
 
     def get(self, resource: str, namespace: str | None, name: str) -> Obj:
         with self.lock:
@@ -505,6 +513,7 @@ class Store:
         obj["metadata"]["resourceVersion"] = str(rv)
         old = table.objects.get(key)
         table.objects[key] = obj
+        table.changed_at[key[0]] = rv
         if old is None:
             table.keys_added_or_removed(key, True)
         table.relabel(key, old, obj)
@@ -522,6 +531,7 @@ class Store:
         rv = next(self._rv)
         self._last_rv = rv
         del table.objects[key]
+        table.changed_at[key[0]] = rv
         table.keys_added_or_removed(key, False)
         table.relabel(key, current, None)
         for fn, buckets in table.indexes.values():

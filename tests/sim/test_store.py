@@ -124,3 +124,18 @@ def test_label_lists_match_a_scan_through_relabels_and_deletes(store):
     check("d", {"tier": "front"}, [("d", "b"), ("d", "d")])
     check("d", {"app": "nothing"}, [])
     assert names(store.list("pods", "d", labels={})) == names(store.list("pods", "d"))
+
+
+def test_namespace_version_moves_with_each_change_in_that_namespace_only(store):
+    assert store.namespace_version("pods", "d") == 0
+    store.create("pods", labelled("a"))
+    first = store.namespace_version("pods", "d")
+    store.create("pods", labelled("x", ns="e"))
+    assert store.namespace_version("pods", "d") == first
+    store.mutate("pods", "d", "a", lambda o: o.update(status={"phase": "Running"}), subresource="status")
+    written = store.namespace_version("pods", "d")
+    assert written > first
+    store.update("pods", store.get("pods", "d", "a"))   # a no-op write changes nothing
+    assert store.namespace_version("pods", "d") == written
+    store.delete("pods", "d", "a")
+    assert store.namespace_version("pods", "d") == store.resource_version > written
