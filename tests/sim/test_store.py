@@ -139,3 +139,16 @@ def test_namespace_version_moves_with_each_change_in_that_namespace_only(store):
     assert store.namespace_version("pods", "d") == written
     store.delete("pods", "d", "a")
     assert store.namespace_version("pods", "d") == store.resource_version > written
+
+
+def test_rebuild_writes_a_new_version_and_leaves_the_snapshot_alone(store):
+    before = store.create("configmaps", {"metadata": {"name": "c", "namespace": "d", "labels": {"a": "1"}},
+                                         "data": {"big": "x" * 100, "part": "old"}})
+    after = store.rebuild("configmaps", "d", "c", lambda o: {**o, "data": {**o["data"], "part": "new"}})
+    assert before["data"]["part"] == "old" and before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]
+    assert store.get("configmaps", "d", "c")["data"] == {"big": "x" * 100, "part": "new"}
+    assert store.list("configmaps", "d", labels={"a": "1"}) == [after]
+    same = store.rebuild("configmaps", "d", "c", lambda o: dict(o))
+    assert same is after and store.resource_version == int(after["metadata"]["resourceVersion"])
+    with pytest.raises(NotFound):
+        store.rebuild("configmaps", "d", "gone", dict)

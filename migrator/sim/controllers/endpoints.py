@@ -152,14 +152,13 @@ class EndpointsController:
         elif current.get("subsets", []) == subsets:
             return
 
-        def write(draft: Obj) -> Obj:
+        def write(stored: Obj) -> Obj:   # the subsets are replaced whole: no copy of the old ones
+            new = {k: v for k, v in stored.items() if k != "subsets"}
             if subsets:
-                draft["subsets"] = subsets
-            else:
-                draft.pop("subsets", None)
-            return draft
+                new["subsets"] = subsets
+            return new
 
         try:
-            self.store.mutate("endpoints", meta["namespace"], meta["name"], write)
+            self.store.rebuild("endpoints", meta["namespace"], meta["name"], write)
         except NotFound:
             return
