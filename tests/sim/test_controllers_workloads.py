@@ -235,7 +235,7 @@ def test_daemonset_status_after_random_changes_matches_a_full_pass(h):
             st = ds["status"]
             assert (st["desiredNumberScheduled"], st["currentNumberScheduled"], st["numberAvailable"],
                     st["updatedNumberScheduled"], st["numberMisscheduled"], st["numberUnavailable"]) == expected
-            assert fresh.actions(lambda node: by_node.get(node, [])) == ([], [], [])   # converged
+            assert fresh.actions(lambda node, pods=by_node: pods.get(node, [])) == ([], [], [])   # converged
 
 
 def test_deployment_replaces_an_evicted_pod_on_another_node(h):
