@@ -9,8 +9,8 @@ immutable snapshots named by their resourceVersion, so a verdict holds while tho
 for an action and the names of vanished nodes that still have pods. A reconcile then recomputes
 only the nodes whose Node or pods changed since the last one (the controller learns which from
 the store's events), and still repeats every pending action on each reconcile, as a full pass
-does, so an action that did not take is tried again. Any change of the DaemonSet itself, or a
-node added or removed, starts from a full pass.
+does, so an action that did not take is tried again. A new version of the template (its
+generation or hash), or a node added or removed, starts from a full pass.
 """
 
 from __future__ import annotations

@@ -88,8 +88,7 @@ class DaemonSetController:
             self.history.forget(meta["uid"])
             self._tallies.pop(key, None)
             self._dirty.pop(key, None)
-        self._stale.add(key)
-        self._sync.mark(key)
+        self._sync.mark(key)   # its template's version is the tally's shape: a new one starts a full pass
 
     def _on_pod(self, event: Event) -> None:
         ns = event.obj["metadata"].get("namespace", "")
