@@ -11,6 +11,7 @@ different subsets, as on a real cluster. A Service without a selector is left al
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from migrator.sim.config import SimConfig
@@ -41,8 +42,9 @@ def _resolve_port(pod: Obj, target: Any) -> int | None:
 
 
 Signature = tuple[tuple[str, int, str], ...]   # a subset's ports: (name, port, protocol)
-#: where a pod goes in its Service's Endpoints: the subset, its ports, the address, ready or not
-Placement = tuple[Signature, list[Obj], Obj, bool]
+#: where a pod goes in its Service's Endpoints: the subset, its ports, the address with its sort
+#: key (ip, pod name), ready or not
+Placement = tuple[Signature, list[Obj], tuple[tuple[str, str], Obj], bool]
 
 
 def _placement(spec: Obj, namespace: str, pod: Obj, publish_all: bool) -> Placement | None:
@@ -66,7 +68,7 @@ def _placement(spec: Obj, namespace: str, pod: Obj, publish_all: bool) -> Placem
                                        "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}}
     if pod["spec"].get("nodeName"):
         address["nodeName"] = pod["spec"]["nodeName"]
-    return signature, ports, address, publish_all or pod_is_ready(pod)
+    return signature, ports, ((ip, pod["metadata"]["name"]), address), publish_all or pod_is_ready(pod)
 
 
 class EndpointsController:
@@ -129,7 +131,7 @@ class EndpointsController:
             out: Obj = {}
             for field in ("addresses", "notReadyAddresses"):
                 if subset[field]:
-                    out[field] = sorted(subset[field], key=lambda a: (a["ip"], a["targetRef"]["name"]))
+                    out[field] = [address for _, address in sorted(subset[field], key=itemgetter(0))]
             if subset["ports"]:
                 out["ports"] = subset["ports"]
             rendered.append(out)
