@@ -39,6 +39,7 @@ class NodeFleet:
         self.store = world.store
         self.config = config
         self.runtimes: dict[str, NodeRuntime] = {}
+        self._node_ips: dict[str, str] = {}   # node IP -> the first node (by arrival) holding it
         self.calico_ipam = CalicoIpam()
         self.cilium_ipam = CiliumIpam()
         self.host_local_ipam = HostLocalIpam()
@@ -55,11 +56,15 @@ class NodeFleet:
     def _on_node(self, event: Event) -> None:
         name = event.obj["metadata"]["name"]
         if event.type == "DELETED":
-            self.runtimes.pop(name, None)
+            if self.runtimes.pop(name, None) is not None:
+                self._node_ips = {}
+                for rt in self.runtimes.values():
+                    self._node_ips.setdefault(rt.ip, rt.name)
             return
         if name not in self.runtimes:
             addrs = {a.get("type"): a.get("address") for a in (event.obj.get("status") or {}).get("addresses") or []}
             self.runtimes[name] = NodeRuntime(name=name, ip=addrs.get("InternalIP") or "")
+            self._node_ips.setdefault(self.runtimes[name].ip, name)
             self._post_node_status(name)
             if CONTROL_PLANE_LABEL in (event.obj["metadata"].get("labels") or {}) \
                     or self.store.try_get("endpoints", "default", "kubernetes") is None:
@@ -84,6 +89,10 @@ class NodeFleet:
             self.store.create("endpoints", body)
         else:
             self.store.mutate("endpoints", "default", "kubernetes", lambda o: o.update(subsets=body["subsets"]))
+
+    def node_at(self, ip: str) -> str | None:
+        """The node whose address is ``ip`` (a node's InternalIP, fixed when it joined), else None."""
+        return self._node_ips.get(ip)
 
     def is_apiserver(self, ip: str, port: int) -> bool:
         ep = self.store.try_get("endpoints", "default", "kubernetes") or {}

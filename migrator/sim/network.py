@@ -44,6 +44,7 @@ from migrator.sim.agents import cilium as cilium_agent
 from migrator.sim.calico_policy import CalicoPolicies
 from migrator.sim.cilium_identity import Identity, reserved
 from migrator.sim.cilium_policy import CiliumPolicies
+from migrator.sim.registry import CLUSTER_IP_INDEX
 from migrator.sim.routing import RoutingModel
 
 #: The API server's address when no node is a control-plane node (a managed control plane:
@@ -74,6 +75,8 @@ class NetworkModel:
         self.calico_policy = CalicoPolicies(self.store)
         self.cilium_policy = CiliumPolicies(self.store)
         self.routing = RoutingModel(fleet)
+        #: (namespace, service, port) -> ((uid, resourceVersion, pods' namespace version), backends)
+        self._backends: dict[tuple[str, str, int], tuple[tuple[str, str, int], list[tuple[str, int, Obj]]]] = {}
 
     # ------------------------------------------------------------------ lookups
     def endpoint(self, ip: str) -> Endpoint:
@@ -82,9 +85,9 @@ class NetworkModel:
             ns, name, node, network = ref
             pod = self.store.try_get("pods", ns, name)
             return Endpoint(ip, node, network, pod)
-        for rt in self.fleet.runtimes.values():
-            if rt.ip == ip:
-                return Endpoint(ip, rt.name, "host")
+        host = self.fleet.node_at(ip)
+        if host is not None:
+            return Endpoint(ip, host, "host")
         if self.service_for(ip) is not None:
             return Endpoint(ip, None, "service")
         if ip == MANAGED_APISERVER_IP or not self._in_cluster_ranges(ip):
@@ -102,13 +105,14 @@ class NetworkModel:
         return any(addr in ipaddress.ip_network(r, strict=False) for r in ranges if r)
 
     def service_for(self, ip: str) -> Obj | None:
-        for svc in self.store.list("services"):
-            if (svc.get("spec") or {}).get("clusterIP") == ip:
-                return svc
-        return None
+        """The Service holding ClusterIP ``ip`` (the first by namespace and name), else None."""
+        found = self.store.list("services", index=(CLUSTER_IP_INDEX, ip))
+        return found[0] if found else None
 
     def backends(self, svc: Obj, port: int) -> list[tuple[str, int, Obj]]:
-        """Ready (ip, targetPort, pod) behind a Service port, as kube-proxy programs them."""
+        """Ready (ip, targetPort, pod) behind a Service port, as kube-proxy programs them. For a
+        Service with a selector the answer is kept until the Service or a pod of its namespace
+        changes (a probe round asks it on every try)."""
         spec = svc.get("spec") or {}
         sport = next((p for p in spec.get("ports") or [] if int(p.get("port", 0)) == port), None)
         if sport is None:
@@ -124,10 +128,18 @@ class NetworkModel:
                 for addr in subset.get("addresses") or []:
                     out.append((addr["ip"], int(eport.get("port", target)), {}))
             return out
-        for pod in self.store.list("pods", ns):
-            labels = pod["metadata"].get("labels") or {}
-            if not all(labels.get(k) == v for k, v in spec["selector"].items()):
-                continue
+        with self.store.lock:   # the pods' version and the answer read together
+            version = (svc["metadata"]["uid"], svc["metadata"]["resourceVersion"],
+                       self.store.namespace_version("pods", ns))
+            known = self._backends.get((ns, svc["metadata"]["name"], port))
+            if known is None or known[0] != version:
+                known = (version, self._selected_backends(svc, ns, target))
+                self._backends[(ns, svc["metadata"]["name"], port)] = known
+            return list(known[1])
+
+    def _selected_backends(self, svc: Obj, ns: str, target: Any) -> list[tuple[str, int, Obj]]:
+        out: list[tuple[str, int, Obj]] = []
+        for pod in self.store.list("pods", ns, labels=svc["spec"]["selector"]):
             st = pod.get("status") or {}
             ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
             if not ready or not st.get("podIP") or pod["metadata"].get("deletionTimestamp"):

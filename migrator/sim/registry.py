@@ -27,6 +27,9 @@ import yaml
 from migrator.sim.rbac import bootstrap_objects
 from migrator.sim.store import ResourceType, Store
 
+#: The store index of Services by ``spec.clusterIP`` (the network model finds a ClusterIP's Service).
+CLUSTER_IP_INDEX = "clusterIP"
+
 CRD_DIR = Path(__file__).with_name("crds")
 
 
@@ -247,6 +250,7 @@ def install_api(store: Store, *, service_cidr: str = "10.96.0.0/12",
         store.register(ResourceType(res.group, res.plural, res.kind, res.namespaced, res.has_status,
                                     custom=res.is_custom))
     store.add_index("pods", "nodeName", lambda o: (o.get("spec") or {}).get("nodeName") or None)
+    store.add_index("services", CLUSTER_IP_INDEX, lambda o: (o.get("spec") or {}).get("clusterIP") or None)
     _REGISTRIES[id(store)] = reg
     from migrator.sim.admission import apply_defaults
     store.defaulter = apply_defaults

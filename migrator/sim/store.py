@@ -14,7 +14,10 @@ and name. It owns the semantics that every resource shares on a real API server:
   (or while a graceful deletion is pending), and the object goes once they are gone;
 * a bounded history of change events for watches, with ``Gone`` past its start;
 * secondary indexes (pods by ``spec.nodeName``) so that per-node lists stay cheap at
-  20,000 pods.
+  20,000 pods; and, for every resource, its keys per namespace and per label (``key=value``),
+  so that a namespace's list or a label selector's candidates cost what they return, not what
+  the table holds. Sorted key lists are kept until a key comes or goes (most writes change an
+  object, not the set of keys), so a list does not sort the table again.
 
 It knows nothing about HTTP, schemas or controllers; the API server and the simulated
 controllers both call it in-process. It is thread-safe: one re-entrant lock guards all
@@ -147,11 +150,66 @@ class Event:
     old: Obj | None = None  # the object before a MODIFIED/DELETED (watch selectors need it)
 
 
+Key = tuple[str, str]   # (namespace, name); namespace "" for cluster-scoped objects
+
+
 @dataclass
 class _Table:
     rtype: ResourceType
-    objects: dict[tuple[str, str], Obj] = field(default_factory=dict)
-    indexes: dict[str, tuple[IndexFn, dict[str, set[tuple[str, str]]]]] = field(default_factory=dict)
+    objects: dict[Key, Obj] = field(default_factory=dict)
+    indexes: dict[str, tuple[IndexFn, dict[str, set[Key]]]] = field(default_factory=dict)
+    namespaces: dict[str, set[Key]] = field(default_factory=dict)     # namespace -> its keys
+    labels: dict[tuple[str, Any], set[Key]] = field(default_factory=dict)   # (label, value) -> keys
+    changed_at: dict[str, int] = field(default_factory=dict)   # namespace -> its newest change's version
+    #: sorted keys per namespace (None: every namespace), dropped when a key comes or goes
+    ordered: dict[str | None, builtins.list[Key]] = field(default_factory=dict)
+
+    def sorted_keys(self, namespace: str | None) -> builtins.list[Key]:
+        keys = self.ordered.get(namespace)
+        if keys is None:
+            keys = self.ordered[namespace] = sorted(
+                self.objects if namespace is None else self.namespaces.get(namespace, ()))
+        return keys
+
+    def keys_added_or_removed(self, key: Key, present: bool) -> None:
+        members = self.namespaces.setdefault(key[0], set())
+        if present:
+            members.add(key)
+        else:
+            members.discard(key)
+            if not members:
+                del self.namespaces[key[0]]
+        self.ordered.pop(None, None)
+        self.ordered.pop(key[0], None)
+
+    def relabel(self, key: Key, before: Obj | None, after: Obj | None) -> None:
+        if _labels_of(before) == _labels_of(after):   # most writes leave the labels alone
+            return
+        old, new = _label_pairs(before), _label_pairs(after)
+        for pair in old - new:
+            members = self.labels.get(pair)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self.labels[pair]
+        for pair in new - old:
+            self.labels.setdefault(pair, set()).add(key)
+
+
+_LABEL_VALUES = (str, int, float, bool, type(None))   # what the label index keeps (hashable scalars)
+
+
+def _labels_of(obj: Obj | None) -> Any:
+    return (obj.get("metadata") or {}).get("labels") if obj is not None else None
+
+
+def _label_pairs(obj: Obj | None) -> frozenset[tuple[str, Any]]:
+    """An object's labels as (key, value) pairs. A label value is a string; a value that is not a
+    scalar (never valid) is left out, and a selector asking for one matches nothing here."""
+    labels = _labels_of(obj)
+    if not isinstance(labels, dict):
+        return frozenset()
+    return frozenset((k, v) for k, v in labels.items() if isinstance(v, _LABEL_VALUES))
 
 
 #: The ObjectMeta collections kube-apiserver serialises with ``omitempty``: stored empty, they are
@@ -221,6 +279,13 @@ class Store:
         """The resourceVersion of the newest committed change."""
         return self._last_rv
 
+    def namespace_version(self, resource: str, namespace: str | None) -> int:
+        """The resourceVersion of the newest change (write or removal) to ``resource`` in
+        ``namespace`` (0: none yet): what was computed from that namespace's objects at this
+        version still holds while it stays the same."""
+        with self.lock:
+            return self._table(resource).changed_at.get(namespace or "", 0)
+
     def get(self, resource: str, namespace: str | None, name: str) -> Obj:
         with self.lock:
             table = self._table(resource)
@@ -240,19 +305,25 @@ class Store:
         *,
         predicate: Predicate | None = None,
         index: tuple[str, str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> builtins.list[Obj]:
         """Objects of ``resource``, sorted by namespace and name.
 
         ``namespace=None`` lists every namespace. ``index=(name, value)`` restricts to the
-        objects an index maps to ``value``; ``predicate`` filters further.
+        objects an index maps to ``value``; ``labels`` to the objects carrying every one of
+        these labels (a Service's selector, a LabelSelector's ``matchLabels``; empty: no
+        restriction); ``predicate`` filters further.
         """
         with self.lock:
             table = self._table(resource)
+            keys: Iterable[Key]
             if index is not None:
                 _, buckets = table.indexes[index[0]]
-                keys: Iterable[tuple[str, str]] = sorted(buckets.get(index[1], ()))
+                keys = sorted(buckets.get(index[1], ()))
+            elif labels:
+                keys = self._labelled(table, labels)
             else:
-                keys = sorted(table.objects)
+                keys = table.sorted_keys(namespace)
             out = []
             for k in keys:
                 if namespace is not None and k[0] != namespace:
@@ -261,6 +332,14 @@ class Store:
                 if predicate is None or predicate(obj):
                     out.append(obj)
             return out
+
+    @staticmethod
+    def _labelled(table: _Table, labels: dict[str, str]) -> builtins.list[Key]:
+        """The sorted keys of the objects carrying every label of ``labels``."""
+        if not all(isinstance(v, _LABEL_VALUES) for v in labels.values()):
+            return []
+        buckets = sorted((table.labels.get(pair, set()) for pair in labels.items()), key=len)
+        return sorted(buckets[0].intersection(*buckets[1:]))
 
     def events_since(self, rv: int) -> builtins.list[Event]:
         """Events newer than ``rv``; ``Gone`` when the history no longer reaches back to it."""
@@ -338,6 +417,25 @@ class Store:
             result = fn(draft)
             new = draft if result is None else result
             return self._replace(table, key, current, new, subresource)
+
+    def rebuild(self, resource: str, namespace: str | None, name: str, fn: Callable[[Obj], Obj]) -> Obj:
+        """Atomically write ``fn(current)`` as the object's next version, without copying: for a
+        large object of which a controller replaces a part (an Endpoints' subsets), where
+        ``mutate``'s private deep copy would cost more than the write.
+
+        ``fn`` gets the stored snapshot, must not change it, and returns a new object; that object
+        may share the parts it keeps with the snapshot (snapshots never change), and is owned by
+        the store from then on. Its ``metadata`` is copied, as the store sets fields in it.
+        """
+        with self.lock:
+            table = self._table(resource)
+            key = ((namespace or "") if table.rtype.namespaced else "", name)
+            current = table.objects.get(key)
+            if current is None:
+                raise NotFound.of(table.rtype.plural, name, table.rtype.group)
+            new = fn(current)
+            new["metadata"] = dict(new.get("metadata") or {})
+            return self._replace(table, key, current, new, None)
 
     def delete(self, resource: str, namespace: str | None, name: str, *,
                graceful: bool = False, uid: str | None = None,
@@ -434,6 +532,10 @@ class Store:
         obj["metadata"]["resourceVersion"] = str(rv)
         old = table.objects.get(key)
         table.objects[key] = obj
+        table.changed_at[key[0]] = rv
+        if old is None:
+            table.keys_added_or_removed(key, True)
+        table.relabel(key, old, obj)
         for fn, buckets in table.indexes.values():
             if old is not None:
                 before = fn(old)
@@ -448,6 +550,9 @@ class Store:
         rv = next(self._rv)
         self._last_rv = rv
         del table.objects[key]
+        table.changed_at[key[0]] = rv
+        table.keys_added_or_removed(key, False)
+        table.relabel(key, current, None)
         for fn, buckets in table.indexes.values():
             before = fn(current)
             if before is not None:

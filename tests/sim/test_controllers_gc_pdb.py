@@ -197,6 +197,12 @@ def test_endpoints_follow_readiness(h):
     [subset] = h.store.get("endpoints", "default", "web")["subsets"]
     assert [a["targetRef"]["name"] for a in subset["notReadyAddresses"]] == [slow["metadata"]["name"]]
     assert len(subset["addresses"]) == 1
+    h.set_ready(slow["metadata"]["name"], True)   # the Service's and the pods' changes both count
+    h.store.mutate("services", "default", "web", lambda s: s["spec"]["ports"][0].update(targetPort=9090))
+    h.settle()
+    [subset] = h.store.get("endpoints", "default", "web")["subsets"]
+    assert len(subset["addresses"]) == 2 and "notReadyAddresses" not in subset
+    assert subset["ports"] == [{"port": 9090, "protocol": "TCP", "name": "http"}]
     h.store.delete("services", "default", "web")
     h.settle()
     assert h.store.try_get("endpoints", "default", "web") is None

@@ -147,6 +147,97 @@ def test_daemonset_rolling_update_keeps_at_most_one_node_unavailable(h):
     assert (st["updatedNumberScheduled"], st["numberUnavailable"]) == (1, 1)
 
 
+def test_daemonset_follows_each_change_of_a_node_or_its_pod_after_many_quiet_reconciles(h):
+    """The controller reuses a node's last verdict while the node and its pods are unchanged:
+    a taint, a readiness flip or a deleted pod on one node among many must still be acted on."""
+    for i in range(30):
+        h.node(f"n{i:02}")
+    h.store.create("apps/daemonsets", daemonset("agent"))
+    h.settle()
+    for i in range(3):   # reconciles that change nothing
+        h.store.mutate("apps/daemonsets", "default", "agent",
+                       lambda d, i=i: d["metadata"].setdefault("annotations", {}).update(poke=str(i)))
+        h.settle()
+    assert len(h.pods("default", app="agent")) == 30
+    h.set_node("n07", lambda n: n["spec"].update(taints=[{"key": "evict", "effect": "NoExecute"}]))
+    h.settle()
+    assert "n07" not in {p["spec"]["nodeName"] for p in h.pods("default", app="agent")}
+    assert h.store.get("apps/daemonsets", "default", "agent")["status"]["desiredNumberScheduled"] == 29
+    h.set_node("n07", lambda n: n["spec"].update(taints=[]))
+    victim = next(p for p in h.pods("default", app="agent") if p["spec"]["nodeName"] == "n12")
+    h.store.delete("pods", "default", victim["metadata"]["name"])
+    h.settle()
+    nodes = sorted(p["spec"]["nodeName"] for p in h.pods("default", app="agent"))
+    assert nodes == [f"n{i:02}" for i in range(30)]
+    assert victim["metadata"]["uid"] not in {p["metadata"]["uid"] for p in h.pods("default", app="agent")}
+    st = h.store.get("apps/daemonsets", "default", "agent")["status"]
+    assert (st["desiredNumberScheduled"], st["numberReady"], st["numberUnavailable"]) == (30, 30, 0)
+
+
+def test_daemonset_status_after_random_changes_matches_a_full_pass(h):
+    """Between full passes the controller recomputes only the nodes whose Node or pods changed;
+    after each of many random changes its status must equal a fresh pass over every node."""
+    import random
+
+    from migrator.sim.controllers.daemon_nodes import Tally
+    from migrator.sim.controllers.daemonset import daemon_tolerations
+    from migrator.sim.controllers.matching import template_hash
+
+    rng = random.Random(7)
+    names = [f"n{i:02}" for i in range(12)]
+    for n in names:
+        h.node(n)
+    h.store.create("apps/daemonsets", daemonset("all"))
+    h.store.create("apps/daemonsets", daemonset("pool", node_selector={"pool": "a"}))
+    h.settle()
+
+    def node_op():
+        n = rng.choice(names)
+        op = rng.choice(["taint", "untaint", "cordon", "uncordon", "down", "up", "pool", "unpool"])
+        if op in ("taint", "untaint"):
+            taints = [{"key": "k", "effect": rng.choice(["NoSchedule", "NoExecute"])}] if op == "taint" else []
+            h.set_node(n, lambda o: o["spec"].update(taints=taints))
+        elif op in ("cordon", "uncordon"):
+            h.set_node(n, lambda o: o["spec"].update(unschedulable=op == "cordon"))
+        elif op in ("down", "up"):
+            h.set_node(n, lambda o: o["status"].update(conditions=[{"type": "Ready", "status": str(op == "up")}]))
+        else:
+            h.set_node(n, lambda o: o["metadata"]["labels"].update(pool="a" if op == "pool" else "b"))
+
+    def pod_op():
+        pods = h.pods("default")
+        if not pods:
+            return
+        pod = rng.choice(pods)
+        name = pod["metadata"]["name"]
+        op = rng.choice(["delete", "graceful", "unready", "ready", "fail"])
+        if op in ("delete", "graceful"):
+            h.store.delete("pods", "default", name, graceful=op == "graceful")
+        elif op in ("unready", "ready"):
+            h.set_ready(name, op == "ready")
+        else:
+            h.store.mutate("pods", "default", name, lambda o: o["status"].update(phase="Failed"), subresource="status")
+
+    for _ in range(40):
+        rng.choice([node_op, pod_op])()
+        h.settle()
+        for ds in h.store.list("apps/daemonsets", "default"):
+            spec = ds["spec"]["template"]["spec"]
+            fresh = Tally((ds["metadata"]["uid"], 1, template_hash(ds["spec"]["template"])), spec,
+                          daemon_tolerations(spec))
+            by_node: dict = {}
+            for pod in h.pods("default", app=ds["metadata"]["name"]):
+                by_node.setdefault(pod["spec"]["nodeName"], []).append(pod)
+            fresh.full(h.store.list("nodes"), by_node)
+            counts = fresh.counts
+            expected = (counts["desired"], counts["current"], counts["available"], counts["updated"],
+                        counts["misscheduled"], max(0, counts["desired"] - counts["available"]))
+            st = ds["status"]
+            assert (st["desiredNumberScheduled"], st["currentNumberScheduled"], st["numberAvailable"],
+                    st["updatedNumberScheduled"], st["numberMisscheduled"], st["numberUnavailable"]) == expected
+            assert fresh.actions(lambda node, pods=by_node: pods.get(node, [])) == ([], [], [])   # converged
+
+
 def test_deployment_replaces_an_evicted_pod_on_another_node(h):
     for n in ("a", "b", "c"):
         h.node(n)

@@ -56,3 +56,26 @@ def test_a_lookup_reaches_the_other_kube_dns_backend_and_each_try_resolves_anew(
             _dial(port)
     finally:
         port.close()
+
+
+def test_service_backends_follow_readiness_and_deletion_between_lookups(sim):
+    """kube-proxy's view of a Service (kept between lookups) changes with its pods: a pod whose
+    node turns NotReady leaves it, comes back when Ready again, and a deleted pod is gone."""
+    net = sim.fleet.network
+    svc = sim.store.get("services", "kube-system", "kube-dns")
+
+    def backend_nodes() -> list[str]:
+        return sorted(pod["spec"]["nodeName"] for _, _, pod in net.backends(svc, 53))
+
+    dns_nodes = sorted(_dns_nodes(sim))
+    assert backend_nodes() == backend_nodes() == dns_nodes
+    sim.fleet.set_node_ready(dns_nodes[0], False)
+    sim.settle(timeout=5)
+    assert backend_nodes() == dns_nodes[1:]
+    sim.fleet.set_node_ready(dns_nodes[0], True)
+    sim.settle(timeout=5)
+    assert backend_nodes() == dns_nodes
+    gone = next(p for p in sim.store.list("pods", "kube-system", labels={"k8s-app": "kube-dns"})
+                if p["spec"]["nodeName"] == dns_nodes[1])
+    sim.store.delete("pods", "kube-system", gone["metadata"]["name"])
+    assert gone["metadata"]["uid"] not in {pod["metadata"]["uid"] for _, _, pod in net.backends(svc, 53)}

@@ -28,19 +28,15 @@ import structlog
 
 from migrator.sim.config import SimConfig
 from migrator.sim.controllers.coalesce import Coalescer
+from migrator.sim.controllers.daemon_nodes import Tally
 from migrator.sim.controllers.history import DaemonSetHistory
 from migrator.sim.controllers.matching import (
     DAEMON_TOLERATIONS,
     HOST_NETWORK_DAEMON_TOLERATION,
     controller_ref,
-    effective_taints,
-    node_affinity_matches,
+    controller_uid,
     owner_reference,
-    pod_is_available,
-    pod_is_finished,
-    pod_is_terminating,
     template_hash,
-    untolerated_taints,
 )
 from migrator.sim.controllers.podfactory import PodNames, create_named, delete_pod, pod_from_template
 from migrator.sim.errors import NotFound
@@ -62,16 +58,6 @@ def daemon_tolerations(template_spec: Obj) -> list[Obj]:
     return tolerations
 
 
-def node_should_run(template_spec: Obj, tolerations: list[Obj], node: Obj) -> tuple[bool, bool]:
-    """``(should_run, should_continue_running)`` for a daemon pod on ``node``."""
-    if not node_affinity_matches(template_spec, node):
-        return False, False
-    taints = effective_taints(node)
-    if untolerated_taints(tolerations, taints, ("NoExecute",)):
-        return False, False
-    return not untolerated_taints(tolerations, taints, ("NoSchedule",)), True
-
-
 def scaled(value: Any, total: int, *, round_up: bool, default: int) -> int:
     if value is None:
         return default
@@ -87,6 +73,9 @@ class DaemonSetController:
         self.store = world.store
         self.names = names
         self.history = DaemonSetHistory(self.store)
+        self._tallies: dict[tuple[str, str], Tally] = {}   # per DaemonSet: its nodes' verdicts
+        self._dirty: dict[tuple[str, str], set[str]] = {}  # per DaemonSet: nodes changed since its reconcile
+        self._stale: set[tuple[str, str]] = set()           # DaemonSets whose next reconcile is a full pass
         self._sync = Coalescer(world, self.sync, delay=config.latencies.controller)
         world.on("apps/daemonsets", self._on_daemonset)
         world.on("pods", self._on_pod)
@@ -94,21 +83,34 @@ class DaemonSetController:
 
     def _on_daemonset(self, event: Event) -> None:
         meta = event.obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
         if event.type == "DELETED":
             self.history.forget(meta["uid"])
-        self._sync.mark((meta.get("namespace", ""), meta["name"]))
+            self._tallies.pop(key, None)
+            self._dirty.pop(key, None)
+        self._sync.mark(key)   # its template's version is the tally's shape: a new one starts a full pass
 
     def _on_pod(self, event: Event) -> None:
+        ns = event.obj["metadata"].get("namespace", "")
+        for obj in (event.obj, event.old) if event.old is not None else (event.obj,):
+            ref = controller_ref(obj)
+            if ref and ref.get("kind") == "DaemonSet":   # the node of the pod's old and new version
+                self._dirty.setdefault((ns, ref["name"]), set()).add(obj["spec"].get("nodeName") or "")
         ref = controller_ref(event.obj)
         if ref and ref.get("kind") == "DaemonSet":
-            self._sync.mark((event.obj["metadata"].get("namespace", ""), ref["name"]))
+            self._sync.mark((ns, ref["name"]))
 
     def _on_node(self, event: Event) -> None:
         if event.type == "MODIFIED" and event.old is not None and _scheduling_view(event.old) == \
                 _scheduling_view(event.obj):
-            return
+            return   # nothing a verdict reads changed
         for ds in self.store.list("apps/daemonsets"):
-            self._sync.mark((ds["metadata"]["namespace"], ds["metadata"]["name"]))
+            key = (ds["metadata"]["namespace"], ds["metadata"]["name"])
+            if event.type == "MODIFIED":
+                self._dirty.setdefault(key, set()).add(event.obj["metadata"]["name"])
+            else:   # a node came or went: the next reconcile is a full pass
+                self._stale.add(key)
+            self._sync.mark(key)
 
     # ------------------------------------------------------------------ reconcile
     def sync(self, key: tuple[str, str]) -> None:
@@ -118,58 +120,37 @@ class DaemonSetController:
         uid = ds["metadata"]["uid"]
         template = ds["spec"]["template"]
         tspec = template.get("spec") or {}
-        tolerations = daemon_tolerations(tspec)
         revision = template_hash(template)
-        nodes = self.store.list("nodes")
-        by_node: dict[str, list[Obj]] = {}
-        live_hashes: set[str] = set()
-        for pod in self.store.list("pods", key[0], index=("controller-uid", uid)):
-            by_node.setdefault(pod["spec"].get("nodeName") or "", []).append(pod)
-            live_hashes.add(pod["metadata"].get("labels", {}).get("controller-revision-hash", ""))
-        self.history.record(ds, revision, live_hashes)
+        shape = (uid, ds["metadata"].get("generation"), revision)
+        tally = self._tallies.get(key)
+        dirty = self._dirty.pop(key, set())
+        ns = key[0]
 
-        desired = current = ready = available = updated = misscheduled = 0
-        to_create: list[str] = []
-        to_delete: list[Obj] = []
-        old_ready: list[Obj] = []
-        unavailable = 0
-        for node in nodes:
-            name = node["metadata"]["name"]
-            pods = by_node.pop(name, [])
-            should_run, should_continue = node_should_run(tspec, tolerations, node)
-            live = [p for p in pods if not pod_is_terminating(p)]
-            to_delete += [p for p in live if pod_is_finished(p)]
-            live = sorted((p for p in live if not pod_is_finished(p)),
-                          key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"]))
-            if live and not should_run:
-                misscheduled += 1
-            if not should_continue:
-                to_delete += live
-                continue
-            if not should_run and not live:
-                continue
-            to_delete += live[1:]
-            if should_run:
-                desired += 1
-            if not live:
-                if should_run and len(pods) == len([p for p in pods if pod_is_finished(p)]):
-                    to_create.append(name)  # nothing left terminating on the node
-                unavailable += 1
-                continue
-            pod = live[0]
-            current += 1
-            is_available = pod_is_available(pod)
-            ready += is_available
-            available += is_available
-            unavailable += not is_available
-            if pod["metadata"].get("labels", {}).get("controller-revision-hash") == revision:
-                updated += 1
-            elif not is_available:
-                to_delete.append(pod)  # out of date and not serving: replace it right away
-            else:
-                old_ready.append(pod)
-        for pods in by_node.values():  # pods bound to nodes that no longer exist
-            to_delete += [p for p in pods if not pod_is_terminating(p)]
+        def pods_on(node: str) -> list[Obj]:
+            if node:
+                return [p for p in self.store.list("pods", ns, index=("nodeName", node)) if controller_uid(p) == uid]
+            return [p for p in self.store.list("pods", ns, index=("controller-uid", uid)) if not p["spec"].get("nodeName")]
+
+        if tally is None or tally.shape != shape or key in self._stale:
+            self._stale.discard(key)
+            by_node: dict[str, list[Obj]] = {}
+            live_hashes: set[str] = set()
+            for pod in self.store.list("pods", ns, index=("controller-uid", uid)):
+                by_node.setdefault(pod["spec"].get("nodeName") or "", []).append(pod)
+                live_hashes.add(pod["metadata"].get("labels", {}).get("controller-revision-hash", ""))
+            self.history.record(ds, revision, live_hashes)
+            fresh = Tally(shape, tspec, daemon_tolerations(tspec))
+            fresh.full(self.store.list("nodes"), by_node, tally)
+            self._tallies[key] = tally = fresh
+        else:
+            if not self.history.is_current(ds, revision):
+                self.history.record(ds, revision, {
+                    pod["metadata"].get("labels", {}).get("controller-revision-hash", "")
+                    for pod in self.store.list("pods", ns, index=("controller-uid", uid))})
+            tally.update(dirty, lambda name: self.store.try_get("nodes", None, name), pods_on)
+        to_delete, to_create, old_ready = tally.actions(pods_on)
+        counts = tally.counts
+        desired, unavailable = counts["desired"], counts["unavailable"]
 
         strategy = ds["spec"].get("updateStrategy") or {}
         if strategy.get("type", "RollingUpdate") == "RollingUpdate":
@@ -184,12 +165,12 @@ class DaemonSetController:
             self._create_pods(ds, to_create, revision)
         self._write_status(ds, {
             "desiredNumberScheduled": desired,
-            "currentNumberScheduled": current,
-            "numberReady": ready,
-            "numberAvailable": available,
-            "numberUnavailable": max(0, desired - available),
-            "updatedNumberScheduled": updated,
-            "numberMisscheduled": misscheduled,
+            "currentNumberScheduled": counts["current"],
+            "numberReady": counts["available"],
+            "numberAvailable": counts["available"],
+            "numberUnavailable": max(0, desired - counts["available"]),
+            "updatedNumberScheduled": counts["updated"],
+            "numberMisscheduled": counts["misscheduled"],
             "observedGeneration": ds["metadata"].get("generation", 1),
         })
 

@@ -11,6 +11,7 @@ different subsets, as on a real cluster. A Service without a selector is left al
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from migrator.sim.config import SimConfig
@@ -40,11 +41,43 @@ def _resolve_port(pod: Obj, target: Any) -> int | None:
     return None
 
 
+Signature = tuple[tuple[str, int, str], ...]   # a subset's ports: (name, port, protocol)
+#: where a pod goes in its Service's Endpoints: the subset, its ports, the address with its sort
+#: key (ip, pod name), ready or not
+Placement = tuple[Signature, list[Obj], tuple[tuple[str, str], Obj], bool]
+
+
+def _placement(spec: Obj, namespace: str, pod: Obj, publish_all: bool) -> Placement | None:
+    """A pod's address in the Endpoints of a Service with ``spec``, None when it has none (no IP
+    yet, or being deleted): a function of the Service and the pod alone, so the controller keeps
+    it while neither changes (store objects are immutable snapshots named by resourceVersion)."""
+    ip = (pod.get("status") or {}).get("podIP")
+    if not ip or pod_is_terminating(pod):
+        return None
+    ports = []
+    for sp in spec.get("ports") or []:
+        port = _resolve_port(pod, sp.get("targetPort", sp.get("port")))
+        if port is None:
+            continue
+        entry: dict[str, Any] = {"port": port, "protocol": sp.get("protocol", "TCP")}
+        if sp.get("name"):
+            entry["name"] = sp["name"]
+        ports.append(entry)
+    signature = tuple((p.get("name", ""), p["port"], p["protocol"]) for p in ports)
+    address = {"ip": ip, "targetRef": {"kind": "Pod", "namespace": namespace,
+                                       "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}}
+    if pod["spec"].get("nodeName"):
+        address["nodeName"] = pod["spec"]["nodeName"]
+    return signature, ports, ((ip, pod["metadata"]["name"]), address), publish_all or pod_is_ready(pod)
+
+
 class EndpointsController:
     def __init__(self, world: World, config: SimConfig) -> None:
         self.world = world
         self.store = world.store
         self._sync = Coalescer(world, self.sync, delay=config.latencies.controller)
+        #: per Service, per pod: the versions of both and the pod's placement
+        self._seen: dict[tuple[str, str], dict[str, tuple[tuple[tuple[str, str], str], Placement | None]]] = {}
         world.on("services", self._on_service)
         world.on("pods", self._on_pod)
 
@@ -65,6 +98,7 @@ class EndpointsController:
     def sync(self, key: tuple[str, str]) -> None:
         svc = self.store.try_get("services", key[0], key[1])
         if svc is None:
+            self._seen.pop(key, None)
             try:
                 self.store.delete("endpoints", key[0], key[1])
             except NotFound:
@@ -75,29 +109,21 @@ class EndpointsController:
         if not selector:
             return
         publish_all = bool(spec.get("publishNotReadyAddresses"))
-        subsets: dict[tuple[tuple[str, int, str], ...], Obj] = {}
-        pods = [p for p in self.store.list("pods", key[0])
-                if _labels_match(selector, p["metadata"].get("labels"))]
-        for pod in pods:
-            ip = (pod.get("status") or {}).get("podIP")
-            if not ip or pod_is_terminating(pod):
+        subsets: dict[Signature, Obj] = {}
+        version = (svc["metadata"]["uid"], svc["metadata"]["resourceVersion"])
+        seen = self._seen.get(key, {})
+        self._seen[key] = memo = {}
+        for pod in self.store.list("pods", key[0], labels=selector):
+            name = pod["metadata"]["name"]
+            known = seen.get(name)
+            inputs = (version, pod["metadata"]["resourceVersion"])
+            place = known[1] if known is not None and known[0] == inputs else \
+                _placement(spec, key[0], pod, publish_all)
+            memo[name] = (inputs, place)
+            if place is None:
                 continue
-            ports = []
-            for sp in spec.get("ports") or []:
-                port = _resolve_port(pod, sp.get("targetPort", sp.get("port")))
-                if port is None:
-                    continue
-                entry: dict[str, Any] = {"port": port, "protocol": sp.get("protocol", "TCP")}
-                if sp.get("name"):
-                    entry["name"] = sp["name"]
-                ports.append(entry)
-            signature = tuple((p.get("name", ""), p["port"], p["protocol"]) for p in ports)
+            signature, ports, address, ready = place
             subset = subsets.setdefault(signature, {"addresses": [], "notReadyAddresses": [], "ports": ports})
-            address = {"ip": ip, "targetRef": {"kind": "Pod", "namespace": key[0],
-                                               "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}}
-            if pod["spec"].get("nodeName"):
-                address["nodeName"] = pod["spec"]["nodeName"]
-            ready = publish_all or pod_is_ready(pod)
             subset["addresses" if ready else "notReadyAddresses"].append(address)
         rendered = []
         for signature in sorted(subsets):
@@ -105,7 +131,7 @@ class EndpointsController:
             out: Obj = {}
             for field in ("addresses", "notReadyAddresses"):
                 if subset[field]:
-                    out[field] = sorted(subset[field], key=lambda a: (a["ip"], a["targetRef"]["name"]))
+                    out[field] = [address for _, address in sorted(subset[field], key=itemgetter(0))]
             if subset["ports"]:
                 out["ports"] = subset["ports"]
             rendered.append(out)
@@ -128,14 +154,13 @@ class EndpointsController:
         elif current.get("subsets", []) == subsets:
             return
 
-        def write(draft: Obj) -> Obj:
+        def write(stored: Obj) -> Obj:   # the subsets are replaced whole: no copy of the old ones
+            new = {k: v for k, v in stored.items() if k != "subsets"}
             if subsets:
-                draft["subsets"] = subsets
-            else:
-                draft.pop("subsets", None)
-            return draft
+                new["subsets"] = subsets
+            return new
 
         try:
-            self.store.mutate("endpoints", meta["namespace"], meta["name"], write)
+            self.store.rebuild("endpoints", meta["namespace"], meta["name"], write)
         except NotFound:
             return

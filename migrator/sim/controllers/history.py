@@ -62,10 +62,15 @@ class DaemonSetHistory:
         self._seen: dict[str, str] = {}   # DaemonSet uid -> the template hash last recorded
         self._over_limit: set[str] = set()  # DaemonSets keeping too many revisions for their live pods
 
+    def is_current(self, ds: Obj, template_hash: str) -> bool:
+        """Whether ``record`` has nothing to do (the revision is recorded, none kept past the limit)."""
+        uid = ds["metadata"]["uid"]
+        return self._seen.get(uid) == template_hash and uid not in self._over_limit
+
     def record(self, ds: Obj, template_hash: str, live_hashes: set[str]) -> None:
         """Make ``template_hash`` the DaemonSet's newest revision and trim the old ones."""
         meta = ds["metadata"]
-        if self._seen.get(meta["uid"]) == template_hash and meta["uid"] not in self._over_limit:
+        if self.is_current(ds, template_hash):
             return
         owned = [r for r in self.store.list(RESOURCE, meta["namespace"], index=("controller-uid", meta["uid"]))]
         name = revision_name(meta["name"], template_hash)

@@ -31,8 +31,9 @@ from migrator.sim.controllers.matching import (
     pod_is_terminating,
     set_condition,
 )
-from migrator.sim.errors import NotFound
-from migrator.sim.selectors import label_selector_matches, selects_or_not
+from migrator.sim.controllers.podfacts import PodFacts
+from migrator.sim.errors import BadRequest, NotFound
+from migrator.sim.selectors import label_selector_matches, label_selector_requirements, selects_or_not
 from migrator.sim.store import Event, now_rfc3339
 from migrator.sim.world import World
 
@@ -59,6 +60,7 @@ class DisruptionController:
         self.world = world
         self.store = world.store
         self._sync = Coalescer(world, self.sync, delay=config.latencies.controller)
+        self._facts: PodFacts[tuple[bool, bool]] = PodFacts()   # per budget: selected, healthy
         world.on(RESOURCE, self._on_pdb)
         world.on("pods", self._on_pod)
         for scaler in ("apps/deployments", "apps/replicasets", "apps/daemonsets", "apps/statefulsets"):
@@ -89,14 +91,16 @@ class DisruptionController:
     def sync(self, key: tuple[str, str]) -> None:
         pdb = self.store.try_get(RESOURCE, key[0], key[1])
         if pdb is None:
+            self._facts.forget(key)
             return
         spec = pdb.get("spec") or {}
         selector = spec.get("selector")   # policy/v1: null selects no pod, {} every pod of the namespace
-        pods = [] if selector is None else [p for p in self.store.list("pods", key[0])
-                                            if label_selector_matches(selector, p["metadata"].get("labels"))]
+        spec_version = (pdb["metadata"]["uid"], pdb["metadata"].get("generation"))
+        chosen = [] if selector is None else [
+            (p, ready) for p, (selected, ready) in self._selected(key, spec_version, selector) if selected]
+        pods = [p for p, _ in chosen]
         disrupted, next_expiry = self._live_disruptions(pdb, pods)
-        healthy = sum(1 for p in pods if pod_is_ready(p) and not pod_is_terminating(p)
-                      and p["metadata"]["name"] not in disrupted)
+        healthy = sum(1 for p, ready in chosen if ready and p["metadata"]["name"] not in disrupted)
         min_available = spec.get("minAvailable")
         max_unavailable = spec.get("maxUnavailable")
         if max_unavailable is not None:
@@ -138,6 +142,21 @@ class DisruptionController:
             self.store.mutate(RESOURCE, key[0], key[1], write, subresource="status")
         except NotFound:
             return
+
+    def _selected(self, key: tuple[str, str], spec_version: tuple[str, Any], selector: Obj,
+                  ) -> list[tuple[Obj, tuple[bool, bool]]]:
+        """The candidate pods of the budget's namespace, each with (selected?, healthy: Ready and
+        not being deleted); its ``matchLabels`` narrow the candidates through the store's label
+        index. An invalid selector is evaluated pod by pod, as before, so it fails the same way."""
+        try:
+            label_selector_requirements(selector)
+            narrowed = selector.get("matchLabels") or None
+        except BadRequest:
+            narrowed = None
+        pods = self.store.list("pods", key[0], labels=narrowed)
+        facts = self._facts.of(key, spec_version, pods, lambda p: (
+            label_selector_matches(selector, p["metadata"].get("labels")), pod_is_ready(p) and not pod_is_terminating(p)))
+        return list(zip(pods, facts, strict=True))
 
     def _live_disruptions(self, pdb: Obj, pods: list[Obj]) -> tuple[dict[str, str], float | None]:
         """The ``disruptedPods`` entries still in force, and when the next one expires."""

@@ -26,6 +26,7 @@ from migrator.sim.controllers.matching import (
     pod_is_ready,
 )
 from migrator.sim.controllers.podfactory import PodNames, create_named, delete_pod, pod_from_template
+from migrator.sim.controllers.podfacts import PodFacts
 from migrator.sim.errors import NotFound
 from migrator.sim.selectors import label_selector_matches
 from migrator.sim.store import Event
@@ -53,6 +54,7 @@ class ReplicaSetController:
         self.store = world.store
         self.names = names
         self._sync = Coalescer(world, self.sync, delay=config.latencies.controller)
+        self._facts: PodFacts[tuple[bool, bool, bool]] = PodFacts()   # labelled, ready, available
         world.on("apps/replicasets", self._on_replicaset)
         world.on("pods", self._on_pod)
 
@@ -68,6 +70,7 @@ class ReplicaSetController:
     def sync(self, key: tuple[str, str]) -> None:
         rs = self.store.try_get("apps/replicasets", key[0], key[1])
         if rs is None or rs["metadata"].get("deletionTimestamp"):
+            self._facts.forget(key)
             return
         pods = self.store.list("pods", key[0], index=("controller-uid", rs["metadata"]["uid"]))
         active = [p for p in pods if pod_is_active(p)]
@@ -86,11 +89,13 @@ class ReplicaSetController:
             gone = {p["metadata"]["uid"] for p in surplus}
             active = [p for p in active if p["metadata"]["uid"] not in gone]
         selector = rs["spec"].get("selector")
+        facts = self._facts.of(key, (rs["metadata"]["uid"], rs["metadata"].get("generation")), active, lambda p: (
+            label_selector_matches(selector, p["metadata"].get("labels")), pod_is_ready(p), pod_is_available(p)))
         status = {
             "replicas": len(active),
-            "fullyLabeledReplicas": sum(label_selector_matches(selector, p["metadata"].get("labels")) for p in active),
-            "readyReplicas": sum(pod_is_ready(p) for p in active),
-            "availableReplicas": sum(pod_is_available(p) for p in active),
+            "fullyLabeledReplicas": sum(labelled for labelled, _, _ in facts),
+            "readyReplicas": sum(ready for _, ready, _ in facts),
+            "availableReplicas": sum(available for _, _, available in facts),
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
         if all((rs.get("status") or {}).get(k) == v for k, v in status.items()):
