@@ -54,7 +54,8 @@ RULES: tuple[Rule, ...] = (
     Rule("crd.projectcalico.org", "networkpolicies", ("list",), "preflight policy inventory"),
     Rule("crd.projectcalico.org", "globalnetworkpolicies", ("list",), "preflight policy inventory"),
     Rule("crd.projectcalico.org", "bgpconfigurations", ("get",), "routing inventory: Calico's BGP defaults"),
-    Rule("crd.projectcalico.org", "bgppeers", ("list",), "routing inventory: Calico's BGP peers"),
+    Rule("crd.projectcalico.org", "bgppeers", ("get", "list", "patch"), "routing inventory: Calico's BGP peers; "
+         "the hand-over narrows a peer Cilium takes over (and restores it on rollback)"),
     *(Rule("metallb.io", plural, ("list",), "routing inventory: MetalLB's pools, peers and advertisements")
       for plural in ("bgpadvertisements", "l2advertisements")),
     *(Rule("metallb.io", plural, ("get", "list", "patch"), "routing inventory; the hand-over narrows MetalLB's "

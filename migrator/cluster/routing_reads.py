@@ -207,7 +207,7 @@ class RoutingReads:
             "nodes": self._call("list nodes", self.core.list_node).get("items") or [],
             "services": self._call("list services", self.core.list_service_for_all_namespaces).get("items") or [],
             "ippools": self._list_custom(*CALICO, "ippools"),
-            "bgppeers": self._list_custom(*CALICO, "bgppeers"),
+            "bgppeers": [{"apiVersion": "/".join(CALICO), **o} for o in self._list_custom(*CALICO, "bgppeers")],
             **{f"metallb/{plural}": self._metallb(plural)
                for plural in ("ipaddresspools", "bgppeers", "bgpadvertisements", "l2advertisements")},
             "cilium_served": {crd: tuple(self.served_versions(crd)) for crd in CILIUM_BGP_CRDS.values()},
@@ -245,6 +245,7 @@ class RoutingReads:
 
         keep("ipaddresspools", raw["metallb/ipaddresspools"])
         keep("bgppeers", raw["metallb/bgppeers"])
+        keep("bgppeers", raw["bgppeers"])      # Calico's: cluster-scoped, MetalLB's are namespaced
         keep("services", [o for o in raw["services"] if _spec(o).get("type") == "LoadBalancer"])
         bgp_nodes: dict[str, tuple[PeerState, ...]] = {}
         for plural in HANDOVER_CILIUM_PLURALS:

@@ -114,8 +114,8 @@ class HandoverCursor(ProgressCursor):
 
     @property
     def target_plural(self) -> str:
-        return {"restrict-pool": "ipaddresspools", "yield-peer": "bgppeers", "hand-service": "services"}.get(
-            self.step.kind, self.step.target[0])
+        return {"restrict-pool": "ipaddresspools", "yield-peer": "bgppeers", "yield-bird-peer": "bgppeers",
+                "hand-service": "services"}.get(self.step.kind, self.step.target[0])
 
     def forward_patch(self) -> dict[str, Any]:
         kind, (ns, name) = self.step.kind, self.step.target
@@ -123,6 +123,8 @@ class HandoverCursor(ProgressCursor):
             current = self.obj("ipaddresspools") or {}
             alloc = ((current.get("spec") or {}).get("serviceAllocation") or {})
             return objs.metallb_pool_patch(tuple(alloc.get("serviceSelectors") or ()))
+        if kind == "yield-bird-peer":
+            return objs.calico_peer_patch(((self.obj("bgppeers") or {}).get("spec") or {}).get("nodeSelector"))
         if kind == "yield-peer":
             peer = next(p for p in self.state.inventory.metallb_peers if (p.namespace, p.name) == (ns, name))
             return objs.metallb_peer_patch(peer.node_selectors)
@@ -208,7 +210,9 @@ def _timeout(c: HandoverCursor) -> timedelta:
 
 
 def _timeout_error(c: HandoverCursor) -> str:
-    what = {"hand-node": lambda: f"sessions: {_sessions(c)}",
+    what = {"hand-node": lambda: f"sessions: {_sessions(c)}; a peer that stays active is refused by its router: "
+                                 "check the ASNs, and whether another speaker on the node (BIRD, MetalLB) peers it "
+                                 "from the same address (a session collision)",
             "hand-service": lambda: f"IP {', '.join(ingress_ips(c.obj('services'))) or 'none'}, expected "
                                     f"{', '.join((c.saved() or {}).get('ips') or c.switch().ips)}",
             "create": lambda: "the object is not observed with its spec"}.get(c.step.kind, lambda: "the write is not observed")
@@ -277,6 +281,8 @@ FORWARD: dict[str, Row[HandoverCursor]] = {
                           "labelled for Cilium", ("patch-object",)),
     "yield-peer": _row("yield-peer", _patched, _send_patch, "the MetalLB BGPPeer selects no node labelled for "
                        "Cilium", ("patch-object",)),
+    "yield-bird-peer": _row("yield-bird-peer", _patched, _send_patch, "the Calico BGPPeer selects no node "
+                            "labelled for Cilium", ("patch-object",)),
     "create": _row("create", _created, _send_create, "the Cilium object is observed with its spec", ("apply-object",)),
     "hand-node": _row("hand-node", _node_handed, lambda c: [LabelNode(node=c.step.target[1], key=NODE_LABEL,
                                                                       value=HANDED)],
@@ -290,6 +296,8 @@ BACK: dict[str, Row[HandoverCursor]] = {
                                "serviceAllocation is as it was", ("patch-object",), back=True),
     "undo-yield-peer": _row("undo-yield-peer", _undo_patched, _send_undo_patch, "the peer's nodeSelectors are as "
                             "they were", ("patch-object",), back=True),
+    "undo-yield-bird-peer": _row("undo-yield-bird-peer", _undo_patched, _send_undo_patch, "the Calico "
+                                 "BGPPeer's nodeSelector is as it was", ("patch-object",), back=True),
     "undo-create": _row("undo-create", _deleted, _send_delete, "the Cilium object is gone", ("delete-object",),
                         back=True),
     "undo-hand-node": _row("undo-hand-node", _node_returned, lambda c: [UnlabelNode(node=c.step.target[1],

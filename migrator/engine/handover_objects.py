@@ -96,3 +96,12 @@ def metallb_peer_patch(existing: tuple[dict[str, str], ...]) -> Raw:
     selectors = [{"matchLabels": dict(m), "matchExpressions": [excluded]} for m in existing if m] or \
         [{"matchExpressions": [excluded]}]
     return {"spec": {"nodeSelectors": selectors}}
+
+
+def calico_peer_patch(existing: str | None) -> Raw:
+    """Merge patch of a Calico BGPPeer: nodes labelled for Cilium leave it (its ``nodeSelector``, in
+    Calico's selector grammar, gains ``!has(...)``; already there, the same selector)."""
+    excluded = f"!has({NODE_LABEL})"
+    if existing and excluded in existing:
+        return {"spec": {"nodeSelector": existing}}
+    return {"spec": {"nodeSelector": f"({existing or 'all()'}) && {excluded}"}}

@@ -9,7 +9,8 @@ one kind of speaker per node and never by nobody:
 1. ``restrict-pool``: MetalLB's IPAddressPools stop allocating to Services labelled for Cilium
    (no Service is yet, so nothing changes);
 2. ``yield-peer``: a MetalLB BGPPeer whose router Cilium will peer from the node's address leaves
-   nodes labelled for Cilium (none is yet);
+   nodes labelled for Cilium (none is yet); ``yield-bird-peer`` likewise for a Calico BGPPeer
+   (BIRD's session to that router);
 3. ``create``: the Cilium BGP peer config, advertisements, cluster configs and LB IPAM pools (they
    select only labelled nodes and Services: nothing changes);
 4. ``hand-node`` for the first node: its label makes a CiliumBGPClusterConfig select it, so
@@ -37,10 +38,11 @@ from typing import Literal
 
 from migrator.model.handover import HandoverResources
 
-StepKind = Literal["restrict-pool", "yield-peer", "create", "hand-node", "hand-service"]
+StepKind = Literal["restrict-pool", "yield-peer", "yield-bird-peer", "create", "hand-node", "hand-service"]
 UNDO_DOC: dict[str, str] = {
     "restrict-pool": "remove the pool's serviceAllocation",
     "yield-peer": "remove the peer's nodeSelectors exclusion",
+    "yield-bird-peer": "give the Calico BGPPeer back its nodeSelector",
     "create": "delete the object",
     "hand-node": "remove the node label (the operator deletes the node's CiliumBGPNodeConfig, the agent its sessions)",
     "hand-service": "remove the Service label (MetalLB's pool takes the IP back, Cilium withdraws it)",
@@ -73,6 +75,7 @@ def handover_steps(res: HandoverResources, nodes: list[str], creates: list[tuple
         raise ValueError("the hand-over is blocked: " + "; ".join(res.blockers))
     steps = [Step("restrict-pool", p) for p in res.metallb_pools]
     steps += [Step("yield-peer", p) for p in res.metallb_peers_yield]
+    steps += [Step("yield-bird-peer", ("", name)) for name in res.calico_peers_yield]
     steps += [Step("create", c) for c in creates]
     ordered = sorted(nodes)
     steps += [Step("hand-node", ("", n)) for n in ordered[:1]]

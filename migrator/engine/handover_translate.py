@@ -16,6 +16,8 @@ Sources for each rule:
 * MetalLB IPAddressPools become CiliumLoadBalancerIPPools with the same CIDRs and ranges; a
   Service keeps its IP through ``spec.loadBalancerIP`` (metal-ccm pins it) or LB IPAM's
   ``lbipam.cilium.io/ips`` annotation, and loses MetalLB's annotations.
+* BIRD lets go of a router Cilium peers from the same node address (a Calico BGPPeer with that
+  ``peerIP``) one node at a time too: the peer's ``nodeSelector`` gains ``!has(migrator.io/bgp)``.
 * MetalLB lets go one Service and one node at a time: its IPAddressPools get a
   ``serviceAllocation.serviceSelectors`` that excludes Services labelled for Cilium, and a BGPPeer
   whose router Cilium also peers from the node's address (a ToR) gets ``nodeSelectors`` that
@@ -66,12 +68,22 @@ def _node_asns(inv: RoutingInventory, det: RoutingDetection) -> tuple[dict[str, 
     return asns, missing
 
 
+def _unyielded(selector: str | None) -> str | None:
+    """A Calico BGPPeer's nodeSelector as it was before the hand-over's yield (which wraps it as
+    ``(S) && !has(NODE_LABEL)``), so that the translation is the same before and after that write."""
+    suffix = f") && !has({NODE_LABEL})"
+    if selector and selector.startswith("(") and selector.endswith(suffix):
+        return selector[1:-len(suffix)]
+    return selector
+
+
 def _routers(inv: RoutingInventory, det: RoutingDetection) -> list[tuple[str, int | None]]:
     node_ips = {n.internal_ip for n in inv.nodes}
     out: list[tuple[str, int | None]] = []
     for peer in det.calico.peers:
         address = (peer.peer_ip or "").split(":")[0]
-        if address and address not in node_ips and (peer.node_selector in (None, "", "all()") and not peer.node):
+        if address and address not in node_ips and (_unyielded(peer.node_selector) in (None, "", "all()")
+                                                     and not peer.node):
             out.append((address, peer.as_number))
     if not out:
         out = [(p.peer_address, p.peer_asn) for p in det.metallb.peers if not any(p.node_selectors)]
@@ -154,8 +166,11 @@ def translate(inv: RoutingInventory, det: RoutingDetection) -> HandoverResources
             annotations=() if pinned else ((LBIPAM_IPS, ",".join(ips)),), remove_annotations=METALLB_ANNOTATIONS))
     cilium_routers = {peer.address for c in configs for peer in c.peers if peer.address != LOCAL_ROUTER}
     yield_peers = tuple((p.namespace, p.name) for p in det.metallb.peers if p.peer_address in cilium_routers)
+    bird_peers = tuple(sorted(p.name for p in det.calico.peers
+                              if not p.node and (p.peer_ip or "").split(":")[0] in cilium_routers))
     return HandoverResources(
         bgp_api=api.bgp_v2, lb_api=api.lb_ip_pool, cluster_configs=tuple(configs), peer_config=peer_config,
         advertisements=tuple(ads), lb_pools=pools, services=tuple(services), blockers=tuple(blockers),
         metallb_pools=tuple((p.namespace, p.name) for p in det.metallb.pools), metallb_peers_yield=yield_peers,
+        calico_peers_yield=bird_peers,
         notes=tuple(notes))

@@ -97,6 +97,9 @@ class HandoverResources:
     #: MetalLB BGPPeers (namespace, name) that leave nodes labelled NODE_LABEL: Cilium peers the same
     #: router from the same node address there, and a router keys neighbours by source address
     metallb_peers_yield: tuple[tuple[str, str], ...] = ()
+    #: Calico BGPPeers (names) whose router Cilium peers from the node's address too: BIRD leaves
+    #: nodes labelled NODE_LABEL (their ``nodeSelector`` gains ``!has(NODE_LABEL)``)
+    calico_peers_yield: tuple[str, ...] = ()
     blockers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 

@@ -133,3 +133,17 @@ def compile_selector(text: str | None, scope: str = "endpoint") -> Match:
         raise SelectorSyntaxError(f"Calico selector {text!r} is invalid at column {exc.column}") from None
     built: Match = _Build(scope).transform(tree)
     return built
+
+
+@lru_cache(maxsize=256)
+def _cached(text: str) -> Match:
+    return compile_selector(text)
+
+
+def calico_selects(selector: str | None, labels: Mapping[str, str]) -> bool:
+    """A Calico selector on a node's labels (a BGPPeer's ``nodeSelector`` / ``peerSelector``); an
+    invalid one selects nothing, as Calico refuses such a peer."""
+    try:
+        return _cached(selector or "all()")(labels, False)
+    except SelectorSyntaxError:
+        return False

@@ -32,7 +32,9 @@ two speakers on one node reaching the same router from the same address collide,
 session is Established while both try.
 
 MetalLB speakers (BGP mode) open a session from the node's address to each selected
-``BGPPeer.peerAddress``; ``lb_announcements`` (``routing.py``) lists what they announce.
+``BGPPeer.peerAddress``; ``lb_announcements`` (``routing.py``) lists what they announce. BIRD
+(calico-node) does the same for a Calico ``BGPPeer`` whose ``peerIP`` is a router outside the
+cluster; these sessions count here only for collisions (the routes BIRD learns are ``routing.py``'s).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from migrator.sim.calico_selector import calico_selects
 from migrator.sim.selectors import label_selector_matches
 
 if TYPE_CHECKING:
@@ -145,10 +148,32 @@ class CiliumBgp:
                     out.append((node, peer))
         return out
 
+    def _bird_wanted(self) -> list[tuple[str, str]]:
+        """(node, router address) of the sessions BIRD (calico-node) holds to routers outside the
+        cluster: a Calico ``BGPPeer`` with a ``peerIP`` that is no node's address, on the nodes its
+        ``node`` or ``nodeSelector`` names (neither: every node), while calico-node runs there."""
+        node_ips = {rt.ip for rt in self.fleet.runtimes.values()}
+        out = []
+        for peer in self.store.list("crd.projectcalico.org/bgppeers"):
+            spec = peer.get("spec") or {}
+            address = str(spec.get("peerIP") or "").split(":")[0]
+            if not address or address in node_ips:
+                continue
+            for node in sorted(self.fleet.runtimes):
+                mine = spec["node"] == node if spec.get("node") else calico_selects(spec.get("nodeSelector"),
+                                                                                   self.routing._labels(node))
+                if mine and self.routing._bird_up(node):
+                    out.append((node, address))
+        return out
+
     def sessions(self) -> list[Session]:
-        """Every session a speaker tries, Established or not (and why not)."""
+        """Every session a speaker tries (Cilium, MetalLB, and BIRD to routers outside the cluster),
+        Established or not (and why not)."""
         tries: list[tuple[str, str, str, str, str]] = []   # node, speaker, peer, router, problem
         sources: dict[tuple[str, str], str] = {}
+        for node, address in self._bird_wanted():
+            tries.append((node, "bird", address, f"tor:{address}", ""))
+            sources[(node, "bird")] = self.fleet.runtimes[node].ip
         for node, inst, peer in self._cilium_wanted():
             address = str(peer["peerAddress"]).strip()
             router, problem = self._router(node, address, inst.get("localASN"), peer.get("peerASN"))

@@ -57,6 +57,7 @@ class RoutedShape:
     node_init: bool = False                   # node-init puts spec.podCIDR on lo (metal-stack)
     metallb: bool = True                      # MetalLB in BGP mode
     pinned_lb_ip: bool = False                # the LoadBalancer Service pins spec.loadBalancerIP
+    tor_peer: bool = False                    # every node's BIRD peers the ToR (a global Calico BGPPeer)
 
 
 def node_pod_cidr(config: SimConfig, index: int) -> str:
@@ -97,6 +98,10 @@ def objects(config: SimConfig, shape: RoutedShape, nodes: list[tuple[str, str]],
             "apiVersion": "crd.projectcalico.org/v1", "kind": "BGPConfiguration",
             "metadata": {"name": "default"},
             "spec": {"asNumber": CLUSTER_ASN, "nodeToNodeMeshEnabled": shape.mesh, "logSeverityScreen": "Info"}}
+        if shape.tor_peer:
+            yield "crd.projectcalico.org/bgppeers", {
+                "apiVersion": "crd.projectcalico.org/v1", "kind": "BGPPeer", "metadata": {"name": "tor"},
+                "spec": {"peerIP": TOR_ROUTER_IP, "asNumber": TOR_ASN}}
         if shape.route_reflectors:
             yield "crd.projectcalico.org/bgppeers", {
                 "apiVersion": "crd.projectcalico.org/v1", "kind": "BGPPeer",

@@ -39,6 +39,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from migrator.sim.calico_selector import calico_selects
 from migrator.sim.cilium_bgp import CiliumBgp
 from migrator.sim.controllers.loadbalancer import allocates_to
 from migrator.sim.selectors import label_selector_matches
@@ -62,23 +63,6 @@ class Announcement:
     speaker: str          # bird | frr | metallb | cilium
     accepted: bool
     reason: str = ""
-
-
-def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
-    for term in (t.strip() for t in (selector or "all()").split("&&")):
-        if term in ("", "all()"):
-            continue
-        if term.startswith("has(") and term.endswith(")"):
-            if term[4:-1].strip() not in labels:
-                return False
-            continue
-        if "==" in term:
-            key, value = (p.strip().strip("'\"") for p in term.split("==", 1))
-            if labels.get(key) != value:
-                return False
-            continue
-        return False   # a form the simulator does not model selects nothing
-    return True
 
 
 class RoutingModel:
@@ -158,9 +142,9 @@ class RoutingModel:
             if spec.get("node"):
                 local = [n for n in nodes if n == spec["node"]]
             else:
-                local = [n for n in nodes if _selector_matches(spec.get("nodeSelector") or "all()", self._labels(n))]
+                local = [n for n in nodes if calico_selects(spec.get("nodeSelector"), self._labels(n))]
             if spec.get("peerSelector"):
-                remote = [n for n in nodes if _selector_matches(spec["peerSelector"], self._labels(n))]
+                remote = [n for n in nodes if calico_selects(spec["peerSelector"], self._labels(n))]
             elif spec.get("peerIP"):
                 ip = str(spec["peerIP"]).split(":")[0]
                 remote = [by_ip.get(ip, f"router:{ip}")]

@@ -109,6 +109,9 @@ CILIUM_1_17_BGP: dict[str, tuple[str, ...]] = {f"{plural}.cilium.io": ("v2alpha1
     "ciliumbgpclusterconfigs", "ciliumbgppeerconfigs", "ciliumbgpadvertisements", "ciliumbgpnodeconfigs",
     "ciliumbgpnodeconfigoverrides", "ciliumloadbalancerippools")}
 ROUTED_SCENARIOS += (
+    Scenario("calico-bgp-tor", "Calico BGP without encapsulation, node-to-node mesh off: every node's BIRD "
+                               "peers the ToR router (a global BGPPeer); no MetalLB",
+             shape=ClusterShape(routed=RoutedShape(backend="bird", mesh=False, tor_peer=True, metallb=False))),
     Scenario("calico-bgp-cilium-1.17", "calico-bgp with Cilium 1.17's API: the BGPv2 kinds and "
                                        "CiliumLoadBalancerIPPool served at cilium.io/v2alpha1 only",
              shape=ClusterShape(routed=RoutedShape(backend="bird")), served_versions=CILIUM_1_17_BGP),

@@ -82,11 +82,11 @@ class Sampler(threading.Thread):
 
 
 def routed_plan(sim, tmp_path, scenario: str, **more):
-    return fast_plan(tmp_path, {**more,
+    return fast_plan(tmp_path, {
         "cilium.pod_cidr": sim.config.cilium_pool, "order.canaries": ["node-1"],
         "routing.announceable_cidrs": [c for c in sim.config.fabric_announceable if c.startswith("10.")],
         "routing.expect": "node-routed" if scenario == "metal-stack" else "bgp",
-        "routing.handover": True, "routing.handover_timeout": "60s", "concurrency.max_unavailable": 2})
+        "routing.handover": True, "routing.handover_timeout": "60s", "concurrency.max_unavailable": 2, **more})
 
 
 def cli(command: str, plan, kubeconfig, tmp_path, *extra: str) -> int:
@@ -101,7 +101,7 @@ def assert_handed(sim) -> None:
     assert_cilium_announces(sim, [n["metadata"]["name"] for n in sim.store.list("nodes")], lb_ips(sim))
 
 
-@pytest.mark.parametrize("scenario", ["calico-bgp", "metal-stack", "calico-bgp-cilium-1.17"])
+@pytest.mark.parametrize("scenario", ["calico-bgp", "metal-stack", "calico-bgp-cilium-1.17", "calico-bgp-tor"])
 def test_run_handover_and_finalize_keep_every_prefix_announced_once(sim_factory, tmp_path, scenario) -> None:
     sim = sim_factory(scenario=scenario, config=fast_config(3))
     kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
@@ -215,3 +215,34 @@ def test_native_routing_at_finalize_cuts_pod_traffic_only_while_the_agents_resta
     assert_handed(sim)
     values = (tmp_path / "values-final.yaml").read_text()
     assert "routingMode: native" in values and f"ipv4NativeRoutingCIDR: {sim.config.cilium_pool}" in values
+
+
+def test_bird_lets_go_of_the_router_cilium_takes_or_the_sessions_collide(sim_factory, tmp_path, monkeypatch,
+                                                                          capsys) -> None:
+    """calico-bgp-tor: every node's BIRD peers the ToR. Without its yield step, Cilium's session on
+    the first node collides with BIRD's (same router, same source address): the step is not
+    observed and the hand-over halts naming the collision; rolled back, then run whole, it passes."""
+    import dataclasses
+
+    from migrator.engine import handover as handover_module
+
+    sim = sim_factory(scenario="calico-bgp-tor", config=fast_config(3))
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+    plan = routed_plan(sim, tmp_path, "calico-bgp-tor", **{"routing.handover_timeout": "3s"})
+    assert cli("run", plan, kubeconfig, tmp_path) == 0
+    real = handover_module.handover_steps
+    monkeypatch.setattr(handover_module, "handover_steps", lambda res, nodes, creates: real(
+        dataclasses.replace(res, calico_peers_yield=()), nodes, creates))
+    capsys.readouterr()
+    assert cli("handover", plan, kubeconfig, tmp_path) == 1
+    assert "hand-node:cp-1 not observed within 3s (sessions: 172.18.255.1 active)" in capsys.readouterr().err
+    with sim.store.lock:
+        [cilium] = [x for x in sim.fleet.network.routing.bgp.sessions() if (x.node, x.speaker) == ("cp-1", "cilium")]
+    assert "session collision: bird on cp-1 already peers tor:172.18.255.1" in cilium.reason
+    monkeypatch.undo()
+    with Sampler(sim):
+        assert cli("handover", plan, kubeconfig, tmp_path, "--rollback") == 0
+        assert cli("handover", plan, kubeconfig, tmp_path) == 0
+        assert_handed(sim)
+    selector = sim.store.get("crd.projectcalico.org/bgppeers", None, "tor")["spec"]["nodeSelector"]
+    assert selector == "(all()) && !has(migrator.io/bgp)"

@@ -129,9 +129,11 @@ STEPS = (
     # a routed cluster (Calico BGP, MetalLB): the routing hand-over and its rollback
     Step(2, "routed", ("run", "--yes")), Step(2, "routed", ("handover", "--yes")),
     Step(2, "routed", ("handover", "--rollback", "--yes")),
+    # BIRD peering the ToR: the hand-over narrows a Calico BGPPeer
+    Step(3, "routed", ("run", "--yes")), Step(3, "routed", ("handover", "--yes")),
 )
 #: The scenario of each cluster the steps use (default: the plain simulated cluster).
-SCENARIOS = {2: "calico-bgp"}
+SCENARIOS = {2: "calico-bgp", 3: "calico-bgp-tor"}
 
 
 @dataclass
