@@ -210,15 +210,14 @@ def _timeout(c: HandoverCursor) -> timedelta:
 
 
 def _timeout_error(c: HandoverCursor) -> str:
-    what = {"hand-node": lambda: f"sessions: {_sessions(c)}; a peer that stays active is refused by its router: "
-                                 "check the ASNs, and whether another speaker on the node (BIRD, MetalLB) peers it "
-                                 "from the same address (a session collision)",
+    what = {"hand-node": lambda: f"sessions: {_sessions(c)}; not established: the router refuses it, or BIRD or "
+                                 "MetalLB peers it from the node too",
             "hand-service": lambda: f"IP {', '.join(ingress_ips(c.obj('services'))) or 'none'}, expected "
                                     f"{', '.join((c.saved() or {}).get('ips') or c.switch().ips)}",
             "create": lambda: "the object is not observed with its spec"}.get(c.step.kind, lambda: "the write is not observed")
     return truncate_error(
         f"hand-over: {c.step.key} not observed within {format_duration(c.plan.routing.handover_timeout)} ({what()}); "
-        "fix the cause and run `migrator handover` again, or `migrator handover --rollback` to undo the steps done")
+        "fix it, then `migrator handover` again (or --rollback)")
 
 
 # ---------------------------------------------------------------------------------- back

@@ -235,7 +235,9 @@ def test_bird_lets_go_of_the_router_cilium_takes_or_the_sessions_collide(sim_fac
         dataclasses.replace(res, calico_peers_yield=()), nodes, creates))
     capsys.readouterr()
     assert cli("handover", plan, kubeconfig, tmp_path) == 1
-    assert "hand-node:cp-1 not observed within 3s (sessions: 172.18.255.1 active)" in capsys.readouterr().err
+    halted = capsys.readouterr().err
+    assert "hand-node:cp-1 not observed within 3s (sessions: 172.18.255.1 active; not established" in halted
+    assert "then `migrator handover` again (or --rollback)" in halted
     with sim.store.lock:
         [cilium] = [x for x in sim.fleet.network.routing.bgp.sessions() if (x.node, x.speaker) == ("cp-1", "cilium")]
     assert "session collision: bird on cp-1 already peers tor:172.18.255.1" in cilium.reason
