@@ -400,6 +400,15 @@ class Store:
                 raise Conflict.stale(table.rtype.plural, key[1], table.rtype.group)
             return self._replace(table, key, current, clone(obj), subresource)
 
+    def _existing(self, resource: str, namespace: str | None, name: str) -> tuple[_Table, tuple[str, str], Obj]:
+        """The table, key and stored object of an object that must exist (caller holds the lock)."""
+        table = self._table(resource)
+        key = ((namespace or "") if table.rtype.namespaced else "", name)
+        current = table.objects.get(key)
+        if current is None:
+            raise NotFound.of(table.rtype.plural, name, table.rtype.group)
+        return table, key, current
+
     def mutate(self, resource: str, namespace: str | None, name: str,
                fn: Callable[[Obj], Obj | None], *, subresource: str | None = None) -> Obj:
         """Atomically read, edit and write one object (for in-process controllers).
@@ -408,11 +417,7 @@ class Store:
         and returns None). No CAS: the lock makes the read-modify-write atomic.
         """
         with self.lock:
-            table = self._table(resource)
-            key = ((namespace or "") if table.rtype.namespaced else "", name)
-            current = table.objects.get(key)
-            if current is None:
-                raise NotFound.of(table.rtype.plural, name, table.rtype.group)
+            table, key, current = self._existing(resource, namespace, name)
             draft = clone(current)
             result = fn(draft)
             new = draft if result is None else result
@@ -428,11 +433,7 @@ class Store:
         the store from then on. Its ``metadata`` is copied, as the store sets fields in it.
         """
         with self.lock:
-            table = self._table(resource)
-            key = ((namespace or "") if table.rtype.namespaced else "", name)
-            current = table.objects.get(key)
-            if current is None:
-                raise NotFound.of(table.rtype.plural, name, table.rtype.group)
+            table, key, current = self._existing(resource, namespace, name)
             new = fn(current)
             new["metadata"] = dict(new.get("metadata") or {})
             return self._replace(table, key, current, new, None)
