@@ -122,26 +122,26 @@ class KubeReads:
         items = self._call("list nodes", self.core.list_node).get("items") or []
         return [convert.node_facts(o) for o in sorted(items, key=convert.sort_key)]
 
-    def node_changes(self, cursor: ChangeCursor | None
-                     ) -> tuple[dict[tuple[str, str], NodeFacts | None] | None, ChangeCursor | None]:
-        cache = self._cached("nodes")
+    def _changes(self, kind: str, cursor: ChangeCursor | None, namespace: str | None = None
+                 ) -> tuple[dict[tuple[str, str], Any] | None, ChangeCursor | None]:
+        """The facts of ``kind`` put or dropped (None) since ``cursor`` (of one namespace, if given);
+        None when everything must be read again."""
+        cache = self._cached(kind)
         if cache is None:
             return None, None
-        changed, end = cache.changes("nodes", cursor)
+        changed, end = cache.changes(kind, cursor)
         if changed is None:
             return None, end
-        return {key: entry.facts if entry is not None else None for key, entry in changed.items()}, end
+        return {key: entry.facts if entry is not None else None for key, entry in changed.items()
+                if namespace is None or key[0] == namespace}, end
+
+    def node_changes(self, cursor: ChangeCursor | None
+                     ) -> tuple[dict[tuple[str, str], NodeFacts | None] | None, ChangeCursor | None]:
+        return self._changes("nodes", cursor)
 
     def pod_changes(self, namespace: str, cursor: ChangeCursor | None
                     ) -> tuple[dict[tuple[str, str], PodFacts | None] | None, ChangeCursor | None]:
-        cache = self._cached("pods")
-        if cache is None:
-            return None, None
-        changed, end = cache.changes("pods", cursor)
-        if changed is None:
-            return None, end
-        return {key: entry.facts if entry is not None else None
-                for key, entry in changed.items() if key[0] == namespace}, end
+        return self._changes("pods", cursor, namespace)
 
     def list_pods(self, *, node: str | None = None, namespace: str | None = None,
                   labels: dict[str, str] | None = None, unready: bool = False) -> list[PodFacts]:
