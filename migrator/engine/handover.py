@@ -13,9 +13,11 @@ write at a time, in the order ``engine/handover_steps.py`` gives. Each turn:
    its ``CiliumBGPNodeConfig`` status reports; a Service's IP unchanged), else its write is sent
    (again after ``RESEND_AFTER``), and past ``routing.handover_timeout`` the hand-over halts,
    naming what was not observed;
-3. before a patch is first sent, the JSON merge patch that undoes it is computed from the object
-   as it was and kept in the checkpoint (``saved``): a rollback restores an operator's own
-   selectors and annotations, not defaults;
+3. a patch carries its own undo: the JSON merge patch that takes the object back is computed
+   from the object as it was before the first write and goes, in the same write, into the
+   object's ``migrator.io/handover-undo`` annotation; a rollback restores an operator's own
+   selectors and annotations, not defaults, and the checkpoint stays the same size whatever the
+   number of Services;
 4. at the end every step's effect is checked once more (a Service created meanwhile, a session
    that went down): the first that does not hold becomes the step in flight again.
 
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,11 +39,19 @@ from migrator.engine import handover_objects as objs
 from migrator.engine.actions import Action, ApplyObject, DeleteObject, LabelNode, PatchObject, UnlabelNode
 from migrator.engine.handover_steps import Step, handover_steps
 from migrator.engine.handover_translate import translate
+from migrator.engine.pending import Pending
 from migrator.engine.routing import detect
 from migrator.engine.rows import ProgressCursor, Row, advance, validate
 from migrator.model.checkpoint import Checkpoint, HandoverProgress, truncate_error
-from migrator.model.handover import HANDED, NODE_LABEL, HandoverResources, HandoverState, ServiceSwitch
-from migrator.model.merge_patch import holds, inverse
+from migrator.model.handover import (
+    HANDED,
+    NODE_LABEL,
+    UNDO_ANNOTATION,
+    HandoverResources,
+    HandoverState,
+    ServiceSwitch,
+)
+from migrator.model.merge_patch import holds, inverse, merged
 from migrator.model.observation import ClusterObservation
 from migrator.model.plan import MigrationPlan, format_duration
 from migrator.model.routing import RoutingDetection, RoutingInventory
@@ -52,6 +62,25 @@ NEXT = "next"
 POLL = timedelta(seconds=2)
 ESTABLISHED = "established"
 Raw = Mapping[str, Any]
+
+
+class UnreadableUndo(ValueError):
+    """A ``migrator.io/handover-undo`` annotation that is not what the hand-over wrote."""
+
+
+def undo_record(obj: Raw | None) -> dict[str, Any] | None:
+    """The undo a patched object carries in its ``migrator.io/handover-undo`` annotation (None:
+    none). Raises ``UnreadableUndo`` for one changed by hand: guessing would write the wrong undo."""
+    text = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(UNDO_ANNOTATION)
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("undo"), dict):
+        raise UnreadableUndo(text)
+    return record
 
 
 def ingress_ips(svc: Raw | None) -> list[str]:
@@ -100,7 +129,6 @@ class HandoverCursor(ProgressCursor):
     derived: Plan
     step: Step
     progress: HandoverProgress
-    saved_now: dict[str, str] = field(default_factory=dict)
 
     def sent(self, actions: Sequence[Action]) -> None:
         self.actions.extend(actions)
@@ -134,21 +162,51 @@ class HandoverCursor(ProgressCursor):
         ns, name = self.step.target
         return next(s for s in self.derived.res.services if (s.namespace, s.name) == (ns, name))
 
-    def saved(self) -> dict[str, Any] | None:
-        text = self.progress.saved.get(self.step.key) or self.saved_now.get(self.step.key)
-        return json.loads(text) if text else None
+    def record(self) -> dict[str, Any] | None:
+        """The undo the object carries (None: never written, or undone)."""
+        return undo_record(self.obj(self.target_plural))
+
+    def written(self) -> dict[str, Any]:
+        """The step's patch with the undo it carries: the one already on the object, else one
+        computed from the object as it is now (before the first write)."""
+        current, patch = self.obj(self.target_plural), self.forward_patch()
+        record = self.record()
+        if record is None:
+            record = {"undo": inverse(current, patch)}
+            if self.step.kind == "hand-service":
+                record["ips"] = ingress_ips(current) or list(self.switch().ips)
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        return merged(patch, {"metadata": {"annotations": {UNDO_ANNOTATION: text}}})
+
+    def kept_ips(self) -> list[str]:
+        return list((self.record() or {}).get("ips") or self.switch().ips)
 
     def node_labelled(self) -> bool:
         return self.state.node_labels.get(self.step.target[1], {}).get(NODE_LABEL) == HANDED
 
 
 # ---------------------------------------------------------------------------------- forward
+def _unreadable(c: HandoverCursor) -> str | None:
+    """The object's undo annotation was changed by hand: the step cannot go on either way."""
+    try:
+        c.record()
+    except UnreadableUndo:
+        ns, name = c.step.target
+        return (f"hand-over: {c.target_plural} {ns + '/' if ns else ''}{name} carries a {UNDO_ANNOTATION} annotation "
+                "the hand-over did not write; put back the value it had (or undo that object's hand-over changes "
+                "by hand and remove it), then run the command again")
+    return None
+
+
 def _patched(c: HandoverCursor) -> str | None:
     current = c.obj(c.target_plural)
-    if not holds(current, c.forward_patch()):
+    try:
+        if not holds(current, c.written()):
+            return None
+    except UnreadableUndo:   # ``_unreadable`` halts
         return None
     if c.step.kind == "hand-service":
-        kept = (c.saved() or {}).get("ips") or list(c.switch().ips)
+        kept = c.kept_ips()
         if ingress_ips(current) != kept:
             return None
         return f"{c.step.key}: Service labelled for Cilium, IP {', '.join(kept)} kept"
@@ -159,15 +217,13 @@ def _send_patch(c: HandoverCursor) -> list[Action]:
     current = c.obj(c.target_plural)
     if current is None:
         return []
-    patch = c.forward_patch()
-    if c.saved() is None:     # the undo, from the object before our first write (saved with this send)
-        record: dict[str, Any] = {"undo": inverse(current, patch)}
-        if c.step.kind == "hand-service":
-            record["ips"] = ingress_ips(current) or list(c.switch().ips)
-        c.saved_now[c.step.key] = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return [_patch(c, current, c.written())]
+
+
+def _patch(c: HandoverCursor, current: Raw, patch: dict[str, Any]) -> PatchObject:
     ns, name = c.step.target
-    return [PatchObject(api_version=str(current.get("apiVersion") or "v1"), plural=c.target_plural,
-                        namespace=ns or None, name=name, patch=patch)]
+    return PatchObject(api_version=str(current.get("apiVersion") or "v1"), plural=c.target_plural,
+                       namespace=ns or None, name=name, patch=patch)
 
 
 def _created(c: HandoverCursor) -> str | None:
@@ -213,7 +269,7 @@ def _timeout_error(c: HandoverCursor) -> str:
     what = {"hand-node": lambda: f"sessions: {_sessions(c)}; not established: the router refuses it, or BIRD or "
                                  "MetalLB peers it from the node too",
             "hand-service": lambda: f"IP {', '.join(ingress_ips(c.obj('services'))) or 'none'}, expected "
-                                    f"{', '.join((c.saved() or {}).get('ips') or c.switch().ips)}",
+                                    f"{', '.join(c.kept_ips())}",
             "create": lambda: "the object is not observed with its spec"}.get(c.step.kind, lambda: "the write is not observed")
     return truncate_error(
         f"hand-over: {c.step.key} not observed within {format_duration(c.plan.routing.handover_timeout)} ({what()}); "
@@ -222,26 +278,33 @@ def _timeout_error(c: HandoverCursor) -> str:
 
 # ---------------------------------------------------------------------------------- back
 def _undo_patched(c: HandoverCursor) -> str | None:
-    saved = c.saved()
-    if saved is None:
-        return f"{c.step.key}: never written"
-    current = c.obj(c.target_plural)
-    if current is None:
+    """Done once the object carries no undo: restored and the annotation dropped, or never written."""
+    if c.obj(c.target_plural) is None:
         return f"{c.step.key}: the object is gone"
-    if not holds(current, saved["undo"]):
+    try:
+        return None if c.record() is not None else f"undid {c.step.key}"
+    except UnreadableUndo:   # ``_unreadable`` halts
         return None
-    if c.step.kind == "hand-service" and ingress_ips(current) != saved.get("ips"):
-        return None
-    return f"undid {c.step.key}"
 
 
-def _send_undo_patch(c: HandoverCursor) -> list[Action]:
-    saved, current = c.saved(), c.obj(c.target_plural)
-    if saved is None or current is None:
-        return []
-    ns, name = c.step.target
-    return [PatchObject(api_version=str(current.get("apiVersion") or "v1"), plural=c.target_plural,
-                        namespace=ns or None, name=name, patch=saved["undo"])]
+def _undoing(c: HandoverCursor) -> None:
+    """Write the undo the object carries (keeping it there) until the object holds it — for a
+    Service, until it holds its IP again — then drop the annotation."""
+    current, record = c.obj(c.target_plural), c.record()
+    if current is None or record is None:
+        return
+    restored = holds(current, record["undo"]) and (
+        c.step.kind != "hand-service" or ingress_ips(current) == record.get("ips"))
+    if restored:
+        c.say(f"undid {c.step.key}: dropping its {UNDO_ANNOTATION} annotation")
+        if Pending(c.progress.sent_at, after=POLL).due(c.now):
+            c.sent([_patch(c, current, {"metadata": {"annotations": {UNDO_ANNOTATION: None}}})])
+    else:
+        c.say(f"undoing {c.step.key}")
+        if c.pending.due(c.now):
+            c.sent([_patch(c, current, record["undo"])])
+        c.wake(c.pending.wake_at(c.now))
+    c.wake(c.now + POLL)
 
 
 def _deleted(c: HandoverCursor) -> str | None:
@@ -268,8 +331,14 @@ def _undo_timeout_error(c: HandoverCursor) -> str:
         f"{format_duration(c.plan.routing.handover_timeout)}; fix the cause and run `migrator handover --rollback` again")
 
 
-def _row(step: str, done: Any, send: Any, doc: str, sends: tuple[str, ...], back: bool = False) -> Row[HandoverCursor]:
-    return Row(step=step, done=done, done_doc=doc, send=send, sends=sends, then=NEXT, timeout=_timeout,
+def _row(step: str, done: Any, act: Any, doc: str, sends: tuple[str, ...], back: bool = False) -> Row[HandoverCursor]:
+    """A hand-over row: ``act`` is the row's ``send``, or its ``work`` when it is ``_undoing``
+    (which paces its two writes itself)."""
+    how: dict[str, Any] = {"work": act} if act is _undoing else {"send": act}
+    if done in (_patched, _undo_patched):
+        how.update(failed=_unreadable, on_failed=HALT, failed_doc="the object's `migrator.io/handover-undo` "
+                                                                  "annotation is not what the hand-over wrote")
+    return Row(step=step, done=done, done_doc=doc, **how, sends=sends, then=NEXT, timeout=_timeout,
                on_timeout=HALT, timeout_error=_undo_timeout_error if back else _timeout_error,
                timeout_doc="`routing.handover_timeout`",
                doing=lambda c: f"{'undoing' if back else 'hand-over:'} {c.step.key}")
@@ -291,19 +360,20 @@ FORWARD: dict[str, Row[HandoverCursor]] = {
                          "IPAM's request, without MetalLB's annotations, and holds the IP it had", ("patch-object",)),
 }
 BACK: dict[str, Row[HandoverCursor]] = {
-    "undo-restrict-pool": _row("undo-restrict-pool", _undo_patched, _send_undo_patch, "the pool's "
-                               "serviceAllocation is as it was", ("patch-object",), back=True),
-    "undo-yield-peer": _row("undo-yield-peer", _undo_patched, _send_undo_patch, "the peer's nodeSelectors are as "
-                            "they were", ("patch-object",), back=True),
-    "undo-yield-bird-peer": _row("undo-yield-bird-peer", _undo_patched, _send_undo_patch, "the Calico "
-                                 "BGPPeer's nodeSelector is as it was", ("patch-object",), back=True),
+    "undo-restrict-pool": _row("undo-restrict-pool", _undo_patched, _undoing, "the pool's serviceAllocation "
+                               "is as it was and it carries no undo", ("patch-object",), back=True),
+    "undo-yield-peer": _row("undo-yield-peer", _undo_patched, _undoing, "the peer's nodeSelectors are as "
+                            "they were and it carries no undo", ("patch-object",), back=True),
+    "undo-yield-bird-peer": _row("undo-yield-bird-peer", _undo_patched, _undoing, "the Calico BGPPeer's "
+                                 "nodeSelector is as it was and it carries no undo", ("patch-object",), back=True),
     "undo-create": _row("undo-create", _deleted, _send_delete, "the Cilium object is gone", ("delete-object",),
                         back=True),
     "undo-hand-node": _row("undo-hand-node", _node_returned, lambda c: [UnlabelNode(node=c.step.target[1],
                                                                                     key=NODE_LABEL)],
                            "the node has no hand-over label and no CiliumBGPNodeConfig", ("unlabel-node",), back=True),
-    "undo-hand-service": _row("undo-hand-service", _undo_patched, _send_undo_patch, "the Service's labels and "
-                              "annotations are as they were and it holds the IP it had", ("patch-object",), back=True),
+    "undo-hand-service": _row("undo-hand-service", _undo_patched, _undoing, "the Service's labels and "
+                              "annotations are as they were, it holds the IP it had and carries no undo",
+                              ("patch-object",), back=True),
 }
 validate("hand-over steps", FORWARD, list(FORWARD), frozenset({NEXT, HALT}))
 validate("hand-over rollback", BACK, list(BACK), frozenset({NEXT, HALT}))
@@ -358,7 +428,6 @@ def handover_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
     actions: list[Action] = []
     notes: list[str] = []
     wake: datetime | None = None
-    saved = dict(progress.saved)
     forward = progress.direction == "forward"
     for _ in range(len(steps) + 2):
         at = _position(progress, steps)
@@ -374,12 +443,11 @@ def handover_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             continue
         if not forward and at < 0 or not steps:
             progress = progress.model_copy(update={"state": "undone" if not forward else "done", "index": 0,
-                                                   "key": None, "saved": {} if not forward else saved})
+                                                   "key": None})
             notes.append("hand-over rolled back: every step undone" if not forward else "hand-over: nothing to do")
-            saved = dict(progress.saved)
             break
         window = _window(steps, at, forward, plan.concurrency.limit(len(cp.nodes)))
-        start = progress.model_copy(update={"index": at, "key": steps[at].key, "saved": saved})
+        start = progress.model_copy(update={"index": at, "key": steps[at].key})
         moved: list[str] = []
         waiting: list[str] = []
         sent = False
@@ -388,7 +456,6 @@ def handover_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             c = HandoverCursor(plan=plan, now=now, state=state, derived=derived, step=steps[i], progress=start)
             way = advance(_row_of(steps[i], progress.direction), c)
             actions.extend(c.actions)
-            saved.update(c.saved_now)
             sent = sent or c.progress.sent_at != start.sent_at
             wake = c.wake_at if wake is None or (c.wake_at is not None and c.wake_at < wake) else wake
             if way is None:
@@ -398,7 +465,7 @@ def handover_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
                 break
             else:
                 moved.append(way.why)
-        progress = start.model_copy(update={"saved": saved, **({"sent_at": now} if sent else {})})
+        progress = start.model_copy(update={"sent_at": now} if sent else {})
         if halt is not None:
             progress = progress.model_copy(update={"last_error": truncate_error(halt.why)})
             cp = cp.model_copy(update={"halted": halt.why})
@@ -414,7 +481,7 @@ def handover_step(plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation,
             "index": max(nxt, 0), "key": steps[nxt].key if 0 <= nxt < len(steps) else None,
             "step_started_at": now, "sent_at": None})
         if not forward and nxt < 0:
-            progress = progress.model_copy(update={"state": "undone", "saved": {}, "index": 0})
+            progress = progress.model_copy(update={"state": "undone", "index": 0})
             notes.append("hand-over rolled back: every step undone")
             break
     return cp.model_copy(update={"handover": progress}), actions, [n for n in notes if n], wake

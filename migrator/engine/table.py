@@ -244,8 +244,9 @@ def _step_tables() -> list[str]:
                     "step in flight recorded in the checkpoint's `handover`; `next` moves to the following step, "
                     "`halt` stops until `migrator handover` runs again.", HANDOVER, "`NODES_DONE`")
     lines += render("Hand-over rollback", "`migrator handover --rollback` undoes the steps done, newest first, "
-                    "from the step in flight; a patch is undone with the merge patch saved before it was first "
-                    "sent.", HANDOVER_BACK, "`NODES_DONE`")
+                    "from the step in flight; a patched object is given back what it carries in its "
+                    "`migrator.io/handover-undo` annotation (written with the first patch), then the annotation "
+                    "is dropped.", HANDOVER_BACK, "`NODES_DONE`")
     lines += render("Canary soak", "After every canary node is `DONE`, the run soaks; `passed` keeps the nodes "
                     "(`canary.on_success: keep`, back to `NODES_DONE`) or rolls them back as a rehearsal, "
                     "`failed` rolls every canary node back and the canary exits 1.", SOAK)

@@ -210,9 +210,8 @@ class HandoverProgress(_Record):
 
     The steps are derived afresh each turn from the cluster (``engine/handover_steps.py``);
     ``key`` names the step at ``index`` so a resumed process finds its place even if the list
-    around it changed. ``saved`` keeps, per step key, the JSON merge patch that undoes the step's
-    write, taken from the object before the write was first sent (so an undo restores what an
-    operator had, not a default)."""
+    around it changed. What undoes a patched object is kept on the object itself (annotation
+    ``migrator.io/handover-undo``), so this record does not grow with the number of Services."""
 
     direction: Literal["forward", "back"] = Field(default="forward", description="Handing over, or undoing.")
     index: int = Field(default=0, ge=0, description="Position of the step in flight in the list of steps.")
@@ -221,8 +220,6 @@ class HandoverProgress(_Record):
         default="running", description="done: every step observed; undone: every step undone.")
     step_started_at: Timestamp | None = Field(default=None, description="When the step in flight began.")
     sent_at: Timestamp | None = Field(default=None, description="When its write was last sent.")
-    saved: dict[str, str] = Field(default_factory=dict,
-                                  description="Per step key, the merge patch (JSON) that undoes it.")
     last_error: str | None = Field(default=None, description="Why the hand-over halted.")
 
 

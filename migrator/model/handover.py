@@ -20,6 +20,9 @@ NODE_LABEL = "migrator.io/bgp"
 #: Service label that moves a LoadBalancer Service from MetalLB to Cilium (value ``cilium``).
 SERVICE_LABEL = "migrator.io/lb"
 HANDED = "cilium"
+#: The annotation a patched object carries while handed over: the merge patch (JSON) that takes it
+#: back, computed from the object before the hand-over's first write (and, for a Service, its IPs).
+UNDO_ANNOTATION = "migrator.io/handover-undo"
 #: The label CiliumBGPPeerConfigs use to pick the hand-over's advertisements.
 ADVERTISE_LABEL = "migrator.io/advertise"
 #: Cilium LB IPAM's annotation requesting specific IPs (Documentation/network/lb-ipam.rst).

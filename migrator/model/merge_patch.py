@@ -38,3 +38,14 @@ def inverse(current: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict
         else:
             out[key] = copy.deepcopy(old)
     return out
+
+
+def merged(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """One merge patch doing what ``first`` then ``second`` do."""
+    out = copy.deepcopy(dict(first))
+    for key, value in second.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -11,12 +11,15 @@ the middle of the hand-over (and of its rollback) resumes and converges.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import pytest
 
 from migrator.cli import main
+from migrator.model.handover import METALLB_ANNOTATIONS
+from migrator.model.handover import UNDO_ANNOTATION as UNDO
 from tests.conftest import fast_config
 from tests.routing.helpers import assert_cilium_announces
 from tests.routing.test_routed_run import unreachable_pairs
@@ -136,8 +139,20 @@ def test_handover_rollback_restores_metallb_announcements(sim_factory, tmp_path)
             before = sim.fleet.network.routing.lb_announcements()
         assert cli("handover", plan, kubeconfig, tmp_path, "--rollback") == 0    # nothing to undo yet
         assert cli("handover", plan, kubeconfig, tmp_path) == 0
+        carried = json.loads(sim.store.get("services", "shop", "web-public")["metadata"]["annotations"][UNDO])
+        assert carried == {"ips": lb_ips(sim), "undo": {"metadata": {
+            "annotations": {"lbipam.cilium.io/ips": None, **{k: None for k in METALLB_ANNOTATIONS},
+                            "metallb.universe.tf/ip-allocated-from-pool": "default"},
+            "labels": {"migrator.io/lb": None}}}}
         assert main(["rollback", "--plan", str(plan), "--kubeconfig", str(kubeconfig), "--yes", "--all",
                      "--reason", "test"]) == 1               # refused: the hand-over comes back first
+        good = sim.store.get("services", "shop", "web-public")["metadata"]["annotations"][UNDO]
+        sim.store.mutate("services", "shop", "web-public",                # changed by hand: never guessed
+                         lambda o: o["metadata"]["annotations"].update({UNDO: "{}"}))
+        assert cli("handover", plan, kubeconfig, tmp_path, "--rollback") == 1
+        assert "services shop/web-public carries a migrator.io/handover-undo annotation the hand-over did not " \
+               "write" in checkpoint(sim).halted
+        sim.store.mutate("services", "shop", "web-public", lambda o: o["metadata"]["annotations"].update({UNDO: good}))
         assert cli("handover", plan, kubeconfig, tmp_path, "--rollback") == 0
         sim.settle(timeout=20)
         with sim.store.lock:
