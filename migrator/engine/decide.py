@@ -255,7 +255,8 @@ def _handover_turn(plan: MigrationPlan, cp: Checkpoint, now: datetime, purpose: 
     if not plan.routing.handover:
         return cp, Stop("invalid", "routing.handover is off in this plan: the hand-over needs it on from the start "
                                    "of the run (the migrated agents run Cilium's BGP control plane through the "
-                                   "CiliumNodeConfig)"), ""
+                                   "CiliumNodeConfig); without it Calico and MetalLB keep announcing until finalize, "
+                                   "and a run that should hand over starts again with routing.handover: true"), ""
     back = purpose == "handover-rollback"
     progress = cp.handover
     if back and (progress is None or progress.state == "undone"):
