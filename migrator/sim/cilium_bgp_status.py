@@ -54,7 +54,7 @@ class BgpNodeConfigs:
     def _on_event(self, event: Event) -> None:
         if event.resource == "pods" and (event.obj["metadata"].get("namespace") != "kube-system"):
             return
-        if self._served() and (self.store.list(CLUSTER_CONFIGS) or self.store.list(NODE_CONFIGS)):
+        if self.store.count(CLUSTER_CONFIGS) or self.store.count(NODE_CONFIGS):   # cheap: on every event
             self._sync.mark("all")
 
     def wanted(self) -> dict[str, tuple[Obj, list[Obj]]]:

@@ -67,6 +67,16 @@ def clone(obj: Any) -> Any:
     return copy.deepcopy(obj)
 
 
+def _status_draft(obj: Obj) -> Obj:
+    """What a status write's ``fn`` edits: a private status, metadata whose own fields and
+    annotations are private (a Deployment's revision goes in through status), the rest shared
+    with the stored snapshot (read only: the write keeps none of it)."""
+    meta = dict(obj["metadata"])
+    if isinstance(meta.get("annotations"), dict):
+        meta["annotations"] = dict(meta["annotations"])
+    return {k: clone(v) if k == "status" else v for k, v in obj.items()} | {"metadata": meta}
+
+
 def now_rfc3339() -> str:
     """The current UTC time as Kubernetes renders it (second precision, ``Z``)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -254,6 +264,12 @@ class Store:
         with self.lock:
             return [t.rtype for t in self._tables.values()]
 
+    def count(self, resource: str) -> int:
+        """How many objects of ``resource`` are stored (0 for a resource not registered)."""
+        with self.lock:
+            table = self._tables.get(resource)
+            return len(table.objects) if table is not None else 0
+
     def add_index(self, resource: str, name: str, fn: IndexFn) -> None:
         """Maintain ``fn(obj) -> value`` so that ``list(..., index=(name, value))`` is cheap."""
         with self.lock:
@@ -414,11 +430,13 @@ class Store:
         """Atomically read, edit and write one object (for in-process controllers).
 
         ``fn`` receives a private deep copy and returns the new object (or edits in place
-        and returns None). No CAS: the lock makes the read-modify-write atomic.
+        and returns None). No CAS: the lock makes the read-modify-write atomic. For a status
+        write only the draft's ``status`` and ``metadata`` are private copies: the write keeps
+        nothing else of it, so the rest is the stored snapshot's, which ``fn`` only reads.
         """
         with self.lock:
             table, key, current = self._existing(resource, namespace, name)
-            draft = clone(current)
+            draft = clone(current) if subresource != "status" else _status_draft(current)
             result = fn(draft)
             new = draft if result is None else result
             return self._replace(table, key, current, new, subresource)
@@ -484,7 +502,10 @@ class Store:
         rtype = table.rtype
         cmeta = current["metadata"]
         if subresource == "status":
-            merged = {k: clone(v) for k, v in current.items() if k != "status"}   # its status is replaced
+            # its status is replaced; the rest is shared with the snapshot (snapshots never change)
+            # but for the metadata, which the commit writes into
+            merged = {k: v for k, v in current.items() if k != "status"}
+            merged["metadata"] = dict(cmeta)
             if "status" in new:
                 merged["status"] = new["status"]
             if (rtype.group, rtype.kind) in STATUS_WRITES_ANNOTATIONS:
@@ -558,8 +579,7 @@ class Store:
             before = fn(current)
             if before is not None:
                 buckets.get(before, set()).discard(key)
-        gone = clone(current)
-        gone["metadata"]["resourceVersion"] = str(rv)
+        gone = dict(current, metadata=dict(current["metadata"], resourceVersion=str(rv)))   # snapshots never change
         self._publish(Event(rv, "DELETED", table.rtype.key, gone, current))
 
     def _publish(self, event: Event) -> None:
