@@ -51,8 +51,10 @@ def _serve(config: SimConfig, pods_per_node: int, kubeconfig: str, conn: Connect
         while (state := conn.recv()) == "mark":   # halfway through a stopped run: the count so far
             conn.send(sim.requests.total(exclude_watch=True))
         # the run ended: ``state`` is its namespace and checkpoint name
+        used = resource.getrusage(resource.RUSAGE_SELF)
         sized = getattr(sim.requests, "bytes_written", None)
         conn.send({"requests": sim.requests.total(exclude_watch=True), "by_kind": sim.requests.counts(),
+                   "cpu": used.ru_utime + used.ru_stime,
                    "wire": sized(resource="configmaps", namespace=state[0], name_prefix=state[1]) if sized else None})
 
 
@@ -70,6 +72,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="stop the run after this long (as SIGTERM does) and report the turns so far; "
                              "per-node figures then count the nodes that finished")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="write the run's timeline and report there (kept), e.g. for a phase breakdown")
     args = parser.parse_args(argv)
     logsetup.quiet()
     n, k = args.nodes, args.k
@@ -87,7 +91,7 @@ def main(argv: list[str]) -> None:
         plan = plan_for(k, work, pool)
         ours.send("start")
         ours.recv()
-        runner = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=work)
+        runner = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=args.output_dir or work)
         profiler = cProfile.Profile() if args.profile or args.profile_dump else None
         t0 = time.monotonic()
         marked: list[tuple[int, int]] = []    # (requests, nodes finished) halfway through a stopped run
@@ -142,6 +146,9 @@ def main(argv: list[str]) -> None:
             print(f"  API requests in the second half: {(counts['requests'] - marked[0][0]) / (done - marked[0][1]):.1f} "
                   f"per node finished then ({done - marked[0][1]} nodes): the cost per node once the run's "
                   "one-off work (taints, probe fleet) is behind it")
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        print(f"  CPU seconds: migrator {used.ru_utime + used.ru_stime:.1f}, simulated cluster {counts['cpu']:.1f} "
+              f"(its boot included), in a {wall:.0f}s run")
         print(f"  migrator peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
         if profiler and args.profile_dump:
             profiler.dump_stats(args.profile_dump)
