@@ -239,7 +239,9 @@ class Store:
 
     def __init__(self, *, history: int = 20_000) -> None:
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
+        #: notified after every commit; its own lock, so that the watches it wakes (every one, on
+        #: every change) do not queue for the store's lock to learn whether to read
+        self.changed = threading.Condition()
         self._tables: dict[str, _Table] = {}
         self._rv = itertools.count(1)
         self._last_rv = 0
@@ -588,4 +590,5 @@ class Store:
             del self._history[: len(self._history) - self._history_max]
         for cb in self._subscribers:
             cb(event)
-        self.changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()

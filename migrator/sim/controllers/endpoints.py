@@ -7,11 +7,16 @@ publishes not-ready addresses). Ports are the Service's, with ``targetPort`` res
 against each pod's named container ports, so pods that name a port differently land in
 different subsets, as on a real cluster. A Service without a selector is left alone
 (its Endpoints are managed by hand), and the Endpoints of a deleted Service go with it.
+
+A sync costs what changed, not the Service's size: the controller keeps each Service's
+subsets as it last wrote them, each address under its sort key, and a pod event adds the pod
+to its Services' changed set, so a sync places those pods again and renders the subsets from
+what it kept. A new version of the Service (or a first sync) places every selected pod afresh.
 """
 
 from __future__ import annotations
 
-from operator import itemgetter
+from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.sim.config import SimConfig
@@ -71,19 +76,74 @@ def _placement(spec: Obj, namespace: str, pod: Obj, publish_all: bool) -> Placem
     return signature, ports, ((ip, pod["metadata"]["name"]), address), publish_all or pod_is_ready(pod)
 
 
+Key = tuple[str, str]
+
+
+@dataclass
+class _Subset:
+    ports: list[Obj]
+    ready: dict[tuple[str, str], Obj] = field(default_factory=dict)        # by sort key (ip, pod name)
+    not_ready: dict[tuple[str, str], Obj] = field(default_factory=dict)
+
+
+@dataclass
+class _Kept:
+    """One Service's Endpoints as last rendered: each selected pod's version and placement by
+    pod name, and the subsets those placements make."""
+
+    version: tuple[str, str]                       # the Service's uid and resourceVersion
+    places: dict[str, tuple[str, Placement | None]] = field(default_factory=dict)
+    subsets: dict[Signature, _Subset] = field(default_factory=dict)
+
+    def drop(self, name: str) -> None:
+        known = self.places.pop(name, None)
+        if known is None or known[1] is None:
+            return
+        signature, _, (sort_key, _), ready = known[1]
+        subset = self.subsets[signature]
+        (subset.ready if ready else subset.not_ready).pop(sort_key, None)
+        if not subset.ready and not subset.not_ready:
+            del self.subsets[signature]
+
+    def place(self, name: str, version: str, placement: Placement | None) -> None:
+        self.places[name] = (version, placement)
+        if placement is None:
+            return
+        signature, ports, (sort_key, address), ready = placement
+        subset = self.subsets.setdefault(signature, _Subset(ports))
+        (subset.ready if ready else subset.not_ready)[sort_key] = address
+
+    def render(self) -> list[Obj]:
+        rendered = []
+        for signature in sorted(self.subsets):
+            subset = self.subsets[signature]
+            out: Obj = {}
+            if subset.ready:
+                out["addresses"] = [subset.ready[k] for k in sorted(subset.ready)]
+            if subset.not_ready:
+                out["notReadyAddresses"] = [subset.not_ready[k] for k in sorted(subset.not_ready)]
+            if subset.ports:
+                out["ports"] = subset.ports
+            rendered.append(out)
+        return rendered
+
+
 class EndpointsController:
     def __init__(self, world: World, config: SimConfig) -> None:
         self.world = world
         self.store = world.store
         self._sync = Coalescer(world, self.sync, delay=config.latencies.controller)
-        #: per Service, per pod: the versions of both and the pod's placement
-        self._seen: dict[tuple[str, str], dict[str, tuple[tuple[tuple[str, str], str], Placement | None]]] = {}
+        self._kept: dict[Key, _Kept] = {}
+        #: per Service, the pods changed since its last sync (None: place every pod afresh)
+        self._changed: dict[Key, set[str] | None] = {}
         world.on("services", self._on_service)
         world.on("pods", self._on_pod)
 
     def _on_service(self, event: Event) -> None:
         meta = event.obj["metadata"]
-        self._sync.mark((meta.get("namespace", ""), meta["name"]))
+        key = (meta.get("namespace", ""), meta["name"])
+        self._changed[key] = None
+        self._sync.mark(key)
 
     def _on_pod(self, event: Event) -> None:
         ns = event.obj["metadata"].get("namespace", "")
@@ -93,12 +153,17 @@ class EndpointsController:
         for svc in self.store.list("services", ns):
             selector = (svc.get("spec") or {}).get("selector")
             if selector and any(_labels_match(selector, lbl) for lbl in labels):
-                self._sync.mark((ns, svc["metadata"]["name"]))
+                key = (ns, svc["metadata"]["name"])
+                pods = self._changed.setdefault(key, set())
+                if pods is not None:
+                    pods.add(event.obj["metadata"]["name"])
+                self._sync.mark(key)
 
-    def sync(self, key: tuple[str, str]) -> None:
+    def sync(self, key: Key) -> None:
+        changed = self._changed.pop(key, None)
         svc = self.store.try_get("services", key[0], key[1])
         if svc is None:
-            self._seen.pop(key, None)
+            self._kept.pop(key, None)
             try:
                 self.store.delete("endpoints", key[0], key[1])
             except NotFound:
@@ -107,35 +172,31 @@ class EndpointsController:
         spec = svc.get("spec") or {}
         selector = spec.get("selector")
         if not selector:
+            self._kept.pop(key, None)
             return
         publish_all = bool(spec.get("publishNotReadyAddresses"))
-        subsets: dict[Signature, Obj] = {}
         version = (svc["metadata"]["uid"], svc["metadata"]["resourceVersion"])
-        seen = self._seen.get(key, {})
-        self._seen[key] = memo = {}
-        for pod in self.store.list("pods", key[0], labels=selector):
-            name = pod["metadata"]["name"]
-            known = seen.get(name)
-            inputs = (version, pod["metadata"]["resourceVersion"])
-            place = known[1] if known is not None and known[0] == inputs else \
-                _placement(spec, key[0], pod, publish_all)
-            memo[name] = (inputs, place)
-            if place is None:
+        kept = self._kept.get(key)
+        if kept is None or kept.version != version or changed is None:
+            kept = self._kept[key] = _Kept(version)
+            pods: list[tuple[str, Obj | None]] = [
+                (p["metadata"]["name"], p) for p in self.store.list("pods", key[0], labels=selector)]
+        else:
+            pods = []
+            for name in sorted(changed):
+                pod = self.store.try_get("pods", key[0], name)
+                pods.append((name, pod if pod is not None and _labels_match(selector, pod["metadata"].get("labels"))
+                             else None))
+        for name, pod in pods:
+            known = kept.places.get(name)
+            kept.drop(name)
+            if pod is None:
                 continue
-            signature, ports, address, ready = place
-            subset = subsets.setdefault(signature, {"addresses": [], "notReadyAddresses": [], "ports": ports})
-            subset["addresses" if ready else "notReadyAddresses"].append(address)
-        rendered = []
-        for signature in sorted(subsets):
-            subset = subsets[signature]
-            out: Obj = {}
-            for field in ("addresses", "notReadyAddresses"):
-                if subset[field]:
-                    out[field] = [address for _, address in sorted(subset[field], key=itemgetter(0))]
-            if subset["ports"]:
-                out["ports"] = subset["ports"]
-            rendered.append(out)
-        self._write(svc, rendered)
+            version_of_pod = pod["metadata"]["resourceVersion"]
+            placement = known[1] if known is not None and known[0] == version_of_pod else \
+                _placement(spec, key[0], pod, publish_all)
+            kept.place(name, version_of_pod, placement)
+        self._write(svc, kept.render())
 
     def _write(self, svc: Obj, subsets: list[Obj]) -> None:
         meta = svc["metadata"]
