@@ -10,7 +10,8 @@ A 403 means the credentials lack a permission the run needs (RBAC): waiting will
 its absence says nothing about the nodes or the network, so it ends the command (which names the
 missing rule, exit 2) instead of being retried until a timeout or counted as a failed probe;
 the saved intent lets ``migrator resume`` go on once it is granted. Events alone are best effort:
-a refused one is logged and the run goes on. ``WriteFile`` writes into the output directory (the
+a refused one is logged and the run goes on; nothing waits for them either (``Executor.run`` sends
+them beside the turn's actions, so a node's next step never queues behind a courtesy). ``WriteFile`` writes into the output directory (the
 Helm values).
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from functools import singledispatchmethod
 from pathlib import Path
@@ -34,7 +35,10 @@ from migrator.metrics import Metrics
 
 log = structlog.get_logger("migrator.execute")
 #: Nodes whose actions run at once; one node's actions always run in order.
-PARALLEL_NODES = 8
+PARALLEL_NODES = 16
+#: Events sent at once beside the turn's actions, and checks of one probe round dialled at once.
+EVENT_SENDERS = 2
+DIALS = 8
 #: Our cluster errors by class name, as the engine reads them in a result (others are "Error").
 KNOWN_ERRORS: dict[str, A.ErrorKind] = {kind: kind for kind in get_args(A.ErrorKind)}
 
@@ -84,11 +88,24 @@ class Executor:
         self.port = port
         self.output_dir = output_dir or Path.cwd()
         self.metrics = metrics
+        self._courtesy = ThreadPoolExecutor(max_workers=EVENT_SENDERS, thread_name_prefix="events")
+        self._dialer = ThreadPoolExecutor(max_workers=DIALS, thread_name_prefix="dial")
+
+    def close(self) -> None:
+        """Send the Events still queued, then stop the threads (idempotent)."""
+        self._courtesy.shutdown(wait=True)
+        self._dialer.shutdown(wait=True)
 
     def run(self, actions: tuple[A.Action, ...] | list[A.Action]) -> list[A.ActionResult]:
-        """Results in the order of ``actions``. The actions of one node (and those of the run,
-        which have none) keep their order; different nodes' actions run side by side, so a
-        decision over many nodes in flight costs a few round trips, not one per action."""
+        """The results of ``actions`` but the Events, in their order. The actions of one node (and
+        those of the run, which have none) keep their order; different nodes' actions run side by
+        side, so a decision over many nodes in flight costs a few round trips, not one per action.
+        Events go to threads of their own and the turn does not wait for them: the engine never
+        reads their outcome, and a refused one is logged and counted when it is known."""
+        for action in actions:
+            if isinstance(action, BEST_EFFORT):
+                self._courtesy.submit(self.run_one, action).add_done_callback(_log_unexpected)
+        actions = [a for a in actions if not isinstance(a, BEST_EFFORT)]
         groups: dict[str | None, list[int]] = {}
         for index, action in enumerate(actions):
             groups.setdefault(action.node, []).append(index)
@@ -131,10 +148,12 @@ class Executor:
         return result
 
     def _probes(self, action: A.RunProbes) -> A.ActionResult:
-        """One round of checks, each ``ok``, ``fail`` or ``unknown`` (see ``_dial``); never raises."""
+        """One round of checks, dialled side by side, each ``ok``, ``fail`` or ``unknown`` (see
+        ``_dial``); never raises but a 403."""
         detail: dict[str, str] = {}
-        for check in action.checks:
-            detail[check.name] = self._dial(check, action.threshold)
+        outcomes = self._dialer.map(lambda check: self._dial(check, action.threshold), action.checks)
+        for check, outcome in zip(action.checks, outcomes, strict=True):
+            detail[check.name] = outcome
             if self.metrics is not None:
                 self.metrics.probes.labels(purpose=action.purpose,
                                            outcome=detail[check.name].split(" ", 1)[0]).inc()
@@ -272,6 +291,13 @@ class Executor:
         tmp.write_text(a.content, encoding="utf-8")
         os.replace(tmp, target)
         return True
+
+
+def _log_unexpected(future: Future[A.ActionResult]) -> None:
+    """An Event sent beside the turn that failed past ``run_one``'s own handling is logged."""
+    exc = future.exception()
+    if exc is not None:
+        log.warning("event.failed", error=f"{type(exc).__name__}: {exc}"[:200])
 
 
 def _unhandled() -> list[str]:

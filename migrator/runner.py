@@ -155,6 +155,7 @@ class Runner:
             outcome = self._report(Outcome(Exit.INVALID, f"stopped: refused by the API server: {exc}"))
             raise
         finally:
+            self.executor.close()   # the Events still queued go out while the lease is ours
             try:
                 self.lock.release()
             except ClusterError as exc:

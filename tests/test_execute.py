@@ -73,6 +73,54 @@ def test_a_single_node_runs_in_order_on_the_calling_thread() -> None:
     assert port.calls == {"node-1": ["cordon", "label k=v"]}
 
 
+class HeldEvents:
+    """A port whose Events are held until released, and whose probe dials meet at a barrier
+    (two dials of one round must be in flight at once, or the barrier breaks)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.sent: list[str] = []
+        self.cordoned: list[str] = []
+        self.meet = threading.Barrier(2, timeout=5)
+
+    def emit_node_event(self, node: str, *, reason: str, message: str, type: str) -> None:
+        assert self.release.wait(5), "the Event was never released"
+        self.sent.append(reason)
+
+    def cordon_node(self, node: str) -> bool:
+        self.cordoned.append(node)
+        return True
+
+    def proxy_get(self, namespace: str, pod: str, port: int, path: str, query: dict[str, str]) -> str:
+        self.meet.wait()
+        return '{"responses": ["a", "b", "c"]}'
+
+
+def test_events_go_beside_the_turn_and_close_sends_those_still_queued() -> None:
+    port = HeldEvents()
+    executor = Executor(port)  # type: ignore[arg-type]
+    actions = [A.EmitEvent(node="node-1", reason="MigrationCordoned", message="m"), A.Cordon(node="node-1")]
+    results = executor.run(actions)
+    assert [r.action.kind for r in results] == ["cordon"], "the turn has the cordon's result, not the Event's"
+    assert port.cordoned == ["node-1"] and port.sent == [], "the cordon did not wait for the Event"
+    closing = threading.Thread(target=executor.close)
+    closing.start()
+    closing.join(0.1)
+    assert closing.is_alive(), "close waits for the Event still queued"
+    port.release.set()
+    closing.join(5)
+    assert port.sent == ["MigrationCordoned"]
+
+
+def test_a_probe_rounds_checks_are_dialled_side_by_side() -> None:
+    checks = tuple(A.ProbeCheck(name=f"c{i}", namespace="p", pod="probe", pod_port=8080, host=f"10.0.0.{i}",
+                                port=8080, tries=3) for i in range(2))
+    executor = Executor(HeldEvents())  # type: ignore[arg-type]
+    result = executor.run_one(A.RunProbes(node="node-1", purpose="gate", checks=checks, threshold=0.66))
+    assert dict(result.detail) == {"c0": "ok 3/3", "c1": "ok 3/3"}
+    executor.close()
+
+
 # --------------------------------------------------------------------------------------------
 # Every field of every action reaches the port.
 # --------------------------------------------------------------------------------------------
