@@ -88,12 +88,14 @@ class Executor:
         self.port = port
         self.output_dir = output_dir or Path.cwd()
         self.metrics = metrics
+        self._nodes = ThreadPoolExecutor(max_workers=PARALLEL_NODES, thread_name_prefix="execute")
         self._courtesy = ThreadPoolExecutor(max_workers=EVENT_SENDERS, thread_name_prefix="events")
         self._dialer = ThreadPoolExecutor(max_workers=DIALS, thread_name_prefix="dial")
 
     def close(self) -> None:
         """Send the Events still queued, then stop the threads (idempotent)."""
         self._courtesy.shutdown(wait=True)
+        self._nodes.shutdown(wait=True)
         self._dialer.shutdown(wait=True)
 
     def run(self, actions: tuple[A.Action, ...] | list[A.Action]) -> list[A.ActionResult]:
@@ -114,10 +116,8 @@ class Executor:
         def run_group(indexes: list[int]) -> list[tuple[int, A.ActionResult]]:
             return [(i, self.run_one(actions[i])) for i in indexes]
 
-        with ThreadPoolExecutor(max_workers=min(PARALLEL_NODES, len(groups)),
-                                thread_name_prefix="execute") as pool:
-            done = [pair for future in [pool.submit(run_group, idx) for idx in groups.values()]
-                    for pair in future.result()]
+        futures = [self._nodes.submit(run_group, indexes) for indexes in groups.values()]
+        done = [pair for future in futures for pair in future.result()]
         return [result for _, result in sorted(done, key=lambda pair: pair[0])]
 
     def run_one(self, action: A.Action) -> A.ActionResult:

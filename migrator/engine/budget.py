@@ -71,8 +71,10 @@ class DisruptionBudgets:
         pending = set(sent)
         if pending and self._room:
             for pod in obs.pods:
+                if pod.uid not in pending:
+                    continue
                 guarding = self.guarding(pod)
-                if pod.uid in pending and guarding:
+                if guarding:
                     self._holding.add(pod.uid)
                     for pdb in guarding:
                         self._room[_key(pdb)] -= 1
