@@ -11,8 +11,8 @@ its absence says nothing about the nodes or the network, so it ends the command 
 missing rule, exit 2) instead of being retried until a timeout or counted as a failed probe;
 the saved intent lets ``migrator resume`` go on once it is granted. Events alone are best effort:
 a refused one is logged and the run goes on; nothing waits for them either (``Executor.run`` sends
-them beside the turn's actions, so a node's next step never queues behind a courtesy). ``WriteFile`` writes into the output directory (the
-Helm values).
+them beside the turn's actions, so a node's next step never queues behind a courtesy).
+``WriteFile`` writes into the output directory (the Helm values).
 """
 
 from __future__ import annotations
