@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCT = {"kubernetes", "tenacity", "structlog", "pydantic", "prometheus-client", "PyYAML", "lark"}
-SIM = {"jsonpatch", "kubernetes-validate", "jsonschema", "orjson", "cryptography", "protobuf"}
+SIM = {"jsonpatch", "kubernetes-validate", "jsonschema", "fastjsonschema", "orjson", "cryptography", "protobuf"}
 IMPORTED_AS = {"protobuf": "google"}   # a distribution whose top-level package has another name
 SIM_MODULES = sorted(IMPORTED_AS.get(name, name.replace("-", "_")) for name in SIM)
 HINT = "pip install 'migrator[sim]'"

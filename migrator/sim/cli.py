@@ -30,6 +30,7 @@ from typing import Any
 # them only when a cluster starts; importing them here makes a missing one fail the product
 # CLI's import of this module, where it becomes the install hint, not a traceback mid-command.
 import cryptography  # noqa: F401
+import fastjsonschema  # noqa: F401
 import google.protobuf  # noqa: F401
 import jsonpatch  # noqa: F401
 import jsonschema  # noqa: F401
