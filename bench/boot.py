@@ -37,7 +37,9 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     from migrator.sim.cluster import SimCluster
+    from migrator.sim.world import own_process
 
+    own_process()
     config = SimConfig(nodes=args.nodes, latencies=TINY, **(LARGE_POOLS if args.nodes > 1000 else {}))
     began, cpu_began = time.monotonic(), time.process_time()
     sim = SimCluster(config=config, seed=args.seed, time_scale=args.time_scale,

@@ -35,12 +35,14 @@ from migrator.cluster.kube import KubeCluster
 from migrator.runner import Runner
 from migrator.sim.cluster import SimCluster
 from migrator.sim.config import SimConfig
+from migrator.sim.world import own_process
 
 
 def _serve(config: SimConfig, pods_per_node: int, kubeconfig: str, conn: Connection) -> None:
     """The simulated cluster in its own process (as a real API server is: the loop's turn is then
     timed without the cluster's threads taking the same interpreter), driven over ``conn``."""
     logsetup.quiet()
+    own_process()
     began = time.monotonic()
     with SimCluster(config=config, seed=11, pods_per_node=pods_per_node, converge_timeout=1800) as sim:
         sim.write_kubeconfig(kubeconfig)

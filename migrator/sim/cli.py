@@ -42,6 +42,7 @@ from migrator.sim.cluster import SimCluster
 from migrator.sim.config import SimConfig
 from migrator.sim.faults import OUTAGE_MODES, parse_codes, parse_outage, parse_rate, parse_verbs
 from migrator.sim.scenarios import SCENARIOS, describe
+from migrator.sim.world import own_process
 
 
 def main(argv: list[str]) -> int:
@@ -126,6 +127,7 @@ def serve_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     config = SimConfig(nodes=args.nodes, control_plane_nodes=args.control_plane_nodes)
+    own_process()
     sim = SimCluster(config=config, seed=args.seed, scenario=args.scenario, time_scale=args.time_scale,
                      port=args.port, host=args.host, pods_per_node=args.pods_per_node)
     try:

@@ -40,6 +40,17 @@ SWITCH_INTERVAL = 0.0002
 log = structlog.get_logger("migrator.sim.world")
 
 
+def own_process() -> None:
+    """For a process that serves the simulated cluster alone (``migrator sim serve``, the
+    benchmarks' server): the interpreter is handed between threads every 0.2 ms. An API request
+    thread needs it again after every socket read and write, and waited up to the default 5 ms
+    each time behind the world's worker (a 1,000-node run at 50 nodes in flight took 88 s with
+    the default, 80 s with 0.2 ms). Where the cluster shares its process with a client (the
+    tests, ``migrator demo``) the default stays: there the shorter interval cost the end-to-end
+    tests 7 %. A shorter interval already set is kept."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+
+
 class World:
     """Event dispatch plus timers on a single worker thread."""
 
@@ -84,13 +95,9 @@ class World:
         objects are JSON trees that reference counting frees, and a full collection walks every
         snapshot the store and its watch history hold (up to 0.75 s at 1,000 nodes), stopping
         every kubelet and API request meanwhile, which no real cluster does. Thresholds already
-        higher are kept. It also hands the interpreter over more often: an API request thread
-        needs it again after every socket read and write, and waited up to the default 5 ms
-        each time behind this worker (a 1,000-node run at 50 nodes in flight took 88 s with the
-        default, 80 s with 0.2 ms). A shorter interval already set is kept."""
+        higher are kept."""
         current = gc.get_threshold()
         gc.set_threshold(*(max(a, b) for a, b in zip(current, GC_THRESHOLDS, strict=True)))
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sim-world", daemon=True)
             self._thread.start()
