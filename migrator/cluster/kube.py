@@ -323,15 +323,19 @@ PLURALS = {"Namespace": "namespaces", "Service": "services", "DaemonSet": "daemo
            "CiliumLoadBalancerIPPool": "ciliumloadbalancerippools"}
 
 
+def api_path(api_version: str, plural: str, namespace: str | None, name: str | None = None) -> str:
+    """The API path of a resource (``v1``: the core group) or, with ``name``, of one object."""
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    ns = f"/namespaces/{namespace}" if namespace else ""
+    return f"{base}{ns}/{plural}" + (f"/{name}" if name else "")
+
+
 def object_path(manifest: dict[str, Any]) -> str:
     """The API path of a manifest's object (kinds in ``PLURALS``)."""
-    api_version, kind = manifest["apiVersion"], manifest["kind"]
-    meta = manifest["metadata"]
-    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    kind, meta = manifest["kind"], manifest["metadata"]
     if kind not in PLURALS:
         raise ValueError(f"apply_object does not know the plural of kind {kind}")
-    ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
-    return f"{base}{ns}/{PLURALS[kind]}/{meta['name']}"
+    return api_path(manifest["apiVersion"], PLURALS[kind], meta.get("namespace"), meta["name"])
 
 
 def contains(current: Any, wanted: Any) -> bool:
@@ -375,9 +379,7 @@ class KubeCluster(KubeReads, RoutingReads):
     def _core_request(self, method: str, ref: ObjectRef, *, body: Raw | None = None,
                       query: list[tuple[str, Any]] | None = None) -> Raw:
         """A request on any core/v1 resource (used for generic deletion and listing)."""
-        path = f"/api/{ref.version}/"
-        path += f"namespaces/{ref.namespace}/" if ref.namespace else ""
-        path += ref.plural + (f"/{ref.name}" if ref.name else "")
+        path = api_path(ref.version, ref.plural, ref.namespace, ref.name)
         text = self._raw_request(method, path, what=f"{method.lower()} {ref}", body=body, query=query)
         return json.loads(text) if text else {}
 
@@ -628,8 +630,7 @@ class KubeCluster(KubeReads, RoutingReads):
     def patch_object(self, api_version: str, plural: str, namespace: str | None, name: str,
                      patch: dict[str, Any]) -> bool:
         """JSON merge patch of any object; False when the object already holds what the patch says."""
-        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-        path = f"{base}{f'/namespaces/{namespace}' if namespace else ''}/{plural}/{name}"
+        path = api_path(api_version, plural, namespace, name)
         what = f"{plural} {namespace + '/' if namespace else ''}{name}"
         current = json.loads(self._raw_request("GET", path, what=f"get {what}"))
         if holds(current, patch):

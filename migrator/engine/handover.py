@@ -97,13 +97,17 @@ class Plan:
     manifests: Mapping[tuple[str, str], Raw]
 
 
+def _objects(res: HandoverResources) -> list[tuple[str, objs.Raw]]:
+    """The Cilium objects the hand-over creates, as (plural, manifest)."""
+    return objs.bgp_objects(res) + objs.lb_pool_objects(res)
+
+
 def handover_forecast(inventory: RoutingInventory, detection: RoutingDetection, nodes: Sequence[str]) -> tuple[str, ...]:
     """What ``migrator plan`` says of the hand-over a plan with ``routing.handover`` asks for."""
     res = translate(inventory, detection)
     if res.blockers:
         return ("hand-over: BLOCKED: " + "; ".join(res.blockers),)
-    manifests = objs.bgp_objects(res) + objs.lb_pool_objects(res)
-    steps = handover_steps(res, sorted(nodes), [(plural, str(o["metadata"]["name"])) for plural, o in manifests])
+    steps = handover_steps(res, sorted(nodes), [(plural, str(o["metadata"]["name"])) for plural, o in _objects(res)])
     peers = sorted({f"{p.address} (AS {p.asn})" for c in res.cluster_configs for p in c.peers})
     return (f"hand-over (after every node is DONE): {len(steps)} steps at {res.bgp_api}: Cilium peers "
             f"{', '.join(peers[:3])}{' …' if len(peers) > 3 else ''} from {len(nodes)} node(s), {len(res.services)} "
@@ -113,7 +117,7 @@ def handover_forecast(inventory: RoutingInventory, detection: RoutingDetection, 
 def derive(state: HandoverState, nodes: Sequence[str]) -> Plan:
     """The translation and its ordered steps over the run's nodes still in the cluster."""
     res = translate(state.inventory, detect(state.inventory))
-    manifests = {(plural, str(o["metadata"]["name"])): o for plural, o in objs.bgp_objects(res) + objs.lb_pool_objects(res)}
+    manifests = {(plural, str(o["metadata"]["name"])): o for plural, o in _objects(res)}
     if res.blockers:
         return Plan(res, (), manifests)
     present = [n for n in nodes if n in state.node_labels]
