@@ -143,8 +143,7 @@ class ApiServer:
         with self._outage_lock:
             for timer in self._outage_timers:
                 timer.cancel()
-        with self.store.changed:
-            self.store.changed.notify_all()
+        self.store.wake_watches()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread:
@@ -178,8 +177,7 @@ class ApiServer:
                     socket.socket.shutdown(conn, socket.SHUT_RDWR)
                 except OSError:
                     pass
-        with self.store.changed:             # wake watches so that they end
-            self.store.changed.notify_all()
+        self.store.wake_watches()            # so that they end
         self._timer(duration, self._end_outage)
 
     def _end_outage(self) -> None:
@@ -780,9 +778,7 @@ class _Handler(BaseHTTPRequestHandler):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                with store.changed:
-                    if store.resource_version == cursor:
-                        store.changed.wait(timeout=min(remaining, 1.0))
+                store.wait_for_event(res.key, cursor, min(remaining, 1.0))
             self.wfile.write(b"0\r\n\r\n")
         except OSError:
             self.close_connection = True

@@ -239,9 +239,11 @@ class Store:
 
     def __init__(self, *, history: int = 20_000) -> None:
         self.lock = threading.RLock()
-        #: notified after every commit; its own lock, so that the watches it wakes (every one, on
-        #: every change) do not queue for the store's lock to learn whether to read
-        self.changed = threading.Condition()
+        # what watches wait on: a condition per resource, so a commit wakes only the watches of
+        # its resource, all on a lock of their own, so that they do not queue for the store's
+        self._signal = threading.Lock()
+        self._changed: dict[str, threading.Condition] = {}
+        self._last_of: dict[str, int] = {}   # resource -> resourceVersion of its latest event
         self._tables: dict[str, _Table] = {}
         self._rv = itertools.count(1)
         self._last_rv = 0
@@ -590,5 +592,25 @@ class Store:
             del self._history[: len(self._history) - self._history_max]
         for cb in self._subscribers:
             cb(event)
-        with self.changed:
-            self.changed.notify_all()
+        with self._signal:
+            self._last_of[event.resource] = event.rv
+            waiting = self._changed.get(event.resource)
+            if waiting is not None:
+                waiting.notify_all()
+
+    def wait_for_event(self, resource: str, since: int, timeout: float) -> None:
+        """Return once ``resource`` has an event newer than ``since`` (at once if it has), after
+        ``timeout`` seconds, or when ``wake_watches`` is called."""
+        with self._signal:
+            if self._last_of.get(resource, 0) > since:
+                return
+            waiting = self._changed.get(resource)
+            if waiting is None:
+                waiting = self._changed[resource] = threading.Condition(self._signal)
+            waiting.wait(timeout)
+
+    def wake_watches(self) -> None:
+        """Wake every ``wait_for_event`` (a watch then sees the server stopping or failing)."""
+        with self._signal:
+            for waiting in self._changed.values():
+                waiting.notify_all()

@@ -31,13 +31,14 @@ from migrator.sim.controllers.matching import (
     pod_is_terminating,
     set_condition,
 )
-from migrator.sim.controllers.podfacts import PodFacts
+from migrator.sim.controllers.podfacts import Members
 from migrator.sim.errors import BadRequest, NotFound
 from migrator.sim.selectors import label_selector_matches, label_selector_requirements, selects_or_not
 from migrator.sim.store import Event, now_rfc3339
 from migrator.sim.world import World
 
 Obj = dict[str, Any]
+Ref = tuple[str | None, str | None, str | None]   # a controller's kind, name and uid
 RESOURCE = "policy/poddisruptionbudgets"
 DELETION_TIMEOUT = 120.0  # simulated seconds an eviction keeps a pod counted as disrupted
 
@@ -60,7 +61,7 @@ class DisruptionController:
         self.world = world
         self.store = world.store
         self._sync = Coalescer(world, self.sync, delay=config.latencies.controller)
-        self._facts: PodFacts[tuple[bool, bool]] = PodFacts()   # per budget: selected, healthy
+        self._members: dict[tuple[str, str], Members[tuple[bool, Ref | None]]] = {}   # healthy, controller
         world.on(RESOURCE, self._on_pdb)
         world.on("pods", self._on_pod)
         for scaler in ("apps/deployments", "apps/replicasets", "apps/daemonsets", "apps/statefulsets"):
@@ -77,7 +78,14 @@ class DisruptionController:
             labels.append(event.old["metadata"].get("labels"))
         for pdb in self.store.list(RESOURCE, ns):
             if any(selects_or_not(pdb["spec"].get("selector") or {}, lbl) for lbl in labels):
-                self._sync.mark((ns, pdb["metadata"]["name"]))
+                key = (ns, pdb["metadata"]["name"])
+                members = self._members.get(key)
+                if members is not None:
+                    try:
+                        members.see(event.rv, event.obj, event.type == "DELETED")
+                    except BadRequest:   # a selector it refuses: the reconcile says so
+                        del self._members[key]
+                self._sync.mark(key)
 
     def _on_scaler(self, event: Event) -> None:
         ns = event.obj["metadata"].get("namespace", "")
@@ -91,26 +99,23 @@ class DisruptionController:
     def sync(self, key: tuple[str, str]) -> None:
         pdb = self.store.try_get(RESOURCE, key[0], key[1])
         if pdb is None:
-            self._facts.forget(key)
+            self._members.pop(key, None)
             return
         spec = pdb.get("spec") or {}
-        selector = spec.get("selector")   # policy/v1: null selects no pod, {} every pod of the namespace
-        spec_version = (pdb["metadata"]["uid"], pdb["metadata"].get("generation"))
-        chosen = [] if selector is None else [
-            (p, ready) for p, (selected, ready) in self._selected(key, spec_version, selector) if selected]
-        pods = [p for p, _ in chosen]
-        disrupted, next_expiry = self._live_disruptions(pdb, pods)
-        healthy = sum(1 for p, ready in chosen if ready and p["metadata"]["name"] not in disrupted)
+        members = self._selected(key, pdb)
+        disrupted, next_expiry = self._live_disruptions(pdb, members)
+        healthy = sum(n for (ready, _), n in members.counts.items() if ready) - sum(
+            1 for name in disrupted if (named := members.named(name)) is not None and named[1][0])
         min_available = spec.get("minAvailable")
         max_unavailable = spec.get("maxUnavailable")
         if max_unavailable is not None:
-            expected = self._expected(pods)
+            expected = self._expected(key[0], members)
             desired = max(0, expected - _scaled_up(max_unavailable, expected))
         elif isinstance(min_available, str) and min_available.endswith("%"):
-            expected = self._expected(pods)
+            expected = self._expected(key[0], members)
             desired = _scaled_up(min_available, expected)
         else:
-            expected = len(pods)
+            expected = len(members)
             desired = int(min_available) if min_available is not None else 0
         allowed = max(0, healthy - desired)
         now = now_rfc3339()
@@ -143,33 +148,48 @@ class DisruptionController:
         except NotFound:
             return
 
-    def _selected(self, key: tuple[str, str], spec_version: tuple[str, Any], selector: Obj,
-                  ) -> list[tuple[Obj, tuple[bool, bool]]]:
-        """The candidate pods of the budget's namespace, each with (selected?, healthy: Ready and
-        not being deleted); its ``matchLabels`` narrow the candidates through the store's label
-        index. An invalid selector is evaluated pod by pod, as before, so it fails the same way."""
+    def _selected(self, key: tuple[str, str], pdb: Obj) -> Members[tuple[bool, Ref | None]]:
+        """The pods the budget selects, each as (healthy: Ready and not being deleted, its
+        controller); listed again for a new version of the budget, through the store's label
+        index when the selector has ``matchLabels``. A selector it refuses raises when a pod is
+        tested against it, as before (policy/v1: a null selector selects no pod, ``{}`` every pod
+        of the namespace)."""
+        version = (pdb["metadata"]["uid"], pdb["metadata"].get("generation"))
+        members = self._members.get(key)
+        if members is not None and members.version == version:
+            return members
+        selector = (pdb.get("spec") or {}).get("selector")
+
+        def derive(pod: Obj) -> tuple[bool, Ref | None] | None:
+            if not label_selector_matches(selector, pod["metadata"].get("labels")):
+                return None
+            ref = controller_ref(pod)
+            return pod_is_ready(pod) and not pod_is_terminating(pod), \
+                (ref.get("kind"), ref.get("name"), ref.get("uid")) if ref is not None else None
+
         try:
-            label_selector_requirements(selector)
-            narrowed = selector.get("matchLabels") or None
+            label_selector_requirements(selector or {})
+            narrowed = (selector or {}).get("matchLabels") or None
         except BadRequest:
             narrowed = None
-        pods = self.store.list("pods", key[0], labels=narrowed)
-        facts = self._facts.of(key, spec_version, pods, lambda p: (
-            label_selector_matches(selector, p["metadata"].get("labels")), pod_is_ready(p) and not pod_is_terminating(p)))
-        return list(zip(pods, facts, strict=True))
+        with self.store.lock:
+            listed_at = self.store.resource_version
+            pods = [] if selector is None else self.store.list("pods", key[0], labels=narrowed)
+        members = self._members[key] = Members(version, derive, pods, listed_at)
+        return members
 
-    def _live_disruptions(self, pdb: Obj, pods: list[Obj]) -> tuple[dict[str, str], float | None]:
+    def _live_disruptions(self, pdb: Obj, members: Members[tuple[bool, Ref | None]],
+                          ) -> tuple[dict[str, str], float | None]:
         """The ``disruptedPods`` entries still in force, and when the next one expires."""
         recorded = (pdb.get("status") or {}).get("disruptedPods") or {}
         if not recorded:
             return {}, None
-        by_name = {p["metadata"]["name"]: p for p in pods}
         wall_now = datetime.now(UTC).timestamp()
         live: dict[str, str] = {}
         next_expiry: float | None = None
         for name, stamp in recorded.items():
-            pod = by_name.get(name)
-            if pod is None or pod_is_terminating(pod):
+            named = members.named(name)
+            if named is None or pod_is_terminating(named[0]):
                 continue
             when = _parse_time(stamp)
             if when is None:
@@ -182,19 +202,21 @@ class DisruptionController:
             next_expiry = left if next_expiry is None else min(next_expiry, left)
         return live, next_expiry
 
-    def _expected(self, pods: list[Obj]) -> int:
+    def _expected(self, namespace: str, members: Members[tuple[bool, Ref | None]]) -> int:
+        """The scale of the selected pods' controllers, or the number of pods when one of them
+        has none, or one that cannot be resolved."""
+        refs = {ref for _, ref in members.counts}
+        if None in refs:
+            return len(members)
         total = 0
         seen: set[str] = set()
-        for pod in pods:
-            ref = controller_ref(pod)
-            if ref is None:
-                return len(pods)
-            if ref["uid"] in seen:
+        for kind, name, uid in sorted((r for r in refs if r is not None), key=lambda r: tuple(x or "" for x in r)):
+            if uid in seen:
                 continue
-            seen.add(ref["uid"])
-            scale = self._scale_of(pod["metadata"]["namespace"], ref, seen)
+            seen.add(uid)
+            scale = self._scale_of(namespace, {"kind": kind, "name": name, "uid": uid}, seen)
             if scale is None:
-                return len(pods)
+                return len(members)
             total += scale
         return total
 
