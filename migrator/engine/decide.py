@@ -27,7 +27,7 @@ from migrator.engine.handover import handover_step, start
 from migrator.engine.node_config import node_config_spec, node_config_version
 from migrator.engine.node_steps import GONE
 from migrator.engine.oncall import rollback_finished, rollback_run_step
-from migrator.engine.ordering import order_nodes, pod_scope, selection_problem
+from migrator.engine.ordering import order_nodes, pod_scope, selection_problem, starting_soon
 from migrator.engine.policy_probe import Explained, nothing_explained
 from migrator.engine.preflight_gate import request_skips
 from migrator.engine.results import record_results
@@ -129,8 +129,8 @@ def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
         and checkpoint.run_phase.terminal)
     listing = checkpoint is None or purpose == "rollback" or checkpoint.requested == "abort" \
         or checkpoint.run_phase not in (RunPhase.MIGRATING, RunPhase.PAUSED, RunPhase.NODES_DONE)
-    return Scope(frozenset() if checkpoint is None else pod_scope(checkpoint), preflight=checking,
-                 policy_objects=listing)
+    pods_of = frozenset() if checkpoint is None else pod_scope(checkpoint) | starting_soon(checkpoint)
+    return Scope(pods_of, preflight=checking, policy_objects=listing)
 
 
 def new_checkpoint(plan: MigrationPlan, obs: ClusterObservation, run_id: str, now: datetime) -> Checkpoint:

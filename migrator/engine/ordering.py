@@ -13,6 +13,7 @@ Everything here is linear in the number of nodes.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from migrator.model.checkpoint import Checkpoint
 from migrator.model.observation import NodeFacts
 from migrator.model.plan import MigrationPlan
+from migrator.model.states import NodePhase
 
 
 def natural_key(name: str) -> tuple[object, ...]:
@@ -112,6 +114,22 @@ def order_nodes(plan: MigrationPlan, nodes: Iterable[NodeFacts]) -> tuple[str, .
 def pod_scope(checkpoint: Checkpoint) -> frozenset[str]:
     """Nodes whose pods the next observation must include (the nodes in flight)."""
     return checkpoint.census.in_flight
+
+
+#: The phases from which a node can finish within one decision (its gate's results are in).
+FINISHING = frozenset({NodePhase.PODS_RECYCLED, NodePhase.PROBED, NodePhase.UNCORDONED})
+
+
+def starting_soon(checkpoint: Checkpoint) -> frozenset[str]:
+    """Pending nodes the next decision may start: the next in run order, as many as nodes in
+    flight could finish in it. Their pods in the observation let a node started there take its
+    first step in the same decision, instead of waiting a turn to see its pods."""
+    census = checkpoint.census
+    finishing = sum(census.counts[phase] for phase in FINISHING)
+    if not finishing or not census.not_started:
+        return frozenset()
+    position = checkpoint.position
+    return frozenset(heapq.nsmallest(finishing, census.not_started, key=position.__getitem__))
 
 
 def startable(plan: MigrationPlan, checkpoint: Checkpoint, nodes: dict[str, NodeFacts]) -> list[str]:

@@ -298,6 +298,11 @@ class Checkpoint(_Record):
         """The nodes by state: in flight, not started, counts per phase."""
         return self._derived().census
 
+    @property
+    def position(self) -> dict[str, int]:
+        """Each node's place in the run order."""
+        return self._derived().position
+
     def in_run_order(self, names: Iterable[str]) -> list[str]:
         """Those of ``names`` that are the run's nodes, in run order."""
         position = self._derived().position

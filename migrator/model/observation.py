@@ -302,7 +302,8 @@ class ClusterObservation(_Fact):
 
     ``pods`` holds every pod (all namespaces) bound to the nodes listed in ``pod_nodes``; when
     ``pod_nodes`` is None the pods of every node are included. The engine asks for the nodes
-    it has in flight (``engine.ordering.pod_scope``).
+    it has in flight (``engine.ordering.pod_scope``) and those it may start next
+    (``engine.ordering.starting_soon``).
     """
 
     nodes: tuple[NodeFacts, ...] = Field(default=(), description="Every node in the cluster.")
