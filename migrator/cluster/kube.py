@@ -17,7 +17,8 @@ import json
 import math
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -76,6 +77,35 @@ def _version() -> str:
 USER_AGENT = f"migrator/{_version()}"
 
 
+#: The longest time between two runs of the client's credential refresh (``refreshed_rarely``).
+REFRESH_EVERY = 30.0
+
+
+def refreshed_rarely(hook: Callable[[Any], None], every: float = REFRESH_EVERY,
+                     clock: Callable[[], float] = time.monotonic) -> Callable[[Any], None]:
+    """``hook`` run at most once every ``every`` seconds.
+
+    The client runs its configuration's ``refresh_api_key_hook`` before every request. The
+    kubeconfig loader's hook sets seven fields of the whole configuration again each time (a
+    third of a millisecond per request, a tenth of the tool's request cost) in order to renew a
+    token once it counts as expired, which the client reckons five minutes before the token's
+    expiry (``EXPIRY_SKEW_PREVENTION_DELAY``); the in-cluster loader's re-reads the service
+    account token once a minute. Run every 30 s at most, either still renews every token well
+    before it expires."""
+    lock = threading.Lock()
+    last: list[float | None] = [None]
+
+    def refresh(configuration: Any) -> None:
+        now = clock()
+        with lock:
+            if last[0] is not None and now - last[0] < every:
+                return
+            last[0] = now
+        hook(configuration)
+
+    return refresh
+
+
 def load_api_client(kubeconfig: str | None = None, context: str | None = None, *,
                     pool_size: int = 32) -> kubernetes.client.ApiClient:
     """An ApiClient from a kubeconfig (``--kubeconfig``/``KUBECONFIG``/``~/.kube/config``), or from
@@ -93,6 +123,8 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None, *
         raise ConfigError(f"cannot load kubeconfig {where}"
                           f"{f' context {context}' if context else ''} "
                           f"(pass --kubeconfig PATH and --context NAME): {exc}") from exc
+    if cfg.refresh_api_key_hook is not None:
+        cfg.refresh_api_key_hook = refreshed_rarely(cfg.refresh_api_key_hook)
     cfg.connection_pool_maxsize = pool_size
     # No hidden retries in the transport: urllib3 would otherwise re-send on 429/503 with a
     # Retry-After header and on connection errors. Retrying is retry.py's job alone.

@@ -78,7 +78,8 @@ class StepContext:
     def of(cls, plan: MigrationPlan, cp: Checkpoint, obs: ClusterObservation, now: datetime,
            explained: Explained = nothing_explained) -> StepContext:
         """The context of one decision over ``cp``: the nodes in flight and the budgets' room."""
-        sent_uids = [uid for r in cp.nodes if r.intent is not None for uid in r.intent.pods]
+        by_name = cp.by_name
+        sent_uids = [uid for name in cp.census.evicting for uid in by_name[name].intent.pods]  # type: ignore[union-attr]
         return cls(plan=plan, obs=obs, now=now, network=plan.cilium.network, busy=pod_scope(cp),
                    budgets=DisruptionBudgets(obs, sent=sent_uids),
                    suspects=sampled_suspects(cp.sampling.failures),

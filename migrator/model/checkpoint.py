@@ -351,35 +351,46 @@ def not_started(record: NodeRecord) -> bool:
 class Census:
     """The run's nodes by state, derived from the records (immutable; ``updated`` derives the next)."""
 
-    __slots__ = ("in_flight", "not_started", "counts", "unfinished")
+    __slots__ = ("in_flight", "not_started", "counts", "unfinished", "evicting")
 
-    def __init__(self, in_flight: frozenset[str], not_started: frozenset[str], counts: dict[NodePhase, int]) -> None:
+    def __init__(self, in_flight: frozenset[str], not_started: frozenset[str], counts: dict[NodePhase, int],
+                 evicting: frozenset[str] = frozenset()) -> None:
         self.in_flight = in_flight          # started (an intent written) and not finished
         self.not_started = not_started      # PENDING without an intent
         self.counts = counts                # nodes per phase (every phase present)
         self.unfinished = sum(n for phase, n in counts.items() if not phase.terminal)
+        self.evicting = evicting            # an intent recording pods sent away (evicted or deleted)
 
     @classmethod
     def of(cls, records: Iterable[NodeRecord]) -> Census:
         records = tuple(records)
         counts = dict.fromkeys(NodePhase, 0) | Counter(r.phase for r in records)
         return cls(frozenset(r.name for r in records if in_flight(r)),
-                   frozenset(r.name for r in records if not_started(r)), counts)
+                   frozenset(r.name for r in records if not_started(r)), counts,
+                   frozenset(r.name for r in records if _evicting(r)))
 
     def updated(self, before: Iterable[NodeRecord], after: Iterable[NodeRecord]) -> Census:
         """The census once ``before`` records were replaced by ``after``."""
         flying, waiting, counts = set(self.in_flight), set(self.not_started), dict(self.counts)
+        evicting = set(self.evicting)
         for record in before:
             flying.discard(record.name)
             waiting.discard(record.name)
+            evicting.discard(record.name)
             counts[record.phase] -= 1
         for record in after:
             if in_flight(record):
                 flying.add(record.name)
             elif not_started(record):
                 waiting.add(record.name)
+            if _evicting(record):
+                evicting.add(record.name)
             counts[record.phase] += 1
-        return Census(frozenset(flying), frozenset(waiting), counts)
+        return Census(frozenset(flying), frozenset(waiting), counts, frozenset(evicting))
+
+
+def _evicting(record: NodeRecord) -> bool:
+    return record.intent is not None and bool(record.intent.pods)
 
 
 class _Derived:
