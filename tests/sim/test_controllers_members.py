@@ -9,23 +9,13 @@ import math
 import random
 from typing import Any
 
-import pytest
-
 from migrator.sim.controllers.podfacts import Members
 from tests.sim.controller_harness import Harness
+from tests.sim.test_controllers_gc_pdb import h  # noqa: F401 - the fixture: three nodes a, b, c
 
 Obj = dict[str, Any]
 BUDGETS: list[Obj] = [{"maxUnavailable": 1}, {"maxUnavailable": "50%"}, {"minAvailable": 2},
                       {"minAvailable": "75%"}]
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    for n in ("a", "b", "c"):
-        harness.node(n)
-    yield harness
-    harness.stop()
 
 
 def _ready(pod: Obj) -> bool:
@@ -36,11 +26,11 @@ def _owner(pod: Obj) -> Obj | None:
     return next((r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
 
 
-def _recount_replicaset(h: Harness, rs: Obj) -> dict[str, int]:
+def _recount_replicaset(cluster: Harness, rs: Obj) -> dict[str, int]:
     """ReplicaSet status: its active pods (owned, not being deleted, not finished), how many carry
     its selector's labels, are Ready, are available (Ready, minReadySeconds 0)."""
     selector = rs["spec"]["selector"]["matchLabels"]
-    active = [p for p in h.store.list("pods", "default")
+    active = [p for p in cluster.store.list("pods", "default")
               if (_owner(p) or {}).get("uid") == rs["metadata"]["uid"] and not p["metadata"].get("deletionTimestamp")
               and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
     return {"replicas": len(active),
@@ -49,20 +39,20 @@ def _recount_replicaset(h: Harness, rs: Obj) -> dict[str, int]:
             "readyReplicas": sum(_ready(p) for p in active), "availableReplicas": sum(_ready(p) for p in active)}
 
 
-def _recount_budget(h: Harness, pdb: Obj) -> dict[str, int]:
+def _recount_budget(cluster: Harness, pdb: Obj) -> dict[str, int]:
     """PodDisruptionBudget status from the pods its selector selects: healthy ones (Ready, not
     being deleted), the scale of their controllers (or their number with an integer
     minAvailable, or when one has no controller), the desired healthy pods (rounded up)."""
     spec = pdb["spec"]
     selector = spec["selector"]["matchLabels"]
-    pods = [p for p in h.store.list("pods", "default")
+    pods = [p for p in cluster.store.list("pods", "default")
             if all(p["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())]
     healthy = sum(1 for p in pods if _ready(p) and not p["metadata"].get("deletionTimestamp"))
     owners = {(_owner(p) or {}).get("uid") for p in pods}
     if None in owners or "minAvailable" in spec and isinstance(spec["minAvailable"], int):
         expected = len(pods)
     else:
-        expected = sum(rs["spec"]["replicas"] for rs in h.store.list("apps/replicasets", "default")
+        expected = sum(rs["spec"]["replicas"] for rs in cluster.store.list("apps/replicasets", "default")
                        if rs["metadata"]["uid"] in owners)
 
     def scaled(value: int | str) -> int:
@@ -81,7 +71,7 @@ def _replicaset(name: str, replicas: int) -> Obj:
                                   "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
 
 
-def test_status_after_random_changes_matches_a_recount(h):
+def test_status_after_random_changes_matches_a_recount(h: Harness) -> None:  # noqa: F811
     rng = random.Random(7)
     h.store.create("apps/replicasets", _replicaset("front", 4))
     h.store.create("apps/replicasets", _replicaset("back", 3))
@@ -110,14 +100,16 @@ def test_status_after_random_changes_matches_a_recount(h):
             h.store.create("pods", {"metadata": {"name": f"bare-{bare}", "namespace": "default", "labels": {"app": "web"}},
                                     "spec": {"nodeName": "a", "containers": [{"name": "c", "image": "nginx"}]}})
         elif op == "scale":
+            replicas = rng.randint(1, 6)
             h.store.mutate("apps/replicasets", "default", rng.choice(["front", "back"]),
-                           lambda o, n=rng.randint(1, 6): o["spec"].update(replicas=n))
+                           lambda o, n=replicas: o["spec"].update(replicas=n))
         elif op == "finish":
             h.store.mutate("pods", "default", name, lambda o: o.setdefault("status", {}).update(phase="Succeeded"),
                            subresource="status")
         else:
+            budget = rng.choice(BUDGETS)
             h.store.mutate("policy/poddisruptionbudgets", "default", "web",
-                           lambda o, b=rng.choice(BUDGETS): o.update(spec={"selector": o["spec"]["selector"], **b}))
+                           lambda o, b=budget: o.update(spec={"selector": o["spec"]["selector"], **b}))
         moves.append(op)
         h.settle()
         for rs in h.store.list("apps/replicasets", "default"):

@@ -38,7 +38,7 @@ from migrator.sim.store import Event, now_rfc3339
 from migrator.sim.world import World
 
 Obj = dict[str, Any]
-Ref = tuple[str | None, str | None, str | None]   # a controller's kind, name and uid
+Ref = tuple[str | None, str | None, str]   # a controller's kind, name and uid
 RESOURCE = "policy/poddisruptionbudgets"
 DELETION_TIMEOUT = 120.0  # simulated seconds an eviction keeps a pod counted as disrupted
 
@@ -165,7 +165,7 @@ class DisruptionController:
                 return None
             ref = controller_ref(pod)
             return pod_is_ready(pod) and not pod_is_terminating(pod), \
-                (ref.get("kind"), ref.get("name"), ref.get("uid")) if ref is not None else None
+                (ref.get("kind"), ref.get("name"), ref.get("uid", "")) if ref is not None else None
 
         try:
             label_selector_requirements(selector or {})
