@@ -13,6 +13,9 @@ latencies (the loop's own cost, not the cluster's, is what is measured), and pri
 Targets (issue "flat cost per node"): turn p50 <= 20 ms at 5,000 nodes with 50 in flight;
 <= 8 KiB of checkpoint per node; <= 40 requests per node.
 With ``--profile`` the run is profiled and the top functions by cumulative time are printed.
+With ``--repeat N`` the whole run is made N times, each on a fresh simulated cluster, and the
+median wall time is printed last: on a shared machine one run's wall time moves by several
+seconds, more than many a change is worth.
 """
 
 from __future__ import annotations
@@ -76,9 +79,22 @@ def main(argv: list[str]) -> None:
                              "per-node figures then count the nodes that finished")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="write the run's timeline and report there (kept), e.g. for a phase breakdown")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run N times, each on a fresh simulated cluster, and print the median wall time "
+                             "(one run's wall time moves by several seconds on a shared machine)")
     args = parser.parse_args(argv)
     logsetup.quiet()
+    walls = [_run(args) for _ in range(max(args.repeat, 1))]
+    if len(walls) > 1:
+        print(f"wall time over {len(walls)} runs: median {statistics.median(walls):.1f}s "
+              f"(runs: {', '.join(f'{w:.1f}s' for w in walls)})", flush=True)
+
+
+def _run(args: argparse.Namespace) -> float:
+    """One whole run on a fresh simulated cluster, its figures printed; its wall seconds."""
     n, k = args.nodes, args.k
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = before.ru_utime + before.ru_stime     # this run's CPU, not the earlier runs' too
     pool = pool_for(n)
     config = SimConfig(nodes=n, latencies=FAST if args.latencies == "fast" else SLOW, web_max_unavailable=k,
                        **pools_for(n))
@@ -149,14 +165,17 @@ def main(argv: list[str]) -> None:
                   f"per node finished then ({done - marked[0][1]} nodes): the cost per node once the run's "
                   "one-off work (taints, probe fleet) is behind it")
         used = resource.getrusage(resource.RUSAGE_SELF)
-        print(f"  CPU seconds: migrator {used.ru_utime + used.ru_stime:.1f}, simulated cluster {counts['cpu']:.1f} "
+        cpu = used.ru_utime + used.ru_stime - cpu_before
+        print(f"  CPU seconds: migrator {cpu:.1f}, simulated cluster {counts['cpu']:.1f} "
               f"(its boot included), in a {wall:.0f}s run")
-        print(f"  migrator peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+        print(f"  migrator peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+              + (" (the process's, over the runs so far)" if args.repeat > 1 else ""), flush=True)
         if profiler and args.profile_dump:
             profiler.dump_stats(args.profile_dump)
         if profiler and args.profile:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        return wall
 
 
 if __name__ == "__main__":
