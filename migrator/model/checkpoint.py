@@ -305,7 +305,7 @@ class Checkpoint(_Record):
 
     def in_run_order(self, names: Iterable[str]) -> list[str]:
         """Those of ``names`` that are the run's nodes, in run order."""
-        position = self._derived().position
+        position = self.position
         return sorted((n for n in names if n in position), key=position.__getitem__)
 
     def node(self, name: str) -> NodeRecord | None:
@@ -354,7 +354,7 @@ class Census:
     __slots__ = ("in_flight", "not_started", "counts", "unfinished", "evicting")
 
     def __init__(self, in_flight: frozenset[str], not_started: frozenset[str], counts: dict[NodePhase, int],
-                 evicting: frozenset[str] = frozenset()) -> None:
+                 evicting: frozenset[str]) -> None:
         self.in_flight = in_flight          # started (an intent written) and not finished
         self.not_started = not_started      # PENDING without an intent
         self.counts = counts                # nodes per phase (every phase present)
