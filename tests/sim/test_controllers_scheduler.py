@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from migrator.sim.config import SimConfig
+from migrator.sim.controllers.matching import named_nodes
 from tests.sim.controller_harness import FAST, Harness
 
 
@@ -71,6 +72,53 @@ def test_node_selector_and_required_affinity(h):
     assert node_of(h, "fields") in {"a", "b", "c"}
     assert node_of(h, "nowhere") is None
     assert "didn't match Pod's node affinity/selector" in scheduled_condition(h, "nowhere")["message"]
+
+
+def pinned(*terms: dict) -> dict:
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": list(terms)}}}
+
+
+def names(*values: str) -> dict:
+    return {"key": "metadata.name", "operator": "In", "values": list(values)}
+
+
+def test_named_nodes_is_the_node_affinity_prefilter():
+    assert named_nodes({}) is None
+    assert named_nodes({"affinity": pinned({"matchFields": [names("a")]})}) == {"a"}
+    # terms are ORed: their names are united; one term without names leaves every node
+    assert named_nodes({"affinity": pinned({"matchFields": [names("a")]}, {"matchFields": [names("b", "c")]})}) \
+        == {"a", "b", "c"}
+    assert named_nodes({"affinity": pinned({"matchFields": [names("a")]},
+                                           {"matchExpressions": [{"key": "zone", "operator": "Exists"}]})}) is None
+    # requirements of one term are ANDed: their name lists intersect
+    assert named_nodes({"affinity": pinned({"matchFields": [names("a", "b"), names("b", "c")]})}) == {"b"}
+    assert named_nodes({"affinity": pinned({"matchFields": [names("a"), names("c")]})}) == frozenset()
+    # NotIn narrows nothing
+    assert named_nodes({"affinity": pinned({"matchFields": [
+        {"key": "metadata.name", "operator": "NotIn", "values": ["a"]}]})}) is None
+
+
+def test_pods_pinned_by_name_are_filtered_on_their_nodes_only(h):
+    h.node("a", labels={"zone": "z1"})
+    h.node("b", taints=[{"key": "dedicated", "effect": "NoSchedule"}])
+    h.node("c", labels={"zone": "z3"})
+    h.store.create("pods", bare_pod("on-a", affinity=pinned({"matchFields": [names("a")]})))
+    h.store.create("pods", bare_pod("on-tainted-b", affinity=pinned({"matchFields": [names("b")]})))
+    h.store.create("pods", bare_pod("selector-too", nodeSelector={"zone": "z1"},
+                                    affinity=pinned({"matchFields": [names("a", "c")]})))
+    h.store.create("pods", bare_pod("on-missing", affinity=pinned({"matchFields": [names("gone")]})))
+    h.settle()
+    assert node_of(h, "on-a") == "a"
+    assert node_of(h, "selector-too") == "a"   # the named nodes still pass every filter
+    assert node_of(h, "on-tainted-b") is None
+    assert scheduled_condition(h, "on-tainted-b")["message"] == (
+        "0/3 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, "
+        "1 node(s) had untolerated taint {dedicated: }.")
+    assert scheduled_condition(h, "on-missing")["message"] == (
+        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.")
+    h.node("gone")
+    h.settle()
+    assert node_of(h, "on-missing") == "gone"
 
 
 def test_cordoned_and_notready_nodes_are_avoided_unless_tolerated(h):

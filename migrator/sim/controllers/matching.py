@@ -89,6 +89,31 @@ def node_term_matches(term: Obj, node: Obj) -> bool:
     return all(_expression_matches(field_values, e) for e in fields)
 
 
+def named_nodes(pod_spec: Obj) -> frozenset[str] | None:
+    """The only nodes the pod's required node affinity can match, by ``matchFields`` on
+    ``metadata.name`` (how the DaemonSet controller pins a pod to its node), or None when some
+    term does not name its nodes. This is kube-scheduler's NodeAffinity PreFilter: its result's
+    node names are the union over the terms, each term's the intersection of its ``In`` lists,
+    and the scheduler then filters those nodes only. A narrowing, never a verdict: the nodes
+    named still go through every filter."""
+    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution"))
+    terms = (required or {}).get("nodeSelectorTerms") or []
+    if not terms:
+        return None
+    names: set[str] = set()
+    for term in terms:
+        named: set[str] | None = None
+        for field in term.get("matchFields") or []:
+            if field.get("key") == "metadata.name" and field.get("operator") == "In":
+                values = set(field.get("values") or [])
+                named = values if named is None else named & values
+        if named is None:
+            return None
+        names |= named
+    return frozenset(names)
+
+
 def node_affinity_matches(pod_spec: Obj, node: Obj) -> bool:
     """``nodeSelector`` and required node affinity (terms ORed, expressions ANDed)."""
     labels = node["metadata"].get("labels") or {}
