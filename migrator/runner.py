@@ -199,7 +199,7 @@ class Runner:
             began = time.perf_counter()
             acting = 0.0
             try:
-                scope = observe_scope(cp, purpose)
+                scope = observe_scope(plan, cp, purpose)
                 obs = observer.observe(scope.pods_of, finalizing=scope.finalizing, preflight=scope.preflight,
                                        policy_objects=scope.policy_objects, handover=scope.handover)
                 inbox = replace(inbox, explained=explainer(cp, obs))

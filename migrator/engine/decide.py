@@ -117,7 +117,7 @@ class Scope:
     handover: bool = False            # what the routing hand-over reads (engine/handover.py)
 
 
-def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
+def observe_scope(plan: MigrationPlan, checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
     """What the next observation must include for ``purpose`` (finalize acts on every node; a
     run that has not left PREFLIGHT, or is about to start, needs the findings)."""
     if purpose == "finalize":
@@ -129,7 +129,7 @@ def observe_scope(checkpoint: Checkpoint | None, purpose: Purpose) -> Scope:
         and checkpoint.run_phase.terminal)
     listing = checkpoint is None or purpose == "rollback" or checkpoint.requested == "abort" \
         or checkpoint.run_phase not in (RunPhase.MIGRATING, RunPhase.PAUSED, RunPhase.NODES_DONE)
-    pods_of = frozenset() if checkpoint is None else pod_scope(checkpoint) | starting_soon(checkpoint)
+    pods_of = frozenset() if checkpoint is None else pod_scope(checkpoint) | starting_soon(plan, checkpoint)
     return Scope(pods_of, preflight=checking, policy_objects=listing)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from migrator.model.checkpoint import Checkpoint
 from migrator.model.observation import NodeFacts
 from migrator.model.plan import MigrationPlan
-from migrator.model.states import NodePhase
+from migrator.model.states import NodePhase, RunPhase
 
 
 def natural_key(name: str) -> tuple[object, ...]:
@@ -120,16 +120,24 @@ def pod_scope(checkpoint: Checkpoint) -> frozenset[str]:
 FINISHING = frozenset({NodePhase.PODS_RECYCLED, NodePhase.PROBED, NodePhase.UNCORDONED})
 
 
-def starting_soon(checkpoint: Checkpoint) -> frozenset[str]:
-    """Pending nodes the next decision may start: the next in run order, as many as nodes in
-    flight could finish in it. Their pods in the observation let a node started there take its
-    first step in the same decision, instead of waiting a turn to see its pods."""
+#: The run phases whose next decision may start nodes (PREPARED moves on to MIGRATING in it).
+STARTING = frozenset({RunPhase.PREPARED, RunPhase.MIGRATING, RunPhase.PAUSED})
+
+
+def starting_soon(plan: MigrationPlan, checkpoint: Checkpoint) -> frozenset[str]:
+    """Pending nodes the next decision may start: the next in run order, as many as the places
+    ``max_unavailable`` leaves free plus the nodes in flight that could finish in it. Their pods
+    in the observation let a node started there take its first step in the same decision,
+    instead of waiting a turn to see its pods (the first nodes of a run too)."""
     census = checkpoint.census
-    finishing = sum(census.counts[phase] for phase in FINISHING)
-    if not finishing or not census.not_started:
+    if checkpoint.run_phase not in STARTING or not census.not_started:
+        return frozenset()
+    free = max(0, plan.concurrency.limit(len(checkpoint.nodes)) - len(census.in_flight))
+    soon = free + sum(census.counts[phase] for phase in FINISHING)
+    if not soon:
         return frozenset()
     position = checkpoint.position
-    return frozenset(heapq.nsmallest(finishing, census.not_started, key=position.__getitem__))
+    return frozenset(heapq.nsmallest(soon, census.not_started, key=position.__getitem__))
 
 
 def startable(plan: MigrationPlan, checkpoint: Checkpoint, nodes: dict[str, NodeFacts]) -> list[str]:

@@ -8,7 +8,7 @@ from migrator.engine.decide import observe_scope
 from migrator.engine.ordering import order_nodes, startable, starting_soon, unknown_nodes
 from migrator.model.checkpoint import Checkpoint, Intent, NodeRecord
 from migrator.model.observation import NodeFacts
-from migrator.model.states import NodePhase
+from migrator.model.states import NodePhase, RunPhase
 from tests.engine.loop import make_plan
 from tests.engine.toy import T0
 
@@ -71,17 +71,21 @@ def test_not_ready_nodes_are_passed_over_and_control_plane_waits() -> None:
     assert startable(plan, cp.with_nodes(almost), facts) == []
 
 
-def test_the_next_pending_nodes_are_observed_as_many_as_could_finish_in_the_coming_decision() -> None:
+def test_the_next_pending_nodes_are_observed_as_many_as_could_start_in_the_coming_decision() -> None:
     plan = make_plan(order={"strategy": "name"}, concurrency={"max_unavailable": 3})
     cp = checkpoint([NodeRecord(name=n) for n in order_nodes(plan, nodes())])
-    assert starting_soon(cp) == frozenset()            # nothing in flight can finish
-    flying = cp.with_nodes({
+    assert starting_soon(plan, cp) == frozenset()      # still in preflight: no node can start next
+    prepared = cp.model_copy(update={"run_phase": RunPhase.PREPARED})
+    assert starting_soon(plan, prepared) == {"node-1", "node-2", "node-3"}   # the first three places are free
+    flying = prepared.model_copy(update={"run_phase": RunPhase.MIGRATING}).with_nodes({
         "node-1": NodeRecord(name="node-1", phase=NodePhase.PODS_RECYCLED, attempt=1, intent=Intent(step="probe")),
         "node-2": NodeRecord(name="node-2", phase=NodePhase.UNCORDONED, attempt=1),
         "node-3": NodeRecord(name="node-3", phase=NodePhase.LABELED, attempt=1, intent=Intent(step="restart-agent"))})
-    assert starting_soon(flying) == {"node-4", "node-5"}   # two could finish; node-3 cannot yet
-    scope = observe_scope(flying, "run")
+    assert starting_soon(plan, flying) == {"node-4", "node-5"}   # no place free; two could finish, node-3 not yet
+    scope = observe_scope(plan, flying, "run")
     assert scope.pods_of == {"node-1", "node-2", "node-3", "node-4", "node-5"}
     done = flying.with_nodes({name: NodeRecord(name=name, phase=NodePhase.DONE, attempt=1) for name in ("node-2", "node-3")})
+    assert starting_soon(plan, done) == {"node-4", "node-5", "node-10"}   # two places free, node-1 could finish
     started = done.with_nodes({"node-4": NodeRecord(name="node-4", intent=Intent(step="label"))})
-    assert starting_soon(started) == {"node-5"}    # in run order, after those already started
+    assert starting_soon(plan, started) == {"node-5", "node-10"}    # in run order, after those already started
+    assert starting_soon(plan, started.model_copy(update={"run_phase": RunPhase.NODES_DONE})) == frozenset()

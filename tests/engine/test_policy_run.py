@@ -221,11 +221,11 @@ def test_the_run_lists_its_policy_objects_only_when_it_may_apply_or_remove_them(
     toy = PolicyToy(workers=1)
     plan = make_plan(policy=CONTINUOUS)
     cp = start(plan, toy)
-    assert observe_scope(None, "run").policy_objects and observe_scope(cp, "run").policy_objects   # prepare
+    assert observe_scope(plan, None, "run").policy_objects and observe_scope(plan, cp, "run").policy_objects   # prepare
     migrating = cp.model_copy(update={"run_phase": RunPhase.MIGRATING})
-    assert not observe_scope(migrating, "resume").policy_objects
-    assert observe_scope(request(migrating, "abort"), "resume").policy_objects
-    assert observe_scope(migrating, "rollback").policy_objects
+    assert not observe_scope(plan, migrating, "resume").policy_objects
+    assert observe_scope(plan, request(migrating, "abort"), "resume").policy_objects
+    assert observe_scope(plan, migrating, "rollback").policy_objects
 
 
 def test_finalize_keeps_enforcement_on_without_apply_configmap() -> None:
