@@ -33,7 +33,8 @@ RULES: tuple[Rule, ...] = (
          "the checkpoint: its run ConfigMap and node shards (listed by label, compare-and-swap); "
          "cilium-config at finalize"),
     Rule("", "events", ("create",), "an Event per node transition"),
-    Rule("", "namespaces", ("get", "create", "patch", "delete"), "the probe fleet's namespace"),
+    Rule("", "namespaces", ("get", "list", "create", "patch", "delete"),
+         "the probe fleet's namespace; namespaces' labels for the policy translation (policy.mode continuous)"),
     Rule("", "services", ("get", "list", "create", "patch"),
          "ClusterIPs of kubernetes and the probe Service; LoadBalancer Services for the routing inventory "
          "and the hand-over (labels, LB IPAM annotations)"),
@@ -47,12 +48,18 @@ RULES: tuple[Rule, ...] = (
     Rule("networking.k8s.io", "networkpolicies", ("list",), "preflight policy inventory"),
     Rule("cilium.io", "ciliumnodeconfigs", ("get", "list", "watch", "create", "delete"),
          "the per-node migration config"),
-    Rule("cilium.io", "ciliumnetworkpolicies", ("list",), "preflight policy inventory"),
-    Rule("cilium.io", "ciliumclusterwidenetworkpolicies", ("list",), "preflight policy inventory"),
+    *(Rule("cilium.io", plural, ("get", "list", "create", "delete"),
+           "preflight policy inventory; policy.mode continuous applies the translation and shims, removes "
+           "the shims at finalize and everything it applied on abort or rollback")
+      for plural in ("ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies", "ciliumcidrgroups")),
     Rule("crd.projectcalico.org", "ippools", ("list", "delete"), "preflight; Calico removal"),
     Rule("crd.projectcalico.org", "felixconfigurations", ("get", "list", "delete"), "preflight; Calico removal"),
-    Rule("crd.projectcalico.org", "networkpolicies", ("list",), "preflight policy inventory"),
-    Rule("crd.projectcalico.org", "globalnetworkpolicies", ("list",), "preflight policy inventory"),
+    *(Rule("crd.projectcalico.org", plural, ("list", "delete"),
+           "preflight policy inventory; policy.mode continuous removes Calico's policies at finalize")
+      for plural in ("networkpolicies", "globalnetworkpolicies", "globalnetworksets")),
+    *(Rule("crd.projectcalico.org", plural, ("list",), "policy inventory: network sets, tiers and host "
+                                                       "endpoints for the translation")
+      for plural in ("networksets", "tiers", "hostendpoints")),
     Rule("crd.projectcalico.org", "bgpconfigurations", ("get",), "routing inventory: Calico's BGP defaults"),
     Rule("crd.projectcalico.org", "bgppeers", ("get", "list", "patch"), "routing inventory: Calico's BGP peers; "
          "the hand-over narrows a peer Cilium takes over (and restores it on rollback)"),

@@ -9,7 +9,8 @@ override, so the child process points them at the test's files before the CLI st
 
 ``every_flow`` runs every flow of the tool (preflight, plan, run with an automatic rollback,
 status, pause, on-call rollback of a node and of everything, a canary, then run + finalize on a
-second cluster) and records, per command, its exit code, its stderr and the requests it made
+second cluster, the routing hand-over on routed ones, and ``policy.mode: continuous`` run + finalize
+and run + rollback on Calico's policy scenario) and records, per command, its exit code, its stderr and the requests it made
 (from the sim's request log). ``until`` stops after a given command; ``drop`` removes one rule of
 the ClusterRole first; ``timeout`` bounds each command.
 """
@@ -31,6 +32,7 @@ from migrator.cluster.kube import USER_AGENT
 from migrator.manifests import CLUSTER_ROLE
 from tests.conftest import fast_config
 from tests.runner.helpers import WORKDIR, fast_plan
+from tests.runner.test_policy_e2e import NO_NAT_POOL
 from tests.runner.test_rollback import break_cross_overlay
 
 RBAC = "rbac.authorization.k8s.io"
@@ -131,9 +133,12 @@ STEPS = (
     Step(2, "routed", ("handover", "--rollback", "--yes")),
     # BIRD peering the ToR: the hand-over narrows a Calico BGPPeer
     Step(3, "routed", ("run", "--yes")), Step(3, "routed", ("handover", "--yes")),
+    # policy.mode continuous: the translation and shims applied, then kept (finalize) or removed (rollback)
+    Step(4, "continuous", ("run", "--yes")), Step(4, "continuous", ("finalize", "--yes")),
+    Step(5, "continuous-one", ("run", "--yes")), Step(5, "continuous-one", ("rollback", "--all", "--yes")),
 )
 #: The scenario of each cluster the steps use (default: the plain simulated cluster).
-SCENARIOS = {2: "calico-bgp", 3: "calico-bgp-tor"}
+SCENARIOS = {2: "calico-bgp", 3: "calico-bgp-tor", 4: "calico-policies", 5: "calico-policies"}
 
 
 @dataclass
@@ -166,6 +171,14 @@ def _stale_fleet(sim) -> None:
     client.close()
 
 
+def _policy_cluster(sim) -> None:
+    """The IPPool finalize needs for Cilium's pool (no NAT across it)."""
+    client = _client(sim)
+    kubernetes.client.CustomObjectsApi(client).create_cluster_custom_object("crd.projectcalico.org", "v1", "ippools",
+                                                                            NO_NAT_POOL)
+    client.close()
+
+
 def every_flow(tmp_path: Path, *, drop: int | None = None, until: int | None = None,
                timeout: float = 180) -> list[Outcome | None]:
     """Run ``STEPS`` (through index ``until``) in-cluster, the ClusterRole less rule ``drop``; a
@@ -178,7 +191,13 @@ def every_flow(tmp_path: Path, *, drop: int | None = None, until: int | None = N
              "canary": fast_plan(tmp_path, {"name": "canary", "nodes.names": ["node-3"], "order.strategy": "explicit",
                                             "state.configmap_name": "canary", "state.lease_name": "canary",
                                             "canary": {"soak": "3s", "on_success": "rollback"}}, name="canary.yaml"),
-             "plain": fast_plan(tmp_path, name="plain.yaml")}
+             "plain": fast_plan(tmp_path, name="plain.yaml"),
+             "continuous": fast_plan(tmp_path, {"name": "continuous", "policy.mode": "continuous"},
+                                     name="continuous.yaml"),
+             # one node: the others keep room for the pods its rollback moves
+             "continuous-one": fast_plan(tmp_path, {"name": "continuous-one", "policy.mode": "continuous",
+                                                    "order.strategy": "explicit", "nodes.names": ["node-1"]},
+                                         name="continuous-one.yaml")}
     sims: dict[int, SimCluster] = {}
 
     def cluster(index: int) -> SimCluster:
@@ -191,7 +210,9 @@ def every_flow(tmp_path: Path, *, drop: int | None = None, until: int | None = N
             if index == 0:
                 _stale_fleet(sim)
                 break_cross_overlay(sim, "node-1")
-            if scenario != "default":
+            if scenario == "calico-policies":
+                _policy_cluster(sim)
+            elif scenario != "default":
                 plans["routed"] = fast_plan(tmp_path, {
                     "name": "routed", "cilium.pod_cidr": sim.config.cilium_pool, "routing.handover": True,
                     "routing.announceable_cidrs": [c for c in sim.config.fabric_announceable if c.startswith("10.")],
