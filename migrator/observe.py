@@ -5,13 +5,15 @@ watch-driven cache once watching started, so observing costs no API request. Onl
 the nodes the engine has in flight are included (``pod_scope``) and those of the pending nodes
 it may start in the coming decision (``starting_soon``), which keeps an observation small at
 5,000 nodes, plus, for budgets allowing no disruption, the pods of their namespaces that are
-not Ready (on any node, or none yet), so the engine sees the replacements they wait for. Objects only finalize needs (the plan's Cilium ConfigMap, the Calico objects to
-remove) are read directly, and only while finalizing; finalize also observes every node and
-the pods of every node (``pod_nodes=None``), which is what lets it refuse while any node of
-the cluster, in the run or not, or any pod is left on Calico (``engine.finalize``). The same
-whole-cluster look serves ``rollback --all --from-cluster`` (``engine.recover``). Preflight findings (``preflight=True``,
-asked while the run is in PREFLIGHT) are gathered and evaluated once per process: the phase
-lasts several loop turns, and a fresh process (``migrator resume``) reads fresh facts.
+not Ready (on any node, or none yet), so the engine sees the replacements they wait for.
+Objects only finalize needs (the plan's Cilium ConfigMap, the Calico objects to remove) are
+read directly, and only while finalizing; finalize also observes every node and the pods of
+every node (``pod_nodes=None``), which is what lets it refuse while any node of the cluster, in
+the run or not, or any pod is left on Calico (``engine.finalize``). The same whole-cluster look
+serves ``rollback --all --from-cluster`` (``engine.recover``). Preflight findings
+(``preflight=True``, asked while the run is in PREFLIGHT) are gathered and evaluated once per
+process: the phase lasts several loop turns, and a fresh process (``migrator resume``) reads
+fresh facts.
 """
 
 from __future__ import annotations

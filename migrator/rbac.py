@@ -49,13 +49,13 @@ RULES: tuple[Rule, ...] = (
     Rule("cilium.io", "ciliumnodeconfigs", ("get", "list", "watch", "create", "delete"),
          "the per-node migration config"),
     *(Rule("cilium.io", plural, ("get", "list", "create", "delete"),
-           "preflight policy inventory; policy.mode continuous applies the translation and shims, removes "
-           "the shims at finalize and everything it applied on abort or rollback")
+           "policy inventory; policy.mode continuous applies the translation (with CIDR groups) and shims, "
+           "removes the shims at finalize and everything it applied on abort or rollback")
       for plural in ("ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies", "ciliumcidrgroups")),
     Rule("crd.projectcalico.org", "ippools", ("list", "delete"), "preflight; Calico removal"),
     Rule("crd.projectcalico.org", "felixconfigurations", ("get", "list", "delete"), "preflight; Calico removal"),
     *(Rule("crd.projectcalico.org", plural, ("list", "delete"),
-           "preflight policy inventory; policy.mode continuous removes Calico's policies at finalize")
+           "policy inventory; policy.mode continuous removes Calico's policies and network sets at finalize")
       for plural in ("networkpolicies", "globalnetworkpolicies", "globalnetworksets")),
     *(Rule("crd.projectcalico.org", plural, ("list",), "policy inventory: network sets, tiers and host "
                                                        "endpoints for the translation")

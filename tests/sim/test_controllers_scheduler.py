@@ -112,10 +112,10 @@ def test_pods_pinned_by_name_are_filtered_on_their_nodes_only(h):
     assert node_of(h, "selector-too") == "a"   # the named nodes still pass every filter
     assert node_of(h, "on-tainted-b") is None
     assert scheduled_condition(h, "on-tainted-b")["message"] == (
-        "0/3 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, "
-        "1 node(s) had untolerated taint {dedicated: }.")
+        "0/3 nodes are available: 2 node(s) didn't satisfy plugin(s) [NodeAffinity], "
+        "1 node(s) had untolerated taint {dedicated: }.")   # kube-scheduler's words for the nodes left out
     assert scheduled_condition(h, "on-missing")["message"] == (
-        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.")
+        "0/3 nodes are available: 3 node(s) didn't satisfy plugin(s) [NodeAffinity].")
     h.node("gone")
     h.settle()
     assert node_of(h, "on-missing") == "gone"

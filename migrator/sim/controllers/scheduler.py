@@ -19,7 +19,9 @@ once per pod *shape* and placed through a lazily refreshed heap, so placing 20,0
 1,000 nodes costs far less than pods × nodes. A pod whose required node affinity names its
 nodes (``matchFields`` on ``metadata.name``, as every DaemonSet pod's does) is filtered against
 those nodes only, as kube-scheduler's NodeAffinity PreFilter narrows it
-(``matching.named_nodes``): placing a DaemonSet's pod costs the same on 5 nodes as on 5,000.
+(``matching.named_nodes``; the nodes left out count as "didn't satisfy plugin(s) [NodeAffinity]"
+in the Unschedulable message, as they do in kube-scheduler): placing a DaemonSet's pod costs the
+same on 5 nodes as on 5,000.
 """
 
 from __future__ import annotations
@@ -207,8 +209,8 @@ class Scheduler:
         reasons: Counter[str] = Counter()
         named = named_nodes(spec)
         candidates = nodes.every() if named is None else nodes.named(named)
-        if len(candidates) < nodes.total:   # the nodes left out cannot match the pod's affinity
-            reasons["didn't match Pod's node affinity/selector"] += nodes.total - len(candidates)
+        if len(candidates) < nodes.total:   # kube-scheduler's status for the nodes a PreFilter left out
+            reasons["didn't satisfy plugin(s) [NodeAffinity]"] += nodes.total - len(candidates)
         for node in candidates:
             if not node_affinity_matches(spec, node):
                 reasons["didn't match Pod's node affinity/selector"] += 1
