@@ -91,9 +91,11 @@ def refreshed_rarely(hook: Callable[[Any], None], every: float = REFRESH_EVERY,
     token once it counts as expired, which the client reckons five minutes before the token's
     expiry (``EXPIRY_SKEW_PREVENTION_DELAY``); the in-cluster loader's re-reads the service
     account token once a minute. Run every 30 s at most, either still renews every token well
-    before it expires."""
+    before it expires. Both loaders' hooks install a fresh hook of theirs as they run: that one
+    is kept as the hook to run next time, and this wrapper stays the configuration's hook."""
     lock = threading.Lock()
     last: list[float | None] = [None]
+    current = [hook]
 
     def refresh(configuration: Any) -> None:
         now = clock()
@@ -101,7 +103,11 @@ def refreshed_rarely(hook: Callable[[Any], None], every: float = REFRESH_EVERY,
             if last[0] is not None and now - last[0] < every:
                 return
             last[0] = now
-        hook(configuration)
+        current[0](configuration)
+        installed = getattr(configuration, "refresh_api_key_hook", refresh)
+        if installed is not refresh and installed is not None:
+            current[0] = installed
+            configuration.refresh_api_key_hook = refresh
 
     return refresh
 
