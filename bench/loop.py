@@ -8,7 +8,8 @@ latencies (the loop's own cost, not the cluster's, is what is measured), and pri
   in flight;
 - checkpoint objects and bytes written per node (``CheckpointStore.written``), and, when the
   simulator's request log records body sizes, the bytes of the checkpoint's write requests;
-- API requests per node, watch streams excluded.
+- API requests per node, watch streams excluded;
+- the migrator process's garbage-collector pauses (every thread stops for them).
 
 Targets (issue "flat cost per node"): turn p50 <= 20 ms at 5,000 nodes with 50 in flight;
 <= 8 KiB of checkpoint per node; <= 40 requests per node.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import multiprocessing
 import pstats
 import resource
@@ -90,6 +92,24 @@ def main(argv: list[str]) -> None:
               f"(runs: {', '.join(f'{w:.1f}s' for w in walls)})", flush=True)
 
 
+class Pauses:
+    """A ``gc.callbacks`` entry adding up the collector's pauses, per generation."""
+
+    def __init__(self) -> None:
+        self.total = self.longest = 0.0
+        self.count = [0, 0, 0]
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        took = time.perf_counter() - self._began
+        self.total += took
+        self.longest = max(self.longest, took)
+        self.count[info["generation"]] += 1
+
+
 def _run(args: argparse.Namespace) -> float:
     """One whole run on a fresh simulated cluster, its figures printed; its wall seconds."""
     n, k = args.nodes, args.k
@@ -125,9 +145,14 @@ def _run(args: argparse.Namespace) -> float:
         for timer in timers:
             timer.daemon = True
             timer.start()
+        pauses = Pauses()
+        gc.callbacks.append(pauses)
         if profiler:
             profiler.enable()
-        outcome = runner.run()
+        try:
+            outcome = runner.run()
+        finally:
+            gc.callbacks.remove(pauses)
         for timer in timers:
             timer.cancel()
             if timer.is_alive() and timer is not threading.current_thread():
@@ -164,6 +189,8 @@ def _run(args: argparse.Namespace) -> float:
             print(f"  API requests in the second half: {(counts['requests'] - marked[0][0]) / (done - marked[0][1]):.1f} "
                   f"per node finished then ({done - marked[0][1]} nodes): the cost per node once the run's "
                   "one-off work (taints, probe fleet) is behind it")
+        print(f"  collector pauses in migrator: {pauses.total:.2f}s in all, longest {1000 * pauses.longest:.0f} ms, "
+              f"{pauses.count[2]} full collection(s) ({pauses.count[0]} young, {pauses.count[1]} middle)")
         used = resource.getrusage(resource.RUSAGE_SELF)
         cpu = used.ru_utime + used.ru_stime - cpu_before
         print(f"  CPU seconds: migrator {cpu:.1f}, simulated cluster {counts['cpu']:.1f} "

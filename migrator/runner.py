@@ -45,6 +45,7 @@ from migrator.cluster.errors import ClusterError, Conflict, Forbidden, Throttled
 from migrator.cluster.lease import LockHeld, LockLost, RunLock, holder_identity
 from migrator.cluster.port import ClusterPort, WatchScope
 from migrator.cluster.store import CheckpointStore, Versions
+from migrator.collector import fewer_collections
 from migrator.engine.actions import ActionResult, RunProbes, WriteFile
 from migrator.engine.decide import Decision, Inbox, PlanMismatch, Purpose, decide, observe_scope
 from migrator.execute import Executor
@@ -146,7 +147,9 @@ class Runner:
         self.metrics.run_started(purpose, self.lock.identity)
         outcome = Outcome(Exit.HALTED, "stopped")
         try:
-            outcome = self._report(self._run(purpose))
+            with fewer_collections():   # a full collection would stop every thread for 100s of ms
+                outcome = self._run(purpose)
+            outcome = self._report(outcome)
         except LockLost as exc:
             outcome = self._report(Outcome(Exit.HALTED, f"stopped: {exc}"))
         except PlanMismatch as exc:
