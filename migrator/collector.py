@@ -5,16 +5,16 @@ watch threads filling the cache, the threads sending actions and dialling probes
 default thresholds (a young collection every 700 net allocations, the oldest generation
 once a quarter of it is new) a run holding a large cluster in its watch cache collected the
 oldest generation every few seconds, each time going over every tracked object: in a
-1,000-node run, 14 full collections of about 470,000 objects, 2.8-3.1 s of pauses in all,
-up to 370 ms each, during which every node in flight waited. Yet a run makes almost no
+1,000-node run, 14 full collections of about 470,000 objects, up to 370 ms each, 3.9-4.7 s
+of pauses in all, during which every node in flight waited. Yet a run makes almost no
 cyclic garbage (about 3,600 objects freed by the collector in that run; reference counting
 frees the rest at once).
 
 So while a run loop turns, a young collection waits for ``YOUNG`` net allocations instead
 of 700. The older generations keep their ratios, so they follow proportionally less often:
-the same run then made one full collection and 0.4-0.6 s of pauses in all (``make bench``,
-``bench.loop``, prints them). The little cyclic garbage lives a little longer; nothing else
-changes. The thresholds the process had are put back when the loop ends.
+the same run then made 0-1 full collections and 0.7-1.2 s of pauses in all (``bench.loop``
+prints them). The little cyclic garbage lives a little longer; nothing else changes. The
+thresholds the process had are put back when the loop ends.
 """
 
 from __future__ import annotations
