@@ -24,45 +24,20 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import multiprocessing
 import pstats
 import resource
 import statistics
 import tempfile
 import threading
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 from bench.engine import FAST, SLOW, plan_for, pool_for, pools_for
+from bench.served import Served
 from migrator import log as logsetup
 from migrator.cluster.kube import KubeCluster
 from migrator.runner import Runner
-from migrator.sim.cluster import SimCluster
 from migrator.sim.config import SimConfig
-from migrator.sim.world import own_process
-
-
-def _serve(config: SimConfig, pods_per_node: int, kubeconfig: str, conn: Connection) -> None:
-    """The simulated cluster in its own process (as a real API server is: the loop's turn is then
-    timed without the cluster's threads taking the same interpreter), driven over ``conn``."""
-    logsetup.quiet()
-    own_process()
-    began = time.monotonic()
-    with SimCluster(config=config, seed=11, pods_per_node=pods_per_node, converge_timeout=1800) as sim:
-        sim.write_kubeconfig(kubeconfig)
-        conn.send(time.monotonic() - began)
-        conn.recv()                        # the run starts: count its requests only
-        sim.requests.reset()
-        conn.send("counting")
-        while (state := conn.recv()) == "mark":   # halfway through a stopped run: the count so far
-            conn.send(sim.requests.total(exclude_watch=True))
-        # the run ended: ``state`` is its namespace and checkpoint name
-        used = resource.getrusage(resource.RUSAGE_SELF)
-        sized = getattr(sim.requests, "bytes_written", None)
-        conn.send({"requests": sim.requests.total(exclude_watch=True), "by_kind": sim.requests.counts(),
-                   "cpu": used.ru_utime + used.ru_stime,
-                   "wire": sized(resource="configmaps", namespace=state[0], name_prefix=state[1]) if sized else None})
 
 
 def main(argv: list[str]) -> None:
@@ -118,26 +93,18 @@ def _run(args: argparse.Namespace) -> float:
     pool = pool_for(n)
     config = SimConfig(nodes=n, latencies=FAST if args.latencies == "fast" else SLOW, web_max_unavailable=k,
                        **pools_for(n))
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, Served(config, Path(tmp) / "kc", args.pods_per_node) as served:
         work = Path(tmp)
-        kc = work / "kc"
-        ours, theirs = multiprocessing.get_context("fork").Pipe()
-        server = multiprocessing.get_context("fork").Process(
-            target=_serve, args=(config, args.pods_per_node, str(kc), theirs), daemon=True)
-        server.start()
-        boot = ours.recv()
         plan = plan_for(k, work, pool)
-        ours.send("start")
-        ours.recv()
-        runner = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=args.output_dir or work)
+        served.start()
+        runner = Runner(plan, KubeCluster.from_kubeconfig(str(served.kubeconfig)), output_dir=args.output_dir or work)
         profiler = cProfile.Profile() if args.profile or args.profile_dump else None
         t0 = time.monotonic()
         marked: list[tuple[int, int]] = []    # (requests, nodes finished) halfway through a stopped run
 
         def mark() -> None:
-            ours.send("mark")
             cp = runner.timeline.checkpoint
-            marked.append((ours.recv(), sum(1 for r in cp.nodes if r.phase.terminal) if cp is not None else 0))
+            marked.append((served.mark(), sum(1 for r in cp.nodes if r.phase.terminal) if cp is not None else 0))
 
         timers = [threading.Timer(when, what) for when, what in ((args.max_seconds / 2, mark),
                                                                    (args.max_seconds, runner.request_stop))] \
@@ -160,9 +127,7 @@ def _run(args: argparse.Namespace) -> float:
         if profiler:
             profiler.disable()
         wall = time.monotonic() - t0
-        ours.send((plan.state.configmap_namespace, plan.state.configmap_name))
-        counts = ours.recv()
-        server.join(60)
+        counts = served.finish(plan.state.configmap_namespace, plan.state.configmap_name)
         stopped = args.max_seconds is not None and outcome.code == 1 and "interrupted" in outcome.message
         if outcome.code != 0 and not stopped:
             raise SystemExit(f"run at {n} nodes ended {outcome.code}: {outcome.message}")
@@ -170,7 +135,7 @@ def _run(args: argparse.Namespace) -> float:
             sum(1 for r in outcome.checkpoint.nodes if r.phase.terminal)
         turns = runner.metrics.turns
         written = runner.store.written
-        print(f"loop N={n} k={k} ({args.pods_per_node} pods per node; sim boot {boot:.0f}s, in its own process): "
+        print(f"loop N={n} k={k} ({args.pods_per_node} pods per node; sim boot {served.boot:.0f}s, in its own process): "
               f"run {wall:.1f}s, {len(turns)} turns" + (f"; stopped after {args.max_seconds:.0f}s with {done} "
                                                         "nodes finished (per-node figures: per finished node)"
                                                         if stopped else ""), flush=True)
@@ -179,8 +144,7 @@ def _run(args: argparse.Namespace) -> float:
               f"max {1000 * max(turns):.1f} ms (target p50 <= 20 ms at 5,000 nodes, k=50)")
         print(f"  checkpoint: {written.objects} objects written, {written.bytes / max(done, 1):.0f} bytes of data per node "
               f"(target <= 8192)")
-        if counts["wire"] is not None:
-            print(f"  checkpoint write requests: {counts['wire'] / max(done, 1):.0f} bytes per node on the wire")
+        print(f"  checkpoint write requests: {counts['wire'] / max(done, 1):.0f} bytes per node on the wire")
         print(f"  API requests: {counts['requests'] / max(done, 1):.1f} per node, watches excluded (target <= 40); "
               "the most frequent: " + ", ".join([
                   f"{verb} {resource or '/'} {n / max(done, 1):.1f}" for (verb, resource), n in sorted(
