@@ -3,7 +3,7 @@
 A real API server is another process on other machines: the tool does not share an interpreter
 with it. Run in the tool's process, the simulator's threads take the same interpreter lock as
 the run loop, its watch threads and its probe dials, so a run's wall time would count the
-cluster's CPU as the tool's (a 1,000-node run at k = 50 took 100 s in one process against 69 s
+cluster's CPU as the tool's (a 1,000-node run at k = 50 took 100 s in one process against 72 s
 in two, on the same machine). ``Served`` forks the cluster into a process of its own and talks
 to it over a pipe: when to start counting requests, the count halfway, and the figures at the
 end.
