@@ -4,7 +4,10 @@
 ``save`` writes only the objects whose content changed, each only if nobody wrote it since
 (``Conflict`` otherwise: the caller reloads, observes and decides again; it never overwrites
 blindly). The layout (a run ConfigMap and node shards of ``SHARD_NODES`` nodes) belongs to
-``model/shards.py``; this module only moves it.
+``model/shards.py``; this module only moves it. A run keeps the shard size it started with: a
+store that loads a checkpoint writes it back in the size its run ConfigMap names, so a release
+with another default never rewrites a run's shards in a new size (a crash halfway through such
+a rewrite would leave shards the run ConfigMap does not describe).
 
 Order of a save: the changed shards first (concurrently: one round trip per save rather than
 one per shard, at 50 nodes in flight several shards change each turn), then the run ConfigMap,
@@ -130,7 +133,9 @@ class CheckpointStore:
                 f"{self.where} does not hold a readable checkpoint; inspect it with kubectl -n {self.namespace} "
                 f"get cm -l {PART_OF}={self.name} -o yaml ({str(exc)[:90]})") from exc
         self._remember(run, None)
-        records = shards.partition(checkpoint.nodes, shards.expected_shards(run.data)[2]) if by_index else []
+        if by_index:   # the run keeps the shard size it started with, whatever this release's default
+            self.per_shard = shards.expected_shards(run.data)[2]
+        records = shards.partition(checkpoint.nodes, self.per_shard) if by_index else []
         for snapshot in found:
             self._known.pop(snapshot.name, None)
         for index, snapshot in by_index.items():

@@ -38,9 +38,13 @@ from migrator.model.checkpoint import (
     run_epoch,
 )
 
-#: Nodes per shard: a shard's write stays about a kilobyte with its metadata, and a run of
-#: 5,000 nodes keeps 313 shards (a LIST of them is one request).
-SHARD_NODES = 16
+#: Nodes per shard for a new run (a run keeps the size it started with: ``CheckpointStore.load``).
+#: Nodes in flight carry their step's intent (pod uids, checks passed, a refused eviction's
+#: error), so a shard of nodes in flight is several times a shard of finished ones: at 8 a
+#: shard's write is about 1.8 KB on the wire in the engine benchmark's 200-node run, at 16 it
+#: was 3.1 KB and the 1,000-node run wrote 9.0 KiB per node (target 8). A run of 5,000 nodes
+#: keeps 625 shards (a LIST of them is one request).
+SHARD_NODES = 8
 SHARD_INFIX = "-nodes-"
 
 
@@ -112,7 +116,7 @@ def decode(run_data: Mapping[str, str], shards: Mapping[int, Mapping[str, str]])
     """The checkpoint from its run ConfigMap's data and its shards' data by index. Raises
     ``ValueError`` naming what is missing or malformed."""
     run = _run_json(run_data)
-    run_id, count, _ = expected_shards(run_data)
+    run_id, count, per_shard = expected_shards(run_data)
     epoch = run_epoch(run)
     records: list[NodeRecord] = []
     steered: list[str] = []
@@ -122,7 +126,11 @@ def decode(run_data: Mapping[str, str], shards: Mapping[int, Mapping[str, str]])
             raise ValueError(f"node shard {index} of {count} is missing")
         if shard.get("run") != run_id:
             raise ValueError(f"node shard {index} belongs to run {shard.get('run')!r}, not {run_id!r}")
-        records.extend(parse_node_lines(shard.get("nodes", ""), epoch))
+        lines = parse_node_lines(shard.get("nodes", ""), epoch)
+        if index < count - 1 and len(lines) != per_shard:   # only the last shard may hold fewer
+            raise ValueError(f"node shard {index} of {count} holds {len(lines)} node(s), not the "
+                             f"{per_shard} the run ConfigMap names")
+        records.extend(lines)
         steered.extend(shard.get("steered", "").split())
     run = {k: v for k, v in run.items() if k not in ("shards", "shard_nodes")}
     run["steered"] = steered + list(run.get("steered", ()))

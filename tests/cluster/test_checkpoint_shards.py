@@ -3,7 +3,8 @@ alone (bytes per transition do not grow with the cluster), the run ConfigMap onl
 run-level field changes (or its summary is ``SUMMARY_EVERY`` stale), every object is a
 compare-and-swap, a checkpoint in the single-ConfigMap layout of earlier releases is read and
 moved into shards by the next save (also after a crash halfway through that move), shards an
-earlier run left behind are never read as this run's, and a missing shard is named.
+earlier run left behind are never read as this run's, a missing shard is named, a run keeps the
+shard size it started with, and shards of another size than the run ConfigMap names are refused.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from migrator.model.checkpoint import (
     in_run_order,
     to_configmap_data,
 )
-from migrator.model.shards import SHARD_NODES, from_configmaps, shard_name
+from migrator.model.shards import SHARD_NODES, encode_shard, from_configmaps, shard_name
 from migrator.model.states import NodePhase, RunPhase
 
 from .memport import MemoryPort
@@ -141,7 +142,7 @@ def test_a_single_configmap_checkpoint_moves_into_shards_on_the_next_save() -> N
     cp = step(cp, 0)
     versions = store.save(cp, versions)
     run = port.configmaps[("kube-system", NAME)].data
-    assert "nodes" not in run and '"shards":3' in run["run.json"]
+    assert "nodes" not in run and f'"shards":{-(-40 // SHARD_NODES)}' in run["run.json"]
     loads_as(CheckpointStore(port), cp, versions)
 
 
@@ -169,7 +170,7 @@ def test_shards_left_by_an_earlier_run_are_never_this_runs() -> None:
     del port.configmaps[("kube-system", NAME)]          # `kubectl delete cm cni-migration-state`
     store = CheckpointStore(port)
     assert store.load() == (None, None)
-    fresh = big(20, run_id="new")
+    fresh = big(2 * SHARD_NODES, run_id="new")
     versions = store.save(fresh, None)                   # replaces the old shards it overlaps
     loaded, at = store.load()
     assert loaded == fresh and at is not None and set(versions.shards) < set(at.shards)
@@ -180,7 +181,40 @@ def test_a_missing_or_foreign_shard_is_named() -> None:
     port = MemoryPort()
     CheckpointStore(port).save(big(40), None)
     del port.configmaps[("kube-system", shard_name(NAME, 1))]
-    with pytest.raises(CheckpointUnreadable, match=r"get cm -l .* -o yaml \(node shard 1 of 3 is missing\)"):
+    with pytest.raises(CheckpointUnreadable, match=rf"get cm -l .* -o yaml \(node shard 1 of {-(-40 // SHARD_NODES)} is missing\)"):
+        CheckpointStore(port).load()
+
+
+def test_a_run_keeps_the_shard_size_it_started_with() -> None:
+    """A release with another default shard size resumes a run in the size its run ConfigMap
+    names: a transition rewrites that one shard, nothing is moved into the new size."""
+    port = MemoryPort()
+    older = 2 * SHARD_NODES
+    cp = big(5 * older)
+    CheckpointStore(port, per_shard=older).save(cp, None)    # as a release with twice the size wrote it
+    store = CheckpointStore(port)
+    loaded, versions = store.load()
+    assert loaded == cp and store.per_shard == older
+    before = port.writes
+    cp = step(cp, 3 * older + 1)
+    versions = store.save(cp, versions)
+    assert written(port, before) == 1 and store.last_save.names == [shard_name(NAME, 3)]
+    assert f'"shard_nodes":{older}' in port.configmaps[("kube-system", NAME)].data["run.json"]
+    loads_as(CheckpointStore(port), cp, versions)
+
+
+def test_a_shard_of_another_size_than_the_run_names_is_refused() -> None:
+    """Shards whose node count differs from the size the run ConfigMap names (a layout change cut
+    short) are refused by name rather than read as a shorter run."""
+    port = MemoryPort()
+    cp = big(4 * SHARD_NODES)
+    CheckpointStore(port).save(cp, None)
+    halved = CheckpointStore(port, per_shard=SHARD_NODES // 2)
+    halved._write_shards(   # the shards rewritten in another size, the run ConfigMap not yet
+        [(shard_name(NAME, 0), encode_shard(cp, 0, cp.nodes[:SHARD_NODES // 2]), port.configmaps[
+            ("kube-system", shard_name(NAME, 0))].resource_version, cp.nodes[:SHARD_NODES // 2])], cp.run_id)
+    with pytest.raises(CheckpointUnreadable,
+                       match=rf"node shard 0 of 4 holds {SHARD_NODES // 2} node\(s\), not the {SHARD_NODES}"):
         CheckpointStore(port).load()
 
 
@@ -191,7 +225,7 @@ def test_the_objects_as_kubectl_lists_them(sim, port) -> None:
     listed = sim.store.list("configmaps", "kube-system")
     ours = sorted(o["metadata"]["name"] for o in listed
                   if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "migrator")
-    assert ours == [NAME] + [shard_name(NAME, i) for i in range(3)]   # the summary first
+    assert ours == [NAME] + [shard_name(NAME, i) for i in range(-(-40 // SHARD_NODES))]   # the summary first
     assert from_configmaps(listed, NAME) == cp
     assert max(len(str(o.get("data"))) for o in listed if o["metadata"]["name"] in ours) < 8 * 1024
 
