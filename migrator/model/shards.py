@@ -127,7 +127,7 @@ def decode(run_data: Mapping[str, str], shards: Mapping[int, Mapping[str, str]])
         if shard.get("run") != run_id:
             raise ValueError(f"node shard {index} belongs to run {shard.get('run')!r}, not {run_id!r}")
         lines = parse_node_lines(shard.get("nodes", ""), epoch)
-        if index < count - 1 and len(lines) != per_shard:   # only the last shard may hold fewer
+        if len(lines) > per_shard or (index < count - 1 and len(lines) != per_shard):   # the last may hold fewer
             raise ValueError(f"node shard {index} of {count} holds {len(lines)} node(s), not the "
                              f"{per_shard} the run ConfigMap names")
         records.extend(lines)

@@ -203,18 +203,20 @@ def test_a_run_keeps_the_shard_size_it_started_with() -> None:
     loads_as(CheckpointStore(port), cp, versions)
 
 
-def test_a_shard_of_another_size_than_the_run_names_is_refused() -> None:
+@pytest.mark.parametrize("index, first, last", [(0, 0, SHARD_NODES // 2), (3, 3 * SHARD_NODES - 1, 4 * SHARD_NODES)])
+def test_a_shard_of_another_size_than_the_run_names_is_refused(index: int, first: int, last: int) -> None:
     """Shards whose node count differs from the size the run ConfigMap names (a layout change cut
-    short) are refused by name rather than read as a shorter run."""
+    short) are refused by name rather than read as a shorter (or longer) run; only the last shard
+    may hold fewer."""
     port = MemoryPort()
     cp = big(4 * SHARD_NODES)
     CheckpointStore(port).save(cp, None)
-    halved = CheckpointStore(port, per_shard=SHARD_NODES // 2)
-    halved._write_shards(   # the shards rewritten in another size, the run ConfigMap not yet
-        [(shard_name(NAME, 0), encode_shard(cp, 0, cp.nodes[:SHARD_NODES // 2]), port.configmaps[
-            ("kube-system", shard_name(NAME, 0))].resource_version, cp.nodes[:SHARD_NODES // 2])], cp.run_id)
+    records = cp.nodes[first:last]
+    CheckpointStore(port)._write_shards(   # one shard rewritten in another size, the run ConfigMap not yet
+        [(shard_name(NAME, index), encode_shard(cp, index, records), port.configmaps[
+            ("kube-system", shard_name(NAME, index))].resource_version, records)], cp.run_id)
     with pytest.raises(CheckpointUnreadable,
-                       match=rf"node shard 0 of 4 holds {SHARD_NODES // 2} node\(s\), not the {SHARD_NODES}"):
+                       match=rf"node shard {index} of 4 holds {len(records)} node\(s\), not the {SHARD_NODES}"):
         CheckpointStore(port).load()
 
 
