@@ -97,12 +97,17 @@ class RunFigures(NamedTuple):
 
 
 def timed_run(sim: SimCluster, plan, workdir: Path, what: str) -> float:
-    """Run ``plan`` to the end against ``sim`` with a cleared request log; wall seconds."""
+    """Run ``plan`` to the end against ``sim`` (in this process) with a cleared request log; wall seconds."""
     kc = sim.write_kubeconfig(workdir / "kc")
     sim.requests.reset()
+    return _timed(kc, plan, workdir, what)
+
+
+def _timed(kubeconfig: Path, plan, workdir: Path, what: str) -> float:
+    """Run ``plan`` to the end through ``kubeconfig``; wall seconds (raises if it did not end 0)."""
     gc.collect()  # not the garbage of an earlier, larger run collected while this one is timed
     t0 = time.monotonic()
-    outcome = Runner(plan, KubeCluster.from_kubeconfig(str(kc)), output_dir=workdir).run()
+    outcome = Runner(plan, KubeCluster.from_kubeconfig(str(kubeconfig)), output_dir=workdir).run()
     wall = time.monotonic() - t0
     if outcome.code != 0:
         raise RuntimeError(f"{what} ended {outcome.code}: {outcome.message}")
@@ -118,12 +123,7 @@ def run_once(nodes: int, k: int | str, latencies: Latencies,
     with tempfile.TemporaryDirectory() as tmp, Served(config, Path(tmp) / "kc") as served:
         plan = plan_for(k, Path(tmp), pool_for(nodes))
         served.start()
-        gc.collect()  # not the garbage of an earlier, larger run collected while this one is timed
-        t0 = time.monotonic()
-        outcome = Runner(plan, KubeCluster.from_kubeconfig(str(served.kubeconfig)), output_dir=Path(tmp)).run()
-        wall = time.monotonic() - t0
-        if outcome.code != 0:
-            raise RuntimeError(f"run at {nodes} nodes ended {outcome.code}: {outcome.message}")
+        wall = _timed(served.kubeconfig, plan, Path(tmp), f"run at {nodes} nodes")
         figures = served.finish(plan.state.configmap_namespace, plan.state.configmap_name)
         probes = sum(count for (_, resource), count in figures["by_kind"].items() if resource == "pods/proxy")
         return RunFigures(wall, figures["requests"], probes, figures["wire"])
