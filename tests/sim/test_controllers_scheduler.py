@@ -1,6 +1,7 @@
 """The simulated scheduler: node selectors, required affinity, taints and tolerations,
-cordoned and NotReady nodes, pod capacity, PreferNoSchedule, spreading, and the
-Unschedulable condition with retry when nodes change."""
+cordoned and NotReady nodes, pod capacity, PreferNoSchedule, spreading, the
+Unschedulable condition with retry when nodes change, and the search that stops early on
+100 nodes or more (kube-scheduler's percentageOfNodesToScore)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from migrator.sim.config import SimConfig
 from migrator.sim.controllers.matching import named_nodes
+from migrator.sim.controllers.scheduler import feasible_nodes_to_find
 from tests.sim.controller_harness import FAST, Harness
 
 
@@ -210,3 +212,45 @@ def test_random_scoring_is_uniform_among_preferred_nodes_and_seeded():
     assert all(5 <= counts[n] <= 25 for n in "abcd"), counts   # not spread evenly, not piled up
     assert first == placements(3)                               # replays from its seed
     assert first != placements(4)
+
+
+@pytest.mark.parametrize(("nodes", "searched"), [
+    (3, 3), (99, 99),          # under 100 nodes every node is searched
+    (100, 100), (200, 100),    # 50 % (49 % at 200) but never under 100 nodes
+    (1000, 420),               # 50 - 1000/125 = 42 %
+    (5000, 500),               # 10 % at 5,000, as the documentation says
+    (10000, 500),              # the percentage never goes under 5
+])
+def test_the_search_stops_after_kube_schedulers_default_share_of_the_nodes(nodes, searched):
+    assert feasible_nodes_to_find(nodes) == searched
+
+
+def spot(name: str) -> bool:
+    return int(name.split("-")[1]) < 100
+
+
+def test_on_200_nodes_each_search_starts_where_the_last_stopped(h):
+    """Nodes n-000..n-199, those under n-100 PreferNoSchedule-tainted: the first pod's search
+    finds 100 feasible nodes (n-000..n-099, all tainted), so it lands on a tainted node although
+    untainted ones have room (the taint is a score among the nodes searched); the next search
+    starts at n-100 and finds the untainted ones."""
+    for i in range(200):
+        h.node(f"n-{i:03}", taints=[{"key": "spot", "effect": "PreferNoSchedule"}] if i < 100 else None)
+    h.store.create("pods", bare_pod("first"))
+    h.settle()
+    h.store.create("pods", bare_pod("second"))
+    h.settle()
+    assert spot(node_of(h, "first"))
+    assert not spot(node_of(h, "second"))
+
+
+def test_a_pod_that_fits_outside_the_window_is_never_unschedulable(h):
+    """300 nodes, only the last 10 with room: no window of 144 nodes searched in turn from n-000
+    holds one (the second ends at n-287), and the pod gets a search over every node instead of an
+    Unschedulable condition (kube-scheduler counts a full node as infeasible and searches on)."""
+    for i in range(300):
+        h.node(f"n-{i:03}", pods=0 if i < 290 else 110)
+    h.store.create("pods", bare_pod("late"))
+    h.settle()
+    assert int(node_of(h, "late").split("-")[1]) >= 290
+    assert scheduled_condition(h, "late")["status"] == "True"

@@ -22,6 +22,16 @@ those nodes only, as kube-scheduler's NodeAffinity PreFilter narrows it
 (``matching.named_nodes``; the nodes left out count as "didn't satisfy plugin(s) [NodeAffinity]"
 in the Unschedulable message, as they do in kube-scheduler): placing a DaemonSet's pod costs the
 same on 5 nodes as on 5,000.
+
+On 100 nodes or more the scheduler stops filtering once it has found enough feasible nodes, as
+kube-scheduler does with ``percentageOfNodesToScore`` at its default (Scheduler Performance
+Tuning: "a linear formula that yields 50% for a 100-node cluster and yields 10% for a 5000-node
+cluster", never under 5 % and never under 100 nodes, ``minFeasibleNodesToFind`` in
+pkg/scheduler/schedule_one.go), and the next search starts where the last one stopped (round
+robin over the nodes). A pod is placed on the best node of that window, not of the cluster: a
+``PreferNoSchedule`` taint steers it only among the nodes searched. When every node of the window
+is full, the pod gets a search over all nodes (kube-scheduler counts a full node as infeasible and
+searches on), so a pod that fits somewhere is never reported Unschedulable.
 """
 
 from __future__ import annotations
@@ -57,6 +67,22 @@ log = structlog.get_logger("migrator.sim.scheduler")
 SCHEDULER_NAME = "default-scheduler"
 
 
+#: kube-scheduler's floors on its search (pkg/scheduler/schedule_one.go): ``minFeasibleNodesToFind``
+#: and ``minFeasibleNodesPercentageToFind``.
+MIN_FEASIBLE_NODES = 100
+MIN_FEASIBLE_PERCENT = 5
+
+
+def feasible_nodes_to_find(total: int) -> int:
+    """How many feasible nodes kube-scheduler looks for before it stops filtering, with
+    ``percentageOfNodesToScore`` left at its default (adaptive): every node under 100 nodes, else
+    50 % less one point per 125 nodes, at least 5 % and at least 100 nodes."""
+    if total < MIN_FEASIBLE_NODES:
+        return total
+    percent = max(50 - total // 125, MIN_FEASIBLE_PERCENT)
+    return max(total * percent // 100, MIN_FEASIBLE_NODES)
+
+
 def node_capacity(node: Obj) -> int:
     status = node.get("status") or {}
     raw = (status.get("allocatable") or status.get("capacity") or {}).get("pods", "110")
@@ -85,6 +111,28 @@ class _Nodes:
         return [node for name in sorted(names) if (node := self.store.try_get("nodes", None, name)) is not None]
 
 
+#: a search's feasible nodes (1 for an untolerated PreferNoSchedule taint), why the others are
+#: not, and whether it stopped before every node was searched
+Filtered = tuple[list[tuple[int, Obj]], Counter[str], bool]
+
+
+class _Placing:
+    """The pods of one owner and shape being placed on the nodes one search found feasible."""
+
+    def __init__(self, scheduler: Scheduler, owner: str, feasible: list[tuple[int, Obj]],
+                 reasons: Counter[str], windowed: bool) -> None:
+        self.scheduler, self.owner = scheduler, owner
+        self.feasible, self.reasons, self.windowed = feasible, reasons, windowed
+        self.capacity = {node["metadata"]["name"]: node_capacity(node) for _, node in feasible}
+        self.heap = [scheduler._rank(penalty, node["metadata"]["name"], owner) for penalty, node in feasible]
+        heapq.heapify(self.heap)
+
+    def pick(self, pod: Obj) -> str | None:
+        if self.scheduler._random:
+            return self.scheduler._pick_random(pod, self.feasible, self.capacity)
+        return self.scheduler._pick(self.heap, self.capacity, self.owner)
+
+
 class Scheduler:
     """Binds pods; keeps per-node pod counts from the event stream."""
 
@@ -96,6 +144,7 @@ class Scheduler:
         self._node_pods: Counter[str] = Counter()
         self._owner_pods: Counter[tuple[str, str]] = Counter()
         self._random = config.scheduler_scoring == "random"
+        self._next_start = 0   # where the next search over every node begins (round robin)
         self._pass: Coalescer[str] = Coalescer(world, lambda _: self.schedule_pending(), delay=config.latencies.schedule)
         world.on("pods", self._on_pod)
         world.on("nodes", self._on_node)
@@ -154,20 +203,20 @@ class Scheduler:
             shape = json.dumps([spec.get("nodeSelector"), (spec.get("affinity") or {}).get("nodeAffinity"),
                                 spec.get("tolerations")], sort_keys=True)
             groups.setdefault((shape, controller_uid(pod) or ""), []).append(pod)
-        feasible_by_shape: dict[str, tuple[list[tuple[int, Obj]], Counter[str]]] = {}
+        feasible_by_shape: dict[str, Filtered] = {}
         bound = 0
         for (shape, owner), pods in groups.items():
             if shape not in feasible_by_shape:
                 feasible_by_shape[shape] = self._filter(pods[0], nodes)
-            feasible, reasons = feasible_by_shape[shape]
-            heap = [self._rank(penalty, node["metadata"]["name"], owner) for penalty, node in feasible]
-            heapq.heapify(heap)
-            capacity = {node["metadata"]["name"]: node_capacity(node) for _, node in feasible}
+            placing = _Placing(self, owner, *feasible_by_shape[shape])
             for pod in pods:
-                node_name = (self._pick_random(pod, feasible, capacity) if self._random
-                             else self._pick(heap, capacity, owner))
+                node_name = placing.pick(pod)
+                if node_name is None and placing.windowed:   # the window is full: search every node
+                    feasible_by_shape[shape] = self._filter(pods[0], nodes, window=False)
+                    placing = _Placing(self, owner, *feasible_by_shape[shape])
+                    node_name = placing.pick(pod)
                 if node_name is None:
-                    self._mark_unschedulable(pod, nodes.total, reasons, len(feasible))
+                    self._mark_unschedulable(pod, nodes.total, placing.reasons, len(placing.feasible))
                     continue
                 if self._bind(pod, node_name):
                     bound += 1
@@ -202,7 +251,10 @@ class Scheduler:
         draw = random.Random(f"{self.world.seed}:{meta.get('namespace')}/{meta['name']}")
         return draw.choice(sorted(name for penalty, name in roomy if penalty == best))
 
-    def _filter(self, pod: Obj, nodes: _Nodes) -> tuple[list[tuple[int, Obj]], Counter[str]]:
+    def _filter(self, pod: Obj, nodes: _Nodes, *, window: bool = True) -> Filtered:
+        """The feasible nodes for ``pod`` (with 1 for an untolerated ``PreferNoSchedule``), why
+        the others are not, and whether the search stopped early (``window``: it may, over every
+        node of a cluster of 100 or more)."""
         spec = pod.get("spec") or {}
         tolerations = spec.get("tolerations") or []
         feasible: list[tuple[int, Obj]] = []
@@ -211,7 +263,15 @@ class Scheduler:
         candidates = nodes.every() if named is None else nodes.named(named)
         if len(candidates) < nodes.total:   # kube-scheduler's status for the nodes a PreFilter left out
             reasons["didn't satisfy plugin(s) [NodeAffinity]"] += nodes.total - len(candidates)
+        to_find = feasible_nodes_to_find(len(candidates)) if window and named is None else len(candidates)
+        if to_find < len(candidates):
+            start = self._next_start % len(candidates)
+            candidates = candidates[start:] + candidates[:start]
+        searched = 0
         for node in candidates:
+            if len(feasible) >= to_find:
+                break
+            searched += 1
             if not node_affinity_matches(spec, node):
                 reasons["didn't match Pod's node affinity/selector"] += 1
                 continue
@@ -223,7 +283,10 @@ class Scheduler:
                 continue
             soft = untolerated_taints(tolerations, taints, ("PreferNoSchedule",))
             feasible.append((1 if soft else 0, node))
-        return feasible, reasons
+        windowed = searched < len(candidates)
+        if windowed:
+            self._next_start = (self._next_start + searched) % len(candidates)
+        return feasible, reasons, windowed
 
     def _bind(self, pod: Obj, node_name: str) -> bool:
         meta = pod["metadata"]
