@@ -36,7 +36,7 @@ Every refusal carries a precise reason, which netexec's ``/dial`` reports as an 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from migrator.sim.agents import calico as calico_agent
@@ -44,6 +44,7 @@ from migrator.sim.agents import cilium as cilium_agent
 from migrator.sim.calico_policy import CalicoPolicies
 from migrator.sim.cilium_identity import Identity, reserved
 from migrator.sim.cilium_policy import CiliumPolicies
+from migrator.sim.errors import Gone
 from migrator.sim.registry import CLUSTER_IP_INDEX
 from migrator.sim.routing import RoutingModel
 
@@ -54,6 +55,7 @@ APISERVER_PORT = 6443
 
 if TYPE_CHECKING:
     from migrator.sim.fleet import NodeFleet
+    from migrator.sim.store import Store
 
 Obj = dict[str, Any]
 
@@ -66,6 +68,67 @@ class Endpoint:
     pod: Obj | None = None
 
 
+def _backend(pod: Obj, target: Any) -> tuple[str, int, Obj] | None:
+    """The (ip, targetPort, pod) a Ready pod not being deleted serves behind a Service, else None."""
+    st = pod.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+    if not ready or not st.get("podIP") or pod["metadata"].get("deletionTimestamp"):
+        return None
+    tport = target
+    if isinstance(target, str):
+        tport = next((p.get("containerPort") for c in pod["spec"].get("containers") or []
+                      for p in c.get("ports") or [] if p.get("name") == target), None)
+    return None if tport is None else (st["podIP"], int(tport), pod)
+
+
+@dataclass
+class _Backends:
+    """One Service port's backends by pod name, and the store's version they were worked out at."""
+
+    service: tuple[str, str]           # the Service's uid and resourceVersion
+    selector: dict[str, str]
+    target: Any
+    pods_version: int = -1             # the namespace's pods version they answer for
+    seen: int = 0                      # the store's resourceVersion they were last brought up to
+    by_pod: dict[str, tuple[str, int, Obj]] = field(default_factory=dict)
+    _sorted: list[tuple[str, int, Obj]] | None = None
+
+    def refill(self, store: Store, ns: str) -> None:
+        """Every selected pod looked at afresh (the caller holds the store's lock)."""
+        self.seen = store.resource_version
+        self.by_pod = {pod["metadata"]["name"]: entry for pod in store.list("pods", ns, labels=self.selector)
+                       if (entry := _backend(pod, self.target)) is not None}
+        self._sorted = None
+
+    def update(self, store: Store, ns: str) -> None:
+        """Only the pods of ``ns`` written since ``seen`` looked at again; afresh when the store's
+        history no longer reaches back that far."""
+        try:
+            events = store.events_since(self.seen)
+        except Gone:
+            self.refill(store, ns)
+            return
+        self.seen = store.resource_version
+        changed = {e.obj["metadata"]["name"] for e in events
+                   if e.resource == "pods" and e.obj["metadata"].get("namespace") == ns}
+        for name in changed:
+            pod = store.try_get("pods", ns, name)
+            labels = (pod or {}).get("metadata", {}).get("labels") or {}
+            entry = _backend(pod, self.target) if pod is not None and \
+                all(labels.get(k) == v for k, v in self.selector.items()) else None
+            if entry is None:
+                self.by_pod.pop(name, None)
+            else:
+                self.by_pod[name] = entry
+        if changed:
+            self._sorted = None
+
+    def sorted(self) -> list[tuple[str, int, Obj]]:
+        if self._sorted is None:
+            self._sorted = [self.by_pod[name] for name in sorted(self.by_pod)]
+        return self._sorted
+
+
 class NetworkModel:
     """Reachability over the fleet's current state and the cluster's configuration objects."""
 
@@ -75,8 +138,8 @@ class NetworkModel:
         self.calico_policy = CalicoPolicies(self.store)
         self.cilium_policy = CiliumPolicies(self.store)
         self.routing = RoutingModel(fleet)
-        #: (namespace, service, port) -> ((uid, resourceVersion, pods' namespace version), backends)
-        self._backends: dict[tuple[str, str, int], tuple[tuple[str, str, int], list[tuple[str, int, Obj]]]] = {}
+        #: (namespace, service, port) -> the Service's backends as last worked out
+        self._backends: dict[tuple[str, str, int], _Backends] = {}
 
     # ------------------------------------------------------------------ lookups
     def endpoint(self, ip: str) -> Endpoint:
@@ -110,9 +173,11 @@ class NetworkModel:
         return found[0] if found else None
 
     def backends(self, svc: Obj, port: int) -> list[tuple[str, int, Obj]]:
-        """Ready (ip, targetPort, pod) behind a Service port, as kube-proxy programs them. For a
-        Service with a selector the answer is kept until the Service or a pod of its namespace
-        changes (a probe round asks it on every try)."""
+        """Ready (ip, targetPort, pod) behind a Service port, as kube-proxy programs them, in
+        the order of the pods' names. For a Service with a selector the answer is kept until the
+        Service or a pod of its namespace changes (a probe round asks it on every try), and then
+        only the pods written since are looked at again (a probe DaemonSet's Service on 1,000
+        nodes has 1,000 pods, and one of them changes between most rounds)."""
         spec = svc.get("spec") or {}
         sport = next((p for p in spec.get("ports") or [] if int(p.get("port", 0)) == port), None)
         if sport is None:
@@ -128,29 +193,18 @@ class NetworkModel:
                 for addr in subset.get("addresses") or []:
                     out.append((addr["ip"], int(eport.get("port", target)), {}))
             return out
-        with self.store.lock:   # the pods' version and the answer read together
-            version = (svc["metadata"]["uid"], svc["metadata"]["resourceVersion"],
-                       self.store.namespace_version("pods", ns))
+        with self.store.lock:   # the pods' version, the changes since and the answer read together
+            service = (svc["metadata"]["uid"], svc["metadata"]["resourceVersion"])
+            pods_version = self.store.namespace_version("pods", ns)
             known = self._backends.get((ns, svc["metadata"]["name"], port))
-            if known is None or known[0] != version:
-                known = (version, self._selected_backends(svc, ns, target))
+            if known is None or known.service != service:
+                known = _Backends(service, svc["spec"]["selector"], target)
+                known.refill(self.store, ns)
                 self._backends[(ns, svc["metadata"]["name"], port)] = known
-            return list(known[1])
-
-    def _selected_backends(self, svc: Obj, ns: str, target: Any) -> list[tuple[str, int, Obj]]:
-        out: list[tuple[str, int, Obj]] = []
-        for pod in self.store.list("pods", ns, labels=svc["spec"]["selector"]):
-            st = pod.get("status") or {}
-            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
-            if not ready or not st.get("podIP") or pod["metadata"].get("deletionTimestamp"):
-                continue
-            tport = target
-            if isinstance(target, str):
-                tport = next((p.get("containerPort") for c in pod["spec"].get("containers") or []
-                              for p in c.get("ports") or [] if p.get("name") == target), None)
-            if tport is not None:
-                out.append((st["podIP"], int(tport), pod))
-        return out
+            elif known.pods_version != pods_version:
+                known.update(self.store, ns)
+            known.pods_version = pods_version
+            return list(known.sorted())
 
     def felix_vxlan_port(self) -> int:
         felix = self.store.try_get("crd.projectcalico.org/felixconfigurations", None, "default")

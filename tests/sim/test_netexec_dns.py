@@ -79,3 +79,64 @@ def test_service_backends_follow_readiness_and_deletion_between_lookups(sim):
                 if p["spec"]["nodeName"] == dns_nodes[1])
     sim.store.delete("pods", "kube-system", gone["metadata"]["name"])
     assert gone["metadata"]["uid"] not in {pod["metadata"]["uid"] for _, _, pod in net.backends(svc, 53)}
+
+
+def test_kept_backends_match_a_fresh_look_after_every_kind_of_pod_change(sim, monkeypatch):
+    """The kept view is brought up to date from the pods written since it was worked out: after
+    each change it equals the view worked out afresh from every pod of the namespace, and when
+    the store's history no longer reaches back, it is worked out afresh."""
+    from migrator.sim.errors import Gone
+    from migrator.sim.network import _Backends
+
+    net, store = sim.fleet.network, sim.store
+    svc = store.get("services", "kube-system", "kube-dns")
+
+    def fresh() -> list[tuple[str, int, str]]:
+        with store.lock:
+            view = _Backends((svc["metadata"]["uid"], svc["metadata"]["resourceVersion"]),
+                             svc["spec"]["selector"], 53)
+            view.refill(store, "kube-system")
+            return [(ip, port, pod["metadata"]["name"]) for ip, port, pod in view.sorted()]
+
+    def kept() -> list[tuple[str, int, str]]:
+        return [(ip, port, pod["metadata"]["name"]) for ip, port, pod in net.backends(svc, 53)]
+
+    def relabel(name: str, app: str) -> None:
+        def change(draft: dict) -> dict:
+            draft["metadata"]["labels"]["k8s-app"] = app
+            return draft
+        store.mutate("pods", "kube-system", name, change)
+
+    def unready(name: str) -> None:
+        def change(draft: dict) -> dict:
+            for c in draft["status"]["conditions"]:
+                if c["type"] == "Ready":
+                    c["status"] = "False"
+            return draft
+        store.mutate("pods", "kube-system", name, change, subresource="status")
+
+    def check(*, without: str = "", within: str = "") -> list[str]:
+        """The kept view equals a fresh one (both read under the store's lock: the cluster's
+        controllers go on meanwhile); ``without`` is not a backend, ``within`` is."""
+        with store.lock:
+            view = kept()
+            assert view == fresh()
+        names = [name for _, _, name in view]
+        assert without not in names and (not within or within in names)
+        return names
+
+    first, second = (p["metadata"]["name"] for p in store.list("pods", "kube-system", labels={"k8s-app": "kube-dns"}))
+    check(within=first)
+    relabel(first, "elsewhere")                  # leaves the selector
+    check(without=first, within=second)
+    relabel(first, "kube-dns")                   # comes back
+    check(within=first)
+    unready(second)                              # not Ready: no backend
+    check(without=second, within=first)
+    store.delete("pods", "kube-system", first, graceful=True)   # being deleted: no backend
+    check(without=first)
+    sim.settle(timeout=5)                        # the Deployment's replacement pods come up
+    replacement = check()[0]
+    relabel(replacement, "elsewhere")
+    monkeypatch.setattr(store, "events_since", lambda rv: (_ for _ in ()).throw(Gone("too old")))
+    check(without=replacement)                   # the history is gone: worked out afresh
