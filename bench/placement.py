@@ -15,7 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench.engine import FAST, plan_for, timed_run
+from bench.engine import FAST, plan_for, pool_for, pools_for, timed_run
 from migrator import log as logsetup
 from migrator.model.shards import from_configmaps
 from migrator.sim.cluster import SimCluster
@@ -35,14 +35,15 @@ def measure(strategy: str, nodes: int, pods_per_node: int, scoring: str) -> tupl
         owners[(meta["namespace"], meta["name"])] = refs[0]["kind"] if refs else ""
 
     with tempfile.TemporaryDirectory() as tmp, \
-            SimCluster(config=SimConfig(nodes=nodes, latencies=FAST, scheduler_scoring=scoring), seed=11, pods_per_node=pods_per_node,
+            SimCluster(config=SimConfig(nodes=nodes, latencies=FAST, scheduler_scoring=scoring, **pools_for(nodes)),
+                       seed=11, pods_per_node=pods_per_node,
                        converge_timeout=600) as sim:
         for pod in sim.store.list("pods"):
             remember(Event(0, "ADDED", "pods", pod))
         sim.world.on("pods", remember)
         workload = sum(1 for p in sim.store.list("pods")
                        if owners.get((p["metadata"]["namespace"], p["metadata"]["name"])) in WORKLOAD_OWNERS)
-        plan = plan_for("10%", Path(tmp), placement={"strategy": strategy},
+        plan = plan_for("10%", Path(tmp), pool_for(nodes), placement={"strategy": strategy},
                         probes={"sampling": {"pairs": 10, "interval": "2s"}})
         wall = timed_run(sim, plan, Path(tmp), f"{strategy} at {nodes} nodes")
         restarts = sum(1 for e in sim.requests.entries
