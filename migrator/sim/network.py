@@ -44,6 +44,7 @@ from migrator.sim.agents import cilium as cilium_agent
 from migrator.sim.calico_policy import CalicoPolicies
 from migrator.sim.cilium_identity import Identity, reserved
 from migrator.sim.cilium_policy import CiliumPolicies
+from migrator.sim.controllers.matching import pod_is_ready, pod_is_terminating, selector_matches
 from migrator.sim.errors import Gone
 from migrator.sim.registry import CLUSTER_IP_INDEX
 from migrator.sim.routing import RoutingModel
@@ -71,8 +72,7 @@ class Endpoint:
 def _backend(pod: Obj, target: Any) -> tuple[str, int, Obj] | None:
     """The (ip, targetPort, pod) a Ready pod not being deleted serves behind a Service, else None."""
     st = pod.get("status") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
-    if not ready or not st.get("podIP") or pod["metadata"].get("deletionTimestamp"):
+    if not pod_is_ready(pod) or not st.get("podIP") or pod_is_terminating(pod):
         return None
     tport = target
     if isinstance(target, str):
@@ -113,9 +113,8 @@ class _Backends:
                    if e.resource == "pods" and e.obj["metadata"].get("namespace") == ns}
         for name in changed:
             pod = store.try_get("pods", ns, name)
-            labels = (pod or {}).get("metadata", {}).get("labels") or {}
             entry = _backend(pod, self.target) if pod is not None and \
-                all(labels.get(k) == v for k, v in self.selector.items()) else None
+                selector_matches(self.selector, pod["metadata"].get("labels")) else None
             if entry is None:
                 self.by_pod.pop(name, None)
             else:

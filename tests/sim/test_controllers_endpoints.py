@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from migrator.sim.controllers.endpoints import _Kept, _labels_match, _placement
+from migrator.sim.controllers.endpoints import _Kept, _placement
+from migrator.sim.controllers.matching import selector_matches
 from tests.sim.controller_harness import Harness
 
 Obj = dict[str, Any]
@@ -40,7 +41,7 @@ def _fresh(h: Harness, name: str) -> list[Obj]:
     spec = svc["spec"]
     kept = _Kept((svc["metadata"]["uid"], svc["metadata"]["resourceVersion"]))
     for pod in h.store.list("pods", "default"):
-        if _labels_match(spec["selector"], pod["metadata"].get("labels")):
+        if selector_matches(spec["selector"], pod["metadata"].get("labels")):
             kept.place(pod["metadata"]["name"], pod["metadata"]["resourceVersion"],
                        _placement(spec, "default", pod, bool(spec.get("publishNotReadyAddresses"))))
     return kept.render()

@@ -21,17 +21,12 @@ from typing import Any
 
 from migrator.sim.config import SimConfig
 from migrator.sim.controllers.coalesce import Coalescer
-from migrator.sim.controllers.matching import pod_is_ready, pod_is_terminating
+from migrator.sim.controllers.matching import pod_is_ready, pod_is_terminating, selector_matches
 from migrator.sim.errors import AlreadyExists, NotFound
 from migrator.sim.store import Event
 from migrator.sim.world import World
 
 Obj = dict[str, Any]
-
-
-def _labels_match(selector: dict[str, str], labels: dict[str, str] | None) -> bool:
-    labels = labels or {}
-    return all(labels.get(k) == v for k, v in selector.items())
 
 
 def _resolve_port(pod: Obj, target: Any) -> int | None:
@@ -152,7 +147,7 @@ class EndpointsController:
             labels.append(event.old["metadata"].get("labels"))
         for svc in self.store.list("services", ns):
             selector = (svc.get("spec") or {}).get("selector")
-            if selector and any(_labels_match(selector, lbl) for lbl in labels):
+            if selector and any(selector_matches(selector, lbl) for lbl in labels):
                 key = (ns, svc["metadata"]["name"])
                 pods = self._changed.setdefault(key, set())
                 if pods is not None:
@@ -185,7 +180,7 @@ class EndpointsController:
             pods = []
             for name in sorted(changed):
                 pod = self.store.try_get("pods", key[0], name)
-                pods.append((name, pod if pod is not None and _labels_match(selector, pod["metadata"].get("labels"))
+                pods.append((name, pod if pod is not None and selector_matches(selector, pod["metadata"].get("labels"))
                              else None))
         for name, pod in pods:
             known = kept.places.get(name)

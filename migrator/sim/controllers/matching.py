@@ -168,6 +168,12 @@ def untolerated_taints(tolerations: list[Obj], taints: list[Obj], effects: tuple
 
 
 # ---------------------------------------------------------------------------- pods
+def selector_matches(selector: dict[str, str], labels: dict[str, str] | None) -> bool:
+    """A Service's (or a ReplicationController's) equality-based selector against ``labels``."""
+    labels = labels or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
 def pod_is_ready(pod: Obj) -> bool:
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready":

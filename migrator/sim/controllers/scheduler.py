@@ -31,7 +31,8 @@ pkg/scheduler/schedule_one.go), and the next search starts where the last one st
 robin over the nodes). A pod is placed on the best node of that window, not of the cluster: a
 ``PreferNoSchedule`` taint steers it only among the nodes searched. When every node of the window
 is full, the pod gets a search over all nodes (kube-scheduler counts a full node as infeasible and
-searches on), so a pod that fits somewhere is never reported Unschedulable.
+searches on), so a pod that fits somewhere is never reported Unschedulable. kube-scheduler
+searches once per pod; the simulator, once per pod shape and pass (the pods of one pass share it).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import heapq
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -114,23 +116,6 @@ class _Nodes:
 #: a search's feasible nodes (1 for an untolerated PreferNoSchedule taint), why the others are
 #: not, and whether it stopped before every node was searched
 Filtered = tuple[list[tuple[int, Obj]], Counter[str], bool]
-
-
-class _Placing:
-    """The pods of one owner and shape being placed on the nodes one search found feasible."""
-
-    def __init__(self, scheduler: Scheduler, owner: str, feasible: list[tuple[int, Obj]],
-                 reasons: Counter[str], windowed: bool) -> None:
-        self.scheduler, self.owner = scheduler, owner
-        self.feasible, self.reasons, self.windowed = feasible, reasons, windowed
-        self.capacity = {node["metadata"]["name"]: node_capacity(node) for _, node in feasible}
-        self.heap = [scheduler._rank(penalty, node["metadata"]["name"], owner) for penalty, node in feasible]
-        heapq.heapify(self.heap)
-
-    def pick(self, pod: Obj) -> str | None:
-        if self.scheduler._random:
-            return self.scheduler._pick_random(pod, self.feasible, self.capacity)
-        return self.scheduler._pick(self.heap, self.capacity, self.owner)
 
 
 class Scheduler:
@@ -208,20 +193,30 @@ class Scheduler:
         for (shape, owner), pods in groups.items():
             if shape not in feasible_by_shape:
                 feasible_by_shape[shape] = self._filter(pods[0], nodes)
-            placing = _Placing(self, owner, *feasible_by_shape[shape])
+            feasible, reasons, windowed = feasible_by_shape[shape]
+            pick = self._placer(owner, feasible)
             for pod in pods:
-                node_name = placing.pick(pod)
-                if node_name is None and placing.windowed:   # the window is full: search every node
-                    feasible_by_shape[shape] = self._filter(pods[0], nodes, window=False)
-                    placing = _Placing(self, owner, *feasible_by_shape[shape])
-                    node_name = placing.pick(pod)
+                node_name = pick(pod)
+                if node_name is None and windowed:   # no room in the window: search every node
+                    feasible, reasons, windowed = feasible_by_shape[shape] = self._filter(pods[0], nodes, window=False)
+                    pick = self._placer(owner, feasible)
+                    node_name = pick(pod)
                 if node_name is None:
-                    self._mark_unschedulable(pod, nodes.total, placing.reasons, len(placing.feasible))
+                    self._mark_unschedulable(pod, nodes.total, reasons, len(feasible))
                     continue
                 if self._bind(pod, node_name):
                     bound += 1
         if bound:
             log.debug("sim.scheduler.bound", pods=bound, pending=len(self._pending))
+
+    def _placer(self, owner: str, feasible: list[tuple[int, Obj]]) -> Callable[[Obj], str | None]:
+        """Where each next pod of ``owner`` goes among ``feasible`` (None: no room left there)."""
+        capacity = {node["metadata"]["name"]: node_capacity(node) for _, node in feasible}
+        if self._random:
+            return lambda pod: self._pick_random(pod, feasible, capacity)
+        heap = [self._rank(penalty, node["metadata"]["name"], owner) for penalty, node in feasible]
+        heapq.heapify(heap)
+        return lambda pod: self._pick(heap, capacity, owner)
 
     def _rank(self, penalty: int, name: str, owner: str) -> tuple[int, int, int, str]:
         return (penalty, self._owner_pods[(name, owner)], self._node_pods[name], name)
