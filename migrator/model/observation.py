@@ -117,13 +117,21 @@ class Delta:
         self.before, self.after, self.removed, self.added = before, after, removed, added
 
 
+#: How many observations back an index is looked for: one the engine did not ask for in the
+#: last turns (no node at the step that reads it) is still derived by the changes since.
+KEPT_OBSERVATIONS = 16
+
+
 class Follows:
-    """The previous observation's indexes and the deltas of the sources that changed since."""
+    """The indexes of the last observations, newest first, each with the deltas of the sources
+    that changed from it to the next (``steps``: at most ``KEPT_OBSERVATIONS``)."""
 
-    __slots__ = ("memo", "changes")
+    __slots__ = ("steps",)
 
-    def __init__(self, memo: dict[str, tuple[Any, Any]], changes: dict[int, Delta]) -> None:
-        self.memo, self.changes = memo, changes
+    def __init__(self, memo: dict[str, tuple[Any, Any]], changes: dict[int, Delta],
+                 older: Follows | None = None) -> None:
+        kept = older.steps[:KEPT_OBSERVATIONS - 1] if older is not None else ()
+        self.steps: tuple[tuple[dict[str, tuple[Any, Any]], dict[int, Delta]], ...] = ((memo, changes), *kept)
 
     def __eq__(self, other: object) -> bool:   # a cache, never state (see Checkpoint._derived)
         return other is None or isinstance(other, Follows)
@@ -145,16 +153,23 @@ def _renamed(previous: dict[str, Any], delta: Delta) -> dict[str, Any]:
 
 
 def _derive(follows: Follows | None, name: str, source: Any, update: Callable[[Any, Delta], Any] | None) -> Any:
-    """The index ``name`` over ``source`` from the previous observation's, or ``_UNDERIVED``."""
-    previous = follows.memo.get(name) if follows is not None else None
-    if follows is None or previous is None:
+    """The index ``name`` over ``source`` from the newest earlier observation that has it, brought
+    forward by each delta of its source since (``update``), or ``_UNDERIVED``: no observation
+    kept has it, or its source was read whole since (a new object no delta leads to)."""
+    if follows is None:
         return _UNDERIVED
-    if previous[0] is source:
-        return previous[1]
-    delta = follows.changes.get(id(previous[0]))
-    if update is None or delta is None or delta.before is not previous[0] or delta.after is not source:
+    depth = next((i for i, (memo, _) in enumerate(follows.steps) if name in memo), None)
+    if depth is None:
         return _UNDERIVED
-    return update(previous[1], delta)
+    held, value = follows.steps[depth][0][name]
+    for _, changes in reversed(follows.steps[:depth + 1]):   # oldest first
+        delta = changes.get(id(held))
+        if delta is None or delta.before is not held or delta.after is held:
+            continue   # unchanged, or read whole (the identity check below then fails)
+        if update is None:
+            return _UNDERIVED
+        value, held = update(value, delta), delta.after
+    return value if held is source else _UNDERIVED
 
 
 @lru_cache(maxsize=1 << 16)
@@ -350,9 +365,11 @@ class ClusterObservation(_Fact):
         """Take this observation as the next after ``previous``: an index whose source is the
         very object it was computed from is carried over, and one given an ``update`` is derived
         from the previous one by the source's ``Delta`` (``changes``, keyed by the ``id`` of the
-        previous source), at the cost of what changed rather than of the cluster's size."""
-        memo: dict[str, tuple[Any, Any]] = previous.__pydantic_private__["_memo"]  # type: ignore[index]
-        self.__pydantic_private__["_follows"] = Follows(memo, changes)  # type: ignore[index]
+        previous source), at the cost of what changed rather than of the cluster's size. An index
+        the previous observation did not compute comes from the newest of the last
+        ``KEPT_OBSERVATIONS`` that did, by each delta since."""
+        private: dict[str, Any] = previous.__pydantic_private__  # type: ignore[assignment]
+        self.__pydantic_private__["_follows"] = Follows(private["_memo"], changes, private["_follows"])  # type: ignore[index]
 
     def indexed(self, name: str, source: Any, build: Callable[[], Any],
                 update: Callable[[Any, Delta], Any] | None = None) -> Any:

@@ -81,7 +81,8 @@ def test_the_probe_fleet_follows_the_caches_changes(sim, port) -> None:
         previous = obs
         time.sleep(0.05)
     follows = obs.__pydantic_private__["_follows"]          # handed how the fleet changed, not to rebuild it
-    assert follows.changes[id(previous.probe_pods)].after is obs.probe_pods
+    _, changes = follows.steps[0]                            # the changes since the previous observation
+    assert changes[id(previous.probe_pods)].after is obs.probe_pods
     fresh = Observer(plan, port).observe(frozenset())
     assert sorted(p.name for p in obs.probe_pods) == sorted(p.name for p in fresh.probe_pods)
     assert probe_pods_by_node(obs, plan) == probe_pods_by_node(fresh, plan)
