@@ -76,6 +76,7 @@ class DaemonSetController:
         self._tallies: dict[tuple[str, str], Tally] = {}   # per DaemonSet: its nodes' verdicts
         self._dirty: dict[tuple[str, str], set[str]] = {}  # per DaemonSet: nodes changed since its reconcile
         self._stale: set[tuple[str, str]] = set()           # DaemonSets whose next reconcile is a full pass
+        self._revisions: dict[str, tuple[int, str]] = {}     # per DaemonSet uid: its generation's template hash
         self._sync = Coalescer(world, self.sync, delay=config.latencies.controller)
         world.on("apps/daemonsets", self._on_daemonset)
         world.on("pods", self._on_pod)
@@ -86,6 +87,7 @@ class DaemonSetController:
         key = (meta.get("namespace", ""), meta["name"])
         if event.type == "DELETED":
             self.history.forget(meta["uid"])
+            self._revisions.pop(meta["uid"], None)
             self._tallies.pop(key, None)
             self._dirty.pop(key, None)
         self._sync.mark(key)   # its template's version is the tally's shape: a new one starts a full pass
@@ -113,6 +115,18 @@ class DaemonSetController:
             self._sync.mark(key)
 
     # ------------------------------------------------------------------ reconcile
+    def _revision(self, ds: Obj) -> str:
+        """The hash of the DaemonSet's template, worked out once per generation: the API server
+        moves ``metadata.generation`` on every change to its spec, the template's included."""
+        meta = ds["metadata"]
+        generation, kept = meta.get("generation"), self._revisions.get(meta["uid"])
+        if kept is not None and kept[0] == generation:
+            return kept[1]
+        revision = template_hash(ds["spec"]["template"])
+        if isinstance(generation, int):
+            self._revisions[meta["uid"]] = (generation, revision)
+        return revision
+
     def sync(self, key: tuple[str, str]) -> None:
         ds = self.store.try_get("apps/daemonsets", key[0], key[1])
         if ds is None or ds["metadata"].get("deletionTimestamp"):
@@ -120,7 +134,7 @@ class DaemonSetController:
         uid = ds["metadata"]["uid"]
         template = ds["spec"]["template"]
         tspec = template.get("spec") or {}
-        revision = template_hash(template)
+        revision = self._revision(ds)
         shape = (uid, ds["metadata"].get("generation"), revision)
         tally = self._tallies.get(key)
         dirty = self._dirty.pop(key, set())

@@ -114,9 +114,9 @@ class _Kept:
             subset = self.subsets[signature]
             out: Obj = {}
             if subset.ready:
-                out["addresses"] = [subset.ready[k] for k in sorted(subset.ready)]
+                out["addresses"] = list(map(subset.ready.__getitem__, sorted(subset.ready)))
             if subset.not_ready:
-                out["notReadyAddresses"] = [subset.not_ready[k] for k in sorted(subset.not_ready)]
+                out["notReadyAddresses"] = list(map(subset.not_ready.__getitem__, sorted(subset.not_ready)))
             if subset.ports:
                 out["ports"] = subset.ports
             rendered.append(out)
