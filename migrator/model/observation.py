@@ -154,22 +154,36 @@ def _renamed(previous: dict[str, Any], delta: Delta) -> dict[str, Any]:
 
 def _derive(follows: Follows | None, name: str, source: Any, update: Callable[[Any, Delta], Any] | None) -> Any:
     """The index ``name`` over ``source`` from the newest earlier observation that has it, brought
-    forward by each delta of its source since (``update``), or ``_UNDERIVED``: no observation
-    kept has it, or its source was read whole since (a new object no delta leads to)."""
+    forward by the deltas of its source since, joined into one (``update`` runs once), or
+    ``_UNDERIVED``: no observation kept has it, or its source was read whole since (a new object
+    no delta leads to)."""
     if follows is None:
         return _UNDERIVED
     depth = next((i for i, (memo, _) in enumerate(follows.steps) if name in memo), None)
     if depth is None:
         return _UNDERIVED
     held, value = follows.steps[depth][0][name]
+    current, net = held, None
     for _, changes in reversed(follows.steps[:depth + 1]):   # oldest first
-        delta = changes.get(id(held))
-        if delta is None or delta.before is not held or delta.after is held:
+        delta = changes.get(id(current))
+        if delta is None or delta.before is not current or delta.after is current:
             continue   # unchanged, or read whole (the identity check below then fails)
-        if update is None:
-            return _UNDERIVED
-        value, held = update(value, delta), delta.after
-    return value if held is source else _UNDERIVED
+        net, current = (delta if net is None else _then(net, delta)), delta.after
+    if current is not source:
+        return _UNDERIVED
+    if net is None:
+        return value
+    return _UNDERIVED if update is None else update(value, net)
+
+
+def _then(first: Delta, second: Delta) -> Delta:
+    """One delta for ``first`` then ``second`` (an update then costs what changed, once): an item
+    added by the first and removed by the second was never there for the index."""
+    added_first = {id(item) for item in first.added}
+    removed_second = {id(item) for item in second.removed}
+    return Delta(first.before, second.after,
+                 first.removed + tuple(item for item in second.removed if id(item) not in added_first),
+                 tuple(item for item in first.added if id(item) not in removed_second) + second.added)
 
 
 @lru_cache(maxsize=1 << 16)

@@ -68,11 +68,18 @@ def _changed(facts: dict[str, NodeFacts], before: tuple[NodeFacts, ...], rng: ra
     """Change a few nodes of ``facts`` in place; the delta from ``before`` (their tuple) to the one after."""
     removed, added = [], []
     for name in rng.sample(sorted(facts), rng.randint(0, 3)):
-        old = facts[name]
+        old = facts.pop(name)
+        removed.append(old)
+        if rng.random() < 0.2:
+            continue                                      # the node left the cluster
         new = old.model_copy(update={"unschedulable": not old.unschedulable})
         facts[name] = new
-        removed.append(old)
         added.append(new)
+    if rng.random() < 0.3:                                # a node joins (it may leave again before asked)
+        new = NodeFacts(name=f"node-{rng.randint(30, 99)}")
+        if new.name not in facts:
+            facts[new.name] = new
+            added.append(new)
     return Delta(before, tuple(facts.values()), tuple(removed), tuple(added))
 
 
