@@ -40,11 +40,14 @@ from migrator.model.checkpoint import (
 
 #: Nodes per shard for a new run (a run keeps the size it started with: ``CheckpointStore.load``).
 #: Nodes in flight carry their step's intent (pod uids, checks passed, a refused eviction's
-#: error), so a shard of nodes in flight is several times a shard of finished ones: at 8 a
-#: shard's write is about 1.8 KB on the wire in the engine benchmark's 200-node run, at 16 it
-#: was 3.1 KB and the 1,000-node run wrote 9.0 KiB per node (target 8). A run of 5,000 nodes
-#: keeps 625 shards (a LIST of them is one request).
-SHARD_NODES = 8
+#: error), so a shard of nodes in flight is several times a shard of finished ones, and most
+#: writes change one node: the bytes per node follow the shard's size. In the engine
+#: benchmark's 1,000-node run, 16 wrote 9.0 KiB per node (target 8) and 8 wrote 6.6-7.6 KiB,
+#: until the simulated scheduler searched a window of nodes as kube-scheduler does: the
+#: PodDisruptionBudget then refused more evictions, nodes waited longer in the recycle step
+#: with their intent and the refusal in their line, and 8 wrote 9.5 KiB. At 4 it writes
+#: 6.7 KiB. A run of 5,000 nodes keeps 1,250 shards (a LIST of them is one request).
+SHARD_NODES = 4
 SHARD_INFIX = "-nodes-"
 
 
