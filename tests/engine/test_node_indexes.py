@@ -35,6 +35,27 @@ def indexes(obs: ClusterObservation) -> tuple[object, ...]:
     return obs.node_by_name, _tainted(obs), _node_names(obs)
 
 
+def _changed(facts: dict[str, NodeFacts], before: tuple[NodeFacts, ...], rng: random.Random) -> Delta:
+    """Change, remove or add a few nodes of ``facts`` in place; the delta from ``before`` (their
+    tuple) to the one after."""
+    removed, added = [], []
+    for name in rng.sample(sorted(facts), rng.randint(0, 3)):
+        old = facts.pop(name)
+        removed.append(old)
+        if rng.random() < 0.15:
+            continue                                      # the node left the cluster
+        new = old.model_copy(update={"taints": rng.choice([(), (STEER,), (OTHER,), (OTHER, STEER)]),
+                                     "unschedulable": rng.random() < 0.5})
+        facts[name] = new
+        added.append(new)
+    if rng.random() < 0.2:                                # a node joins (it may leave again before asked)
+        new = NodeFacts(name=f"node-{rng.randint(20, 99)}", taints=(STEER,))
+        if new.name not in facts:
+            facts[new.name] = new
+            added.append(new)
+    return Delta(before, tuple(facts.values()), tuple(removed), tuple(added))
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_node_indexes_derived_by_changes_equal_a_fresh_build(seed: int) -> None:
     rng = random.Random(seed)
@@ -43,44 +64,11 @@ def test_node_indexes_derived_by_changes_equal_a_fresh_build(seed: int) -> None:
     obs = observe(current)
     indexes(obs)
     for _ in range(60):
-        removed, added = [], []
-        for name in rng.sample(sorted(facts), rng.randint(0, 3)):
-            old = facts.pop(name)
-            removed.append(old)
-            if rng.random() < 0.1:
-                continue                                  # the node left the cluster
-            new = old.model_copy(update={"taints": rng.choice([(), (STEER,), (OTHER,), (OTHER, STEER)]),
-                                         "unschedulable": rng.random() < 0.5})
-            facts[name] = new
-            added.append(new)
-        if rng.random() < 0.1:                            # a node joins
-            new = NodeFacts(name=f"node-{rng.randint(20, 99)}", taints=(STEER,))
-            if new.name not in facts:
-                facts[new.name] = new
-                added.append(new)
-        before, current = current, tuple(facts.values())
-        nxt = observe(current, obs, Delta(before, current, tuple(removed), tuple(added)))
+        delta = _changed(facts, current, rng)
+        current = delta.after
+        nxt = observe(current, obs, delta)
         assert indexes(nxt) == indexes(observe(current))
         obs = nxt
-
-
-def _changed(facts: dict[str, NodeFacts], before: tuple[NodeFacts, ...], rng: random.Random) -> Delta:
-    """Change a few nodes of ``facts`` in place; the delta from ``before`` (their tuple) to the one after."""
-    removed, added = [], []
-    for name in rng.sample(sorted(facts), rng.randint(0, 3)):
-        old = facts.pop(name)
-        removed.append(old)
-        if rng.random() < 0.2:
-            continue                                      # the node left the cluster
-        new = old.model_copy(update={"unschedulable": not old.unschedulable})
-        facts[name] = new
-        added.append(new)
-    if rng.random() < 0.3:                                # a node joins (it may leave again before asked)
-        new = NodeFacts(name=f"node-{rng.randint(30, 99)}")
-        if new.name not in facts:
-            facts[new.name] = new
-            added.append(new)
-    return Delta(before, tuple(facts.values()), tuple(removed), tuple(added))
 
 
 def _asked(obs: ClusterObservation, built: list[str]) -> dict[str, NodeFacts]:
