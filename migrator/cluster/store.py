@@ -75,6 +75,17 @@ class _Known:
     records: tuple[NodeRecord, ...] | None = None
 
 
+@dataclass(frozen=True)
+class _Saved:
+    """What the last save left written: its node records and steered names, at the shard versions
+    it returned (the next save from those versions looks only at the shards that differ)."""
+
+    nodes: tuple[NodeRecord, ...]
+    steered: frozenset[str]
+    shards: tuple[tuple[str, str], ...]
+    per_shard: int
+
+
 @dataclass
 class SaveStats:
     """What the last save wrote."""
@@ -103,6 +114,7 @@ class CheckpointStore:
         self.last_save = SaveStats()
         self.written = SaveStats()  # everything this store wrote, for benchmarks and the run's account
         self._known: dict[str, _Known] = {}
+        self._saved: _Saved | None = None
 
     @property
     def where(self) -> str:
@@ -118,6 +130,7 @@ class CheckpointStore:
     # ------------------------------------------------------------------ read
     def load(self) -> tuple[Checkpoint | None, Versions | None]:
         """The stored checkpoint and its versions, or ``(None, None)`` if there is none."""
+        self._saved = None
         run = self.port.read_configmap(self.namespace, self.name)
         if run is None:
             return None, None
@@ -171,8 +184,12 @@ class CheckpointStore:
         stats = SaveStats()
         shard_versions = dict(versions.shards) if versions else {}
         steered = frozenset(checkpoint.steered)
+        nodes, per = checkpoint.nodes, self.per_shard
+        candidates = self._candidates(nodes, steered, versions)
+        self._saved = None   # until this save has gone through
         writes: list[tuple[str, dict[str, str], str | None, tuple[NodeRecord, ...]]] = []
-        for index, records in enumerate(shards.partition(checkpoint.nodes, self.per_shard)):
+        for index in range(shards.shard_count(len(nodes), per)) if candidates is None else candidates:
+            records = nodes[index * per:(index + 1) * per]
             name = shards.shard_name(self.name, index)
             rv = shard_versions.get(name)
             known = self._known.get(name)
@@ -194,13 +211,33 @@ class CheckpointStore:
             run_rv = snapshot.resource_version
             stats.add(self.name, data)
         assert run_rv is not None
+        done = Versions(run_rv, tuple(sorted(shard_versions.items())))
+        self._saved = _Saved(nodes, steered, done.shards, per)
         self.last_save = stats
         self.last_size = stats.largest
         self.written.objects += stats.objects
         self.written.bytes += stats.bytes
         if stats.objects:
             log.debug("checkpoint.saved", where=self.where, objects=stats.objects, bytes=stats.bytes)
-        return Versions(run_rv, tuple(sorted(shard_versions.items())))
+        return done
+
+    def _candidates(self, nodes: tuple[NodeRecord, ...], steered: frozenset[str],
+                    versions: Versions | None) -> list[int] | None:
+        """The shards a save from ``versions`` may have to write: those holding a record that is
+        not the very one the last save wrote, or a node whose steered mark moved; None (every
+        shard) unless ``versions`` are what the last save returned (a load, a conflict or a failed
+        write since: the full comparison decides). Unchanged records are shared between
+        checkpoints, so this costs an identity check per node, not a shard's encoding."""
+        saved = self._saved
+        if saved is None or versions is None or versions.shards != saved.shards or saved.per_shard != self.per_shard \
+                or len(saved.nodes) != len(nodes):
+            return None
+        per = self.per_shard
+        found = {i // per for i, (before, now) in enumerate(zip(saved.nodes, nodes, strict=True)) if before is not now}
+        moved = saved.steered ^ steered
+        if moved:
+            found |= {i // per for i, record in enumerate(nodes) if record.name in moved}
+        return sorted(found)
 
     def _write_shards(self, writes: list[tuple[str, dict[str, str], str | None, tuple[NodeRecord, ...]]],
                       run_id: str) -> list[ConfigMapSnapshot]:
