@@ -189,7 +189,7 @@ class CheckpointStore:
         self._saved = None   # until this save has gone through
         writes: list[tuple[str, dict[str, str], str | None, tuple[NodeRecord, ...]]] = []
         for index in range(shards.shard_count(len(nodes), per)) if candidates is None else candidates:
-            records = nodes[index * per:(index + 1) * per]
+            records = shards.shard_records(nodes, index, per)
             name = shards.shard_name(self.name, index)
             rv = shard_versions.get(name)
             known = self._known.get(name)

@@ -62,7 +62,12 @@ def shard_count(nodes: int, per_shard: int = SHARD_NODES) -> int:
 
 def partition(records: Sequence[NodeRecord], per_shard: int = SHARD_NODES) -> list[tuple[NodeRecord, ...]]:
     """The node records of each shard, in run order."""
-    return [tuple(records[i:i + per_shard]) for i in range(0, len(records), per_shard)]
+    return [shard_records(records, index, per_shard) for index in range(shard_count(len(records), per_shard))]
+
+
+def shard_records(records: Sequence[NodeRecord], index: int, per_shard: int = SHARD_NODES) -> tuple[NodeRecord, ...]:
+    """The node records shard ``index`` holds."""
+    return tuple(records[index * per_shard:(index + 1) * per_shard])
 
 
 def run_record(cp: Checkpoint) -> dict[str, Any]:

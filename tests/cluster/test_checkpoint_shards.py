@@ -281,3 +281,31 @@ def test_a_save_from_its_own_versions_writes_what_a_full_comparison_would(seed: 
         at_full = full.save(cp, at_full)
         assert quick.last_save.names == full.last_save.names and quick.last_save.bytes == full.last_save.bytes
     loads_as(quick, cp, at_quick)
+
+
+def test_a_shard_whose_write_failed_is_written_by_the_next_save_from_the_same_versions() -> None:
+    """A save that failed part-way (an API error on one shard) is tried again from the versions
+    before it, as the run loop does: the shard that did not go through must be written then,
+    not taken for one the last save already wrote."""
+    from migrator.cluster.errors import Unavailable
+
+    port = MemoryPort()
+    store = CheckpointStore(port)
+    cp = big(6 * SHARD_NODES)
+    versions = store.save(cp, None)
+    cp = step(cp, 4 * SHARD_NODES + 1)
+    failing = shard_name(NAME, 4)
+    replace = port.replace_configmap
+
+    def refuse_once(namespace, name, data, **kwargs):
+        if name == failing:
+            port.replace_configmap = replace   # type: ignore[method-assign]
+            raise Unavailable("etcdserver: request timed out", status=503)
+        return replace(namespace, name, data, **kwargs)
+
+    port.replace_configmap = refuse_once   # type: ignore[method-assign]
+    with pytest.raises(Unavailable):
+        store.save(cp, versions)
+    versions = store.save(cp, versions)
+    assert store.last_save.names == [failing]
+    loads_as(store, cp, versions)
